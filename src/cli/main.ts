@@ -1,0 +1,48 @@
+// The kata-ts command: one module per verb under ./commands, loaded only when used so that a
+// quick verb never pays for the imports of a slow one.
+import { describeError, isKataError } from "../util/errors.js";
+
+interface Verb {
+  summary: string;
+  load: () => Promise<{ run(argv: string[]): Promise<number> }>;
+}
+
+const verbs: Record<string, Verb> = {
+  setup: { summary: "install everything kata-ts and its tests need on this Debian host", load: () => import("./commands/setup.js") },
+  check: { summary: "report what this host can do (QEMU, KVM, virtiofsd, containerd, CNI, ...)", load: () => import("./commands/check.js") },
+};
+
+export function registerVerb(name: string, verb: Verb): void {
+  verbs[name] = verb;
+}
+
+function usage(): string {
+  const width = Math.max(...Object.keys(verbs).map((v) => v.length));
+  const lines = Object.entries(verbs).map(([name, v]) => `  ${name.padEnd(width)}  ${v.summary}`);
+  return `usage: kata-ts <command> [options]\n\ncommands:\n${lines.join("\n")}\n`;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "-h" || name === "--help" || name === "help") {
+    process.stdout.write(usage());
+    return name === undefined ? 2 : 0;
+  }
+  const verb = verbs[name];
+  if (verb === undefined) {
+    process.stderr.write(`kata-ts: unknown command "${name}"\n\n${usage()}`);
+    return 2;
+  }
+  const mod = await verb.load();
+  return mod.run(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`kata-ts: ${describeError(err)}\n`);
+    process.exitCode = isKataError(err, "INVALID_ARGUMENT") ? 2 : 1;
+  },
+);

@@ -1,0 +1,111 @@
+// What this host can do for kata-ts. Each probe looks at the real thing (runs the binary, opens
+// the device, builds a throwaway tc redirect) and says whether kata-ts needs it.
+import { access, constants, readdir } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { run, tryRun } from "../util/exec.js";
+
+export type CapabilityStatus = "ok" | "missing" | "unverified" | "absent";
+
+export interface Capability {
+  name: string;
+  status: CapabilityStatus;
+  detail: string;
+  /** A must-have: `kata-ts check` fails when it is missing. */
+  required: boolean;
+}
+
+export const qemuBinary = "qemu-system-x86_64";
+export const virtiofsdBinary = "/usr/lib/qemu/virtiofsd";
+export const cniPluginDir = "/usr/lib/cni";
+const requiredCniPlugins = ["bridge", "host-local", "loopback"];
+
+async function exists(path: string, mode = constants.F_OK): Promise<boolean> {
+  return access(path, mode).then(() => true, () => false);
+}
+
+function firstLine(text: string): string {
+  return text.trim().split("\n")[0] ?? "";
+}
+
+async function versionOf(name: string, file: string, args: string[], required: boolean, fix: string): Promise<Capability> {
+  const out = await tryRun(file, args, { timeoutMs: 10_000 });
+  if (out === undefined) return { name, status: "missing", detail: `${file} not found or not runnable (${fix})`, required };
+  return { name, status: "ok", detail: firstLine(out.stdout || out.stderr), required };
+}
+
+async function kvmPresence(): Promise<Capability> {
+  const openable = await exists("/dev/kvm", constants.R_OK | constants.W_OK);
+  return {
+    name: "kvm",
+    status: openable ? "unverified" : "absent",
+    detail: openable
+      ? "/dev/kvm present; usable only if a real guest boots under it (no boot probe yet: kata-ts uses TCG)"
+      : "/dev/kvm absent: VMs run under TCG (software emulation), slower but complete",
+    required: false,
+  };
+}
+
+async function deviceNode(name: string, path: string, required: boolean, absentDetail: string): Promise<Capability> {
+  const ok = await exists(path, constants.R_OK | constants.W_OK);
+  return { name, status: ok ? "ok" : required ? "missing" : "absent", detail: ok ? `${path} present` : absentDetail, required };
+}
+
+async function cgroupVersion(): Promise<Capability> {
+  const name = "cgroup";
+  if (await exists("/sys/fs/cgroup/cgroup.controllers")) return { name, status: "ok", detail: "v2 (unified)", required: true };
+  if (await exists("/sys/fs/cgroup/memory")) {
+    const hybrid = await exists("/sys/fs/cgroup/unified/cgroup.controllers");
+    return { name, status: "ok", detail: hybrid ? "v1 (hybrid, cgroup2 at /sys/fs/cgroup/unified)" : "v1", required: true };
+  }
+  return { name, status: "missing", detail: "no cgroup hierarchy mounted at /sys/fs/cgroup", required: true };
+}
+
+async function cniPlugins(): Promise<Capability> {
+  const names = await readdir(cniPluginDir).catch(() => [] as string[]);
+  const missing = requiredCniPlugins.filter((p) => !names.includes(p));
+  return {
+    name: "cni-plugins",
+    status: missing.length === 0 ? "ok" : "missing",
+    detail: missing.length === 0 ? `${cniPluginDir}: ${names.length} plugins` : `${cniPluginDir} lacks ${missing.join(", ")} (apt-get install containernetworking-plugins)`,
+    required: true,
+  };
+}
+
+/** Builds a veth pair in a throwaway netns and redirects one's ingress to the other with tc mirred. */
+async function tcMirred(): Promise<Capability> {
+  const ns = `kata-ts-check-${randomBytes(4).toString("hex")}`;
+  const name = "tc-mirred";
+  try {
+    await run("ip", ["netns", "add", ns]);
+    const inNs = (...args: string[]) => run("ip", ["netns", "exec", ns, ...args], { timeoutMs: 10_000 });
+    await inNs("ip", "link", "add", "a0", "type", "veth", "peer", "name", "b0");
+    await inNs("tc", "qdisc", "add", "dev", "a0", "ingress");
+    await inNs("tc", "filter", "add", "dev", "a0", "parent", "ffff:", "protocol", "all", "u32", "match", "u8", "0", "0",
+      "action", "mirred", "egress", "redirect", "dev", "b0");
+    return { name, status: "ok", detail: "ingress qdisc + mirred egress redirect work", required: true };
+  } catch (err) {
+    return { name, status: "missing", detail: `tc mirred redirect failed: ${(err as Error).message}`, required: true };
+  } finally {
+    await tryRun("ip", ["netns", "delete", ns]);
+  }
+}
+
+export async function probeHost(): Promise<Capability[]> {
+  return Promise.all([
+    versionOf("qemu", qemuBinary, ["--version"], true, "apt-get install qemu-system-x86"),
+    versionOf("virtiofsd", virtiofsdBinary, ["--version"], true, "apt-get install qemu-system-x86"),
+    kvmPresence(),
+    deviceNode("vhost-vsock", "/dev/vhost-vsock", false, "absent: the agent channel uses virtio-serial"),
+    deviceNode("tun", "/dev/net/tun", true, "/dev/net/tun missing: modprobe tun"),
+    tcMirred(),
+    cgroupVersion(),
+    versionOf("containerd", "containerd", ["--version"], true, "apt-get install containerd"),
+    versionOf("crun", "crun", ["--version"], true, "apt-get install crun"),
+    versionOf("runc", "runc", ["--version"], false, "apt-get install runc"),
+    cniPlugins(),
+  ]);
+}
+
+export function missingRequired(caps: readonly Capability[]): Capability[] {
+  return caps.filter((c) => c.required && c.status === "missing");
+}

@@ -1,0 +1,25 @@
+// The Debian packages kata-ts needs on a host, and why each is there.
+export interface HostPackage {
+  name: string;
+  why: string;
+}
+
+export const hostPackages: readonly HostPackage[] = [
+  { name: "qemu-system-x86", why: "the VMM (microvm machine) and virtiofsd" },
+  { name: "qemu-utils", why: "disk image tools" },
+  { name: "containerd", why: "the container manager kata-ts plugs into (and the e2e tests drive)" },
+  { name: "runc", why: "the trusted runtime beside kata-ts, and the benchmarks' baseline" },
+  { name: "crun", why: "the OCI runtime that creates containers inside the guest" },
+  { name: "containernetworking-plugins", why: "CNI plugins (bridge, host-local, loopback)" },
+  { name: "busybox-static", why: "guest init tools and test images" },
+  { name: "tini", why: "a minimal init for test containers" },
+  { name: "erofs-utils", why: "builds the read-only guest image" },
+  { name: "e2fsprogs", why: "ext4 images" },
+  { name: "cpio", why: "initramfs archives" },
+  { name: "kmod", why: "depmod for the guest's module tree" },
+  { name: "iproute2", why: "ip and tc: netns, taps and mirred redirects" },
+  { name: "lz4", why: "unpacks the Debian kernel into a vmlinux" },
+  { name: "zstd", why: "compressed kernel modules" },
+  { name: "skopeo", why: "OCI image handling for test images" },
+  { name: "umoci", why: "OCI image layout for test images" },
+];

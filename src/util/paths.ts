@@ -1,0 +1,22 @@
+// Where kata-ts keeps things on a host. Every path can be moved with an environment variable so
+// that tests and private installs never touch the system-wide locations.
+import { join } from "node:path";
+
+/** Per-sandbox runtime state (sockets, pids, logs): /run/kata-ts/<sandbox-id>/. */
+export function stateRoot(): string {
+  return process.env.KATA_TS_STATE_DIR ?? "/run/kata-ts";
+}
+
+/** Guest assets (kernel, rootfs image, manifest) built by `kata-ts build-assets`. */
+export function assetsDir(): string {
+  return process.env.KATA_TS_ASSETS_DIR ?? "/var/lib/kata-ts/assets";
+}
+
+/** Host-wide cache (e.g. the KVM boot probe result). */
+export function cacheDir(): string {
+  return process.env.KATA_TS_CACHE_DIR ?? "/var/cache/kata-ts";
+}
+
+export function sandboxStateDir(sandboxId: string): string {
+  return join(stateRoot(), sandboxId);
+}
