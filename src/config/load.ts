@@ -1,0 +1,56 @@
+// Which configuration file applies, in Kata's order: the CRI handler's ConfigPath runtime option,
+// then $KATA_TS_CONFIG, then /etc/kata-ts/configuration.toml, then the installed default; with no
+// file at all, the built-in defaults. An explicitly named file that is missing is an error (a typo
+// in ConfigPath must not silently fall back to defaults); the system locations are optional.
+import { readFile } from "node:fs/promises";
+import { KataError } from "../util/errors.js";
+import { parseConfig } from "./parse.js";
+import { defaultConfig, type KataConfig } from "./schema.js";
+
+export const systemConfigPath = "/etc/kata-ts/configuration.toml";
+export const installedConfigPath = "/usr/share/defaults/kata-ts/configuration.toml";
+
+export interface ConfigSearch {
+  /** runtimeoptions.v1.Options.config_path from containerd (CRI handler option ConfigPath). */
+  configPath?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Overridable for tests. */
+  systemPath?: string;
+  installedPath?: string;
+}
+
+export interface LoadedConfig {
+  config: KataConfig;
+  /** The file the config came from, or "built-in defaults". */
+  source: string;
+}
+
+export async function loadConfig(search: ConfigSearch = {}): Promise<LoadedConfig> {
+  const env = search.env ?? process.env;
+  const explicit: Array<[string | undefined, string]> = [
+    [search.configPath, "runtime option ConfigPath"],
+    [env.KATA_TS_CONFIG, "KATA_TS_CONFIG"],
+  ];
+  for (const [path, origin] of explicit) {
+    if (path === undefined || path === "") continue;
+    const text = await readText(path);
+    if (text === undefined) {
+      throw new KataError("NOT_FOUND", `configuration file ${path} (from ${origin}) does not exist: create it or fix ${origin}`);
+    }
+    return { config: parseConfig(text, path), source: path };
+  }
+  for (const path of [search.systemPath ?? systemConfigPath, search.installedPath ?? installedConfigPath]) {
+    const text = await readText(path);
+    if (text !== undefined) return { config: parseConfig(text, path), source: path };
+  }
+  return { config: defaultConfig(), source: "built-in defaults" };
+}
+
+async function readText(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw new KataError("INVALID_ARGUMENT", `configuration file ${path} cannot be read: ${(err as Error).message}`, { cause: err });
+  }
+}

@@ -1,0 +1,68 @@
+// The shape of configuration.toml, in the spirit of Kata's: [hypervisor.qemu], [agent], [runtime].
+// Every table rejects unknown keys so that a typo fails loudly instead of silently using a default.
+// Defaults live here and only here; docs/configuration.md and config/configuration.toml.example
+// describe the same values (a unit test keeps the example in step).
+import { z } from "zod";
+
+/** Empty string means "take it from the guest assets manifest" (kata-ts build-assets). */
+const assetPath = z.string().default("");
+
+export const qemuSchema = z
+  .strictObject({
+    /** QEMU binary; a bare name is looked up on PATH. */
+    path: z.string().min(1).default("qemu-system-x86_64"),
+    kernel: assetPath,
+    initrd: assetPath,
+    image: assetPath,
+    /** Extra guest kernel parameters, appended after the ones the assets need. */
+    kernel_params: z.array(z.string()).default([]),
+    default_vcpus: z.int().min(1).max(256).default(1),
+    /** Guest memory in MiB before the pod's own sizing is added. */
+    default_memory: z.int().min(64).max(1024 * 1024).default(512),
+    /** `auto` boots with KVM when a real KVM boot works on this host, TCG otherwise. */
+    accel: z.enum(["auto", "kvm", "tcg"]).default("auto"),
+    /** virtiofsd used to share container root filesystems with the guest. */
+    virtio_fs_daemon: z.string().min(1).default("/usr/lib/qemu/virtiofsd"),
+  })
+  .prefault({});
+
+export const hypervisorSchema = z.strictObject({ qemu: qemuSchema }).prefault({});
+
+export const agentSchema = z
+  .strictObject({
+    /** Seconds to wait from VM start until the guest agent answers its health check. */
+    dial_timeout: z.number().positive().max(3600).default(60),
+    /** Seconds any single agent request may take (WaitProcess is exempt: it blocks by design). */
+    request_timeout: z.number().positive().max(3600).default(30),
+    debug: z.boolean().default(false),
+  })
+  .prefault({});
+
+export const runtimeSchema = z
+  .strictObject({
+    debug: z.boolean().default(false),
+    log_level: z.enum(["trace", "debug", "info", "warn", "error", "fatal"]).default("info"),
+    /** Put the VMM and its helpers in the pod's cgroup only (no extra sandbox cgroup overhead accounting). */
+    sandbox_cgroup_only: z.boolean().default(false),
+    /** How the guest NIC is wired to the pod's veth: a tap mirrored with tc filters. */
+    internetworking_model: z.enum(["tcfilter", "none"]).default("tcfilter"),
+  })
+  .prefault({});
+
+export const configSchema = z
+  .strictObject({
+    hypervisor: hypervisorSchema,
+    agent: agentSchema,
+    runtime: runtimeSchema,
+  })
+  .prefault({});
+
+export type KataConfig = z.output<typeof configSchema>;
+export type QemuConfig = KataConfig["hypervisor"]["qemu"];
+export type AgentConfig = KataConfig["agent"];
+export type RuntimeConfig = KataConfig["runtime"];
+
+/** The configuration when no file is found: every default. */
+export function defaultConfig(): KataConfig {
+  return configSchema.parse({});
+}
