@@ -1,0 +1,125 @@
+// ttRPC v1.1 framing (containerd/ttrpc channel.go): a 10-byte header, then the payload.
+//
+//   bytes 0-3  payload length, uint32 big-endian
+//   bytes 4-7  stream id, uint32 big-endian (client-initiated ids are odd)
+//   byte  8    message type (1 request, 2 response)
+//   byte  9    flags (0 in v1.1)
+//
+// The decoder never buffers more than one payload of at most MESSAGE_LENGTH_MAX bytes: the payload
+// of a larger frame is skipped as it arrives, and reported so the caller can answer
+// RESOURCE_EXHAUSTED for that stream and keep the connection.
+import { KataError } from "../../util/errors.js";
+
+/** channel.go messageHeaderLength */
+export const MESSAGE_HEADER_LENGTH = 10;
+/** channel.go messageLengthMax: 4 MiB */
+export const MESSAGE_LENGTH_MAX = 4 << 20;
+/** channel.go messageTypeRequest */
+export const MESSAGE_TYPE_REQUEST = 0x1;
+/** channel.go messageTypeResponse */
+export const MESSAGE_TYPE_RESPONSE = 0x2;
+/** The largest stream id (uint32). */
+export const STREAM_ID_MAX = 0xffff_ffff;
+
+export interface FrameHeader {
+  streamId: number;
+  type: number;
+  flags: number;
+}
+
+export interface Frame extends FrameHeader {
+  payload: Buffer;
+}
+
+/** What the decoder found: a whole frame, or the header of a frame too large to accept. */
+export type DecodeEvent =
+  | { kind: "frame"; frame: Frame }
+  | { kind: "oversized"; header: FrameHeader; length: number };
+
+export function encodeFrame(header: FrameHeader, payload: Uint8Array): Buffer {
+  if (payload.length > MESSAGE_LENGTH_MAX) {
+    throw new KataError(
+      "RESOURCE_EXHAUSTED",
+      `ttrpc message of ${payload.length} bytes exceeds the maximum of ${MESSAGE_LENGTH_MAX} bytes`,
+    );
+  }
+  if (!Number.isInteger(header.streamId) || header.streamId < 0 || header.streamId > STREAM_ID_MAX) {
+    throw new KataError("INVALID_ARGUMENT", `ttrpc stream id ${header.streamId} is not a uint32`);
+  }
+  const buf = Buffer.allocUnsafe(MESSAGE_HEADER_LENGTH + payload.length);
+  buf.writeUInt32BE(payload.length, 0);
+  buf.writeUInt32BE(header.streamId, 4);
+  buf.writeUInt8(header.type & 0xff, 8);
+  buf.writeUInt8(header.flags & 0xff, 9);
+  buf.set(payload, MESSAGE_HEADER_LENGTH);
+  return buf;
+}
+
+/** Incremental decoder: push() the bytes as they arrive, get back the complete frames. */
+export class FrameDecoder {
+  private readonly header = Buffer.alloc(MESSAGE_HEADER_LENGTH);
+  private headerFill = 0;
+  private current: FrameHeader | undefined;
+  private payload: Buffer | undefined; // undefined while skipping an oversized payload
+  private payloadFill = 0;
+  private remaining = 0; // payload bytes still to come for `current`
+
+  constructor(private readonly maxPayload = MESSAGE_LENGTH_MAX) {}
+
+  /** True when no partial frame is buffered. */
+  get idle(): boolean {
+    return this.headerFill === 0 && this.current === undefined;
+  }
+
+  push(chunk: Uint8Array): DecodeEvent[] {
+    const events: DecodeEvent[] = [];
+    let off = 0;
+    while (off < chunk.length) {
+      if (this.current === undefined) {
+        const n = Math.min(MESSAGE_HEADER_LENGTH - this.headerFill, chunk.length - off);
+        this.header.set(chunk.subarray(off, off + n), this.headerFill);
+        this.headerFill += n;
+        off += n;
+        if (this.headerFill < MESSAGE_HEADER_LENGTH) break;
+        this.headerFill = 0;
+        this.startPayload(events);
+        continue;
+      }
+      const n = Math.min(this.remaining, chunk.length - off);
+      if (this.payload !== undefined) this.payload.set(chunk.subarray(off, off + n), this.payloadFill);
+      this.payloadFill += n;
+      this.remaining -= n;
+      off += n;
+      if (this.remaining === 0) this.finishPayload(events);
+    }
+    return events;
+  }
+
+  private startPayload(events: DecodeEvent[]): void {
+    const length = this.header.readUInt32BE(0);
+    const header: FrameHeader = {
+      streamId: this.header.readUInt32BE(4),
+      type: this.header.readUInt8(8),
+      flags: this.header.readUInt8(9),
+    };
+    this.current = header;
+    this.remaining = length;
+    this.payloadFill = 0;
+    if (length > this.maxPayload) {
+      // Report now so the peer gets its answer without waiting for the bytes we will drop.
+      this.payload = undefined;
+      events.push({ kind: "oversized", header, length });
+    } else {
+      this.payload = Buffer.allocUnsafe(length);
+    }
+    if (length === 0) this.finishPayload(events);
+  }
+
+  private finishPayload(events: DecodeEvent[]): void {
+    const header = this.current;
+    const payload = this.payload;
+    this.current = undefined;
+    this.payload = undefined;
+    if (header !== undefined && payload !== undefined) events.push({ kind: "frame", frame: { ...header, payload } });
+  }
+}

@@ -1,0 +1,229 @@
+// One ttRPC connection on the server side: decodes request frames, runs every call's handler
+// concurrently, answers each on its stream id. Hostile or broken input never throws out of here:
+// a bad frame gets an error status on its stream (or is ignored), and anything unexpected drops
+// this connection only.
+import type { Duplex } from "node:stream";
+import { create, fromBinary, toBinary, type DescMethod, type Message } from "@bufbuild/protobuf";
+import { RequestSchema, ResponseSchema } from "../gen/ttrpc/request_pb.js";
+import { TtrpcError, statusOfError } from "./errors.js";
+import {
+  FrameDecoder,
+  MESSAGE_LENGTH_MAX,
+  MESSAGE_TYPE_REQUEST,
+  MESSAGE_TYPE_RESPONSE,
+  encodeFrame,
+  type DecodeEvent,
+  type Frame,
+} from "./frame.js";
+import { Code } from "./status.js";
+
+/** What a handler gets besides its request. */
+export interface HandlerContext {
+  /** Request metadata (ttrpc Request field 5); for repeated keys the last value wins. */
+  metadata: Map<string, string>;
+  /** Aborted when the call's deadline passes or the connection closes; reason is a TtrpcError. */
+  signal: AbortSignal;
+  /** Absolute deadline (Date.now() scale) from the request's timeout_nano, if any. */
+  deadline: number | undefined;
+}
+
+export type UnaryHandler = (request: Message, ctx: HandlerContext) => Promise<unknown>;
+
+export interface MethodEntry {
+  method: DescMethod;
+  handler: UnaryHandler;
+}
+
+export type MethodLookup = (service: string, method: string) => MethodEntry | TtrpcError;
+
+export interface ConnectionLimits {
+  maxConcurrentCalls: number;
+}
+
+// Above this many bytes queued for the peer, stop reading its requests until it drains them, so
+// a client that never reads its answers cannot make us buffer without bound.
+const WRITE_BACKLOG_MAX = 16 << 20;
+// setTimeout's limit; longer deadlines are treated as none.
+const TIMER_MAX_MS = 0x7fff_ffff;
+
+interface ActiveCall {
+  controller: AbortController;
+  timer: NodeJS.Timeout | undefined;
+}
+
+export class ServerConnection {
+  private readonly decoder = new FrameDecoder();
+  private readonly active = new Map<number, ActiveCall>();
+  private closed = false;
+  private waitingForDrain = false;
+
+  constructor(
+    private readonly stream: Duplex,
+    private readonly lookup: MethodLookup,
+    private readonly limits: ConnectionLimits,
+    private readonly onClose: (conn: ServerConnection) => void,
+  ) {
+    stream.on("data", (chunk: Buffer | string) => this.onData(chunk));
+    // Read errors and resets just end this connection; the reason does not matter to anyone.
+    stream.on("error", () => this.close());
+    stream.on("end", () => this.close());
+    stream.on("close", () => this.close());
+  }
+
+  /** Drop the connection and abort every handler still running on it. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    const reason = new TtrpcError(Code.CANCELLED, "ttrpc connection closed");
+    for (const call of this.active.values()) {
+      clearTimeout(call.timer);
+      call.controller.abort(reason);
+    }
+    this.active.clear();
+    this.stream.destroy();
+    this.onClose(this);
+  }
+
+  private onData(chunk: Buffer | string): void {
+    if (this.closed) return;
+    try {
+      const events = this.decoder.push(typeof chunk === "string" ? Buffer.from(chunk) : chunk);
+      for (const ev of events) this.onEvent(ev);
+    } catch {
+      // Only a bug can get here; losing one connection beats losing the process.
+      this.close();
+    }
+  }
+
+  private onEvent(ev: DecodeEvent): void {
+    if (ev.kind === "oversized") {
+      if (ev.header.type === MESSAGE_TYPE_REQUEST && ev.header.streamId % 2 === 1) {
+        this.sendStatus(
+          ev.header.streamId,
+          Code.RESOURCE_EXHAUSTED,
+          `message length ${ev.length} exceeds maximum message size of ${MESSAGE_LENGTH_MAX}`,
+        );
+      }
+      return;
+    }
+    this.onFrame(ev.frame);
+  }
+
+  private onFrame(frame: Frame): void {
+    // Other message types (v1.2 data frames, stray responses) are ignored, as ttrpc does.
+    if (frame.type !== MESSAGE_TYPE_REQUEST) return;
+    const id = frame.streamId;
+    if (id % 2 !== 1) {
+      this.sendStatus(id, Code.INVALID_ARGUMENT, "StreamID must be odd for client initiated streams");
+      return;
+    }
+    if (this.active.has(id)) {
+      this.sendStatus(id, Code.INVALID_ARGUMENT, `stream id ${id} is already in use by a call in progress`);
+      return;
+    }
+    if (this.active.size >= this.limits.maxConcurrentCalls) {
+      this.sendStatus(id, Code.RESOURCE_EXHAUSTED, `too many concurrent calls (max ${this.limits.maxConcurrentCalls})`);
+      return;
+    }
+    let request;
+    try {
+      request = fromBinary(RequestSchema, frame.payload);
+    } catch {
+      this.sendStatus(id, Code.INVALID_ARGUMENT, "could not decode ttrpc request");
+      return;
+    }
+    const entry = this.lookup(request.service, request.method);
+    if (entry instanceof TtrpcError) {
+      this.sendStatus(id, entry.status, entry.message);
+      return;
+    }
+    let input: Message;
+    try {
+      input = fromBinary(entry.method.input, request.payload);
+    } catch {
+      this.sendStatus(id, Code.INVALID_ARGUMENT, `could not decode ${entry.method.input.typeName}`);
+      return;
+    }
+    const metadata = new Map<string, string>();
+    for (const kv of request.metadata) metadata.set(kv.key, kv.value);
+    this.run(id, entry, input, metadata, request.timeoutNano);
+  }
+
+  private run(id: number, entry: MethodEntry, input: Message, metadata: Map<string, string>, timeoutNano: bigint): void {
+    const call: ActiveCall = { controller: new AbortController(), timer: undefined };
+    let deadline: number | undefined;
+    if (timeoutNano > 0n) {
+      const ms = Number(timeoutNano / 1_000_000n);
+      if (ms <= TIMER_MAX_MS) {
+        deadline = Date.now() + ms;
+        call.timer = setTimeout(() => this.expire(id, call, ms), ms);
+      }
+    }
+    this.active.set(id, call);
+    const ctx: HandlerContext = { metadata, signal: call.controller.signal, deadline };
+    // Each handler runs on its own promise: a slow one never holds up the others.
+    Promise.resolve()
+      .then(() => entry.handler(input, ctx))
+      .then(
+        (output) => this.finish(id, call, () => toBinary(entry.method.output, create(entry.method.output, output as never))),
+        (err: unknown) => this.finishWithError(id, call, err),
+      )
+      .catch(() => this.close());
+  }
+
+  private expire(id: number, call: ActiveCall, ms: number): void {
+    if (this.active.get(id) !== call) return;
+    this.active.delete(id);
+    const err = new TtrpcError(Code.DEADLINE_EXCEEDED, `deadline of ${ms} ms exceeded`);
+    call.controller.abort(err);
+    this.sendStatus(id, err.status, err.message);
+  }
+
+  private finish(id: number, call: ActiveCall, encode: () => Uint8Array): void {
+    if (!this.takeCall(id, call)) return;
+    let payload: Uint8Array;
+    try {
+      payload = encode();
+    } catch (err) {
+      this.sendStatus(id, Code.INTERNAL, `could not encode the response: ${err instanceof Error ? err.message : String(err)}`);
+      return;
+    }
+    this.sendResponse(id, { payload });
+  }
+
+  private finishWithError(id: number, call: ActiveCall, err: unknown): void {
+    if (!this.takeCall(id, call)) return;
+    const st = statusOfError(err);
+    this.sendStatus(id, st.code, st.message);
+  }
+
+  /** Removes the call if it is still waiting for its answer (not expired, not closed). */
+  private takeCall(id: number, call: ActiveCall): boolean {
+    if (this.active.get(id) !== call) return false;
+    this.active.delete(id);
+    clearTimeout(call.timer);
+    return true;
+  }
+
+  private sendStatus(id: number, code: number, message: string): void {
+    this.sendResponse(id, { status: { code, message } });
+  }
+
+  private sendResponse(id: number, init: { status?: { code: number; message: string }; payload?: Uint8Array }): void {
+    if (this.closed || this.stream.destroyed || this.stream.writableEnded) return;
+    let body = toBinary(ResponseSchema, create(ResponseSchema, init));
+    if (body.length > MESSAGE_LENGTH_MAX) {
+      const message = `response of ${body.length} bytes exceeds maximum message size of ${MESSAGE_LENGTH_MAX}`;
+      body = toBinary(ResponseSchema, create(ResponseSchema, { status: { code: Code.RESOURCE_EXHAUSTED, message } }));
+    }
+    const ok = this.stream.write(encodeFrame({ streamId: id, type: MESSAGE_TYPE_RESPONSE, flags: 0 }, body));
+    if (!ok && !this.waitingForDrain && this.stream.writableLength > WRITE_BACKLOG_MAX) {
+      this.waitingForDrain = true;
+      this.stream.pause();
+      this.stream.once("drain", () => {
+        this.waitingForDrain = false;
+        if (!this.closed) this.stream.resume();
+      });
+    }
+  }
+}

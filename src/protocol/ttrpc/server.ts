@@ -1,0 +1,128 @@
+// ttRPC server: services registered from protobuf-es descriptors, served on a unix socket or on
+// any Duplex (inside the guest: the virtio-serial port's read and write streams).
+import { lstat, rm } from "node:fs/promises";
+import net from "node:net";
+import type { Duplex } from "node:stream";
+import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
+import type { Message, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
+import { KataError } from "../../util/errors.js";
+import { TtrpcError } from "./errors.js";
+import { ServerConnection, type HandlerContext, type MethodEntry, type UnaryHandler } from "./server-connection.js";
+import { Code } from "./status.js";
+import { socketPathOf } from "./address.js";
+
+export type { HandlerContext } from "./server-connection.js";
+
+/** Handlers keyed by the methods' localName (lowerCamelCase, e.g. `createSandbox`). Missing ones answer UNIMPLEMENTED. */
+export type ServiceImpl<S extends GenServiceMethods> = {
+  [K in keyof S]?: (
+    request: MessageShape<S[K]["input"]>,
+    ctx: HandlerContext,
+  ) => Promise<MessageInitShape<S[K]["output"]>>;
+};
+
+export interface TtrpcServerOptions {
+  /** Calls in progress per connection before new ones get RESOURCE_EXHAUSTED. */
+  maxConcurrentCalls?: number;
+}
+
+export class TtrpcServer {
+  private readonly services = new Map<string, Map<string, MethodEntry>>();
+  private readonly connections = new Set<ServerConnection>();
+  private readonly maxConcurrentCalls: number;
+  private listener: net.Server | undefined;
+  private socketPath: string | undefined;
+
+  constructor(opts: TtrpcServerOptions = {}) {
+    this.maxConcurrentCalls = opts.maxConcurrentCalls ?? 16384;
+  }
+
+  register<S extends GenServiceMethods>(service: GenService<S>, impl: ServiceImpl<S>): this {
+    if (this.services.has(service.typeName)) {
+      throw new KataError("ALREADY_EXISTS", `ttrpc service ${service.typeName} is already registered`);
+    }
+    const known = new Set(service.methods.map((m) => m.localName));
+    for (const key of Object.keys(impl)) {
+      if (!known.has(key)) {
+        throw new KataError("INVALID_ARGUMENT", `${service.typeName} has no method "${key}"; handlers are keyed by lowerCamelCase method name`);
+      }
+    }
+    const methods = new Map<string, MethodEntry>();
+    const table = impl as Record<string, ((req: Message, ctx: HandlerContext) => Promise<unknown>) | undefined>;
+    for (const method of service.methods) {
+      const fn = table[method.localName];
+      if (method.methodKind !== "unary" || typeof fn !== "function") continue; // ttRPC 1.1 is unary only
+      const handler: UnaryHandler = (req, ctx) => fn.call(impl, req, ctx);
+      methods.set(method.name, { method, handler });
+    }
+    this.services.set(service.typeName, methods);
+    return this;
+  }
+
+  /** Serve one connection. The server owns the stream from now on and destroys it on close(). */
+  serve(stream: Duplex): void {
+    const conn = new ServerConnection(
+      stream,
+      (service, method) => this.lookup(service, method),
+      { maxConcurrentCalls: this.maxConcurrentCalls },
+      (c) => this.connections.delete(c),
+    );
+    this.connections.add(conn);
+  }
+
+  /** Listen on a unix socket (a path, or unix:///path). A stale socket file is replaced; a live one is an error. */
+  async listen(address: string): Promise<void> {
+    if (this.listener !== undefined) throw new KataError("FAILED_PRECONDITION", "ttrpc server is already listening");
+    const path = socketPathOf(address);
+    await removeStaleSocket(path);
+    const listener = net.createServer((sock) => this.serve(sock));
+    await new Promise<void>((resolve, reject) => {
+      listener.once("error", (err) =>
+        reject(new KataError("UNAVAILABLE", `cannot listen on ${path}: ${err.message}`, { cause: err })),
+      );
+      listener.listen(path, () => resolve());
+    });
+    // Accept errors after start-up (EMFILE, ...) must not crash the process; clients just retry.
+    listener.on("error", () => undefined);
+    this.listener = listener;
+    this.socketPath = path;
+  }
+
+  /** Stop listening, drop every connection (aborting running handlers), remove the socket file. */
+  async close(): Promise<void> {
+    const listener = this.listener;
+    this.listener = undefined;
+    for (const conn of [...this.connections]) conn.close();
+    if (listener !== undefined) {
+      await new Promise<void>((resolve) => listener.close(() => resolve()));
+    }
+    if (this.socketPath !== undefined) {
+      await rm(this.socketPath, { force: true });
+      this.socketPath = undefined;
+    }
+  }
+
+  private lookup(service: string, method: string): MethodEntry | TtrpcError {
+    const methods = this.services.get(service);
+    if (methods === undefined) return new TtrpcError(Code.UNIMPLEMENTED, `service ${service}`);
+    return methods.get(method) ?? new TtrpcError(Code.UNIMPLEMENTED, `method ${service}.${method}`);
+  }
+}
+
+async function removeStaleSocket(path: string): Promise<void> {
+  const st = await lstat(path).catch(() => undefined);
+  if (st === undefined) return;
+  if (!st.isSocket()) {
+    throw new KataError("ALREADY_EXISTS", `cannot listen on ${path}: a file that is not a socket is in the way; remove it`);
+  }
+  const live = await new Promise<boolean>((resolve) => {
+    const probe = net.createConnection(path);
+    probe.once("connect", () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once("error", () => resolve(false));
+  });
+  if (live) throw new KataError("ALREADY_EXISTS", `${path} is already served by another process`);
+  await rm(path, { force: true });
+}
