@@ -1,0 +1,225 @@
+// A private containerd 1.6 for tests: its own config, root, state and sockets in a temp dir,
+// the CRI plugin on, overlayfs, a loopback-only CNI network by default. stop() tears down
+// everything it made (tasks, shims, mounts, sockets, CNI results, dirs); findLeaks() checks.
+import { spawn, type ChildProcess } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { openSync, closeSync } from "node:fs";
+import { mkdir, mkdtemp, readFile, readdir, rm, rmdir, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { KataError } from "../../src/util/errors.js";
+import { run, tryRun, type ExecResult } from "../../src/util/exec.js";
+import { CRI_PLUGIN, defaultRuntimes, loopbackConflist, renderHarnessConfig, type RuntimeHandlerConfig } from "./containerd-config.js";
+import { unmountAllUnder } from "./mounts.js";
+import { killAll, processesInCgroups, processesMentioning } from "./processes.js";
+import { newCgroups, snapshotHost, type HostSnapshot, type LeakScope } from "./leaks.js";
+import { cleanStaleShimSockets } from "./shim-sockets.js";
+
+export { CRI_PLUGIN, type RuntimeHandlerConfig };
+export { assertNoLeaks, findLeaks } from "./leaks.js";
+
+/** The image the CRI plugin uses for pod sandboxes; test/harness images import it under this name. */
+export const DEFAULT_SANDBOX_IMAGE = "localhost/kata-ts/pause:1";
+export const K8S_NAMESPACE = "k8s.io";
+const CNI_RESULTS_DIR = "/var/lib/cni/results";
+const CNI_NETWORKS_DIR = "/var/lib/cni/networks";
+
+export interface StartContainerdOptions {
+  /** CRI runtime handlers by name; default: runc only. */
+  runtimes?: Record<string, RuntimeHandlerConfig>;
+  /** Path of a network namespace (e.g. /var/run/netns/x) to run containerd in, via nsenter --net. */
+  netns?: string;
+  /** A CNI conf dir of the caller's; default: a loopback-only conflist in the temp dir. */
+  cniConfDir?: string;
+  cniBinDir?: string;
+  sandboxImage?: string;
+  /** Deep-merged over the rendered config.toml. */
+  extraConfig?: Record<string, unknown>;
+  /** Called with the config path before containerd starts (e.g. to run the installer on it). */
+  beforeStart?: (configPath: string) => Promise<void>;
+  /** Extra environment for containerd (and so for its shims). */
+  env?: NodeJS.ProcessEnv;
+  readyTimeoutMs?: number;
+}
+
+export interface PrivateContainerd extends LeakScope {
+  address: string;
+  ttrpcAddress: string;
+  /** The harness's temp dir: everything below it is this instance's. */
+  baseDir: string;
+  rootDir: string;
+  stateDir: string;
+  configPath: string;
+  logPath: string;
+  /** KATA_TS_STATE_DIR given to containerd and so to kata-ts shims. */
+  kataStateDir: string;
+  cniNetworkName: string;
+  pid: number;
+  /** `ctr --address <address> -n k8s.io <args>`. */
+  ctr(args: readonly string[], opts?: { timeoutMs?: number; namespace?: string }): Promise<ExecResult>;
+  stop(): Promise<void>;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Wait for `p` at most `ms`; the timer is cleared so it never holds the event loop open. */
+async function within(p: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([p, new Promise<void>((r) => (timer = setTimeout(r, ms)))]);
+  clearTimeout(timer);
+}
+
+export async function startContainerd(opts: StartContainerdOptions = {}): Promise<PrivateContainerd> {
+  // Short base path: unix socket paths must stay under 108 bytes.
+  const baseDir = await mkdtemp(join(tmpdir(), "ktsh-"));
+  const rootDir = join(baseDir, "root");
+  const stateDir = join(baseDir, "state");
+  const kataStateDir = join(baseDir, "kata-ts");
+  const optDir = join(baseDir, "opt");
+  const cniConfDir = opts.cniConfDir ?? join(baseDir, "cni");
+  const cniNetworkName = `ktsh-${randomBytes(4).toString("hex")}`;
+  for (const d of [rootDir, stateDir, kataStateDir, optDir]) await mkdir(d, { recursive: true });
+  if (opts.cniConfDir === undefined) {
+    await mkdir(cniConfDir, { recursive: true });
+    await writeFile(join(cniConfDir, "10-loopback.conflist"), loopbackConflist(cniNetworkName));
+  }
+  const address = join(baseDir, "containerd.sock");
+  const ttrpcAddress = `${address}.ttrpc`;
+  const configPath = join(baseDir, "config.toml");
+  const logPath = join(baseDir, "containerd.log");
+  await writeFile(
+    configPath,
+    renderHarnessConfig({
+      rootDir,
+      stateDir,
+      address,
+      ttrpcAddress,
+      optDir,
+      cniConfDir,
+      cniBinDir: opts.cniBinDir ?? "/usr/lib/cni",
+      sandboxImage: opts.sandboxImage ?? DEFAULT_SANDBOX_IMAGE,
+      runtimes: opts.runtimes ?? defaultRuntimes,
+      extraConfig: opts.extraConfig,
+    }),
+  );
+  if (opts.beforeStart) await opts.beforeStart(configPath);
+
+  const before = await snapshotHost();
+  const argv = ["containerd", "--config", configPath, "--log-level", "debug"];
+  const [file, ...args] = opts.netns ? ["nsenter", `--net=${opts.netns}`, "--", ...argv] : argv;
+  const logFd = openSync(logPath, "a");
+  let child: ChildProcess;
+  try {
+    child = spawn(file as string, args, {
+      stdio: ["ignore", logFd, logFd],
+      env: { ...process.env, ...opts.env, KATA_TS_STATE_DIR: kataStateDir },
+    });
+  } finally {
+    closeSync(logFd);
+  }
+  let exited = false;
+  const exitPromise = new Promise<void>((resolve) => {
+    child.once("exit", () => {
+      exited = true;
+      resolve();
+    });
+    child.once("error", () => {
+      exited = true;
+      resolve();
+    });
+  });
+
+  const ctr = (ctrArgs: readonly string[], o: { timeoutMs?: number; namespace?: string } = {}) =>
+    run("ctr", ["--address", address, "--namespace", o.namespace ?? K8S_NAMESPACE, ...ctrArgs], { timeoutMs: o.timeoutMs ?? 60_000 });
+
+  let stopped = false;
+  const stop = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
+    const ids = await knownContainerIds(ctr, exited);
+    if (!exited) await teardownTasks(ctr, ids);
+    if (!exited) {
+      child.kill("SIGTERM");
+      await within(exitPromise, 10_000);
+      if (!exited) child.kill("SIGKILL");
+      await within(exitPromise, 10_000);
+    }
+    // Whatever is still alive (a shim that lost containerd, its containers, QEMU) is ours to kill.
+    await killAll([...(await processesMentioning(baseDir)), ...(await processesInCgroups(ids))]);
+    await unmountAllUnder([baseDir]);
+    await rmNewCgroups(before);
+    await cleanStaleShimSockets(before.shimSockets);
+    await removeCniState(cniNetworkName);
+    await rm(baseDir, { recursive: true, force: true, maxRetries: 3 });
+  };
+
+  const deadline = Date.now() + (opts.readyTimeoutMs ?? 30_000);
+  for (;;) {
+    if (exited) {
+      const log = await readFile(logPath, "utf8").catch(() => "");
+      await stop();
+      throw new KataError("UNAVAILABLE", `containerd exited during start-up; last log lines:\n${log.split("\n").slice(-15).join("\n")}`);
+    }
+    if ((await tryRun("ctr", ["--address", address, "version"], { timeoutMs: 5_000 })) !== undefined) break;
+    if (Date.now() > deadline) {
+      await stop();
+      throw new KataError("DEADLINE_EXCEEDED", `containerd did not answer on ${address} within ${opts.readyTimeoutMs ?? 30_000} ms`);
+    }
+    await sleep(100);
+  }
+  return {
+    address, ttrpcAddress, baseDir, rootDir, stateDir, configPath, logPath, kataStateDir, cniNetworkName, before,
+    pid: child.pid ?? -1,
+    ctr,
+    stop,
+  };
+}
+
+type Ctr = PrivateContainerd["ctr"];
+
+async function knownContainerIds(ctr: Ctr, exited: boolean): Promise<string[]> {
+  if (exited) return [];
+  try {
+    const { stdout } = await ctr(["containers", "ls", "-q"], { timeoutMs: 15_000 });
+    return stdout.split("\n").map((s) => s.trim()).filter((s) => s.length > 0);
+  } catch {
+    return [];
+  }
+}
+
+/** Kill and delete every task and container (what CRI would do on RemovePodSandbox). */
+async function teardownTasks(ctr: Ctr, ids: readonly string[]): Promise<void> {
+  for (const id of ids) {
+    await ctr(["tasks", "kill", "--all", "--signal", "SIGKILL", id], { timeoutMs: 15_000 }).catch(() => undefined);
+  }
+  for (const id of ids) {
+    await ctr(["tasks", "delete", "--force", id], { timeoutMs: 30_000 }).catch(() => undefined);
+    await ctr(["containers", "delete", id], { timeoutMs: 15_000 }).catch(() => undefined);
+  }
+}
+
+/** Remove container cgroups made since the snapshot (empty once their processes are dead). */
+async function rmNewCgroups(before: HostSnapshot): Promise<void> {
+  // Deepest first: a pod's cgroup may hold its containers' cgroups.
+  for (const dir of (await newCgroups(before)).sort((x, y) => y.length - x.length)) {
+    await rmdir(dir).catch(() => undefined);
+  }
+}
+
+async function removeCniState(networkName: string): Promise<void> {
+  try {
+    for (const f of await readdir(CNI_RESULTS_DIR)) {
+      if (f.startsWith(`${networkName}-`)) await rm(join(CNI_RESULTS_DIR, f), { force: true });
+    }
+  } catch {
+    // no results dir: nothing cached
+  }
+  await rm(join(CNI_NETWORKS_DIR, networkName), { recursive: true, force: true });
+}
+
+/** containerd 1.6's shim socket path for a task: /run/containerd/s/sha256(address/ns/id). */
+export function shimSocketPath(address: string, id: string, namespace = K8S_NAMESPACE): string {
+  return join("/run/containerd/s", createHash("sha256").update(join(address, namespace, id)).digest("hex"));
+}

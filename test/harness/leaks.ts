@@ -1,0 +1,81 @@
+// Leak checks for a harness: a snapshot of host-wide places taken before containerd starts, and a
+// comparison after stop(). Host-wide places (shim sockets, cgroups, /var/run/netns, CNI results)
+// are compared against the snapshot; private ones (processes, mounts, dirs) by the harness's dir.
+import { access, readdir } from "node:fs/promises";
+import { join } from "node:path";
+import { KataError } from "../../src/util/errors.js";
+import { mountsUnder } from "./mounts.js";
+import { processesMentioning } from "./processes.js";
+import { listShimSockets } from "./shim-sockets.js";
+
+const NETNS_DIR = "/var/run/netns";
+const CNI_RESULTS_DIR = "/var/lib/cni/results";
+
+export interface HostSnapshot {
+  shimSockets: Set<string>;
+  cgroups: Set<string>;
+  netns: Set<string>;
+}
+
+async function list(dir: string): Promise<string[]> {
+  try {
+    return await readdir(dir);
+  } catch {
+    return [];
+  }
+}
+
+/** Container cgroups (cgroup v1 <controller>/k8s.io/<id>, v2 k8s.io/<id>) as paths. */
+async function k8sCgroups(): Promise<string[]> {
+  const out: string[] = [];
+  const root = "/sys/fs/cgroup";
+  for (const e of await list(join(root, "k8s.io"))) out.push(join(root, "k8s.io", e));
+  for (const c of await list(root)) {
+    for (const e of await list(join(root, c, "k8s.io"))) out.push(join(root, c, "k8s.io", e));
+  }
+  return out;
+}
+
+/** Container cgroups created since the snapshot. */
+export async function newCgroups(before: HostSnapshot): Promise<string[]> {
+  return (await k8sCgroups()).filter((c) => !before.cgroups.has(c));
+}
+
+export async function snapshotHost(): Promise<HostSnapshot> {
+  return {
+    shimSockets: new Set(await listShimSockets()),
+    cgroups: new Set(await k8sCgroups()),
+    netns: new Set(await list(NETNS_DIR)),
+  };
+}
+
+export interface LeakScope {
+  baseDir: string;
+  cniNetworkName: string;
+  before: HostSnapshot;
+}
+
+/** Human-readable leaks: empty when the harness left nothing behind. */
+export async function findLeaks(scope: LeakScope): Promise<string[]> {
+  const leaks: string[] = [];
+  for (const p of await processesMentioning(scope.baseDir)) leaks.push(`process ${p.pid}: ${p.cmdline.join(" ")}`);
+  for (const m of await mountsUnder([scope.baseDir])) leaks.push(`mount ${m}`);
+  try {
+    await access(scope.baseDir);
+    leaks.push(`directory ${scope.baseDir}`);
+  } catch {
+    // removed, as it should be
+  }
+  for (const s of await listShimSockets()) if (!scope.before.shimSockets.has(s)) leaks.push(`shim socket ${s}`);
+  for (const c of await newCgroups(scope.before)) leaks.push(`cgroup ${c}`);
+  for (const n of await list(NETNS_DIR)) if (!scope.before.netns.has(n)) leaks.push(`netns ${join(NETNS_DIR, n)}`);
+  for (const f of await list(CNI_RESULTS_DIR)) {
+    if (f.startsWith(`${scope.cniNetworkName}-`)) leaks.push(`CNI result ${join(CNI_RESULTS_DIR, f)}`);
+  }
+  return leaks;
+}
+
+export async function assertNoLeaks(scope: LeakScope): Promise<void> {
+  const leaks = await findLeaks(scope);
+  if (leaks.length > 0) throw new KataError("FAILED_PRECONDITION", `test harness leaked:\n  ${leaks.join("\n  ")}`);
+}
