@@ -7,6 +7,7 @@ import { openSync, closeSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, readdir, rm, rmdir, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { PAUSE_IMAGE_REF } from "../../src/images/test-images.js";
 import { KataError } from "../../src/util/errors.js";
 import { run, tryRun, type ExecResult } from "../../src/util/exec.js";
 import { CRI_PLUGIN, defaultRuntimes, loopbackConflist, renderHarnessConfig, type RuntimeHandlerConfig } from "./containerd-config.js";
@@ -19,7 +20,7 @@ export { CRI_PLUGIN, type RuntimeHandlerConfig };
 export { assertNoLeaks, findLeaks } from "./leaks.js";
 
 /** The image the CRI plugin uses for pod sandboxes; test/harness images import it under this name. */
-export const DEFAULT_SANDBOX_IMAGE = "localhost/kata-ts/pause:1";
+export const DEFAULT_SANDBOX_IMAGE = PAUSE_IMAGE_REF;
 export const K8S_NAMESPACE = "k8s.io";
 const CNI_RESULTS_DIR = "/var/lib/cni/results";
 const CNI_NETWORKS_DIR = "/var/lib/cni/networks";

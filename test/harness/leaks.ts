@@ -25,15 +25,36 @@ async function list(dir: string): Promise<string[]> {
   }
 }
 
-/** Container cgroups (cgroup v1 <controller>/k8s.io/<id>, v2 k8s.io/<id>) as paths. */
+async function subdirs(dir: string): Promise<string[]> {
+  try {
+    return (await readdir(dir, { withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => e.name);
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Container cgroups as paths: the k8s.io parent of each hierarchy (cgroup v1 <controller>/k8s.io,
+ * v2 k8s.io) and the per-container cgroups below it, where runc puts containers by default.
+ */
 async function k8sCgroups(): Promise<string[]> {
   const out: string[] = [];
   const root = "/sys/fs/cgroup";
-  for (const e of await list(join(root, "k8s.io"))) out.push(join(root, "k8s.io", e));
-  for (const c of await list(root)) {
-    for (const e of await list(join(root, c, "k8s.io"))) out.push(join(root, c, "k8s.io", e));
+  for (const parent of [join(root, "k8s.io"), ...(await subdirs(root)).map((c) => join(root, c, "k8s.io"))]) {
+    const kids = await subdirs(parent);
+    if (kids.length === 0 && !(await exists(parent))) continue;
+    out.push(parent, ...kids.map((k) => join(parent, k)));
   }
   return out;
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await access(p);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Container cgroups created since the snapshot. */
@@ -60,12 +81,7 @@ export async function findLeaks(scope: LeakScope): Promise<string[]> {
   const leaks: string[] = [];
   for (const p of await processesMentioning(scope.baseDir)) leaks.push(`process ${p.pid}: ${p.cmdline.join(" ")}`);
   for (const m of await mountsUnder([scope.baseDir])) leaks.push(`mount ${m}`);
-  try {
-    await access(scope.baseDir);
-    leaks.push(`directory ${scope.baseDir}`);
-  } catch {
-    // removed, as it should be
-  }
+  if (await exists(scope.baseDir)) leaks.push(`directory ${scope.baseDir}`);
   for (const s of await listShimSockets()) if (!scope.before.shimSockets.has(s)) leaks.push(`shim socket ${s}`);
   for (const c of await newCgroups(scope.before)) leaks.push(`cgroup ${c}`);
   for (const n of await list(NETNS_DIR)) if (!scope.before.netns.has(n)) leaks.push(`netns ${join(NETNS_DIR, n)}`);
