@@ -1,0 +1,107 @@
+// What the shim needs from the host-side sandbox layer, in the shim's own internal types (no
+// generated protobuf types cross this line; translate.ts converts at the ttRPC edge). One
+// implementation wraps src/sandbox (sandbox-adapter.ts); the shim itself never boots VMs.
+import type { Readable, Writable } from "node:stream";
+import type { KataConfig } from "../config/index.js";
+import type { PodSizing } from "./pod-sizing.js";
+
+/** An OCI runtime spec (config.json) or process, as parsed JSON: the sandbox layer validates it. */
+export type OciSpec = Record<string, unknown> & { annotations?: Record<string, string> };
+export type OciProcess = Record<string, unknown>;
+
+export interface RootfsMount {
+  type: string;
+  source: string;
+  target: string;
+  options: string[];
+}
+
+export interface StdioPaths {
+  stdin: string;
+  stdout: string;
+  stderr: string;
+  terminal: boolean;
+}
+
+export interface ProcessExit {
+  /** The exit code, or 128+signal. */
+  exitStatus: number;
+  exitedAt: Date;
+}
+
+/** A process in the pod (a container's init or an exec) after create, before or after start. */
+export interface PodProcess {
+  /** The pid containerd sees (a host pid where one exists, else the guest pid). */
+  readonly pid: number;
+  /** Streams for IO; absent ones are not connected. */
+  readonly stdin?: Writable;
+  readonly stdout?: Readable;
+  readonly stderr?: Readable;
+  start(): Promise<void>;
+  signal(signal: number, all: boolean): Promise<void>;
+  /** Resolves once, when the process has exited. Never rejects: a lost VM is an exit (137). */
+  wait(): Promise<ProcessExit>;
+  closeStdin(): Promise<void>;
+  resizePty(width: number, height: number): Promise<void>;
+}
+
+export interface ContainerRequest {
+  id: string;
+  bundle: string;
+  spec: OciSpec;
+  rootfs: RootfsMount[];
+  stdio: StdioPaths;
+}
+
+export interface ExecRequest {
+  containerId: string;
+  execId: string;
+  process: OciProcess;
+  stdio: StdioPaths;
+}
+
+/** cgroup-v2-like figures for one container; absent fields are unknown. */
+export interface ContainerStats {
+  cpuUsageUsec?: number;
+  cpuUserUsec?: number;
+  cpuSystemUsec?: number;
+  memoryUsageBytes?: number;
+  memoryLimitBytes?: number;
+  pidsCurrent?: number;
+  oomKills?: number;
+}
+
+/** The pod's VM and the containers in it. */
+export interface Pod {
+  /** Host pid that represents the pod (the VMM), for the sandbox task's pid. */
+  readonly pid: number;
+  /** The pause container: its process is the VM's lifetime. */
+  sandboxProcess(): PodProcess;
+  createContainer(req: ContainerRequest): Promise<PodProcess>;
+  exec(req: ExecRequest): Promise<PodProcess>;
+  removeContainer(id: string): Promise<void>;
+  pids(containerId: string): Promise<number[]>;
+  stats(containerId: string): Promise<ContainerStats>;
+  /** Linux resources as OCI JSON (spec.linux.resources). */
+  update(containerId: string, resources: Record<string, unknown>): Promise<void>;
+  /** Containers killed by the guest OOM killer, as they happen. */
+  onOom(listener: (containerId: string) => void): void;
+  /** Stop the VM and release everything on the host (helpers, mounts, state dir). Idempotent. */
+  destroy(): Promise<void>;
+}
+
+export interface SandboxRequest {
+  id: string;
+  bundle: string;
+  spec: OciSpec;
+  rootfs: RootfsMount[];
+  config: KataConfig;
+  sizing: PodSizing;
+}
+
+/** Entry points into the sandbox layer. */
+export interface PodFactory {
+  createPod(req: SandboxRequest): Promise<Pod>;
+  /** `shim delete`: clean up a pod from its persisted state when the shim is gone. Idempotent. */
+  cleanupPod(sandboxId: string): Promise<void>;
+}

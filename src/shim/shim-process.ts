@@ -1,0 +1,94 @@
+// One task process as the shim tracks it (a container's init, or an exec): its lifecycle state,
+// the sandbox layer's handle, its FIFO IO, and its exit once known. The exit is recorded only
+// after its output reached the FIFOs, so Wait and /tasks/exit come after the last line of output.
+import type { Logger } from "../util/log.js";
+import { FifoIo } from "./fifo-io.js";
+import type { PodProcess, ProcessExit, StdioPaths } from "./pod-port.js";
+import { ProcessState, type ProcessStatus } from "./process-state.js";
+
+const outputDrainMs = 5000;
+
+export class ShimProcess {
+  readonly state: ProcessState;
+  private handle: PodProcess | undefined;
+  private io: FifoIo;
+  private exit: ProcessExit | undefined;
+  private resolveExited!: (exit: ProcessExit) => void;
+  /** Resolves when the process has exited and its output is flushed. */
+  readonly exited: Promise<ProcessExit>;
+
+  constructor(
+    readonly containerId: string,
+    /** "" for the container's init process. */
+    readonly execId: string,
+    readonly stdio: StdioPaths,
+    private readonly log: Logger,
+  ) {
+    this.state = new ProcessState(execId === "" ? `task ${containerId}` : `exec ${execId} in task ${containerId}`);
+    this.io = new FifoIo(stdio, log);
+    this.exited = new Promise((resolve) => {
+      this.resolveExited = resolve;
+    });
+  }
+
+  get pid(): number {
+    return this.handle?.pid ?? 0;
+  }
+
+  get status(): ProcessStatus {
+    return this.state.status;
+  }
+
+  get exitInfo(): ProcessExit | undefined {
+    return this.exit;
+  }
+
+  /** Attach the created process; `onExit` runs once, after the exit is recorded. */
+  async attach(handle: PodProcess, onExit: (exit: ProcessExit) => void): Promise<void> {
+    this.handle = handle;
+    await this.io.attach(handle);
+    this.state.created();
+    void handle.wait().then(async (exit) => {
+      await this.io.drained(outputDrainMs);
+      this.exit = exit;
+      if (this.state.status !== "deleted") this.state.apply("exit");
+      this.log.info({ container: this.containerId, exec: this.execId, exitStatus: exit.exitStatus }, "process exited");
+      this.resolveExited(exit);
+      onExit(exit);
+    });
+  }
+
+  async start(): Promise<void> {
+    this.state.check("start");
+    await this.live().start();
+    if (this.state.status === "created") this.state.apply("start");
+  }
+
+  async signal(signal: number, all: boolean): Promise<void> {
+    this.state.check("kill");
+    await this.live().signal(signal, all);
+  }
+
+  async closeStdin(): Promise<void> {
+    this.state.check("io");
+    this.io.closeStdin();
+    await this.live().closeStdin();
+  }
+
+  async resizePty(width: number, height: number): Promise<void> {
+    this.state.check("io");
+    await this.live().resizePty(width, height);
+  }
+
+  /** Mark deleted and release the FIFOs. The caller removes it from the sandbox layer. */
+  async delete(): Promise<ProcessExit> {
+    this.state.apply("delete");
+    await this.io.close();
+    return this.exit ?? { exitStatus: 0, exitedAt: new Date() };
+  }
+
+  private live(): PodProcess {
+    if (this.handle === undefined) throw new Error(`process ${this.containerId}/${this.execId} has no handle`);
+    return this.handle;
+  }
+}

@@ -1,0 +1,74 @@
+// `containerd-shim-kata-ts-v2 ... start`: find or start the pod's shim server and print its
+// address. Runs with cwd = bundle, stdin = runtime options (a protobuf Any) or nothing. The server
+// is spawned detached, in its own session, with no inherited stdio (containerd waits for start's
+// pipes to close), and the socket is listening before we print the address.
+import { spawn } from "node:child_process";
+import { mkdir, writeFile } from "node:fs/promises";
+import net from "node:net";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { KataError } from "../util/errors.js";
+import { groupIdOf, socketPath, socketUri } from "./address.js";
+import { formatShimFlags, type ShimFlags } from "./flags.js";
+import { readSpec } from "./oci-spec.js";
+import { decodeRuntimeOptionsBytes } from "./runtime-options.js";
+
+const listenDeadlineMs = 10_000;
+const mainScript = join(dirname(fileURLToPath(import.meta.url)), "main.js");
+
+export async function start(flags: ShimFlags, stdin: Uint8Array, socketDir?: string): Promise<string> {
+  const bundle = flags.bundle || process.cwd();
+  if (flags.id === "" || flags.namespace === "") throw new KataError("INVALID_ARGUMENT", "start needs -id and -namespace");
+  const options = decodeRuntimeOptionsBytes(stdin);
+  const spec = await readSpec(bundle);
+  const path = socketPath(flags.address, flags.namespace, groupIdOf(flags.id, spec.annotations), socketDir);
+  const uri = socketUri(path);
+  if (!(await isListening(path))) {
+    await mkdir(dirname(path), { recursive: true, mode: 0o711 });
+    await spawnServer(flags, bundle, path, options.configPath);
+  }
+  await writeFile(join(bundle, "address"), uri);
+  return uri;
+}
+
+async function spawnServer(flags: ShimFlags, bundle: string, path: string, configPath: string): Promise<void> {
+  const args = [mainScript, ...formatShimFlags({ ...flags, bundle, socket: path, configPath }), "serve"];
+  const child = spawn(process.execPath, args, {
+    cwd: bundle,
+    detached: true,
+    stdio: "ignore",
+    // Each stdin FIFO open waits on a thread-pool thread until containerd opens its end.
+    env: { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? "16" },
+  });
+  let exited: string | undefined;
+  child.once("exit", (code, signal) => {
+    exited = signal !== null ? `signal ${signal}` : `status ${code}`;
+  });
+  child.once("error", (err) => {
+    exited = err.message;
+  });
+  child.unref();
+  const deadline = Date.now() + listenDeadlineMs;
+  while (!(await isListening(path))) {
+    if (exited !== undefined) {
+      throw new KataError("INTERNAL", `shim server exited (${exited}) before listening on ${path}; see ${join(bundle, "log")}`);
+    }
+    if (Date.now() > deadline) {
+      child.kill("SIGKILL");
+      throw new KataError("DEADLINE_EXCEEDED", `shim server did not listen on ${path} within ${listenDeadlineMs} ms; see ${join(bundle, "log")}`);
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Whether a server accepts connections on the unix socket at `path`. */
+export function isListening(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = net.createConnection(path);
+    sock.once("connect", () => {
+      sock.destroy();
+      resolve(true);
+    });
+    sock.once("error", () => resolve(false));
+  });
+}

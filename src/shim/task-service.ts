@@ -1,0 +1,240 @@
+// The containerd task API in the shim's internal types: a pod (one VM) and the containers in it.
+// The first container that is not a CRI app container creates the pod: a CRI sandbox (pause)
+// container, whose task is the VM itself, or a plain `ctr run` container, which both owns the pod
+// and runs in it. CRI app containers join the existing pod. translate.ts maps protobuf to these calls.
+import { loadConfig } from "../config/index.js";
+import { KataError } from "../util/errors.js";
+import type { Logger } from "../util/log.js";
+import type { ContainerStats, OciProcess, OciSpec, Pod, PodFactory, ProcessExit, RootfsMount, StdioPaths } from "./pod-port.js";
+import { annotations, podSizing } from "./pod-sizing.js";
+import type { ProcessStatus } from "./process-state.js";
+import { readSpec } from "./oci-spec.js";
+import { ShimProcess } from "./shim-process.js";
+import type { EventSink } from "./task-events.js";
+
+export interface CreateTask {
+  id: string;
+  bundle: string;
+  rootfs: RootfsMount[];
+  stdio: StdioPaths;
+  /** runtimeoptions ConfigPath from CreateTaskRequest.options ("" if none). */
+  configPath: string;
+}
+
+export interface ExecTask {
+  containerId: string;
+  execId: string;
+  process: OciProcess;
+  stdio: StdioPaths;
+}
+
+export interface TaskRef {
+  containerId: string;
+  /** "" for the container's init process. */
+  execId: string;
+}
+
+export interface TaskInfo {
+  containerId: string;
+  execId: string;
+  bundle: string;
+  pid: number;
+  status: ProcessStatus;
+  stdio: StdioPaths;
+  exit: ProcessExit | undefined;
+}
+
+interface ShimContainer {
+  id: string;
+  bundle: string;
+  rootfs: RootfsMount[];
+  /** The pod was created for this container: deleting it destroys the VM. */
+  ownsPod: boolean;
+  init: ShimProcess;
+  execs: Map<string, ShimProcess>;
+}
+
+export interface TaskServiceDeps {
+  factory: PodFactory | undefined;
+  events: EventSink;
+  log: Logger;
+  /** ConfigPath that `start` received on stdin, used when Create carries none. */
+  configPath: string;
+}
+
+export class TaskService {
+  private readonly containers = new Map<string, ShimContainer>();
+  private pod: Pod | undefined;
+
+  constructor(private readonly deps: TaskServiceDeps) {}
+
+  get containerCount(): number {
+    return this.containers.size;
+  }
+
+  async create(req: CreateTask): Promise<number> {
+    if (this.containers.has(req.id)) throw new KataError("ALREADY_EXISTS", `task ${req.id} already exists in this shim`);
+    const spec = await readSpec(req.bundle);
+    const type = spec.annotations?.[annotations.containerType];
+    const proc = new ShimProcess(req.id, "", req.stdio, this.deps.log);
+    const container: ShimContainer = { id: req.id, bundle: req.bundle, rootfs: req.rootfs, ownsPod: false, init: proc, execs: new Map() };
+    this.containers.set(req.id, container);
+    try {
+      if (type !== "container") {
+        await this.createPod(req, spec);
+        container.ownsPod = true;
+      }
+      const pod = this.requirePod(req.id);
+      const handle =
+        type === "sandbox"
+          ? pod.sandboxProcess()
+          : await pod.createContainer({ id: req.id, bundle: req.bundle, spec, rootfs: req.rootfs, stdio: req.stdio });
+      await proc.attach(handle, (exit) => this.exited(proc, exit));
+    } catch (err) {
+      this.containers.delete(req.id);
+      if (container.ownsPod) await this.destroyPod();
+      throw err;
+    }
+    this.deps.events.publish({ topic: "/tasks/create", containerId: req.id, bundle: req.bundle, rootfs: req.rootfs, io: req.stdio, pid: proc.pid });
+    return proc.pid;
+  }
+
+  async start(ref: TaskRef): Promise<number> {
+    const proc = this.process(ref);
+    await proc.start();
+    if (ref.execId === "") this.deps.events.publish({ topic: "/tasks/start", containerId: ref.containerId, pid: proc.pid });
+    else this.deps.events.publish({ topic: "/tasks/exec-started", containerId: ref.containerId, execId: ref.execId, pid: proc.pid });
+    return proc.pid;
+  }
+
+  async exec(req: ExecTask): Promise<void> {
+    const container = this.container(req.containerId);
+    if (container.execs.has(req.execId)) throw new KataError("ALREADY_EXISTS", `exec ${req.execId} already exists in task ${req.containerId}`);
+    container.init.state.check("io"); // only a live container can run an exec
+    const proc = new ShimProcess(req.containerId, req.execId, req.stdio, this.deps.log);
+    container.execs.set(req.execId, proc);
+    try {
+      const handle = await this.requirePod(req.containerId).exec(req);
+      await proc.attach(handle, (exit) => this.exited(proc, exit));
+    } catch (err) {
+      container.execs.delete(req.execId);
+      throw err;
+    }
+    this.deps.events.publish({ topic: "/tasks/exec-added", containerId: req.containerId, execId: req.execId });
+  }
+
+  async kill(ref: TaskRef, signal: number, all: boolean): Promise<void> {
+    await this.process(ref).signal(signal, all);
+  }
+
+  async wait(ref: TaskRef): Promise<ProcessExit> {
+    return this.process(ref).exited;
+  }
+
+  async delete(ref: TaskRef): Promise<{ pid: number; exit: ProcessExit }> {
+    const container = this.container(ref.containerId);
+    const proc = this.process(ref);
+    if (ref.execId !== "") {
+      const exit = await proc.delete();
+      container.execs.delete(ref.execId);
+      return { pid: proc.pid, exit };
+    }
+    const exit = await proc.delete();
+    for (const exec of container.execs.values()) await exec.delete().catch(() => undefined);
+    this.containers.delete(ref.containerId);
+    if (container.ownsPod) {
+      await this.destroyPod();
+    } else {
+      await this.pod?.removeContainer(ref.containerId);
+    }
+    this.deps.events.publish({ topic: "/tasks/delete", containerId: ref.containerId, id: ref.containerId, pid: proc.pid, exitStatus: exit.exitStatus, exitedAt: exit.exitedAt });
+    return { pid: proc.pid, exit };
+  }
+
+  state(ref: TaskRef): TaskInfo {
+    const container = this.container(ref.containerId);
+    const proc = this.process(ref);
+    return { containerId: ref.containerId, execId: ref.execId, bundle: container.bundle, pid: proc.pid, status: proc.status, stdio: proc.stdio, exit: proc.exitInfo };
+  }
+
+  async pids(containerId: string): Promise<number[]> {
+    const container = this.container(containerId);
+    if (this.pod === undefined || container.init.status === "stopped") return container.init.pid > 0 ? [container.init.pid] : [];
+    return this.pod.pids(containerId);
+  }
+
+  async closeIO(ref: TaskRef, stdin: boolean): Promise<void> {
+    if (stdin) await this.process(ref).closeStdin();
+  }
+
+  async resizePty(ref: TaskRef, width: number, height: number): Promise<void> {
+    await this.process(ref).resizePty(width, height);
+  }
+
+  async update(containerId: string, resources: Record<string, unknown>): Promise<void> {
+    this.container(containerId).init.state.check("io");
+    await this.requirePod(containerId).update(containerId, resources);
+  }
+
+  async stats(containerId: string): Promise<ContainerStats> {
+    this.container(containerId);
+    return this.requirePod(containerId).stats(containerId);
+  }
+
+  /** The pid containerd should watch for this container's task (0 when unknown). */
+  taskPid(containerId: string): number {
+    return this.containers.get(containerId)?.init.pid ?? this.pod?.pid ?? 0;
+  }
+
+  /** On shim exit: nothing must outlive the shim. */
+  async close(): Promise<void> {
+    await this.destroyPod();
+  }
+
+  private async createPod(req: CreateTask, spec: OciSpec): Promise<void> {
+    if (this.pod !== undefined) throw new KataError("ALREADY_EXISTS", `this shim already runs a pod; task ${req.id} cannot start another`);
+    const factory = this.deps.factory;
+    if (factory === undefined) throw new KataError("UNAVAILABLE", "this kata-ts build has no sandbox layer: cannot create a pod VM");
+    const { config, source } = await loadConfig({ configPath: req.configPath || this.deps.configPath });
+    const sizing = podSizing(config.hypervisor.qemu, spec.annotations ?? {});
+    this.deps.log.info({ id: req.id, config: source, sizing }, "creating pod VM");
+    this.pod = await factory.createPod({ id: req.id, bundle: req.bundle, spec, rootfs: req.rootfs, config, sizing });
+    this.pod.onOom((containerId) => this.deps.events.publish({ topic: "/tasks/oom", containerId }));
+  }
+
+  private async destroyPod(): Promise<void> {
+    const pod = this.pod;
+    this.pod = undefined;
+    await pod?.destroy();
+  }
+
+  private exited(proc: ShimProcess, exit: ProcessExit): void {
+    this.deps.events.publish({
+      topic: "/tasks/exit",
+      containerId: proc.containerId,
+      id: proc.execId === "" ? proc.containerId : proc.execId,
+      pid: proc.pid,
+      exitStatus: exit.exitStatus,
+      exitedAt: exit.exitedAt,
+    });
+  }
+
+  private requirePod(containerId: string): Pod {
+    if (this.pod === undefined) throw new KataError("FAILED_PRECONDITION", `task ${containerId}: its pod's sandbox is not running in this shim`);
+    return this.pod;
+  }
+
+  private container(id: string): ShimContainer {
+    const c = this.containers.get(id);
+    if (c === undefined) throw new KataError("NOT_FOUND", `task ${id} not found in this shim`);
+    return c;
+  }
+
+  private process(ref: TaskRef): ShimProcess {
+    const c = this.container(ref.containerId);
+    if (ref.execId === "") return c.init;
+    const p = c.execs.get(ref.execId);
+    if (p === undefined) throw new KataError("NOT_FOUND", `exec ${ref.execId} not found in task ${ref.containerId}`);
+    return p;
+  }
+}

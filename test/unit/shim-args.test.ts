@@ -1,0 +1,83 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { anyPack } from "@bufbuild/protobuf/wkt";
+import { OptionsSchema } from "../../src/protocol/gen/runtimeoptions/v1/api_pb.js";
+import { groupIdOf, socketPath, socketUri } from "../../src/shim/address.js";
+import { formatShimFlags, parseShimArgs } from "../../src/shim/flags.js";
+import { podSizing } from "../../src/shim/pod-sizing.js";
+import { decodeRuntimeOptionsBytes } from "../../src/shim/runtime-options.js";
+import { AnySchema } from "@bufbuild/protobuf/wkt";
+import { isKataError } from "../../src/util/errors.js";
+
+void test("shim flags: containerd's start argv (Go flag syntax) parses", () => {
+  const argv = ["-namespace", "k8s.io", "-address", "/run/containerd/containerd.sock", "-publish-binary", "/usr/bin/containerd", "-id", "abc", "-debug", "start"];
+  const { flags, action } = parseShimArgs(argv);
+  assert.equal(action, "start");
+  assert.equal(flags.namespace, "k8s.io");
+  assert.equal(flags.address, "/run/containerd/containerd.sock");
+  assert.equal(flags.publishBinary, "/usr/bin/containerd");
+  assert.equal(flags.id, "abc");
+  assert.equal(flags.debug, true);
+});
+
+void test("shim flags: -f=v, --f v, -debug=false, delete with -bundle", () => {
+  const { flags, action, rest } = parseShimArgs(["--namespace", "ns", "-id=x", "-debug=false", "-bundle", "/b", "delete", "extra"]);
+  assert.deepEqual([flags.namespace, flags.id, flags.debug, flags.bundle, action, rest], ["ns", "x", false, "/b", "delete", ["extra"]]);
+});
+
+void test("shim flags: unknown flags and missing values are errors", () => {
+  assert.throws(() => parseShimArgs(["-nope", "start"]), (e: unknown) => isKataError(e, "INVALID_ARGUMENT") && e.message.includes("-nope"));
+  assert.throws(() => parseShimArgs(["-id"]), (e: unknown) => isKataError(e, "INVALID_ARGUMENT") && e.message.includes("-id"));
+});
+
+void test("shim flags: formatShimFlags round-trips through parseShimArgs", () => {
+  const { flags } = parseShimArgs(["-namespace", "n", "-id", "i", "-address", "/a", "-socket", "/s", "-config-path", "/c.toml", "-debug", "serve"]);
+  const again = parseShimArgs([...formatShimFlags(flags), "serve"]);
+  assert.deepEqual(again.flags, flags);
+  assert.equal(again.action, "serve");
+});
+
+void test("shim address: sha256 of <address>/<namespace>/<group> under /run/containerd/s", () => {
+  const expected = createHash("sha256").update("/run/containerd/containerd.sock/k8s.io/pod1").digest("hex");
+  const path = socketPath("/run/containerd/containerd.sock", "k8s.io", "pod1");
+  assert.equal(path, `/run/containerd/s/${expected}`);
+  assert.equal(socketUri(path), `unix:///run/containerd/s/${expected}`);
+  // filepath.Join cleans: a trailing slash in the address does not change the hash.
+  assert.equal(socketPath("/run/containerd/containerd.sock/", "k8s.io", "pod1"), path);
+});
+
+void test("shim grouping: CRI app containers join their sandbox's shim, everything else gets its own", () => {
+  const app = { "io.kubernetes.cri.container-type": "container", "io.kubernetes.cri.sandbox-id": "sb" };
+  assert.equal(groupIdOf("c1", app), "sb");
+  assert.equal(groupIdOf("sb", { "io.kubernetes.cri.container-type": "sandbox", "io.kubernetes.cri.sandbox-id": "sb" }), "sb");
+  assert.equal(groupIdOf("plain", undefined), "plain");
+  assert.throws(() => groupIdOf("c2", { "io.kubernetes.cri.container-type": "container" }), (e: unknown) => isKataError(e, "INVALID_ARGUMENT"));
+});
+
+void test("shim runtime options: ConfigPath from start's stdin Any; other types and empty input ignored", () => {
+  const opts = create(OptionsSchema, { typeUrl: "io.containerd.kata-ts.v2.options", configPath: "/etc/kata-ts/x.toml" });
+  const any = anyPack(OptionsSchema, opts);
+  assert.equal(decodeRuntimeOptionsBytes(toBinary(AnySchema, any)).configPath, "/etc/kata-ts/x.toml");
+  const bare = create(AnySchema, { typeUrl: "runtimeoptions.v1.Options", value: toBinary(OptionsSchema, opts) });
+  assert.equal(decodeRuntimeOptionsBytes(toBinary(AnySchema, bare)).configPath, "/etc/kata-ts/x.toml");
+  const runc = create(AnySchema, { typeUrl: "containerd.runc.v1.Options", value: new Uint8Array([8, 1]) });
+  assert.equal(decodeRuntimeOptionsBytes(toBinary(AnySchema, runc)).configPath, "");
+  assert.equal(decodeRuntimeOptionsBytes(new Uint8Array()).configPath, "");
+  assert.throws(() => decodeRuntimeOptionsBytes(new Uint8Array([0xff, 0xff])), (e: unknown) => isKataError(e, "INVALID_ARGUMENT"));
+});
+
+void test("shim sizing: pod CPU quota/period and memory are added to the configured baseline", () => {
+  const base = { default_vcpus: 1, default_memory: 512 };
+  assert.deepEqual(podSizing(base, {}), { vcpus: 1, memoryMiB: 512 });
+  const ann = {
+    "io.kubernetes.cri.sandbox-cpu-quota": "150000",
+    "io.kubernetes.cri.sandbox-cpu-period": "100000",
+    "io.kubernetes.cri.sandbox-memory": String(256 * 1024 * 1024),
+  };
+  assert.deepEqual(podSizing(base, ann), { vcpus: 3, memoryMiB: 768 });
+  // No limit (quota -1 or 0) adds nothing.
+  assert.deepEqual(podSizing(base, { "io.kubernetes.cri.sandbox-cpu-quota": "-1", "io.kubernetes.cri.sandbox-cpu-period": "100000" }), { vcpus: 1, memoryMiB: 512 });
+  assert.throws(() => podSizing(base, { "io.kubernetes.cri.sandbox-memory": "lots" }), (e: unknown) => isKataError(e, "INVALID_ARGUMENT"));
+});
