@@ -1,0 +1,220 @@
+// One process in a container (the init process or an exec'd one), run as a foreground crun
+// command that is the agent's own child: its exit status is the container process's status.
+//
+// Terminal mode: crun needs a terminal on its own stdin to hand a pty to the container without a
+// console socket, and receiving the pty master over a console socket needs SCM_RIGHTS, which Node
+// cannot do. So crun runs under util-linux `script`, which gives it a pty; crun puts that pty in
+// raw mode and relays it to the container's own pty. Window size is set on the container's pty
+// (its fd 0, through /proc) with `stty`.
+import { spawn, type ChildProcess } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import { setTimeout as sleep } from "node:timers/promises";
+import { constants } from "node:os";
+import { KataError } from "../../util/errors.js";
+import { run } from "../../util/exec.js";
+import { OutputBuffer } from "./output-buffer.js";
+import { checkOp, checkTransition, type ProcessState } from "./process-state.js";
+
+export interface ExitInfo {
+  /** Exit code, or 128 + signal number when the process was killed by a signal. */
+  status: number;
+  exitedAt: Date;
+}
+
+export interface ProcessTools {
+  /** util-linux script, used to give crun a terminal in terminal mode. */
+  script: string;
+  stty: string;
+}
+
+export interface ProcessOptions {
+  containerId: string;
+  execId: string;
+  /** The full crun command line (crun run ... or crun exec ...). */
+  argv: string[];
+  pidFile: string;
+  logFile: string;
+  terminal: boolean;
+  openStdin: boolean;
+  tools: ProcessTools;
+  startTimeoutMs?: number;
+}
+
+export class ContainerProcess {
+  readonly stdout = new OutputBuffer();
+  readonly stderr = new OutputBuffer();
+  private stateValue: ProcessState = "created";
+  private child: ChildProcess | undefined;
+  private pidValue = 0;
+  private exitInfo: ExitInfo | undefined;
+  private exitWaiters: ((e: ExitInfo) => void)[] = [];
+  private stdinClosed = false;
+
+  constructor(private readonly opts: ProcessOptions) {}
+
+  get execId(): string {
+    return this.opts.execId;
+  }
+  get state(): ProcessState {
+    return this.stateValue;
+  }
+  get pid(): number {
+    return this.pidValue;
+  }
+  get terminal(): boolean {
+    return this.opts.terminal;
+  }
+  get exit(): ExitInfo | undefined {
+    return this.exitInfo;
+  }
+
+  private get what(): string {
+    return this.opts.execId === "" ? `container ${this.opts.containerId}` : `process ${this.opts.execId} of ${this.opts.containerId}`;
+  }
+
+  /** Spawns crun and resolves with the container process's pid once crun has written it. */
+  async start(): Promise<number> {
+    checkOp(this.what, this.stateValue, "start");
+    const [file, ...args] = this.opts.terminal ? this.scriptArgv() : this.opts.argv;
+    // In terminal mode `script` always gets a stdin pipe: at EOF it would end the session.
+    const stdinMode = this.opts.openStdin || this.opts.terminal ? "pipe" : "ignore";
+    const child = spawn(file!, args, { stdio: [stdinMode, "pipe", "pipe"] });
+    this.child = child;
+    child.stdin?.on("error", () => undefined); // EPIPE once the process is gone: WriteStdin reports it
+    this.stdout.attach(child.stdout);
+    this.stderr.attach(child.stderr);
+    const spawnFailed = new Promise<Error>((resolve) => child.once("error", resolve));
+    child.once("exit", (code, signal) => {
+      const status = code ?? 128 + (signal ? constants.signals[signal] : 0);
+      this.markExited(status);
+    });
+    this.transition("running");
+
+    const deadline = Date.now() + (this.opts.startTimeoutMs ?? 120_000);
+    for (;;) {
+      const pid = await readPid(this.opts.pidFile);
+      if (pid !== undefined) {
+        this.pidValue = pid;
+        return pid;
+      }
+      const failure = await Promise.race([spawnFailed, sleep(10).then(() => undefined)]);
+      if (failure !== undefined) {
+        this.markExited(127);
+        throw new KataError("NOT_FOUND", `cannot run ${file}: ${failure.message}`, { cause: failure });
+      }
+      if (this.exitInfo !== undefined) {
+        // It may have run and exited between the read above and the exit event.
+        const late = await readPid(this.opts.pidFile);
+        if (late !== undefined) {
+          this.pidValue = late;
+          return late;
+        }
+        const log = await readFile(this.opts.logFile, "utf8").catch(() => "");
+        throw new KataError("FAILED_PRECONDITION", `crun could not start ${this.what} (status ${this.exitInfo.status}): ${log.trim() || "no log"}`);
+      }
+      if (Date.now() > deadline) {
+        child.kill("SIGKILL");
+        throw new KataError("DEADLINE_EXCEEDED", `crun did not start ${this.what} in time; see ${this.opts.logFile}`);
+      }
+    }
+  }
+
+  /** Resolves when the process has exited (also for a process that never started). */
+  wait(signal?: AbortSignal): Promise<ExitInfo> {
+    if (this.exitInfo !== undefined) return Promise.resolve(this.exitInfo);
+    return new Promise((resolve, reject) => {
+      const onAbort = (): void => {
+        this.exitWaiters = this.exitWaiters.filter((w) => w !== done);
+        reject(new KataError("CANCELLED", `stopped waiting for ${this.what}`));
+      };
+      const done = (e: ExitInfo): void => {
+        signal?.removeEventListener("abort", onAbort);
+        resolve(e);
+      };
+      this.exitWaiters.push(done);
+      signal?.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
+  signal(sig: number): void {
+    checkOp(this.what, this.stateValue, "signal");
+    if (this.stateValue === "created") {
+      // Never ran: a kill simply means it never will (containerd kills created tasks on stop).
+      this.markExited(128 + sig);
+      return;
+    }
+    try {
+      process.kill(this.pidValue, sig);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ESRCH") throw new KataError("NOT_FOUND", `${this.what} has already exited`);
+      throw new KataError("INTERNAL", `cannot signal ${this.what}`, { cause: err });
+    }
+  }
+
+  writeStdin(data: Uint8Array): Promise<number> {
+    checkOp(this.what, this.stateValue, "writeStdin");
+    const stdin = this.child?.stdin;
+    if (!this.opts.openStdin || this.stdinClosed || stdin === null || stdin === undefined) {
+      return Promise.reject(new KataError("FAILED_PRECONDITION", `${this.what} has no open stdin`));
+    }
+    return new Promise((resolve, reject) => {
+      stdin.write(data, (err) => {
+        if (err) reject(new KataError("FAILED_PRECONDITION", `stdin of ${this.what} is closed`, { cause: err }));
+        else resolve(data.length);
+      });
+    });
+  }
+
+  closeStdin(): void {
+    checkOp(this.what, this.stateValue, "closeStdin");
+    this.stdinClosed = true;
+    if (this.opts.terminal && this.exitInfo === undefined && this.child?.stdin) {
+      // A terminal has no end of file; the line discipline's EOF character (^D) is how a shell sees it.
+      this.child.stdin.write(Buffer.from([4]));
+    }
+    this.child?.stdin?.end();
+  }
+
+  async resize(rows: number, cols: number): Promise<void> {
+    checkOp(this.what, this.stateValue, "resize");
+    if (!this.opts.terminal) throw new KataError("FAILED_PRECONDITION", `${this.what} has no terminal to resize`);
+    await run(this.opts.tools.stty, ["-F", `/proc/${this.pidValue}/fd/0`, "rows", String(rows), "cols", String(cols)], {
+      timeoutMs: 10_000,
+    });
+  }
+
+  private scriptArgv(): string[] {
+    // script(1) takes one shell command string; each argument is single-quoted, so nothing in
+    // them (spaces, quotes, $) is interpreted by the shell.
+    const cmd = `exec ${this.opts.argv.map(shellQuote).join(" ")}`;
+    return [this.opts.tools.script, "-q", "-e", "-c", cmd, "/dev/null"];
+  }
+
+  private transition(to: ProcessState): void {
+    checkTransition(this.what, this.stateValue, to);
+    this.stateValue = to;
+  }
+
+  private markExited(status: number): void {
+    if (this.exitInfo !== undefined) return;
+    this.exitInfo = { status, exitedAt: new Date() };
+    this.stateValue = "exited";
+    if (this.child === undefined) {
+      this.stdout.end();
+      this.stderr.end();
+    }
+    const ws = this.exitWaiters;
+    this.exitWaiters = [];
+    for (const w of ws) w(this.exitInfo);
+  }
+}
+
+export function shellQuote(arg: string): string {
+  return `'${arg.replaceAll("'", `'\\''`)}'`;
+}
+
+async function readPid(file: string): Promise<number | undefined> {
+  const text = await readFile(file, "utf8").catch(() => "");
+  const pid = Number.parseInt(text.trim(), 10);
+  return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+}
