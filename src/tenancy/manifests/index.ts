@@ -1,0 +1,12 @@
+// Everything `kata-ts tenancy manifests` prints, in apply order: the webhook's namespace and
+// objects first (so the configurations find their Service), then each tenant's namespaces.
+import type { TenantPolicy } from "../policy/schema.js";
+import type { WebhookTls } from "../tls.js";
+import { tenantManifests, type Manifest } from "./tenant.js";
+import { webhookManifests } from "./webhook.js";
+
+export type { Manifest };
+
+export function buildManifests(p: TenantPolicy, opts: { policyText: string; tls: WebhookTls }): Manifest[] {
+  return [...webhookManifests(p, opts.policyText, opts.tls), ...p.tenants.flatMap((t) => tenantManifests(p, t))];
+}
