@@ -2,10 +2,10 @@
 // from a queue so an RPC never waits for an event (runtime/v2/shim/publisher.go does the same).
 // The Any's type_url is the bare message name (containerd.events.TaskExit): containerd's typeurl
 // registry knows events by that name, not by type.googleapis.com/... .
-import { create, toBinary, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import * as ev from "../protocol/gen/containerd/events/task_pb.js";
-import { Events } from "../protocol/gen/containerd/services/events/ttrpc/v1/events_pb.js";
+import { Events, type ForwardRequest } from "../protocol/gen/containerd/services/events/ttrpc/v1/events_pb.js";
+import { taskEventRequest } from "../protocol/events.js";
 import { TtrpcClient, createClient } from "../protocol/ttrpc/index.js";
 import { describeError } from "../util/errors.js";
 import type { Logger } from "../util/log.js";
@@ -30,8 +30,8 @@ export class EventPublisher implements EventSink {
       this.log.debug({ topic: event.topic }, "no TTRPC_ADDRESS: event not published");
       return;
     }
-    const payload = encode(event);
-    this.queue = this.queue.then(() => this.forward(event.topic, payload.typeName, payload.bytes));
+    const request = encode(this.namespace, event);
+    this.queue = this.queue.then(() => this.forward(event.topic, request));
   }
 
   /** Wait for queued events (bounded by the per-event retries), then disconnect. */
@@ -41,21 +41,14 @@ export class EventPublisher implements EventSink {
     this.client = undefined;
   }
 
-  private async forward(topic: string, typeName: string, value: Uint8Array): Promise<void> {
+  private async forward(topic: string, request: ForwardRequest): Promise<void> {
     for (let attempt = 1; attempt <= attempts; attempt++) {
       try {
         const client = await this.connect();
-        await createClient(client, Events).forward(
-          {
-            envelope: {
-              timestamp: timestampFromDate(new Date()),
-              namespace: this.namespace,
-              topic,
-              event: { typeUrl: typeName, value },
-            },
-          },
-          { timeoutMs: callTimeoutMs, metadata: { "containerd-namespace-ttrpc": this.namespace } },
-        );
+        await createClient(client, Events).forward(request, {
+          timeoutMs: callTimeoutMs,
+          metadata: { "containerd-namespace-ttrpc": this.namespace },
+        });
         this.log.debug({ topic }, "event published");
         return;
       } catch (err) {
@@ -74,14 +67,10 @@ export class EventPublisher implements EventSink {
   }
 }
 
-function pack<D extends DescMessage>(schema: D, init: MessageInitShape<D>): { typeName: string; bytes: Uint8Array } {
-  return { typeName: schema.typeName, bytes: toBinary(schema, create(schema, init)) };
-}
-
-function encode(e: TaskEvent): { typeName: string; bytes: Uint8Array } {
+function encode(ns: string, e: TaskEvent): ForwardRequest {
   switch (e.topic) {
     case "/tasks/create":
-      return pack(ev.TaskCreateSchema, {
+      return taskEventRequest(ns, ev.TaskCreateSchema, {
         containerId: e.containerId,
         bundle: e.bundle,
         rootfs: e.rootfs.map(toMount),
@@ -89,9 +78,9 @@ function encode(e: TaskEvent): { typeName: string; bytes: Uint8Array } {
         pid: e.pid,
       });
     case "/tasks/start":
-      return pack(ev.TaskStartSchema, { containerId: e.containerId, pid: e.pid });
+      return taskEventRequest(ns, ev.TaskStartSchema, { containerId: e.containerId, pid: e.pid });
     case "/tasks/exit":
-      return pack(ev.TaskExitSchema, {
+      return taskEventRequest(ns, ev.TaskExitSchema, {
         containerId: e.containerId,
         id: e.id,
         pid: e.pid,
@@ -99,7 +88,7 @@ function encode(e: TaskEvent): { typeName: string; bytes: Uint8Array } {
         exitedAt: timestampFromDate(e.exitedAt),
       });
     case "/tasks/delete":
-      return pack(ev.TaskDeleteSchema, {
+      return taskEventRequest(ns, ev.TaskDeleteSchema, {
         containerId: e.containerId,
         id: e.id,
         pid: e.pid,
@@ -107,10 +96,10 @@ function encode(e: TaskEvent): { typeName: string; bytes: Uint8Array } {
         exitedAt: timestampFromDate(e.exitedAt),
       });
     case "/tasks/exec-added":
-      return pack(ev.TaskExecAddedSchema, { containerId: e.containerId, execId: e.execId });
+      return taskEventRequest(ns, ev.TaskExecAddedSchema, { containerId: e.containerId, execId: e.execId });
     case "/tasks/exec-started":
-      return pack(ev.TaskExecStartedSchema, { containerId: e.containerId, execId: e.execId, pid: e.pid });
+      return taskEventRequest(ns, ev.TaskExecStartedSchema, { containerId: e.containerId, execId: e.execId, pid: e.pid });
     case "/tasks/oom":
-      return pack(ev.TaskOOMSchema, { containerId: e.containerId });
+      return taskEventRequest(ns, ev.TaskOOMSchema, { containerId: e.containerId });
   }
 }
