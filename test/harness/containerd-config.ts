@@ -88,7 +88,25 @@ export function renderHarnessConfig(c: HarnessConfigInput): string {
   return `${stringify(c.extraConfig ? deepMerge(config, c.extraConfig) : config)}\n`;
 }
 
-/** A loopback-only CNI network: pods get a netns with just `lo` up. */
-export function loopbackConflist(name: string): string {
-  return `${JSON.stringify({ cniVersion: "1.0.0", name, plugins: [{ type: "loopback" }] }, null, 2)}\n`;
+/**
+ * The default pod network: a bridge with host-local IPAM. containerd 1.6's CRI plugin fails
+ * RunPodSandbox ("failed to find network info") unless CNI gives the pod an eth0 with an IP, so
+ * a loopback-only network is not enough; the harness runs containerd in a netns of its own so
+ * the bridge never touches the host's network.
+ */
+export function bridgeConflist(name: string, bridge: string, subnet: string): string {
+  const conf = {
+    cniVersion: "1.0.0",
+    name,
+    plugins: [
+      {
+        type: "bridge",
+        bridge,
+        isGateway: true,
+        ipMasq: false,
+        ipam: { type: "host-local", ranges: [[{ subnet }]], routes: [{ dst: "0.0.0.0/0" }] },
+      },
+    ],
+  };
+  return `${JSON.stringify(conf, null, 2)}\n`;
 }

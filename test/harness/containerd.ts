@@ -1,6 +1,7 @@
 // A private containerd 1.6 for tests: its own config, root, state and sockets in a temp dir,
-// the CRI plugin on, overlayfs, a loopback-only CNI network by default. stop() tears down
-// everything it made (tasks, shims, mounts, sockets, CNI results, dirs); findLeaks() checks.
+// the CRI plugin on, overlayfs, and by default a netns of its own with a bridge CNI network in it
+// (so pods get an eth0 without touching the host's network). stop() tears down everything it
+// made (tasks, shims, mounts, sockets, CNI results, netns, dirs); findLeaks() checks.
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { openSync, closeSync } from "node:fs";
@@ -10,8 +11,9 @@ import { join } from "node:path";
 import { PAUSE_IMAGE_REF } from "../../src/images/test-images.js";
 import { KataError } from "../../src/util/errors.js";
 import { run, tryRun, type ExecResult } from "../../src/util/exec.js";
-import { CRI_PLUGIN, defaultRuntimes, loopbackConflist, renderHarnessConfig, type RuntimeHandlerConfig } from "./containerd-config.js";
+import { CRI_PLUGIN, defaultRuntimes, bridgeConflist, renderHarnessConfig, type RuntimeHandlerConfig } from "./containerd-config.js";
 import { unmountAllUnder } from "./mounts.js";
+import { createNetns, deleteNetns } from "./netns.js";
 import { killAll, processesInCgroups, processesMentioning } from "./processes.js";
 import { newCgroups, snapshotHost, type HostSnapshot, type LeakScope } from "./leaks.js";
 import { cleanStaleShimSockets } from "./shim-sockets.js";
@@ -28,9 +30,13 @@ const CNI_NETWORKS_DIR = "/var/lib/cni/networks";
 export interface StartContainerdOptions {
   /** CRI runtime handlers by name; default: runc only. */
   runtimes?: Record<string, RuntimeHandlerConfig>;
-  /** Path of a network namespace (e.g. /var/run/netns/x) to run containerd in, via nsenter --net. */
+  /**
+   * Path of a network namespace (e.g. /var/run/netns/x) to run containerd in, via nsenter --net
+   * (not `ip netns exec`, which would also give it a mount namespace of its own). Default: the
+   * harness makes a netns of its own and deletes it in stop().
+   */
   netns?: string;
-  /** A CNI conf dir of the caller's; default: a loopback-only conflist in the temp dir. */
+  /** A CNI conf dir of the caller's; default: a bridge + host-local conflist in the temp dir. */
   cniConfDir?: string;
   cniBinDir?: string;
   sandboxImage?: string;
@@ -55,6 +61,8 @@ export interface PrivateContainerd extends LeakScope {
   /** KATA_TS_STATE_DIR given to containerd and so to kata-ts shims. */
   kataStateDir: string;
   cniNetworkName: string;
+  /** The netns containerd (and so every pod's CNI setup) runs in. */
+  netnsPath: string;
   pid: number;
   /** `ctr --address <address> -n k8s.io <args>`. */
   ctr(args: readonly string[], opts?: { timeoutMs?: number; namespace?: string }): Promise<ExecResult>;
@@ -73,115 +81,151 @@ async function within(p: Promise<void>, ms: number): Promise<void> {
 }
 
 export async function startContainerd(opts: StartContainerdOptions = {}): Promise<PrivateContainerd> {
+  const before = await snapshotHost();
   // Short base path: unix socket paths must stay under 108 bytes.
   const baseDir = await mkdtemp(join(tmpdir(), "ktsh-"));
-  const rootDir = join(baseDir, "root");
-  const stateDir = join(baseDir, "state");
-  const kataStateDir = join(baseDir, "kata-ts");
-  const optDir = join(baseDir, "opt");
-  const cniConfDir = opts.cniConfDir ?? join(baseDir, "cni");
   const cniNetworkName = `ktsh-${randomBytes(4).toString("hex")}`;
-  for (const d of [rootDir, stateDir, kataStateDir, optDir]) await mkdir(d, { recursive: true });
-  if (opts.cniConfDir === undefined) {
-    await mkdir(cniConfDir, { recursive: true });
-    await writeFile(join(cniConfDir, "10-loopback.conflist"), loopbackConflist(cniNetworkName));
-  }
   const address = join(baseDir, "containerd.sock");
-  const ttrpcAddress = `${address}.ttrpc`;
-  const configPath = join(baseDir, "config.toml");
   const logPath = join(baseDir, "containerd.log");
-  await writeFile(
-    configPath,
-    renderHarnessConfig({
-      rootDir,
-      stateDir,
-      address,
-      ttrpcAddress,
-      optDir,
-      cniConfDir,
-      cniBinDir: opts.cniBinDir ?? "/usr/lib/cni",
-      sandboxImage: opts.sandboxImage ?? DEFAULT_SANDBOX_IMAGE,
-      runtimes: opts.runtimes ?? defaultRuntimes,
-      extraConfig: opts.extraConfig,
-    }),
-  );
-  if (opts.beforeStart) await opts.beforeStart(configPath);
-
-  const before = await snapshotHost();
-  const argv = ["containerd", "--config", configPath, "--log-level", "debug"];
-  const [file, ...args] = opts.netns ? ["nsenter", `--net=${opts.netns}`, "--", ...argv] : argv;
-  const logFd = openSync(logPath, "a");
-  let child: ChildProcess;
-  try {
-    child = spawn(file as string, args, {
-      stdio: ["ignore", logFd, logFd],
-      env: { ...process.env, ...opts.env, KATA_TS_STATE_DIR: kataStateDir },
-    });
-  } finally {
-    closeSync(logFd);
-  }
-  let exited = false;
-  const exitPromise = new Promise<void>((resolve) => {
-    child.once("exit", () => {
-      exited = true;
-      resolve();
-    });
-    child.once("error", () => {
-      exited = true;
-      resolve();
-    });
-  });
-
   const ctr = (ctrArgs: readonly string[], o: { timeoutMs?: number; namespace?: string } = {}) =>
     run("ctr", ["--address", address, "--namespace", o.namespace ?? K8S_NAMESPACE, ...ctrArgs], { timeoutMs: o.timeoutMs ?? 60_000 });
+  // Our own netns unless the caller brings one; named like the CNI network, for the leak report.
+  const ownNetns = opts.netns === undefined ? cniNetworkName : undefined;
+  let proc: Proc | undefined;
 
   let stopped = false;
   const stop = async (): Promise<void> => {
     if (stopped) return;
     stopped = true;
-    const ids = await knownContainerIds(ctr, exited);
-    if (!exited) await teardownTasks(ctr, ids);
-    if (!exited) {
-      child.kill("SIGTERM");
-      await within(exitPromise, 10_000);
-      if (!exited) child.kill("SIGKILL");
-      await within(exitPromise, 10_000);
-    }
+    const ids = proc && !proc.exited ? await knownContainerIds(ctr) : [];
+    if (proc && !proc.exited) await teardownTasks(ctr, ids);
+    await proc?.terminate();
     // Whatever is still alive (a shim that lost containerd, its containers, QEMU) is ours to kill.
     await killAll([...(await processesMentioning(baseDir)), ...(await processesInCgroups(ids))]);
     await unmountAllUnder([baseDir]);
     await rmNewCgroups(before);
     await cleanStaleShimSockets(before.shimSockets);
     await removeCniState(cniNetworkName);
+    if (ownNetns) await deleteNetns(ownNetns);
     await rm(baseDir, { recursive: true, force: true, maxRetries: 3 });
   };
 
-  const deadline = Date.now() + (opts.readyTimeoutMs ?? 30_000);
+  try {
+    const netnsPath = opts.netns ?? (await createNetns(cniNetworkName));
+    const dirs = await prepareDirs(baseDir, cniNetworkName, opts);
+    const configPath = join(baseDir, "config.toml");
+    await writeFile(
+      configPath,
+      renderHarnessConfig({
+        ...dirs,
+        address,
+        ttrpcAddress: `${address}.ttrpc`,
+        cniBinDir: opts.cniBinDir ?? "/usr/lib/cni",
+        sandboxImage: opts.sandboxImage ?? DEFAULT_SANDBOX_IMAGE,
+        runtimes: opts.runtimes ?? defaultRuntimes,
+        extraConfig: opts.extraConfig,
+      }),
+    );
+    if (opts.beforeStart) await opts.beforeStart(configPath);
+    proc = spawnContainerd(["nsenter", `--net=${netnsPath}`, "--", "containerd", "--config", configPath, "--log-level", "debug"], logPath, {
+      ...process.env,
+      ...opts.env,
+      KATA_TS_STATE_DIR: dirs.kataStateDir,
+    });
+    await waitReady(address, proc, logPath, opts.readyTimeoutMs ?? 30_000);
+    return {
+      address,
+      ttrpcAddress: `${address}.ttrpc`,
+      baseDir,
+      rootDir: dirs.rootDir,
+      stateDir: dirs.stateDir,
+      configPath,
+      logPath,
+      kataStateDir: dirs.kataStateDir,
+      cniNetworkName,
+      netnsPath,
+      before,
+      pid: proc.pid,
+      ctr,
+      stop,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+async function prepareDirs(baseDir: string, cniNetworkName: string, opts: StartContainerdOptions) {
+  const d = {
+    rootDir: join(baseDir, "root"),
+    stateDir: join(baseDir, "state"),
+    kataStateDir: join(baseDir, "kata-ts"),
+    optDir: join(baseDir, "opt"),
+    cniConfDir: opts.cniConfDir ?? join(baseDir, "cni"),
+  };
+  for (const dir of [d.rootDir, d.stateDir, d.kataStateDir, d.optDir]) await mkdir(dir, { recursive: true });
+  if (opts.cniConfDir === undefined) {
+    await mkdir(d.cniConfDir, { recursive: true });
+    // Every harness lives in its own netns, so the same bridge name and subnet can be reused.
+    await writeFile(join(d.cniConfDir, "10-ktsh.conflist"), bridgeConflist(cniNetworkName, "ktsh0", "10.244.77.0/24"));
+  }
+  return d;
+}
+
+interface Proc {
+  pid: number;
+  readonly exited: boolean;
+  terminate(): Promise<void>;
+}
+
+function spawnContainerd(argv: string[], logPath: string, env: NodeJS.ProcessEnv): Proc {
+  const logFd = openSync(logPath, "a");
+  let child: ChildProcess;
+  try {
+    child = spawn(argv[0] as string, argv.slice(1), { stdio: ["ignore", logFd, logFd], env });
+  } finally {
+    closeSync(logFd);
+  }
+  let exited = false;
+  const exitPromise = new Promise<void>((resolve) => {
+    const done = () => {
+      exited = true;
+      resolve();
+    };
+    child.once("exit", done);
+    child.once("error", done);
+  });
+  return {
+    pid: child.pid ?? -1,
+    get exited() {
+      return exited;
+    },
+    async terminate() {
+      if (exited) return;
+      child.kill("SIGTERM");
+      await within(exitPromise, 10_000);
+      if (!exited) child.kill("SIGKILL");
+      await within(exitPromise, 10_000);
+    },
+  };
+}
+
+async function waitReady(address: string, proc: Proc, logPath: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
   for (;;) {
-    if (exited) {
+    if (proc.exited) {
       const log = await readFile(logPath, "utf8").catch(() => "");
-      await stop();
       throw new KataError("UNAVAILABLE", `containerd exited during start-up; last log lines:\n${log.split("\n").slice(-15).join("\n")}`);
     }
-    if ((await tryRun("ctr", ["--address", address, "version"], { timeoutMs: 5_000 })) !== undefined) break;
-    if (Date.now() > deadline) {
-      await stop();
-      throw new KataError("DEADLINE_EXCEEDED", `containerd did not answer on ${address} within ${opts.readyTimeoutMs ?? 30_000} ms`);
-    }
+    if ((await tryRun("ctr", ["--address", address, "version"], { timeoutMs: 5_000 })) !== undefined) return;
+    if (Date.now() > deadline) throw new KataError("DEADLINE_EXCEEDED", `containerd did not answer on ${address} within ${timeoutMs} ms`);
     await sleep(100);
   }
-  return {
-    address, ttrpcAddress, baseDir, rootDir, stateDir, configPath, logPath, kataStateDir, cniNetworkName, before,
-    pid: child.pid ?? -1,
-    ctr,
-    stop,
-  };
 }
 
 type Ctr = PrivateContainerd["ctr"];
 
-async function knownContainerIds(ctr: Ctr, exited: boolean): Promise<string[]> {
-  if (exited) return [];
+async function knownContainerIds(ctr: Ctr): Promise<string[]> {
   try {
     const { stdout } = await ctr(["containers", "ls", "-q"], { timeoutMs: 15_000 });
     return stdout.split("\n").map((s) => s.trim()).filter((s) => s.length > 0);
