@@ -1,0 +1,131 @@
+// katats.agent.v1.AgentService: the edge where the agent proto meets the container manager. Only
+// translation lives here (proto <-> internal types); behaviour is in manager.ts and sandbox-setup.ts.
+import type { GenService } from "@bufbuild/protobuf/codegenv2";
+import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import type { ServiceImpl } from "../../protocol/ttrpc/index.js";
+import type { AgentService, Mount } from "../../protocol/gen/katats/agent/v1/agent_pb.js";
+import { KataError } from "../../util/errors.js";
+import type { OciProcess } from "../oci/types.js";
+import { BUNDLE_ROOT, CGROUP_ROOT, CRUN_ROOT, RESOLV_CONF, SHARED_DIR } from "./guest-layout.js";
+import { ContainerManager, type ManagerConfig } from "./manager.js";
+import { GuestSandbox, type GuestMount } from "./sandbox-setup.js";
+
+type AgentMethods = typeof AgentService extends GenService<infer S> ? S : never;
+
+export interface AgentServiceDeps {
+  manager: ContainerManager;
+  sandbox: GuestSandbox;
+}
+
+/** The guest's defaults: crun with cgroup v2, bundles on tmpfs, the share at SHARED_DIR. */
+export function guestManagerConfig(): ManagerConfig {
+  return {
+    crun: { path: "crun", root: CRUN_ROOT, cgroupManager: "cgroupfs" },
+    tools: { script: "script", stty: "stty" },
+    bundleRoot: BUNDLE_ROOT,
+    cgroupRoot: CGROUP_ROOT,
+    bindSourceRoots: [SHARED_DIR],
+  };
+}
+
+export function defaultAgentDeps(): AgentServiceDeps {
+  return {
+    manager: new ContainerManager(guestManagerConfig()),
+    sandbox: new GuestSandbox({ sharedDir: SHARED_DIR, resolvConf: RESOLV_CONF, hostnameFile: "/proc/sys/kernel/hostname" }),
+  };
+}
+
+function mounts(ms: Mount[]): GuestMount[] {
+  return ms.map((m) => ({ source: m.source, target: m.target, fstype: m.fstype, options: [...m.options] }));
+}
+
+function parseProcess(json: string): OciProcess {
+  try {
+    return JSON.parse(json) as OciProcess;
+  } catch (err) {
+    throw new KataError("INVALID_ARGUMENT", "process_json is not valid JSON: send the OCI Process as JSON", { cause: err });
+  }
+}
+
+export function agentService(deps: AgentServiceDeps = defaultAgentDeps()): ServiceImpl<AgentMethods> {
+  const { manager, sandbox } = deps;
+  return {
+    async createSandbox(req) {
+      await sandbox.create({
+        sandboxId: req.sandboxId,
+        hostname: req.hostname,
+        dns: [...req.dns],
+        sharedFsTag: req.sharedFsTag,
+        hostTime: req.hostTime ? timestampDate(req.hostTime) : undefined,
+        mounts: mounts(req.mounts),
+      });
+      return {};
+    },
+    async destroySandbox() {
+      await manager.removeAll();
+      await sandbox.destroy();
+      return {};
+    },
+    async createContainer(req) {
+      await sandbox.mountForContainer(req.containerId, mounts(req.mounts));
+      try {
+        return await manager.createContainer({
+          containerId: req.containerId,
+          specJson: req.ociSpecJson,
+          rootfs: req.rootfs,
+          openStdin: req.openStdin,
+          sandboxPidns: req.sandboxPidns,
+        });
+      } catch (err) {
+        await sandbox.unmountContainer(req.containerId).catch(() => undefined);
+        throw err;
+      }
+    },
+    startContainer: (req) => manager.startContainer(req.containerId),
+    async removeContainer(req) {
+      await manager.removeContainer(req.containerId, req.force);
+      await sandbox.unmountContainer(req.containerId);
+      return {};
+    },
+    async updateContainer(req) {
+      await manager.updateContainer(req.containerId, req.resourcesJson);
+      return {};
+    },
+    async statsContainer(req) {
+      const s = await manager.stats(req.containerId);
+      return { cpu: s.cpu, memory: s.memory, pids: s.pids, timestamp: timestampFromDate(s.timestamp) };
+    },
+    execProcess: (req) =>
+      manager.execProcess({
+        containerId: req.containerId,
+        execId: req.execId,
+        process: parseProcess(req.processJson),
+        terminal: req.terminal,
+        openStdin: req.openStdin,
+      }),
+    async signalProcess(req) {
+      await manager.signalProcess(req.containerId, req.execId, req.signal, req.all);
+      return {};
+    },
+    async waitProcess(req, ctx) {
+      const e = await manager.waitProcess(req.containerId, req.execId, ctx.signal);
+      return { status: e.status, exitedAt: timestampFromDate(e.exitedAt) };
+    },
+    readStdout: (req, ctx) => manager.readStdout(req.containerId, req.execId, req.len, ctx.signal),
+    readStderr: (req, ctx) => manager.readStderr(req.containerId, req.execId, req.len, ctx.signal),
+    async writeStdin(req) {
+      return { len: await manager.writeStdin(req.containerId, req.execId, req.data) };
+    },
+    closeStdin(req) {
+      manager.closeStdin(req.containerId, req.execId);
+      return Promise.resolve({});
+    },
+    async ttyWinResize(req) {
+      await manager.resize(req.containerId, req.execId, req.row, req.column);
+      return {};
+    },
+    async getOOMEvent(_req, ctx) {
+      return { containerId: await manager.nextOomEvent(ctx.signal) };
+    },
+  };
+}
