@@ -1,0 +1,31 @@
+// kata-ts build-assets: build (or, with --if-stale, refresh only when needed) the guest kernel,
+// initramfs and rootfs image in the assets directory.
+import { parseArgs } from "node:util";
+import { buildGuestAssets, ensureGuestAssets } from "../../guest/build.js";
+import { KataError } from "../../util/errors.js";
+
+export async function run(argv: string[]): Promise<number> {
+  let values: { dir?: string; "if-stale"?: boolean; help?: boolean };
+  try {
+    ({ values } = parseArgs({ args: argv, options: { dir: { type: "string" }, "if-stale": { type: "boolean" }, help: { type: "boolean", short: "h" } } }));
+  } catch (err) {
+    throw new KataError("INVALID_ARGUMENT", `build-assets: ${(err as Error).message}`, { cause: err });
+  }
+  if (values.help === true) {
+    process.stdout.write("usage: kata-ts build-assets [--dir DIR] [--if-stale]\n\n  --dir DIR    where to write (default $KATA_TS_ASSETS_DIR or /var/lib/kata-ts/assets)\n  --if-stale   build only when missing or built from other inputs\n");
+    return 0;
+  }
+  const log = (line: string) => process.stderr.write(`kata-ts build-assets: ${line}\n`);
+  const opts = values.dir === undefined ? {} : { dir: values.dir };
+  const assets = values["if-stale"] === true ? await ensureGuestAssets(log, opts) : await buildGuestAssets({ ...opts, log });
+  const a = assets.manifest.artifacts;
+  process.stdout.write(
+    [
+      `kernel  ${assets.kernelPath} (${assets.kernelRelease}, ${a.kernel.size} bytes)`,
+      `initrd  ${assets.initrdPath ?? "-"} (${a.initrd?.size ?? 0} bytes)`,
+      `rootfs  ${assets.rootfsPath} (${assets.rootfsFormat}, ${a.rootfs.size} bytes)`,
+      `cmdline ${assets.kernelCmdline.join(" ")}`,
+    ].join("\n") + "\n",
+  );
+  return 0;
+}

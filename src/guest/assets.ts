@@ -1,0 +1,40 @@
+// What the host side needs to boot a guest: paths and kernel parameters, from manifest.json.
+import { stat } from "node:fs/promises";
+import { join } from "node:path";
+import { KataError } from "../util/errors.js";
+import { assetsDir } from "../util/paths.js";
+import { readManifest, type GuestManifest } from "./manifest.js";
+
+export interface GuestAssets {
+  /** Uncompressed ELF vmlinux (PVH boot). */
+  kernelPath: string;
+  initrdPath?: string;
+  /** Attach as the first virtio-blk disk, read-only. */
+  rootfsPath: string;
+  rootfsFormat: "erofs" | "ext4";
+  kernelRelease: string;
+  /** Guest-side kernel parameters the image needs; the VMM adds console=... itself. */
+  kernelCmdline: string[];
+  manifest: GuestManifest;
+}
+
+export async function loadGuestAssets(dir: string = assetsDir()): Promise<GuestAssets> {
+  const manifest = await readManifest(dir);
+  const path = async (file: string): Promise<string> => {
+    const p = join(dir, file);
+    await stat(p).catch((err: unknown) => {
+      throw new KataError("NOT_FOUND", `guest asset ${p} is missing; run: kata-ts build-assets`, { cause: err });
+    });
+    return p;
+  };
+  const { kernel, initrd, rootfs } = manifest.artifacts;
+  return {
+    kernelPath: await path(kernel.file),
+    ...(initrd === undefined ? {} : { initrdPath: await path(initrd.file) }),
+    rootfsPath: await path(rootfs.file),
+    rootfsFormat: manifest.rootfsFormat,
+    kernelRelease: manifest.kernel.release,
+    kernelCmdline: [...manifest.kernelCmdline],
+    manifest,
+  };
+}

@@ -1,0 +1,168 @@
+// `kata-ts build-assets`: kernel + initramfs + rootfs + manifest.json in assetsDir(). Builds in a
+// scratch directory and moves the results into place, manifest last, so a reader never sees a
+// half-built set. ensureGuestAssets() rebuilds only when an input changed.
+import { createHash } from "node:crypto";
+import { copyFile, mkdir, rename, rm, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { tryRun } from "../util/exec.js";
+import { assetsDir, cacheDir } from "../util/paths.js";
+import { bundleAgent, type AgentBundle } from "./agent-bundle.js";
+import { loadGuestAssets, type GuestAssets } from "./assets.js";
+import { AGENT_BUNDLE_PATH, ROOT_INIT_PATH, initramfsInit, rootInit } from "./init-scripts.js";
+import { buildInitramfs } from "./initramfs.js";
+import { DebianCloudKernel } from "./kernel/debian-cloud.js";
+import type { KernelIdentity, KernelSource } from "./kernel/source.js";
+import { describeArtifact, MANIFEST_SCHEMA_VERSION, readManifest, writeManifest, type GuestManifest } from "./manifest.js";
+import { GUEST_MODULES, OPTIONAL_MODULES } from "./modules.js";
+import { buildErofs, stageRootfs } from "./rootfs.js";
+
+/** Bump when the builder's output changes for the same inputs. */
+const BUILDER_VERSION = "1";
+
+export const KERNEL_FILE = "vmlinux";
+export const INITRD_FILE = "initrd.cpio";
+export const ROOTFS_FILE = "rootfs.erofs";
+
+/**
+ * Guest kernel parameters the image needs. root/rootfstype/init are read by the initramfs /init
+ * (and by the kernel itself when it has the drivers built in). panic=-1 reboots at once on a
+ * panic, so a VMM run with -no-reboot exits instead of hanging.
+ */
+export const GUEST_KERNEL_CMDLINE: readonly string[] = ["root=/dev/vda", "rootfstype=erofs", "ro", `init=${ROOT_INIT_PATH}`, "panic=-1"];
+
+/** node flags for the agent in the guest (see docs/guest.md for the measurements). */
+export const AGENT_NODE_ARGS: readonly string[] = [];
+
+/** Debian packages whose files go into the images: their versions are inputs. */
+const COMPONENT_PACKAGES = ["nodejs", "busybox-static", "crun", "iproute2", "libc6"];
+
+export type Log = (line: string) => void;
+
+export interface BuildOptions {
+  dir?: string;
+  workDir?: string;
+  kernelSource?: KernelSource;
+  log?: Log;
+}
+
+async function componentVersions(): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const pkg of COMPONENT_PACKAGES) {
+    const r = await tryRun("dpkg-query", ["-W", "-f", "${Version}", pkg]);
+    out[pkg] = r?.stdout.trim() || "unknown";
+  }
+  out["node"] = process.version;
+  return out;
+}
+
+export function inputsKey(parts: { kernel: KernelIdentity; components: Record<string, string>; agentSha256: string }): string {
+  const material = {
+    builder: BUILDER_VERSION,
+    kernel: parts.kernel,
+    components: parts.components,
+    agent: parts.agentSha256,
+    modules: [GUEST_MODULES, OPTIONAL_MODULES],
+    cmdline: GUEST_KERNEL_CMDLINE,
+    nodeArgs: AGENT_NODE_ARGS,
+    init: [initramfsInit("RELEASE"), rootInit({ nodeArgs: AGENT_NODE_ARGS })],
+  };
+  return createHash("sha256").update(JSON.stringify(material)).digest("hex");
+}
+
+interface Inputs {
+  kernel: KernelIdentity;
+  components: Record<string, string>;
+  bundle: AgentBundle;
+  key: string;
+}
+
+async function resolveInputs(source: KernelSource, log: Log): Promise<Inputs> {
+  const [kernel, components, bundle] = await Promise.all([source.identify(log), componentVersions(), bundleAgent()]);
+  return { kernel, components, bundle, key: inputsKey({ kernel, components, agentSha256: bundle.sha256 }) };
+}
+
+export async function buildGuestAssets(opts: BuildOptions = {}): Promise<GuestAssets> {
+  const log = opts.log ?? (() => undefined);
+  const source = opts.kernelSource ?? new DebianCloudKernel();
+  return buildWith(await resolveInputs(source, log), source, opts, log);
+}
+
+async function buildWith(inputs: Inputs, source: KernelSource, opts: BuildOptions, log: Log): Promise<GuestAssets> {
+  const dir = opts.dir ?? assetsDir();
+  const workDir = opts.workDir ?? join(cacheDir(), "guest-build");
+  await mkdir(workDir, { recursive: true });
+  const kernel = await source.fetch(workDir, log);
+  const out = join(workDir, "out");
+  await rm(out, { recursive: true, force: true });
+  await mkdir(out, { recursive: true });
+
+  await copyFile(kernel.vmlinuxPath, join(out, KERNEL_FILE));
+  const initrd = await buildInitramfs({ workDir, modulesRoot: kernel.modulesRoot, release: kernel.release, out: join(out, INITRD_FILE) });
+  log(`initramfs: ${initrd.modules.length} modules`);
+  const stage = await stageRootfs({ workDir, agentCode: inputs.bundle.code, nodeArgs: AGENT_NODE_ARGS, out: join(out, ROOTFS_FILE) });
+  await buildErofs(stage, join(out, ROOTFS_FILE));
+  log("rootfs: erofs image written");
+
+  const manifest: GuestManifest = {
+    schemaVersion: MANIFEST_SCHEMA_VERSION,
+    inputsKey: inputs.key,
+    kernel: { source: kernel.source, package: kernel.package, version: kernel.version, release: kernel.release },
+    components: { ...inputs.components, agent: inputs.bundle.version, "agent-bundle-sha256": inputs.bundle.sha256 },
+    modules: initrd.modules,
+    rootfsFormat: "erofs",
+    kernelCmdline: [...GUEST_KERNEL_CMDLINE],
+    agent: { path: AGENT_BUNDLE_PATH, nodeArgs: [...AGENT_NODE_ARGS] },
+    artifacts: {
+      kernel: await describeArtifact(out, KERNEL_FILE),
+      initrd: await describeArtifact(out, INITRD_FILE),
+      rootfs: await describeArtifact(out, ROOTFS_FILE),
+    },
+  };
+  await mkdir(dir, { recursive: true });
+  for (const f of [KERNEL_FILE, INITRD_FILE, ROOTFS_FILE]) await moveInto(join(out, f), join(dir, f));
+  await writeManifest(dir, manifest);
+  await rm(out, { recursive: true, force: true });
+  log(`guest assets ready in ${dir}`);
+  return loadGuestAssets(dir);
+}
+
+/** rename() when on the same filesystem, copy otherwise; either way replaces atomically. */
+async function moveInto(from: string, to: string): Promise<void> {
+  try {
+    await rename(from, to);
+  } catch {
+    await copyFile(from, `${to}.tmp`);
+    await rename(`${to}.tmp`, to);
+  }
+}
+
+/** Build the assets only when missing, damaged (size mismatch) or built from other inputs. */
+export async function ensureGuestAssets(log: Log, opts: Omit<BuildOptions, "log"> = {}): Promise<GuestAssets> {
+  const dir = opts.dir ?? assetsDir();
+  const source = opts.kernelSource ?? new DebianCloudKernel();
+  const inputs = await resolveInputs(source, log);
+  const reason = await staleReason(dir, inputs.key);
+  if (reason === undefined) {
+    log(`guest assets in ${dir} are up to date`);
+    return loadGuestAssets(dir);
+  }
+  log(`building guest assets: ${reason}`);
+  return buildWith(inputs, source, { ...opts, dir }, log);
+}
+
+async function staleReason(dir: string, key: string): Promise<string | undefined> {
+  let manifest: GuestManifest;
+  try {
+    manifest = await readManifest(dir);
+  } catch {
+    return "no valid manifest";
+  }
+  if (manifest.inputsKey !== key) return "inputs changed";
+  for (const a of Object.values(manifest.artifacts)) {
+    if (a === undefined) continue;
+    const size = await stat(join(dir, a.file)).then((s) => s.size, () => -1);
+    if (size !== a.size) return `${a.file} is missing or has the wrong size`;
+  }
+  return undefined;
+}
+

@@ -1,0 +1,93 @@
+// The two init stages of the guest, as shell scripts run by busybox.
+//
+// Stage 1 (/init in the initramfs) only does what a kernel without built-in virtio drivers needs
+// before it can reach its root: load modules, mount the erofs image read-only, switch_root.
+// Stage 2 (/sbin/init in the rootfs) is the guest's PID 1 for its whole life: writable tmpfs
+// mounts, cgroup2, the agent, zombie reaping, and power-off when the agent dies. Keeping the policy
+// in stage 2 means a kernel with the drivers built in can boot the same rootfs without an
+// initramfs (root=/dev/vda rootfstype=erofs ro init=/sbin/kata-ts-init).
+
+/** Marker lines on the console; tests and the host match on them. */
+export const AGENT_EXIT_PREFIX = "kata-ts-init: agent exited with status";
+
+/** Stage 2; not /sbin/init, which busybox's own init applet would claim. */
+export const ROOT_INIT_PATH = "/sbin/kata-ts-init";
+
+export const AGENT_BUNDLE_PATH = "/usr/lib/kata-ts/agent.cjs";
+export const AGENT_SNAPSHOT_PATH = "/usr/lib/kata-ts/agent.snapshot";
+
+export function initramfsInit(release: string): string {
+  return `#!/bin/sh
+# kata-ts initramfs stage 1: drivers, read-only root, switch_root.
+export PATH=/bin
+mount -t devtmpfs -o nosuid devtmpfs /dev
+mount -t proc -o nosuid,nodev,noexec proc /proc
+mount -t sysfs -o nosuid,nodev,noexec sysfs /sys
+fail() {
+  echo "kata-ts-init: $*" >/dev/console
+  poweroff -f
+}
+root=/dev/vda
+fstype=erofs
+init=${ROOT_INIT_PATH}
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in
+    root=*) root="\${arg#root=}" ;;
+    rootfstype=*) fstype="\${arg#rootfstype=}" ;;
+    init=*) init="\${arg#init=}" ;;
+  esac
+done
+# Dependencies first (precomputed from modules.dep at build time): busybox insmod does not resolve them.
+while read -r mod; do
+  insmod "/lib/modules/${release}/$mod" || echo "kata-ts-init: insmod $mod failed" >/dev/console
+done </lib/modules/${release}/modules.load
+# virtio_blk probes synchronously, so the disk is normally there at once; allow 5 s for slow hosts.
+n=0
+while [ ! -b "$root" ]; do
+  n=$((n + 1))
+  [ $n -gt 500 ] && fail "root device $root did not appear"
+  usleep 10000
+done
+mount -t "$fstype" -o ro "$root" /newroot || fail "cannot mount $root ($fstype) on /newroot"
+for m in dev proc sys; do mount --move "/$m" "/newroot/$m"; done
+exec switch_root /newroot "$init"
+`;
+}
+
+export interface RootInitOptions {
+  /** node arguments before the script (e.g. --snapshot-blob FILE, V8 flags). */
+  nodeArgs: readonly string[];
+}
+
+function shellQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+export function rootInit(opts: RootInitOptions): string {
+  const nodeArgs = opts.nodeArgs.map(shellQuote).join(" ");
+  return `#!/bin/sh
+# kata-ts guest PID 1: writable places, cgroup2, the agent. busybox ash's wait reaps every child
+# (waitpid(-1)), so processes orphaned inside the guest are reaped while we wait for the agent.
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs /run
+mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs /tmp
+mount -t cgroup2 -o nosuid,nodev,noexec,nsdelegate cgroup2 /sys/fs/cgroup
+mkdir -p /dev/pts /dev/shm /dev/mqueue
+mount -t devpts -o nosuid,noexec,newinstance,ptmxmode=0666,mode=0620 devpts /dev/pts
+mount -t tmpfs -o nosuid,nodev,mode=1777 shm /dev/shm
+ln -sf /proc/self/fd /dev/fd
+ln -sf /proc/self/fd/0 /dev/stdin
+ln -sf /proc/self/fd/1 /dev/stdout
+ln -sf /proc/self/fd/2 /dev/stderr
+: >/run/resolv.conf
+ip link set lo up
+read -r up _ </proc/uptime
+echo "kata-ts-init: starting agent at \${up}s" >/dev/console
+node ${nodeArgs} ${AGENT_BUNDLE_PATH} </dev/null >/dev/console 2>&1 &
+agent=$!
+wait $agent
+status=$?
+echo "${AGENT_EXIT_PREFIX} $status" >/dev/console
+poweroff -f
+`;
+}
