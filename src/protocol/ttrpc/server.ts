@@ -21,6 +21,9 @@ export type ServiceImpl<S extends GenServiceMethods> = {
   ) => Promise<MessageInitShape<S[K]["output"]>>;
 };
 
+/** ServiceImpl for a generated service constant: `ServiceImplFor<typeof AgentService>`. */
+export type ServiceImplFor<T> = T extends GenService<infer S> ? ServiceImpl<S> : never;
+
 export interface TtrpcServerOptions {
   /** Calls in progress per connection before new ones get RESOURCE_EXHAUSTED. */
   maxConcurrentCalls?: number;
