@@ -1,0 +1,156 @@
+// The host's one translation point into the agent API: sandbox code speaks in its own types
+// (OCI spec objects, Dates, Buffers) and this module turns them into katats.agent.v1 requests and
+// the responses back. Nothing else in src/sandbox imports the generated agent types.
+import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { setTimeout as sleep } from "node:timers/promises";
+import { TtrpcClient, createClient } from "../protocol/ttrpc/index.js";
+import { AgentService } from "../protocol/gen/katats/agent/v1/agent_pb.js";
+import { CheckResponse_ServingStatus, Health } from "../protocol/gen/katats/agent/v1/health_pb.js";
+import { KataError } from "../util/errors.js";
+import type { OciProcess, OciSpec } from "../agent/oci/types.js";
+
+export interface ExitStatus {
+  status: number;
+  exitedAt: Date;
+}
+
+export interface StreamChunk {
+  data: Buffer;
+  eof: boolean;
+}
+
+export interface GuestMountSpec {
+  source: string;
+  target: string;
+  fstype: string;
+  options: string[];
+}
+
+const CALL_MS = 60_000;
+
+export class AgentClient {
+  private readonly agent;
+  private readonly health;
+
+  private constructor(private readonly ttrpc: TtrpcClient) {
+    this.agent = createClient(ttrpc, AgentService);
+    this.health = createClient(ttrpc, Health);
+  }
+
+  /** Connects to the agent's socket and waits until it answers Check with SERVING. */
+  static async connect(socketPath: string, deadlineMs: number): Promise<AgentClient> {
+    const deadline = Date.now() + deadlineMs;
+    let last: unknown;
+    while (Date.now() < deadline) {
+      let ttrpc: TtrpcClient | undefined;
+      try {
+        ttrpc = await TtrpcClient.connect(socketPath, { timeoutMs: Math.max(1000, deadline - Date.now()) });
+        const c = new AgentClient(ttrpc);
+        // Bytes sent before the guest opens its port wait in QEMU, so one Check covers the boot.
+        const res = await c.health.check({}, { timeoutMs: Math.max(1000, deadline - Date.now()) });
+        if (res.status === CheckResponse_ServingStatus.SERVING) return c;
+        last = new KataError("UNAVAILABLE", `agent answered Check with status ${res.status}`);
+      } catch (err) {
+        last = err;
+      }
+      ttrpc?.close();
+      await sleep(100);
+    }
+    throw new KataError("DEADLINE_EXCEEDED", `the guest agent did not answer on ${socketPath} within ${deadlineMs} ms`, { cause: last });
+  }
+
+  close(): void {
+    this.ttrpc.close();
+  }
+
+  get closed(): Promise<void> {
+    return this.ttrpc.closed;
+  }
+
+  async version(): Promise<{ bootId: string; kernelRelease: string; agentVersion: string }> {
+    const v = await this.health.version({}, { timeoutMs: CALL_MS });
+    return { bootId: v.bootId, kernelRelease: v.kernelRelease, agentVersion: v.agentVersion };
+  }
+
+  async createSandbox(s: { sandboxId: string; hostname: string; dns: string[]; sharedFsTag: string }): Promise<void> {
+    await this.agent.createSandbox({ ...s, hostTime: timestampFromDate(new Date()) }, { timeoutMs: CALL_MS });
+  }
+
+  async destroySandbox(): Promise<void> {
+    await this.agent.destroySandbox({}, { timeoutMs: CALL_MS });
+  }
+
+  async createContainer(c: { containerId: string; spec: OciSpec; rootfs: string; mounts: GuestMountSpec[]; openStdin: boolean }): Promise<number> {
+    const res = await this.agent.createContainer(
+      { containerId: c.containerId, ociSpecJson: JSON.stringify(c.spec), rootfs: c.rootfs, mounts: c.mounts, openStdin: c.openStdin },
+      { timeoutMs: CALL_MS },
+    );
+    return res.pid;
+  }
+
+  async startContainer(containerId: string): Promise<number> {
+    return (await this.agent.startContainer({ containerId }, { timeoutMs: 2 * CALL_MS })).pid;
+  }
+
+  async removeContainer(containerId: string, force: boolean): Promise<void> {
+    await this.agent.removeContainer({ containerId, force }, { timeoutMs: CALL_MS });
+  }
+
+  async exec(e: { containerId: string; execId: string; process: OciProcess; terminal: boolean; openStdin: boolean }): Promise<number> {
+    const res = await this.agent.execProcess(
+      { containerId: e.containerId, execId: e.execId, processJson: JSON.stringify(e.process), terminal: e.terminal, openStdin: e.openStdin },
+      { timeoutMs: 2 * CALL_MS },
+    );
+    return res.pid;
+  }
+
+  async signal(containerId: string, execId: string, signal: number, all = false): Promise<void> {
+    await this.agent.signalProcess({ containerId, execId, signal, all }, { timeoutMs: CALL_MS });
+  }
+
+  /** Blocks until the process exits (no deadline; cancel with `signal`). */
+  async wait(containerId: string, execId: string, signal?: AbortSignal): Promise<ExitStatus> {
+    const res = await this.agent.waitProcess({ containerId, execId }, signal ? { signal } : {});
+    return { status: res.status, exitedAt: res.exitedAt ? timestampDate(res.exitedAt) : new Date() };
+  }
+
+  /** Long-polls one output stream: resolves with data, or with eof when the stream has ended. */
+  async read(stream: "stdout" | "stderr", containerId: string, execId: string, len: number, signal?: AbortSignal): Promise<StreamChunk> {
+    const req = { containerId, execId, len };
+    const opts = signal ? { signal } : {};
+    const res = stream === "stdout" ? await this.agent.readStdout(req, opts) : await this.agent.readStderr(req, opts);
+    return { data: Buffer.from(res.data.buffer, res.data.byteOffset, res.data.byteLength), eof: res.eof };
+  }
+
+  async write(containerId: string, execId: string, data: Uint8Array): Promise<number> {
+    return (await this.agent.writeStdin({ containerId, execId, data }, { timeoutMs: CALL_MS })).len;
+  }
+
+  async closeStdin(containerId: string, execId: string): Promise<void> {
+    await this.agent.closeStdin({ containerId, execId }, { timeoutMs: CALL_MS });
+  }
+
+  async resize(containerId: string, execId: string, rows: number, cols: number): Promise<void> {
+    await this.agent.ttyWinResize({ containerId, execId, row: rows, column: cols }, { timeoutMs: CALL_MS });
+  }
+
+  async stats(containerId: string): Promise<{ memoryUsage: bigint; memoryLimit: bigint; oomKills: bigint; cpuUsageUsec: bigint; pids: bigint }> {
+    const s = await this.agent.statsContainer({ containerId }, { timeoutMs: CALL_MS });
+    return {
+      memoryUsage: s.memory?.usage ?? 0n,
+      memoryLimit: s.memory?.limit ?? 0n,
+      oomKills: s.memory?.oomKillEvents ?? 0n,
+      cpuUsageUsec: s.cpu?.usageUsec ?? 0n,
+      pids: s.pids?.current ?? 0n,
+    };
+  }
+
+  async update(containerId: string, resources: Record<string, unknown>): Promise<void> {
+    await this.agent.updateContainer({ containerId, resourcesJson: JSON.stringify(resources) }, { timeoutMs: CALL_MS });
+  }
+
+  /** Blocks until some container is OOM-killed; answers its id. */
+  async nextOom(signal?: AbortSignal): Promise<string> {
+    return (await this.agent.getOOMEvent({}, signal ? { signal } : {})).containerId;
+  }
+}

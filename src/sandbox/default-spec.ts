@@ -1,0 +1,59 @@
+// The OCI spec `kata-ts run --rootfs DIR -- CMD` runs: what `crun spec` writes, with the
+// caller's command, environment, working directory, user and limits.
+import type { OciSpec } from "../agent/oci/types.js";
+
+export interface RunSpecOptions {
+  args: string[];
+  env?: string[];
+  cwd?: string;
+  uid?: number;
+  gid?: number;
+  terminal?: boolean;
+  hostname?: string;
+  /** Container memory limit in bytes (cgroup v2 memory.max in the guest). */
+  memoryLimitBytes?: number;
+  /** Host directories bind-mounted into the container: [hostPath, containerPath]. */
+  volumes?: [string, string][];
+  readonlyRootfs?: boolean;
+}
+
+const CAPS = [
+  "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
+  "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+];
+
+export function runSpec(o: RunSpecOptions): OciSpec {
+  const env = o.env ?? [];
+  const hasPath = env.some((e) => e.startsWith("PATH="));
+  return {
+    ociVersion: "1.0.2",
+    process: {
+      terminal: o.terminal ?? false,
+      user: { uid: o.uid ?? 0, gid: o.gid ?? 0 },
+      args: o.args,
+      env: [...(hasPath ? [] : ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]), ...(o.terminal ? ["TERM=xterm"] : []), ...env],
+      cwd: o.cwd ?? "/",
+      capabilities: { bounding: CAPS, effective: CAPS, permitted: CAPS },
+      rlimits: [{ type: "RLIMIT_NOFILE", hard: 1048576, soft: 1048576 }],
+      noNewPrivileges: true,
+    },
+    root: { path: "rootfs", readonly: o.readonlyRootfs ?? false },
+    hostname: o.hostname ?? "kata-ts",
+    mounts: [
+      { destination: "/proc", type: "proc", source: "proc" },
+      { destination: "/dev", type: "tmpfs", source: "tmpfs", options: ["nosuid", "strictatime", "mode=755", "size=65536k"] },
+      { destination: "/dev/pts", type: "devpts", source: "devpts", options: ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"] },
+      { destination: "/dev/shm", type: "tmpfs", source: "shm", options: ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"] },
+      { destination: "/dev/mqueue", type: "mqueue", source: "mqueue", options: ["nosuid", "noexec", "nodev"] },
+      { destination: "/sys", type: "sysfs", source: "sysfs", options: ["nosuid", "noexec", "nodev", "ro"] },
+      { destination: "/sys/fs/cgroup", type: "cgroup", source: "cgroup", options: ["nosuid", "noexec", "nodev", "relatime", "ro"] },
+      ...(o.volumes ?? []).map(([src, dst]) => ({ destination: dst, type: "bind", source: src, options: ["rbind", "rw"] })),
+    ],
+    linux: {
+      namespaces: [{ type: "pid" }, { type: "ipc" }, { type: "uts" }, { type: "mount" }, { type: "cgroup" }],
+      resources: o.memoryLimitBytes === undefined ? {} : { memory: { limit: o.memoryLimitBytes, swap: o.memoryLimitBytes } },
+      maskedPaths: ["/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
+      readonlyPaths: ["/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
+    },
+  };
+}

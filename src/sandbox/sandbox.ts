@@ -1,0 +1,198 @@
+// One sandbox = one VM. Set-up in order (state dir, shared dir, virtiofsd, VM, agent, guest
+// sandbox) with every step's undo pushed as it succeeds, so destroy() and a failed create both
+// tear down in reverse order. The state file lets another process find and clean up what runs.
+import { mkdir, rm } from "node:fs/promises";
+import { KataError } from "../util/errors.js";
+import { createLogger } from "../util/log.js";
+import { loadGuestAssets, type GuestAssets } from "../guest/assets.js";
+import { QemuHypervisor } from "../hypervisor/qemu/index.js";
+import type { Accel, Hypervisor, Vm } from "../hypervisor/types.js";
+import type { OciSpec } from "../agent/oci/types.js";
+import { AgentClient } from "./agent-client.js";
+import { SandboxContainer } from "./container.js";
+import { SHARED_FS_TAG, sandboxLayout, type SandboxLayout } from "./guest-layout.js";
+import { shareContainer } from "./host-spec.js";
+import { Lifecycle } from "./lifecycle.js";
+import { makeSharedMountPoint, unmountAll } from "./mounts.js";
+import { writeRecord, type SandboxRecord, type SandboxStatus } from "./state-file.js";
+import { UndoStack } from "./undo-stack.js";
+import { Virtiofsd } from "./virtiofsd.js";
+
+const log = createLogger("sandbox");
+
+export interface SandboxOptions {
+  id: string;
+  vcpus?: number;
+  memoryMiB?: number;
+  hostname?: string;
+  dns?: string[];
+  accel?: Accel;
+  assets?: GuestAssets;
+  hypervisor?: Hypervisor;
+  /** How long the guest may take to boot and answer (TCG is slow). */
+  bootTimeoutMs?: number;
+}
+
+export interface ContainerOptions {
+  id: string;
+  /** The container's OCI spec, as the host would give it to runc (root.path is ignored). */
+  spec: OciSpec;
+  /** Host directory holding the container's root file system. */
+  rootfs: string;
+  openStdin?: boolean;
+}
+
+const TABLE: Record<SandboxStatus, readonly SandboxStatus[]> = {
+  creating: ["ready", "stopping"],
+  ready: ["stopping"],
+  stopping: ["stopped"],
+  stopped: [],
+};
+
+export class Sandbox {
+  private readonly life: Lifecycle<SandboxStatus>;
+  private readonly containers = new Map<string, SandboxContainer>();
+  private readonly undo = new UndoStack();
+  private readonly record: SandboxRecord;
+  private agentClient: AgentClient | undefined;
+  private vmValue: Vm | undefined;
+  private destroying: Promise<void> | undefined;
+
+  private constructor(
+    readonly id: string,
+    readonly layout: SandboxLayout,
+  ) {
+    this.life = new Lifecycle(`sandbox ${id}`, "creating", TABLE);
+    this.record = { id, status: "creating", createdAt: new Date().toISOString(), sharedDir: layout.sharedDir, containers: {} };
+  }
+
+  get state(): SandboxStatus {
+    return this.life.state;
+  }
+
+  get agent(): AgentClient {
+    if (this.agentClient === undefined) throw new KataError("FAILED_PRECONDITION", `sandbox ${this.id} has no agent connection`);
+    return this.agentClient;
+  }
+
+  get vm(): Vm | undefined {
+    return this.vmValue;
+  }
+
+  static async create(opts: SandboxOptions): Promise<Sandbox> {
+    const sb = new Sandbox(opts.id, sandboxLayout(opts.id));
+    try {
+      await sb.setUp(opts);
+    } catch (err) {
+      await sb.destroy().catch((e: unknown) => log.error({ err: e, sandbox: opts.id }, "teardown after a failed create failed"));
+      throw err;
+    }
+    return sb;
+  }
+
+  private async setUp(opts: SandboxOptions): Promise<void> {
+    const { layout } = this;
+    const assets = opts.assets ?? (await loadGuestAssets());
+    try {
+      await mkdir(layout.stateDir, { recursive: false });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code === "EEXIST" ? "ALREADY_EXISTS" : "INTERNAL";
+      throw new KataError(code, `cannot create sandbox state dir ${layout.stateDir}`, { cause: err });
+    }
+    this.undo.push("remove state dir", () => rm(layout.stateDir, { recursive: true, force: true }));
+    await this.save();
+
+    await mkdir(layout.sharedDir, { recursive: true });
+    this.undo.push("unmount shared dir", () => unmountAll(layout.sharedDir));
+    await makeSharedMountPoint(layout.sharedDir);
+
+    const vfs = await Virtiofsd.start({ sharedDir: layout.sharedDir, socketPath: layout.virtiofsdSocket, logPath: layout.virtiofsdLog });
+    this.undo.push("stop virtiofsd", () => vfs.stop());
+    this.record.virtiofsdPid = vfs.pid;
+
+    const hv = opts.hypervisor ?? (await QemuHypervisor.open());
+    const vm = await hv.create({
+      id: opts.id,
+      stateDir: layout.vmStateDir,
+      vcpus: opts.vcpus ?? 1,
+      memoryMiB: opts.memoryMiB ?? 512,
+      kernelPath: assets.kernelPath,
+      ...(assets.initrdPath === undefined ? {} : { initrdPath: assets.initrdPath }),
+      rootfsPath: assets.rootfsPath,
+      kernelCmdline: assets.kernelCmdline,
+      accel: opts.accel ?? "auto",
+      sharedFs: { socketPath: layout.virtiofsdSocket, tag: SHARED_FS_TAG },
+    });
+    this.undo.push("stop VM", async () => {
+      await vm.stop({ timeoutMs: 3000 });
+    });
+    await vm.start();
+    this.vmValue = vm;
+    this.record.vmPid = vm.pid;
+    this.record.agentSocketPath = vm.agentSocketPath;
+    await this.save();
+
+    const agent = await AgentClient.connect(vm.agentSocketPath, opts.bootTimeoutMs ?? 120_000);
+    this.agentClient = agent;
+    this.undo.push("close agent connection", () => Promise.resolve(agent.close()));
+    await agent.createSandbox({ sandboxId: opts.id, hostname: opts.hostname ?? "", dns: opts.dns ?? [], sharedFsTag: SHARED_FS_TAG });
+    this.life.move("ready", "create");
+    await this.save();
+  }
+
+  async createContainer(c: ContainerOptions): Promise<SandboxContainer> {
+    this.life.require("create a container in", "ready");
+    if (this.containers.has(c.id)) throw new KataError("ALREADY_EXISTS", `sandbox ${this.id} already has a container ${c.id}`);
+    const undo = new UndoStack();
+    try {
+      const shared = await shareContainer(this.layout, c.id, c.spec, c.rootfs, undo);
+      await this.agent.createContainer({ containerId: c.id, spec: shared.spec, rootfs: shared.guestRootfs, mounts: [], openStdin: c.openStdin ?? false });
+    } catch (err) {
+      await undo.unwind().catch(() => undefined);
+      throw err;
+    }
+    const ctr = new SandboxContainer(this.agent, c.id, c.spec.process?.terminal === true, undo, (id) => {
+      this.containers.delete(id);
+      delete this.record.containers[id];
+      void this.save().catch(() => undefined);
+    });
+    this.containers.set(c.id, ctr);
+    this.record.containers[c.id] = { status: "created", hostRootfs: c.rootfs };
+    await this.save();
+    return ctr;
+  }
+
+  container(id: string): SandboxContainer {
+    const c = this.containers.get(id);
+    if (c === undefined) throw new KataError("NOT_FOUND", `sandbox ${this.id} has no container ${id}`);
+    return c;
+  }
+
+  /** Deletes every container, stops the VM and helpers, removes mounts and the state dir. Idempotent. */
+  destroy(): Promise<void> {
+    // One teardown however many callers ask (Ctrl-C while run's own finally also destroys).
+    this.destroying ??= this.tearDown();
+    return this.destroying;
+  }
+
+  private async tearDown(): Promise<void> {
+    this.life.move("stopping", "destroy");
+    await this.save().catch(() => undefined);
+    for (const c of [...this.containers.values()]) {
+      await c.delete().catch((err: unknown) => log.warn({ err, container: c.id }, "container delete failed; the VM stop removes it"));
+    }
+    if (this.agentClient !== undefined) {
+      await this.agentClient.destroySandbox().catch(() => undefined);
+    }
+    try {
+      await this.undo.unwind();
+    } finally {
+      this.life.move("stopped", "destroy");
+    }
+  }
+
+  private async save(): Promise<void> {
+    this.record.status = this.life.state;
+    await writeRecord(this.layout.stateFile, this.record);
+  }
+}

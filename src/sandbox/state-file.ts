@@ -1,0 +1,39 @@
+// The sandbox's record on disk (/run/kata-ts/<id>/state.json): enough for another process (a
+// restarted shim, `kata-ts run` after a crash, a cleanup command) to find the VM and its helpers
+// and tear them down. Written atomically (write + rename) on every lifecycle change.
+import { readFile, rename, writeFile } from "node:fs/promises";
+import { KataError } from "../util/errors.js";
+
+export type SandboxStatus = "creating" | "ready" | "stopping" | "stopped";
+
+export interface SandboxRecord {
+  id: string;
+  status: SandboxStatus;
+  createdAt: string;
+  /** Process ids of the helpers; a later process kills them by pid (checking the command name). */
+  vmPid?: number;
+  virtiofsdPid?: number;
+  agentSocketPath?: string;
+  sharedDir: string;
+  containers: Record<string, { status: string; hostRootfs: string }>;
+}
+
+export async function writeRecord(file: string, rec: SandboxRecord): Promise<void> {
+  const tmp = `${file}.tmp`;
+  await writeFile(tmp, `${JSON.stringify(rec, null, 2)}\n`);
+  await rename(tmp, file);
+}
+
+export async function readRecord(file: string): Promise<SandboxRecord> {
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (err) {
+    throw new KataError("NOT_FOUND", `no sandbox state at ${file}`, { cause: err });
+  }
+  try {
+    return JSON.parse(text) as SandboxRecord;
+  } catch (err) {
+    throw new KataError("INTERNAL", `sandbox state ${file} is not valid JSON; remove the directory by hand`, { cause: err });
+  }
+}

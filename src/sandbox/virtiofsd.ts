@@ -1,0 +1,59 @@
+// virtiofsd (the C daemon shipped with QEMU 7.2) serving the sandbox's shared dir to the guest
+// over a vhost-user socket. It exits by itself when QEMU disconnects; stop() also kills it.
+import { spawn, type ChildProcess } from "node:child_process";
+import { open, stat } from "node:fs/promises";
+import { setTimeout as sleep } from "node:timers/promises";
+import { KataError } from "../util/errors.js";
+
+export const VIRTIOFSD = process.env.KATA_TS_VIRTIOFSD ?? "/usr/lib/qemu/virtiofsd";
+
+export class Virtiofsd {
+  private exited: Promise<void>;
+  private constructor(private readonly child: ChildProcess) {
+    this.exited = new Promise((resolve) => child.once("exit", () => resolve()));
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  static async start(opts: { sharedDir: string; socketPath: string; logPath: string; timeoutMs?: number }): Promise<Virtiofsd> {
+    const log = await open(opts.logPath, "a");
+    const args = [
+      `--socket-path=${opts.socketPath}`,
+      "-o", `source=${opts.sharedDir}`,
+      // Metadata may change on the host (binds appear, rootfs files change): do not cache forever.
+      "-o", "cache=auto",
+      // Each bind mount in the share shows up as its own mount in the guest (unique inode numbers).
+      "-o", "announce_submounts",
+    ];
+    const child = spawn(VIRTIOFSD, args, { stdio: ["ignore", log.fd, log.fd], detached: false });
+    await log.close();
+    const d = new Virtiofsd(child);
+    const failed = new Promise<Error>((resolve) => child.once("error", resolve));
+    const deadline = Date.now() + (opts.timeoutMs ?? 10_000);
+    for (;;) {
+      const st = await stat(opts.socketPath).catch(() => undefined);
+      if (st?.isSocket()) return d;
+      const err = await Promise.race([failed, sleep(20).then(() => undefined)]);
+      if (err !== undefined) throw new KataError("NOT_FOUND", `cannot run ${VIRTIOFSD}: ${err.message}`, { cause: err });
+      if (child.exitCode !== null || child.signalCode !== null) {
+        throw new KataError("INTERNAL", `virtiofsd exited at start (status ${child.exitCode ?? child.signalCode}); see ${opts.logPath}`);
+      }
+      if (Date.now() > deadline) {
+        await d.stop();
+        throw new KataError("DEADLINE_EXCEEDED", `virtiofsd did not create ${opts.socketPath} in time; see ${opts.logPath}`);
+      }
+    }
+  }
+
+  async stop(timeoutMs = 5000): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    this.child.kill("SIGTERM");
+    const t = sleep(timeoutMs).then(() => "timeout" as const);
+    if ((await Promise.race([this.exited.then(() => "exited" as const), t])) === "timeout") {
+      this.child.kill("SIGKILL");
+      await this.exited;
+    }
+  }
+}
