@@ -16,6 +16,7 @@ import {
   type DecodeEvent,
 } from "./frame.js";
 import { Code } from "./status.js";
+import { writeFrame } from "./write.js";
 
 export type Metadata = Record<string, string> | Map<string, string> | Iterable<readonly [string, string]>;
 
@@ -121,7 +122,7 @@ export class TtrpcClient {
         );
       }
       opts.signal?.addEventListener("abort", onAbort, { once: true });
-      this.stream.write(encodeFrame({ streamId: id, type: MESSAGE_TYPE_REQUEST, flags: 0 }, body));
+      writeFrame(this.stream, encodeFrame({ streamId: id, type: MESSAGE_TYPE_REQUEST, flags: 0 }, body));
     });
   }
 

@@ -16,6 +16,7 @@ import {
   type Frame,
 } from "./frame.js";
 import { Code } from "./status.js";
+import { writeFrame } from "./write.js";
 
 /** What a handler gets besides its request. */
 export interface HandlerContext {
@@ -216,7 +217,7 @@ export class ServerConnection {
       const message = `response of ${body.length} bytes exceeds maximum message size of ${MESSAGE_LENGTH_MAX}`;
       body = toBinary(ResponseSchema, create(ResponseSchema, { status: { code: Code.RESOURCE_EXHAUSTED, message } }));
     }
-    const ok = this.stream.write(encodeFrame({ streamId: id, type: MESSAGE_TYPE_RESPONSE, flags: 0 }, body));
+    const ok = writeFrame(this.stream, encodeFrame({ streamId: id, type: MESSAGE_TYPE_RESPONSE, flags: 0 }, body));
     if (!ok && !this.waitingForDrain && this.stream.writableLength > WRITE_BACKLOG_MAX) {
       this.waitingForDrain = true;
       this.stream.pause();
