@@ -1,0 +1,98 @@
+// The pod life cycle kubelet drives over CRI, against the kata-ts handler: shared by the e2e test
+// (real VMs) and the shim's CRI integration test (a host-process pod). Asserts what a user sees:
+// pod ready, container output in the CRI log file, exit codes in ContainerStatus, ExecSync output
+// and exit codes, stop with SIGKILL = 137, and that removing the pod leaves no mount or state.
+import assert from "node:assert/strict";
+import { mkdir, readdir } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import type { CriClient } from "../../src/cri/client.js";
+import { ContainerState, PodSandboxState, podSandboxConfig, readCriLog, waitForContainerState } from "../../src/cri/pod.js";
+import { installContainerdHandler } from "../../src/deploy/containerd-install.js";
+import type { PrivateContainerd } from "../harness/containerd.js";
+import { BUSYBOX_IMAGE_REF } from "../harness/images.js";
+import { mountsUnder } from "../harness/mounts.js";
+
+export const HANDLER = "kata-ts";
+const repoRoot = join(import.meta.dirname, "..", "..", "..");
+export const shimPath = join(repoRoot, "bin", "containerd-shim-kata-ts-v2");
+
+/**
+ * containerd's environment with the shim on PATH: containerd 1.6.20 (Debian) ignores the CRI
+ * handler's runtime_path when it starts the sandbox task and looks the binary up by name.
+ */
+export function shimOnPath(): NodeJS.ProcessEnv {
+  return { PATH: `${dirname(shimPath)}:${process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin"}` };
+}
+
+/** startContainerd's beforeStart: the node installer registers the handler, as on a real node. */
+export function installHandler(kataConfigPath?: string): (configPath: string) => Promise<void> {
+  return async (configPath) => {
+    await installContainerdHandler({ containerdConfigPath: configPath, runtimePath: shimPath, kataConfigPath });
+  };
+}
+
+export interface FlowResult {
+  /** `uname -r` inside the pod. */
+  podKernel: string;
+}
+
+export async function runKataPodFlow(ctd: PrivateContainerd, cri: CriClient, name: string): Promise<FlowResult> {
+  const logDirectory = join(ctd.baseDir, "pods", `default_${name}_uid-${name}`);
+  await mkdir(logDirectory, { recursive: true });
+  const config = podSandboxConfig({ name, uid: `uid-${name}`, logDirectory });
+  const { podSandboxId } = await cri.runtime.runPodSandbox({ config, runtimeHandler: HANDLER });
+  let removed = false;
+  try {
+    const pod = await cri.runtime.podSandboxStatus({ podSandboxId });
+    assert.equal(pod.status?.state, PodSandboxState.SANDBOX_READY);
+    assert.equal(pod.status?.runtimeHandler, HANDLER);
+
+    const { containerId: echoId } = await cri.runtime.createContainer({
+      podSandboxId,
+      sandboxConfig: config,
+      config: {
+        metadata: { name: "echo" },
+        image: { image: BUSYBOX_IMAGE_REF },
+        command: ["/bin/sh", "-c", "echo hello from kata-ts; echo to stderr >&2; exit 3"],
+        logPath: "echo/0.log",
+      },
+    });
+    await cri.runtime.startContainer({ containerId: echoId });
+    const exited = await waitForContainerState(cri, echoId, ContainerState.CONTAINER_EXITED, { timeoutMs: 120_000 });
+    assert.equal(exited.exitCode, 3);
+    assert.equal(await readCriLog(logDirectory, "echo/0.log", "stdout"), "hello from kata-ts\n");
+    assert.equal(await readCriLog(logDirectory, "echo/0.log", "stderr"), "to stderr\n");
+
+    const { containerId: sleeperId } = await cri.runtime.createContainer({
+      podSandboxId,
+      sandboxConfig: config,
+      config: { metadata: { name: "sleeper" }, image: { image: BUSYBOX_IMAGE_REF }, command: ["sleep", "3600"], logPath: "sleeper/0.log" },
+    });
+    await cri.runtime.startContainer({ containerId: sleeperId });
+    await waitForContainerState(cri, sleeperId, ContainerState.CONTAINER_RUNNING, { timeoutMs: 120_000 });
+    const uname = await cri.runtime.execSync({ containerId: sleeperId, cmd: ["uname", "-r"], timeout: 60n });
+    assert.equal(uname.exitCode, 0, Buffer.from(uname.stderr).toString());
+    const failing = await cri.runtime.execSync({ containerId: sleeperId, cmd: ["sh", "-c", "echo oops >&2; exit 7"], timeout: 60n });
+    assert.equal(failing.exitCode, 7);
+    assert.equal(Buffer.from(failing.stderr).toString(), "oops\n");
+
+    await cri.runtime.stopContainer({ containerId: sleeperId, timeout: 0n });
+    const stopped = await waitForContainerState(cri, sleeperId, ContainerState.CONTAINER_EXITED, { timeoutMs: 60_000 });
+    assert.equal(stopped.exitCode, 137);
+    for (const containerId of [echoId, sleeperId]) await cri.runtime.removeContainer({ containerId });
+    await cri.runtime.stopPodSandbox({ podSandboxId });
+    await cri.runtime.removePodSandbox({ podSandboxId });
+    removed = true;
+    assert.equal((await cri.runtime.listPodSandbox({})).items.length, 0);
+    assert.deepEqual(await mountsUnder([ctd.baseDir]), [], "no rootfs, share or netns mount left");
+    // Sandbox state lives in per-sandbox directories (the harness's installer may keep files here).
+    const stateDirs = (await readdir(ctd.kataStateDir, { withFileTypes: true }).catch(() => [])).filter((e) => e.isDirectory());
+    assert.deepEqual(stateDirs.map((e) => e.name), [], "no kata-ts sandbox state left");
+    return { podKernel: Buffer.from(uname.stdout).toString().trim() };
+  } finally {
+    if (!removed) {
+      await cri.runtime.stopPodSandbox({ podSandboxId }).catch(() => undefined);
+      await cri.runtime.removePodSandbox({ podSandboxId }).catch(() => undefined);
+    }
+  }
+}
