@@ -12,7 +12,10 @@ import { PAUSE_IMAGE_REF } from "../../src/images/test-images.js";
 import { KataError } from "../../src/util/errors.js";
 import { run, tryRun, type ExecResult } from "../../src/util/exec.js";
 import { CRI_PLUGIN, defaultRuntimes, bridgeConflist, renderHarnessConfig, type RuntimeHandlerConfig } from "./containerd-config.js";
+import type { KataTsHandler } from "../../src/deploy/containerd-config.js";
+import { installContainerdHandler } from "../../src/deploy/containerd-install.js";
 import { unmountAllUnder } from "./mounts.js";
+import { repoShimPath } from "./repo.js";
 import { createNetns, deleteNetns } from "./netns.js";
 import { killAll, processesInCgroups, processesMentioning } from "./processes.js";
 import { newCgroups, snapshotHost, type HostSnapshot, type LeakScope } from "./leaks.js";
@@ -42,7 +45,13 @@ export interface StartContainerdOptions {
   sandboxImage?: string;
   /** Deep-merged over the rendered config.toml. */
   extraConfig?: Record<string, unknown>;
-  /** Called with the config path before containerd starts (e.g. to run the installer on it). */
+  /**
+   * Configure the `kata-ts` handler with the node installer's own code (src/deploy), as a drop-in
+   * imported by the harness's config.toml. Default: on, runtime_path = <repo>/bin/containerd-shim-kata-ts-v2.
+   * `false` leaves only the runtimes above.
+   */
+  kataTs?: false | Partial<KataTsHandler>;
+  /** Called with the config path before containerd starts (after the kata-ts install). */
   beforeStart?: (configPath: string) => Promise<void>;
   /** Extra environment for containerd (and so for its shims). */
   env?: NodeJS.ProcessEnv;
@@ -126,6 +135,14 @@ export async function startContainerd(opts: StartContainerdOptions = {}): Promis
         extraConfig: opts.extraConfig,
       }),
     );
+    if (opts.kataTs !== false) {
+      await installContainerdHandler({
+        containerdConfigPath: configPath,
+        dropInPath: join(baseDir, "kata-ts-runtime.toml"),
+        runtimePath: repoShimPath(),
+        ...opts.kataTs,
+      });
+    }
     if (opts.beforeStart) await opts.beforeStart(configPath);
     proc = spawnContainerd(["nsenter", `--net=${netnsPath}`, "--", "containerd", "--config", configPath, "--log-level", "debug"], logPath, {
       ...process.env,
