@@ -1,0 +1,65 @@
+// The whole QEMU command line for one VM, as an argv array composed from the per-device renderers.
+import type { ResolvedAccel, VmConfig } from "../types.js";
+import { renderAgentPort } from "./args/agent-port.js";
+import { renderConsole } from "./args/console.js";
+import { renderControl } from "./args/control.js";
+import { renderCpu, type CpuOptions } from "./args/cpu.js";
+import { renderDisk } from "./args/disk.js";
+import { renderKernel } from "./args/kernel.js";
+import { renderMachine } from "./args/machine.js";
+import { renderMemory, sharedMemoryBackendId } from "./args/memory.js";
+import { renderNet } from "./args/net.js";
+import { renderSharedFs } from "./args/shared-fs.js";
+import type { VmLayout } from "./layout.js";
+
+export const defaultAgentPortName = "agent.0";
+
+/**
+ * Kernel parameters the VMM side owns: the console; reboot on panic (which -no-reboot turns into an
+ * exit); under TCG the TSC frequency and no clocksource watchdog (see host-tsc.ts); and no crypto
+ * self-tests (they cost boot time and test the guest kernel, not the pod).
+ */
+export function vmmKernelParams(tuning: QemuTuning): string[] {
+  const params = ["console=ttyS0", "panic=-1", "reboot=t", "cryptomgr.notests"];
+  if (tuning.accel === "tcg") {
+    if (tuning.guestTscKhz !== undefined) params.push(`tsc_early_khz=${tuning.guestTscKhz}`);
+    params.push("tsc=reliable", "no_timer_check");
+  }
+  return params;
+}
+
+export interface QemuTuning {
+  accel: ResolvedAccel;
+  seccomp: boolean;
+  cpuModel?: string;
+  tcgThread?: CpuOptions["tcgThread"];
+  tcgTbSizeMiB?: number;
+  /** TCG: the TSC frequency to tell the guest (the host's). */
+  guestTscKhz?: number;
+}
+
+export function qemuArgs(config: VmConfig, layout: VmLayout, tuning: QemuTuning): string[] {
+  const shared = config.sharedFs !== undefined;
+  return [
+    ...renderControl({ name: config.id, qmpSocketPath: layout.qmpSocketPath, pidFilePath: layout.pidFilePath, seccomp: tuning.seccomp }),
+    ...renderMachine(shared ? { memoryBackendId: sharedMemoryBackendId } : {}),
+    ...renderCpu({
+      accel: tuning.accel,
+      vcpus: config.vcpus,
+      ...(tuning.cpuModel === undefined ? {} : { model: tuning.cpuModel }),
+      ...(tuning.accel === "tcg" && tuning.tcgThread !== undefined ? { tcgThread: tuning.tcgThread } : {}),
+      ...(tuning.accel === "tcg" && tuning.tcgTbSizeMiB !== undefined ? { tcgTbSizeMiB: tuning.tcgTbSizeMiB } : {}),
+    }),
+    ...renderMemory({ sizeMiB: config.memoryMiB, shared }),
+    ...renderKernel({
+      kernelPath: config.kernelPath,
+      ...(config.initrdPath === undefined ? {} : { initrdPath: config.initrdPath }),
+      cmdline: [...vmmKernelParams(tuning), ...config.kernelCmdline],
+    }),
+    ...renderConsole({ logPath: layout.consoleLogPath }),
+    ...renderDisk({ id: "rootfs", path: config.rootfsPath, readOnly: true }),
+    ...renderAgentPort({ socketPath: layout.agentSocketPath, portName: config.agentPortName ?? defaultAgentPortName }),
+    ...(config.sharedFs === undefined ? [] : renderSharedFs(config.sharedFs)),
+    ...renderNet(config.netDevices ?? []),
+  ];
+}

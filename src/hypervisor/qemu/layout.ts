@@ -1,0 +1,30 @@
+// Where one VM's files live inside its state dir. Unix socket paths are limited to 107 bytes, so
+// the names are short and the limit is checked before QEMU would fail on it.
+import { join } from "node:path";
+import { KataError } from "../../util/errors.js";
+
+export interface VmLayout {
+  stateDir: string;
+  qmpSocketPath: string;
+  agentSocketPath: string;
+  consoleLogPath: string;
+  pidFilePath: string;
+}
+
+const sunPathMax = 107;
+
+export function vmLayout(stateDir: string): VmLayout {
+  const layout = {
+    stateDir,
+    qmpSocketPath: join(stateDir, "qmp.sock"),
+    agentSocketPath: join(stateDir, "agent.sock"),
+    consoleLogPath: join(stateDir, "console.log"),
+    pidFilePath: join(stateDir, "qemu.pid"),
+  };
+  for (const sock of [layout.qmpSocketPath, layout.agentSocketPath]) {
+    if (Buffer.byteLength(sock) > sunPathMax) {
+      throw new KataError("INVALID_ARGUMENT", `socket path ${sock} is longer than ${sunPathMax} bytes; use a shorter state dir`);
+    }
+  }
+  return layout;
+}

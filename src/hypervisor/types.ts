@@ -1,0 +1,125 @@
+// The narrow contract between kata-ts and a VMM. QEMU implements it today; Cloud Hypervisor and
+// Firecracker (REST over a unix socket) must fit later, so nothing here is QEMU-shaped: a VM is
+// created from a plain config, started, stopped and waited on. Optional features are described by
+// small capability interfaces instead of one wide type.
+
+export type Accel = "auto" | "kvm" | "tcg";
+/** The accelerator actually used once `auto` is resolved. */
+export type ResolvedAccel = "kvm" | "tcg";
+
+/** A virtio-fs share served by a vhost-user daemon (virtiofsd) listening on socketPath. */
+export interface SharedFsConfig {
+  socketPath: string;
+  /** The mount tag the guest uses: `mount -t virtiofs TAG DIR`. */
+  tag: string;
+}
+
+/** A virtio-net NIC backed by a host tap device (created by the caller, e.g. in the pod netns). */
+export interface NetDeviceConfig {
+  tapName: string;
+  /** 6 colon-separated hex octets, e.g. "02:00:00:00:00:01". */
+  mac: string;
+}
+
+export interface VmConfig {
+  /** Short unique name (sandbox id); used in QEMU's -name and in logs. */
+  id: string;
+  /** Directory the VM owns (sockets, console log, pid file); created by start, removed by stop. */
+  stateDir: string;
+  vcpus: number;
+  memoryMiB: number;
+  kernelPath: string;
+  initrdPath?: string;
+  /** Attached as the first virtio-blk disk, read-only (the guest sees /dev/vda). */
+  rootfsPath: string;
+  /** Guest kernel parameters the image needs; the VMM adds its own (console=..., panic=...). */
+  kernelCmdline: string[];
+  accel: Accel;
+  sharedFs?: SharedFsConfig;
+  netDevices?: NetDeviceConfig[];
+  /** Name of the guest's agent port (virtio-serial) — "agent.0" unless a test wants otherwise. */
+  agentPortName?: string;
+}
+
+/** created -> running -> stopping -> stopped. Any state may go straight to stopped (failure). */
+export type VmState = "created" | "starting" | "running" | "stopping" | "stopped";
+
+/** How a VM ended, as far as the host can tell. */
+export interface VmExit {
+  /**
+   * - "poweroff": the guest shut itself down (or honoured an ACPI power-down request)
+   * - "guest-panic": the guest kernel panicked (pvpanic, or a reboot with panic=-1 under -no-reboot)
+   * - "stopped": the host asked the VMM to quit and it did so cleanly
+   * - "killed": the host had to kill the VMM process
+   * - "crashed": the VMM died on its own (signal or non-zero exit without a guest shutdown)
+   */
+  reason: "poweroff" | "guest-panic" | "stopped" | "killed" | "crashed";
+  /** The VMM process's exit code (null when killed by a signal). */
+  exitCode: number | null;
+  signal: NodeJS.Signals | null;
+  /** The VMM's own account when it has one (QEMU: SHUTDOWN event's reason, e.g. "guest-shutdown"). */
+  vmmReason?: string;
+}
+
+export interface StopOptions {
+  /** Time for a graceful stop before the VMM is killed. */
+  timeoutMs?: number;
+}
+
+export interface Vm {
+  readonly id: string;
+  readonly state: VmState;
+  /** The VMM process id while it runs. */
+  readonly pid: number | undefined;
+  readonly stateDir: string;
+  /** Guest console output (serial), for diagnostics. */
+  readonly consoleLogPath: string;
+  /** Unix socket connected to the guest agent's port (a stream once the guest opens the port). */
+  readonly agentSocketPath: string;
+  /** The accelerator in use (known after start). */
+  readonly accel: ResolvedAccel | undefined;
+  start(): Promise<void>;
+  /** Graceful within the deadline, then kill; always reaps the VMM and removes the state dir. Idempotent. */
+  stop(opts?: StopOptions): Promise<VmExit>;
+  /** Resolves once the VM has ended (for whatever reason) and its VMM has been reaped. */
+  wait(): Promise<VmExit>;
+}
+
+// ---- capabilities: one small interface per feature ----
+
+export interface AgentChannelCapability {
+  /** How the host reaches the agent: virtio-serial port on a unix socket, or vsock. */
+  transport: "virtio-serial" | "vsock";
+}
+
+export interface SharedFsCapability {
+  kind: "virtio-fs";
+  /** virtiofsd needs guest RAM in a shareable memfd. */
+  requiresSharedMemory: boolean;
+}
+
+export interface NetworkCapability {
+  kind: "tap";
+  maxDevices: number;
+}
+
+export interface SeccompCapability {
+  /** The VMM runs under its own seccomp filter. */
+  enabled: boolean;
+  detail: string;
+}
+
+export interface HypervisorCapabilities {
+  name: string;
+  version: string;
+  agentChannel: AgentChannelCapability;
+  sharedFs?: SharedFsCapability;
+  network?: NetworkCapability;
+  seccomp?: SeccompCapability;
+}
+
+export interface Hypervisor {
+  /** Validates the config and prepares a VM; nothing is spawned until start(). */
+  create(config: VmConfig): Promise<Vm>;
+  capabilities(): HypervisorCapabilities;
+}
