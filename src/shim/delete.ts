@@ -12,6 +12,7 @@ import { groupIdOf, pathOfUri } from "./address.js";
 import type { ShimFlags } from "./flags.js";
 import { readSpec } from "./oci-spec.js";
 import { loadPodFactory } from "./sandbox-adapter.js";
+import { shimLogger } from "./shim-log.js";
 import { isListening } from "./start.js";
 
 export async function deleteAction(flags: ShimFlags): Promise<Uint8Array> {
@@ -21,7 +22,7 @@ export async function deleteAction(flags: ShimFlags): Promise<Uint8Array> {
   const group = groupIdOf(flags.id, annotations);
   if (group === flags.id) {
     // This id owned a pod: nothing of it may survive its shim.
-    await (await loadPodFactory())?.cleanupPod(flags.id);
+    await (await loadPodFactory(shimLogger({ debug: flags.debug, id: flags.id }))).cleanupPod(flags.id);
     await removeDeadSocket(bundle);
   }
   await unmountRootfs(join(bundle, "rootfs"));

@@ -1,12 +1,8 @@
 // containerd-shim-kata-ts-v2: the containerd runtime v2 shim. One file per action; this one only
-// parses Go-style flags and dispatches. stdout carries protocol output only (an address or a
+// parses Go-style flags and dispatches (each action loaded on demand: `start` stays light). stdout carries protocol output only (an address or a
 // DeleteResponse); errors go to stderr, which containerd shows together with stdout on failure.
 import { describeError } from "../util/errors.js";
-import { deleteAction } from "./delete.js";
 import { parseShimArgs } from "./flags.js";
-import { serve } from "./serve.js";
-import { start } from "./start.js";
-import { shimVersion } from "./translate.js";
 
 async function readStdin(): Promise<Uint8Array> {
   if (process.stdin.isTTY) return new Uint8Array();
@@ -18,18 +14,18 @@ async function readStdin(): Promise<Uint8Array> {
 async function main(argv: string[]): Promise<number> {
   const { flags, action } = parseShimArgs(argv);
   if (flags.version) {
-    process.stdout.write(`containerd-shim-kata-ts-v2: ${shimVersion}\n`);
+    process.stdout.write(`containerd-shim-kata-ts-v2: ${(await import("./translate.js")).shimVersion}\n`);
     return 0;
   }
   switch (action) {
     case "start":
-      process.stdout.write(await start(flags, await readStdin()));
+      process.stdout.write(await (await import("./start.js")).start(flags, await readStdin()));
       return 0;
     case "delete":
-      process.stdout.write(await deleteAction(flags));
+      process.stdout.write(await (await import("./delete.js")).deleteAction(flags));
       return 0;
     case "serve":
-      await serve(flags);
+      await (await import("./serve.js")).serve(flags);
       return -1; // keep running
     default:
       process.stderr.write(`containerd-shim-kata-ts-v2: unknown action "${action ?? ""}" (expected start, delete)\n`);

@@ -1,14 +1,13 @@
-// The bridge from the shim's PodFactory port to the host-side sandbox layer (src/sandbox). Until
-// that layer exports its entry points the shim runs without one: Create answers UNAVAILABLE and
-// `delete` has nothing to clean beyond the bundle.
-//
-// KATA_TS_SHIM_POD_FACTORY names an ES module exporting `createPodFactory(): PodFactory`; tests
-// use it to drive the real shim from a real containerd with a pod made of host processes.
+// Which PodFactory the shim uses: the sandbox layer's VMs (vm-pod.ts), or - when
+// KATA_TS_SHIM_POD_FACTORY names an ES module exporting `createPodFactory(): PodFactory` - that
+// one; tests use it to drive the real shim from a real containerd with a pod of host processes.
 import { pathToFileURL } from "node:url";
 import { KataError } from "../util/errors.js";
+import type { Logger } from "../util/log.js";
 import type { PodFactory } from "./pod-port.js";
+import { vmPodFactory } from "./vm-pod.js";
 
-export async function loadPodFactory(): Promise<PodFactory | undefined> {
+export async function loadPodFactory(log: Logger): Promise<PodFactory> {
   const override = process.env.KATA_TS_SHIM_POD_FACTORY;
   if (override !== undefined && override !== "") {
     const mod = (await import(pathToFileURL(override).href)) as { createPodFactory?: () => PodFactory };
@@ -17,5 +16,5 @@ export async function loadPodFactory(): Promise<PodFactory | undefined> {
     }
     return mod.createPodFactory();
   }
-  return undefined;
+  return vmPodFactory(log);
 }

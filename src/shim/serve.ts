@@ -6,16 +6,16 @@ import { describeError, KataError } from "../util/errors.js";
 import { EventPublisher } from "./events.js";
 import type { ShimFlags } from "./flags.js";
 import { loadPodFactory } from "./sandbox-adapter.js";
-import { openShimLog } from "./shim-log.js";
+import { shimLogger } from "./shim-log.js";
 import { TaskService } from "./task-service.js";
 import { taskImpl } from "./translate.js";
 
 export async function serve(flags: ShimFlags): Promise<void> {
   const bundle = flags.bundle || process.cwd();
-  const log = openShimLog(bundle, { debug: flags.debug, id: flags.id });
+  const log = shimLogger({ debug: flags.debug, id: flags.id });
   if (flags.socket === "") throw new KataError("INVALID_ARGUMENT", "serve needs -socket");
   const events = new EventPublisher(process.env.TTRPC_ADDRESS, flags.namespace, log);
-  const svc = new TaskService({ factory: await loadPodFactory(), events, log, configPath: flags.configPath });
+  const svc = new TaskService({ factory: await loadPodFactory(log), events, log, configPath: flags.configPath });
   const server = new TtrpcServer();
 
   let stopping = false;

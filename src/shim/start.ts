@@ -3,6 +3,7 @@
 // is spawned detached, in its own session, with no inherited stdio (containerd waits for start's
 // pipes to close), and the socket is listening before we print the address.
 import { spawn } from "node:child_process";
+import { closeSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import net from "node:net";
 import { dirname, join } from "node:path";
@@ -12,6 +13,7 @@ import { groupIdOf, socketPath, socketUri } from "./address.js";
 import { formatShimFlags, type ShimFlags } from "./flags.js";
 import { readSpec } from "./oci-spec.js";
 import { decodeRuntimeOptionsBytes } from "./runtime-options.js";
+import { openBundleLog } from "./shim-log.js";
 
 const listenDeadlineMs = 10_000;
 const mainScript = join(dirname(fileURLToPath(import.meta.url)), "main.js");
@@ -33,13 +35,15 @@ export async function start(flags: ShimFlags, stdin: Uint8Array, socketDir?: str
 
 async function spawnServer(flags: ShimFlags, bundle: string, path: string, configPath: string): Promise<void> {
   const args = [mainScript, ...formatShimFlags({ ...flags, bundle, socket: path, configPath }), "serve"];
+  const logFd = openBundleLog(bundle);
   const child = spawn(process.execPath, args, {
     cwd: bundle,
     detached: true,
-    stdio: "ignore",
+    stdio: ["ignore", "ignore", logFd],
     // Each stdin FIFO open waits on a thread-pool thread until containerd opens its end.
     env: { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? "16" },
   });
+  closeSync(logFd);
   let exited: string | undefined;
   child.once("exit", (code, signal) => {
     exited = signal !== null ? `signal ${signal}` : `status ${code}`;

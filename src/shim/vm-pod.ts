@@ -1,0 +1,138 @@
+// The shim's Pod over the sandbox layer's Sandbox (one VM): containerd's containers become
+// sandbox containers, with their rootfs mounted on <bundle>/rootfs and shared into the guest.
+import { join } from "node:path";
+import { loadGuestAssets } from "../guest/assets.js";
+import { QemuHypervisor } from "../hypervisor/qemu/index.js";
+import { Sandbox } from "../sandbox/sandbox.js";
+import { cleanupStaleSandbox } from "../sandbox/stale.js";
+import type { OciProcess, OciSpec as AgentOciSpec } from "../agent/oci/types.js";
+import { describeError } from "../util/errors.js";
+import type { Logger } from "../util/log.js";
+import type { ContainerRequest, ContainerStats, ExecRequest, Pod, PodFactory, PodProcess, SandboxRequest } from "./pod-port.js";
+import { mountRootfs, unmountRootfs } from "./rootfs-mount.js";
+import { PauseProcess, VmProcess, containerInit, execLauncher } from "./vm-process.js";
+
+export class VmPod implements Pod {
+  private readonly rootfsDirs = new Map<string, string>();
+  private readonly processes = new Set<VmProcess>();
+  private readonly pause: PauseProcess;
+
+  constructor(
+    private readonly sandbox: Sandbox,
+    private readonly log: Logger,
+  ) {
+    this.pause = new PauseProcess(this.pid, sandbox.vm?.wait() ?? Promise.resolve());
+  }
+
+  get pid(): number {
+    return this.sandbox.vm?.pid ?? 0;
+  }
+
+  sandboxProcess(): PodProcess {
+    return this.pause;
+  }
+
+  async createContainer(req: ContainerRequest): Promise<PodProcess> {
+    const rootfs = join(req.bundle, "rootfs");
+    if (req.rootfs.length > 0) {
+      await mountRootfs(req.rootfs, rootfs);
+      this.rootfsDirs.set(req.id, rootfs);
+    }
+    try {
+      const container = await this.sandbox.createContainer({ id: req.id, spec: req.spec as AgentOciSpec, rootfs, openStdin: req.stdio.stdin !== "" });
+      return this.track(new VmProcess(this.pid, containerInit(container), { terminal: req.stdio.terminal, stdin: req.stdio.stdin !== "" }, this.log));
+    } catch (err) {
+      await this.releaseRootfs(req.id);
+      throw err;
+    }
+  }
+
+  async exec(req: ExecRequest): Promise<PodProcess> {
+    const container = this.sandbox.container(req.containerId);
+    const opts = { terminal: req.stdio.terminal, stdin: req.stdio.stdin !== "" };
+    return this.track(new VmProcess(this.pid, execLauncher(container, req.execId, req.process as OciProcess, opts), opts, this.log));
+  }
+
+  async removeContainer(id: string): Promise<void> {
+    try {
+      await this.sandbox.container(id).delete();
+    } finally {
+      await this.releaseRootfs(id);
+    }
+  }
+
+  async pids(): Promise<number[]> {
+    return this.pid > 0 ? [this.pid] : [];
+  }
+
+  async stats(containerId: string): Promise<ContainerStats> {
+    const s = await this.sandbox.agent.stats(containerId);
+    return {
+      cpuUsageUsec: Number(s.cpuUsageUsec),
+      memoryUsageBytes: Number(s.memoryUsage),
+      memoryLimitBytes: Number(s.memoryLimit),
+      pidsCurrent: Number(s.pids),
+      oomKills: Number(s.oomKills),
+    };
+  }
+
+  async update(containerId: string, resources: Record<string, unknown>): Promise<void> {
+    await this.sandbox.agent.update(containerId, resources);
+  }
+
+  onOom(listener: (containerId: string) => void): void {
+    const loop = async (): Promise<void> => {
+      while (this.sandbox.state === "ready") {
+        const id = await this.sandbox.agent.nextOom();
+        listener(id);
+      }
+    };
+    loop().catch((err: unknown) => this.log.debug({ err: describeError(err) }, "OOM event stream ended"));
+  }
+
+  async destroy(): Promise<void> {
+    try {
+      await this.sandbox.destroy();
+    } finally {
+      for (const p of this.processes) p.abandon();
+      for (const id of [...this.rootfsDirs.keys()]) await this.releaseRootfs(id);
+    }
+  }
+
+  private track(p: VmProcess): VmProcess {
+    this.processes.add(p);
+    void p.wait().then(() => this.processes.delete(p));
+    return p;
+  }
+
+  private async releaseRootfs(id: string): Promise<void> {
+    const dir = this.rootfsDirs.get(id);
+    this.rootfsDirs.delete(id);
+    if (dir !== undefined) await unmountRootfs(dir);
+  }
+}
+
+export function vmPodFactory(log: Logger): PodFactory {
+  return {
+    async createPod(req: SandboxRequest): Promise<Pod> {
+      const qemu = req.config.hypervisor.qemu;
+      const assets = await loadGuestAssets();
+      if (qemu.kernel !== "") assets.kernelPath = qemu.kernel;
+      if (qemu.initrd !== "") assets.initrdPath = qemu.initrd;
+      if (qemu.image !== "") assets.rootfsPath = qemu.image;
+      assets.kernelCmdline.push(...qemu.kernel_params);
+      const sandbox = await Sandbox.create({
+        id: req.id,
+        vcpus: req.sizing.vcpus,
+        memoryMiB: req.sizing.memoryMiB,
+        hostname: typeof req.spec.hostname === "string" ? req.spec.hostname : "",
+        accel: qemu.accel,
+        assets,
+        hypervisor: await QemuHypervisor.open({ binary: qemu.path }),
+        bootTimeoutMs: req.config.agent.dial_timeout * 1000,
+      });
+      return new VmPod(sandbox, log);
+    },
+    cleanupPod: (sandboxId: string) => cleanupStaleSandbox(sandboxId),
+  };
+}
