@@ -27,7 +27,7 @@ void test("private containerd starts with the CRI plugin and stops without leaks
     const cri = dump.plugins["io.containerd.grpc.v1.cri"];
     assert.ok(cri);
     assert.deepEqual(Object.keys(cri.containerd.runtimes).sort(), ["kata-ts", "runc"]);
-    assert.equal(cri.containerd.runtimes["kata-ts"].runtime_path, repoShimPath());
+    assert.equal(cri.containerd.runtimes["kata-ts"]?.runtime_path, repoShimPath());
     assert.equal(cri.sandbox_image, PAUSE_IMAGE_REF);
     assert.equal(cri.restrict_oom_score_adj, true);
   } finally {
