@@ -55,13 +55,18 @@ export function encodeFrame(header: FrameHeader, payload: Uint8Array): Buffer {
   return buf;
 }
 
-/** Incremental decoder: push() the bytes as they arrive, get back the complete frames. */
+/**
+ * Incremental decoder: push() the bytes as they arrive, get back the complete frames. A payload is
+ * kept as the pieces that arrived (memory grows with bytes received, not with the length a peer
+ * claims) and copied out once complete, so the caller's chunks are never retained or aliased.
+ */
 export class FrameDecoder {
   private readonly header = Buffer.alloc(MESSAGE_HEADER_LENGTH);
   private headerFill = 0;
   private current: FrameHeader | undefined;
-  private payload: Buffer | undefined; // undefined while skipping an oversized payload
-  private payloadFill = 0;
+  private skipping = false; // the current payload is oversized: drop its bytes
+  private pieces: Buffer[] = [];
+  private length = 0; // the current payload's length
   private remaining = 0; // payload bytes still to come for `current`
 
   constructor(private readonly maxPayload = MESSAGE_LENGTH_MAX) {}
@@ -72,12 +77,13 @@ export class FrameDecoder {
   }
 
   push(chunk: Uint8Array): DecodeEvent[] {
+    const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
     const events: DecodeEvent[] = [];
     let off = 0;
-    while (off < chunk.length) {
+    while (off < buf.length) {
       if (this.current === undefined) {
-        const n = Math.min(MESSAGE_HEADER_LENGTH - this.headerFill, chunk.length - off);
-        this.header.set(chunk.subarray(off, off + n), this.headerFill);
+        const n = Math.min(MESSAGE_HEADER_LENGTH - this.headerFill, buf.length - off);
+        buf.copy(this.header, this.headerFill, off, off + n);
         this.headerFill += n;
         off += n;
         if (this.headerFill < MESSAGE_HEADER_LENGTH) break;
@@ -85,9 +91,8 @@ export class FrameDecoder {
         this.startPayload(events);
         continue;
       }
-      const n = Math.min(this.remaining, chunk.length - off);
-      if (this.payload !== undefined) this.payload.set(chunk.subarray(off, off + n), this.payloadFill);
-      this.payloadFill += n;
+      const n = Math.min(this.remaining, buf.length - off);
+      if (!this.skipping) this.pieces.push(buf.subarray(off, off + n));
       this.remaining -= n;
       off += n;
       if (this.remaining === 0) this.finishPayload(events);
@@ -103,23 +108,22 @@ export class FrameDecoder {
       flags: this.header.readUInt8(9),
     };
     this.current = header;
+    this.length = length;
     this.remaining = length;
-    this.payloadFill = 0;
-    if (length > this.maxPayload) {
-      // Report now so the peer gets its answer without waiting for the bytes we will drop.
-      this.payload = undefined;
-      events.push({ kind: "oversized", header, length });
-    } else {
-      this.payload = Buffer.allocUnsafe(length);
-    }
+    this.pieces = [];
+    this.skipping = length > this.maxPayload;
+    // Report now so the peer gets its answer without waiting for the bytes we will drop.
+    if (this.skipping) events.push({ kind: "oversized", header, length });
     if (length === 0) this.finishPayload(events);
   }
 
   private finishPayload(events: DecodeEvent[]): void {
     const header = this.current;
-    const payload = this.payload;
+    const pieces = this.pieces;
     this.current = undefined;
-    this.payload = undefined;
-    if (header !== undefined && payload !== undefined) events.push({ kind: "frame", frame: { ...header, payload } });
+    this.pieces = [];
+    if (header === undefined || this.skipping) return;
+    const payload = Buffer.concat(pieces, this.length);
+    events.push({ kind: "frame", frame: { ...header, payload } });
   }
 }
