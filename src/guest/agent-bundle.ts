@@ -1,6 +1,6 @@
 // The agent as ONE CommonJS file (every npm dependency inlined) built with esbuild from
-// src/agent/main.ts. CommonJS because node's --build-snapshot takes a CommonJS entry script;
-// minified because under TCG the guest pays for every byte V8 parses.
+// src/agent/main.ts. A plain script (main.ts has no exports), so node's --build-snapshot can take
+// it as is; minified because under TCG the guest pays for every byte V8 parses.
 import { createHash } from "node:crypto";
 import { readFile, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";

@@ -14,7 +14,6 @@ export const AGENT_EXIT_PREFIX = "kata-ts-init: agent exited with status";
 export const ROOT_INIT_PATH = "/sbin/kata-ts-init";
 
 export const AGENT_BUNDLE_PATH = "/usr/lib/kata-ts/agent.cjs";
-export const AGENT_SNAPSHOT_PATH = "/usr/lib/kata-ts/agent.snapshot";
 
 export function initramfsInit(release: string): string {
   return `#!/bin/sh
@@ -55,7 +54,7 @@ exec switch_root /newroot "$init"
 }
 
 export interface RootInitOptions {
-  /** node arguments before the script (e.g. --snapshot-blob FILE, V8 flags). */
+  /** node arguments before the script (V8 flags). */
   nodeArgs: readonly string[];
 }
 

@@ -4,7 +4,7 @@ import { chmod, mkdir, rm } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
 import { run, tryRun } from "../util/exec.js";
 import { copyWithMode, exists, installBinaryWithLibs, installHostFile, linkIfAbsent, mirrorUsrMerge, writeNewFile } from "./fsutil.js";
-import { AGENT_BUNDLE_PATH, AGENT_SNAPSHOT_PATH, ROOT_INIT_PATH, rootInit } from "./init-scripts.js";
+import { AGENT_BUNDLE_PATH, ROOT_INIT_PATH, rootInit } from "./init-scripts.js";
 import { BUSYBOX } from "./initramfs.js";
 
 export const NODE = "/usr/bin/node";
@@ -25,8 +25,6 @@ const etcFiles: Record<string, string> = {
 export interface RootfsOptions {
   workDir: string;
   agentCode: Uint8Array;
-  /** Optional V8 startup snapshot of the agent (node --build-snapshot output). */
-  snapshot?: Uint8Array;
   nodeArgs: readonly string[];
   out: string;
 }
@@ -54,7 +52,6 @@ export async function stageRootfs(opts: RootfsOptions): Promise<string> {
   await installBusybox(root);
 
   await writeNewFile(join(root, AGENT_BUNDLE_PATH), opts.agentCode);
-  if (opts.snapshot !== undefined) await writeNewFile(join(root, AGENT_SNAPSHOT_PATH), opts.snapshot);
   await writeNewFile(join(root, ROOT_INIT_PATH), rootInit({ nodeArgs: opts.nodeArgs }), 0o755);
   return root;
 }

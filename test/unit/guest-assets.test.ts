@@ -1,0 +1,132 @@
+// manifest.json and loadGuestAssets(): what the host reads to boot a guest.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { mkdir, mkdtemp, rm, symlink, writeFile, readFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { loadGuestAssets } from "../../src/guest/assets.js";
+import { GUEST_KERNEL_CMDLINE, INITRD_FILE, KERNEL_FILE, ROOTFS_FILE, inputsKey } from "../../src/guest/build.js";
+import { listTreeSorted, parseLdd } from "../../src/guest/fsutil.js";
+import { AGENT_EXIT_PREFIX, initramfsInit, rootInit } from "../../src/guest/init-scripts.js";
+import { describeArtifact, readManifest, writeManifest, type GuestManifest } from "../../src/guest/manifest.js";
+import { isKataError } from "../../src/util/errors.js";
+
+async function withTmp<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await mkdtemp(join(tmpdir(), "kata-ts-assets-"));
+  try {
+    return await fn(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function fakeAssets(dir: string): Promise<GuestManifest> {
+  await writeFile(join(dir, KERNEL_FILE), "kernel");
+  await writeFile(join(dir, INITRD_FILE), "initrd!");
+  await writeFile(join(dir, ROOTFS_FILE), "rootfs image");
+  const manifest: GuestManifest = {
+    schemaVersion: 1,
+    inputsKey: "a".repeat(64),
+    kernel: { source: "debian-cloud", package: "linux-image-6.1.0-56-cloud-amd64", version: "6.1.192-2", release: "6.1.0-56-cloud-amd64" },
+    components: { node: "v20.20.2" },
+    modules: ["kernel/drivers/virtio/virtio_ring.ko"],
+    rootfsFormat: "erofs",
+    kernelCmdline: [...GUEST_KERNEL_CMDLINE],
+    agent: { path: "/usr/lib/kata-ts/agent.cjs", nodeArgs: [] },
+    artifacts: {
+      kernel: await describeArtifact(dir, KERNEL_FILE),
+      initrd: await describeArtifact(dir, INITRD_FILE),
+      rootfs: await describeArtifact(dir, ROOTFS_FILE),
+    },
+  };
+  await writeManifest(dir, manifest);
+  return manifest;
+}
+
+void test("assets: manifest records size and sha256 of each artifact", async () => {
+  await withTmp(async (dir) => {
+    const m = await fakeAssets(dir);
+    assert.deepEqual(m.artifacts.rootfs, {
+      file: ROOTFS_FILE,
+      size: "rootfs image".length,
+      sha256: createHash("sha256").update("rootfs image").digest("hex"),
+    });
+    assert.deepEqual(await readManifest(dir), m);
+    assert.equal(JSON.parse(await readFile(join(dir, "manifest.json"), "utf8")).kernel.release, "6.1.0-56-cloud-amd64");
+  });
+});
+
+void test("assets: loadGuestAssets gives absolute paths, release and the guest kernel parameters", async () => {
+  await withTmp(async (dir) => {
+    await fakeAssets(dir);
+    const a = await loadGuestAssets(dir);
+    assert.equal(a.kernelPath, join(dir, KERNEL_FILE));
+    assert.equal(a.initrdPath, join(dir, INITRD_FILE));
+    assert.equal(a.rootfsPath, join(dir, ROOTFS_FILE));
+    assert.equal(a.rootfsFormat, "erofs");
+    assert.equal(a.kernelRelease, "6.1.0-56-cloud-amd64");
+    assert.deepEqual(a.kernelCmdline, ["root=/dev/vda", "rootfstype=erofs", "ro", "init=/sbin/kata-ts-init", "panic=-1"]);
+    assert.ok(!a.kernelCmdline.some((p) => p.startsWith("console=")), "the VMM owns the console parameter");
+  });
+});
+
+void test("assets: no manifest -> NOT_FOUND that says to run build-assets", async () => {
+  await withTmp(async (dir) => {
+    await assert.rejects(loadGuestAssets(join(dir, "nope")), (e: unknown) => isKataError(e, "NOT_FOUND") && /run: kata-ts build-assets/.test(e.message));
+  });
+});
+
+void test("assets: a missing artifact -> NOT_FOUND naming the file", async () => {
+  await withTmp(async (dir) => {
+    await fakeAssets(dir);
+    await rm(join(dir, ROOTFS_FILE));
+    await assert.rejects(
+      loadGuestAssets(dir),
+      (e: unknown) => isKataError(e, "NOT_FOUND") && e.message.includes(join(dir, ROOTFS_FILE)) && /build-assets/.test(e.message),
+    );
+  });
+});
+
+void test("assets: a damaged or foreign manifest -> FAILED_PRECONDITION", async () => {
+  await withTmp(async (dir) => {
+    await writeFile(join(dir, "manifest.json"), "{not json");
+    await assert.rejects(loadGuestAssets(dir), (e: unknown) => isKataError(e, "FAILED_PRECONDITION"));
+    await writeFile(join(dir, "manifest.json"), JSON.stringify({ schemaVersion: 99 }));
+    await assert.rejects(loadGuestAssets(dir), (e: unknown) => isKataError(e, "FAILED_PRECONDITION") && /build-assets/.test(e.message));
+  });
+});
+
+void test("assets: the inputs key changes with every input", () => {
+  const base = { kernel: { source: "debian-cloud", package: "p", version: "1" }, components: { node: "v20" }, agentSha256: "x" };
+  const k = inputsKey(base);
+  assert.match(k, /^[0-9a-f]{64}$/);
+  assert.equal(inputsKey(base), k, "deterministic");
+  assert.notEqual(inputsKey({ ...base, agentSha256: "y" }), k);
+  assert.notEqual(inputsKey({ ...base, kernel: { ...base.kernel, version: "2" } }), k);
+  assert.notEqual(inputsKey({ ...base, components: { node: "v22" } }), k);
+});
+
+void test("assets: init scripts carry the contract strings", () => {
+  const stage2 = rootInit({ nodeArgs: ["--max-semi-space-size=1"] });
+  assert.ok(stage2.includes(`echo "${AGENT_EXIT_PREFIX} $status"`));
+  assert.equal(AGENT_EXIT_PREFIX, "kata-ts-init: agent exited with status");
+  assert.ok(stage2.includes("mount -t cgroup2"));
+  assert.ok(stage2.includes("poweroff -f"));
+  assert.ok(stage2.includes("node '--max-semi-space-size=1' /usr/lib/kata-ts/agent.cjs"));
+  const stage1 = initramfsInit("6.1.0-56-cloud-amd64");
+  assert.ok(stage1.includes("/lib/modules/6.1.0-56-cloud-amd64/modules.load"));
+  assert.ok(stage1.includes("exec switch_root /newroot"));
+});
+
+void test("assets: ldd output parsing and sorted tree listing", async () => {
+  const ldd = `\tlinux-vdso.so.1 (0x00007ffd)\n\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f)\n\t/lib64/ld-linux-x86-64.so.2 (0x00007f)\n`;
+  assert.deepEqual(parseLdd(ldd), ["/lib/x86_64-linux-gnu/libc.so.6", "/lib64/ld-linux-x86-64.so.2"]);
+  await withTmp(async (dir) => {
+    await mkdir(join(dir, "b", "c"), { recursive: true });
+    await writeFile(join(dir, "a"), "");
+    await writeFile(join(dir, "b", "z"), "");
+    await symlink("a", join(dir, "B"));
+    assert.deepEqual(await listTreeSorted(dir), [".", "./B", "./a", "./b", "./b/c", "./b/z"]);
+  });
+});
