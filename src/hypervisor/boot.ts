@@ -1,0 +1,143 @@
+// Boot a VM and wait until its agent answers Health.Check, within one deadline. On any failure the
+// VM is stopped (killed, reaped, state dir removed) and the error says what the console showed.
+//
+// The agent channel is QEMU's chardev socket for the virtio-serial port. The host connects as soon
+// as QEMU is up; QEMU does not read from the socket until the guest opens the port, so requests
+// sent earlier wait in the socket and are delivered then. Check is still re-sent with growing
+// per-attempt timeouts: should a request be lost (an agent that opened the port and restarted),
+// the next one gets through, and the duplicate answers to timed-out calls are ignored.
+import { createClient, TtrpcClient, type TypedClient } from "../protocol/ttrpc/index.js";
+import { CheckResponse_ServingStatus, Health } from "../protocol/gen/katats/agent/v1/health_pb.js";
+import { describeError, KataError } from "../util/errors.js";
+import { resolveAccel } from "./accel.js";
+import { readTail } from "./qemu/console-tail.js";
+import { QemuHypervisor } from "./qemu/index.js";
+import type { Hypervisor, Vm, VmConfig, VmExit } from "./types.js";
+
+export interface BootOptions {
+  /** Wall time from start to an answered Check; past it the VM is killed. */
+  deadlineMs: number;
+  /** Defaults to QEMU microvm with the boot probe for accel=auto. */
+  hypervisor?: Hypervisor;
+}
+
+export interface BootTimings {
+  /** VMM spawned and its control socket answering. */
+  vmmStartMs: number;
+  /** From start() to the first answered Health.Check. */
+  agentReadyMs: number;
+  checkAttempts: number;
+}
+
+export interface BootedVm {
+  vm: Vm;
+  /** The ttRPC connection to the agent (callers make their own typed clients on it). */
+  agent: TtrpcClient;
+  health: TypedClient<typeof Health.method>;
+  timings: BootTimings;
+}
+
+const consoleTailBytes = 2048;
+
+export async function bootVm(config: VmConfig, opts: BootOptions): Promise<BootedVm> {
+  const hypervisor = opts.hypervisor ?? (await defaultHypervisor());
+  // accel=auto: decided by booting this very guest under KVM, once per host (cached).
+  const accel = config.accel === "auto" ? await resolveAccel("auto", () => probeKvmBoot(config, hypervisor)) : config.accel;
+  const vm = await hypervisor.create({ ...config, accel }); // validates files: nothing spawned yet on failure
+  const t0 = performance.now();
+  const deadline = Date.now() + opts.deadlineMs;
+  let agent: TtrpcClient | undefined;
+  try {
+    // start() is bounded on its own (QEMU must open QMP within seconds or it is killed).
+    await vm.start();
+    const vmmStartMs = performance.now() - t0;
+    agent = await TtrpcClient.connect(vm.agentSocketPath, { timeoutMs: Math.max(deadline - Date.now(), 1) });
+    const health = createClient(agent, Health);
+    const attempts = await waitForCheck(health, vm, deadline, opts.deadlineMs);
+    return { vm, agent, health, timings: { vmmStartMs, agentReadyMs: performance.now() - t0, checkAttempts: attempts } };
+  } catch (err) {
+    agent?.close();
+    const tail = await consoleTail(vm);
+    await vm.stop({ timeoutMs: 2000 }).catch(() => undefined);
+    if (err instanceof KataError && err.code === "DEADLINE_EXCEEDED") {
+      throw new KataError(
+        "DEADLINE_EXCEEDED",
+        `agent of VM ${config.id} did not answer within ${(opts.deadlineMs / 1000).toFixed(1)}s; console log tail:\n${tail}`,
+        { cause: err },
+      );
+    }
+    throw new KataError(
+      err instanceof KataError ? err.code : "INTERNAL",
+      `VM ${config.id} failed to boot: ${describeError(err)}; console log tail:\n${tail}`,
+      { cause: err },
+    );
+  }
+}
+
+/** Poll Check until SERVING; fail early (UNAVAILABLE) if the VM ends first. */
+async function waitForCheck(health: BootedVm["health"], vm: Vm, deadline: number, deadlineMs: number): Promise<number> {
+  let ended: VmExit | undefined;
+  void vm.wait().then((exit) => (ended = exit));
+  let attempt = 0;
+  let perAttemptMs = 1000;
+  for (;;) {
+    if (ended !== undefined) {
+      throw new KataError("UNAVAILABLE", `the VM ended before its agent answered (${ended.reason}, VMM ${ended.vmmReason ?? `exit ${ended.exitCode ?? ended.signal}`})`);
+    }
+    const left = deadline - Date.now();
+    if (left <= 0) throw new KataError("DEADLINE_EXCEEDED", `no Health.Check answer within ${deadlineMs} ms`);
+    attempt++;
+    const timeoutMs = Math.min(perAttemptMs, left);
+    perAttemptMs = Math.min(perAttemptMs * 2, 4000);
+    const started = Date.now();
+    try {
+      const res = await health.check({}, { timeoutMs });
+      if (res.status === CheckResponse_ServingStatus.SERVING) return attempt;
+    } catch (err) {
+      // DEADLINE_EXCEEDED per attempt is the normal "not yet"; a closed connection means QEMU is gone.
+      if (err instanceof KataError && err.code === "UNAVAILABLE") {
+        await vm.wait().then((exit) => (ended = exit));
+        continue;
+      }
+      if (!(err instanceof KataError && err.code === "DEADLINE_EXCEEDED")) throw err;
+    }
+    // An answer other than SERVING, or an instant failure: pause before asking again.
+    const spent = Date.now() - started;
+    if (spent < 100) await new Promise((r) => setTimeout(r, 100 - spent));
+  }
+}
+
+async function consoleTail(vm: Vm): Promise<string> {
+  const live = await readTail(vm.consoleLogPath, consoleTailBytes);
+  if (live !== "") return live;
+  const kept = (vm as { lastConsoleTail?: string }).lastConsoleTail ?? "";
+  return kept === "" ? "(empty)" : kept.slice(-consoleTailBytes);
+}
+
+/** Default deadline for the KVM probe boot: a working KVM boots in about a second. */
+export const kvmProbeDeadlineMs = 20_000;
+
+/** Boot `config`'s guest under KVM until its agent answers; usable means it did within the deadline. */
+export async function probeKvmBoot(config: VmConfig, hypervisor: Hypervisor, deadlineMs = kvmProbeDeadlineMs): Promise<{ usable: boolean; detail: string }> {
+  const probe: VmConfig = { ...config, id: `${config.id}-kvmprobe`, stateDir: `${config.stateDir}-kvmprobe`, accel: "kvm" };
+  try {
+    const booted = await bootVm(probe, { deadlineMs, hypervisor });
+    const ms = booted.timings.agentReadyMs;
+    booted.agent.close();
+    await booted.vm.stop();
+    return { usable: true, detail: `a guest booted under KVM and its agent answered in ${(ms / 1000).toFixed(1)} s` };
+  } catch (err) {
+    const first = describeError(err).split("\n")[0] ?? "";
+    return { usable: false, detail: `a guest did not boot under KVM within ${deadlineMs / 1000} s (${first})` };
+  }
+}
+
+let memo: Promise<Hypervisor> | undefined;
+
+function defaultHypervisor(): Promise<Hypervisor> {
+  memo ??= QemuHypervisor.open();
+  memo.catch(() => {
+    memo = undefined;
+  });
+  return memo;
+}
