@@ -2,6 +2,7 @@
 // sandbox) with every step's undo pushed as it succeeds, so destroy() and a failed create both
 // tear down in reverse order. The state file lets another process find and clean up what runs.
 import { mkdir, rm } from "node:fs/promises";
+import { dirname } from "node:path";
 import { KataError } from "../util/errors.js";
 import { createLogger } from "../util/log.js";
 import { loadGuestAssets, type GuestAssets } from "../guest/assets.js";
@@ -93,6 +94,7 @@ export class Sandbox {
   private async setUp(opts: SandboxOptions): Promise<void> {
     const { layout } = this;
     const assets = opts.assets ?? (await loadGuestAssets());
+    await mkdir(dirname(layout.stateDir), { recursive: true });
     try {
       await mkdir(layout.stateDir, { recursive: false });
     } catch (err) {
