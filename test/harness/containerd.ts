@@ -8,6 +8,7 @@ import { openSync, closeSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, readdir, rm, rmdir, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { connectCri } from "../../src/cri/client.js";
 import { PAUSE_IMAGE_REF } from "../../src/images/test-images.js";
 import { KataError } from "../../src/util/errors.js";
 import { run, tryRun, type ExecResult } from "../../src/util/exec.js";
@@ -106,6 +107,9 @@ export async function startContainerd(opts: StartContainerdOptions = {}): Promis
   const stop = async (): Promise<void> => {
     if (stopped) return;
     stopped = true;
+    // Pods first through CRI, as kubelet would (CNI teardown, netns removal), then whatever is left
+    // through ctr (a broken shim, containers CRI does not know).
+    if (proc && !proc.exited) await removePodsViaCri(address);
     const ids = proc && !proc.exited ? await knownContainerIds(ctr) : [];
     if (proc && !proc.exited) await teardownTasks(ctr, ids);
     await proc?.terminate();
@@ -114,7 +118,7 @@ export async function startContainerd(opts: StartContainerdOptions = {}): Promis
     await unmountAllUnder([baseDir]);
     await rmNewCgroups(before);
     await cleanStaleShimSockets(before.shimSockets);
-    await removeCniState(cniNetworkName);
+    await removeCniState(cniNetworkName, ids);
     if (ownNetns) await deleteNetns(ownNetns);
     await rm(baseDir, { recursive: true, force: true, maxRetries: 3 });
   };
@@ -242,6 +246,21 @@ async function waitReady(address: string, proc: Proc, logPath: string, timeoutMs
 
 type Ctr = PrivateContainerd["ctr"];
 
+async function removePodsViaCri(address: string): Promise<void> {
+  const cri = connectCri(address);
+  try {
+    const { items } = await cri.runtime.listPodSandbox({}, { timeoutMs: 15_000 });
+    for (const pod of items) {
+      await cri.runtime.stopPodSandbox({ podSandboxId: pod.id }, { timeoutMs: 60_000 }).catch(() => undefined);
+      await cri.runtime.removePodSandbox({ podSandboxId: pod.id }, { timeoutMs: 60_000 }).catch(() => undefined);
+    }
+  } catch {
+    // CRI not answering: the ctr fallback and the process/mount sweep still run
+  } finally {
+    cri.close();
+  }
+}
+
 async function knownContainerIds(ctr: Ctr): Promise<string[]> {
   try {
     const { stdout } = await ctr(["containers", "ls", "-q"], { timeoutMs: 15_000 });
@@ -270,10 +289,11 @@ async function rmNewCgroups(before: HostSnapshot): Promise<void> {
   }
 }
 
-async function removeCniState(networkName: string): Promise<void> {
+/** CNI's cached results are <network>-<sandbox id>-<ifname>: ours by network name or by sandbox id. */
+async function removeCniState(networkName: string, ids: readonly string[]): Promise<void> {
   try {
     for (const f of await readdir(CNI_RESULTS_DIR)) {
-      if (f.startsWith(`${networkName}-`)) await rm(join(CNI_RESULTS_DIR, f), { force: true });
+      if (f.startsWith(`${networkName}-`) || ids.some((id) => f.includes(`-${id}-`))) await rm(join(CNI_RESULTS_DIR, f), { force: true });
     }
   } catch {
     // no results dir: nothing cached

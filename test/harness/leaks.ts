@@ -15,6 +15,7 @@ export interface HostSnapshot {
   shimSockets: Set<string>;
   cgroups: Set<string>;
   netns: Set<string>;
+  cniResults: Set<string>;
 }
 
 async function list(dir: string): Promise<string[]> {
@@ -67,6 +68,7 @@ export async function snapshotHost(): Promise<HostSnapshot> {
     shimSockets: new Set(await listShimSockets()),
     cgroups: new Set(await k8sCgroups()),
     netns: new Set(await list(NETNS_DIR)),
+    cniResults: new Set(await list(CNI_RESULTS_DIR)),
   };
 }
 
@@ -86,7 +88,8 @@ export async function findLeaks(scope: LeakScope): Promise<string[]> {
   for (const c of await newCgroups(scope.before)) leaks.push(`cgroup ${c}`);
   for (const n of await list(NETNS_DIR)) if (!scope.before.netns.has(n)) leaks.push(`netns ${join(NETNS_DIR, n)}`);
   for (const f of await list(CNI_RESULTS_DIR)) {
-    if (f.startsWith(`${scope.cniNetworkName}-`)) leaks.push(`CNI result ${join(CNI_RESULTS_DIR, f)}`);
+    // Ours by network name; any other new one (e.g. the CRI plugin's built-in cni-loopback) too.
+    if (f.startsWith(`${scope.cniNetworkName}-`) || !scope.before.cniResults.has(f)) leaks.push(`CNI result ${join(CNI_RESULTS_DIR, f)}`);
   }
   return leaks;
 }

@@ -1,0 +1,55 @@
+// The harness cleans up after a test that gave up half-way: a running runc pod (shim, pause and
+// app processes, overlay and shm mounts, a netns, CNI state) is torn down by stop() alone. And a
+// caller's own netns is used as given and left in place.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { access, mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { connectCri } from "../../src/cri/client.js";
+import { ContainerState, podSandboxConfig, waitForContainerState } from "../../src/cri/pod.js";
+import { assertNoLeaks, findLeaks, startContainerd } from "../harness/containerd.js";
+import { BUSYBOX_IMAGE_REF, importTestImages } from "../harness/images.js";
+import { mountsUnder } from "../harness/mounts.js";
+import { createNetns, deleteNetns } from "../harness/netns.js";
+
+void test("stop() tears down a pod that was left running, leaving nothing behind", { timeout: 180_000 }, async () => {
+  const ctd = await startContainerd({ kataTs: false });
+  try {
+    await importTestImages(ctd);
+    const cri = connectCri(ctd.address);
+    try {
+      const logDirectory = join(ctd.baseDir, "pods", "default_left_uid");
+      await mkdir(logDirectory, { recursive: true });
+      const config = podSandboxConfig({ name: "left", logDirectory });
+      const { podSandboxId } = await cri.runtime.runPodSandbox({ config, runtimeHandler: "runc" });
+      const { containerId } = await cri.runtime.createContainer({
+        podSandboxId,
+        sandboxConfig: config,
+        config: { metadata: { name: "sleeper" }, image: { image: BUSYBOX_IMAGE_REF }, command: ["sleep", "3600"], logPath: "s.log" },
+      });
+      await cri.runtime.startContainer({ containerId });
+      await waitForContainerState(cri, containerId, ContainerState.CONTAINER_RUNNING, { timeoutMs: 60_000 });
+      // The running pod is visible to the leak check (it is what would leak without teardown).
+      assert.ok((await mountsUnder([ctd.baseDir])).length > 0);
+    } finally {
+      cri.close();
+    }
+  } finally {
+    await ctd.stop();
+  }
+  assert.deepEqual(await findLeaks(ctd), []);
+});
+
+void test("a caller's netns is used for containerd and survives stop()", { timeout: 60_000 }, async () => {
+  const name = `ktsh-caller-${process.pid}`;
+  const netns = await createNetns(name);
+  try {
+    const ctd = await startContainerd({ netns, kataTs: false });
+    assert.equal(ctd.netnsPath, netns);
+    await ctd.stop();
+    await assertNoLeaks({ ...ctd, before: { ...ctd.before, netns: new Set([...ctd.before.netns, name]) } });
+    await access(netns); // still there: the caller owns it
+  } finally {
+    await deleteNetns(name);
+  }
+});
