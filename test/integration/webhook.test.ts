@@ -3,11 +3,11 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { connect } from "node:tls";
-import { Agent } from "node:https";
+import type { Agent } from "node:https";
 import fjp from "fast-json-patch";
 import { WebhookServer } from "../../src/tenancy/admission/server.js";
 import { generateWebhookTls, type WebhookTls } from "../../src/tenancy/tls.js";
-import { call, pod, policy, review, type HttpResult } from "./webhook-fixtures.js";
+import { call, pod, policy, review, webhookAgent, type HttpResult } from "./webhook-fixtures.js";
 
 const MAX_BODY = 256 * 1024;
 const REQUEST_TIMEOUT_MS = 1500;
@@ -21,7 +21,7 @@ before(async () => {
   tls = generateWebhookTls({ dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"] });
   server = new WebhookServer({ policy: policy(), cert: tls.cert, key: tls.key, host: "127.0.0.1", port: 0, maxBodyBytes: MAX_BODY, requestTimeoutMs: REQUEST_TIMEOUT_MS });
   port = (await server.listen()).port;
-  agent = new Agent({ keepAlive: true, maxSockets: 4 });
+  agent = webhookAgent(tls.caCert, 4);
 });
 
 after(async () => {
