@@ -201,3 +201,22 @@ void test("ttrpc: client.close() fails its own pending calls with UNAVAILABLE", 
 void test("ttrpc: connect to a missing socket fails with UNAVAILABLE", async () => {
   await assert.rejects(TtrpcClient.connect("/nonexistent/kata-ts/ttrpc.sock", { timeoutMs: 1000 }), isStatus(Code.UNAVAILABLE));
 });
+
+void test("ttrpc: works over any Duplex (a pipe pair, as inside the guest), not only sockets", async () => {
+  const { Duplex, PassThrough } = await import("node:stream");
+  const toServer = new PassThrough();
+  const toClient = new PassThrough();
+  const serverSide = Duplex.from({ readable: toServer, writable: toClient });
+  const clientSide = Duplex.from({ readable: toClient, writable: toServer });
+  const server = new TtrpcServer().register(Health, { check: async () => ({ status: CheckResponse_ServingStatus.SERVING }) });
+  server.serve(serverSide);
+  const client = new TtrpcClient(clientSide);
+  try {
+    const res = await Promise.all([1, 2, 3].map(() => createClient(client, Health).check({}, { timeoutMs: 5000 })));
+    assert.ok(res.every((r) => r.status === CheckResponse_ServingStatus.SERVING));
+  } finally {
+    client.close();
+    await server.close();
+  }
+  assert.equal(serverSide.destroyed, true, "server.close() destroys the streams it serves");
+});

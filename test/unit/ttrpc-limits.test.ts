@@ -113,3 +113,30 @@ void test("ttrpc limits: client fails only the call whose response frame is over
     }
   });
 });
+
+void test("ttrpc limits: a peer that stops reading its answers is throttled, others are served, and it gets every answer once it reads", async () => {
+  const server = agentServer();
+  const { path, dispose } = await listenTemp(server);
+  const slowReader = await RawConn.open(path);
+  const client = await TtrpcClient.connect(path);
+  try {
+    slowReader.sock.pause(); // read nothing: the server's answers pile up on its side
+    const n = 600; // 600 answers of 64 KiB: well past the server's 16 MiB write backlog
+    const readReq = new Uint8Array([0x18, 0x80, 0x80, 0x04]); // ReadStreamRequest{len: 65536}
+    for (let i = 0; i < n; i++) slowReader.write(requestBytes(2 * i + 1, "katats.agent.v1.AgentService", "ReadStdout", readReq));
+    // Another connection is unaffected.
+    assert.equal((await createClient(client, AgentService).writeStdin({ data: new Uint8Array(10) }, { timeoutMs: 10_000 })).len, 10);
+    slowReader.sock.resume();
+    const frames = await slowReader.waitFrames(n, 60_000);
+    assert.equal(frames.length, n);
+    assert.ok(frames.every((f) => decodeResponse(f).code === Code.OK && decodeResponse(f).payload.length > 65536));
+    assert.deepEqual(
+      frames.map((f) => f.streamId).sort((a, b) => a - b),
+      Array.from({ length: n }, (_, i) => 2 * i + 1),
+    );
+  } finally {
+    client.close();
+    await slowReader.close();
+    await dispose();
+  }
+});
