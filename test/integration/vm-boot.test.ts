@@ -1,0 +1,88 @@
+// Boots the real guest (kernel, initramfs, erofs rootfs, Node agent) under real QEMU and talks to
+// the agent over ttRPC on the virtio-serial port; then checks that stopping leaves nothing behind.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { release } from "node:os";
+import { bootVm } from "../../src/hypervisor/boot.js";
+import { QemuHypervisor } from "../../src/hypervisor/qemu/index.js";
+import { isKataError } from "../../src/util/errors.js";
+import type { GuestAssets } from "../../src/guest/assets.js";
+import { assets, cleanupRoot, exists, processesMentioning, tempRoot, vmConfig } from "./vm-support.js";
+
+const bootDeadlineMs = 120_000;
+let root: string;
+let guest: GuestAssets;
+
+before(async () => {
+  guest = await assets();
+  root = await tempRoot("vm-boot");
+});
+
+after(async () => {
+  const leftovers = await processesMentioning(root);
+  await cleanupRoot(root);
+  assert.deepEqual(leftovers, [], "no QEMU process may outlive the tests");
+});
+
+void test("the real guest boots; its agent answers Health.Check and Version over ttRPC; stop leaves nothing", async () => {
+  const { vm, agent, health, timings } = await bootVm(vmConfig(guest, root, "boot1"), { deadlineMs: bootDeadlineMs });
+  try {
+    assert.equal(vm.state, "running");
+    assert.equal(vm.accel, "tcg");
+    assert.ok(vm.pid !== undefined && vm.pid > 0);
+    assert.ok(timings.checkAttempts >= 1);
+    assert.equal((await health.check({})).status, 1 /* SERVING */);
+    const version = await health.version({}, { timeoutMs: 10_000 });
+    assert.equal(version.kernelRelease, guest.kernelRelease, "the agent runs on the guest kernel from the manifest");
+    assert.notEqual(version.kernelRelease, release(), "the guest kernel is not the host's");
+    assert.ok(version.uptimeSeconds > 0);
+    assert.match(version.bootId, /^[0-9a-f-]{36}$/);
+  } finally {
+    agent.close();
+  }
+  const pid = vm.pid;
+  const exit = await vm.stop({ timeoutMs: 5000 });
+  assert.equal(exit.reason, "stopped");
+  assert.equal(vm.state, "stopped");
+  assert.equal(vm.pid, undefined);
+  assert.deepEqual(await processesMentioning(vm.stateDir), [], "QEMU is gone");
+  assert.throws(() => process.kill(pid ?? -1, 0), "the QEMU pid no longer exists (reaped)");
+  assert.equal(await exists(vm.stateDir), false, "state dir (sockets, console log, pid file) removed");
+  assert.deepEqual(await vm.stop(), exit, "stop is idempotent");
+  await assert.rejects(vm.start(), (err) => isKataError(err, "FAILED_PRECONDITION"), "a stopped VM cannot be started again");
+});
+
+void test("a guest that powers itself off ends the VM with reason poweroff, and its state dir is removed", async () => {
+  const hv = await QemuHypervisor.open();
+  // The initramfs's busybox as PID 1, powering off at once: no agent involved.
+  const vm = await hv.create(vmConfig(guest, root, "poweroff", { kernelCmdline: ["rdinit=/bin/poweroff", "--", "-f"] }));
+  await vm.start();
+  const exit = await withTimeout(vm.wait(), bootDeadlineMs);
+  assert.equal(exit.reason, "poweroff");
+  assert.equal(exit.vmmReason, "guest-shutdown");
+  assert.equal(exit.exitCode, 0);
+  assert.equal(vm.state, "stopped");
+  assert.equal(await exists(vm.stateDir), false);
+  assert.deepEqual(await processesMentioning(vm.stateDir), []);
+});
+
+void test("a guest kernel panic ends the VM with reason guest-panic and the console shows why", async () => {
+  const hv = await QemuHypervisor.open();
+  // PID 1 exits at once: the kernel panics ("Attempted to kill init"), panic=-1 reboots, -no-reboot ends QEMU.
+  const vm = await hv.create(vmConfig(guest, root, "panic", { kernelCmdline: ["rdinit=/bin/echo", "--", "bye"] }));
+  await vm.start();
+  const exit = await withTimeout(vm.wait(), bootDeadlineMs);
+  assert.equal(exit.reason, "guest-panic");
+  assert.match(vm.lastConsoleTail, /Kernel panic/);
+  assert.equal(await exists(vm.stateDir), false);
+});
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no result within ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
