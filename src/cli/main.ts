@@ -12,6 +12,7 @@ const verbs: Record<string, Verb> = {
   run: { summary: "run one container in a fresh VM: run --rootfs DIR -- CMD, or run --bundle DIR", load: () => import("./commands/run.js") },
   check: { summary: "report what this host can do (QEMU, KVM, virtiofsd, containerd, CNI, ...)", load: () => import("./commands/check.js") },
   tenancy: { summary: "tenant policy -> namespaces, quotas, network policies, admission webhook, EMCO placement", load: () => import("./commands/tenancy.js") },
+  containerd: { summary: "add/remove the kata-ts runtime handler in containerd's config.toml (containerd install|uninstall)", load: () => import("./commands/containerd.js") },
   "build-assets": { summary: "build the guest kernel, initramfs and rootfs image (kata-ts build-assets --if-stale to refresh only)", load: () => import("./commands/build-assets.js") },
 };
 

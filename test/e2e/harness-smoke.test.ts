@@ -7,7 +7,7 @@ import { parse } from "smol-toml";
 import { run } from "../../src/util/exec.js";
 import { assertNoLeaks, startContainerd } from "../harness/containerd.js";
 import { PAUSE_IMAGE_REF } from "../harness/images.js";
-import { repoShimPath } from "../harness/repo.js";
+import { packagedShimPath } from "../../src/deploy/paths.js";
 
 interface Dump {
   plugins: Record<string, { sandbox_image: string; restrict_oom_score_adj: boolean; containerd: { runtimes: Record<string, { runtime_path: string }> } }>;
@@ -27,7 +27,7 @@ void test("private containerd starts with the CRI plugin and stops without leaks
     const cri = dump.plugins["io.containerd.grpc.v1.cri"];
     assert.ok(cri);
     assert.deepEqual(Object.keys(cri.containerd.runtimes).sort(), ["kata-ts", "runc"]);
-    assert.equal(cri.containerd.runtimes["kata-ts"]?.runtime_path, repoShimPath());
+    assert.equal(cri.containerd.runtimes["kata-ts"]?.runtime_path, packagedShimPath());
     assert.equal(cri.sandbox_image, PAUSE_IMAGE_REF);
     assert.equal(cri.restrict_oom_score_adj, true);
   } finally {

@@ -16,7 +16,7 @@ import { CRI_PLUGIN, defaultRuntimes, bridgeConflist, renderHarnessConfig, type 
 import type { KataTsHandler } from "../../src/deploy/containerd-config.js";
 import { installContainerdHandler } from "../../src/deploy/containerd-install.js";
 import { unmountAllUnder } from "./mounts.js";
-import { repoShimPath } from "./repo.js";
+import { packagedShimPath } from "../../src/deploy/paths.js";
 import { createNetns, deleteNetns } from "./netns.js";
 import { killAll, processesInCgroups, processesMentioning } from "./processes.js";
 import { newCgroups, snapshotHost, type HostSnapshot, type LeakScope } from "./leaks.js";
@@ -143,7 +143,7 @@ export async function startContainerd(opts: StartContainerdOptions = {}): Promis
       await installContainerdHandler({
         containerdConfigPath: configPath,
         dropInPath: join(baseDir, "kata-ts-runtime.toml"),
-        runtimePath: repoShimPath(),
+        runtimePath: packagedShimPath(),
         ...opts.kataTs,
       });
     }
