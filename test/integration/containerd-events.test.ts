@@ -9,7 +9,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { TaskExitSchema } from "../../src/protocol/gen/containerd/events/task_pb.js";
 import { Events } from "../../src/protocol/gen/containerd/services/events/ttrpc/v1/events_pb.js";
 import { taskEventRequest } from "../../src/protocol/events.js";
-import { TtrpcClient, createClient } from "../../src/protocol/ttrpc/index.js";
+import { Code, TtrpcClient, TtrpcError, createClient } from "../../src/protocol/ttrpc/index.js";
 import { assertNoLeaks, startContainerd, type PrivateContainerd } from "../harness/containerd.js";
 
 let ctd: PrivateContainerd | undefined;
@@ -56,6 +56,16 @@ void test("containerd events: a TaskExit forwarded over our ttRPC client reaches
     assert.equal(ev.pid, 4242);
     assert.equal(ev.exit_status, 137);
     assert.equal(Date.parse(String(ev.exited_at)), exitedAt.getTime());
+
+    // containerd's (Go) ttrpc server and our client agree on error statuses too.
+    await assert.rejects(
+      client.call(Events.typeName, "NoSuchMethod", new Uint8Array(), { timeoutMs: 5000 }),
+      (err: unknown) => err instanceof TtrpcError && err.status === Code.UNIMPLEMENTED && err.code === "UNIMPLEMENTED",
+    );
+    await assert.rejects(
+      events.forward({ envelope: { topic: "/tasks/exit" } }, { timeoutMs: 5000 }), // no namespace
+      (err: unknown) => err instanceof TtrpcError && err.status === Code.INVALID_ARGUMENT && err.code === "INVALID_ARGUMENT",
+    );
   } finally {
     client.close();
     subscriber.kill("SIGTERM");
