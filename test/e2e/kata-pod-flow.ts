@@ -76,6 +76,10 @@ export async function runKataPodFlow(ctd: PrivateContainerd, cri: CriClient, nam
     assert.equal(failing.exitCode, 7);
     assert.equal(Buffer.from(failing.stderr).toString(), "oops\n");
 
+    // Stats travel as cgroup v2 Metrics, which the CRI plugin decodes into working-set bytes.
+    const stats = await cri.runtime.containerStats({ containerId: sleeperId });
+    assert.ok((stats.stats?.memory?.workingSetBytes?.value ?? 0n) > 0n, "memory stats for a running container");
+
     await cri.runtime.stopContainer({ containerId: sleeperId, timeout: 0n });
     const stopped = await waitForContainerState(cri, sleeperId, ContainerState.CONTAINER_EXITED, { timeoutMs: 60_000 });
     assert.equal(stopped.exitCode, 137);

@@ -5,6 +5,7 @@
 // proves nothing is left: no shim, no socket, no mount, no directory.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { assertNoLeaks, startContainerd, type PrivateContainerd } from "../harness/containerd.js";
 import { BUSYBOX_IMAGE_REF, importTestImages } from "../harness/images.js";
@@ -50,6 +51,26 @@ async function exitCodeOf(args: string[]): Promise<number> {
 void test("shim via ctr: run --rm echo hi prints hi", async () => {
   const out = await ctr(["run", "--runtime", runtime, "--rm", BUSYBOX_IMAGE_REF, "echo1", "echo", "hi"]);
   assert.equal(out.stdout, "hi\n");
+});
+
+void test("shim via ctr: task events reach containerd in order", async () => {
+  const c = ctd as PrivateContainerd;
+  const events = spawn("ctr", ["--address", c.address, "events"], { stdio: ["ignore", "pipe", "ignore"] });
+  let text = "";
+  events.stdout.on("data", (d: Buffer) => (text += d.toString()));
+  try {
+    await new Promise((r) => setTimeout(r, 300)); // subscribed before the container starts
+    await ctr(["run", "--runtime", runtime, "--rm", BUSYBOX_IMAGE_REF, "ev1", "true"]);
+    const deadline = Date.now() + 10_000;
+    while (!/\/tasks\/delete.*ev1/.test(text) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  } finally {
+    events.kill();
+  }
+  const topics = text
+    .split("\n")
+    .filter((l) => l.includes("ev1") && l.includes("/tasks/"))
+    .map((l) => /\/tasks\/[a-z-]+/.exec(l)?.[0]);
+  assert.deepEqual(topics, ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"]);
 });
 
 void test("shim via ctr: exit status and stderr come through", async () => {

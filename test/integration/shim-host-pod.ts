@@ -3,6 +3,7 @@
 // so that tests can drive the shim from a real containerd - FIFOs, events, Wait, exec, exit codes -
 // independently of VMs. Not a runtime: no namespaces, no cgroups, no isolation.
 import { spawn, type ChildProcess } from "node:child_process";
+import { readFile } from "node:fs/promises";
 import { constants as os } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
@@ -122,7 +123,10 @@ class HostPod implements Pod {
   }
 
   async stats(): Promise<ContainerStats> {
-    return { pidsCurrent: 1 };
+    // The pause process's resident set stands in for the container's memory.
+    const status = await readFile(`/proc/${this.pid}/status`, "utf8").catch(() => "");
+    const rssKiB = Number(/^VmRSS:\s+(\d+)/m.exec(status)?.[1] ?? 0);
+    return { pidsCurrent: 1, memoryUsageBytes: rssKiB * 1024 };
   }
 
   async update(): Promise<void> {}
