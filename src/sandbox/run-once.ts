@@ -79,6 +79,8 @@ export async function runOnce(o: RunOnceOptions): Promise<number> {
     const outputs = Promise.all([proc.pumpOutput("stdout", o.stdout), o.terminal ? Promise.resolve(0) : proc.pumpOutput("stderr", o.stderr)]);
     if (o.openStdin) void proc.pumpInput(o.stdin).catch(() => undefined);
     const exit = await proc.wait();
+    // Killed by our own teardown after an abort: report the interruption, not the kill.
+    o.signal?.throwIfAborted();
     await outputs;
     return exit.status;
   } catch (err) {

@@ -123,7 +123,7 @@ void test("vm: a file written to a shared volume appears on the host", async () 
 
 void test("vm: a container over its memory limit is OOM-killed and the OOM event names it", async () => {
   const oom = sb.agent.nextOom(AbortSignal.timeout(180_000));
-  const r = await runIn({ args: ["sh", "-c", "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived"], memoryLimitBytes: 32 * 1024 * 1024 });
+  const r = await runIn({ args: ["sh", "-c", "x=$(head -c 64000000 /dev/zero | tr '\\0' a); echo survived"], memoryLimitBytes: 32 * 1024 * 1024 });
   assert.notEqual(r.out, "survived\n");
   assert.equal(await oom, `c${n}`);
 });
