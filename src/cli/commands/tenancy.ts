@@ -57,7 +57,7 @@ export async function run(argv: string[]): Promise<number> {
       }
       const logger = createLogger("tenancy-webhook");
       const server = await serveWebhook({ policyFile: values.policy, certFile: values.cert, keyFile: values.key, port, host: values.host, logger });
-      const signal = await Promise.race([once(process, "SIGTERM"), once(process, "SIGINT")]);
+      const [signal] = (await Promise.race([once(process, "SIGTERM"), once(process, "SIGINT")])) as [string];
       logger.info({ signal }, "stopping");
       await server.close();
       return 0;

@@ -138,7 +138,7 @@ export class WebhookServer {
     }
     const decision = admit(mode, parsed.request, this.index);
     if (!decision.allowed) {
-      this.opts.logger?.info({ namespace: parsed.request.namespace, name: parsed.request.name, reason: decision.message }, "pod refused");
+      this.opts.logger?.info({ namespace: parsed.request.namespace, pod: parsed.request.name, reason: decision.message }, "pod refused");
     }
     send(res, 200, reviewResponse(parsed.request.uid, decision));
   }
