@@ -220,3 +220,27 @@ void test("ttrpc: works over any Duplex (a pipe pair, as inside the guest), not 
   }
   assert.equal(serverSide.destroyed, true, "server.close() destroys the streams it serves");
 });
+
+void test("ttrpc: finished calls are published on the diagnostics channels", async () => {
+  const { subscribe, unsubscribe } = await import("node:diagnostics_channel");
+  const { CLIENT_CALL_CHANNEL, SERVER_CALL_CHANNEL } = await import("../../src/protocol/ttrpc/index.js");
+  const seen: { side: string; method: string; status: number }[] = [];
+  const onServer = (m: unknown): void => void seen.push({ side: "server", ...(m as { method: string; status: number }) });
+  const onClient = (m: unknown): void => void seen.push({ side: "client", ...(m as { method: string; status: number }) });
+  subscribe(SERVER_CALL_CHANNEL, onServer);
+  subscribe(CLIENT_CALL_CHANNEL, onClient);
+  const server = new TtrpcServer().register(Health, { check: async () => ({}) });
+  const { path, dispose } = await listenTemp(server);
+  const client = await TtrpcClient.connect(path);
+  try {
+    await createClient(client, Health).check({});
+    await assert.rejects(createClient(client, Health).version({}));
+    const summary = seen.map((e) => `${e.side} ${e.method} ${e.status}`).sort();
+    assert.deepEqual(summary, ["client Check 0", "client Version 12", "server Check 0", "server Version 12"]);
+  } finally {
+    unsubscribe(SERVER_CALL_CHANNEL, onServer);
+    unsubscribe(CLIENT_CALL_CHANNEL, onClient);
+    client.close();
+    await dispose();
+  }
+});

@@ -16,6 +16,7 @@ import {
   type DecodeEvent,
 } from "./frame.js";
 import { Code } from "./status.js";
+import { publishClientCall } from "./diagnostics.js";
 import { writeFrame } from "./write.js";
 
 export type Metadata = Record<string, string> | Map<string, string> | Iterable<readonly [string, string]>;
@@ -102,6 +103,7 @@ export class TtrpcClient {
       );
     }
     const id = this.allocateId();
+    const started = performance.now();
     return new Promise<Uint8Array>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
       const onAbort = (): void => settle(new TtrpcError(Code.CANCELLED, `${service}.${method} cancelled`));
@@ -110,6 +112,8 @@ export class TtrpcClient {
         this.pending.delete(id);
         clearTimeout(timer);
         opts.signal?.removeEventListener("abort", onAbort);
+        const status = result instanceof TtrpcError ? result.status : Code.OK;
+        publishClientCall({ service, method, streamId: id, status, durationMs: performance.now() - started });
         if (result instanceof TtrpcError) reject(result);
         else resolve(result);
       };

@@ -17,3 +17,4 @@ export {
   type DecodeEvent,
 } from "./frame.js";
 export { socketPathOf } from "./address.js";
+export { SERVER_CALL_CHANNEL, CLIENT_CALL_CHANNEL, type CallEvent } from "./diagnostics.js";

@@ -17,6 +17,7 @@ import {
 } from "./frame.js";
 import { Code } from "./status.js";
 import { writeFrame } from "./write.js";
+import { publishServerCall } from "./diagnostics.js";
 
 /** What a handler gets besides its request. */
 export interface HandlerContext {
@@ -50,6 +51,9 @@ const TIMER_MAX_MS = 0x7fff_ffff;
 interface ActiveCall {
   controller: AbortController;
   timer: NodeJS.Timeout | undefined;
+  service: string;
+  method: string;
+  started: number;
 }
 
 export class ServerConnection {
@@ -76,9 +80,10 @@ export class ServerConnection {
     if (this.closed) return;
     this.closed = true;
     const reason = new TtrpcError(Code.CANCELLED, "ttrpc connection closed");
-    for (const call of this.active.values()) {
+    for (const [id, call] of this.active) {
       clearTimeout(call.timer);
       call.controller.abort(reason);
+      this.report(id, call, Code.CANCELLED);
     }
     this.active.clear();
     this.stream.destroy();
@@ -135,7 +140,8 @@ export class ServerConnection {
     }
     const entry = this.lookup(request.service, request.method);
     if (entry instanceof TtrpcError) {
-      this.sendStatus(id, entry.status, entry.message);
+      const code = this.sendStatus(id, entry.status, entry.message);
+      publishServerCall({ service: request.service, method: request.method, streamId: id, status: code, durationMs: 0 });
       return;
     }
     let input: Message;
@@ -147,11 +153,18 @@ export class ServerConnection {
     }
     const metadata = new Map<string, string>();
     for (const kv of request.metadata) metadata.set(kv.key, kv.value);
-    this.run(id, entry, input, metadata, request.timeoutNano);
+    this.run(id, entry, input, metadata, request);
   }
 
-  private run(id: number, entry: MethodEntry, input: Message, metadata: Map<string, string>, timeoutNano: bigint): void {
-    const call: ActiveCall = { controller: new AbortController(), timer: undefined };
+  private run(
+    id: number,
+    entry: MethodEntry,
+    input: Message,
+    metadata: Map<string, string>,
+    request: { service: string; method: string; timeoutNano: bigint },
+  ): void {
+    const { service, method, timeoutNano } = request;
+    const call: ActiveCall = { controller: new AbortController(), timer: undefined, service, method, started: performance.now() };
     let deadline: number | undefined;
     if (timeoutNano > 0n) {
       const ms = Number(timeoutNano / 1_000_000n);
@@ -177,7 +190,7 @@ export class ServerConnection {
     this.active.delete(id);
     const err = new TtrpcError(Code.DEADLINE_EXCEEDED, `deadline of ${ms} ms exceeded`);
     call.controller.abort(err);
-    this.sendStatus(id, err.status, err.message);
+    this.report(id, call, this.sendStatus(id, err.status, err.message));
   }
 
   private finish(id: number, call: ActiveCall, encode: () => Uint8Array): void {
@@ -186,16 +199,22 @@ export class ServerConnection {
     try {
       payload = encode();
     } catch (err) {
-      this.sendStatus(id, Code.INTERNAL, `could not encode the response: ${err instanceof Error ? err.message : String(err)}`);
+      const message = `could not encode the response: ${err instanceof Error ? err.message : String(err)}`;
+      this.report(id, call, this.sendStatus(id, Code.INTERNAL, message));
       return;
     }
-    this.sendResponse(id, { payload });
+    this.report(id, call, this.sendResponse(id, { payload }));
   }
 
   private finishWithError(id: number, call: ActiveCall, err: unknown): void {
     if (!this.takeCall(id, call)) return;
     const st = statusOfError(err);
-    this.sendStatus(id, st.code, st.message);
+    this.report(id, call, this.sendStatus(id, st.code, st.message));
+  }
+
+  private report(id: number, call: ActiveCall, status: number): void {
+    const durationMs = performance.now() - call.started;
+    publishServerCall({ service: call.service, method: call.method, streamId: id, status, durationMs });
   }
 
   /** Removes the call if it is still waiting for its answer (not expired, not closed). */
@@ -206,16 +225,19 @@ export class ServerConnection {
     return true;
   }
 
-  private sendStatus(id: number, code: number, message: string): void {
-    this.sendResponse(id, { status: { code, message } });
+  private sendStatus(id: number, code: number, message: string): number {
+    return this.sendResponse(id, { status: { code, message } });
   }
 
-  private sendResponse(id: number, init: { status?: { code: number; message: string }; payload?: Uint8Array }): void {
-    if (this.closed || this.stream.destroyed || this.stream.writableEnded) return;
+  /** Sends the answer; returns the status code that went out (or CANCELLED if none could). */
+  private sendResponse(id: number, init: { status?: { code: number; message: string }; payload?: Uint8Array }): number {
+    if (this.closed || this.stream.destroyed || this.stream.writableEnded) return Code.CANCELLED;
+    let code = init.status?.code ?? Code.OK;
     let body = toBinary(ResponseSchema, create(ResponseSchema, init));
     if (body.length > MESSAGE_LENGTH_MAX) {
       const message = `response of ${body.length} bytes exceeds maximum message size of ${MESSAGE_LENGTH_MAX}`;
-      body = toBinary(ResponseSchema, create(ResponseSchema, { status: { code: Code.RESOURCE_EXHAUSTED, message } }));
+      code = Code.RESOURCE_EXHAUSTED;
+      body = toBinary(ResponseSchema, create(ResponseSchema, { status: { code, message } }));
     }
     const ok = writeFrame(this.stream, encodeFrame({ streamId: id, type: MESSAGE_TYPE_RESPONSE, flags: 0 }, body));
     if (!ok && !this.waitingForDrain && this.stream.writableLength > WRITE_BACKLOG_MAX) {
@@ -226,5 +248,6 @@ export class ServerConnection {
         if (!this.closed) this.stream.resume();
       });
     }
+    return code;
   }
 }
