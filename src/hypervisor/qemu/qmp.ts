@@ -8,6 +8,7 @@ import { KataError, type KataErrorCode } from "../../util/errors.js";
 
 export interface QmpStatus {
   running: boolean;
+  singlestep?: boolean;
   /** "running", "paused", "shutdown", "prelaunch", "guest-panicked", ... */
   status: string;
 }
@@ -66,7 +67,7 @@ export class QmpClient {
   private nextId = 1;
   private buffer = "";
   private isClosed = false;
-  private greetingWaiter: (() => void) | undefined;
+  private greetingWaiter: ((err?: KataError) => void) | undefined;
 
   private constructor(private readonly sock: net.Socket) {
     this.closed = new Promise((resolve) => sock.once("close", () => resolve()));
@@ -160,9 +161,10 @@ export class QmpClient {
         this.greetingWaiter = undefined;
         reject(new KataError("DEADLINE_EXCEEDED", `no QMP greeting within ${timeoutMs} ms`));
       }, timeoutMs);
-      this.greetingWaiter = () => {
+      this.greetingWaiter = (err) => {
         clearTimeout(timer);
-        resolve();
+        if (err === undefined) resolve();
+        else reject(err);
       };
     });
   }
@@ -215,6 +217,8 @@ export class QmpClient {
 
   private failAll(err: KataError): void {
     this.isClosed = true;
+    this.greetingWaiter?.(new KataError(err.code, `no QMP greeting: ${err.message}`));
+    this.greetingWaiter = undefined;
     for (const [id, p] of this.pending) {
       clearTimeout(p.timer);
       this.pending.delete(id);

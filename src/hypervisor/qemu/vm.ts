@@ -33,6 +33,8 @@ export class QemuVm implements Vm {
   private proc: VmmProcess | undefined;
   private qmp: QmpClient | undefined;
   private stopRequested: "quit" | "kill" | undefined;
+  /** Only a state dir this VM created is removed by it (never another VM's). */
+  private ownsStateDir = false;
   private resolveEnded!: (exit: VmExit) => void;
   private readonly endedPromise: Promise<VmExit>;
 
@@ -167,7 +169,7 @@ export class QemuVm implements Vm {
 
   private async release(): Promise<void> {
     this.qmp?.close();
-    await rm(this.layout.stateDir, { recursive: true, force: true });
+    if (this.ownsStateDir) await rm(this.layout.stateDir, { recursive: true, force: true });
   }
 
   private async makeStateDir(): Promise<void> {
@@ -179,6 +181,7 @@ export class QemuVm implements Vm {
       );
     }
     await mkdir(this.layout.stateDir, { recursive: true, mode: 0o700 });
+    this.ownsStateDir = true;
   }
 
   /** QEMU creates the QMP socket early; poll for it while watching for an early exit. */
