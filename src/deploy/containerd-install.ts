@@ -11,6 +11,7 @@ import { isDeepStrictEqual } from "node:util";
 import type { TomlTable } from "smol-toml";
 import { KataError } from "../util/errors.js";
 import { criSection, parseContainerdConfig, renderDropIn, type KataTsHandler } from "./containerd-config.js";
+import { linkShim, unlinkShim } from "./shim-link.js";
 import { addImport, removeImport } from "./toml-imports.js";
 
 export const DEFAULT_CONTAINERD_CONFIG = "/etc/containerd/config.toml";
@@ -19,11 +20,17 @@ export interface ContainerdInstallOptions extends KataTsHandler {
   containerdConfigPath?: string;
   /** Default: <config dir>/kata-ts/cri-runtime.toml (outside the usual conf.d/*.toml globs). */
   dropInPath?: string;
+  /**
+   * A directory on containerd's PATH to link the shim into (containerd 1.6 finds shims by name,
+   * not by runtime_path). Default: no link; the CLI uses /usr/local/bin.
+   */
+  shimLinkDir?: string;
 }
 
 export interface InstallResult {
   configChanged: boolean;
   dropInChanged: boolean;
+  shimLinkChanged: boolean;
   dropInPath: string;
 }
 
@@ -37,6 +44,8 @@ interface InstallState {
   configPath: string;
   configExisted: boolean;
   installedSha256: string;
+  /** The shim link made by install, and what it points to. */
+  shimLink?: { path: string; target: string };
 }
 
 const sha256 = (s: string): string => createHash("sha256").update(s).digest("hex");
@@ -115,17 +124,22 @@ export async function installContainerdHandler(opts: ContainerdInstallOptions): 
   const dropInChanged = (await readIfExists(dropInPath)) !== dropIn;
   const configChanged = !parsed.imports.includes(dropInPath);
   const newText = configChanged ? spliceImport(text, configPath, dropInPath) : text;
+  const link = opts.shimLinkDir === undefined ? undefined : await linkShim(opts.shimLinkDir, opts.runtimePath);
   if (dropInChanged) await writeAtomic(dropInPath, dropIn);
+  const stateText = await readIfExists(statePath);
+  let state = stateText === undefined ? undefined : (JSON.parse(stateText) as InstallState);
   if (configChanged) {
     const mode = original === undefined ? 0o644 : (await stat(configPath)).mode & 0o7777;
-    if ((await readIfExists(statePath)) === undefined) {
+    if (state === undefined) {
+      // The backup is taken once, before the first change: uninstall returns to these bytes.
       if (original !== undefined) await writeAtomic(backupPath, original, mode);
-      const state: InstallState = { configPath, configExisted: original !== undefined, installedSha256: sha256(newText) };
-      await writeAtomic(statePath, `${JSON.stringify(state, null, 2)}\n`, 0o600);
+      state = { configPath, configExisted: original !== undefined, installedSha256: sha256(newText) };
     }
     await writeAtomic(configPath, newText, mode);
   }
-  return { configChanged, dropInChanged, dropInPath };
+  if (state && link) state.shimLink = { path: link.linkPath, target: opts.runtimePath };
+  if (state && (configChanged || link?.changed)) await writeAtomic(statePath, `${JSON.stringify(state, null, 2)}\n`, 0o600);
+  return { configChanged, dropInChanged, dropInPath, shimLinkChanged: link?.changed ?? false };
 }
 
 export async function uninstallContainerdHandler(
@@ -152,6 +166,7 @@ export async function uninstallContainerdHandler(
     await writeAtomic(configPath, edited, (await stat(configPath)).mode & 0o7777);
     result = "edited";
   }
+  if (state?.shimLink) await unlinkShim(state.shimLink.path, state.shimLink.target);
   for (const f of [dropInPath, backupPath, statePath]) await rm(f, { force: true });
   await rmdir(dirname(dropInPath)).catch(() => undefined); // only if empty
   return { config: result, dropInPath };

@@ -48,7 +48,8 @@ export interface StartContainerdOptions {
   extraConfig?: Record<string, unknown>;
   /**
    * Configure the `kata-ts` handler with the node installer's own code (src/deploy), as a drop-in
-   * imported by the harness's config.toml. Default: on, runtime_path = <repo>/bin/containerd-shim-kata-ts-v2.
+   * imported by the harness's config.toml, and the shim linked into <baseDir>/bin (first on
+   * containerd's PATH). Default: on, runtime_path = <repo>/bin/containerd-shim-kata-ts-v2.
    * `false` leaves only the runtimes above.
    */
   kataTs?: false | Partial<KataTsHandler>;
@@ -139,11 +140,15 @@ export async function startContainerd(opts: StartContainerdOptions = {}): Promis
         extraConfig: opts.extraConfig,
       }),
     );
+    // containerd 1.6 finds shims by name on PATH (not by runtime_path): the installer links the
+    // shim into a bin dir of ours, which goes first on containerd's PATH.
+    const binDir = join(baseDir, "bin");
     if (opts.kataTs !== false) {
       await installContainerdHandler({
         containerdConfigPath: configPath,
         dropInPath: join(baseDir, "kata-ts-runtime.toml"),
         runtimePath: packagedShimPath(),
+        shimLinkDir: binDir,
         ...opts.kataTs,
       });
     }
@@ -151,6 +156,7 @@ export async function startContainerd(opts: StartContainerdOptions = {}): Promis
     proc = spawnContainerd(["nsenter", `--net=${netnsPath}`, "--", "containerd", "--config", configPath, "--log-level", "debug"], logPath, {
       ...process.env,
       ...opts.env,
+      PATH: `${binDir}:${opts.env?.PATH ?? process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin"}`,
       KATA_TS_STATE_DIR: dirs.kataStateDir,
     });
     await waitReady(address, proc, logPath, opts.readyTimeoutMs ?? 30_000);
@@ -184,7 +190,7 @@ async function prepareDirs(baseDir: string, cniNetworkName: string, opts: StartC
     optDir: join(baseDir, "opt"),
     cniConfDir: opts.cniConfDir ?? join(baseDir, "cni"),
   };
-  for (const dir of [d.rootDir, d.stateDir, d.kataStateDir, d.optDir]) await mkdir(dir, { recursive: true });
+  for (const dir of [d.rootDir, d.stateDir, d.kataStateDir, d.optDir, join(baseDir, "bin")]) await mkdir(dir, { recursive: true });
   if (opts.cniConfDir === undefined) {
     await mkdir(d.cniConfDir, { recursive: true });
     // Every harness lives in its own netns, so the same bridge name and subnet can be reused.

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { KataError } from "../../src/util/errors.js";
 import { mountsUnder } from "./mounts.js";
 import { processesMentioning } from "./processes.js";
-import { listShimSockets } from "./shim-sockets.js";
+import { listShimSockets, staleNewShimSockets } from "./shim-sockets.js";
 
 const NETNS_DIR = "/var/run/netns";
 const CNI_RESULTS_DIR = "/var/lib/cni/results";
@@ -84,7 +84,7 @@ export async function findLeaks(scope: LeakScope): Promise<string[]> {
   for (const p of await processesMentioning(scope.baseDir)) leaks.push(`process ${p.pid}: ${p.cmdline.join(" ")}`);
   for (const m of await mountsUnder([scope.baseDir])) leaks.push(`mount ${m}`);
   if (await exists(scope.baseDir)) leaks.push(`directory ${scope.baseDir}`);
-  for (const s of await listShimSockets()) if (!scope.before.shimSockets.has(s)) leaks.push(`shim socket ${s}`);
+  for (const s of await staleNewShimSockets(scope.before.shimSockets)) leaks.push(`shim socket ${s}`);
   for (const c of await newCgroups(scope.before)) leaks.push(`cgroup ${c}`);
   for (const n of await list(NETNS_DIR)) if (!scope.before.netns.has(n)) leaks.push(`netns ${join(NETNS_DIR, n)}`);
   for (const f of await list(CNI_RESULTS_DIR)) {

@@ -2,7 +2,7 @@
 // `config dump` as the judge of what the resulting configuration means.
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, readdir, readlink, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "smol-toml";
@@ -64,7 +64,12 @@ async function dumpCri(config: string): Promise<Obj> {
 void test("install adds only an imports entry, and uninstall restores the file byte for byte", async () => {
   const { config } = await scratch(DEBIAN_DEFAULT);
   const res = await installContainerdHandler({ containerdConfigPath: config, ...handler });
-  assert.deepEqual(res, { configChanged: true, dropInChanged: true, dropInPath: installPaths({ containerdConfigPath: config }).dropInPath });
+  assert.deepEqual(res, {
+    configChanged: true,
+    dropInChanged: true,
+    shimLinkChanged: false,
+    dropInPath: installPaths({ containerdConfigPath: config }).dropInPath,
+  });
   const installed = await readFile(config, "utf8");
   assert.equal(installed, DEBIAN_DEFAULT.replace("version = 2\n", `version = 2\nimports = ["${res.dropInPath}"] # added by kata-ts install\n`));
 
@@ -147,4 +152,24 @@ void test("uninstall after the operator edited config.toml removes only the impo
   await writeFile(config, edited);
   assert.equal((await uninstallContainerdHandler({ containerdConfigPath: config })).config, "edited");
   assert.equal(await readFile(config, "utf8"), `${DEBIAN_DEFAULT}[debug]\n  level = "debug"\n`);
+});
+
+void test("the shim is linked into a PATH dir (containerd 1.6 ignores runtime_path) and unlinked on uninstall", async () => {
+  const { dir, config } = await scratch(DEBIAN_DEFAULT);
+  const binDir = join(dir, "bin");
+  await mkdir(binDir);
+  const res = await installContainerdHandler({ containerdConfigPath: config, shimLinkDir: binDir, ...handler });
+  assert.equal(res.shimLinkChanged, true);
+  assert.equal(await readlink(join(binDir, "containerd-shim-kata-ts-v2")), handler.runtimePath);
+  assert.equal((await installContainerdHandler({ containerdConfigPath: config, shimLinkDir: binDir, ...handler })).shimLinkChanged, false);
+  await uninstallContainerdHandler({ containerdConfigPath: config });
+  assert.deepEqual(await readdir(binDir), []);
+  assert.equal(await readFile(config, "utf8"), DEBIAN_DEFAULT);
+});
+
+void test("an unrelated containerd-shim-kata-ts-v2 on PATH is not replaced", async () => {
+  const { dir, config } = await scratch(DEBIAN_DEFAULT);
+  await writeFile(join(dir, "containerd-shim-kata-ts-v2"), "#!/bin/sh\n");
+  await assert.rejects(installContainerdHandler({ containerdConfigPath: config, shimLinkDir: dir, ...handler }), /already exists.*nothing was changed/);
+  assert.equal(await readFile(config, "utf8"), DEBIAN_DEFAULT);
 });
