@@ -5,17 +5,10 @@ import type { Logger } from "../util/log.js";
 import { formatManifestError, validateManifests } from "../k8s/validate.js";
 import { buildEmcoResources, renderEmcoctl, renderRest } from "./emco.js";
 import { buildManifests, renderYaml } from "./manifests/index.js";
-import { parsePolicy } from "./policy/load.js";
+import { readPolicyFile as readPolicy } from "./policy/load.js";
 import type { TenantPolicy } from "./policy/schema.js";
 import { generateWebhookTls, readWebhookTls, serviceDnsNames, writeWebhookTls, type WebhookTls } from "./tls.js";
 import { WebhookServer } from "./admission/server.js";
-
-async function readPolicy(file: string): Promise<{ policy: TenantPolicy; text: string }> {
-  const text = await readFile(file, "utf8").catch((err: unknown) => {
-    throw new KataError("NOT_FOUND", `cannot read tenant policy ${file}: ${(err as Error).message}`, { cause: err });
-  });
-  return { policy: parsePolicy(text, file), text };
-}
 
 /** The webhook's TLS: reused from `tlsDir` when it holds one, else generated (and saved there). */
 async function webhookTls(policy: TenantPolicy, tlsDir: string | undefined): Promise<WebhookTls> {

@@ -125,7 +125,7 @@ export function renderEmcoctl(resources: readonly EmcoResource[]): string {
       if (r.metadata) doc.metadata = r.metadata;
       if (r.spec) doc.spec = r.spec;
       Object.assign(doc, r.body);
-      return stringify(doc, { lineWidth: 0 });
+      return stringify(doc, { lineWidth: 0, aliasDuplicateObjects: false });
     })
     .join("---\n");
 }

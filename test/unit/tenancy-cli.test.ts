@@ -24,6 +24,7 @@ void test("tenancy cli: check, manifests and emco succeed on the example policy"
   assert.equal(manifests.code, 0, manifests.stderr);
   const kinds = parseAllDocuments(manifests.stdout).map((d) => (d.toJS() as { kind: string }).kind);
   assert.ok(kinds.includes("ValidatingWebhookConfiguration") && kinds.includes("NetworkPolicy"));
+  assert.doesNotMatch(manifests.stdout, /^\s*(-\s+)?\S*:?\s*[&*]a\d+\s*$/m, "plain YAML, no anchors/aliases for shared objects");
   const emco = await kataTs(["tenancy", "emco", "examples/tenancy/policy.yaml", "--format", "rest"]);
   assert.equal(emco.code, 0, emco.stderr);
   assert.ok((JSON.parse(emco.stdout) as { path: string }[]).some((c) => c.path === "/v2/projects/acme/logical-clouds"));

@@ -14,5 +14,5 @@ export function buildManifests(p: TenantPolicy, opts: { policyText: string; tls:
 
 /** A multi-document YAML stream for `kubectl apply -f -`. */
 export function renderYaml(manifests: readonly object[]): string {
-  return manifests.map((m) => stringify(m, { lineWidth: 0 })).join("---\n");
+  return manifests.map((m) => stringify(m, { lineWidth: 0, aliasDuplicateObjects: false })).join("---\n");
 }

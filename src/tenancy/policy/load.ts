@@ -57,8 +57,6 @@ function zodIssues(issues: readonly z.core.$ZodIssue[]): { path: PropertyKey[]; 
   for (const i of issues) {
     if (i.code === "unrecognized_keys") {
       for (const k of i.keys) out.push({ path: [...i.path, k], message: "unknown key (check the spelling; see docs/tenancy.md)" });
-    } else if (i.code === "invalid_union" && i.errors.length > 0) {
-      out.push({ path: [...i.path], message: i.message });
     } else {
       out.push({ path: [...i.path], message: i.message });
     }
@@ -90,12 +88,17 @@ export function parsePolicy(text: string, file: string): TenantPolicy {
   return parsed.data;
 }
 
-export async function loadPolicy(file: string): Promise<TenantPolicy> {
+/** A policy file's checked content and its text (the webhook's ConfigMap carries the text as is). */
+export async function readPolicyFile(file: string): Promise<{ policy: TenantPolicy; text: string }> {
   let text: string;
   try {
     text = await readFile(file, "utf8");
   } catch (err) {
     throw new KataError("NOT_FOUND", `cannot read tenant policy ${file}: ${(err as Error).message}`, { cause: err });
   }
-  return parsePolicy(text, file);
+  return { policy: parsePolicy(text, file), text };
+}
+
+export async function loadPolicy(file: string): Promise<TenantPolicy> {
+  return (await readPolicyFile(file)).policy;
 }
