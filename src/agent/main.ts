@@ -6,7 +6,7 @@
 import { startupSnapshot } from "node:v8";
 import { describeError } from "../util/errors.js";
 import { log } from "./log.js";
-import { createAgentServer } from "./server.js";
+import { createAgentServer } from "./server.js"; // AgentService (container engineer) is registered there
 import { AGENT_VERSION } from "./version.js";
 import { VirtioPort, waitForVirtioPort } from "./virtio-port.js";
 import { vsockPresent } from "./vsock.js";

@@ -8,7 +8,10 @@ import { tryRun } from "../util/exec.js";
 import { assetsDir, cacheDir } from "../util/paths.js";
 import { bundleAgent, type AgentBundle } from "./agent-bundle.js";
 import { loadGuestAssets, type GuestAssets } from "./assets.js";
-import { AGENT_BUNDLE_PATH, ROOT_INIT_PATH, initramfsInit, rootInit } from "./init-scripts.js";
+import { describeError } from "../util/errors.js";
+import { writeNewFile } from "./fsutil.js";
+import { AGENT_BUNDLE_PATH, AGENT_SNAPSHOT_PATH, ROOT_INIT_PATH, initramfsInit, rootInit } from "./init-scripts.js";
+import { buildAgentSnapshotInVm } from "./snapshot.js";
 import { buildInitramfs } from "./initramfs.js";
 import { DebianCloudKernel } from "./kernel/debian-cloud.js";
 import type { KernelIdentity, KernelSource } from "./kernel/source.js";
@@ -42,6 +45,8 @@ export interface BuildOptions {
   dir?: string;
   workDir?: string;
   kernelSource?: KernelSource;
+  /** Build the agent's V8 startup snapshot in a build VM (default true; see snapshot.ts). */
+  snapshot?: boolean;
   log?: Log;
 }
 
@@ -55,8 +60,9 @@ async function componentVersions(): Promise<Record<string, string>> {
   return out;
 }
 
-export function inputsKey(parts: { kernel: KernelIdentity; components: Record<string, string>; agentSha256: string }): string {
+export function inputsKey(parts: { kernel: KernelIdentity; components: Record<string, string>; agentSha256: string; snapshot?: boolean }): string {
   const material = {
+    snapshot: parts.snapshot ?? true,
     builder: BUILDER_VERSION,
     kernel: parts.kernel,
     components: parts.components,
@@ -76,15 +82,15 @@ interface Inputs {
   key: string;
 }
 
-async function resolveInputs(source: KernelSource, log: Log): Promise<Inputs> {
+async function resolveInputs(source: KernelSource, snapshot: boolean, log: Log): Promise<Inputs> {
   const [kernel, components, bundle] = await Promise.all([source.identify(log), componentVersions(), bundleAgent()]);
-  return { kernel, components, bundle, key: inputsKey({ kernel, components, agentSha256: bundle.sha256 }) };
+  return { kernel, components, bundle, key: inputsKey({ kernel, components, agentSha256: bundle.sha256, snapshot }) };
 }
 
 export async function buildGuestAssets(opts: BuildOptions = {}): Promise<GuestAssets> {
   const log = opts.log ?? (() => undefined);
   const source = opts.kernelSource ?? new DebianCloudKernel();
-  return buildWith(await resolveInputs(source, log), source, opts, log);
+  return buildWith(await resolveInputs(source, opts.snapshot ?? true, log), source, opts, log);
 }
 
 async function buildWith(inputs: Inputs, source: KernelSource, opts: BuildOptions, log: Log): Promise<GuestAssets> {
@@ -102,6 +108,26 @@ async function buildWith(inputs: Inputs, source: KernelSource, opts: BuildOption
   const stage = await stageRootfs({ workDir, agentCode: inputs.bundle.code, nodeArgs: AGENT_NODE_ARGS, out: join(out, ROOTFS_FILE) });
   await buildErofs(stage, join(out, ROOTFS_FILE));
   log("rootfs: erofs image written");
+  let snapshot = false;
+  if (opts.snapshot ?? true) {
+    log("booting the image once to build the agent's V8 snapshot (TCG: may take a minute)");
+    try {
+      const blob = await buildAgentSnapshotInVm({
+        kernelPath: join(out, KERNEL_FILE),
+        initrdPath: join(out, INITRD_FILE),
+        rootfsPath: join(out, ROOTFS_FILE),
+        kernelCmdline: GUEST_KERNEL_CMDLINE,
+        workDir,
+      });
+      await writeNewFile(join(stage, AGENT_SNAPSHOT_PATH), blob);
+      await buildErofs(stage, join(out, ROOTFS_FILE));
+      snapshot = true;
+      log(`rootfs: rebuilt with a ${blob.length}-byte agent snapshot`);
+    } catch (err) {
+      // Only start-up time depends on the snapshot: keep the image without it.
+      log(`no agent snapshot (the agent starts from its script): ${describeError(err)}`);
+    }
+  }
 
   const manifest: GuestManifest = {
     schemaVersion: MANIFEST_SCHEMA_VERSION,
@@ -111,7 +137,7 @@ async function buildWith(inputs: Inputs, source: KernelSource, opts: BuildOption
     modules: initrd.modules,
     rootfsFormat: "erofs",
     kernelCmdline: [...GUEST_KERNEL_CMDLINE],
-    agent: { path: AGENT_BUNDLE_PATH, nodeArgs: [...AGENT_NODE_ARGS] },
+    agent: { path: AGENT_BUNDLE_PATH, ...(snapshot ? { snapshot: AGENT_SNAPSHOT_PATH } : {}), nodeArgs: [...AGENT_NODE_ARGS] },
     artifacts: {
       kernel: await describeArtifact(out, KERNEL_FILE),
       initrd: await describeArtifact(out, INITRD_FILE),
@@ -140,7 +166,7 @@ async function moveInto(from: string, to: string): Promise<void> {
 export async function ensureGuestAssets(log: Log, opts: Omit<BuildOptions, "log"> = {}): Promise<GuestAssets> {
   const dir = opts.dir ?? assetsDir();
   const source = opts.kernelSource ?? new DebianCloudKernel();
-  const inputs = await resolveInputs(source, log);
+  const inputs = await resolveInputs(source, opts.snapshot ?? true, log);
   const reason = await staleReason(dir, inputs.key);
   if (reason === undefined) {
     log(`guest assets in ${dir} are up to date`);

@@ -14,6 +14,14 @@ export const AGENT_EXIT_PREFIX = "kata-ts-init: agent exited with status";
 export const ROOT_INIT_PATH = "/sbin/kata-ts-init";
 
 export const AGENT_BUNDLE_PATH = "/usr/lib/kata-ts/agent.cjs";
+/** V8 startup snapshot of the agent, built inside a build VM (see snapshot.ts); optional. */
+export const AGENT_SNAPSHOT_PATH = "/usr/lib/kata-ts/agent.snapshot";
+/** Kernel parameter that turns a boot into a snapshot-building run (build-assets only). */
+export const SNAPSHOT_BUILD_PARAM = "kata_ts.snapshot=build";
+/** Console line the snapshot-building run prints: "<prefix> <bytes>". */
+export const SNAPSHOT_BYTES_PREFIX = "kata-ts-init: snapshot bytes";
+/** node's exit status when it cannot use a startup snapshot (built by another node or for another CPU). */
+export const NODE_SNAPSHOT_FAILURE = 14;
 
 export function initramfsInit(release: string): string {
   return `#!/bin/sh
@@ -80,12 +88,38 @@ ln -sf /proc/self/fd/1 /dev/stdout
 ln -sf /proc/self/fd/2 /dev/stderr
 : >/run/resolv.conf
 ip link set lo up
+case " $(cat /proc/cmdline) " in
+  *" ${SNAPSHOT_BUILD_PARAM} "*)
+    # build-assets: make the agent's V8 snapshot with this very node on this machine model, hand it
+    # to the host on the second disk, power off.
+    node ${nodeArgs} --snapshot-blob /tmp/agent.snapshot --build-snapshot ${AGENT_BUNDLE_PATH} </dev/null >/dev/console 2>&1 &&
+      cat /tmp/agent.snapshot >/dev/vdb && sync &&
+      echo "${SNAPSHOT_BYTES_PREFIX} $(wc -c </tmp/agent.snapshot)" >/dev/console
+    poweroff -f
+    ;;
+esac
+start_agent() {
+  if [ "$1" = snapshot ]; then
+    node ${nodeArgs} --snapshot-blob ${AGENT_SNAPSHOT_PATH} </dev/null >/dev/console 2>&1 &
+  else
+    node ${nodeArgs} ${AGENT_BUNDLE_PATH} </dev/null >/dev/console 2>&1 &
+  fi
+  agent=$!
+}
+mode=script
+[ -e ${AGENT_SNAPSHOT_PATH} ] && mode=snapshot
 read -r up _ </proc/uptime
-echo "kata-ts-init: starting agent at \${up}s" >/dev/console
-node ${nodeArgs} ${AGENT_BUNDLE_PATH} </dev/null >/dev/console 2>&1 &
-agent=$!
+echo "kata-ts-init: starting agent ($mode) at \${up}s" >/dev/console
+start_agent $mode
 wait $agent
 status=$?
+if [ $mode = snapshot ] && [ $status = ${NODE_SNAPSHOT_FAILURE} ]; then
+  # A snapshot only loads on the node and CPU model it was made for; the script always works.
+  echo "kata-ts-init: agent snapshot not usable here; starting the agent script" >/dev/console
+  start_agent script
+  wait $agent
+  status=$?
+fi
 echo "${AGENT_EXIT_PREFIX} $status" >/dev/console
 poweroff -f
 `;

@@ -25,7 +25,8 @@ export const manifestSchema = z.strictObject({
   modules: z.array(z.string()),
   rootfsFormat: z.enum(["erofs", "ext4"]),
   kernelCmdline: z.array(z.string()),
-  agent: z.strictObject({ path: z.string(), nodeArgs: z.array(z.string()) }),
+  /** Where the agent is in the image; snapshot is set when the image carries a V8 startup snapshot. */
+  agent: z.strictObject({ path: z.string(), snapshot: z.string().optional(), nodeArgs: z.array(z.string()) }),
   artifacts: z.strictObject({ kernel: artifactSchema, initrd: artifactSchema.optional(), rootfs: artifactSchema }),
 });
 
