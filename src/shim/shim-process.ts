@@ -50,8 +50,9 @@ export class ShimProcess {
     this.state.created();
     void handle.wait().then(async (exit) => {
       await this.io.drained(outputDrainMs);
+      if (this.state.status === "deleted") return; // deleted before it ran: already answered
       this.exit = exit;
-      if (this.state.status !== "deleted") this.state.apply("exit");
+      this.state.apply("exit");
       this.log.info({ container: this.containerId, exec: this.execId, exitStatus: exit.exitStatus }, "process exited");
       this.resolveExited(exit);
       onExit(exit);
@@ -84,7 +85,12 @@ export class ShimProcess {
   async delete(): Promise<ProcessExit> {
     this.state.apply("delete");
     await this.io.close();
-    return this.exit ?? { exitStatus: 0, exitedAt: new Date() };
+    // Deleted without ever exiting (created, never started): answer any Wait still pending.
+    if (this.exit === undefined) {
+      this.exit = { exitStatus: 0, exitedAt: new Date() };
+      this.resolveExited(this.exit);
+    }
+    return this.exit;
   }
 
   private live(): PodProcess {
