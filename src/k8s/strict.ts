@@ -47,6 +47,15 @@ export function trackReads(root: unknown): { proxy: unknown; unknownFields: () =
         if (!Object.prototype.hasOwnProperty.call(target, prop)) return child;
         return wrap(child, `${path}/${escapePointer(prop)}`);
       },
+      // Validators compiled with other options test presence with `in` or hasOwnProperty.
+      has(target, prop) {
+        if (typeof prop === "string") entry.read.add(prop);
+        return Reflect.has(target, prop);
+      },
+      getOwnPropertyDescriptor(target, prop) {
+        if (typeof prop === "string") entry.read.add(prop);
+        return Reflect.getOwnPropertyDescriptor(target, prop);
+      },
       ownKeys(target) {
         entry.enumerated = true;
         return Reflect.ownKeys(target);
