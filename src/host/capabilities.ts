@@ -33,16 +33,46 @@ async function versionOf(name: string, file: string, args: string[], required: b
   return { name, status: "ok", detail: firstLine(out.stdout || out.stderr), required };
 }
 
+/**
+ * KVM is usable only if a real guest boots under it: the boot probe (src/hypervisor/accel.ts) runs
+ * once per host kernel + QEMU version and is cached; an openable /dev/kvm alone proves nothing.
+ */
 async function kvmPresence(): Promise<Capability> {
-  const openable = await exists("/dev/kvm", constants.R_OK | constants.W_OK);
-  return {
-    name: "kvm",
-    status: openable ? "unverified" : "absent",
-    detail: openable
-      ? "/dev/kvm present; usable only if a real guest boots under it (no boot probe yet: kata-ts uses TCG)"
-      : "/dev/kvm absent: VMs run under TCG (software emulation), slower but complete",
-    required: false,
-  };
+  const name = "kvm";
+  const { kvmDeviceOpenable, readKvmProbe, probeKvm } = await import("../hypervisor/accel.js");
+  if (!(await kvmDeviceOpenable())) {
+    return { name, status: "absent", detail: "/dev/kvm absent: VMs run under TCG (software emulation), slower but complete", required: false };
+  }
+  let result = await readKvmProbe().catch(() => undefined);
+  if (result === undefined) {
+    const { loadGuestAssets } = await import("../guest/assets.js");
+    const assets = await loadGuestAssets().catch(() => undefined);
+    if (assets === undefined) {
+      return { name, status: "unverified", detail: "/dev/kvm present; the boot probe needs guest assets (kata-ts build-assets), until then VMs use TCG", required: false };
+    }
+    const { mkdtemp, rm } = await import("node:fs/promises");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const { probeKvmBoot } = await import("../hypervisor/boot.js");
+    const { QemuHypervisor } = await import("../hypervisor/qemu/index.js");
+    const dir = await mkdtemp(join(tmpdir(), "kata-ts-kvm-probe-"));
+    try {
+      const hv = await QemuHypervisor.open();
+      const config = {
+        id: "kvm-probe", stateDir: join(dir, "vm"), vcpus: 1, memoryMiB: 256, kernelPath: assets.kernelPath,
+        ...(assets.initrdPath === undefined ? {} : { initrdPath: assets.initrdPath }),
+        rootfsPath: assets.rootfsPath, kernelCmdline: assets.kernelCmdline, accel: "kvm" as const,
+      };
+      result = await probeKvm(() => probeKvmBoot(config, hv));
+    } catch (err) {
+      return { name, status: "unverified", detail: `/dev/kvm present; the boot probe could not run: ${(err as Error).message}`, required: false };
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+  return result.usable
+    ? { name, status: "ok", detail: `usable: ${result.detail} (probed ${result.probedAt})`, required: false }
+    : { name, status: "absent", detail: `/dev/kvm present but unusable, VMs use TCG: ${result.detail} (probed ${result.probedAt})`, required: false };
 }
 
 async function deviceNode(name: string, path: string, required: boolean, absentDetail: string): Promise<Capability> {

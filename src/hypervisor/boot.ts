@@ -127,8 +127,10 @@ export async function probeKvmBoot(config: VmConfig, hypervisor: Hypervisor, dea
     await booted.vm.stop();
     return { usable: true, detail: `a guest booted under KVM and its agent answered in ${(ms / 1000).toFixed(1)} s` };
   } catch (err) {
-    const first = describeError(err).split("\n")[0] ?? "";
-    return { usable: false, detail: `a guest did not boot under KVM within ${deadlineMs / 1000} s (${first})` };
+    const lines = (err instanceof Error ? err.message : String(err)).split("\n");
+    const why = (lines[0] ?? "").replace(/; console log tail:$/, "");
+    const lastConsoleLine = lines.slice(1).reverse().find((l) => l.trim() !== "" && l !== "(empty)")?.trim() ?? "no console output";
+    return { usable: false, detail: `the guest did not boot under KVM: ${why} (console: ${lastConsoleLine.slice(0, 160)})` };
   }
 }
 
