@@ -9,7 +9,12 @@ export const POLICY_YAML = `
 apiVersion: tenancy.kata-ts.io/v1alpha1
 kind: TenantPolicy
 runtimeClasses:
-  kata-ts: { isolation: vm, overhead: { cpu: 250m, memory: 160Mi } }
+  kata-ts:
+    isolation: vm
+    overhead: { cpu: 250m, memory: 160Mi }
+    scheduling:
+      nodeSelector: { kata-ts.io/runtime: "true" }
+      tolerations: [{ key: kata-ts.io/vm-only, operator: Exists, effect: NoSchedule }]
   kata-ts-big: { isolation: vm }
   runc: { isolation: none }
 tenants:

@@ -100,10 +100,27 @@ void test("mutate: an untrusted tenant's pod without a runtime class is moved in
   const patched = applyPatch(p, r) as { spec: Record<string, unknown> };
   assert.equal(patched.spec.runtimeClassName, "kata-ts");
   assert.deepEqual(patched.spec.overhead, { cpu: "250m", memory: "160Mi" });
+  assert.deepEqual(patched.spec.nodeSelector, { "kata-ts.io/runtime": "true" });
+  assert.deepEqual(patched.spec.tolerations, [{ key: "kata-ts.io/vm-only", operator: "Exists", effect: "NoSchedule" }]);
   assert.deepEqual(patched.spec.containers, (p.spec as { containers: unknown }).containers, "nothing else changes");
   assert.match(r.warnings?.[0] ?? "", /runtimeClassName set to "kata-ts"/);
   // And the mutated pod passes validation.
   await allowedUnchanged("/validate", review({ namespace: "acme-prod", object: patched }));
+});
+
+void test("mutate: the class's scheduling merges into the pod's own nodeSelector and tolerations", async () => {
+  const own = { key: "dedicated", operator: "Equal", value: "acme", effect: "NoSchedule" };
+  const p = pod("web", "acme-prod", { nodeSelector: { "topology.kubernetes.io/zone": "a" }, tolerations: [own] });
+  const patched = applyPatch(p, await send("/mutate", review({ namespace: "acme-prod", object: p }))) as { spec: Record<string, unknown> };
+  assert.deepEqual(patched.spec.nodeSelector, { "topology.kubernetes.io/zone": "a", "kata-ts.io/runtime": "true" });
+  assert.deepEqual(patched.spec.tolerations, [own, { key: "kata-ts.io/vm-only", operator: "Exists", effect: "NoSchedule" }]);
+});
+
+void test("mutate: a pod whose nodeSelector contradicts the VM class is refused with the conflict named", async () => {
+  const r = await send("/mutate", review({ namespace: "acme-prod", object: pod("web", "acme-prod", { nodeSelector: { "kata-ts.io/runtime": "false" } }) }));
+  assert.equal(r.allowed, false);
+  assert.equal(r.status?.code, 403);
+  assert.match(r.status?.message ?? "", /nodeSelector kata-ts\.io\/runtime=false conflicts with runtime class "kata-ts" \(kata-ts\.io\/runtime=true\)/);
 });
 
 void test("mutate: runtimeClassName: null is replaced too", async () => {

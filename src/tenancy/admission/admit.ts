@@ -23,7 +23,10 @@ export function admit(mode: AdmissionMode, req: AdmissionRequest, index: TenantI
 
   if (mode === "mutate") {
     if (req.operation !== "CREATE" || sub !== "") return ALLOW;
-    const { patch, runtimeClass } = mutationFor(req.object, policy, tenant);
+    const { patch, runtimeClass, conflict } = mutationFor(req.object, policy, tenant);
+    if (conflict !== undefined) {
+      return { allowed: false, message: `kata-ts tenancy: pod refused in namespace "${req.namespace}" (tenant "${tenant.name}" is untrusted and must run in a VM): ${conflict}` };
+    }
     if (patch.length === 0) return ALLOW;
     return {
       allowed: true,

@@ -30,18 +30,56 @@ function runtimeClassOf(spec: Obj): string | undefined {
   return typeof rc === "string" && rc !== "" ? rc : undefined;
 }
 
-/** The JSONPatch that gives a pod with no runtime class the tenant's default (VM) class. */
-export function mutationFor(pod: unknown, policy: TenantPolicy, tenant: Tenant): { patch: JsonPatchOp[]; runtimeClass?: string } {
+function escapePointer(key: string): string {
+  return key.replace(/~/g, "~0").replace(/\//g, "~1");
+}
+
+function sameJson(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+export interface Mutation {
+  patch: JsonPatchOp[];
+  runtimeClass?: string;
+  /** Set when the pod cannot be moved into the class (its nodeSelector contradicts the class's). */
+  conflict?: string;
+}
+
+/**
+ * The JSONPatch that gives a pod with no runtime class the tenant's default (VM) class. The API
+ * server's RuntimeClass admission plugin ran before this webhook and saw no class, so it neither
+ * set the pod overhead nor merged the class's scheduling; its validation (after us) rejects a pod
+ * whose overhead differs from the class's. So the patch carries both, as the plugin would have.
+ */
+export function mutationFor(pod: unknown, policy: TenantPolicy, tenant: Tenant): Mutation {
   const spec = podSpec(pod);
   if (spec === undefined || runtimeClassOf(spec) !== undefined) return { patch: [] };
   const rc = defaultRuntimeClass(policy, tenant);
+  const decl = policy.runtimeClasses[rc];
   // "add" replaces an existing member too (RFC 6902 4.1), which covers runtimeClassName: null.
   const patch: JsonPatchOp[] = [{ op: "add", path: "/spec/runtimeClassName", value: rc }];
-  // The RuntimeClass admission plugin ran before us and saw no class, so it did not set the pod
-  // overhead; its validation (after us) rejects a pod whose overhead differs from the class's.
-  const overhead = policy.runtimeClasses[rc]?.overhead;
-  if (overhead !== undefined && (spec.overhead === undefined || spec.overhead === null)) {
-    patch.push({ op: "add", path: "/spec/overhead", value: { cpu: overhead.cpu, memory: overhead.memory } });
+  if (decl?.overhead !== undefined && (spec.overhead === undefined || spec.overhead === null)) {
+    patch.push({ op: "add", path: "/spec/overhead", value: { cpu: decl.overhead.cpu, memory: decl.overhead.memory } });
+  }
+  const selector = decl?.scheduling?.nodeSelector ?? {};
+  const podSelector = asObj(spec.nodeSelector);
+  if (Object.keys(selector).length > 0) {
+    if (podSelector === undefined) {
+      patch.push({ op: "add", path: "/spec/nodeSelector", value: { ...selector } });
+    } else {
+      for (const [k, v] of Object.entries(selector)) {
+        if (podSelector[k] === undefined) patch.push({ op: "add", path: `/spec/nodeSelector/${escapePointer(k)}`, value: v });
+        else if (podSelector[k] !== v) {
+          return { patch: [], runtimeClass: rc, conflict: `nodeSelector ${k}=${String(podSelector[k])} conflicts with runtime class "${rc}" (${k}=${v})` };
+        }
+      }
+    }
+  }
+  const tolerations = decl?.scheduling?.tolerations ?? [];
+  if (tolerations.length > 0) {
+    const have = Array.isArray(spec.tolerations) ? (spec.tolerations as unknown[]) : undefined;
+    if (have === undefined) patch.push({ op: "add", path: "/spec/tolerations", value: [...tolerations] });
+    else for (const t of tolerations) if (!have.some((h) => sameJson(h, t))) patch.push({ op: "add", path: "/spec/tolerations/-", value: t });
   }
   return { patch, runtimeClass: rc };
 }

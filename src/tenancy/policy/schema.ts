@@ -24,11 +24,23 @@ const quantity = z
 
 const resources = z.strictObject({ cpu: quantity, memory: quantity });
 
+const toleration = z.strictObject({
+  key: z.string().optional(),
+  operator: z.enum(["Exists", "Equal"]).optional(),
+  value: z.string().optional(),
+  effect: z.enum(["NoSchedule", "PreferNoSchedule", "NoExecute"]).optional(),
+  tolerationSeconds: z.number().int().optional(),
+});
+
 const runtimeClass = z.strictObject({
   /** "vm": pods get their own kernel (kata-ts); "none": they share the node's kernel (runc). */
   isolation: z.enum(["vm", "none"]),
   /** Must equal the RuntimeClass's overhead.podFixed: the webhook sets it on pods it moves into a VM. */
   overhead: resources.optional(),
+  /** Mirror of the RuntimeClass's scheduling: the webhook merges it into pods it moves into a VM. */
+  scheduling: z
+    .strictObject({ nodeSelector: z.record(z.string(), z.string()).optional(), tolerations: z.array(toleration).optional() })
+    .optional(),
 });
 
 const subject = z.strictObject({
