@@ -3,7 +3,9 @@
 // (src/guest/agent-bundle.ts) and, at image build time, loaded into a V8 startup snapshot: all
 // module evaluation happens then, and the guest only deserializes the heap and runs main().
 // This file has no exports on purpose: the snapshot builder runs it as a plain script.
+import diagnostics from "node:diagnostics_channel";
 import { startupSnapshot } from "node:v8";
+import { CLIENT_CALL_CHANNEL, SERVER_CALL_CHANNEL } from "../protocol/ttrpc/diagnostics.js";
 import { describeError } from "../util/errors.js";
 import { log } from "./log.js";
 import { createAgentServer } from "./server.js"; // AgentService (container engineer) is registered there
@@ -12,6 +14,13 @@ import { VirtioPort, waitForVirtioPort } from "./virtio-port.js";
 import { vsockPresent } from "./vsock.js";
 
 const AGENT_PORT_NAME = "agent.0";
+
+// node holds diagnostics channels weakly. One that no live code references (the bundle drops
+// unused bindings) dies in the snapshot builder's final GC and leaves a FinalizationRegistry
+// dirty, which aborts node 20's snapshot serializer. A global reference keeps them alive.
+(globalThis as { kataTsAgentChannels?: unknown }).kataTsAgentChannels = [SERVER_CALL_CHANNEL, CLIENT_CALL_CHANNEL].map((name) =>
+  diagnostics.channel(name),
+);
 
 async function main(): Promise<void> {
   log(`kata-ts agent ${AGENT_VERSION} starting (node ${process.version})`);

@@ -91,10 +91,16 @@ ip link set lo up
 case " $(cat /proc/cmdline) " in
   *" ${SNAPSHOT_BUILD_PARAM} "*)
     # build-assets: make the agent's V8 snapshot with this very node on this machine model, hand it
-    # to the host on the second disk, power off.
-    node ${nodeArgs} --snapshot-blob /tmp/agent.snapshot --build-snapshot ${AGENT_BUNDLE_PATH} </dev/null >/dev/console 2>&1 &&
-      cat /tmp/agent.snapshot >/dev/vdb && sync &&
-      echo "${SNAPSHOT_BYTES_PREFIX} $(wc -c </tmp/agent.snapshot)" >/dev/console
+    # to the host on the second disk, power off. node 20's snapshot builder sometimes aborts when a
+    # GC leaves finalization work pending at serialization time; another try usually succeeds.
+    for try in 1 2 3; do
+      if node ${nodeArgs} --snapshot-blob /tmp/agent.snapshot --build-snapshot ${AGENT_BUNDLE_PATH} </dev/null >/dev/console 2>&1; then
+        cat /tmp/agent.snapshot >/dev/vdb && sync &&
+          echo "${SNAPSHOT_BYTES_PREFIX} $(wc -c </tmp/agent.snapshot)" >/dev/console
+        break
+      fi
+      echo "kata-ts-init: snapshot build attempt $try failed" >/dev/console
+    done
     poweroff -f
     ;;
 esac
