@@ -4,12 +4,15 @@
 // mount, socket or state directory is left.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
+import { mkdir } from "node:fs/promises";
 import { release } from "node:os";
+import { join } from "node:path";
 import { connectCri, type CriClient } from "../../src/cri/client.js";
 import { loadGuestAssets } from "../../src/guest/assets.js";
 import { assertNoLeaks, startContainerd, type PrivateContainerd } from "../harness/containerd.js";
-import { importTestImages } from "../harness/images.js";
-import { installHandler, runKataPodFlow, shimOnPath } from "./kata-pod-flow.js";
+import { ContainerState, podSandboxConfig, waitForContainerState } from "../../src/cri/pod.js";
+import { BUSYBOX_IMAGE_REF, importTestImages } from "../harness/images.js";
+import { HANDLER, installHandler, runKataPodFlow, shimOnPath } from "./kata-pod-flow.js";
 
 let ctd: PrivateContainerd | undefined;
 let cri: CriClient | undefined;
@@ -32,4 +35,34 @@ void test("kata-ts pod: busybox runs in its own VM (logs, exit codes, exec, stop
   const { podKernel } = await runKataPodFlow(ctd, cri, "vmpod");
   assert.notEqual(podKernel, release(), "the pod must not share the host kernel");
   assert.equal(podKernel, assets.kernelRelease, "the pod runs the guest assets' kernel");
+});
+
+void test("kata-ts pod: a container over its memory limit is OOM-killed and CRI says so", { timeout: 600_000 }, async () => {
+  assert.ok(ctd && cri);
+  const logDirectory = join(ctd.baseDir, "pods", "default_oom_uid-oom");
+  await mkdir(logDirectory, { recursive: true });
+  const config = podSandboxConfig({ name: "oom", uid: "uid-oom", logDirectory });
+  const { podSandboxId } = await cri.runtime.runPodSandbox({ config, runtimeHandler: HANDLER });
+  try {
+    const { containerId } = await cri.runtime.createContainer({
+      podSandboxId,
+      sandboxConfig: config,
+      config: {
+        metadata: { name: "hog" },
+        image: { image: BUSYBOX_IMAGE_REF },
+        // tail keeps the current line in memory, and /dev/zero has no newline.
+        command: ["tail", "/dev/zero"],
+        logPath: "hog/0.log",
+        linux: { resources: { memoryLimitInBytes: 32n * 1024n * 1024n } },
+      },
+    });
+    await cri.runtime.startContainer({ containerId });
+    const status = await waitForContainerState(cri, containerId, ContainerState.CONTAINER_EXITED, { timeoutMs: 120_000 });
+    assert.equal(status.exitCode, 137);
+    assert.equal(status.reason, "OOMKilled", "the shim's /tasks/oom event reached the CRI plugin");
+    await cri.runtime.removeContainer({ containerId });
+  } finally {
+    await cri.runtime.stopPodSandbox({ podSandboxId });
+    await cri.runtime.removePodSandbox({ podSandboxId });
+  }
 });
