@@ -2,7 +2,11 @@
 // the agent over ttRPC on the virtio-serial port; then checks that stopping leaves nothing behind.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { mkdir } from "node:fs/promises";
 import { release } from "node:os";
+import { join } from "node:path";
 import { bootVm } from "../../src/hypervisor/boot.js";
 import { QemuHypervisor } from "../../src/hypervisor/qemu/index.js";
 import { isKataError } from "../../src/util/errors.js";
@@ -75,6 +79,28 @@ void test("a guest kernel panic ends the VM with reason guest-panic and the cons
   assert.equal(exit.reason, "guest-panic");
   assert.match(vm.lastConsoleTail, /Kernel panic/);
   assert.equal(await exists(vm.stateDir), false);
+});
+
+void test("with a virtio-fs share (real virtiofsd) and shared guest memory the guest boots and its agent answers", async () => {
+  const shareDir = join(root, "share");
+  await mkdir(shareDir);
+  const socketPath = join(root, "vfsd.sock");
+  const virtiofsd = spawn("/usr/lib/qemu/virtiofsd", [`--socket-path=${socketPath}`, "-o", `source=${shareDir}`, "-o", "cache=none", "-o", "sandbox=chroot"], {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  const virtiofsdExit = once(virtiofsd, "exit");
+  try {
+    for (let i = 0; i < 200 && !(await exists(socketPath)); i++) await new Promise((r) => setTimeout(r, 25));
+    const { vm, agent } = await bootVm(vmConfig(guest, root, "vfs", { sharedFs: { socketPath, tag: "kataShared" } }), { deadlineMs: bootDeadlineMs });
+    agent.close();
+    assert.equal((await vm.stop()).reason, "stopped");
+    // virtiofsd serves one VMM connection and exits when it goes away.
+    const [code] = await withTimeout(virtiofsdExit, 10_000);
+    assert.equal(code, 0);
+  } finally {
+    virtiofsd.kill("SIGKILL");
+    await virtiofsdExit;
+  }
 });
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
