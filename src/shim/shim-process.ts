@@ -13,6 +13,7 @@ export class ShimProcess {
   private handle: PodProcess | undefined;
   private io: FifoIo;
   private exit: ProcessExit | undefined;
+  private starting: Promise<void> = Promise.resolve();
   private resolveExited!: (exit: ProcessExit) => void;
   /** Resolves when the process has exited and its output is flushed. */
   readonly exited: Promise<ProcessExit>;
@@ -50,6 +51,8 @@ export class ShimProcess {
     this.state.created();
     void handle.wait().then(async (exit) => {
       await this.io.drained(outputDrainMs);
+      // A fast process can exit while Start is still answering: its exit follows its start event.
+      await this.starting;
       if (this.state.status === "deleted") return; // deleted before it ran: already answered
       this.exit = exit;
       this.state.apply("exit");
@@ -59,10 +62,18 @@ export class ShimProcess {
     });
   }
 
-  async start(): Promise<void> {
+  /** Runs the process; `onStarted` (the start event) runs before any exit is reported. */
+  async start(onStarted: () => void): Promise<void> {
     this.state.check("start");
-    await this.live().start();
-    if (this.state.status === "created") this.state.apply("start");
+    let done!: () => void;
+    this.starting = new Promise((r) => (done = r));
+    try {
+      await this.live().start();
+      if (this.state.status === "created") this.state.apply("start");
+      onStarted();
+    } finally {
+      done();
+    }
   }
 
   async signal(signal: number, all: boolean): Promise<void> {

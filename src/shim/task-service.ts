@@ -101,9 +101,10 @@ export class TaskService {
 
   async start(ref: TaskRef): Promise<number> {
     const proc = this.process(ref);
-    await proc.start();
-    if (ref.execId === "") this.deps.events.publish({ topic: "/tasks/start", containerId: ref.containerId, pid: proc.pid });
-    else this.deps.events.publish({ topic: "/tasks/exec-started", containerId: ref.containerId, execId: ref.execId, pid: proc.pid });
+    await proc.start(() => {
+      if (ref.execId === "") this.deps.events.publish({ topic: "/tasks/start", containerId: ref.containerId, pid: proc.pid });
+      else this.deps.events.publish({ topic: "/tasks/exec-started", containerId: ref.containerId, execId: ref.execId, pid: proc.pid });
+    });
     return proc.pid;
   }
 
