@@ -197,6 +197,9 @@ export class TaskService {
     const factory = this.deps.factory;
     if (factory === undefined) throw new KataError("UNAVAILABLE", "this kata-ts build has no sandbox layer: cannot create a pod VM");
     const { config, source } = await loadConfig({ configPath: req.configPath || this.deps.configPath });
+    // The file may ask for more logging than containerd's -debug flag gave.
+    if (config.runtime.debug) this.deps.log.level = "debug";
+    else if (config.runtime.log_level !== "info") this.deps.log.level = config.runtime.log_level;
     const sizing = podSizing(config.hypervisor.qemu, spec.annotations ?? {});
     this.deps.log.info({ id: req.id, config: source, sizing }, "creating pod VM");
     this.pod = await factory.createPod({ id: req.id, bundle: req.bundle, spec, rootfs: req.rootfs, config, sizing });
