@@ -14,6 +14,7 @@ import { createNetns, deleteNetns } from "../harness/netns.js";
 
 void test("stop() tears down a pod that was left running, leaving nothing behind", { timeout: 180_000 }, async () => {
   const ctd = await startContainerd({ kataTs: false });
+  const ids: string[] = [];
   try {
     await importTestImages(ctd);
     const cri = connectCri(ctd.address);
@@ -27,6 +28,7 @@ void test("stop() tears down a pod that was left running, leaving nothing behind
         sandboxConfig: config,
         config: { metadata: { name: "sleeper" }, image: { image: BUSYBOX_IMAGE_REF }, command: ["sleep", "3600"], logPath: "s.log" },
       });
+      ids.push(podSandboxId, containerId);
       await cri.runtime.startContainer({ containerId });
       await waitForContainerState(cri, containerId, ContainerState.CONTAINER_RUNNING, { timeoutMs: 60_000 });
       // The running pod is visible to the leak check (it is what would leak without teardown).
@@ -37,7 +39,8 @@ void test("stop() tears down a pod that was left running, leaving nothing behind
   } finally {
     await ctd.stop();
   }
-  assert.deepEqual(await findLeaks(ctd), []);
+  // Including the pod's and the container's cgroups, and any process running on their rootfs.
+  assert.deepEqual(await findLeaks({ ...ctd, seenContainerIds: ids }), []);
 });
 
 void test("a caller's netns is used for containerd and survives stop()", { timeout: 60_000 }, async () => {

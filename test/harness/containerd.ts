@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { openSync, closeSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, readdir, rm, rmdir, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, rmdir, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connectCri } from "../../src/cri/client.js";
@@ -18,9 +18,10 @@ import { installContainerdHandler } from "../../src/deploy/containerd-install.js
 import { unmountAllUnder } from "./mounts.js";
 import { packagedShimPath } from "../../src/deploy/paths.js";
 import { createNetns, deleteNetns } from "./netns.js";
-import { killAll, processesInCgroups, processesMentioning } from "./processes.js";
-import { newCgroups, snapshotHost, type HostSnapshot, type LeakScope } from "./leaks.js";
+import { killAll, processesInCgroups, processesMentioning, processesRootedUnder } from "./processes.js";
+import { newCgroups, ownCniResults, snapshotHost, type HostSnapshot, type LeakScope } from "./leaks.js";
 import { cleanStaleShimSockets } from "./shim-sockets.js";
+import { sweepStaleHarnesses } from "./stale.js";
 
 export { CRI_PLUGIN, type RuntimeHandlerConfig };
 export { assertNoLeaks, findLeaks } from "./leaks.js";
@@ -28,7 +29,6 @@ export { assertNoLeaks, findLeaks } from "./leaks.js";
 /** The image the CRI plugin uses for pod sandboxes; test/harness images import it under this name. */
 export const DEFAULT_SANDBOX_IMAGE = PAUSE_IMAGE_REF;
 export const K8S_NAMESPACE = "k8s.io";
-const CNI_RESULTS_DIR = "/var/lib/cni/results";
 const CNI_NETWORKS_DIR = "/var/lib/cni/networks";
 
 export interface StartContainerdOptions {
@@ -92,6 +92,7 @@ async function within(p: Promise<void>, ms: number): Promise<void> {
 }
 
 export async function startContainerd(opts: StartContainerdOptions = {}): Promise<PrivateContainerd> {
+  await sweepStaleHarnesses();
   const before = await snapshotHost();
   // Short base path: unix socket paths must stay under 108 bytes.
   const baseDir = await mkdtemp(join(tmpdir(), "ktsh-"));
@@ -103,6 +104,7 @@ export async function startContainerd(opts: StartContainerdOptions = {}): Promis
   // Our own netns unless the caller brings one; named like the CNI network, for the leak report.
   const ownNetns = opts.netns === undefined ? cniNetworkName : undefined;
   let proc: Proc | undefined;
+  const seenContainerIds: string[] = [];
 
   let stopped = false;
   const stop = async (): Promise<void> => {
@@ -115,11 +117,12 @@ export async function startContainerd(opts: StartContainerdOptions = {}): Promis
     if (proc && !proc.exited) await teardownTasks(ctr, ids);
     await proc?.terminate();
     // Whatever is still alive (a shim that lost containerd, its containers, QEMU) is ours to kill.
-    await killAll([...(await processesMentioning(baseDir)), ...(await processesInCgroups(ids))]);
+    seenContainerIds.push(...ids);
+    await killAll([...(await processesMentioning(baseDir)), ...(await processesRootedUnder(baseDir)), ...(await processesInCgroups(ids))]);
     await unmountAllUnder([baseDir]);
     await rmNewCgroups(before);
     await cleanStaleShimSockets(before.shimSockets);
-    await removeCniState(cniNetworkName, ids);
+    await removeCniState(cniNetworkName, baseDir);
     if (ownNetns) await deleteNetns(ownNetns);
     await rm(baseDir, { recursive: true, force: true, maxRetries: 3 });
   };
@@ -172,6 +175,7 @@ export async function startContainerd(opts: StartContainerdOptions = {}): Promis
       cniNetworkName,
       netnsPath,
       before,
+      seenContainerIds,
       pid: proc.pid,
       ctr,
       stop,
@@ -295,15 +299,8 @@ async function rmNewCgroups(before: HostSnapshot): Promise<void> {
   }
 }
 
-/** CNI's cached results are <network>-<sandbox id>-<ifname>: ours by network name or by sandbox id. */
-async function removeCniState(networkName: string, ids: readonly string[]): Promise<void> {
-  try {
-    for (const f of await readdir(CNI_RESULTS_DIR)) {
-      if (f.startsWith(`${networkName}-`) || ids.some((id) => f.includes(`-${id}-`))) await rm(join(CNI_RESULTS_DIR, f), { force: true });
-    }
-  } catch {
-    // no results dir: nothing cached
-  }
+async function removeCniState(networkName: string, baseDir: string): Promise<void> {
+  for (const f of await ownCniResults(networkName, baseDir)) await rm(f, { force: true });
   await rm(join(CNI_NETWORKS_DIR, networkName), { recursive: true, force: true });
 }
 

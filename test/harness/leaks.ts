@@ -1,11 +1,11 @@
 // Leak checks for a harness: a snapshot of host-wide places taken before containerd starts, and a
 // comparison after stop(). Host-wide places (shim sockets, cgroups, /var/run/netns, CNI results)
 // are compared against the snapshot; private ones (processes, mounts, dirs) by the harness's dir.
-import { access, readdir } from "node:fs/promises";
-import { join } from "node:path";
+import { access, readdir, readFile } from "node:fs/promises";
+import { basename, join } from "node:path";
 import { KataError } from "../../src/util/errors.js";
 import { mountsUnder } from "./mounts.js";
-import { processesMentioning } from "./processes.js";
+import { processesMentioning, processesRootedUnder } from "./processes.js";
 import { listShimSockets, staleNewShimSockets } from "./shim-sockets.js";
 
 const NETNS_DIR = "/var/run/netns";
@@ -15,7 +15,6 @@ export interface HostSnapshot {
   shimSockets: Set<string>;
   cgroups: Set<string>;
   netns: Set<string>;
-  cniResults: Set<string>;
 }
 
 async function list(dir: string): Promise<string[]> {
@@ -63,12 +62,30 @@ export async function newCgroups(before: HostSnapshot): Promise<string[]> {
   return (await k8sCgroups()).filter((c) => !before.cgroups.has(c));
 }
 
+/**
+ * CNI's cached results (<network>-<sandbox id>-<ifname>) that belong to a harness: by its network
+ * name, or (the CRI plugin's built-in cni-loopback network) by the pod netns path recorded in the
+ * file, which lies under the harness's state dir.
+ */
+export async function ownCniResults(networkName: string, baseDir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const f of await list(CNI_RESULTS_DIR)) {
+    const path = join(CNI_RESULTS_DIR, f);
+    if (f.startsWith(`${networkName}-`)) {
+      out.push(path);
+      continue;
+    }
+    const text = await readFile(path, "utf8").catch(() => "");
+    if (text.includes(`"${baseDir}/`)) out.push(path);
+  }
+  return out;
+}
+
 export async function snapshotHost(): Promise<HostSnapshot> {
   return {
     shimSockets: new Set(await listShimSockets()),
     cgroups: new Set(await k8sCgroups()),
     netns: new Set(await list(NETNS_DIR)),
-    cniResults: new Set(await list(CNI_RESULTS_DIR)),
   };
 }
 
@@ -76,21 +93,27 @@ export interface LeakScope {
   baseDir: string;
   cniNetworkName: string;
   before: HostSnapshot;
+  /** Containers that stop() still found (and tore down): their cgroups must be gone. */
+  seenContainerIds?: readonly string[];
 }
 
 /** Human-readable leaks: empty when the harness left nothing behind. */
 export async function findLeaks(scope: LeakScope): Promise<string[]> {
   const leaks: string[] = [];
   for (const p of await processesMentioning(scope.baseDir)) leaks.push(`process ${p.pid}: ${p.cmdline.join(" ")}`);
+  for (const p of await processesRootedUnder(scope.baseDir)) leaks.push(`container process ${p.pid}: ${p.cmdline.join(" ")}`);
   for (const m of await mountsUnder([scope.baseDir])) leaks.push(`mount ${m}`);
   if (await exists(scope.baseDir)) leaks.push(`directory ${scope.baseDir}`);
   for (const s of await staleNewShimSockets(scope.before.shimSockets)) leaks.push(`shim socket ${s}`);
-  for (const c of await newCgroups(scope.before)) leaks.push(`cgroup ${c}`);
-  for (const n of await list(NETNS_DIR)) if (!scope.before.netns.has(n)) leaks.push(`netns ${join(NETNS_DIR, n)}`);
-  for (const f of await list(CNI_RESULTS_DIR)) {
-    // Ours by network name; any other new one (e.g. the CRI plugin's built-in cni-loopback) too.
-    if (f.startsWith(`${scope.cniNetworkName}-`) || !scope.before.cniResults.has(f)) leaks.push(`CNI result ${join(CNI_RESULTS_DIR, f)}`);
+  // Only cgroups of this harness's containers: new ones of concurrent tests are not ours.
+  const ids = new Set(scope.seenContainerIds ?? []);
+  for (const c of await newCgroups(scope.before)) if (ids.has(basename(c))) leaks.push(`cgroup ${c}`);
+  // The harness's own netns, and any new CRI-style one (cni-*: the pod netns, had it not been kept
+  // under the state dir); other new ones belong to concurrent tests.
+  for (const n of await list(NETNS_DIR)) {
+    if (n === scope.cniNetworkName || (n.startsWith("cni-") && !scope.before.netns.has(n))) leaks.push(`netns ${join(NETNS_DIR, n)}`);
   }
+  for (const f of await ownCniResults(scope.cniNetworkName, scope.baseDir)) leaks.push(`CNI result ${f}`);
   return leaks;
 }
 

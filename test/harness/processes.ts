@@ -3,7 +3,7 @@
 // ancestry is not enough; instead each harness process carries the harness's unique temp dir in
 // its command line or environment (containerd passes its environment on to shims).
 import { readFileSync } from "node:fs";
-import { readdir, readFile } from "node:fs/promises";
+import { readdir, readFile, readlink } from "node:fs/promises";
 
 export interface ProcInfo {
   pid: number;
@@ -31,6 +31,26 @@ export async function processesMentioning(marker: string): Promise<ProcInfo[]> {
     const env = (await readNul(`/proc/${pid}/environ`)) ?? [];
     if (cmdline.some((a) => a.includes(marker)) || env.some((e) => e.includes(marker))) {
       out.push({ pid, cmdline });
+    }
+  }
+  return out;
+}
+
+/** Processes whose root directory lies under `dir` (containers on a rootfs under the state dir). */
+export async function processesRootedUnder(dir: string): Promise<ProcInfo[]> {
+  const out: ProcInfo[] = [];
+  for (const name of await readdir("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    const pid = Number(name);
+    let root: string;
+    try {
+      root = await readlink(`/proc/${pid}/root`);
+    } catch {
+      continue;
+    }
+    if (root.startsWith(`${dir}/`)) {
+      const cmdline = (await readNul(`/proc/${pid}/cmdline`)) ?? [];
+      if (cmdline.length > 0) out.push({ pid, cmdline });
     }
   }
   return out;
