@@ -34,7 +34,7 @@ export function runSpec(o: RunSpecOptions): OciSpec {
       env: [...(hasPath ? [] : ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]), ...(o.terminal ? ["TERM=xterm"] : []), ...env],
       cwd: o.cwd ?? "/",
       capabilities: { bounding: CAPS, effective: CAPS, permitted: CAPS },
-      rlimits: [{ type: "RLIMIT_NOFILE", hard: 1048576, soft: 1048576 }],
+      rlimits: [{ type: "RLIMIT_NOFILE", hard: 1024, soft: 1024 }], // as `crun spec`; higher needs CAP_SYS_RESOURCE on some hosts
       noNewPrivileges: true,
     },
     root: { path: "rootfs", readonly: o.readonlyRootfs ?? false },
