@@ -37,6 +37,11 @@ export interface VmConfig {
   accel: Accel;
   sharedFs?: SharedFsConfig;
   netDevices?: NetDeviceConfig[];
+  /**
+   * Network namespace (a path, e.g. the pod's /var/run/netns/cni-...) to start the VMM in, so it
+   * can open the taps of netDevices that live there. Default: the caller's.
+   */
+  netnsPath?: string;
   /** Name of the guest's agent port (virtio-serial) — "agent.0" unless a test wants otherwise. */
   agentPortName?: string;
 }
@@ -59,6 +64,8 @@ export interface VmExit {
   signal: NodeJS.Signals | null;
   /** The VMM's own account when it has one (QEMU: SHUTDOWN event's reason, e.g. "guest-shutdown"). */
   vmmReason?: string;
+  /** The last few KiB of the guest console, kept when the state dir is removed (for diagnostics). */
+  consoleTail?: string;
 }
 
 export interface StopOptions {

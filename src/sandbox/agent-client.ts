@@ -8,6 +8,8 @@ import { AgentService } from "../protocol/gen/katats/agent/v1/agent_pb.js";
 import { CheckResponse_ServingStatus, Health } from "../protocol/gen/katats/agent/v1/health_pb.js";
 import { KataError } from "../util/errors.js";
 import type { OciProcess, OciSpec } from "../agent/oci/types.js";
+import type { GuestInterface, GuestRoute } from "../agent/network/types.js";
+import { fromProtoInterface, fromProtoRoute, toProtoInterface, toProtoRoute } from "../agent/network/proto.js";
 
 export interface ExitStatus {
   status: number;
@@ -147,6 +149,18 @@ export class AgentClient {
 
   async update(containerId: string, resources: Record<string, unknown>): Promise<void> {
     await this.agent.updateContainer({ containerId, resourcesJson: JSON.stringify(resources) }, { timeoutMs: CALL_MS });
+  }
+
+  /** Configures the guest NIC with this MAC (name, MTU, addresses); answers it as set. */
+  async updateInterface(iface: GuestInterface): Promise<GuestInterface> {
+    const res = await this.agent.updateInterface({ interface: toProtoInterface(iface) }, { timeoutMs: CALL_MS });
+    return fromProtoInterface(res);
+  }
+
+  /** Makes the named guest devices' routes exactly these; answers the guest's routes on them. */
+  async updateRoutes(routes: GuestRoute[]): Promise<GuestRoute[]> {
+    const res = await this.agent.updateRoutes({ routes: { routes: routes.map(toProtoRoute) } }, { timeoutMs: CALL_MS });
+    return res.routes.map(fromProtoRoute);
   }
 
   /** Blocks until some container is OOM-killed; answers its id. */

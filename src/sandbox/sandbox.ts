@@ -18,6 +18,7 @@ import { makeSharedMountPoint, unmountAll } from "./mounts.js";
 import { writeRecord, type SandboxRecord, type SandboxStatus } from "./state-file.js";
 import { UndoStack } from "./undo-stack.js";
 import { Virtiofsd } from "./virtiofsd.js";
+import { attachPodNetwork, configureGuestNetwork } from "./network/pod-network.js";
 
 const log = createLogger("sandbox");
 
@@ -32,6 +33,8 @@ export interface SandboxOptions {
   hypervisor?: Hypervisor;
   /** How long the guest may take to boot and answer (TCG is slow). */
   bootTimeoutMs?: number;
+  /** The pod netns CNI set up: its interfaces are mirrored into the VM (src/sandbox/network). */
+  netnsPath?: string;
 }
 
 export interface ContainerOptions {
@@ -112,6 +115,7 @@ export class Sandbox {
     this.undo.push("stop virtiofsd", () => vfs.stop());
     this.record.virtiofsdPid = vfs.pid;
 
+    const net = opts.netnsPath === undefined ? undefined : await attachPodNetwork(opts.netnsPath, this.undo);
     const hv = opts.hypervisor ?? (await QemuHypervisor.open());
     const vm = await hv.create({
       id: opts.id,
@@ -124,6 +128,7 @@ export class Sandbox {
       kernelCmdline: assets.kernelCmdline,
       accel: opts.accel ?? "auto",
       sharedFs: { socketPath: layout.virtiofsdSocket, tag: SHARED_FS_TAG },
+      ...(net === undefined ? {} : { netDevices: net.netDevices, netnsPath: net.netnsPath }),
     });
     this.undo.push("stop VM", async () => {
       await vm.stop({ timeoutMs: 3000 });
@@ -138,6 +143,7 @@ export class Sandbox {
     this.agentClient = agent;
     this.undo.push("close agent connection", () => Promise.resolve(agent.close()));
     await agent.createSandbox({ sandboxId: opts.id, hostname: opts.hostname ?? "", dns: opts.dns ?? [], sharedFsTag: SHARED_FS_TAG });
+    if (net !== undefined) await configureGuestNetwork(agent, net);
     this.life.move("ready", "create");
     await this.save();
   }

@@ -5,6 +5,7 @@ import { loadGuestAssets } from "../guest/assets.js";
 import { QemuHypervisor } from "../hypervisor/qemu/index.js";
 import { Sandbox } from "../sandbox/sandbox.js";
 import { cleanupStaleSandbox } from "../sandbox/stale.js";
+import { podDns, requireOwnNetwork } from "../sandbox/network/pod-spec.js";
 import type { OciProcess, OciSpec as AgentOciSpec } from "../agent/oci/types.js";
 import { describeError } from "../util/errors.js";
 import type { Logger } from "../util/log.js";
@@ -115,6 +116,8 @@ export class VmPod implements Pod {
 export function vmPodFactory(log: Logger): PodFactory {
   return {
     async createPod(req: SandboxRequest): Promise<Pod> {
+      // Before anything starts: a hostNetwork pod cannot run in a VM (a clear error for kubelet).
+      const network = requireOwnNetwork(req.spec);
       const qemu = req.config.hypervisor.qemu;
       const assets = await loadGuestAssets();
       if (qemu.kernel !== "") assets.kernelPath = qemu.kernel;
@@ -126,6 +129,8 @@ export function vmPodFactory(log: Logger): PodFactory {
         vcpus: req.sizing.vcpus,
         memoryMiB: req.sizing.memoryMiB,
         hostname: typeof req.spec.hostname === "string" ? req.spec.hostname : "",
+        dns: await podDns(req.spec),
+        ...(network.kind === "netns" ? { netnsPath: network.path } : {}),
         accel: qemu.accel,
         assets,
         hypervisor: await QemuHypervisor.open({ binary: qemu.path }),

@@ -9,6 +9,7 @@ import type { OciProcess } from "../oci/types.js";
 import { BUNDLE_ROOT, CGROUP_ROOT, CRUN_ROOT, RESOLV_CONF, SHARED_DIR } from "./guest-layout.js";
 import { ContainerManager, type ManagerConfig } from "./manager.js";
 import { GuestSandbox, type GuestMount } from "./sandbox-setup.js";
+import { networkHandlers } from "../network/service.js";
 
 type AgentMethods = typeof AgentService extends GenService<infer S> ? S : never;
 
@@ -127,5 +128,6 @@ export function agentService(deps: AgentServiceDeps = defaultAgentDeps()): Servi
     async getOOMEvent(_req, ctx) {
       return { containerId: await manager.nextOomEvent(ctx.signal) };
     },
+    ...networkHandlers(),
   };
 }

@@ -75,7 +75,11 @@ export class QemuVm implements Vm {
       this.accel = tuning.accel;
       this.args = qemuArgs(this.config, this.layout, tuning);
       log.debug({ vm: this.id, args: this.args }, "spawning QEMU");
-      this.proc = await VmmProcess.spawn(this.opts.binary, this.args);
+      // nsenter joins the netns and execs QEMU: same pid, so signals and the group kill still reach it.
+      const netns = this.config.netnsPath;
+      this.proc = netns === undefined
+        ? await VmmProcess.spawn(this.opts.binary, this.args)
+        : await VmmProcess.spawn("nsenter", [`--net=${netns}`, "--", this.opts.binary, ...this.args]);
       this.proc.exited.then(
         (exit) => this.onExit(exit),
         () => undefined,
@@ -153,6 +157,7 @@ export class QemuVm implements Vm {
       log.warn({ vm: this.id, exit, stderr: this.proc?.stderr() }, "VM ended unexpectedly");
     }
     this.lastConsoleTail = await readTail(this.layout.consoleLogPath, 4096);
+    exit.consoleTail = this.lastConsoleTail;
     await this.release();
     if (this.lifecycle.state !== "stopped") this.lifecycle.move("stopped", "exit");
     this.resolveEnded(exit);

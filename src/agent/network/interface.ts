@@ -1,0 +1,68 @@
+// UpdateInterface in the guest: find the virtio-net NIC by the MAC QEMU gave it (the veth's), give
+// it the veth's name, MTU and addresses, and bring it up. Replaces whatever addresses it had, so a
+// repeated call converges on the same state.
+import { KataError } from "../../util/errors.js";
+import { ip, ipJson } from "./ip-tool.js";
+import type { GuestInterface } from "./types.js";
+
+interface IpLink {
+  ifname: string;
+  address?: string;
+  mtu?: number;
+  link_type?: string;
+}
+
+interface IpAddrInfo {
+  family: string;
+  local: string;
+  prefixlen: number;
+  scope?: string;
+}
+
+interface IpAddr extends IpLink {
+  addr_info?: IpAddrInfo[];
+}
+
+const namePattern = /^[A-Za-z0-9_.-]{1,15}$/;
+
+export async function findLinkByMac(mac: string): Promise<string> {
+  const links = await ipJson<IpLink>(["link", "show"]);
+  const found = links.find((l) => l.address?.toLowerCase() === mac.toLowerCase() && l.link_type === "ether");
+  if (found === undefined) {
+    const seen = links.map((l) => `${l.ifname}=${l.address ?? "-"}`).join(", ");
+    throw new KataError("NOT_FOUND", `no guest NIC has MAC ${mac} (guest links: ${seen}); is virtio_net loaded and the NIC attached?`);
+  }
+  return found.ifname;
+}
+
+export async function configureInterface(want: GuestInterface): Promise<GuestInterface> {
+  if (!namePattern.test(want.name)) throw new KataError("INVALID_ARGUMENT", `interface name ${JSON.stringify(want.name)} must be 1-15 of [A-Za-z0-9_.-]`);
+  let name = await findLinkByMac(want.mac);
+  if (name !== want.name) {
+    // A link must be down to be renamed.
+    await ip(["link", "set", "dev", name, "down"]);
+    await ip(["link", "set", "dev", name, "name", want.name]);
+    name = want.name;
+  }
+  if (want.mtu > 0) await ip(["link", "set", "dev", name, "mtu", String(want.mtu)]);
+  await ip(["addr", "flush", "dev", name, "scope", "global"]);
+  for (const a of want.addresses) {
+    await ip([a.family === 6 ? "-6" : "-4", "addr", "add", `${a.address}/${a.prefixLength}`, "dev", name]);
+  }
+  await ip(["link", "set", "dev", name, "up"]);
+  return readInterface(name);
+}
+
+/** The NIC as the guest kernel has it now (global addresses only: link-local ones are the guest's own). */
+export async function readInterface(name: string): Promise<GuestInterface> {
+  const [link] = await ipJson<IpAddr>(["addr", "show", "dev", name]);
+  if (link === undefined) throw new KataError("NOT_FOUND", `guest NIC ${name} vanished`);
+  return {
+    name: link.ifname,
+    mac: link.address ?? "",
+    mtu: link.mtu ?? 0,
+    addresses: (link.addr_info ?? [])
+      .filter((a) => a.scope === "global")
+      .map((a) => ({ family: a.family === "inet6" ? 6 : 4, address: a.local, prefixLength: a.prefixlen })),
+  };
+}

@@ -1,0 +1,25 @@
+// UpdateInterface and UpdateRoutes: proto <-> the agent's network types (proto.ts), nothing else.
+// Spread into the AgentService implementation (container/service.ts).
+import type { GenService } from "@bufbuild/protobuf/codegenv2";
+import type { ServiceImpl } from "../../protocol/ttrpc/index.js";
+import type { AgentService } from "../../protocol/gen/katats/agent/v1/agent_pb.js";
+import { KataError } from "../../util/errors.js";
+import { configureInterface } from "./interface.js";
+import { fromProtoInterface, fromProtoRoute, toProtoInterface, toProtoRoute } from "./proto.js";
+import { replaceRoutes } from "./routes.js";
+
+type AgentMethods = typeof AgentService extends GenService<infer S> ? S : never;
+type NetworkMethods = Pick<ServiceImpl<AgentMethods>, "updateInterface" | "updateRoutes">;
+
+export function networkHandlers(): NetworkMethods {
+  return {
+    async updateInterface(req) {
+      if (req.interface === undefined) throw new KataError("INVALID_ARGUMENT", "UpdateInterface needs an interface");
+      return toProtoInterface(await configureInterface(fromProtoInterface(req.interface)));
+    },
+    async updateRoutes(req) {
+      const routes = await replaceRoutes((req.routes?.routes ?? []).map(fromProtoRoute));
+      return { routes: routes.map(toProtoRoute) };
+    },
+  };
+}

@@ -1,0 +1,49 @@
+// The pod's network, host side: read what CNI made in the pod netns, put a mirrored tap beside
+// each interface, and describe the result both to the VMM (one virtio-net NIC per tap, with the
+// veth's MAC) and to the guest (the veth's name, addresses, MTU and routes).
+import type { GuestInterface, GuestRoute } from "../../agent/network/types.js";
+import type { NetDeviceConfig } from "../../hypervisor/types.js";
+import { KataError } from "../../util/errors.js";
+import { createLogger } from "../../util/log.js";
+import type { AgentClient } from "../agent-client.js";
+import type { UndoStack } from "../undo-stack.js";
+import { inspectNetns, tapName } from "./inspect.js";
+import { mirrorVethToTap } from "./tc-mirror.js";
+
+const log = createLogger("sandbox.network");
+
+export interface PodNetwork {
+  netnsPath: string;
+  /** For the VMM: QEMU must run in netnsPath to open these taps. */
+  netDevices: NetDeviceConfig[];
+  /** For the guest agent (UpdateInterface, one each). */
+  interfaces: GuestInterface[];
+  /** For the guest agent (UpdateRoutes, all at once). */
+  routes: GuestRoute[];
+}
+
+/** At most this many NICs (the VMM's limit). */
+const MAX_INTERFACES = 8;
+
+export async function attachPodNetwork(netnsPath: string, undo: UndoStack): Promise<PodNetwork> {
+  const { interfaces, routes } = await inspectNetns(netnsPath).catch((err: unknown) => {
+    throw new KataError("FAILED_PRECONDITION", `cannot read the pod network namespace ${netnsPath} (did the CNI plugin run?)`, { cause: err });
+  });
+  if (interfaces.length > MAX_INTERFACES) {
+    throw new KataError("INVALID_ARGUMENT", `the pod netns has ${interfaces.length} interfaces; a kata-ts VM takes at most ${MAX_INTERFACES}`);
+  }
+  const netDevices: NetDeviceConfig[] = [];
+  for (const [i, iface] of interfaces.entries()) {
+    const tap = tapName(i);
+    await mirrorVethToTap(netnsPath, iface.name, tap, iface.mtu, undo);
+    netDevices.push({ tapName: tap, mac: iface.mac });
+  }
+  log.debug({ netnsPath, interfaces, routes }, "pod network mirrored into taps");
+  return { netnsPath, netDevices, interfaces, routes };
+}
+
+/** The guest side: each NIC takes its veth's name, MTU and addresses; then the routes go in. */
+export async function configureGuestNetwork(agent: Pick<AgentClient, "updateInterface" | "updateRoutes">, net: PodNetwork): Promise<void> {
+  for (const iface of net.interfaces) await agent.updateInterface(iface);
+  if (net.routes.length > 0) await agent.updateRoutes(net.routes);
+}
