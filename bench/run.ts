@@ -1,0 +1,129 @@
+// kata-ts run against runc on the same busybox rootfs in the same process: wall time of
+// `kata-ts run -- true`, exec round-trip into a running container, and 100 MiB of stdout.
+// Prints medians and ratios; asserts nothing. Run: node dist/bench/run.js (as root; BENCH_N=5).
+import { spawn } from "node:child_process";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Writable } from "node:stream";
+import { fileURLToPath } from "node:url";
+import { runSpec, type RunSpecOptions } from "../src/sandbox/default-spec.js";
+import { Sandbox } from "../src/sandbox/sandbox.js";
+import { makeBusyboxRootfs } from "../test/integration/agent-container-fixture.js";
+
+const N = Number(process.env.BENCH_N ?? 3);
+const CLI = fileURLToPath(new URL("../../bin/kata-ts.js", import.meta.url));
+const MIB100 = 100 * 1024 * 1024;
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** Runs a command; resolves with wall ms, exit code and how many stdout bytes it printed. */
+function timed(file: string, args: string[], env: NodeJS.ProcessEnv = process.env, detached = false): Promise<{ ms: number; code: number | null; bytes: number }> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    // A detached container keeps its stdio: give it none, or "close" would wait for it forever.
+    const child = spawn(file, args, { env, stdio: ["ignore", detached ? "ignore" : "pipe", detached ? "ignore" : "inherit"] });
+    let bytes = 0;
+    child.stdout?.on("data", (b: Buffer) => (bytes += b.length));
+    child.once("error", reject);
+    child.once("close", (code) => resolve({ ms: performance.now() - t0, code, bytes }));
+  });
+}
+
+class Counter extends Writable {
+  bytes = 0;
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: () => void): void {
+    this.bytes += chunk.length;
+    cb();
+  }
+}
+
+async function runcBundle(dir: string, rootfs: string, o: RunSpecOptions): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  const spec = runSpec(o);
+  spec.root = { path: rootfs, readonly: false };
+  await writeFile(join(dir, "config.json"), JSON.stringify(spec));
+  return dir;
+}
+
+function row(what: string, kata: number[], runc: number[], unit: string): void {
+  const k = median(kata);
+  const r = median(runc);
+  console.log(`${what.padEnd(34)} kata-ts ${k.toFixed(1).padStart(9)} ${unit}   runc ${r.toFixed(1).padStart(9)} ${unit}   ratio ${(k / r).toFixed(1)}x`);
+}
+
+async function main(): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), "kata-ts-bench-run-"));
+  const stateRoot = join(dir, "state");
+  process.env.KATA_TS_STATE_DIR = stateRoot;
+  const rootfs = join(dir, "rootfs");
+  await makeBusyboxRootfs(rootfs);
+  const env = { ...process.env, KATA_TS_STATE_DIR: stateRoot };
+  try {
+    // 1. One container, start to finish.
+    const kataRun: number[] = [];
+    const runcRun: number[] = [];
+    const trueBundle = await runcBundle(join(dir, "b-true"), rootfs, { args: ["true"] });
+    for (let i = 0; i < N; i++) {
+      kataRun.push((await timed(process.execPath, [CLI, "run", "--rootfs", rootfs, "--", "true"], env)).ms);
+      runcRun.push((await timed("runc", ["run", "--bundle", trueBundle, `bench-true-${process.pid}-${i}`])).ms);
+    }
+    row("run -- true (wall)", kataRun, runcRun, "ms");
+
+    // 2. exec round-trip and 3. 100 MiB stdout, in one long-lived sandbox.
+    const sb = await Sandbox.create({ id: `bench-${process.pid}` });
+    const runcId = `bench-long-${process.pid}`;
+    try {
+      const long = await sb.createContainer({ id: "long", spec: runSpec({ args: ["sleep", "100000"] }), rootfs });
+      await long.start();
+      const longBundle = await runcBundle(join(dir, "b-long"), rootfs, { args: ["sleep", "100000"] });
+      const started = await timed("runc", ["run", "--detach", "--bundle", longBundle, runcId], process.env, true);
+      if (started.code !== 0) throw new Error("runc run --detach failed");
+      const kataExec: number[] = [];
+      const runcExec: number[] = [];
+      for (let i = 0; i < N * 2; i++) {
+        const t0 = performance.now();
+        const p = await long.exec(`e${i}`, { args: ["true"], cwd: "/", user: { uid: 0, gid: 0 }, env: ["PATH=/bin"] });
+        await Promise.all([p.pumpOutput("stdout", new Counter()), p.pumpOutput("stderr", new Counter()), p.wait()]);
+        kataExec.push(performance.now() - t0);
+        runcExec.push((await timed("runc", ["exec", runcId, "true"])).ms);
+      }
+      row("exec true (round-trip)", kataExec, runcExec, "ms");
+
+      const kataTp: number[] = [];
+      const runcTp: number[] = [];
+      const bigBundle = await runcBundle(join(dir, "b-big"), rootfs, { args: ["head", "-c", String(MIB100), "/dev/zero"] });
+      for (let i = 0; i < Math.max(1, Math.floor(N / 2)); i++) {
+        const c = await sb.createContainer({ id: `big${i}`, spec: runSpec({ args: ["head", "-c", String(MIB100), "/dev/zero"] }), rootfs });
+        const p = await c.start();
+        const out = new Counter();
+        const t0 = performance.now();
+        await Promise.all([p.pumpOutput("stdout", out), p.wait()]);
+        const s = (performance.now() - t0) / 1000;
+        await c.delete();
+        if (out.bytes !== MIB100) throw new Error(`kata-ts stdout: ${out.bytes} bytes, expected ${MIB100}`);
+        kataTp.push(100 / s);
+        const r = await timed("runc", ["run", "--bundle", bigBundle, `bench-big-${process.pid}-${i}`]);
+        if (r.bytes !== MIB100) throw new Error(`runc stdout: ${r.bytes} bytes`);
+        runcTp.push(100 / (r.ms / 1000));
+      }
+      row("100 MiB stdout (throughput)", kataTp, runcTp, "MiB/s");
+    } finally {
+      await timed("runc", ["delete", "--force", runcId]);
+      await sb.destroy();
+    }
+  } finally {
+    delete process.env.KATA_TS_STATE_DIR;
+    await rm(dir, { recursive: true, force: true });
+  }
+  console.log(`(medians of ${N} runs; exec of ${N * 2}; TCG guest on this host)`);
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exitCode = 1;
+});
