@@ -3,7 +3,7 @@
 // pod ready, container output in the CRI log file, exit codes in ContainerStatus, ExecSync output
 // and exit codes, stop with SIGKILL = 137, and that removing the pod leaves no mount or state.
 import assert from "node:assert/strict";
-import { mkdir, readdir } from "node:fs/promises";
+import { mkdir, readdir, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { CriClient } from "../../src/cri/client.js";
 import { ContainerState, PodSandboxState, podSandboxConfig, readCriLog, waitForContainerState } from "../../src/cri/pod.js";
@@ -36,7 +36,22 @@ export interface FlowResult {
   podKernel: string;
 }
 
-export async function runKataPodFlow(ctd: PrivateContainerd, cri: CriClient, name: string): Promise<FlowResult> {
+/** A kata-ts configuration.toml written beside containerd's config, then the handler installed with it as ConfigPath. */
+export function installHandlerWithConfig(toml: string): (configPath: string) => Promise<void> {
+  return async (configPath) => {
+    const kataConfig = join(dirname(configPath), "kata-ts-configuration.toml");
+    await writeFile(kataConfig, toml);
+    await installHandler(kataConfig)(configPath);
+  };
+}
+
+export async function runKataPodFlow(
+  ctd: PrivateContainerd,
+  cri: CriClient,
+  name: string,
+  /** Checks to run while the pod is up. */
+  whilePodRuns?: (podSandboxId: string) => Promise<void>,
+): Promise<FlowResult> {
   const logDirectory = join(ctd.baseDir, "pods", `default_${name}_uid-${name}`);
   await mkdir(logDirectory, { recursive: true });
   const config = podSandboxConfig({ name, uid: `uid-${name}`, logDirectory });
@@ -46,6 +61,7 @@ export async function runKataPodFlow(ctd: PrivateContainerd, cri: CriClient, nam
     const pod = await cri.runtime.podSandboxStatus({ podSandboxId });
     assert.equal(pod.status?.state, PodSandboxState.SANDBOX_READY);
     assert.equal(pod.status?.runtimeHandler, HANDLER);
+    await whilePodRuns?.(podSandboxId);
 
     const { containerId: echoId } = await cri.runtime.createContainer({
       podSandboxId,

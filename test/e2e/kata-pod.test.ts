@@ -4,7 +4,7 @@
 // mount, socket or state directory is left.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdir } from "node:fs/promises";
+import { mkdir, readFile, readdir } from "node:fs/promises";
 import { release } from "node:os";
 import { join } from "node:path";
 import { connectCri, type CriClient } from "../../src/cri/client.js";
@@ -12,13 +12,26 @@ import { loadGuestAssets } from "../../src/guest/assets.js";
 import { assertNoLeaks, startContainerd, type PrivateContainerd } from "../harness/containerd.js";
 import { ContainerState, podSandboxConfig, waitForContainerState } from "../../src/cri/pod.js";
 import { BUSYBOX_IMAGE_REF, importTestImages } from "../harness/images.js";
-import { HANDLER, installHandler, runKataPodFlow, shimOnPath } from "./kata-pod-flow.js";
+import { HANDLER, installHandlerWithConfig, runKataPodFlow, shimOnPath } from "./kata-pod-flow.js";
 
+const kataConfig = "[hypervisor.qemu]\ndefault_vcpus = 2\ndefault_memory = 640\n";
 let ctd: PrivateContainerd | undefined;
+
+/** The QEMU command lines of this harness's VMs. */
+async function qemuCmdlines(marker: string): Promise<string[][]> {
+  const out: string[][] = [];
+  for (const pid of (await readdir("/proc")).filter((p) => /^\d+$/.test(p))) {
+    const cmd = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+    const argv = cmd.split("\0");
+    if (argv[0]?.includes("qemu-system") && cmd.includes(marker)) out.push(argv);
+  }
+  return out;
+}
 let cri: CriClient | undefined;
 
 before(async () => {
-  ctd = await startContainerd({ beforeStart: installHandler(), env: shimOnPath() });
+  // The handler's ConfigPath names this file; the VM size below proves the shim read it.
+  ctd = await startContainerd({ beforeStart: installHandlerWithConfig(kataConfig), env: shimOnPath() });
   await importTestImages(ctd);
   cri = connectCri(ctd.address);
 });
@@ -32,7 +45,14 @@ after(async () => {
 void test("kata-ts pod: busybox runs in its own VM (logs, exit codes, exec, stop, remove)", { timeout: 900_000 }, async () => {
   assert.ok(ctd && cri);
   const assets = await loadGuestAssets();
-  const { podKernel } = await runKataPodFlow(ctd, cri, "vmpod");
+  const base = ctd.baseDir;
+  const { podKernel } = await runKataPodFlow(ctd, cri, "vmpod", async () => {
+    const vms = await qemuCmdlines(base);
+    assert.equal(vms.length, 1, "one VM for the pod");
+    const argv = vms[0] as string[];
+    assert.equal(argv[argv.indexOf("-smp") + 1], "2", "default_vcpus from the handler's ConfigPath");
+    assert.match(argv[argv.indexOf("-m") + 1] ?? "", /^640M?$/, "default_memory from the handler's ConfigPath");
+  });
   assert.notEqual(podKernel, release(), "the pod must not share the host kernel");
   assert.equal(podKernel, assets.kernelRelease, "the pod runs the guest assets' kernel");
 });
