@@ -3,7 +3,7 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["dist/**", "node_modules/**", "src/protocol/gen/**", "build/**"] },
+  { ignores: ["dist/**", "node_modules/**", "src/protocol/gen/**", "src/cri/gen/**", "build/**"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
