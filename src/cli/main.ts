@@ -13,6 +13,9 @@ const verbs: Record<string, Verb> = {
   check: { summary: "report what this host can do (QEMU, KVM, virtiofsd, containerd, CNI, ...)", load: () => import("./commands/check.js") },
   tenancy: { summary: "tenant policy -> namespaces, quotas, network policies, admission webhook, EMCO placement", load: () => import("./commands/tenancy.js") },
   containerd: { summary: "add/remove the kata-ts runtime handler in containerd's config.toml (containerd install|uninstall)", load: () => import("./commands/containerd.js") },
+  install: { summary: "install kata-ts on this node (/opt/kata-ts, containerd handler, containerd restart)", load: () => import("./commands/install.js") },
+  uninstall: { summary: "remove kata-ts from this node (restores containerd's config.toml byte for byte)", load: () => import("./commands/uninstall.js") },
+  manifests: { summary: "print the Kubernetes manifests: RuntimeClass kata-ts, installer DaemonSet, cleanup, examples", load: () => import("./commands/manifests.js") },
   "build-assets": { summary: "build the guest kernel, initramfs and rootfs image (kata-ts build-assets --if-stale to refresh only)", load: () => import("./commands/build-assets.js") },
 };
 

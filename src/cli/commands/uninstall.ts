@@ -1,0 +1,42 @@
+// kata-ts uninstall: remove the kata-ts CRI handler from containerd's config (restoring the
+// original file byte for byte when nobody edited it since install) and delete /opt/kata-ts.
+import { parseArgs } from "node:util";
+import { nodeDefaults, uninstallNode } from "../../deploy/node-install.js";
+import { describeError } from "../../util/errors.js";
+import { installFlags, parseRestart } from "./install.js";
+
+const d = nodeDefaults();
+const USAGE = `usage: kata-ts uninstall [--root DIR] [--config PATH] [--drop-in PATH] [--restart auto|host|never]
+  --root     install root (default ${d.root})
+  --config   containerd config.toml (default ${d.containerdConfigPath})
+  --drop-in  drop-in file (default <config dir>/kata-ts/cri-runtime.toml)
+  --restart  as for kata-ts install (default auto)
+`;
+
+export async function run(argv: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({ args: argv, options: installFlags }));
+  } catch (err) {
+    process.stderr.write(`kata-ts uninstall: ${describeError(err)}\n${USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  try {
+    const res = await uninstallNode({
+      root: values.root,
+      containerdConfigPath: values.config,
+      dropInPath: values["drop-in"],
+      restart: parseRestart(values.restart),
+    });
+    const tree = res.artifactsRemoved ? `removed ${res.root}` : `${res.root} was not there`;
+    process.stdout.write(`kata-ts uninstalled: ${tree}; containerd config ${res.containerdConfig}\n${res.restart.message}\n`);
+    return 0;
+  } catch (err) {
+    process.stderr.write(`kata-ts uninstall: ${describeError(err)}\n`);
+    return 1;
+  }
+}
