@@ -1,0 +1,89 @@
+// The host half of pod networking against real network namespaces (no VM): a veth whose far end
+// sits in a second netns, as the bridge CNI plugin leaves it. Attaching finds the veth, its
+// addresses and routes, and mirrors it to a tap with tc; undoing leaves the netns as CNI made it,
+// also when attaching fails half-way. Nothing here touches the host's own network.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { attachPodNetwork } from "../../src/sandbox/network/pod-network.js";
+import { UndoStack } from "../../src/sandbox/undo-stack.js";
+import { run } from "../../src/util/exec.js";
+import { createNetns, deleteNetns } from "../harness/netns.js";
+
+const tag = randomBytes(3).toString("hex");
+const outerName = `ktsn-o-${tag}`;
+const podName = `ktsn-p-${tag}`;
+let podNs = "";
+
+const inPod = async (file: string, args: string[]): Promise<string> => (await run("nsenter", [`--net=${podNs}`, "--", file, ...args])).stdout;
+const links = async (): Promise<string[]> => (JSON.parse(await inPod("ip", ["-j", "link", "show"])) as { ifname: string }[]).map((l) => l.ifname).sort();
+const qdiscKinds = async (dev: string): Promise<string[]> => (JSON.parse(await inPod("tc", ["-j", "qdisc", "show", "dev", dev])) as { kind: string }[]).map((q) => q.kind);
+
+before(async () => {
+  await createNetns(outerName);
+  podNs = await createNetns(podName);
+  await run("ip", ["-n", outerName, "link", "add", "vk0", "type", "veth", "peer", "name", "eth0", "netns", podName]);
+  await run("ip", ["-n", outerName, "addr", "add", "10.99.0.1/24", "dev", "vk0"]);
+  await run("ip", ["-n", outerName, "link", "set", "vk0", "up"]);
+  await inPod("ip", ["addr", "add", "10.99.0.2/24", "dev", "eth0"]);
+  await inPod("ip", ["link", "set", "eth0", "mtu", "1400", "up"]);
+  await inPod("ip", ["route", "add", "default", "via", "10.99.0.1", "dev", "eth0"]);
+});
+
+after(async () => {
+  await deleteNetns(podName);
+  await deleteNetns(outerName);
+  const left = (await run("ip", ["netns", "list"])).stdout;
+  assert.ok(!left.includes(tag), `test netns left behind: ${left}`);
+});
+
+void test("attach mirrors the CNI veth into a tap with tc and describes it for the VMM and the guest", { timeout: 60_000 }, async () => {
+  const undo = new UndoStack();
+  try {
+    const net = await attachPodNetwork(podNs, undo);
+    const mac = (JSON.parse(await inPod("ip", ["-j", "link", "show", "dev", "eth0"])) as { address: string }[])[0]?.address;
+    assert.deepEqual(net.netDevices, [{ tapName: "tap0_kata", mac }]);
+    assert.deepEqual(net.interfaces, [{ name: "eth0", mac, mtu: 1400, addresses: [{ family: 4, address: "10.99.0.2", prefixLength: 24 }] }]);
+    assert.deepEqual(
+      net.routes.filter((r) => r.family === 4).map((r) => [r.dest, r.gateway, r.device]),
+      [
+        ["", "10.99.0.1", "eth0"],
+        ["10.99.0.0/24", "", "eth0"],
+      ],
+    );
+    assert.deepEqual(await links(), ["eth0", "lo", "tap0_kata"]);
+    const tapMtu = (JSON.parse(await inPod("ip", ["-j", "link", "show", "dev", "tap0_kata"])) as { mtu: number }[])[0]?.mtu;
+    assert.equal(tapMtu, 1400, "the tap takes the veth's MTU");
+    assert.ok((await qdiscKinds("eth0")).includes("ingress"));
+    assert.match(await inPod("tc", ["filter", "show", "dev", "eth0", "ingress"]), /mirred \(Egress Redirect to device tap0_kata\)/);
+    assert.match(await inPod("tc", ["filter", "show", "dev", "tap0_kata", "ingress"]), /mirred \(Egress Redirect to device eth0\)/);
+  } finally {
+    await undo.unwind();
+  }
+  assert.deepEqual(await links(), ["eth0", "lo"], "the tap is gone");
+  assert.ok(!(await qdiscKinds("eth0")).includes("ingress"), "the veth's ingress qdisc is gone");
+  assert.match(await inPod("ip", ["-4", "addr", "show", "dev", "eth0"]), /10\.99\.0\.2\/24/, "CNI's address is untouched");
+});
+
+void test("a failure half-way is undone: nothing of ours stays, and what was there before stays", { timeout: 60_000 }, async () => {
+  // Someone else's ingress qdisc on the veth makes our `tc qdisc add` fail after the tap exists.
+  await inPod("tc", ["qdisc", "add", "dev", "eth0", "handle", "ffff:", "ingress"]);
+  const undo = new UndoStack();
+  try {
+    await assert.rejects(attachPodNetwork(podNs, undo), /tc qdisc add dev eth0/);
+    await undo.unwind();
+    assert.deepEqual(await links(), ["eth0", "lo"], "the tap made before the failure is gone");
+    assert.ok((await qdiscKinds("eth0")).includes("ingress"), "a qdisc that was not ours is left alone");
+  } finally {
+    await inPod("tc", ["qdisc", "del", "dev", "eth0", "handle", "ffff:", "ingress"]);
+  }
+});
+
+void test("undo after CNI already deleted the veth still removes the tap", { timeout: 60_000 }, async () => {
+  const undo = new UndoStack();
+  await attachPodNetwork(podNs, undo);
+  // As if CNI DEL ran first: the veth (and its qdisc) vanish with it.
+  await inPod("ip", ["link", "del", "dev", "eth0"]);
+  await undo.unwind();
+  assert.deepEqual(await links(), ["lo"]);
+});
