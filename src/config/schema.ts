@@ -31,7 +31,7 @@ export const hypervisorSchema = z.strictObject({ qemu: qemuSchema }).prefault({}
 export const agentSchema = z
   .strictObject({
     /** Seconds to wait from VM start until the guest agent answers its health check. */
-    dial_timeout: z.number().positive().max(3600).default(60),
+    dial_timeout: z.number().positive().max(3600).default(120),
     /** Seconds any single agent request may take (WaitProcess is exempt: it blocks by design). */
     request_timeout: z.number().positive().max(3600).default(30),
     debug: z.boolean().default(false),

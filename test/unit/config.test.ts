@@ -14,7 +14,7 @@ void test("config: empty file gives every default", () => {
   assert.equal(cfg.hypervisor.qemu.default_vcpus, 1);
   assert.equal(cfg.hypervisor.qemu.default_memory, 512);
   assert.equal(cfg.hypervisor.qemu.accel, "auto");
-  assert.equal(cfg.agent.dial_timeout, 60);
+  assert.equal(cfg.agent.dial_timeout, 120);
   assert.equal(cfg.runtime.debug, false);
 });
 
