@@ -87,7 +87,7 @@ ln -sf /proc/self/fd/0 /dev/stdin
 ln -sf /proc/self/fd/1 /dev/stdout
 ln -sf /proc/self/fd/2 /dev/stderr
 : >/run/resolv.conf
-ip link set lo up
+busybox ip link set lo up  # static busybox is already in memory; iproute2 pulls in libbpf, libelf, ...
 case " $(cat /proc/cmdline) " in
   *" ${SNAPSHOT_BUILD_PARAM} "*)
     # build-assets: make the agent's V8 snapshot with this very node on this machine model, hand it

@@ -79,7 +79,8 @@ export interface PrunedModules {
 
 /**
  * Copy the needed modules from `srcRoot/lib/modules/<release>` into `dstRoot/lib/modules/<release>`
- * (decompressing .ko.xz/.ko.zst: busybox insmod loads plain .ko only), run depmod on the result and
+ * (decompressing .ko.xz/.ko.zst: busybox insmod loads plain .ko only; signatures stripped, see
+ * stripModuleSignature), run depmod on the result and
  * write `modules.load`, the load order, one path per line.
  */
 export async function pruneModules(srcRoot: string, dstRoot: string, release: string): Promise<PrunedModules> {
@@ -92,6 +93,7 @@ export async function pruneModules(srcRoot: string, dstRoot: string, release: st
     const plain = rel.replace(/\.ko\.(xz|zst|gz)$/, ".ko");
     await mkdir(dirname(join(dst, plain)), { recursive: true });
     await decompressModule(join(src, rel), join(dst, plain));
+    await writeFile(join(dst, plain), stripModuleSignature(await readFile(join(dst, plain))));
     order.push(plain);
   }
   for (const f of ["modules.order", "modules.builtin", "modules.builtin.modinfo"]) {
@@ -100,6 +102,26 @@ export async function pruneModules(srcRoot: string, dstRoot: string, release: st
   await run("depmod", ["-b", dstRoot, release], { timeoutMs: 60_000 });
   await writeFile(join(dst, "modules.load"), order.map((p) => `${p}\n`).join(""));
   return { order };
+}
+
+const SIGNATURE_MAGIC = Buffer.from("~Module signature appended~\n", "latin1");
+/** struct module_signature: algo, hash, id_type, signer_len, key_id_len, pad[3], sig_len (be32). */
+const SIGNATURE_INFO_LENGTH = 12;
+
+/**
+ * The module without its appended signature (unchanged when it has none). The guest kernel does
+ * not enforce signatures (CONFIG_MODULE_SIG_FORCE is off; the initramfs comes from the host like
+ * the kernel does) and checking one per module cost about 0.1-0.3 s of boot under TCG. The kernel
+ * logs once that it is "tainted" by an unsigned module.
+ */
+export function stripModuleSignature(module: Buffer): Buffer {
+  if (module.length < SIGNATURE_MAGIC.length + SIGNATURE_INFO_LENGTH) return module;
+  if (!module.subarray(module.length - SIGNATURE_MAGIC.length).equals(SIGNATURE_MAGIC)) return module;
+  const infoStart = module.length - SIGNATURE_MAGIC.length - SIGNATURE_INFO_LENGTH;
+  const sigLength = module.readUInt32BE(infoStart + 8);
+  const end = infoStart - sigLength;
+  if (end <= 0) throw new KataError("INVALID_ARGUMENT", `module signature length ${sigLength} exceeds the module (${module.length} bytes)`);
+  return module.subarray(0, end);
 }
 
 async function decompressModule(from: string, to: string): Promise<void> {

@@ -63,3 +63,17 @@ void test("modules: names from paths, compressed or dashed", () => {
   assert.equal(moduleName("kernel/x/virtio_net.ko"), "virtio_net");
   assert.deepEqual(loadOrder(parseModulesDep("kernel/x/nf-conntrack.ko.zst:\n"), ["nf-conntrack"]), ["kernel/x/nf-conntrack.ko.zst"]);
 });
+
+void test("modules: the appended signature is cut off exactly; unsigned modules are unchanged", async () => {
+  const { stripModuleSignature } = await import("../../src/guest/modules.js");
+  const body = Buffer.from("\x7fELF module body", "latin1");
+  const sig = Buffer.alloc(515, 0xab);
+  const info = Buffer.alloc(12);
+  info.writeUInt32BE(sig.length, 8);
+  const signed = Buffer.concat([body, sig, info, Buffer.from("~Module signature appended~\n", "latin1")]);
+  assert.ok(stripModuleSignature(signed).equals(body));
+  assert.ok(stripModuleSignature(body).equals(body));
+  const bogus = Buffer.from(signed);
+  bogus.writeUInt32BE(1 << 20, body.length + sig.length + 8);
+  assert.throws(() => stripModuleSignature(bogus), (e: unknown) => isKataError(e, "INVALID_ARGUMENT"));
+});
