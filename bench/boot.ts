@@ -3,7 +3,7 @@
 // the guest's uptime when its agent answered (Version.uptime_seconds), and the VMM's memory after
 // boot (RSS/PSS from /proc/<pid>/smaps_rollup: the agent has no meminfo RPC yet). Also the asset
 // sizes from the manifest.
-//   node dist/bench/boot.js [--boots 5] [--variants default,cpu-qemu64,tcg-single,tb-64] [--memory 512]
+//   node dist/bench/boot.js [--boots 5] [--variants default,cpu-qemu64,tcg-single,tb-32,tb-1024,no-seccomp] [--memory 512]
 import { readFile, mkdtemp, rm } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,7 +17,11 @@ const variants: Record<string, QemuHypervisorOptions> = {
   "cpu-qemu64": { cpuModel: "qemu64" },
   "cpu-host-like-Skylake": { cpuModel: "Skylake-Client-v4" },
   "tcg-single": { tcgThread: "single" },
+  "tb-32": { tcgTbSizeMiB: 32 },
   "tb-64": { tcgTbSizeMiB: 64 },
+  "tb-128": { tcgTbSizeMiB: 128 },
+  /** QEMU 7.2's own default. */
+  "tb-1024": { tcgTbSizeMiB: 1024 },
   "no-seccomp": { seccomp: false },
 };
 
@@ -53,12 +57,17 @@ async function main(): Promise<void> {
   console.log(`host load average at start: ${loadavg().map((x) => x.toFixed(2)).join(" ")}; boots per variant: ${boots}; guest memory ${values.memory} MiB, 1 vCPU, TCG`);
   const root = await mkdtemp(join(tmpdir(), "kata-ts-bench-boot-"));
   try {
-    for (const name of values.variants.split(",")) {
+    // Variants take turns round by round, so that a change in host load hits them all alike.
+    const names = values.variants.split(",");
+    const hypervisors = new Map<string, QemuHypervisor>();
+    for (const name of names) {
       const opts = variants[name];
       if (opts === undefined) throw new Error(`unknown variant ${name}; known: ${Object.keys(variants).join(", ")}`);
-      const hypervisor = await QemuHypervisor.open(opts);
-      const samples: Sample[] = [];
-      for (let i = 0; i < boots; i++) {
+      hypervisors.set(name, await QemuHypervisor.open(opts));
+    }
+    const samples = new Map<string, Sample[]>(names.map((n) => [n, []]));
+    for (let i = 0; i < boots; i++) {
+      for (const name of names) {
         const id = `bench-${name}-${i}`;
         const booted = await bootVm(
           {
@@ -66,22 +75,24 @@ async function main(): Promise<void> {
             ...(assets.initrdPath === undefined ? {} : { initrdPath: assets.initrdPath }),
             rootfsPath: assets.rootfsPath, kernelCmdline: assets.kernelCmdline, accel: "tcg",
           },
-          { deadlineMs: 180_000, hypervisor },
+          { deadlineMs: 180_000, hypervisor: hypervisors.get(name)! },
         );
         try {
           const version = await booted.health.version({}, { timeoutMs: 10_000 });
           const mem = await smapsRollup(booted.vm.pid ?? 0);
-          samples.push({ readyMs: booted.timings.agentReadyMs, guestUptimeS: version.uptimeSeconds, ...mem });
+          samples.get(name)!.push({ readyMs: booted.timings.agentReadyMs, guestUptimeS: version.uptimeSeconds, ...mem });
         } finally {
           booted.agent.close();
           await booted.vm.stop();
         }
       }
+    }
+    for (const [name, xs] of samples) {
       console.log(`\n[${name}]`);
-      console.log(`  boot-to-agent-ready (ms):     ${stats(samples.map((s) => Math.round(s.readyMs)))}`);
-      console.log(`  guest uptime at ready (s):    ${stats(samples.map((s) => s.guestUptimeS))}`);
-      console.log(`  QEMU RSS after boot (MiB):    ${stats(samples.map((s) => s.rssKiB / 1024))}`);
-      console.log(`  QEMU PSS after boot (MiB):    ${stats(samples.map((s) => s.pssKiB / 1024))}`);
+      console.log(`  boot-to-agent-ready (ms):     ${stats(xs.map((s) => Math.round(s.readyMs)))}`);
+      console.log(`  guest uptime at ready (s):    ${stats(xs.map((s) => s.guestUptimeS))}`);
+      console.log(`  QEMU RSS after boot (MiB):    ${stats(xs.map((s) => s.rssKiB / 1024))}`);
+      console.log(`  QEMU PSS after boot (MiB):    ${stats(xs.map((s) => s.pssKiB / 1024))}`);
     }
   } finally {
     await rm(root, { recursive: true, force: true });

@@ -10,7 +10,6 @@ import { createClient, TtrpcClient, type TypedClient } from "../protocol/ttrpc/i
 import { CheckResponse_ServingStatus, Health } from "../protocol/gen/katats/agent/v1/health_pb.js";
 import { describeError, KataError } from "../util/errors.js";
 import { resolveAccel } from "./accel.js";
-import { readTail } from "./qemu/console-tail.js";
 import { QemuHypervisor } from "./qemu/index.js";
 import type { Hypervisor, Vm, VmConfig, VmExit } from "./types.js";
 
@@ -19,6 +18,8 @@ export interface BootOptions {
   deadlineMs: number;
   /** Defaults to QEMU microvm with the boot probe for accel=auto. */
   hypervisor?: Hypervisor;
+  /** Abandon the boot (CANCELLED); the VM is stopped like on any other failure. */
+  signal?: AbortSignal;
 }
 
 export interface BootTimings {
@@ -53,12 +54,13 @@ export async function bootVm(config: VmConfig, opts: BootOptions): Promise<Boote
     const vmmStartMs = performance.now() - t0;
     agent = await TtrpcClient.connect(vm.agentSocketPath, { timeoutMs: Math.max(deadline - Date.now(), 1) });
     const health = createClient(agent, Health);
-    const attempts = await waitForCheck(health, vm, deadline, opts.deadlineMs);
+    const attempts = await waitForCheck(health, vm, deadline, opts.deadlineMs, opts.signal);
     return { vm, agent, health, timings: { vmmStartMs, agentReadyMs: performance.now() - t0, checkAttempts: attempts } };
   } catch (err) {
     agent?.close();
-    const tail = await consoleTail(vm);
-    await vm.stop({ timeoutMs: 2000 }).catch(() => undefined);
+    // stop() resolves after the VM kept its console tail and removed its state dir.
+    const exit = await vm.stop({ timeoutMs: 2000 }).catch(() => undefined);
+    const tail = exit?.consoleTail?.trim() ? exit.consoleTail.slice(-consoleTailBytes) : "(empty)";
     if (err instanceof KataError && err.code === "DEADLINE_EXCEEDED") {
       throw new KataError(
         "DEADLINE_EXCEEDED",
@@ -75,7 +77,7 @@ export async function bootVm(config: VmConfig, opts: BootOptions): Promise<Boote
 }
 
 /** Poll Check until SERVING; fail early (UNAVAILABLE) if the VM ends first. */
-async function waitForCheck(health: BootedVm["health"], vm: Vm, deadline: number, deadlineMs: number): Promise<number> {
+async function waitForCheck(health: BootedVm["health"], vm: Vm, deadline: number, deadlineMs: number, signal?: AbortSignal): Promise<number> {
   let ended: VmExit | undefined;
   void vm.wait().then((exit) => (ended = exit));
   let attempt = 0;
@@ -84,6 +86,7 @@ async function waitForCheck(health: BootedVm["health"], vm: Vm, deadline: number
     if (ended !== undefined) {
       throw new KataError("UNAVAILABLE", `the VM ended before its agent answered (${ended.reason}, VMM ${ended.vmmReason ?? `exit ${ended.exitCode ?? ended.signal}`})`);
     }
+    if (signal?.aborted === true) throw new KataError("CANCELLED", "boot cancelled by the caller");
     const left = deadline - Date.now();
     if (left <= 0) throw new KataError("DEADLINE_EXCEEDED", `no Health.Check answer within ${deadlineMs} ms`);
     attempt++;
@@ -91,7 +94,7 @@ async function waitForCheck(health: BootedVm["health"], vm: Vm, deadline: number
     perAttemptMs = Math.min(perAttemptMs * 2, 4000);
     const started = Date.now();
     try {
-      const res = await health.check({}, { timeoutMs });
+      const res = await health.check({}, { timeoutMs, ...(signal === undefined ? {} : { signal }) });
       if (res.status === CheckResponse_ServingStatus.SERVING) return attempt;
     } catch (err) {
       // DEADLINE_EXCEEDED per attempt is the normal "not yet"; a closed connection means QEMU is gone.
@@ -99,19 +102,13 @@ async function waitForCheck(health: BootedVm["health"], vm: Vm, deadline: number
         await vm.wait().then((exit) => (ended = exit));
         continue;
       }
+      if (err instanceof KataError && err.code === "CANCELLED") throw new KataError("CANCELLED", "boot cancelled by the caller");
       if (!(err instanceof KataError && err.code === "DEADLINE_EXCEEDED")) throw err;
     }
     // An answer other than SERVING, or an instant failure: pause before asking again.
     const spent = Date.now() - started;
     if (spent < 100) await new Promise((r) => setTimeout(r, 100 - spent));
   }
-}
-
-async function consoleTail(vm: Vm): Promise<string> {
-  const live = await readTail(vm.consoleLogPath, consoleTailBytes);
-  if (live !== "") return live;
-  const kept = (vm as { lastConsoleTail?: string }).lastConsoleTail ?? "";
-  return kept === "" ? "(empty)" : kept.slice(-consoleTailBytes);
 }
 
 /** Default deadline for the KVM probe boot: a working KVM boots in about a second. */
