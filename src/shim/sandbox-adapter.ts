@@ -5,6 +5,7 @@ import { pathToFileURL } from "node:url";
 import { KataError } from "../util/errors.js";
 import type { Logger } from "../util/log.js";
 import type { PodFactory } from "./pod-port.js";
+import { withPodCgroup } from "./pod-cgroup.js";
 import { vmPodFactory } from "./vm-pod.js";
 
 export async function loadPodFactory(log: Logger): Promise<PodFactory> {
@@ -16,5 +17,5 @@ export async function loadPodFactory(log: Logger): Promise<PodFactory> {
     }
     return mod.createPodFactory();
   }
-  return vmPodFactory(log);
+  return withPodCgroup(vmPodFactory(log), log);
 }

@@ -1,0 +1,122 @@
+// Host cgroup placement for a pod's VM: the shim moves itself into the sandbox's cgroup (the OCI
+// spec's linux.cgroupsPath, under the pod cgroup kubelet sized with PodOverhead) before it starts
+// virtiofsd and QEMU, so they inherit it and the whole VM is charged to the pod, as Kata does with
+// sandbox_cgroup_only. Works on cgroup v1, v2 and hybrid hosts with cgroupfs paths ("/a/b");
+// systemd-style paths ("slice:prefix:name") are left to a later change (the pod then runs in the
+// shim's own cgroup, and the caller logs why).
+import { mkdir, readFile, rmdir, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
+
+interface Hierarchy {
+  /** Where it is mounted, e.g. /sys/fs/cgroup/memory or /sys/fs/cgroup/unified. */
+  mount: string;
+  /** Key into /proc/<pid>/cgroup: the hierarchy's comma-joined controllers, or "" for v2. */
+  key: string;
+  cpuset: boolean;
+}
+
+export interface JoinedCgroup {
+  /** The cgroup directories the process was moved into, one per hierarchy. */
+  dirs: string[];
+  /** Move the process back where it was and remove the directories this join created. */
+  release(): Promise<void>;
+}
+
+const unescape = (s: string): string => s.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+
+/** Mounted cgroup hierarchies (one mount each; bind mounts of the same hierarchy are skipped). */
+export async function cgroupHierarchies(): Promise<Hierarchy[]> {
+  const out = new Map<string, Hierarchy>();
+  for (const line of (await readFile("/proc/self/mountinfo", "utf8")).split("\n")) {
+    const [pre, post] = line.split(" - ");
+    if (pre === undefined || post === undefined) continue;
+    const [fstype, , superOpts = ""] = post.split(" ");
+    const fields = pre.split(" ");
+    if ((fields[3] ?? "") !== "/") continue; // a bind mount of a sub-cgroup, not the hierarchy root
+    const mount = unescape(fields[4] ?? "");
+    if (fstype === "cgroup2") {
+      if (!out.has("")) out.set("", { mount, key: "", cpuset: false });
+    } else if (fstype === "cgroup") {
+      const opts = superOpts.split(",");
+      const known = ["cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids", "net_cls", "net_prio", "perf_event", "hugetlb", "rdma", "misc"];
+      const ctrls = opts.filter((o) => known.includes(o) || o.startsWith("name="));
+      const key = ctrls.join(",");
+      if (key !== "" && !out.has(key)) out.set(key, { mount, key, cpuset: ctrls.includes("cpuset") });
+    }
+  }
+  return [...out.values()];
+}
+
+/** /proc/<pid>/cgroup as hierarchy key -> path. */
+async function currentCgroups(pid: number | "self"): Promise<Map<string, string>> {
+  const map = new Map<string, string>();
+  for (const line of (await readFile(`/proc/${pid}/cgroup`, "utf8")).split("\n")) {
+    const m = /^\d+:([^:]*):(.*)$/.exec(line);
+    if (m) map.set(m[1] as string, m[2] as string);
+  }
+  return map;
+}
+
+/** Create `dir` and missing parents below `mount`; returns the created ones, outermost first. */
+async function mkdirs(mount: string, dir: string, cpuset: boolean): Promise<string[]> {
+  const missing: string[] = [];
+  for (let d = dir; d !== mount && d.startsWith(`${mount}/`); d = dirname(d)) {
+    const exists = await readFile(join(d, "cgroup.procs")).then(
+      () => true,
+      () => false,
+    );
+    if (exists) break;
+    missing.unshift(d);
+  }
+  for (const d of missing) {
+    await mkdir(d);
+    // A new v1 cpuset cgroup starts with no CPUs or memory nodes, and then takes no tasks.
+    if (cpuset) {
+      for (const f of ["cpuset.cpus", "cpuset.mems"]) {
+        const own = (await readFile(join(d, f), "utf8")).trim();
+        if (own === "") await writeFile(join(d, f), await readFile(join(dirname(d), f), "utf8"));
+      }
+    }
+  }
+  return missing;
+}
+
+export function isCgroupfsPath(cgroupsPath: string): boolean {
+  return cgroupsPath.startsWith("/") && !cgroupsPath.includes("..");
+}
+
+/** Move `pid` (default: this process) into `cgroupsPath` in every mounted hierarchy. */
+export async function joinCgroup(cgroupsPath: string, pid: number = process.pid): Promise<JoinedCgroup> {
+  const hierarchies = await cgroupHierarchies();
+  const original = await currentCgroups(pid);
+  const created: string[] = [];
+  const moved: Array<{ h: Hierarchy; from: string }> = [];
+  const release = async (): Promise<void> => {
+    for (const { h, from } of moved.splice(0)) {
+      await writeFile(join(h.mount, from, "cgroup.procs"), String(pid)).catch(() => undefined);
+    }
+    // Innermost first; a cgroup someone else still uses stays (rmdir fails with EBUSY).
+    for (const d of created.splice(0).sort((a, b) => b.length - a.length)) await rmdir(d).catch(() => undefined);
+  };
+  try {
+    for (const h of hierarchies) {
+      const dir = join(h.mount, cgroupsPath);
+      created.push(...(await mkdirs(h.mount, dir, h.cpuset)));
+      await writeFile(join(dir, "cgroup.procs"), String(pid));
+      moved.push({ h, from: original.get(h.key) ?? "/" });
+    }
+  } catch (err) {
+    await release();
+    throw err;
+  }
+  return { dirs: hierarchies.map((h) => join(h.mount, cgroupsPath)), release };
+}
+
+/** Which cgroup directories hold `pid` (for checks and tests): hierarchy mount + path. */
+export async function cgroupDirsOf(pid: number): Promise<string[]> {
+  const cur = await currentCgroups(pid);
+  return (await cgroupHierarchies()).flatMap((h) => {
+    const p = cur.get(h.key);
+    return p === undefined ? [] : [join(h.mount, p)];
+  });
+}
