@@ -3,6 +3,8 @@
 // (src/guest/agent-bundle.ts) and, at image build time, loaded into a V8 startup snapshot: all
 // module evaluation happens then, and the guest only deserializes the heap and runs main().
 // This file has no exports on purpose: the snapshot builder runs it as a plain script.
+// Module-level code anywhere in the agent runs at IMAGE BUILD time and is frozen into every guest:
+// keep module scope to constants; read the machine, clock or randomness only from main() onward.
 import diagnostics from "node:diagnostics_channel";
 import { startupSnapshot } from "node:v8";
 import { CLIENT_CALL_CHANNEL, SERVER_CALL_CHANNEL } from "../protocol/ttrpc/diagnostics.js";
