@@ -74,6 +74,11 @@ void test("vm: exec into a running container; SIGKILL gives 137, SIGTERM to an e
   const ctr = await sb.createContainer({ id: "long", spec: runSpec({ args: ["sleep", "1000"] }), rootfs: fx.rootfs });
   try {
     const init = await ctr.start();
+    // Guest cgroup v2 figures, and a live limit change through crun update.
+    const before = await sb.agent.stats("long");
+    assert.ok(before.memoryUsage > 0n && before.pids >= 1n, `stats: ${JSON.stringify(before, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v))}`);
+    await sb.agent.update("long", { memory: { limit: 64 * 1024 * 1024 } });
+    assert.equal((await sb.agent.stats("long")).memoryLimit, 64n * 1024n * 1024n);
     const ex = await ctr.exec("probe", { args: ["sh", "-c", "echo exec:$X; pwd; id -u; exit 7"], cwd: "/home", user: { uid: 1000, gid: 1000 }, env: ["PATH=/bin", "X=yes"] }).catch(async (e: unknown) => {
       throw e;
     });

@@ -7,6 +7,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { runSpec } from "../../src/sandbox/default-spec.js";
+import { cleanupStaleSandbox } from "../../src/sandbox/stale.js";
 import { leftovers, makeVmFixture, type VmFixture } from "./agent-container-vm-fixture.js";
 
 const CLI = fileURLToPath(new URL("../../../bin/kata-ts.js", import.meta.url));
@@ -98,5 +99,23 @@ void test("run: Ctrl-C (SIGINT) tears the VM down and exits 130", async () => {
   });
   assert.ok(sent, `the container started (stderr: ${r.err})`);
   assert.equal(r.code, 130);
+  assert.deepEqual(leftovers(fx.dir, fx.stateRoot), []);
+});
+
+void test("run: a crashed run (SIGKILL) leaves a state file from which everything is cleaned up", async () => {
+  let killed = false;
+  const r = await kataTs(["run", "--id", "crashed", "--rootfs", fx.rootfs, "--", "sh", "-c", "echo started; sleep 1000"], {
+    onStdout: (text, child) => {
+      if (!killed && text.includes("started")) {
+        killed = true;
+        child.kill("SIGKILL");
+      }
+    },
+  });
+  assert.ok(killed, `the container started (stderr: ${r.err})`);
+  const left = leftovers(fx.dir, fx.stateRoot);
+  assert.ok(left.some((l) => l.includes("qemu")), `the VM outlived its owner: ${left.join("; ")}`);
+  process.env.KATA_TS_STATE_DIR = fx.stateRoot;
+  await cleanupStaleSandbox("crashed");
   assert.deepEqual(leftovers(fx.dir, fx.stateRoot), []);
 });
