@@ -27,13 +27,16 @@ export class VmLifecycle {
 
   /** Move to `to`, or throw FAILED_PRECONDITION naming the operation that was refused. */
   move(to: VmState, operation: string): void {
-    if (!this.canMove(to)) {
-      throw new KataError(
-        "FAILED_PRECONDITION",
-        `cannot ${operation} VM ${this.vmId} in state ${this.current}` +
-          (this.current === "stopped" ? " (a stopped VM cannot be restarted; create a new one)" : ""),
-      );
-    }
+    if (!this.canMove(to)) throw this.refusal(operation);
     this.current = to;
+  }
+
+  /** The FAILED_PRECONDITION error for `operation` in the current state. */
+  refusal(operation: string): KataError {
+    return new KataError(
+      "FAILED_PRECONDITION",
+      `cannot ${operation} VM ${this.vmId} in state ${this.current}` +
+        (this.current === "stopped" ? " (a stopped VM cannot be restarted; create a new one)" : ""),
+    );
   }
 }

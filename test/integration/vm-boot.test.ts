@@ -81,6 +81,19 @@ void test("a guest kernel panic ends the VM with reason guest-panic and the cons
   assert.equal(await exists(vm.stateDir), false);
 });
 
+void test("stop() during start() waits for it and leaves nothing; a second start() is refused", async () => {
+  const hv = await QemuHypervisor.open();
+  const vm = await hv.create(vmConfig(guest, root, "racy"));
+  const starting = vm.start();
+  await assert.rejects(vm.start(), (err) => isKataError(err, "FAILED_PRECONDITION"), "start twice");
+  const exit = await vm.stop();
+  await starting;
+  assert.equal(exit.reason, "stopped");
+  assert.equal(vm.state, "stopped");
+  assert.equal(await exists(vm.stateDir), false);
+  assert.deepEqual(await processesMentioning(vm.stateDir), []);
+});
+
 void test("with a virtio-fs share (real virtiofsd) and shared guest memory the guest boots and its agent answers", async () => {
   const shareDir = join(root, "share");
   await mkdir(shareDir);

@@ -35,6 +35,7 @@ export class QemuVm implements Vm {
   private stopRequested: "quit" | "kill" | undefined;
   /** Only a state dir this VM created is removed by it (never another VM's). */
   private ownsStateDir = false;
+  private starting: Promise<void> | undefined;
   private resolveEnded!: (exit: VmExit) => void;
   private readonly endedPromise: Promise<VmExit>;
 
@@ -67,8 +68,16 @@ export class QemuVm implements Vm {
     return this.layout.qmpSocketPath;
   }
 
-  async start(): Promise<void> {
+  start(): Promise<void> {
+    if (!this.lifecycle.canMove("starting")) {
+      return Promise.reject(this.lifecycle.refusal("start"));
+    }
     this.lifecycle.move("starting", "start");
+    this.starting = this.doStart();
+    return this.starting;
+  }
+
+  private async doStart(): Promise<void> {
     try {
       await this.makeStateDir();
       const tuning = await this.opts.tuning(this.config);
@@ -100,6 +109,8 @@ export class QemuVm implements Vm {
       return this.endedPromise;
     }
     if (state === "stopped" || state === "stopping") return this.endedPromise;
+    // Mid-start: let start finish (or fail and clean up) first, so no half-spawned QEMU escapes.
+    if (state === "starting") return (this.starting ?? Promise.resolve()).catch(() => undefined).then(() => this.stop(opts));
     this.lifecycle.move("stopping", "stop");
     return this.shutdown(opts.timeoutMs ?? defaultStopTimeoutMs);
   }
