@@ -61,6 +61,14 @@ export async function startWebPod(ctd: PrivateContainerd, cri: CriClient, o: Web
       const r = await cri.runtime.execSync({ containerId, cmd, timeout: BigInt(timeoutS) });
       return { exitCode: r.exitCode, stdout: Buffer.from(r.stdout).toString(), stderr: Buffer.from(r.stderr).toString() };
     };
+    // Running is not listening: wait until the page is served inside the pod.
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const r = await exec(["sh", "-c", httpGetScript("127.0.0.1")]);
+      if (r.exitCode === 0 && r.stdout.endsWith(`\r\n\r\n${o.name}\n`)) break;
+      if (Date.now() > deadline) throw new KataError("DEADLINE_EXCEEDED", `the web server in pod ${o.name} did not answer within 60 s: ${r.stderr}`);
+      await new Promise((res) => setTimeout(res, 250));
+    }
     return { name: o.name, handler: o.handler, podSandboxId, containerId, config, ip, exec, remove };
   } catch (err) {
     await remove().catch(() => undefined);
