@@ -30,6 +30,17 @@ interface Sample {
   guestUptimeS: number;
   rssKiB: number;
   pssKiB: number;
+  guestRamKiB: number;
+}
+
+/** Resident pages of the guest-RAM mapping (the one mapping exactly memoryMiB): what the guest touched. */
+async function guestRamResident(pid: number, memoryMiB: number): Promise<number> {
+  const text = await readFile(`/proc/${pid}/smaps`, "utf8").catch(() => "");
+  const blocks = text.split(/\n(?=[0-9a-f]+-[0-9a-f]+ )/);
+  for (const b of blocks) {
+    if (Number(/^Size:\s+(\d+) kB/m.exec(b)?.[1]) === memoryMiB * 1024) return Number(/^Rss:\s+(\d+) kB/m.exec(b)?.[1] ?? NaN);
+  }
+  return NaN;
 }
 
 async function smapsRollup(pid: number): Promise<{ rssKiB: number; pssKiB: number }> {
@@ -80,7 +91,8 @@ async function main(): Promise<void> {
         try {
           const version = await booted.health.version({}, { timeoutMs: 10_000 });
           const mem = await smapsRollup(booted.vm.pid ?? 0);
-          samples.get(name)!.push({ readyMs: booted.timings.agentReadyMs, guestUptimeS: version.uptimeSeconds, ...mem });
+          const guestRamKiB = await guestRamResident(booted.vm.pid ?? 0, Number(values.memory));
+          samples.get(name)!.push({ readyMs: booted.timings.agentReadyMs, guestUptimeS: version.uptimeSeconds, ...mem, guestRamKiB });
         } finally {
           booted.agent.close();
           await booted.vm.stop();
@@ -93,6 +105,7 @@ async function main(): Promise<void> {
       console.log(`  guest uptime at ready (s):    ${stats(xs.map((s) => s.guestUptimeS))}`);
       console.log(`  QEMU RSS after boot (MiB):    ${stats(xs.map((s) => s.rssKiB / 1024))}`);
       console.log(`  QEMU PSS after boot (MiB):    ${stats(xs.map((s) => s.pssKiB / 1024))}`);
+      console.log(`  guest RAM touched (MiB):      ${stats(xs.map((s) => s.guestRamKiB / 1024))}`);
     }
   } finally {
     await rm(root, { recursive: true, force: true });
