@@ -16,6 +16,7 @@ const verbs: Record<string, Verb> = {
   install: { summary: "install kata-ts on this node (/opt/kata-ts, containerd handler, containerd restart)", load: () => import("./commands/install.js") },
   uninstall: { summary: "remove kata-ts from this node (restores containerd's config.toml byte for byte)", load: () => import("./commands/uninstall.js") },
   manifests: { summary: "print the Kubernetes manifests: RuntimeClass kata-ts, installer DaemonSet, cleanup, examples", load: () => import("./commands/manifests.js") },
+  demo: { summary: "see it work: a runc pod and a kata-ts pod side by side, each pod's kernel next to the host's", load: () => import("./commands/demo.js") },
   "build-assets": { summary: "build the guest kernel, initramfs and rootfs image (kata-ts build-assets --if-stale to refresh only)", load: () => import("./commands/build-assets.js") },
 };
 
