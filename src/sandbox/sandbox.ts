@@ -18,7 +18,7 @@ import { makeSharedMountPoint, unmountAll } from "./mounts.js";
 import { writeRecord, type SandboxRecord, type SandboxStatus } from "./state-file.js";
 import { UndoStack } from "./undo-stack.js";
 import { Virtiofsd } from "./virtiofsd.js";
-import { attachPodNetwork, configureGuestNetwork } from "./network/pod-network.js";
+import { attachPodNetwork, configureGuestNetwork, podNetworkRecord } from "./network/pod-network.js";
 
 const log = createLogger("sandbox");
 
@@ -116,6 +116,7 @@ export class Sandbox {
     this.record.virtiofsdPid = vfs.pid;
 
     const net = opts.netnsPath === undefined ? undefined : await attachPodNetwork(opts.netnsPath, this.undo);
+    if (net !== undefined) this.record.network = podNetworkRecord(net);
     const hv = opts.hypervisor ?? (await QemuHypervisor.open());
     const vm = await hv.create({
       id: opts.id,

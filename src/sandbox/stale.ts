@@ -6,6 +6,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { readRecord } from "./state-file.js";
 import { sandboxLayout } from "./guest-layout.js";
 import { unmountAll } from "./mounts.js";
+import { detachStalePodNetwork } from "./network/pod-network.js";
 
 async function commOf(pid: number): Promise<string | undefined> {
   return (await readFile(`/proc/${pid}/comm`, "utf8").catch(() => undefined))?.trim();
@@ -24,6 +25,7 @@ export async function cleanupStaleSandbox(id: string): Promise<void> {
   const rec = await readRecord(layout.stateFile).catch(() => undefined);
   await killIf(rec?.vmPid, /^qemu/);
   await killIf(rec?.virtiofsdPid, /^virtiofsd/);
+  if (rec?.network !== undefined) await detachStalePodNetwork(rec.network);
   await unmountAll(layout.stateDir);
   await rm(layout.stateDir, { recursive: true, force: true });
 }

@@ -3,6 +3,7 @@
 // and tear them down. Written atomically (write + rename) on every lifecycle change.
 import { readFile, rename, writeFile } from "node:fs/promises";
 import { KataError } from "../util/errors.js";
+import type { PodNetworkRecord } from "./network/pod-network.js";
 
 export type SandboxStatus = "creating" | "ready" | "stopping" | "stopped";
 
@@ -14,6 +15,8 @@ export interface SandboxRecord {
   vmPid?: number;
   virtiofsdPid?: number;
   agentSocketPath?: string;
+  /** The pod netns mirror (taps, qdiscs) to undo if the owner dies. */
+  network?: PodNetworkRecord;
   sharedDir: string;
   containers: Record<string, { status: string; hostRootfs: string }>;
 }

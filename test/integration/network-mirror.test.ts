@@ -5,7 +5,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { attachPodNetwork } from "../../src/sandbox/network/pod-network.js";
+import { attachPodNetwork, detachStalePodNetwork, podNetworkRecord } from "../../src/sandbox/network/pod-network.js";
 import { UndoStack } from "../../src/sandbox/undo-stack.js";
 import { run } from "../../src/util/exec.js";
 import { createNetns, deleteNetns } from "../harness/netns.js";
@@ -77,6 +77,15 @@ void test("a failure half-way is undone: nothing of ours stays, and what was the
   } finally {
     await inPod("tc", ["qdisc", "del", "dev", "eth0", "handle", "ffff:", "ingress"]);
   }
+});
+
+void test("stale cleanup from the state record removes the mirror when its owner died", { timeout: 60_000 }, async () => {
+  // The owner's undo stack is lost with it: only the record in the state file remains.
+  const net = await attachPodNetwork(podNs, new UndoStack());
+  await detachStalePodNetwork(podNetworkRecord(net));
+  assert.deepEqual(await links(), ["eth0", "lo"]);
+  assert.ok(!(await qdiscKinds("eth0")).includes("ingress"));
+  await detachStalePodNetwork({ netnsPath: `${podNs}-gone`, veths: ["eth0"], taps: ["tap0_kata"] }); // netns gone: nothing to do
 });
 
 void test("undo after CNI already deleted the veth still removes the tap", { timeout: 60_000 }, async () => {

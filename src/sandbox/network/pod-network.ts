@@ -1,6 +1,7 @@
 // The pod's network, host side: read what CNI made in the pod netns, put a mirrored tap beside
 // each interface, and describe the result both to the VMM (one virtio-net NIC per tap, with the
 // veth's MAC) and to the guest (the veth's name, addresses, MTU and routes).
+import { access } from "node:fs/promises";
 import type { GuestInterface, GuestRoute } from "../../agent/network/types.js";
 import type { NetDeviceConfig } from "../../hypervisor/types.js";
 import { KataError } from "../../util/errors.js";
@@ -8,7 +9,7 @@ import { createLogger } from "../../util/log.js";
 import type { AgentClient } from "../agent-client.js";
 import type { UndoStack } from "../undo-stack.js";
 import { inspectNetns, tapName } from "./inspect.js";
-import { mirrorVethToTap } from "./tc-mirror.js";
+import { mirrorVethToTap, removeIngress, removeTap } from "./tc-mirror.js";
 
 const log = createLogger("sandbox.network");
 
@@ -46,4 +47,25 @@ export async function attachPodNetwork(netnsPath: string, undo: UndoStack): Prom
 export async function configureGuestNetwork(agent: Pick<AgentClient, "updateInterface" | "updateRoutes">, net: PodNetwork): Promise<void> {
   for (const iface of net.interfaces) await agent.updateInterface(iface);
   if (net.routes.length > 0) await agent.updateRoutes(net.routes);
+}
+
+/** What the sandbox's state file keeps so another process can undo the mirror (stale cleanup). */
+export interface PodNetworkRecord {
+  netnsPath: string;
+  veths: string[];
+  taps: string[];
+}
+
+export function podNetworkRecord(net: PodNetwork): PodNetworkRecord {
+  return { netnsPath: net.netnsPath, veths: net.interfaces.map((i) => i.name), taps: net.netDevices.map((d) => d.tapName) };
+}
+
+/**
+ * Undo a mirror whose owner died (best effort, every step tried): the netns may already be gone
+ * (then so are the taps), and CNI may have deleted the veths.
+ */
+export async function detachStalePodNetwork(rec: PodNetworkRecord): Promise<void> {
+  if (!(await access(rec.netnsPath).then(() => true, () => false))) return;
+  for (const veth of rec.veths) await removeIngress(rec.netnsPath, veth).catch((err: unknown) => log.warn({ err, veth }, "stale ingress qdisc not removed"));
+  for (const tap of rec.taps) await removeTap(rec.netnsPath, tap).catch((err: unknown) => log.warn({ err, tap }, "stale tap not removed"));
 }
