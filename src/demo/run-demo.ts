@@ -40,7 +40,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   try {
     const assets = await guard(p.step("checking guest assets", () => loadGuestAssets()));
     ctd = await guard(p.step("starting a private containerd with the kata-ts handler (own network namespace)", () => startDevContainerd()));
-    p.info(`    work dir ${ctd.baseDir}, containerd log ${ctd.logPath}`);
+    p.info(`    work dir ${ctd.baseDir}, network namespace ${ctd.netns}, containerd log ${ctd.logPath}`);
     const c = connectCri(ctd.address);
     cri = c;
     const runc = await guard(p.step("starting a runc pod (shares the host kernel)", () => startPod(c, ctd!.baseDir, "trusted-runc", "runc")));
