@@ -3,7 +3,7 @@
 // pod ready, container output in the CRI log file, exit codes in ContainerStatus, ExecSync output
 // and exit codes, stop with SIGKILL = 137, and that removing the pod leaves no mount or state.
 import assert from "node:assert/strict";
-import { mkdir, readdir, writeFile } from "node:fs/promises";
+import { mkdir, readdir } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { CriClient } from "../../src/cri/client.js";
 import { ContainerState, PodSandboxState, podSandboxConfig, readCriLog, waitForContainerState } from "../../src/cri/pod.js";
@@ -24,7 +24,10 @@ export function shimOnPath(): NodeJS.ProcessEnv {
   return { PATH: `${dirname(shimPath)}:${process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin"}` };
 }
 
-/** startContainerd's beforeStart: the node installer registers the handler, as on a real node. */
+/**
+ * startContainerd's beforeStart: the node installer registers the handler, as on a real node.
+ * (The harness now does this itself unless `kataTs: false`; kept for callers that install their own.)
+ */
 export function installHandler(kataConfigPath?: string): (configPath: string) => Promise<void> {
   return async (configPath) => {
     await installContainerdHandler({ containerdConfigPath: configPath, runtimePath: shimPath, kataConfigPath });
@@ -34,15 +37,6 @@ export function installHandler(kataConfigPath?: string): (configPath: string) =>
 export interface FlowResult {
   /** `uname -r` inside the pod. */
   podKernel: string;
-}
-
-/** A kata-ts configuration.toml written beside containerd's config, then the handler installed with it as ConfigPath. */
-export function installHandlerWithConfig(toml: string): (configPath: string) => Promise<void> {
-  return async (configPath) => {
-    const kataConfig = join(dirname(configPath), "kata-ts-configuration.toml");
-    await writeFile(kataConfig, toml);
-    await installHandler(kataConfig)(configPath);
-  };
 }
 
 export async function runKataPodFlow(

@@ -4,18 +4,19 @@
 // mount, socket or state directory is left.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdir, readFile, readdir } from "node:fs/promises";
-import { release } from "node:os";
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { release, tmpdir } from "node:os";
 import { join } from "node:path";
 import { connectCri, type CriClient } from "../../src/cri/client.js";
 import { loadGuestAssets } from "../../src/guest/assets.js";
 import { assertNoLeaks, startContainerd, type PrivateContainerd } from "../harness/containerd.js";
 import { ContainerState, podSandboxConfig, waitForContainerState } from "../../src/cri/pod.js";
 import { BUSYBOX_IMAGE_REF, importTestImages } from "../harness/images.js";
-import { HANDLER, installHandlerWithConfig, runKataPodFlow, shimOnPath } from "./kata-pod-flow.js";
+import { HANDLER, runKataPodFlow } from "./kata-pod-flow.js";
 
 const kataConfig = "[hypervisor.qemu]\ndefault_vcpus = 2\ndefault_memory = 640\n";
 let ctd: PrivateContainerd | undefined;
+let configDir: string | undefined;
 
 /** The QEMU command lines of this harness's VMs. */
 async function qemuCmdlines(marker: string): Promise<string[][]> {
@@ -31,7 +32,10 @@ let cri: CriClient | undefined;
 
 before(async () => {
   // The handler's ConfigPath names this file; the VM size below proves the shim read it.
-  ctd = await startContainerd({ beforeStart: installHandlerWithConfig(kataConfig), env: shimOnPath() });
+  configDir = await mkdtemp(join(tmpdir(), "kts-e2e-config-"));
+  const kataConfigPath = join(configDir, "configuration.toml");
+  await writeFile(kataConfigPath, kataConfig);
+  ctd = await startContainerd({ kataTs: { kataConfigPath } });
   await importTestImages(ctd);
   cri = connectCri(ctd.address);
 });
@@ -39,6 +43,7 @@ before(async () => {
 after(async () => {
   cri?.close();
   await ctd?.stop();
+  if (configDir) await rm(configDir, { recursive: true, force: true });
   if (ctd) await assertNoLeaks(ctd);
 });
 

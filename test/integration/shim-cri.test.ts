@@ -9,16 +9,14 @@ import { release } from "node:os";
 import { connectCri, type CriClient } from "../../src/cri/client.js";
 import { assertNoLeaks, startContainerd, type PrivateContainerd } from "../harness/containerd.js";
 import { importTestImages } from "../harness/images.js";
-import { installHandler, runKataPodFlow, shimOnPath } from "../e2e/kata-pod-flow.js";
+import { runKataPodFlow } from "../e2e/kata-pod-flow.js";
 
 let ctd: PrivateContainerd | undefined;
 let cri: CriClient | undefined;
 
 before(async () => {
-  ctd = await startContainerd({
-    beforeStart: installHandler(),
-    env: { ...shimOnPath(), KATA_TS_SHIM_POD_FACTORY: join(import.meta.dirname, "shim-host-pod.js") },
-  });
+  // The harness installs the kata-ts handler with the node installer's code (shim linked on PATH).
+  ctd = await startContainerd({ env: { KATA_TS_SHIM_POD_FACTORY: join(import.meta.dirname, "shim-host-pod.js") } });
   await importTestImages(ctd);
   cri = connectCri(ctd.address);
 });

@@ -12,17 +12,12 @@ import { BUSYBOX_IMAGE_REF, importTestImages } from "../harness/images.js";
 import { run } from "../../src/util/exec.js";
 import { isKataError } from "../../src/util/errors.js";
 
-const repoRoot = join(import.meta.dirname, "..", "..", "..");
 const runtime = "io.containerd.kata-ts.v2";
 let ctd: PrivateContainerd | undefined;
 
 before(async () => {
-  ctd = await startContainerd({
-    env: {
-      PATH: `${join(repoRoot, "bin")}:${process.env.PATH ?? ""}`,
-      KATA_TS_SHIM_POD_FACTORY: join(import.meta.dirname, "shim-host-pod.js"),
-    },
-  });
+  // The harness's installer links the shim onto containerd's PATH, where ctr's runtime name finds it.
+  ctd = await startContainerd({ env: { KATA_TS_SHIM_POD_FACTORY: join(import.meta.dirname, "shim-host-pod.js") } });
   await importTestImages(ctd);
 });
 

@@ -5,14 +5,13 @@ import assert from "node:assert/strict";
 import { release } from "node:os";
 import { assertNoLeaks, startContainerd, type PrivateContainerd } from "../harness/containerd.js";
 import { BUSYBOX_IMAGE_REF, importTestImages } from "../harness/images.js";
-import { shimOnPath } from "../e2e/kata-pod-flow.js";
 import { isKataError } from "../../src/util/errors.js";
 
 const runtime = "io.containerd.kata-ts.v2";
 let ctd: PrivateContainerd | undefined;
 
 before(async () => {
-  ctd = await startContainerd({ env: shimOnPath() });
+  ctd = await startContainerd(); // the kata-ts shim is linked onto containerd's PATH by the installer
   await importTestImages(ctd);
 });
 
