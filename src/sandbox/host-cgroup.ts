@@ -120,3 +120,12 @@ export async function cgroupDirsOf(pid: number): Promise<string[]> {
     return p === undefined ? [] : [join(h.mount, p)];
   });
 }
+
+/**
+ * Remove the cgroup at `cgroupsPath` (the leaf only) in every hierarchy, for a pod whose shim died
+ * before it could release() it. Only empty cgroups can go; busy ones stay.
+ */
+export async function removeCgroup(cgroupsPath: string): Promise<void> {
+  if (!isCgroupfsPath(cgroupsPath) || cgroupsPath === "/") return;
+  for (const h of await cgroupHierarchies()) await rmdir(join(h.mount, cgroupsPath)).catch(() => undefined);
+}

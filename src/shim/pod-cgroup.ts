@@ -2,9 +2,11 @@
 // QEMU, the shim joins the sandbox spec's linux.cgroupsPath (kubelet's pod cgroup, sized with the
 // RuntimeClass's PodOverhead, is its parent), so both inherit it; after the pod is destroyed the
 // shim moves back and removes the cgroups it made. Wraps any PodFactory (see sandbox-adapter.ts).
-import { isCgroupfsPath, joinCgroup, type JoinedCgroup } from "../sandbox/host-cgroup.js";
+import { isCgroupfsPath, joinCgroup, removeCgroup, type JoinedCgroup } from "../sandbox/host-cgroup.js";
 import { describeError } from "../util/errors.js";
 import type { Logger } from "../util/log.js";
+import { readSpec } from "./oci-spec.js";
+import { annotations } from "./pod-sizing.js";
 import type { ContainerRequest, ExecRequest, Pod, PodFactory, PodProcess, SandboxRequest } from "./pod-port.js";
 
 export function sandboxCgroupsPath(spec: SandboxRequest["spec"]): string {
@@ -32,7 +34,13 @@ export function withPodCgroup(inner: PodFactory, log: Logger): PodFactory {
       }
       return joined === undefined ? pod : new PodInCgroup(pod, joined, log);
     },
-    cleanupPod: (id) => inner.cleanupPod(id),
+    async cleanupPod(id: string): Promise<void> {
+      await inner.cleanupPod(id);
+      // `shim delete` runs in the pod's bundle (containerd sets the cwd): a dead shim's pod cgroup
+      // is named in its spec. The VM's processes are gone once the inner cleanup returns.
+      const spec = await readSpec(process.cwd()).catch(() => undefined);
+      if (spec && spec.annotations?.[annotations.containerType] !== "container") await removeCgroup(sandboxCgroupsPath(spec));
+    },
   };
 }
 

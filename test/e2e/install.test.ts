@@ -5,7 +5,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { access, mkdir, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { access, mkdir, mkdtemp, readdir, readFile, rm, rmdir } from "node:fs/promises";
 import { release, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { connectCri, type CriClient } from "../../src/cri/client.js";
@@ -56,6 +56,38 @@ async function podHostProcesses(baseDir: string) {
     virtiofsd: pick(/virtiofsd$/),
   };
 }
+
+void test("a pod whose shim was killed: containerd's shim delete stops its VM and removes its cgroup", { timeout: 600_000 }, async () => {
+  assert.ok(ctd && cri);
+  const cgroupParent = `/kata-ts-e2e-${randomBytes(4).toString("hex")}`;
+  const logDirectory = join(ctd.baseDir, "pods", "orphan");
+  await mkdir(logDirectory, { recursive: true });
+  const config = podSandboxConfig({ name: "orphan", uid: "uid-orphan", logDirectory, cgroupParent });
+  const hierarchies = await cgroupHierarchies();
+  try {
+    const { podSandboxId } = await cri.runtime.runPodSandbox({ config, runtimeHandler: "kata-ts" });
+    const procs = await podHostProcesses(ctd.baseDir);
+    assert.equal(procs.shim.length, 1);
+    for (const h of hierarchies) assert.ok(await exists(join(h.mount, cgroupParent, podSandboxId)), "the pod cgroup exists while the pod runs");
+    process.kill(procs.shim[0]?.pid as number, "SIGKILL");
+    await cri.runtime.stopPodSandbox({ podSandboxId });
+    await cri.runtime.removePodSandbox({ podSandboxId });
+    // containerd cleans up after a dead shim (runs `shim delete`) in the background.
+    let left = await podHostProcesses(ctd.baseDir);
+    for (let i = 0; i < 300 && left.shim.length + left.qemu.length + left.virtiofsd.length > 0; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      left = await podHostProcesses(ctd.baseDir);
+    }
+    if (left.qemu.length > 0) console.log((await readFile(ctd.logPath, "utf8")).split("\n").filter((l) => /delete|dead|shim/i.test(l)).slice(-30).join("\n"));
+    assert.deepEqual([...left.shim, ...left.qemu, ...left.virtiofsd], [], "no shim, QEMU or virtiofsd left");
+    const podCgroups = hierarchies.map((h) => join(h.mount, cgroupParent, podSandboxId));
+    for (let i = 0; i < 100 && (await Promise.all(podCgroups.map(exists))).some(Boolean); i++) await new Promise((r) => setTimeout(r, 100));
+    for (const c of podCgroups) assert.equal(await exists(c), false, `pod cgroup ${c} removed`);
+  } finally {
+    // The parent stands in for kubelet's pod cgroup: kubelet, not kata-ts, would remove it.
+    for (const h of hierarchies) await rmdir(join(h.mount, cgroupParent)).catch(() => undefined);
+  }
+});
 
 void test("installed kata-ts runs a pod in a VM, inside the pod's cgroup; uninstall restores config.toml byte for byte", { timeout: 600_000 }, async () => {
   assert.ok(ctd && cri && installed);
