@@ -1,0 +1,173 @@
+// Faults, end to end through CRI with real VMs: what a user (kubelet) sees when a pod's shim is
+// SIGKILLed, when its QEMU crashes, and when the handler's configuration file is broken. In every
+// case the pod must be stoppable and removable over CRI and nothing of it may be left: no shim,
+// QEMU or virtiofsd, no mount, no kata-ts state. One private containerd serves all cases; besides
+// the default `kata-ts` handler it has `kata-ts-broken`, whose ConfigPath names a file with a typo.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdir, readdir, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { connectCri, CriError, type CriClient } from "../../src/cri/client.js";
+import { ContainerState, PodSandboxState, podSandboxConfig, waitForContainerState } from "../../src/cri/pod.js";
+import { installContainerdHandler } from "../../src/deploy/containerd-install.js";
+import { packagedShimPath } from "../../src/deploy/paths.js";
+import { assertNoLeaks, startContainerd, type PrivateContainerd } from "../harness/containerd.js";
+import { BUSYBOX_IMAGE_REF, importTestImages } from "../harness/images.js";
+import { mountsUnder } from "../harness/mounts.js";
+import { processesMentioning, type ProcInfo } from "../harness/processes.js";
+
+const HANDLER = "kata-ts";
+const BROKEN_HANDLER = "kata-ts-broken";
+/** `default_vcpu` is a typo of `default_vcpus`: the shim must refuse it, naming file and key. */
+const BROKEN_CONFIG = "[hypervisor.qemu]\ndefault_vcpu = 2\n";
+
+let ctd: PrivateContainerd | undefined;
+let cri: CriClient | undefined;
+let brokenConfigPath = "";
+
+before(async () => {
+  ctd = await startContainerd({
+    // A second handler, added by the installer's code as an operator would, with its own ConfigPath.
+    beforeStart: async (configPath) => {
+      const dir = dirname(configPath);
+      brokenConfigPath = join(dir, "broken", "configuration.toml");
+      await mkdir(dirname(brokenConfigPath), { recursive: true });
+      await writeFile(brokenConfigPath, BROKEN_CONFIG);
+      await installContainerdHandler({
+        containerdConfigPath: configPath,
+        dropInPath: join(dir, "kata-ts-broken-runtime.toml"),
+        handlerName: BROKEN_HANDLER,
+        runtimePath: packagedShimPath(),
+        kataConfigPath: brokenConfigPath,
+      });
+    },
+  });
+  await importTestImages(ctd);
+  cri = connectCri(ctd.address);
+});
+
+after(async () => {
+  cri?.close();
+  await ctd?.stop();
+  if (ctd) await assertNoLeaks(ctd);
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Poll `probe` until it returns an empty list; throws with the last list after `timeoutMs`. */
+async function waitUntilEmpty(what: string, probe: () => Promise<string[]>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const left = await probe();
+    if (left.length === 0) return;
+    if (Date.now() > deadline) assert.fail(`${what} still there after ${timeoutMs} ms:\n  ${left.join("\n  ")}`);
+    await sleep(250);
+  }
+}
+
+function isQemu(p: ProcInfo): boolean {
+  return p.cmdline.some((a) => a.includes("qemu-system"));
+}
+function isVirtiofsd(p: ProcInfo): boolean {
+  return p.cmdline.some((a) => a.endsWith("virtiofsd"));
+}
+/** The shim server (`... -id <id> ... serve`) of a pod. */
+function isShimServer(p: ProcInfo, podId: string): boolean {
+  return p.cmdline.at(-1) === "serve" && p.cmdline[p.cmdline.indexOf("-id") + 1] === podId;
+}
+
+/** This harness's processes that mention `podId` (QEMU and virtiofsd carry the pod's state dir). */
+async function podProcesses(podId: string): Promise<ProcInfo[]> {
+  assert.ok(ctd);
+  return (await processesMentioning(ctd.baseDir)).filter((p) => p.pid !== ctd?.pid && p.cmdline.some((a) => a.includes(podId)));
+}
+
+/** Everything a pod may leave behind, while containerd still runs: processes, mounts, kata-ts state. */
+async function podLeftovers(): Promise<string[]> {
+  assert.ok(ctd);
+  const out: string[] = [];
+  for (const p of await processesMentioning(ctd.baseDir)) if (p.pid !== ctd.pid) out.push(`process ${p.pid}: ${p.cmdline.join(" ")}`);
+  for (const m of await mountsUnder([ctd.baseDir])) out.push(`mount ${m}`);
+  for (const e of await readdir(ctd.kataStateDir, { withFileTypes: true }).catch(() => [])) {
+    if (e.isDirectory()) out.push(`kata-ts state ${join(ctd.kataStateDir, e.name)}`);
+  }
+  return out;
+}
+
+/** A kata-ts pod with one running `sleep` container. */
+async function runningPod(name: string): Promise<{ podSandboxId: string; containerId: string }> {
+  assert.ok(ctd && cri);
+  const logDirectory = join(ctd.baseDir, "pods", `default_${name}_uid-${name}`);
+  await mkdir(logDirectory, { recursive: true });
+  const config = podSandboxConfig({ name, uid: `uid-${name}`, logDirectory });
+  const { podSandboxId } = await cri.runtime.runPodSandbox({ config, runtimeHandler: HANDLER });
+  const { containerId } = await cri.runtime.createContainer({
+    podSandboxId,
+    sandboxConfig: config,
+    config: { metadata: { name: "sleeper" }, image: { image: BUSYBOX_IMAGE_REF }, command: ["sleep", "3600"], logPath: "sleeper/0.log" },
+  });
+  await cri.runtime.startContainer({ containerId });
+  await waitForContainerState(cri, containerId, ContainerState.CONTAINER_RUNNING, { timeoutMs: 120_000 });
+  return { podSandboxId, containerId };
+}
+
+/** StopPodSandbox + RemovePodSandbox must succeed, and then nothing of the pod may remain. */
+async function stopAndRemove(podSandboxId: string): Promise<void> {
+  assert.ok(cri);
+  await cri.runtime.stopPodSandbox({ podSandboxId });
+  await cri.runtime.removePodSandbox({ podSandboxId });
+  assert.deepEqual((await cri.runtime.listPodSandbox({})).items.map((p) => p.id), []);
+  await waitUntilEmpty("pod leftovers after RemovePodSandbox", podLeftovers, 60_000);
+}
+
+void test("faults: a broken ConfigPath fails RunPodSandbox naming the file and the key, and leaves nothing", { timeout: 300_000 }, async (t) => {
+  assert.ok(ctd && cri);
+  const logDirectory = join(ctd.baseDir, "pods", "default_broken_uid-broken");
+  await mkdir(logDirectory, { recursive: true });
+  const config = podSandboxConfig({ name: "broken", uid: "uid-broken", logDirectory });
+  const err = await cri.runtime.runPodSandbox({ config, runtimeHandler: BROKEN_HANDLER }).then(
+    () => assert.fail("RunPodSandbox with a broken configuration must fail"),
+    (e: unknown) => e,
+  );
+  assert.ok(err instanceof CriError, String(err));
+  t.diagnostic(`RunPodSandbox error: ${err.message}`);
+  assert.ok(err.message.includes(brokenConfigPath), `the error names the file: ${err.message}`);
+  assert.ok(err.message.includes("hypervisor.qemu.default_vcpu"), `the error names the key: ${err.message}`);
+  // containerd removes a sandbox whose start failed; the shim must not keep anything either.
+  assert.deepEqual((await cri.runtime.listPodSandbox({})).items.map((p) => p.id), []);
+  await waitUntilEmpty("leftovers of the failed pod", podLeftovers, 60_000);
+});
+
+void test("faults: kill -9 of a pod's shim: containerd's delete path removes the VM; stop and remove succeed", { timeout: 600_000 }, async () => {
+  assert.ok(ctd && cri);
+  const { podSandboxId } = await runningPod("shimkill");
+  try {
+    const procs = await podProcesses(podSandboxId);
+    const shims = procs.filter((p) => isShimServer(p, podSandboxId));
+    assert.equal(shims.length, 1, `one shim server for the pod: ${procs.map((p) => p.cmdline.join(" ")).join("\n")}`);
+    assert.equal(procs.filter(isQemu).length, 1, "one QEMU for the pod");
+    process.kill((shims[0] as ProcInfo).pid, "SIGKILL");
+    // containerd sees the shim's connection drop and runs `containerd-shim-kata-ts-v2 ... delete`.
+    const vmProcs = async () => (await podProcesses(podSandboxId)).filter((p) => isQemu(p) || isVirtiofsd(p)).map((p) => `${p.pid}: ${p.cmdline.join(" ")}`);
+    await waitUntilEmpty("QEMU/virtiofsd of the pod whose shim was killed", vmProcs, 120_000);
+    const pod = await cri.runtime.podSandboxStatus({ podSandboxId });
+    assert.equal(pod.status?.state, PodSandboxState.SANDBOX_NOTREADY, "the pod is not ready once its shim died");
+  } finally {
+    await stopAndRemove(podSandboxId);
+  }
+});
+
+void test("faults: QEMU killed: the running container exits non-zero in ContainerStatus; stop and remove succeed", { timeout: 600_000 }, async () => {
+  assert.ok(ctd && cri);
+  const { podSandboxId, containerId } = await runningPod("qemukill");
+  try {
+    const qemus = (await podProcesses(podSandboxId)).filter(isQemu);
+    assert.equal(qemus.length, 1, "one QEMU for the pod");
+    process.kill((qemus[0] as ProcInfo).pid, "SIGKILL");
+    const status = await waitForContainerState(cri, containerId, ContainerState.CONTAINER_EXITED, { timeoutMs: 120_000 });
+    assert.notEqual(status.exitCode, 0, "a container whose VM died did not succeed");
+    assert.equal(status.exitCode, 137, "the shim reports a lost VM as killed (128+SIGKILL)");
+  } finally {
+    await stopAndRemove(podSandboxId);
+  }
+});
