@@ -6,7 +6,9 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
-import { access } from "node:fs/promises";
+import { access, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { connectCri, type CriClient } from "../../src/cri/client.js";
 import { LinuxPodSandboxConfigSchema, NamespaceMode, PodSandboxConfigSchema } from "../../src/cri/gen/runtime/v1/api_pb.js";
 import { podSandboxConfig } from "../../src/cri/pod.js";
@@ -15,17 +17,22 @@ import { run } from "../../src/util/exec.js";
 import { assertNoLeaks, startContainerd, type PrivateContainerd } from "../harness/containerd.js";
 import { importTestImages } from "../harness/images.js";
 import { HANDLER, installHandler, shimOnPath } from "./kata-pod-flow.js";
+import { makeCniProbe, type CniProbe } from "./network-cni-probe.js";
 import { httpBody, httpGetScript, inHarnessNetns, podNetnsPath, startWebPod, type WebPod } from "./network-pods.js";
 
 const DNS = { servers: ["10.96.0.10"], searches: ["team-a.svc.cluster.local"], options: ["ndots:5"] };
 
 let ctd: PrivateContainerd | undefined;
 let cri: CriClient | undefined;
+let probe: CniProbe | undefined;
+let probeDir: string | undefined;
 const pods: WebPod[] = [];
 let kataA: WebPod, kataB: WebPod, runcC: WebPod;
 
 before(async () => {
-  ctd = await startContainerd({ beforeStart: installHandler(), env: shimOnPath() });
+  probeDir = await mkdtemp(join(tmpdir(), "ktsn-"));
+  probe = await makeCniProbe(probeDir, "10.244.77.0/24");
+  ctd = await startContainerd({ beforeStart: installHandler(), env: shimOnPath(), cniConfDir: probe.confDir, cniBinDir: probe.binDir });
   await importTestImages(ctd);
   cri = connectCri(ctd.address);
   kataA = await startWebPod(ctd, cri, { name: "net-a", handler: HANDLER, dns: DNS });
@@ -40,6 +47,8 @@ after(async () => {
   for (const p of pods) await p.remove().catch(() => undefined);
   cri?.close();
   await ctd?.stop();
+  await probe?.cleanup();
+  if (probeDir) await rm(probeDir, { recursive: true, force: true });
   if (ctd) await assertNoLeaks(ctd);
 });
 
@@ -119,10 +128,15 @@ void test("a hostNetwork pod is refused: a VM cannot share the node's network na
   assert.equal((await cri.runtime.listPodSandbox({})).items.length, before, "no sandbox left behind by the refused pod");
 });
 
-void test("removing a kata-ts pod leaves neither its netns nor its VM", { timeout: 120_000 }, async () => {
-  assert.ok(cri);
+void test("CNI DEL finds the pod netns as CNI left it (no tap, no qdisc of ours); removal leaves no netns or VM", { timeout: 120_000 }, async () => {
+  assert.ok(ctd && cri && probe);
   const netns = await podNetnsPath(cri, kataB.podSandboxId);
+  await cri.runtime.stopPodSandbox({ podSandboxId: kataB.podSandboxId });
+  const seen = (await probe.seenAtDel()).get(kataB.podSandboxId);
+  assert.ok(seen, "the probe plugin ran at CNI DEL");
+  assert.deepEqual([...seen.links].sort(), ["eth0", "lo"], "only CNI's own links at CNI DEL");
+  assert.deepEqual(seen.qdiscs.filter((q) => q.endsWith(":ingress")), [], "no ingress qdisc of ours at CNI DEL");
+  await assert.rejects(access(netns), "containerd removed the netns after CNI DEL");
   await kataB.remove();
   pods.splice(pods.indexOf(kataB), 1);
-  await assert.rejects(access(netns), "the pod netns is gone with the pod");
 });
