@@ -5,6 +5,12 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { loadGuestAssets } from "../../src/guest/assets.js";
+import { Sandbox } from "../../src/sandbox/sandbox.js";
+import { KataError } from "../../src/util/errors.js";
 import { attachPodNetwork, detachStalePodNetwork, podNetworkRecord } from "../../src/sandbox/network/pod-network.js";
 import { UndoStack } from "../../src/sandbox/undo-stack.js";
 import { run } from "../../src/util/exec.js";
@@ -86,6 +92,28 @@ void test("stale cleanup from the state record removes the mirror when its owner
   assert.deepEqual(await links(), ["eth0", "lo"]);
   assert.ok(!(await qdiscKinds("eth0")).includes("ingress"));
   await detachStalePodNetwork({ netnsPath: `${podNs}-gone`, veths: ["eth0"], taps: ["tap0_kata"] }); // netns gone: nothing to do
+});
+
+void test("a sandbox whose VM cannot start undoes the mirror it made: the netns is as CNI left it", { timeout: 60_000 }, async () => {
+  const stateRoot = await mkdtemp(join(tmpdir(), "ktsn-state-"));
+  const saved = process.env.KATA_TS_STATE_DIR;
+  process.env.KATA_TS_STATE_DIR = stateRoot;
+  try {
+    const assets = await loadGuestAssets();
+    // The taps exist by the time the VMM checks its config; a missing kernel fails it there.
+    const broken = { ...assets, kernelPath: join(stateRoot, "no-such-vmlinux") };
+    await assert.rejects(Sandbox.create({ id: `ktsn-${tag}`, assets: broken, netnsPath: podNs, accel: "tcg" }), (err: unknown) => {
+      assert.ok(err instanceof KataError && err.code === "NOT_FOUND", String(err));
+      return true;
+    });
+    assert.deepEqual(await links(), ["eth0", "lo"], "no tap left");
+    assert.ok(!(await qdiscKinds("eth0")).includes("ingress"), "no qdisc left");
+    assert.deepEqual(await readdir(stateRoot), [], "no sandbox state left");
+  } finally {
+    if (saved === undefined) delete process.env.KATA_TS_STATE_DIR;
+    else process.env.KATA_TS_STATE_DIR = saved;
+    await rm(stateRoot, { recursive: true, force: true });
+  }
 });
 
 void test("undo after CNI already deleted the veth still removes the tap", { timeout: 60_000 }, async () => {
