@@ -37,7 +37,7 @@ export const GUEST_KERNEL_CMDLINE: readonly string[] = ["root=/dev/vda", "rootfs
 export const AGENT_NODE_ARGS: readonly string[] = [];
 
 /** Debian packages whose files go into the images: their versions are inputs. */
-const COMPONENT_PACKAGES = ["nodejs", "busybox-static", "crun", "iproute2", "libc6"];
+const COMPONENT_PACKAGES = ["nodejs", "busybox-static", "crun", "iproute2", "bsdutils", "libc6"];
 
 export type Log = (line: string) => void;
 

@@ -1,4 +1,4 @@
-// The guest's root filesystem: a read-only erofs image with node + the agent bundle, crun, ip,
+// The guest's root filesystem: a read-only erofs image with node + the agent bundle, crun, ip, script,
 // busybox and a minimal /etc. Everything writable lives on tmpfs mounted by the guest init.
 import { chmod, mkdir, rm } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
@@ -10,6 +10,8 @@ import { BUSYBOX } from "./initramfs.js";
 export const NODE = "/usr/bin/node";
 export const CRUN = "/usr/bin/crun";
 export const IP = "/usr/sbin/ip";
+/** util-linux `script`: gives foreground crun a terminal for tty containers (docs/containers.md). */
+export const SCRIPT = "/usr/bin/script";
 
 /** A fixed filesystem UUID and timestamp make the image byte-for-byte reproducible. */
 const EROFS_UUID = "6b617461-2d74-7320-6775-657374000001";
@@ -49,6 +51,7 @@ export async function stageRootfs(opts: RootfsOptions): Promise<string> {
   await installNode(root);
   await installBinaryWithLibs(root, CRUN);
   await installBinaryWithLibs(root, IP);
+  await installBinaryWithLibs(root, SCRIPT);
   await installBusybox(root);
 
   await writeNewFile(join(root, AGENT_BUNDLE_PATH), opts.agentCode);
