@@ -1,9 +1,9 @@
 // PodOverhead, measured: the host cost of one kata-ts pod beyond its containers, through the real
-// CRI path (private containerd, kata-ts handler, real VM). For an idle pod (one `sleep` container)
-// and a busy one (64 MiB written to the guest's /dev/shm, then a CPU loop) it sums the PSS
+// CRI path (private containerd, kata-ts handler, real VM). For idle pods (one `sleep` container;
+// the median of --pods of them) and a busy one (64 MiB written to the guest's /dev/shm, then a CPU loop) it sums the PSS
 // (/proc/<pid>/smaps_rollup) of the pod's shim server, QEMU and virtiofsd, and their CPU use over
 // a sampling window (utime+stime from /proc/<pid>/stat). Prints figures; never asserts.
-//   node dist/bench/overhead.js [--window-s N] [--write]
+//   node dist/bench/overhead.js [--window-s N] [--pods N] [--write]
 // --write stores the idle figures in src/deploy/manifests/overhead.json, which the RuntimeClass's
 // overhead.podFixed is computed from (measured + marginPercent).
 import { mkdir, readFile, writeFile } from "node:fs/promises";
@@ -77,15 +77,31 @@ async function measurePod(ctd: PrivateContainerd, cri: CriClient, name: string, 
   }
 }
 
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+}
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { "window-s": { type: "string", default: "10" }, write: { type: "boolean", default: false } } });
+  const { values } = parseArgs({
+    options: { "window-s": { type: "string", default: "10" }, pods: { type: "string", default: "3" }, write: { type: "boolean", default: false } },
+  });
   const windowS = Number(values["window-s"]);
+  const pods = Number(values.pods);
   const ctd = await startContainerd();
   const cri = connectCri(ctd.address);
   try {
     await importTestImages(ctd);
-    const idle = await measurePod(ctd, cri, "idle", ["sleep", "3600"], windowS);
-    console.log(`idle pod: PSS ${idle.pssMiB.toFixed(1)} MiB ${JSON.stringify(idle.byRoleMiB)}, CPU ${idle.cpuMillicores.toFixed(0)} millicores`);
+    // Idle pods one after another; the median of each figure (other work on the host adds noise).
+    const idles = [];
+    for (let i = 0; i < pods; i++) {
+      const m = await measurePod(ctd, cri, `idle${i}`, ["sleep", "3600"], windowS);
+      console.log(`idle pod ${i + 1}/${pods}: PSS ${m.pssMiB.toFixed(1)} MiB ${JSON.stringify(m.byRoleMiB)}, CPU ${m.cpuMillicores.toFixed(0)} millicores`);
+      idles.push(m);
+    }
+    const idle = { pssMiB: median(idles.map((m) => m.pssMiB)), cpuMillicores: median(idles.map((m) => m.cpuMillicores)) };
+    console.log(`idle pod, median of ${pods}: PSS ${idle.pssMiB.toFixed(1)} MiB, CPU ${idle.cpuMillicores.toFixed(0)} millicores`);
     const busyCmd = ["sh", "-c", "dd if=/dev/zero of=/dev/shm/fill bs=1M count=64 2>/dev/null; while :; do :; done"];
     const busy = await measurePod(ctd, cri, "busy", busyCmd, windowS);
     console.log(`busy pod: PSS ${busy.pssMiB.toFixed(1)} MiB ${JSON.stringify(busy.byRoleMiB)}, CPU ${busy.cpuMillicores.toFixed(0)} millicores`);
@@ -98,7 +114,7 @@ async function main(): Promise<void> {
       busyCpuMillicores: Math.round(busy.cpuMillicores),
       marginPercent: old.marginPercent,
       measuredAt: new Date().toISOString(),
-      command: `node dist/bench/overhead.js --window-s ${windowS} --write`,
+      command: `node dist/bench/overhead.js --window-s ${windowS} --pods ${pods} --write`,
     };
     const fixed = podFixedOverhead(data);
     console.log(`RuntimeClass overhead.podFixed (idle + ${data.marginPercent}% margin): memory ${fixed.memory}, cpu ${fixed.cpu}`);
