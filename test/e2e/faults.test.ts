@@ -5,7 +5,7 @@
 // the default `kata-ts` handler it has `kata-ts-broken`, whose ConfigPath names a file with a typo.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdir, readdir, writeFile } from "node:fs/promises";
+import { mkdir, readdir, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { connectCri, CriError, type CriClient } from "../../src/cri/client.js";
 import { ContainerState, PodSandboxState, podSandboxConfig, waitForContainerState } from "../../src/cri/pod.js";
@@ -138,9 +138,9 @@ void test("faults: a broken ConfigPath fails RunPodSandbox naming the file and t
   await waitUntilEmpty("leftovers of the failed pod", podLeftovers, 60_000);
 });
 
-void test("faults: kill -9 of a pod's shim: containerd's delete path removes the VM; stop and remove succeed", { timeout: 600_000 }, async () => {
+void test("faults: kill -9 of a pod's shim: containerd's delete path removes the VM; stop and remove succeed", { timeout: 600_000 }, async (t) => {
   assert.ok(ctd && cri);
-  const { podSandboxId } = await runningPod("shimkill");
+  const { podSandboxId, containerId } = await runningPod("shimkill");
   try {
     const procs = await podProcesses(podSandboxId);
     const shims = procs.filter((p) => isShimServer(p, podSandboxId));
@@ -148,10 +148,19 @@ void test("faults: kill -9 of a pod's shim: containerd's delete path removes the
     assert.equal(procs.filter(isQemu).length, 1, "one QEMU for the pod");
     process.kill((shims[0] as ProcInfo).pid, "SIGKILL");
     // containerd sees the shim's connection drop and runs `containerd-shim-kata-ts-v2 ... delete`.
-    const vmProcs = async () => (await podProcesses(podSandboxId)).filter((p) => isQemu(p) || isVirtiofsd(p)).map((p) => `${p.pid}: ${p.cmdline.join(" ")}`);
-    await waitUntilEmpty("QEMU/virtiofsd of the pod whose shim was killed", vmProcs, 120_000);
+    // Its kata-ts state dir going too shows that the delete path (cleanupPod) ran, before any CRI stop.
+    const stateDir = join(ctd.kataStateDir, podSandboxId);
+    const vmLeft = async () => [
+      ...(await podProcesses(podSandboxId)).filter((p) => isQemu(p) || isVirtiofsd(p)).map((p) => `${p.pid}: ${p.cmdline.join(" ")}`),
+      ...((await stat(stateDir).catch(() => undefined)) ? [`state dir ${stateDir}`] : []),
+    ];
+    await waitUntilEmpty("QEMU/virtiofsd/state of the pod whose shim was killed", vmLeft, 120_000);
     const pod = await cri.runtime.podSandboxStatus({ podSandboxId });
     assert.equal(pod.status?.state, PodSandboxState.SANDBOX_NOTREADY, "the pod is not ready once its shim died");
+    // The app container ran in the same shim: CRI must not go on reporting it RUNNING.
+    const app = await waitForContainerState(cri, containerId, ContainerState.CONTAINER_EXITED, { timeoutMs: 60_000 });
+    assert.notEqual(app.exitCode, 0, "a container whose shim died did not succeed");
+    t.diagnostic(`app container after the shim died: EXITED, exit code ${app.exitCode}`);
   } finally {
     await stopAndRemove(podSandboxId);
   }
