@@ -84,8 +84,14 @@ void test("a pod whose shim was killed: containerd's shim delete stops its VM an
     for (let i = 0; i < 100 && (await Promise.all(podCgroups.map(exists))).some(Boolean); i++) await new Promise((r) => setTimeout(r, 100));
     for (const c of podCgroups) assert.equal(await exists(c), false, `pod cgroup ${c} removed`);
   } finally {
-    // The parent stands in for kubelet's pod cgroup: kubelet, not kata-ts, would remove it.
-    for (const h of hierarchies) await rmdir(join(h.mount, cgroupParent)).catch(() => undefined);
+    // The parent stands in for kubelet's pod cgroup: kubelet, not kata-ts, would remove it (and
+    // on a failed run, whatever is left below it).
+    for (const h of hierarchies) {
+      const parent = join(h.mount, cgroupParent);
+      const kids = await readdir(parent, { withFileTypes: true }).catch(() => []);
+      for (const k of kids.filter((e) => e.isDirectory())) await rmdir(join(parent, k.name)).catch(() => undefined);
+      await rmdir(parent).catch(() => undefined);
+    }
   }
 });
 
