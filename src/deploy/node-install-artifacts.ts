@@ -3,7 +3,7 @@
 //   bin/node                         the Node binary that runs the shim (copied from the installer's)
 //   bin/containerd-shim-kata-ts-v2   launcher: sets the installed assets dir, loads lib/dist/src/shim
 //   bin/kata-ts                      launcher for the CLI (uninstall from the node itself)
-//   lib/                             package.json, compiled dist/src, production node_modules
+//   lib/                             package.json + lock, compiled dist/src, production node_modules
 //   share/assets/                    guest kernel, initrd, rootfs image, manifest.json
 //   share/defaults/configuration.toml  the kata-ts configuration the CRI handler names (ConfigPath)
 //   .install.json                    what was installed (a digest of all of the above's sources)
@@ -128,7 +128,12 @@ export async function installArtifacts(root: string, src: ArtifactSources): Prom
     const lib = join(staging, "lib");
     for (const d of ["bin", "lib/dist", "lib/node_modules", "lib/src/deploy/manifests", "share"]) await mkdir(join(staging, d), { recursive: true });
     await copyTree(join(src.packageRoot, "dist", "src"), join(lib, "dist"));
-    await cp(join(src.packageRoot, "package.json"), join(lib, "package.json"));
+    // package.json, the lock file and the default config too: lib/ is itself a package the
+    // installer can install from (the installer image carries one).
+    for (const f of ["package.json", "package-lock.json", join("config", "configuration.toml.example")]) {
+      await mkdir(dirname(join(lib, f)), { recursive: true });
+      await cp(join(src.packageRoot, f), join(lib, f));
+    }
     // Data the compiled code reads from the package (the measured pod overhead).
     await cp(overheadJson(src.packageRoot), overheadJson(lib));
     for (const m of modules) {

@@ -49,7 +49,7 @@ void test("installer DaemonSet: privileged, hostPID, host paths mounted, install
   const mounts = new Set(c.volumeMounts.map((m: Any) => m.mountPath));
   for (const p of ["/etc/containerd", "/opt", "/run/containerd"]) assert.ok(mounts.has(p), p);
   const script = c.command.join(" ");
-  assert.match(script, /kata-ts\.js install --restart host/);
+  assert.match(script, /cli\/main\.js install --restart host/);
   assert.match(script, new RegExp(`kubectl label node "\\$NODE_NAME" ${NODE_LABEL_KEY}=true`));
   const preStop = c.lifecycle.preStop.exec.command.join(" ");
   assert.ok(preStop.indexOf(`${NODE_LABEL_KEY}-`) < preStop.indexOf("uninstall"), "unlabel before uninstall");

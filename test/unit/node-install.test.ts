@@ -60,6 +60,9 @@ void test("install puts a working runtime under the root and registers it; unins
   assert.match(stdout, /^containerd-shim-kata-ts-v2: /);
   assert.ok(await exists(join(s.root, "share", "assets", "manifest.json")));
   assert.ok(await exists(res.configPath), "default configuration installed");
+  // The installed CLI runs too, with the package data it reads (the measured overhead).
+  const cli = await promisify(execFile)(join(s.root, "bin", "kata-ts"), ["manifests", "runtimeclass"], { timeout: 30_000 });
+  assert.match(cli.stdout, /kind: RuntimeClass/);
 
   const dropIn = join(s.dir, "containerd", "kata-ts", "cri-runtime.toml");
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- parsed TOML in assertions

@@ -7,8 +7,12 @@ import { NODE_LABEL_KEY, NODE_LABEL_VALUE } from "../node-install.js";
 
 export const NAMESPACE = "kube-system";
 export const SERVICE_ACCOUNT = "kata-ts-installer";
-/** Where the image keeps the kata-ts package (not under /opt, which the host's /opt covers). */
-const CLI = "/usr/lib/kata-ts/bin/kata-ts.js";
+/**
+ * The image keeps a kata-ts package (a checkout after `npm run build`, or an installed tree's lib/)
+ * at /usr/lib/kata-ts, not under /opt, which the host's /opt covers; node and kubectl on PATH, and
+ * the guest assets in /var/lib/kata-ts/assets.
+ */
+const CLI = "/usr/lib/kata-ts/dist/src/cli/main.js";
 const partOf = { "app.kubernetes.io/part-of": "kata-ts" };
 
 export interface InstallerOptions {
