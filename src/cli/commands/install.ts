@@ -32,8 +32,10 @@ export function parseRestart(v: string | undefined): RestartMode {
 
 export async function run(argv: string[]): Promise<number> {
   let values;
+  let restart;
   try {
     ({ values } = parseArgs({ args: argv, options: { ...installFlags, "shim-link-dir": { type: "string" }, handler: { type: "string" } } }));
+    restart = parseRestart(values.restart);
   } catch (err) {
     process.stderr.write(`kata-ts install: ${describeError(err)}\n${USAGE}`);
     return 2;
@@ -50,7 +52,7 @@ export async function run(argv: string[]): Promise<number> {
       dropInPath: values["drop-in"],
       shimLinkDir: linkDir === "" ? undefined : linkDir,
       handlerName: values.handler,
-      restart: parseRestart(values.restart),
+      restart,
     });
     const what = res.artifactsChanged || res.containerdConfigChanged ? "installed" : "already installed";
     process.stdout.write(`kata-ts ${what} in ${res.root} (shim ${res.shimPath}, config ${res.configPath})\n${res.restart.message}\n`);

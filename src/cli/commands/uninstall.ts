@@ -15,8 +15,10 @@ const USAGE = `usage: kata-ts uninstall [--root DIR] [--config PATH] [--drop-in 
 
 export async function run(argv: string[]): Promise<number> {
   let values;
+  let restart;
   try {
     ({ values } = parseArgs({ args: argv, options: installFlags }));
+    restart = parseRestart(values.restart);
   } catch (err) {
     process.stderr.write(`kata-ts uninstall: ${describeError(err)}\n${USAGE}`);
     return 2;
@@ -30,7 +32,7 @@ export async function run(argv: string[]): Promise<number> {
       root: values.root,
       containerdConfigPath: values.config,
       dropInPath: values["drop-in"],
-      restart: parseRestart(values.restart),
+      restart,
     });
     const tree = res.artifactsRemoved ? `removed ${res.root}` : `${res.root} was not there`;
     process.stdout.write(`kata-ts uninstalled: ${tree}; containerd config ${res.containerdConfig}\n${res.restart.message}\n`);
