@@ -39,23 +39,28 @@ export class AgentClient {
     this.health = createClient(ttrpc, Health);
   }
 
-  /** Connects to the agent's socket and waits until it answers Check with SERVING. */
-  static async connect(socketPath: string, deadlineMs: number): Promise<AgentClient> {
+  /**
+   * Connects to the agent's socket and waits until it answers Check with SERVING. `signal` ends
+   * the wait early (with its reason), e.g. when the VM died while booting.
+   */
+  static async connect(socketPath: string, deadlineMs: number, signal?: AbortSignal): Promise<AgentClient> {
     const deadline = Date.now() + deadlineMs;
     let last: unknown;
     while (Date.now() < deadline) {
+      signal?.throwIfAborted();
       let ttrpc: TtrpcClient | undefined;
       try {
         ttrpc = await TtrpcClient.connect(socketPath, { timeoutMs: Math.max(1000, deadline - Date.now()) });
         const c = new AgentClient(ttrpc);
         // Bytes sent before the guest opens its port wait in QEMU, so one Check covers the boot.
-        const res = await c.health.check({}, { timeoutMs: Math.max(1000, deadline - Date.now()) });
+        const res = await c.health.check({}, { timeoutMs: Math.max(1000, deadline - Date.now()), ...(signal ? { signal } : {}) });
         if (res.status === CheckResponse_ServingStatus.SERVING) return c;
         last = new KataError("UNAVAILABLE", `agent answered Check with status ${res.status}`);
       } catch (err) {
         last = err;
       }
       ttrpc?.close();
+      signal?.throwIfAborted();
       await sleep(100);
     }
     throw new KataError("DEADLINE_EXCEEDED", `the guest agent did not answer on ${socketPath} within ${deadlineMs} ms`, { cause: last });

@@ -140,7 +140,13 @@ export class Sandbox {
     this.record.agentSocketPath = vm.agentSocketPath;
     await this.save();
 
-    const agent = await AgentClient.connect(vm.agentSocketPath, opts.bootTimeoutMs ?? 120_000);
+    // A VM that dies while booting fails the boot at once, not after the whole dial timeout.
+    const vmGone = new AbortController();
+    void vm.wait().then(
+      (exit) => vmGone.abort(new KataError("UNAVAILABLE", `the VM exited while booting (${exit.reason}, ${exit.signal ?? `exit code ${exit.exitCode}`}) before its agent answered; console tail: ${JSON.stringify(exit.consoleTail?.slice(-300) ?? "")}`)),
+      () => undefined,
+    );
+    const agent = await AgentClient.connect(vm.agentSocketPath, opts.bootTimeoutMs ?? 120_000, vmGone.signal);
     this.agentClient = agent;
     this.undo.push("close agent connection", () => Promise.resolve(agent.close()));
     await agent.createSandbox({ sandboxId: opts.id, hostname: opts.hostname ?? "", dns: opts.dns ?? [], sharedFsTag: SHARED_FS_TAG });

@@ -7,6 +7,7 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdir, readdir, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { status as grpcStatus } from "@grpc/grpc-js";
 import { connectCri, CriError, type CriClient } from "../../src/cri/client.js";
 import { ContainerState, PodSandboxState, podSandboxConfig, waitForContainerState } from "../../src/cri/pod.js";
 import { installContainerdHandler } from "../../src/deploy/containerd-install.js";
@@ -136,6 +137,58 @@ void test("faults: a broken ConfigPath fails RunPodSandbox naming the file and t
   // containerd removes a sandbox whose start failed; the shim must not keep anything either.
   assert.deepEqual((await cri.runtime.listPodSandbox({})).items.map((p) => p.id), []);
   await waitUntilEmpty("leftovers of the failed pod", podLeftovers, 60_000);
+
+  // A wrong type is read at the next pod start (ConfigPath is read per pod) and named the same way.
+  await writeFile(brokenConfigPath, '[hypervisor.qemu]\ndefault_vcpus = "two"\n');
+  const err2 = await cri.runtime.runPodSandbox({ config, runtimeHandler: BROKEN_HANDLER }).then(
+    () => assert.fail("RunPodSandbox with a wrongly typed key must fail"),
+    (e: unknown) => e,
+  );
+  assert.ok(err2 instanceof CriError, String(err2));
+  t.diagnostic(`RunPodSandbox error: ${err2.message}`);
+  assert.ok(err2.message.includes(brokenConfigPath), `the error names the file: ${err2.message}`);
+  assert.ok(err2.message.includes("hypervisor.qemu.default_vcpus"), `the error names the key: ${err2.message}`);
+  assert.deepEqual((await cri.runtime.listPodSandbox({})).items.map((p) => p.id), []);
+  await waitUntilEmpty("leftovers of the failed pod", podLeftovers, 60_000);
+});
+
+void test("faults: QEMU killed while the pod boots: RunPodSandbox fails and leaves nothing", { timeout: 600_000 }, async (t) => {
+  assert.ok(ctd && cri);
+  const base = ctd.baseDir;
+  const logDirectory = join(base, "pods", "default_bootkill_uid-bootkill");
+  await mkdir(logDirectory, { recursive: true });
+  const config = podSandboxConfig({ name: "bootkill", uid: "uid-bootkill", logDirectory });
+  const started = cri.runtime.runPodSandbox({ config, runtimeHandler: HANDLER }).then(
+    (r) => ({ ok: true as const, podSandboxId: r.podSandboxId }),
+    (e: unknown) => ({ ok: false as const, err: e }),
+  );
+  // No other pod runs now: the first QEMU of this harness is the booting pod's.
+  const deadline = Date.now() + 120_000;
+  let killed = false;
+  while (!killed && Date.now() < deadline) {
+    // The pod's VM, not a short-lived QEMU probe: its command line names its state under kata-ts's dir.
+    const qemu = (await processesMentioning(base)).find((p) => isQemu(p) && p.cmdline.some((a) => a.includes(`${ctd?.kataStateDir}/`)));
+    if (qemu) {
+      // Past QEMU's own start-up (QMP up), while the guest kernel boots towards the agent.
+      await sleep(3_000);
+      process.kill(qemu.pid, "SIGKILL");
+      killed = true;
+    } else await sleep(50);
+  }
+  const result = await started;
+  if (result.ok) {
+    // QEMU died after the agent answered: the pod came up, and must still stop and go away.
+    t.diagnostic("QEMU was killed only after the pod was ready");
+    await stopAndRemove(result.podSandboxId);
+  } else {
+    assert.ok(result.err instanceof CriError, String(result.err));
+    t.diagnostic(`RunPodSandbox error (gRPC ${grpcStatus[result.err.grpcCode]}): ${result.err.message}`);
+    // The boot notices the VM is gone; it does not wait out agent.dial_timeout (120 s) for an agent that cannot answer.
+    assert.notEqual(result.err.grpcCode, grpcStatus.DEADLINE_EXCEEDED, result.err.message);
+  }
+  assert.ok(killed, "QEMU of the booting pod was found and killed");
+  assert.deepEqual((await cri.runtime.listPodSandbox({})).items.map((p) => p.id), []);
+  await waitUntilEmpty("leftovers of the pod whose VM died while booting", podLeftovers, 60_000);
 });
 
 void test("faults: kill -9 of a pod's shim: containerd's delete path removes the VM; stop and remove succeed", { timeout: 600_000 }, async (t) => {
