@@ -4,7 +4,9 @@ import { access, constants, readdir } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import { run, tryRun } from "../util/exec.js";
 
-export type CapabilityStatus = "ok" | "missing" | "unverified" | "absent";
+/** ok: works; missing: a must-have is absent; absent: an optional thing is not there; unusable: there
+ * but a real probe showed it does not work; unverified: there, not probed. */
+export type CapabilityStatus = "ok" | "missing" | "unverified" | "absent" | "unusable";
 
 export interface Capability {
   name: string;
@@ -72,7 +74,7 @@ async function kvmPresence(): Promise<Capability> {
   }
   return result.usable
     ? { name, status: "ok", detail: `usable: ${result.detail} (probed ${result.probedAt})`, required: false }
-    : { name, status: "absent", detail: `/dev/kvm present but unusable, VMs use TCG: ${result.detail} (probed ${result.probedAt})`, required: false };
+    : { name, status: "unusable", detail: `/dev/kvm present but unusable, VMs use TCG: ${result.detail} (probed ${result.probedAt})`, required: false };
 }
 
 async function deviceNode(name: string, path: string, required: boolean, absentDetail: string): Promise<Capability> {
