@@ -5,6 +5,7 @@ import { createHash } from "node:crypto";
 import { copyFile, mkdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { tryRun } from "../util/exec.js";
+import { withDirLock } from "../util/dir-lock.js";
 import { assetsDir, cacheDir } from "../util/paths.js";
 import { bundleAgent, type AgentBundle } from "./agent-bundle.js";
 import { loadGuestAssets, type GuestAssets } from "./assets.js";
@@ -90,12 +91,13 @@ async function resolveInputs(source: KernelSource, snapshot: boolean, log: Log):
 export async function buildGuestAssets(opts: BuildOptions = {}): Promise<GuestAssets> {
   const log = opts.log ?? (() => undefined);
   const source = opts.kernelSource ?? new DebianCloudKernel();
-  return buildWith(await resolveInputs(source, opts.snapshot ?? true, log), source, opts, log);
+  const inputs = await resolveInputs(source, opts.snapshot ?? true, log);
+  return withBuildLock(opts, () => buildWith(inputs, source, opts, log));
 }
 
 async function buildWith(inputs: Inputs, source: KernelSource, opts: BuildOptions, log: Log): Promise<GuestAssets> {
   const dir = opts.dir ?? assetsDir();
-  const workDir = opts.workDir ?? join(cacheDir(), "guest-build");
+  const workDir = workDirOf(opts);
   await mkdir(workDir, { recursive: true });
   const kernel = await source.fetch(workDir, log);
   const out = join(workDir, "out");
@@ -167,13 +169,26 @@ export async function ensureGuestAssets(log: Log, opts: Omit<BuildOptions, "log"
   const dir = opts.dir ?? assetsDir();
   const source = opts.kernelSource ?? new DebianCloudKernel();
   const inputs = await resolveInputs(source, opts.snapshot ?? true, log);
-  const reason = await staleReason(dir, inputs.key);
-  if (reason === undefined) {
+  if ((await staleReason(dir, inputs.key)) === undefined) {
     log(`guest assets in ${dir} are up to date`);
     return loadGuestAssets(dir);
   }
-  log(`building guest assets: ${reason}`);
-  return buildWith(inputs, source, { ...opts, dir }, log);
+  return withBuildLock(opts, async () => {
+    // Whoever held the lock before may just have built exactly these.
+    const reason = await staleReason(dir, inputs.key);
+    if (reason === undefined) return loadGuestAssets(dir);
+    log(`building guest assets: ${reason}`);
+    return buildWith(inputs, source, { ...opts, dir }, log);
+  });
+}
+
+/** One build at a time per work dir: the kernel download and staging dirs are shared. */
+function withBuildLock<T>(opts: BuildOptions, fn: () => Promise<T>): Promise<T> {
+  return withDirLock(`${workDirOf(opts)}.lock`, "building guest assets", 30 * 60_000, fn);
+}
+
+function workDirOf(opts: BuildOptions): string {
+  return opts.workDir ?? join(cacheDir(), "guest-build");
 }
 
 async function staleReason(dir: string, key: string): Promise<string | undefined> {
