@@ -20,6 +20,8 @@ export interface BootOptions {
   hypervisor?: Hypervisor;
   /** Abandon the boot (CANCELLED); the VM is stopped like on any other failure. */
   signal?: AbortSignal;
+  /** Called once the VMM runs, before the agent answers (e.g. to record its pid for crash cleanup). */
+  onStarted?: (vm: Vm) => void | Promise<void>;
 }
 
 export interface BootTimings {
@@ -52,6 +54,7 @@ export async function bootVm(config: VmConfig, opts: BootOptions): Promise<Boote
     // start() is bounded on its own (QEMU must open QMP within seconds or it is killed).
     await vm.start();
     const vmmStartMs = performance.now() - t0;
+    await opts.onStarted?.(vm);
     agent = await TtrpcClient.connect(vm.agentSocketPath, { timeoutMs: Math.max(deadline - Date.now(), 1) });
     const health = createClient(agent, Health);
     const attempts = await waitForCheck(health, vm, deadline, opts.deadlineMs, opts.signal);

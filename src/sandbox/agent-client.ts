@@ -2,11 +2,9 @@
 // (OCI spec objects, Dates, Buffers) and this module turns them into katats.agent.v1 requests and
 // the responses back. Nothing else in src/sandbox imports the generated agent types.
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { setTimeout as sleep } from "node:timers/promises";
-import { TtrpcClient, createClient } from "../protocol/ttrpc/index.js";
+import { createClient, type TtrpcClient } from "../protocol/ttrpc/index.js";
 import { AgentService } from "../protocol/gen/katats/agent/v1/agent_pb.js";
-import { CheckResponse_ServingStatus, Health } from "../protocol/gen/katats/agent/v1/health_pb.js";
-import { KataError } from "../util/errors.js";
+import { Health } from "../protocol/gen/katats/agent/v1/health_pb.js";
 import type { OciProcess, OciSpec } from "../agent/oci/types.js";
 import type { GuestInterface, GuestRoute } from "../agent/network/types.js";
 import { fromProtoInterface, fromProtoRoute, toProtoInterface, toProtoRoute } from "../agent/network/proto.js";
@@ -34,36 +32,10 @@ export class AgentClient {
   private readonly agent;
   private readonly health;
 
-  private constructor(private readonly ttrpc: TtrpcClient) {
+  /** Wraps a connection whose agent already answered Health.Check (see bootVm in src/hypervisor/boot.ts). */
+  constructor(private readonly ttrpc: TtrpcClient) {
     this.agent = createClient(ttrpc, AgentService);
     this.health = createClient(ttrpc, Health);
-  }
-
-  /**
-   * Connects to the agent's socket and waits until it answers Check with SERVING. `signal` ends
-   * the wait early (with its reason), e.g. when the VM died while booting.
-   */
-  static async connect(socketPath: string, deadlineMs: number, signal?: AbortSignal): Promise<AgentClient> {
-    const deadline = Date.now() + deadlineMs;
-    let last: unknown;
-    while (Date.now() < deadline) {
-      signal?.throwIfAborted();
-      let ttrpc: TtrpcClient | undefined;
-      try {
-        ttrpc = await TtrpcClient.connect(socketPath, { timeoutMs: Math.max(1000, deadline - Date.now()) });
-        const c = new AgentClient(ttrpc);
-        // Bytes sent before the guest opens its port wait in QEMU, so one Check covers the boot.
-        const res = await c.health.check({}, { timeoutMs: Math.max(1000, deadline - Date.now()), ...(signal ? { signal } : {}) });
-        if (res.status === CheckResponse_ServingStatus.SERVING) return c;
-        last = new KataError("UNAVAILABLE", `agent answered Check with status ${res.status}`);
-      } catch (err) {
-        last = err;
-      }
-      ttrpc?.close();
-      signal?.throwIfAborted();
-      await sleep(100);
-    }
-    throw new KataError("DEADLINE_EXCEEDED", `the guest agent did not answer on ${socketPath} within ${deadlineMs} ms`, { cause: last });
   }
 
   close(): void {

@@ -6,7 +6,8 @@ import { dirname } from "node:path";
 import { KataError } from "../util/errors.js";
 import { createLogger } from "../util/log.js";
 import { loadGuestAssets, type GuestAssets } from "../guest/assets.js";
-import { QemuHypervisor } from "../hypervisor/qemu/index.js";
+import { resolveAccel } from "../hypervisor/accel.js";
+import { bootVm } from "../hypervisor/boot.js";
 import type { Accel, Hypervisor, Vm } from "../hypervisor/types.js";
 import type { OciSpec } from "../agent/oci/types.js";
 import { AgentClient } from "./agent-client.js";
@@ -31,7 +32,7 @@ export interface SandboxOptions {
   accel?: Accel;
   assets?: GuestAssets;
   hypervisor?: Hypervisor;
-  /** How long the guest may take to boot and answer (TCG is slow). */
+  /** How long the VM may take from start to its agent answering (TCG is slow). */
   bootTimeoutMs?: number;
   /** The pod netns CNI set up: its interfaces are mirrored into the VM (src/sandbox/network). */
   netnsPath?: string;
@@ -117,36 +118,41 @@ export class Sandbox {
 
     const net = opts.netnsPath === undefined ? undefined : await attachPodNetwork(opts.netnsPath, this.undo);
     if (net !== undefined) this.record.network = podNetworkRecord(net);
-    const hv = opts.hypervisor ?? (await QemuHypervisor.open());
-    const vm = await hv.create({
-      id: opts.id,
-      stateDir: layout.vmStateDir,
-      vcpus: opts.vcpus ?? 1,
-      memoryMiB: opts.memoryMiB ?? 512,
-      kernelPath: assets.kernelPath,
-      ...(assets.initrdPath === undefined ? {} : { initrdPath: assets.initrdPath }),
-      rootfsPath: assets.rootfsPath,
-      kernelCmdline: assets.kernelCmdline,
-      accel: opts.accel ?? "auto",
-      sharedFs: { socketPath: layout.virtiofsdSocket, tag: SHARED_FS_TAG },
-      ...(net === undefined ? {} : { netDevices: net.netDevices, netnsPath: net.netnsPath }),
-    });
+    // Resolved here without a prober: a pod boot never runs the KVM probe boot (`kata-ts check` does);
+    // auto uses the cached probe answer, else TCG.
+    const accel = await resolveAccel(opts.accel ?? "auto");
+    // bootVm stops the VM itself when the boot fails; only a booted VM joins the undo stack.
+    const booted = await bootVm(
+      {
+        id: opts.id,
+        stateDir: layout.vmStateDir,
+        vcpus: opts.vcpus ?? 1,
+        memoryMiB: opts.memoryMiB ?? 512,
+        kernelPath: assets.kernelPath,
+        ...(assets.initrdPath === undefined ? {} : { initrdPath: assets.initrdPath }),
+        rootfsPath: assets.rootfsPath,
+        kernelCmdline: assets.kernelCmdline,
+        accel,
+        sharedFs: { socketPath: layout.virtiofsdSocket, tag: SHARED_FS_TAG },
+        ...(net === undefined ? {} : { netDevices: net.netDevices, netnsPath: net.netnsPath }),
+      },
+      {
+        deadlineMs: opts.bootTimeoutMs ?? 120_000,
+        ...(opts.hypervisor === undefined ? {} : { hypervisor: opts.hypervisor }),
+        // Recorded while the guest boots, so a crashed owner's VM is still found (stale.ts).
+        onStarted: async (vm) => {
+          this.record.vmPid = vm.pid;
+          this.record.agentSocketPath = vm.agentSocketPath;
+          await this.save();
+        },
+      },
+    );
+    const { vm } = booted;
+    this.vmValue = vm;
     this.undo.push("stop VM", async () => {
       await vm.stop({ timeoutMs: 3000 });
     });
-    await vm.start();
-    this.vmValue = vm;
-    this.record.vmPid = vm.pid;
-    this.record.agentSocketPath = vm.agentSocketPath;
-    await this.save();
-
-    // A VM that dies while booting fails the boot at once, not after the whole dial timeout.
-    const vmGone = new AbortController();
-    void vm.wait().then(
-      (exit) => vmGone.abort(new KataError("UNAVAILABLE", `the VM exited while booting (${exit.reason}, ${exit.signal ?? `exit code ${exit.exitCode}`}) before its agent answered; console tail: ${JSON.stringify(exit.consoleTail?.slice(-300) ?? "")}`)),
-      () => undefined,
-    );
-    const agent = await AgentClient.connect(vm.agentSocketPath, opts.bootTimeoutMs ?? 120_000, vmGone.signal);
+    const agent = new AgentClient(booted.agent);
     this.agentClient = agent;
     this.undo.push("close agent connection", () => Promise.resolve(agent.close()));
     await agent.createSandbox({ sandboxId: opts.id, hostname: opts.hostname ?? "", dns: opts.dns ?? [], sharedFsTag: SHARED_FS_TAG });
