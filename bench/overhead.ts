@@ -14,7 +14,7 @@ import { ContainerState, podSandboxConfig, waitForContainerState } from "../src/
 import { overheadDataPath, overheadDataSchema, podFixedOverhead, type OverheadData } from "../src/deploy/manifests/overhead.js";
 import { startContainerd, type PrivateContainerd } from "../test/harness/containerd.js";
 import { BUSYBOX_IMAGE_REF, importTestImages } from "../test/harness/images.js";
-import { processesMentioning, type ProcInfo } from "../test/harness/processes.js";
+import { podProcesses, pssKiB } from "./lib/pod-pss.js";
 
 const CLK_TCK = 100; // USER_HZ on Linux x86-64
 
@@ -24,25 +24,15 @@ interface Sample {
   byRole: Record<string, number>;
 }
 
-function role(p: ProcInfo): string | undefined {
-  if (p.cmdline.some((a) => /qemu-system/.test(a))) return "qemu";
-  if (p.cmdline.some((a) => /virtiofsd$/.test(a))) return "virtiofsd";
-  if (p.cmdline.includes("serve") && p.cmdline.some((a) => a.endsWith("/shim/main.js"))) return "shim";
-  return undefined;
-}
-
 async function sample(baseDir: string): Promise<Sample> {
   const s: Sample = { pssKiB: 0, cpuTicks: 0, byRole: {} };
-  for (const p of await processesMentioning(baseDir)) {
-    const r = role(p);
-    if (r === undefined) continue;
-    const rollup = await readFile(`/proc/${p.pid}/smaps_rollup`, "utf8").catch(() => "");
-    const pss = Number(/^Pss:\s+(\d+) kB/m.exec(rollup)?.[1] ?? 0);
-    const stat = await readFile(`/proc/${p.pid}/stat`, "utf8").catch(() => "");
+  for (const { pid, role } of await podProcesses(baseDir)) {
+    const pss = await pssKiB(pid);
+    const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     s.pssKiB += pss;
     s.cpuTicks += Number(fields[11] ?? 0) + Number(fields[12] ?? 0); // utime, stime
-    s.byRole[r] = (s.byRole[r] ?? 0) + pss;
+    s.byRole[role] = (s.byRole[role] ?? 0) + pss;
   }
   return s;
 }

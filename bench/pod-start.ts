@@ -5,9 +5,9 @@
 // host memory of one idle kata-ts pod: PSS (/proc/<pid>/smaps_rollup) of its shim server, QEMU and
 // virtiofsd. Prints figures; never asserts.
 //   node dist/bench/pod-start.js [--runs 5]
-// (bench/overhead.ts measures the same PSS sum, plus CPU, for the RuntimeClass overhead; its
-// sampler is private to that script, which runs on import, hence the few lines below.)
-import { mkdir, readFile } from "node:fs/promises";
+// (bench/overhead.ts measures the same PSS sum, plus CPU, for the RuntimeClass overhead; both use
+// bench/lib/pod-pss.ts.)
+import { mkdir } from "node:fs/promises";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -15,7 +15,7 @@ import { connectCri, type CriClient } from "../src/cri/client.js";
 import { ContainerState, podSandboxConfig, waitForContainerState } from "../src/cri/pod.js";
 import { startContainerd, type PrivateContainerd } from "../test/harness/containerd.js";
 import { BUSYBOX_IMAGE_REF, importTestImages } from "../test/harness/images.js";
-import { processesMentioning } from "../test/harness/processes.js";
+import { podPss } from "./lib/pod-pss.js";
 
 type Handler = "kata-ts" | "runc";
 
@@ -45,25 +45,6 @@ async function startPod(ctd: PrivateContainerd, cri: CriClient, handler: Handler
 async function removePod(cri: CriClient, podSandboxId: string): Promise<void> {
   await cri.runtime.stopPodSandbox({ podSandboxId }).catch(() => undefined);
   await cri.runtime.removePodSandbox({ podSandboxId }).catch(() => undefined);
-}
-
-/** PSS in KiB by role (shim server, QEMU, virtiofsd) of the kata-ts pod `podId`. */
-async function podPss(baseDir: string, podId: string): Promise<Record<string, number>> {
-  const out: Record<string, number> = {};
-  for (const p of await processesMentioning(baseDir)) {
-    if (!p.cmdline.some((a) => a.includes(podId))) continue;
-    const role = p.cmdline.some((a) => a.includes("qemu-system"))
-      ? "qemu"
-      : p.cmdline.some((a) => a.endsWith("virtiofsd"))
-        ? "virtiofsd"
-        : p.cmdline.at(-1) === "serve"
-          ? "shim"
-          : undefined;
-    if (role === undefined) continue;
-    const rollup = await readFile(`/proc/${p.pid}/smaps_rollup`, "utf8").catch(() => "");
-    out[role] = (out[role] ?? 0) + Number(/^Pss:\s+(\d+) kB/m.exec(rollup)?.[1] ?? 0);
-  }
-  return out;
 }
 
 const fmt = (ms: number) => `${(ms / 1000).toFixed(2)} s`;

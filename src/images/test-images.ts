@@ -2,8 +2,9 @@
 // `busybox` for workloads. Built once into a cache dir keyed by the busybox binary and the
 // builder's version, so a rebuild happens only when either changes.
 import { createHash } from "node:crypto";
-import { access, mkdir, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { pathExists } from "../util/fs.js";
 import { cacheDir } from "../util/paths.js";
 import { HOST_BUSYBOX, PAUSE_COMMAND, stageBusyboxRootfs, stagePauseRootfs } from "./busybox-rootfs.js";
 import { writeOciArchive, type OciArchive } from "./oci-layout.js";
@@ -19,15 +20,6 @@ export interface TestImages {
   busybox: OciArchive;
 }
 
-async function exists(p: string): Promise<boolean> {
-  try {
-    await access(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 export function imagesCacheDir(): string {
   return join(cacheDir(), "images");
 }
@@ -37,7 +29,7 @@ export async function ensureTestImages(dir = imagesCacheDir(), busybox = HOST_BU
   const key = createHash("sha256").update(BUILDER_VERSION).update(await readFile(busybox)).digest("hex").slice(0, 16);
   const outDir = join(dir, key);
   const metaPath = join(outDir, "images.json");
-  if (await exists(metaPath)) return JSON.parse(await readFile(metaPath, "utf8")) as TestImages;
+  if (await pathExists(metaPath)) return JSON.parse(await readFile(metaPath, "utf8")) as TestImages;
 
   await mkdir(dir, { recursive: true });
   // Build in a scratch dir and rename into place, so a concurrent or interrupted build never

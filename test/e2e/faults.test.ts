@@ -3,17 +3,17 @@
 // case the pod must be stoppable and removable over CRI and nothing of it may be left: no shim,
 // QEMU or virtiofsd, no mount, no kata-ts state. One private containerd serves all cases; besides
 // the default `kata-ts` handler it has `kata-ts-broken`, whose ConfigPath names a file with a typo.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdir, readdir, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { status as grpcStatus } from "@grpc/grpc-js";
-import { connectCri, CriError, type CriClient } from "../../src/cri/client.js";
+import { CriError } from "../../src/cri/client.js";
 import { ContainerState, PodSandboxState, podSandboxConfig, waitForContainerState } from "../../src/cri/pod.js";
 import { installContainerdHandler } from "../../src/deploy/containerd-install.js";
 import { packagedShimPath } from "../../src/deploy/paths.js";
-import { assertNoLeaks, startContainerd, type PrivateContainerd } from "../harness/containerd.js";
-import { BUSYBOX_IMAGE_REF, importTestImages } from "../harness/images.js";
+import { useCriFixture } from "../harness/cri-fixture.js";
+import { BUSYBOX_IMAGE_REF } from "../harness/images.js";
 import { mountsUnder } from "../harness/mounts.js";
 import { processesMentioning, type ProcInfo } from "../harness/processes.js";
 
@@ -22,35 +22,23 @@ const BROKEN_HANDLER = "kata-ts-broken";
 /** `default_vcpu` is a typo of `default_vcpus`: the shim must refuse it, naming file and key. */
 const BROKEN_CONFIG = "[hypervisor.qemu]\ndefault_vcpu = 2\n";
 
-let ctd: PrivateContainerd | undefined;
-let cri: CriClient | undefined;
 let brokenConfigPath = "";
 
-before(async () => {
-  ctd = await startContainerd({
-    // A second handler, added by the installer's code as an operator would, with its own ConfigPath.
-    beforeStart: async (configPath) => {
-      const dir = dirname(configPath);
-      brokenConfigPath = join(dir, "broken", "configuration.toml");
-      await mkdir(dirname(brokenConfigPath), { recursive: true });
-      await writeFile(brokenConfigPath, BROKEN_CONFIG);
-      await installContainerdHandler({
-        containerdConfigPath: configPath,
-        dropInPath: join(dir, "kata-ts-broken-runtime.toml"),
-        handlerName: BROKEN_HANDLER,
-        runtimePath: packagedShimPath(),
-        kataConfigPath: brokenConfigPath,
-      });
-    },
-  });
-  await importTestImages(ctd);
-  cri = connectCri(ctd.address);
-});
-
-after(async () => {
-  cri?.close();
-  await ctd?.stop();
-  if (ctd) await assertNoLeaks(ctd);
+const fx = useCriFixture({
+  // A second handler, added by the installer's code as an operator would, with its own ConfigPath.
+  beforeStart: async (configPath) => {
+    const dir = dirname(configPath);
+    brokenConfigPath = join(dir, "broken", "configuration.toml");
+    await mkdir(dirname(brokenConfigPath), { recursive: true });
+    await writeFile(brokenConfigPath, BROKEN_CONFIG);
+    await installContainerdHandler({
+      containerdConfigPath: configPath,
+      dropInPath: join(dir, "kata-ts-broken-runtime.toml"),
+      handlerName: BROKEN_HANDLER,
+      runtimePath: packagedShimPath(),
+      kataConfigPath: brokenConfigPath,
+    });
+  },
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -79,54 +67,54 @@ function isShimServer(p: ProcInfo, podId: string): boolean {
 
 /** This harness's processes that mention `podId` (QEMU and virtiofsd carry the pod's state dir). */
 async function podProcesses(podId: string): Promise<ProcInfo[]> {
-  assert.ok(ctd);
-  return (await processesMentioning(ctd.baseDir)).filter((p) => p.pid !== ctd?.pid && p.cmdline.some((a) => a.includes(podId)));
+  assert.ok(fx.ctd);
+  return (await processesMentioning(fx.ctd.baseDir)).filter((p) => p.pid !== fx.ctd?.pid && p.cmdline.some((a) => a.includes(podId)));
 }
 
 /** Everything a pod may leave behind, while containerd still runs: processes, mounts, kata-ts state. */
 async function podLeftovers(): Promise<string[]> {
-  assert.ok(ctd);
+  assert.ok(fx.ctd);
   const out: string[] = [];
-  for (const p of await processesMentioning(ctd.baseDir)) if (p.pid !== ctd.pid) out.push(`process ${p.pid}: ${p.cmdline.join(" ")}`);
-  for (const m of await mountsUnder([ctd.baseDir])) out.push(`mount ${m}`);
-  for (const e of await readdir(ctd.kataStateDir, { withFileTypes: true }).catch(() => [])) {
-    if (e.isDirectory()) out.push(`kata-ts state ${join(ctd.kataStateDir, e.name)}`);
+  for (const p of await processesMentioning(fx.ctd.baseDir)) if (p.pid !== fx.ctd.pid) out.push(`process ${p.pid}: ${p.cmdline.join(" ")}`);
+  for (const m of await mountsUnder([fx.ctd.baseDir])) out.push(`mount ${m}`);
+  for (const e of await readdir(fx.ctd.kataStateDir, { withFileTypes: true }).catch(() => [])) {
+    if (e.isDirectory()) out.push(`kata-ts state ${join(fx.ctd.kataStateDir, e.name)}`);
   }
   return out;
 }
 
 /** A kata-ts pod with one running `sleep` container. */
 async function runningPod(name: string): Promise<{ podSandboxId: string; containerId: string }> {
-  assert.ok(ctd && cri);
-  const logDirectory = join(ctd.baseDir, "pods", `default_${name}_uid-${name}`);
+  assert.ok(fx.ctd && fx.cri);
+  const logDirectory = join(fx.ctd.baseDir, "pods", `default_${name}_uid-${name}`);
   await mkdir(logDirectory, { recursive: true });
   const config = podSandboxConfig({ name, uid: `uid-${name}`, logDirectory });
-  const { podSandboxId } = await cri.runtime.runPodSandbox({ config, runtimeHandler: HANDLER });
-  const { containerId } = await cri.runtime.createContainer({
+  const { podSandboxId } = await fx.cri.runtime.runPodSandbox({ config, runtimeHandler: HANDLER });
+  const { containerId } = await fx.cri.runtime.createContainer({
     podSandboxId,
     sandboxConfig: config,
     config: { metadata: { name: "sleeper" }, image: { image: BUSYBOX_IMAGE_REF }, command: ["sleep", "3600"], logPath: "sleeper/0.log" },
   });
-  await cri.runtime.startContainer({ containerId });
-  await waitForContainerState(cri, containerId, ContainerState.CONTAINER_RUNNING, { timeoutMs: 120_000 });
+  await fx.cri.runtime.startContainer({ containerId });
+  await waitForContainerState(fx.cri, containerId, ContainerState.CONTAINER_RUNNING, { timeoutMs: 120_000 });
   return { podSandboxId, containerId };
 }
 
 /** StopPodSandbox + RemovePodSandbox must succeed, and then nothing of the pod may remain. */
 async function stopAndRemove(podSandboxId: string): Promise<void> {
-  assert.ok(cri);
-  await cri.runtime.stopPodSandbox({ podSandboxId });
-  await cri.runtime.removePodSandbox({ podSandboxId });
-  assert.deepEqual((await cri.runtime.listPodSandbox({})).items.map((p) => p.id), []);
+  assert.ok(fx.cri);
+  await fx.cri.runtime.stopPodSandbox({ podSandboxId });
+  await fx.cri.runtime.removePodSandbox({ podSandboxId });
+  assert.deepEqual((await fx.cri.runtime.listPodSandbox({})).items.map((p) => p.id), []);
   await waitUntilEmpty("pod leftovers after RemovePodSandbox", podLeftovers, 60_000);
 }
 
 void test("faults: a broken ConfigPath fails RunPodSandbox naming the file and the key, and leaves nothing", { timeout: 300_000 }, async (t) => {
-  assert.ok(ctd && cri);
-  const logDirectory = join(ctd.baseDir, "pods", "default_broken_uid-broken");
+  assert.ok(fx.ctd && fx.cri);
+  const logDirectory = join(fx.ctd.baseDir, "pods", "default_broken_uid-broken");
   await mkdir(logDirectory, { recursive: true });
   const config = podSandboxConfig({ name: "broken", uid: "uid-broken", logDirectory });
-  const err = await cri.runtime.runPodSandbox({ config, runtimeHandler: BROKEN_HANDLER }).then(
+  const err = await fx.cri.runtime.runPodSandbox({ config, runtimeHandler: BROKEN_HANDLER }).then(
     () => assert.fail("RunPodSandbox with a broken configuration must fail"),
     (e: unknown) => e,
   );
@@ -135,12 +123,12 @@ void test("faults: a broken ConfigPath fails RunPodSandbox naming the file and t
   assert.ok(err.message.includes(brokenConfigPath), `the error names the file: ${err.message}`);
   assert.ok(err.message.includes("hypervisor.qemu.default_vcpu"), `the error names the key: ${err.message}`);
   // containerd removes a sandbox whose start failed; the shim must not keep anything either.
-  assert.deepEqual((await cri.runtime.listPodSandbox({})).items.map((p) => p.id), []);
+  assert.deepEqual((await fx.cri.runtime.listPodSandbox({})).items.map((p) => p.id), []);
   await waitUntilEmpty("leftovers of the failed pod", podLeftovers, 60_000);
 
   // A wrong type is read at the next pod start (ConfigPath is read per pod) and named the same way.
   await writeFile(brokenConfigPath, '[hypervisor.qemu]\ndefault_vcpus = "two"\n');
-  const err2 = await cri.runtime.runPodSandbox({ config, runtimeHandler: BROKEN_HANDLER }).then(
+  const err2 = await fx.cri.runtime.runPodSandbox({ config, runtimeHandler: BROKEN_HANDLER }).then(
     () => assert.fail("RunPodSandbox with a wrongly typed key must fail"),
     (e: unknown) => e,
   );
@@ -148,17 +136,17 @@ void test("faults: a broken ConfigPath fails RunPodSandbox naming the file and t
   t.diagnostic(`RunPodSandbox error: ${err2.message}`);
   assert.ok(err2.message.includes(brokenConfigPath), `the error names the file: ${err2.message}`);
   assert.ok(err2.message.includes("hypervisor.qemu.default_vcpus"), `the error names the key: ${err2.message}`);
-  assert.deepEqual((await cri.runtime.listPodSandbox({})).items.map((p) => p.id), []);
+  assert.deepEqual((await fx.cri.runtime.listPodSandbox({})).items.map((p) => p.id), []);
   await waitUntilEmpty("leftovers of the failed pod", podLeftovers, 60_000);
 });
 
 void test("faults: QEMU killed while the pod boots: RunPodSandbox fails and leaves nothing", { timeout: 600_000 }, async (t) => {
-  assert.ok(ctd && cri);
-  const base = ctd.baseDir;
+  assert.ok(fx.ctd && fx.cri);
+  const base = fx.ctd.baseDir;
   const logDirectory = join(base, "pods", "default_bootkill_uid-bootkill");
   await mkdir(logDirectory, { recursive: true });
   const config = podSandboxConfig({ name: "bootkill", uid: "uid-bootkill", logDirectory });
-  const started = cri.runtime.runPodSandbox({ config, runtimeHandler: HANDLER }).then(
+  const started = fx.cri.runtime.runPodSandbox({ config, runtimeHandler: HANDLER }).then(
     (r) => ({ ok: true as const, podSandboxId: r.podSandboxId }),
     (e: unknown) => ({ ok: false as const, err: e }),
   );
@@ -167,7 +155,7 @@ void test("faults: QEMU killed while the pod boots: RunPodSandbox fails and leav
   let killed = false;
   while (!killed && Date.now() < deadline) {
     // The pod's VM, not a short-lived QEMU probe: its command line names its state under kata-ts's dir.
-    const qemu = (await processesMentioning(base)).find((p) => isQemu(p) && p.cmdline.some((a) => a.includes(`${ctd?.kataStateDir}/`)));
+    const qemu = (await processesMentioning(base)).find((p) => isQemu(p) && p.cmdline.some((a) => a.includes(`${fx.ctd?.kataStateDir}/`)));
     if (qemu) {
       // Past QEMU's own start-up (QMP up), while the guest kernel boots towards the agent.
       await sleep(3_000);
@@ -187,12 +175,12 @@ void test("faults: QEMU killed while the pod boots: RunPodSandbox fails and leav
     assert.notEqual(result.err.grpcCode, grpcStatus.DEADLINE_EXCEEDED, result.err.message);
   }
   assert.ok(killed, "QEMU of the booting pod was found and killed");
-  assert.deepEqual((await cri.runtime.listPodSandbox({})).items.map((p) => p.id), []);
+  assert.deepEqual((await fx.cri.runtime.listPodSandbox({})).items.map((p) => p.id), []);
   await waitUntilEmpty("leftovers of the pod whose VM died while booting", podLeftovers, 60_000);
 });
 
 void test("faults: kill -9 of a pod's shim: containerd's delete path removes the VM; stop and remove succeed", { timeout: 600_000 }, async (t) => {
-  assert.ok(ctd && cri);
+  assert.ok(fx.ctd && fx.cri);
   const { podSandboxId, containerId } = await runningPod("shimkill");
   try {
     const procs = await podProcesses(podSandboxId);
@@ -202,16 +190,16 @@ void test("faults: kill -9 of a pod's shim: containerd's delete path removes the
     process.kill((shims[0] as ProcInfo).pid, "SIGKILL");
     // containerd sees the shim's connection drop and runs `containerd-shim-kata-ts-v2 ... delete`.
     // Its kata-ts state dir going too shows that the delete path (cleanupPod) ran, before any CRI stop.
-    const stateDir = join(ctd.kataStateDir, podSandboxId);
+    const stateDir = join(fx.ctd.kataStateDir, podSandboxId);
     const vmLeft = async () => [
       ...(await podProcesses(podSandboxId)).filter((p) => isQemu(p) || isVirtiofsd(p)).map((p) => `${p.pid}: ${p.cmdline.join(" ")}`),
       ...((await stat(stateDir).catch(() => undefined)) ? [`state dir ${stateDir}`] : []),
     ];
     await waitUntilEmpty("QEMU/virtiofsd/state of the pod whose shim was killed", vmLeft, 120_000);
-    const pod = await cri.runtime.podSandboxStatus({ podSandboxId });
+    const pod = await fx.cri.runtime.podSandboxStatus({ podSandboxId });
     assert.equal(pod.status?.state, PodSandboxState.SANDBOX_NOTREADY, "the pod is not ready once its shim died");
     // The app container ran in the same shim: CRI must not go on reporting it RUNNING.
-    const app = await waitForContainerState(cri, containerId, ContainerState.CONTAINER_EXITED, { timeoutMs: 60_000 });
+    const app = await waitForContainerState(fx.cri, containerId, ContainerState.CONTAINER_EXITED, { timeoutMs: 60_000 });
     assert.notEqual(app.exitCode, 0, "a container whose shim died did not succeed");
     t.diagnostic(`app container after the shim died: EXITED, exit code ${app.exitCode}`);
   } finally {
@@ -220,13 +208,13 @@ void test("faults: kill -9 of a pod's shim: containerd's delete path removes the
 });
 
 void test("faults: QEMU killed: the running container exits non-zero in ContainerStatus; stop and remove succeed", { timeout: 600_000 }, async () => {
-  assert.ok(ctd && cri);
+  assert.ok(fx.ctd && fx.cri);
   const { podSandboxId, containerId } = await runningPod("qemukill");
   try {
     const qemus = (await podProcesses(podSandboxId)).filter(isQemu);
     assert.equal(qemus.length, 1, "one QEMU for the pod");
     process.kill((qemus[0] as ProcInfo).pid, "SIGKILL");
-    const status = await waitForContainerState(cri, containerId, ContainerState.CONTAINER_EXITED, { timeoutMs: 120_000 });
+    const status = await waitForContainerState(fx.cri, containerId, ContainerState.CONTAINER_EXITED, { timeoutMs: 120_000 });
     assert.notEqual(status.exitCode, 0, "a container whose VM died did not succeed");
     assert.equal(status.exitCode, 137, "the shim reports a lost VM as killed (128+SIGKILL)");
   } finally {

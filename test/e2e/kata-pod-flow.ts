@@ -6,10 +6,10 @@ import assert from "node:assert/strict";
 import { mkdir, readdir } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { CriClient } from "../../src/cri/client.js";
-import { ContainerState, PodSandboxState, podSandboxConfig, readCriLog, waitForContainerState } from "../../src/cri/pod.js";
+import { ContainerState, PodSandboxState, podSandboxConfig, waitForContainerState } from "../../src/cri/pod.js";
 import { installContainerdHandler } from "../../src/deploy/containerd-install.js";
 import type { PrivateContainerd } from "../harness/containerd.js";
-import { BUSYBOX_IMAGE_REF } from "../harness/images.js";
+import { runEchoThenSleeper } from "../harness/echo-sleeper.js";
 import { mountsUnder } from "../harness/mounts.js";
 
 export const HANDLER = "kata-ts";
@@ -57,29 +57,7 @@ export async function runKataPodFlow(
     assert.equal(pod.status?.runtimeHandler, HANDLER);
     await whilePodRuns?.(podSandboxId);
 
-    const { containerId: echoId } = await cri.runtime.createContainer({
-      podSandboxId,
-      sandboxConfig: config,
-      config: {
-        metadata: { name: "echo" },
-        image: { image: BUSYBOX_IMAGE_REF },
-        command: ["/bin/sh", "-c", "echo hello from kata-ts; echo to stderr >&2; exit 3"],
-        logPath: "echo/0.log",
-      },
-    });
-    await cri.runtime.startContainer({ containerId: echoId });
-    const exited = await waitForContainerState(cri, echoId, ContainerState.CONTAINER_EXITED, { timeoutMs: 120_000 });
-    assert.equal(exited.exitCode, 3);
-    assert.equal(await readCriLog(logDirectory, "echo/0.log", "stdout"), "hello from kata-ts\n");
-    assert.equal(await readCriLog(logDirectory, "echo/0.log", "stderr"), "to stderr\n");
-
-    const { containerId: sleeperId } = await cri.runtime.createContainer({
-      podSandboxId,
-      sandboxConfig: config,
-      config: { metadata: { name: "sleeper" }, image: { image: BUSYBOX_IMAGE_REF }, command: ["sleep", "3600"], logPath: "sleeper/0.log" },
-    });
-    await cri.runtime.startContainer({ containerId: sleeperId });
-    await waitForContainerState(cri, sleeperId, ContainerState.CONTAINER_RUNNING, { timeoutMs: 120_000 });
+    const { echoId, sleeperId } = await runEchoThenSleeper(cri, { podSandboxId, config, logDirectory }, "kata-ts", 120_000);
     const uname = await cri.runtime.execSync({ containerId: sleeperId, cmd: ["uname", "-r"], timeout: 60n });
     assert.equal(uname.exitCode, 0, Buffer.from(uname.stderr).toString());
     const failing = await cri.runtime.execSync({ containerId: sleeperId, cmd: ["sh", "-c", "echo oops >&2; exit 7"], timeout: 60n });

@@ -1,9 +1,10 @@
 // Leak checks for a harness: a snapshot of host-wide places taken before containerd starts, and a
 // comparison after stop(). Host-wide places (shim sockets, cgroups, /var/run/netns, CNI results)
 // are compared against the snapshot; private ones (processes, mounts, dirs) by the harness's dir.
-import { access, readdir, readFile } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { KataError } from "../../src/util/errors.js";
+import { pathExists } from "../../src/util/fs.js";
 import { mountsUnder } from "./mounts.js";
 import { processesMentioning, processesRootedUnder } from "./processes.js";
 import { listShimSockets, staleNewShimSockets } from "./shim-sockets.js";
@@ -42,19 +43,10 @@ async function k8sCgroups(): Promise<string[]> {
   const root = "/sys/fs/cgroup";
   for (const parent of [join(root, "k8s.io"), ...(await subdirs(root)).map((c) => join(root, c, "k8s.io"))]) {
     const kids = await subdirs(parent);
-    if (kids.length === 0 && !(await exists(parent))) continue;
+    if (kids.length === 0 && !(await pathExists(parent))) continue;
     out.push(parent, ...kids.map((k) => join(parent, k)));
   }
   return out;
-}
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await access(p);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Container cgroups created since the snapshot. */
@@ -103,7 +95,7 @@ export async function findLeaks(scope: LeakScope): Promise<string[]> {
   for (const p of await processesMentioning(scope.baseDir)) leaks.push(`process ${p.pid}: ${p.cmdline.join(" ")}`);
   for (const p of await processesRootedUnder(scope.baseDir)) leaks.push(`container process ${p.pid}: ${p.cmdline.join(" ")}`);
   for (const m of await mountsUnder([scope.baseDir])) leaks.push(`mount ${m}`);
-  if (await exists(scope.baseDir)) leaks.push(`directory ${scope.baseDir}`);
+  if (await pathExists(scope.baseDir)) leaks.push(`directory ${scope.baseDir}`);
   for (const s of await staleNewShimSockets(scope.before.shimSockets)) leaks.push(`shim socket ${s}`);
   // Only cgroups of this harness's containers: new ones of concurrent tests are not ours.
   const ids = new Set(scope.seenContainerIds ?? []);

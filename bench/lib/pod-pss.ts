@@ -1,0 +1,47 @@
+// The host processes of a kata-ts pod (its shim server, QEMU and virtiofsd) and their PSS, as
+// /proc/<pid>/smaps_rollup reports it. Shared by bench/overhead.ts (PSS + CPU, for the
+// RuntimeClass overhead) and bench/pod-start.ts (PSS of one idle pod). Figures only, no asserts.
+import { readFile } from "node:fs/promises";
+import { processesMentioning, type ProcInfo } from "../../test/harness/processes.js";
+
+export type PodRole = "shim" | "qemu" | "virtiofsd";
+
+export interface PodProcess {
+  pid: number;
+  role: PodRole;
+}
+
+/** Which part of a pod a process is, or undefined for anything else (containerd, runc shims...). */
+export function podRole(p: ProcInfo): PodRole | undefined {
+  if (p.cmdline.some((a) => a.includes("qemu-system"))) return "qemu";
+  if (p.cmdline.some((a) => a.endsWith("virtiofsd"))) return "virtiofsd";
+  if (p.cmdline.includes("serve") && p.cmdline.some((a) => a.endsWith("/shim/main.js"))) return "shim";
+  return undefined;
+}
+
+/**
+ * The pod processes of the harness under `baseDir`; with `podId`, only those whose command line
+ * names that pod (without, every pod's: callers that run one pod at a time).
+ */
+export async function podProcesses(baseDir: string, podId?: string): Promise<PodProcess[]> {
+  const out: PodProcess[] = [];
+  for (const p of await processesMentioning(baseDir)) {
+    if (podId !== undefined && !p.cmdline.some((a) => a.includes(podId))) continue;
+    const role = podRole(p);
+    if (role !== undefined) out.push({ pid: p.pid, role });
+  }
+  return out;
+}
+
+/** PSS of one process in KiB; 0 if it is gone (or the kernel has no smaps_rollup). */
+export async function pssKiB(pid: number): Promise<number> {
+  const rollup = await readFile(`/proc/${pid}/smaps_rollup`, "utf8").catch(() => "");
+  return Number(/^Pss:\s+(\d+) kB/m.exec(rollup)?.[1] ?? 0);
+}
+
+/** PSS in KiB by role of the pod processes under `baseDir` (of pod `podId` if given). */
+export async function podPss(baseDir: string, podId?: string): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const { pid, role } of await podProcesses(baseDir, podId)) out[role] = (out[role] ?? 0) + (await pssKiB(pid));
+  return out;
+}
