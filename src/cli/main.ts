@@ -20,10 +20,6 @@ const verbs: Record<string, Verb> = {
   "build-assets": { summary: "build the guest kernel, initramfs and rootfs image (kata-ts build-assets --if-stale to refresh only)", load: () => import("./commands/build-assets.js") },
 };
 
-export function registerVerb(name: string, verb: Verb): void {
-  verbs[name] = verb;
-}
-
 function usage(): string {
   const width = Math.max(...Object.keys(verbs).map((v) => v.length));
   const lines = Object.entries(verbs).map(([name, v]) => `  ${name.padEnd(width)}  ${v.summary}`);
