@@ -10,17 +10,16 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { closeSync, openSync } from "node:fs";
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { stringify } from "smol-toml";
-import { connectCri } from "../cri/client.js";
 import { installContainerdHandler } from "../deploy/containerd-install.js";
 import { packagedShimPath } from "../deploy/paths.js";
 import { ensureTestImages, PAUSE_IMAGE_REF } from "../images/test-images.js";
-import { KataError } from "../util/errors.js";
 import { run, tryRun } from "../util/exec.js";
 import { killProcessesMentioning, unmountUnder } from "./cleanup.js";
+import { removeAllPods, waitContainerdReady } from "./containerd-control.js";
 
 const CRI = "io.containerd.grpc.v1.cri";
 const CNI_RESULTS = "/var/lib/cni/results";
@@ -67,18 +66,6 @@ function bridge(name: string): string {
   return `${JSON.stringify({ cniVersion: "1.0.0", name, plugins: [{ type: "bridge", bridge: "ktsd0", isGateway: true, ipam }] }, null, 2)}\n`;
 }
 
-async function waitReady(address: string, child: ChildProcess, logPath: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while ((await tryRun("ctr", ["--address", address, "version"], { timeoutMs: 5_000 })) === undefined) {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      const log = await readFile(logPath, "utf8").catch(() => "");
-      throw new KataError("UNAVAILABLE", `containerd exited during start-up; last log lines:\n${log.split("\n").slice(-10).join("\n")}`);
-    }
-    if (Date.now() > deadline) throw new KataError("DEADLINE_EXCEEDED", `containerd did not answer on ${address} within ${timeoutMs} ms; see ${logPath}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 export async function startDevContainerd(): Promise<DevContainerd> {
   const baseDir = await mkdtemp(join(tmpdir(), "ktsd-")); // short: socket paths stay under 108 bytes
   const name = `ktsd-${randomBytes(4).toString("hex")}`;
@@ -93,7 +80,7 @@ export async function startDevContainerd(): Promise<DevContainerd> {
     if (stopped) return;
     stopped = true;
     if (child && child.exitCode === null && child.signalCode === null) {
-      await removePods(address);
+      await removeAllPods(address);
       const exited = new Promise((r) => child?.once("exit", r));
       child.kill("SIGTERM");
       await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000).unref())]);
@@ -126,8 +113,9 @@ export async function startDevContainerd(): Promise<DevContainerd> {
     } finally {
       closeSync(logFd);
     }
-    child.once("error", () => undefined);
-    await waitReady(address, child, logPath, 30_000);
+    const started = child;
+    started.once("error", () => undefined);
+    await waitContainerdReady(address, () => started.exitCode !== null || started.signalCode !== null, logPath, 30_000);
     const images = await ensureTestImages();
     for (const img of [images.pause, images.busybox]) {
       await run("ctr", ["--address", address, "-n", "k8s.io", "images", "import", "--snapshotter", "overlayfs", img.archivePath], { timeoutMs: 120_000 });
@@ -136,20 +124,5 @@ export async function startDevContainerd(): Promise<DevContainerd> {
   } catch (err) {
     await stop();
     throw err;
-  }
-}
-
-async function removePods(address: string): Promise<void> {
-  const cri = connectCri(address);
-  try {
-    const { items } = await cri.runtime.listPodSandbox({}, { timeoutMs: 15_000 });
-    for (const pod of items) {
-      await cri.runtime.stopPodSandbox({ podSandboxId: pod.id }, { timeoutMs: 60_000 }).catch(() => undefined);
-      await cri.runtime.removePodSandbox({ podSandboxId: pod.id }, { timeoutMs: 60_000 }).catch(() => undefined);
-    }
-  } catch {
-    // CRI not answering: the process and mount sweep in stop() still runs
-  } finally {
-    cri.close();
   }
 }

@@ -5,17 +5,16 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { openSync, closeSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, rm, rmdir, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, rmdir, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { connectCri } from "../../src/cri/client.js";
 import { PAUSE_IMAGE_REF } from "../../src/images/test-images.js";
-import { KataError } from "../../src/util/errors.js";
-import { run, tryRun, type ExecResult } from "../../src/util/exec.js";
+import { run, type ExecResult } from "../../src/util/exec.js";
 import { CRI_PLUGIN, defaultRuntimes, bridgeConflist, renderHarnessConfig, type RuntimeHandlerConfig } from "./containerd-config.js";
 import type { KataTsHandler } from "../../src/deploy/containerd-config.js";
 import { installContainerdHandler } from "../../src/deploy/containerd-install.js";
 import { unmountAllUnder } from "./mounts.js";
+import { removeAllPods, waitContainerdReady } from "../../src/devenv/containerd-control.js";
 import { packagedShimPath } from "../../src/deploy/paths.js";
 import { createNetns, deleteNetns } from "./netns.js";
 import { killAll, processesInCgroups, processesMentioning, processesRootedUnder } from "./processes.js";
@@ -80,10 +79,6 @@ export interface PrivateContainerd extends LeakScope {
   stop(): Promise<void>;
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
 /** Wait for `p` at most `ms`; the timer is cleared so it never holds the event loop open. */
 async function within(p: Promise<void>, ms: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
@@ -112,7 +107,7 @@ export async function startContainerd(opts: StartContainerdOptions = {}): Promis
     stopped = true;
     // Pods first through CRI, as kubelet would (CNI teardown, netns removal), then whatever is left
     // through ctr (a broken shim, containers CRI does not know).
-    if (proc && !proc.exited) await removePodsViaCri(address);
+    if (proc && !proc.exited) await removeAllPods(address);
     const ids = proc && !proc.exited ? await knownContainerIds(ctr) : [];
     if (proc && !proc.exited) await teardownTasks(ctr, ids);
     await proc?.terminate();
@@ -162,7 +157,8 @@ export async function startContainerd(opts: StartContainerdOptions = {}): Promis
       PATH: `${binDir}:${opts.env?.PATH ?? process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin"}`,
       KATA_TS_STATE_DIR: dirs.kataStateDir,
     });
-    await waitReady(address, proc, logPath, opts.readyTimeoutMs ?? 30_000);
+    const started = proc;
+    await waitContainerdReady(address, () => started.exited, logPath, opts.readyTimeoutMs ?? 30_000);
     return {
       address,
       ttrpcAddress: `${address}.ttrpc`,
@@ -241,35 +237,7 @@ function spawnContainerd(argv: string[], logPath: string, env: NodeJS.ProcessEnv
   };
 }
 
-async function waitReady(address: string, proc: Proc, logPath: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (proc.exited) {
-      const log = await readFile(logPath, "utf8").catch(() => "");
-      throw new KataError("UNAVAILABLE", `containerd exited during start-up; last log lines:\n${log.split("\n").slice(-15).join("\n")}`);
-    }
-    if ((await tryRun("ctr", ["--address", address, "version"], { timeoutMs: 5_000 })) !== undefined) return;
-    if (Date.now() > deadline) throw new KataError("DEADLINE_EXCEEDED", `containerd did not answer on ${address} within ${timeoutMs} ms`);
-    await sleep(100);
-  }
-}
-
 type Ctr = PrivateContainerd["ctr"];
-
-async function removePodsViaCri(address: string): Promise<void> {
-  const cri = connectCri(address);
-  try {
-    const { items } = await cri.runtime.listPodSandbox({}, { timeoutMs: 15_000 });
-    for (const pod of items) {
-      await cri.runtime.stopPodSandbox({ podSandboxId: pod.id }, { timeoutMs: 60_000 }).catch(() => undefined);
-      await cri.runtime.removePodSandbox({ podSandboxId: pod.id }, { timeoutMs: 60_000 }).catch(() => undefined);
-    }
-  } catch {
-    // CRI not answering: the ctr fallback and the process/mount sweep still run
-  } finally {
-    cri.close();
-  }
-}
 
 async function knownContainerIds(ctr: Ctr): Promise<string[]> {
   try {
