@@ -32,6 +32,11 @@ export const agentSchema = z
   .strictObject({
     /** Seconds to wait from VM start until the guest agent answers its health check. */
     dial_timeout: z.number().positive().max(3600).default(120),
+    /**
+     * Seconds the guest console may stay silent before the agent answers. A guest silent that long
+     * is stuck (not slow): it is killed and booted once more within dial_timeout. 0 turns this off.
+     */
+    boot_stall_timeout: z.number().min(0).max(3600).default(30),
     /** Seconds any single agent request may take (WaitProcess is exempt: it blocks by design). */
     request_timeout: z.number().positive().max(3600).default(30),
     debug: z.boolean().default(false),

@@ -10,6 +10,7 @@ import { createClient, TtrpcClient, type TypedClient } from "../protocol/ttrpc/i
 import { CheckResponse_ServingStatus, Health } from "../protocol/gen/katats/agent/v1/health_pb.js";
 import { describeError, KataError } from "../util/errors.js";
 import { resolveAccel } from "./accel.js";
+import { BootStalledError, watchBootProgress } from "./boot-progress.js";
 import { QemuHypervisor } from "./qemu/index.js";
 import type { Hypervisor, Vm, VmConfig, VmExit } from "./types.js";
 
@@ -22,6 +23,11 @@ export interface BootOptions {
   signal?: AbortSignal;
   /** Called once the VMM runs, before the agent answers (e.g. to record its pid for crash cleanup). */
   onStarted?: (vm: Vm) => void | Promise<void>;
+  /**
+   * Give up early (BootStalledError) when the guest console stays silent this long before the agent
+   * answers: the guest is stuck, and waiting out the deadline would not help. Default: off.
+   */
+  stallMs?: number;
 }
 
 export interface BootTimings {
@@ -57,13 +63,18 @@ export async function bootVm(config: VmConfig, opts: BootOptions): Promise<Boote
     await opts.onStarted?.(vm);
     agent = await TtrpcClient.connect(vm.agentSocketPath, { timeoutMs: Math.max(deadline - Date.now(), 1) });
     const health = createClient(agent, Health);
-    const attempts = await waitForCheck(health, vm, deadline, opts.deadlineMs, opts.signal);
+    const progress = opts.stallMs === undefined ? undefined : watchBootProgress(vm, opts.stallMs);
+    const checking = waitForCheck(health, vm, deadline, opts.deadlineMs, opts.signal);
+    // When the stall wins the race, the check loop ends with the VM stopped below; nobody awaits it.
+    checking.catch(() => undefined);
+    const attempts = await (progress === undefined ? checking : Promise.race([checking, progress.stalled]).finally(() => progress.stop()));
     return { vm, agent, health, timings: { vmmStartMs, agentReadyMs: performance.now() - t0, checkAttempts: attempts } };
   } catch (err) {
     agent?.close();
     // stop() resolves after the VM kept its console tail and removed its state dir.
     const exit = await vm.stop({ timeoutMs: 2000 }).catch(() => undefined);
     const tail = exit?.consoleTail?.trim() ? exit.consoleTail.slice(-consoleTailBytes) : "(empty)";
+    if (err instanceof BootStalledError) throw new BootStalledError(`${err.message}; console log tail:\n${tail}`);
     if (err instanceof KataError && err.code === "DEADLINE_EXCEEDED") {
       throw new KataError(
         "DEADLINE_EXCEEDED",

@@ -1,5 +1,5 @@
-// One sandbox = one VM. Set-up in order (state dir, shared dir, virtiofsd, VM, agent, guest
-// sandbox) with every step's undo pushed as it succeeds, so destroy() and a failed create both
+// One sandbox = one VM. Set-up in order (state dir, shared dir, pod network, virtiofsd, VM, agent,
+// guest sandbox) with every step's undo pushed as it succeeds, so destroy() and a failed create both
 // tear down in reverse order. The state file lets another process find and clean up what runs.
 import { mkdir, rm } from "node:fs/promises";
 import { dirname } from "node:path";
@@ -7,8 +7,9 @@ import { KataError } from "../util/errors.js";
 import { createLogger } from "../util/log.js";
 import { loadGuestAssets, type GuestAssets } from "../guest/assets.js";
 import { resolveAccel } from "../hypervisor/accel.js";
-import { bootVm } from "../hypervisor/boot.js";
-import type { Accel, Hypervisor, Vm } from "../hypervisor/types.js";
+import { bootVm, type BootedVm } from "../hypervisor/boot.js";
+import { BootStalledError } from "../hypervisor/boot-progress.js";
+import type { Accel, Hypervisor, Vm, VmConfig } from "../hypervisor/types.js";
 import type { OciSpec } from "../agent/oci/types.js";
 import { AgentClient } from "./agent-client.js";
 import { SandboxContainer } from "./container.js";
@@ -23,6 +24,13 @@ import { attachPodNetwork, configureGuestNetwork, podNetworkRecord } from "./net
 
 const log = createLogger("sandbox");
 
+const defaultBootTimeoutMs = 120_000;
+/** A healthy TCG boot is never silent this long (longest gap seen here: ~3 s, node starting). */
+const defaultBootStallMs = 30_000;
+const defaultBootAttempts = 2;
+/** Not worth another boot with less time than this left. */
+const minRetryMs = 10_000;
+
 export interface SandboxOptions {
   id: string;
   vcpus?: number;
@@ -34,6 +42,10 @@ export interface SandboxOptions {
   hypervisor?: Hypervisor;
   /** How long the VM may take from start to its agent answering (TCG is slow). */
   bootTimeoutMs?: number;
+  /** Console silence that counts as a stuck boot (0: never give up before bootTimeoutMs). */
+  bootStallMs?: number;
+  /** Boots tried when the guest gets stuck, all within bootTimeoutMs. */
+  bootAttempts?: number;
   /** The pod netns CNI set up: its interfaces are mirrored into the VM (src/sandbox/network). */
   netnsPath?: string;
 }
@@ -112,41 +124,25 @@ export class Sandbox {
     this.undo.push("unmount shared dir", () => unmountAll(layout.sharedDir));
     await makeSharedMountPoint(layout.sharedDir);
 
-    const vfs = await Virtiofsd.start({ sharedDir: layout.sharedDir, socketPath: layout.virtiofsdSocket, logPath: layout.virtiofsdLog });
-    this.undo.push("stop virtiofsd", () => vfs.stop());
-    this.record.virtiofsdPid = vfs.pid;
-
     const net = opts.netnsPath === undefined ? undefined : await attachPodNetwork(opts.netnsPath, this.undo);
     if (net !== undefined) this.record.network = podNetworkRecord(net);
     // Resolved here without a prober: a pod boot never runs the KVM probe boot (`kata-ts check` does);
     // auto uses the cached probe answer, else TCG.
     const accel = await resolveAccel(opts.accel ?? "auto");
-    // bootVm stops the VM itself when the boot fails; only a booted VM joins the undo stack.
-    const booted = await bootVm(
-      {
-        id: opts.id,
-        stateDir: layout.vmStateDir,
-        vcpus: opts.vcpus ?? 1,
-        memoryMiB: opts.memoryMiB ?? 512,
-        kernelPath: assets.kernelPath,
-        ...(assets.initrdPath === undefined ? {} : { initrdPath: assets.initrdPath }),
-        rootfsPath: assets.rootfsPath,
-        kernelCmdline: assets.kernelCmdline,
-        accel,
-        sharedFs: { socketPath: layout.virtiofsdSocket, tag: SHARED_FS_TAG },
-        ...(net === undefined ? {} : { netDevices: net.netDevices, netnsPath: net.netnsPath }),
-      },
-      {
-        deadlineMs: opts.bootTimeoutMs ?? 120_000,
-        ...(opts.hypervisor === undefined ? {} : { hypervisor: opts.hypervisor }),
-        // Recorded while the guest boots, so a crashed owner's VM is still found (stale.ts).
-        onStarted: async (vm) => {
-          this.record.vmPid = vm.pid;
-          this.record.agentSocketPath = vm.agentSocketPath;
-          await this.save();
-        },
-      },
-    );
+    const config: VmConfig = {
+      id: opts.id,
+      stateDir: layout.vmStateDir,
+      vcpus: opts.vcpus ?? 1,
+      memoryMiB: opts.memoryMiB ?? 512,
+      kernelPath: assets.kernelPath,
+      ...(assets.initrdPath === undefined ? {} : { initrdPath: assets.initrdPath }),
+      rootfsPath: assets.rootfsPath,
+      kernelCmdline: assets.kernelCmdline,
+      accel,
+      sharedFs: { socketPath: layout.virtiofsdSocket, tag: SHARED_FS_TAG },
+      ...(net === undefined ? {} : { netDevices: net.netDevices, netnsPath: net.netnsPath }),
+    };
+    const booted = await this.bootWithRetry(config, opts);
     const { vm } = booted;
     this.vmValue = vm;
     this.undo.push("stop VM", async () => {
@@ -159,6 +155,43 @@ export class Sandbox {
     if (net !== undefined) await configureGuestNetwork(agent, net);
     this.life.move("ready", "create");
     await this.save();
+  }
+
+  /**
+   * virtiofsd and the VM up to an answering agent, within one boot deadline. A guest that gets stuck
+   * mid-boot (BootStalledError: its console went silent) is killed and booted again, with a new
+   * virtiofsd (it exits when its VMM goes), while attempts and time remain.
+   */
+  private async bootWithRetry(config: VmConfig, opts: SandboxOptions): Promise<BootedVm> {
+    const { layout } = this;
+    const deadline = Date.now() + (opts.bootTimeoutMs ?? defaultBootTimeoutMs);
+    const attempts = opts.bootAttempts ?? defaultBootAttempts;
+    const stallMs = opts.bootStallMs === undefined ? defaultBootStallMs : opts.bootStallMs === 0 ? undefined : opts.bootStallMs;
+    for (let attempt = 1; ; attempt++) {
+      const vfs = await Virtiofsd.start({ sharedDir: layout.sharedDir, socketPath: layout.virtiofsdSocket, logPath: layout.virtiofsdLog });
+      this.record.virtiofsdPid = vfs.pid;
+      try {
+        // bootVm stops the VM itself when the boot fails; only a booted VM joins the undo stack.
+        const booted = await bootVm(config, {
+          deadlineMs: Math.max(deadline - Date.now(), 1),
+          ...(stallMs === undefined ? {} : { stallMs }),
+          ...(opts.hypervisor === undefined ? {} : { hypervisor: opts.hypervisor }),
+          // Recorded while the guest boots, so a crashed owner's VM is still found (stale.ts).
+          onStarted: async (vm) => {
+            this.record.vmPid = vm.pid;
+            this.record.agentSocketPath = vm.agentSocketPath;
+            await this.save();
+          },
+        });
+        this.undo.push("stop virtiofsd", () => vfs.stop());
+        return booted;
+      } catch (err) {
+        await vfs.stop();
+        const left = deadline - Date.now();
+        if (!(err instanceof BootStalledError) || attempt >= attempts || left < minRetryMs) throw err;
+        log.warn({ sandbox: this.id, attempt, attempts, err: err.message }, "the guest got stuck while booting; booting it again");
+      }
+    }
   }
 
   async createContainer(c: ContainerOptions): Promise<SandboxContainer> {

@@ -1,7 +1,7 @@
 // virtiofsd (the C daemon shipped with QEMU 7.2) serving the sandbox's shared dir to the guest
 // over a vhost-user socket. It exits by itself when QEMU disconnects; stop() also kills it.
 import { spawn, type ChildProcess } from "node:child_process";
-import { open, stat } from "node:fs/promises";
+import { open, rm, stat } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { KataError } from "../util/errors.js";
 
@@ -18,6 +18,8 @@ export class Virtiofsd {
   }
 
   static async start(opts: { sharedDir: string; socketPath: string; logPath: string; timeoutMs?: number }): Promise<Virtiofsd> {
+    // A socket left by an earlier virtiofsd (a retried boot) would pass for this one's below.
+    await rm(opts.socketPath, { force: true });
     const log = await open(opts.logPath, "a");
     const args = [
       `--socket-path=${opts.socketPath}`,

@@ -135,6 +135,7 @@ export function vmPodFactory(log: Logger): PodFactory {
         assets,
         hypervisor: await QemuHypervisor.open({ binary: qemu.path }),
         bootTimeoutMs: req.config.agent.dial_timeout * 1000,
+        bootStallMs: req.config.agent.boot_stall_timeout * 1000,
       });
       return new VmPod(sandbox, log);
     },

@@ -6,6 +6,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir, readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { bootVm } from "../../src/hypervisor/boot.js";
+import { BootStalledError } from "../../src/hypervisor/boot-progress.js";
 import { QemuHypervisor } from "../../src/hypervisor/qemu/index.js";
 import { isKataError, KataError } from "../../src/util/errors.js";
 import type { GuestAssets } from "../../src/guest/assets.js";
@@ -66,6 +67,25 @@ void test("a guest whose agent never answers: DEADLINE_EXCEEDED with the console
   const err = await bootFailure(config, 8_000);
   assert.equal(err.code, "DEADLINE_EXCEEDED");
   assert.match(err.message, /agent of VM silent did not answer within 8\.0s; console log tail:/);
+  await assertNothingLeft(config);
+});
+
+void test("a guest that goes silent mid-boot is reported stuck long before the deadline, with its vCPU state; nothing left", async () => {
+  // PID 1 is busybox usleep: the kernel prints its boot, then the console stays silent for good.
+  const config = vmConfig(guest, root, "stuck", { kernelCmdline: ["rdinit=/bin/usleep", "--", "100000000"] });
+  const started = Date.now();
+  const err = await bootVm(config, { deadlineMs: 120_000, stallMs: 10_000 }).then(
+    () => assert.fail("boot should have failed"),
+    (e: unknown) => e,
+  );
+  const elapsedMs = Date.now() - started;
+  assert.ok(err instanceof BootStalledError, `a BootStalledError, got ${String(err)}`);
+  assert.equal(err.code, "DEADLINE_EXCEEDED");
+  assert.match(err.message, /VM stuck stopped making progress while booting: its console was silent for 10 s/);
+  assert.match(err.message, /the VMM used \d+\.\d s of CPU \(the guest sits idle/, "an idle guest is told apart from a spinning one");
+  assert.match(err.message, /vCPU 0 at RIP [0-9a-f]{16}/, "QEMU's view of the stuck vCPU");
+  assert.match(err.message, /console log tail:\n.*Run \/bin\/usleep as init process/s);
+  assert.ok(elapsedMs < 90_000, `reported after ${elapsedMs} ms, not at the 120 s deadline`);
   await assertNothingLeft(config);
 });
 

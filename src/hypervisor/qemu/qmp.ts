@@ -27,6 +27,8 @@ export interface QmpCommands {
   quit: [undefined, Record<string, never>];
   stop: [undefined, Record<string, never>];
   cont: [undefined, Record<string, never>];
+  /** An HMP command through QMP; used only for diagnostics (its text output is not a stable API). */
+  "human-monitor-command": [{ "command-line": string }, string];
 }
 
 export interface QmpEvent {

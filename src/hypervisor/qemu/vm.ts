@@ -175,6 +175,16 @@ export class QemuVm implements Vm {
     return exit;
   }
 
+  /** Each vCPU's instruction pointer and halt state (HMP `info registers`), for stuck-boot reports. */
+  async describeVcpus(): Promise<string> {
+    if (this.qmp === undefined) return "";
+    const text = await this.qmp.execute("human-monitor-command", { "command-line": "info registers -a" }, { timeoutMs: 2000 });
+    const cpus = [...text.matchAll(/RIP=([0-9a-f]+)\b.*?\bHLT=(\d)/g)].map(
+      (m, i) => `vCPU ${i} at RIP ${m[1] ?? "?"}${m[2] === "1" ? " (halted)" : ""}`,
+    );
+    return cpus.length > 0 ? cpus.join(", ") : "";
+  }
+
   /** The console's last bytes, kept after the state dir is gone. */
   lastConsoleTail = "";
 
