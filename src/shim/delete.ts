@@ -11,11 +11,11 @@ import { KataError } from "../util/errors.js";
 import { groupIdOf, pathOfUri } from "./address.js";
 import type { ShimFlags } from "./flags.js";
 import { readSpec } from "./oci-spec.js";
-import { loadPodFactory } from "./sandbox-adapter.js";
+import type { ShimEntry } from "./run.js";
 import { shimLogger } from "./shim-log.js";
 import { isListening } from "./start.js";
 
-export async function deleteAction(flags: ShimFlags): Promise<Uint8Array> {
+export async function deleteAction(flags: ShimFlags, loadPodFactory: ShimEntry["loadPodFactory"]): Promise<Uint8Array> {
   const bundle = flags.bundle || process.cwd();
   if (flags.id === "") throw new KataError("INVALID_ARGUMENT", "delete needs -id");
   const annotations = (await readSpec(bundle).catch(() => undefined))?.annotations;

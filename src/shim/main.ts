@@ -1,44 +1,12 @@
-// containerd-shim-kata-ts-v2: the containerd runtime v2 shim. One file per action; this one only
-// parses Go-style flags and dispatches (each action loaded on demand: `start` stays light). stdout carries protocol output only (an address or a
-// DeleteResponse); errors go to stderr, which containerd shows together with stdout on failure.
-import { describeError } from "../util/errors.js";
-import { parseShimArgs } from "./flags.js";
+// containerd-shim-kata-ts-v2 (runtime type io.containerd.kata-ts.v2): the shim with VM pods.
+// bin/containerd-shim-kata-ts-v2 and the node installer's launcher import this file; `start`
+// re-executes it as the `serve` action. The VM pod factory is fixed here, so an installed shim
+// runs only its own code.
+import { fileURLToPath } from "node:url";
+import { runShim } from "./run.js";
 
-async function readStdin(): Promise<Uint8Array> {
-  if (process.stdin.isTTY) return new Uint8Array();
-  const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-}
-
-async function main(argv: string[]): Promise<number> {
-  const { flags, action } = parseShimArgs(argv);
-  if (flags.version) {
-    process.stdout.write(`containerd-shim-kata-ts-v2: ${(await import("./translate.js")).shimVersion}\n`);
-    return 0;
-  }
-  switch (action) {
-    case "start":
-      process.stdout.write(await (await import("./start.js")).start(flags, await readStdin()));
-      return 0;
-    case "delete":
-      process.stdout.write(await (await import("./delete.js")).deleteAction(flags));
-      return 0;
-    case "serve":
-      await (await import("./serve.js")).serve(flags);
-      return -1; // keep running
-    default:
-      process.stderr.write(`containerd-shim-kata-ts-v2: unknown action "${action ?? ""}" (expected start, delete)\n`);
-      return 2;
-  }
-}
-
-main(process.argv.slice(2)).then(
-  (code) => {
-    if (code >= 0) process.exitCode = code;
-  },
-  (err: unknown) => {
-    process.stderr.write(`containerd-shim-kata-ts-v2: ${describeError(err)}\n`);
-    process.exitCode = 1;
-  },
-);
+void runShim(process.argv.slice(2), {
+  serverScript: fileURLToPath(import.meta.url),
+  // Loaded on demand: `start` and `delete` of a CRI app container never need the sandbox layer.
+  loadPodFactory: async (log) => (await import("./sandbox-adapter.js")).vmPodFactoryWithCgroup(log),
+});

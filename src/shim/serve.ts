@@ -5,12 +5,12 @@ import { TtrpcServer } from "../protocol/ttrpc/index.js";
 import { describeError, KataError } from "../util/errors.js";
 import { EventPublisher } from "./events.js";
 import type { ShimFlags } from "./flags.js";
-import { loadPodFactory } from "./sandbox-adapter.js";
+import type { ShimEntry } from "./run.js";
 import { shimLogger } from "./shim-log.js";
 import { TaskService } from "./task-service.js";
 import { taskImpl } from "./translate.js";
 
-export async function serve(flags: ShimFlags): Promise<void> {
+export async function serve(flags: ShimFlags, loadPodFactory: ShimEntry["loadPodFactory"]): Promise<void> {
   const bundle = flags.bundle || process.cwd();
   const log = shimLogger({ debug: flags.debug, id: flags.id });
   if (flags.socket === "") throw new KataError("INVALID_ARGUMENT", "serve needs -socket");

@@ -7,7 +7,6 @@ import { closeSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import net from "node:net";
 import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { KataError } from "../util/errors.js";
 import { groupIdOf, socketPath, socketUri } from "./address.js";
 import { formatShimFlags, type ShimFlags } from "./flags.js";
@@ -16,9 +15,9 @@ import { decodeRuntimeOptionsBytes } from "./runtime-options.js";
 import { openBundleLog } from "./shim-log.js";
 
 const listenDeadlineMs = 10_000;
-const mainScript = join(dirname(fileURLToPath(import.meta.url)), "main.js");
 
-export async function start(flags: ShimFlags, stdin: Uint8Array, socketDir?: string): Promise<string> {
+/** `serverScript` is the entry script this shim was started from, re-executed as `serve`. */
+export async function start(flags: ShimFlags, stdin: Uint8Array, serverScript: string, socketDir?: string): Promise<string> {
   const bundle = flags.bundle || process.cwd();
   if (flags.id === "" || flags.namespace === "") throw new KataError("INVALID_ARGUMENT", "start needs -id and -namespace");
   const options = decodeRuntimeOptionsBytes(stdin);
@@ -27,14 +26,14 @@ export async function start(flags: ShimFlags, stdin: Uint8Array, socketDir?: str
   const uri = socketUri(path);
   if (!(await isListening(path))) {
     await mkdir(dirname(path), { recursive: true, mode: 0o711 });
-    await spawnServer(flags, bundle, path, options.configPath);
+    await spawnServer(serverScript, flags, bundle, path, options.configPath);
   }
   await writeFile(join(bundle, "address"), uri);
   return uri;
 }
 
-async function spawnServer(flags: ShimFlags, bundle: string, path: string, configPath: string): Promise<void> {
-  const args = [mainScript, ...formatShimFlags({ ...flags, bundle, socket: path, configPath }), "serve"];
+async function spawnServer(serverScript: string, flags: ShimFlags, bundle: string, path: string, configPath: string): Promise<void> {
+  const args = [serverScript, ...formatShimFlags({ ...flags, bundle, socket: path, configPath }), "serve"];
   const logFd = openBundleLog(bundle);
   const child = spawn(process.execPath, args, {
     cwd: bundle,

@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PAUSE_IMAGE_REF } from "../../src/images/test-images.js";
 import { run, type ExecResult } from "../../src/util/exec.js";
+import { KataError } from "../../src/util/errors.js";
 import { CRI_PLUGIN, defaultRuntimes, bridgeConflist, renderHarnessConfig, type RuntimeHandlerConfig } from "./containerd-config.js";
 import type { KataTsHandler } from "../../src/deploy/containerd-config.js";
 import { installContainerdHandler } from "../../src/deploy/containerd-install.js";
@@ -52,6 +53,12 @@ export interface StartContainerdOptions {
    * `false` leaves only the runtimes above.
    */
   kataTs?: false | Partial<KataTsHandler>;
+  /**
+   * More shims by runtime type (e.g. io.containerd.kata-ts-hostpod.v2 -> a compiled entry script):
+   * each gets a launcher `<baseDir>/bin/containerd-shim-<name>-<version>` running the script with
+   * this node, the name containerd 1.6 looks up on PATH for that runtime type.
+   */
+  shims?: Record<string, string>;
   /** Called with the config path before containerd starts (after the kata-ts install). */
   beforeStart?: (configPath: string) => Promise<void>;
   /** Extra environment for containerd (and so for its shims). */
@@ -150,6 +157,7 @@ export async function startContainerd(opts: StartContainerdOptions = {}): Promis
         ...opts.kataTs,
       });
     }
+    for (const [runtimeType, script] of Object.entries(opts.shims ?? {})) await writeShimLauncher(binDir, runtimeType, script);
     if (opts.beforeStart) await opts.beforeStart(configPath);
     proc = spawnContainerd(["nsenter", `--net=${netnsPath}`, "--", "containerd", "--config", configPath, "--log-level", "debug"], logPath, {
       ...process.env,
@@ -197,6 +205,19 @@ async function prepareDirs(baseDir: string, cniNetworkName: string, opts: StartC
     await writeFile(join(d.cniConfDir, "10-ktsh.conflist"), bridgeConflist(cniNetworkName, "ktsh0", "10.244.77.0/24"));
   }
   return d;
+}
+
+/** containerd's binary name for a runtime type ($prefix.name.version -> containerd-shim-name-version). */
+function shimBinaryName(runtimeType: string): string {
+  const parts = runtimeType.split(".");
+  if (parts.length < 2) throw new KataError("INVALID_ARGUMENT", `runtime type ${runtimeType} is not <prefix>.<name>.<version>`);
+  return `containerd-shim-${parts.at(-2) as string}-${parts.at(-1) as string}`;
+}
+
+async function writeShimLauncher(binDir: string, runtimeType: string, script: string): Promise<void> {
+  const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
+  const text = `#!/bin/sh\nexec ${quote(process.execPath)} ${quote(script)} "$@"\n`;
+  await writeFile(join(binDir, shimBinaryName(runtimeType)), text, { mode: 0o755 });
 }
 
 interface Proc {

@@ -1,16 +1,16 @@
-// The shim under containerd's CRI plugin (as kubelet drives it), with a pod made of host processes
-// (shim-host-pod.ts): checks the CRI side of the shim contract - one shim per pod (app containers
-// join the sandbox's), the sandbox task, Wait before Start, exit codes, logs through the FIFOs,
-// ExecSync - independently of VMs. test/e2e/kata-pod.test.ts runs the same flow with real VMs.
+// The shim under containerd's CRI plugin (as kubelet drives it): the test entry with a pod made of
+// host processes (test/harness/host-pod-shim.ts) behind the `kata-ts` handler. Checks the CRI side
+// of the shim contract - one shim per pod (app containers join the sandbox's), the sandbox task,
+// Wait before Start, exit codes, logs through the FIFOs, ExecSync - independently of VMs.
+// test/e2e/kata-pod.test.ts runs the same flow with real VMs.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { release } from "node:os";
 import { useCriFixture } from "../harness/cri-fixture.js";
+import { hostPodContainerd } from "../harness/host-pod-runtime.js";
 import { runKataPodFlow } from "../e2e/kata-pod-flow.js";
 
-// The harness installs the kata-ts handler with the node installer's code (shim linked on PATH).
-const fx = useCriFixture({ env: { KATA_TS_SHIM_POD_FACTORY: join(import.meta.dirname, "shim-host-pod.js") } });
+const fx = useCriFixture(hostPodContainerd());
 
 void test("shim via CRI: a pod's life cycle through the kata-ts handler (host-process pod)", { timeout: 300_000 }, async () => {
   assert.ok(fx.ctd && fx.cri);

@@ -1,23 +1,24 @@
 // The shim driven by a real containerd 1.6 through `ctr`, exactly as containerd runs runtime v2
-// shims (runtime type io.containerd.kata-ts.v2, binary found on PATH). The pod here is made of host
-// processes (shim-host-pod.ts) so that the shim's half - start/delete, Create/Start/Wait/Kill/
-// Delete/Exec/Pids/Stats/Shutdown, FIFO IO, events - is checked independently of VMs. Teardown
-// proves nothing is left: no shim, no socket, no mount, no directory.
+// shims (binary found on PATH by runtime type). The shim here is the test entry with a pod of host
+// processes (test/harness/host-pod-shim.ts, runtime type io.containerd.kata-ts-hostpod.v2): the
+// shim's half - start and its re-exec as serve, delete, Create/Start/Wait/Kill/Delete/Exec/Pids/
+// Stats/Shutdown, FIFO IO, events - is checked independently of VMs. Teardown proves nothing is
+// left: no shim, no socket, no mount, no directory.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { join } from "node:path";
 import { assertNoLeaks, startContainerd, type PrivateContainerd } from "../harness/containerd.js";
+import { HOST_POD_RUNTIME_TYPE, hostPodContainerd } from "../harness/host-pod-runtime.js";
 import { BUSYBOX_IMAGE_REF, importTestImages } from "../harness/images.js";
 import { run } from "../../src/util/exec.js";
 import { isKataError } from "../../src/util/errors.js";
 
-const runtime = "io.containerd.kata-ts.v2";
+const runtime = HOST_POD_RUNTIME_TYPE;
 let ctd: PrivateContainerd | undefined;
 
 before(async () => {
-  // The harness's installer links the shim onto containerd's PATH, where ctr's runtime name finds it.
-  ctd = await startContainerd({ env: { KATA_TS_SHIM_POD_FACTORY: join(import.meta.dirname, "shim-host-pod.js") } });
+  // The harness puts the test shim on containerd's PATH, where ctr's runtime name finds it.
+  ctd = await startContainerd(hostPodContainerd());
   await importTestImages(ctd);
 });
 

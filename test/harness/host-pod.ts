@@ -1,7 +1,7 @@
 // A PodFactory whose "pod" is host processes: the container's rootfs mounts are mounted into the
-// bundle and its process runs chrooted there. Loaded by the real shim (KATA_TS_SHIM_POD_FACTORY)
-// so that tests can drive the shim from a real containerd - FIFOs, events, Wait, exec, exit codes -
-// independently of VMs. Not a runtime: no namespaces, no cgroups, no isolation.
+// bundle and its process runs chrooted there. The test shim (host-pod-shim.ts) runs the real shim
+// code with it so that tests can drive the shim from a real containerd - FIFOs, events, Wait,
+// exec, exit codes - independently of VMs. Not a runtime: no namespaces, no cgroups, no isolation.
 import { spawn, type ChildProcess } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { constants as os } from "node:os";
@@ -140,7 +140,7 @@ class HostPod implements Pod {
   }
 }
 
-export function createPodFactory(): PodFactory {
+export function hostPodFactory(): PodFactory {
   return {
     createPod: async (_req: SandboxRequest) => new HostPod(),
     cleanupPod: async () => undefined,
