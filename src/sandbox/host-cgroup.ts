@@ -1,9 +1,9 @@
 // Host cgroup placement for a pod's VM: the shim moves itself into the sandbox's cgroup (the OCI
 // spec's linux.cgroupsPath, under the pod cgroup kubelet sized with PodOverhead) before it starts
 // virtiofsd and QEMU, so they inherit it and the whole VM is charged to the pod, as Kata does with
-// sandbox_cgroup_only. Works on cgroup v1, v2 and hybrid hosts with cgroupfs paths ("/a/b");
-// systemd-style paths ("slice:prefix:name") are left to a later change (the pod then runs in the
-// shim's own cgroup, and the caller logs why).
+// sandbox_cgroup_only. Works on cgroup v1, v2 and hybrid hosts, with cgroupfs paths ("/a/b") and
+// systemd-driver paths ("slice:prefix:name", placed where systemd would put that scope; the
+// directories are made directly, not through systemd's D-Bus API).
 import { mkdir, readFile, rmdir, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 
@@ -85,6 +85,34 @@ export function isCgroupfsPath(cgroupsPath: string): boolean {
   return cgroupsPath.startsWith("/") && !cgroupsPath.includes("..");
 }
 
+const sliceName = /^[A-Za-z0-9_.\\:-]+\.slice$/;
+const unitPart = /^[A-Za-z0-9_.\\:-]*$/;
+
+/**
+ * The cgroupfs directory an OCI linux.cgroupsPath stands for. A cgroupfs path ("/a/b") is itself.
+ * A systemd-driver path ("slice:prefix:name", what kubelet's systemd cgroup driver gives through
+ * containerd) is where systemd puts that unit, as runc's systemd driver does it: the slice's
+ * dashes nest ("kubepods-besteffort-pod1.slice" -> /kubepods.slice/kubepods-besteffort.slice/
+ * kubepods-besteffort-pod1.slice), the scope is "<prefix>-<name>.scope". Undefined when the
+ * path is neither (nothing is placed then).
+ */
+export function cgroupfsPath(cgroupsPath: string): string | undefined {
+  if (isCgroupfsPath(cgroupsPath)) return cgroupsPath;
+  const parts = cgroupsPath.split(":");
+  if (parts.length !== 3) return undefined;
+  const [slice = "", prefix = "", name = ""] = parts;
+  if (name === "" || !unitPart.test(prefix) || !unitPart.test(name) || name.includes("..") || prefix.includes("..")) return undefined;
+  let dir = "";
+  if (slice !== "" && slice !== "-.slice") {
+    if (!sliceName.test(slice)) return undefined;
+    const words = slice.slice(0, -".slice".length).split("-");
+    if (words.some((w) => w === "")) return undefined; // "a--b.slice", "-a.slice": systemd refuses them too
+    for (let i = 1; i <= words.length; i++) dir += `/${words.slice(0, i).join("-")}.slice`;
+  }
+  const unit = name.endsWith(".slice") ? name : `${prefix === "" ? "" : `${prefix}-`}${name}.scope`;
+  return `${dir}/${unit}`;
+}
+
 /** Move `pid` (default: this process) into `cgroupsPath` in every mounted hierarchy. */
 export async function joinCgroup(cgroupsPath: string, pid: number = process.pid): Promise<JoinedCgroup> {
   const hierarchies = await cgroupHierarchies();
@@ -126,6 +154,7 @@ export async function cgroupDirsOf(pid: number): Promise<string[]> {
  * before it could release() it. Only empty cgroups can go; busy ones stay.
  */
 export async function removeCgroup(cgroupsPath: string): Promise<void> {
-  if (!isCgroupfsPath(cgroupsPath) || cgroupsPath === "/") return;
-  for (const h of await cgroupHierarchies()) await rmdir(join(h.mount, cgroupsPath)).catch(() => undefined);
+  const dir = cgroupfsPath(cgroupsPath);
+  if (dir === undefined || dir === "/") return;
+  for (const h of await cgroupHierarchies()) await rmdir(join(h.mount, dir)).catch(() => undefined);
 }

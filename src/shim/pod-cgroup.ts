@@ -2,7 +2,7 @@
 // QEMU, the shim joins the sandbox spec's linux.cgroupsPath (kubelet's pod cgroup, sized with the
 // RuntimeClass's PodOverhead, is its parent), so both inherit it; after the pod is destroyed the
 // shim moves back and removes the cgroups it made. Wraps any PodFactory (see sandbox-adapter.ts).
-import { isCgroupfsPath, joinCgroup, removeCgroup, type JoinedCgroup } from "../sandbox/host-cgroup.js";
+import { cgroupfsPath, joinCgroup, removeCgroup, type JoinedCgroup } from "../sandbox/host-cgroup.js";
 import { describeError } from "../util/errors.js";
 import type { Logger } from "../util/log.js";
 import { readSpec } from "./oci-spec.js";
@@ -18,12 +18,13 @@ export function withPodCgroup(inner: PodFactory, log: Logger): PodFactory {
   return {
     async createPod(req: SandboxRequest): Promise<Pod> {
       const path = sandboxCgroupsPath(req.spec);
+      const dir = cgroupfsPath(path);
       let joined: JoinedCgroup | undefined;
-      if (isCgroupfsPath(path)) {
-        joined = await joinCgroup(path);
-        log.debug({ dirs: joined.dirs }, "shim joined the pod cgroup");
+      if (dir !== undefined) {
+        joined = await joinCgroup(dir);
+        log.debug({ cgroupsPath: path, dirs: joined.dirs }, "shim joined the pod cgroup");
       } else if (path !== "") {
-        log.warn({ cgroupsPath: path }, "systemd-style cgroupsPath: the VM stays in the shim's cgroup");
+        log.warn({ cgroupsPath: path }, "cgroupsPath is neither a cgroupfs path nor slice:prefix:name; the VM stays in the shim's cgroup");
       }
       let pod: Pod;
       try {

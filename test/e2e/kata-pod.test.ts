@@ -4,7 +4,8 @@
 // mount, socket or state directory is left.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { access, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { release, tmpdir } from "node:os";
 import { join } from "node:path";
 import { connectCri, type CriClient } from "../../src/cri/client.js";
@@ -12,6 +13,8 @@ import { loadGuestAssets } from "../../src/guest/assets.js";
 import { assertNoLeaks, startContainerd, type PrivateContainerd } from "../harness/containerd.js";
 import { ContainerState, podSandboxConfig, waitForContainerState } from "../../src/cri/pod.js";
 import { BUSYBOX_IMAGE_REF, importTestImages } from "../harness/images.js";
+import { processesMentioning } from "../harness/processes.js";
+import { cgroupDirsOf, cgroupHierarchies } from "../../src/sandbox/host-cgroup.js";
 import { HANDLER, runKataPodFlow } from "./kata-pod-flow.js";
 
 const kataConfig = "[hypervisor.qemu]\ndefault_vcpus = 2\ndefault_memory = 640\n";
@@ -90,4 +93,31 @@ void test("kata-ts pod: a container over its memory limit is OOM-killed and CRI 
     await cri.runtime.stopPodSandbox({ podSandboxId });
     await cri.runtime.removePodSandbox({ podSandboxId });
   }
+});
+
+void test("kata-ts pod under kubelet's systemd cgroup driver: shim, QEMU and virtiofsd run in the pod slice's scope, removed with the pod", { timeout: 600_000 }, async () => {
+  assert.ok(ctd && cri);
+  // kubelet's systemd driver names pod cgroups as nested slices; containerd turns a parent ending in
+  // .slice into the runc-style "slice:cri-containerd:<id>" cgroupsPath the shim receives.
+  const top = `ktse2e${randomBytes(4).toString("hex")}`;
+  const cgroupParent = `/${top}.slice/${top}-pod1.slice`;
+  const logDirectory = join(ctd.baseDir, "pods", "default_sysd_uid-sysd");
+  await mkdir(logDirectory, { recursive: true });
+  const config = podSandboxConfig({ name: "sysd", uid: "uid-sysd", logDirectory, cgroupParent });
+  const { podSandboxId } = await cri.runtime.runPodSandbox({ config, runtimeHandler: HANDLER });
+  const hierarchies = await cgroupHierarchies();
+  const scope = `${cgroupParent}/cri-containerd-${podSandboxId}.scope`;
+  try {
+    const procs = (await processesMentioning(ctd.baseDir)).filter((p) =>
+      p.cmdline.some((a) => /qemu-system|virtiofsd$/.test(a)) || (p.cmdline.includes("serve") && p.cmdline.some((a) => a.endsWith("/shim/main.js"))),
+    );
+    assert.equal(procs.length >= 3, true, `shim, QEMU and virtiofsd found: ${procs.map((p) => p.cmdline[0]).join(", ")}`);
+    const expected = hierarchies.map((h) => join(h.mount, scope)).sort();
+    for (const p of procs) assert.deepEqual((await cgroupDirsOf(p.pid)).sort(), expected, `${p.cmdline[0]} (pid ${p.pid}) is in ${scope}`);
+  } finally {
+    await cri.runtime.stopPodSandbox({ podSandboxId });
+    await cri.runtime.removePodSandbox({ podSandboxId });
+  }
+  const exists = (p: string) => access(p).then(() => true, () => false);
+  for (const h of hierarchies) assert.equal(await exists(join(h.mount, `/${top}.slice`)), false, `the pod's slices and scope are gone from ${h.mount}`);
 });
