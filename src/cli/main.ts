@@ -18,6 +18,7 @@ const verbs: Record<string, Verb> = {
   manifests: { summary: "print the Kubernetes manifests: RuntimeClass kata-ts, installer DaemonSet, cleanup, examples", load: () => import("./commands/manifests.js") },
   demo: { summary: "see it work: a runc pod and a kata-ts pod side by side, each pod's kernel next to the host's", load: () => import("./commands/demo.js") },
   "build-assets": { summary: "build the guest kernel, initramfs and rootfs image (kata-ts build-assets --if-stale to refresh only)", load: () => import("./commands/build-assets.js") },
+  "build-installer-image": { summary: "write the installer DaemonSet's image (node, kubectl, kata-ts, guest assets) as an OCI archive for ctr import", load: () => import("./commands/build-installer-image.js") },
 };
 
 function usage(): string {

@@ -39,14 +39,14 @@ export interface OciArchive {
   manifestDigest: string;
 }
 
-interface Blob {
+export interface Blob {
   digest: string;
   size: number;
 }
 
-const sha256 = (b: Buffer): string => `sha256:${createHash("sha256").update(b).digest("hex")}`;
+export const sha256 = (b: Buffer): string => `sha256:${createHash("sha256").update(b).digest("hex")}`;
 
-async function putBlob(layoutDir: string, data: Buffer): Promise<Blob> {
+export async function putBlob(layoutDir: string, data: Buffer): Promise<Blob> {
   const digest = sha256(data);
   const path = join(layoutDir, "blobs", "sha256", digest.slice("sha256:".length));
   await mkdir(dirname(path), { recursive: true });

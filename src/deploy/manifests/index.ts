@@ -1,6 +1,7 @@
 // Every Kubernetes object kata-ts ships, as plain objects (validated by src/k8s/validate.ts in the
 // tests) and as one multi-document YAML stream for kubectl apply.
 import { stringify } from "yaml";
+import { defaultInstallerImageRef } from "../installer-image-ref.js";
 import { examplePods } from "./examples.js";
 import { cleanupManifests, installerManifests, type InstallerOptions } from "./installer.js";
 import { loadOverheadData, podFixedOverhead, type OverheadData } from "./overhead.js";
@@ -8,7 +9,8 @@ import { runtimeClass } from "./runtime-class.js";
 
 export const MANIFEST_SETS = ["runtimeclass", "installer", "cleanup", "examples", "all"] as const;
 export type ManifestSet = (typeof MANIFEST_SETS)[number];
-export const DEFAULT_INSTALLER_IMAGE = "localhost/kata-ts/kata-ts-deploy:0.1.0";
+/** What `kata-ts build-installer-image` builds by default (localhost/kata-ts/installer:<version>). */
+export const DEFAULT_INSTALLER_IMAGE = defaultInstallerImageRef();
 
 export interface ManifestOptions extends Partial<InstallerOptions> {
   overhead?: OverheadData;
