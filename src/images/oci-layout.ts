@@ -44,7 +44,7 @@ export interface Blob {
   size: number;
 }
 
-export const sha256 = (b: Buffer): string => `sha256:${createHash("sha256").update(b).digest("hex")}`;
+const sha256 = (b: Buffer): string => `sha256:${createHash("sha256").update(b).digest("hex")}`;
 
 export async function putBlob(layoutDir: string, data: Buffer): Promise<Blob> {
   const digest = sha256(data);
