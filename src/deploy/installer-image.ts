@@ -9,14 +9,14 @@
 //               installed tree's lib/, so `kata-ts install` in the container installs from it
 // The archive's inputs are fingerprinted; an output whose stamp (<output>.json) matches is reused.
 import { createHash } from "node:crypto";
-import { access, constants, mkdir, mkdtemp, readdir, readFile, realpath, rename, rm, stat, writeFile } from "node:fs/promises";
-import { delimiter, dirname, join, relative } from "node:path";
+import { mkdir, mkdtemp, readdir, readFile, realpath, rename, rm, stat, writeFile } from "node:fs/promises";
+import { dirname, join, relative } from "node:path";
 import { copyWithMode, installHostFile, mirrorUsrMerge, parseLdd } from "../guest/fsutil.js";
 import { HOST_BUSYBOX, stageBusyboxRootfs } from "../images/busybox-rootfs.js";
 import { writeLayeredOciArchive } from "../images/oci-image.js";
 import { KataError } from "../util/errors.js";
 import { run } from "../util/exec.js";
-import { pathExists } from "../util/fs.js";
+import { findOnPath, pathExists } from "../util/fs.js";
 import { assetsDir, cacheDir } from "../util/paths.js";
 import { defaultInstallerImageRef, packageVersion } from "./installer-image-ref.js";
 import { packageRoot } from "./paths.js";
@@ -68,18 +68,9 @@ export function defaultInstallerImagePath(version = packageVersion()): string {
   return join(cacheDir(), "images", `kata-ts-installer-${version}.tar`);
 }
 
-/** The first executable `name` on PATH. */
-async function onPath(name: string): Promise<string | undefined> {
-  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
-    if (dir === "") continue;
-    const p = join(dir, name);
-    if (await access(p, constants.X_OK).then(() => true, () => false)) return p;
-  }
-  return undefined;
-}
 
 async function resolveSources(s: Partial<InstallerImageSources> = {}): Promise<InstallerImageSources> {
-  const kubectl = s.kubectl ?? (await onPath("kubectl"));
+  const kubectl = s.kubectl ?? (await findOnPath("kubectl"));
   if (kubectl === undefined) {
     throw new KataError("NOT_FOUND", "no kubectl on PATH: install one (Debian: apt-get install kubernetes-client) or pass --kubectl PATH");
   }

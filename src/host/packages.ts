@@ -2,6 +2,12 @@
 export interface HostPackage {
   name: string;
   why: string;
+  /**
+   * Skip the package when this command is already on PATH, from whatever package: e.g. a kubectl
+   * from Kubernetes' or Google's apt repository owns /usr/bin/kubectl, and Debian's
+   * kubernetes-client would then conflict with it.
+   */
+  unlessCommand?: string;
 }
 
 export const hostPackages: readonly HostPackage[] = [
@@ -22,4 +28,5 @@ export const hostPackages: readonly HostPackage[] = [
   { name: "zstd", why: "compressed kernel modules" },
   { name: "skopeo", why: "OCI image handling for test images" },
   { name: "umoci", why: "OCI image layout for test images" },
+  { name: "kubernetes-client", why: "kubectl for the installer DaemonSet's image (kata-ts build-installer-image)", unlessCommand: "kubectl" },
 ];

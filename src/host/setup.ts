@@ -3,6 +3,7 @@
 import { access, readFile } from "node:fs/promises";
 import { KataError } from "../util/errors.js";
 import { run } from "../util/exec.js";
+import { findOnPath } from "../util/fs.js";
 import { hostPackages } from "./packages.js";
 
 export interface SetupReport {
@@ -39,7 +40,8 @@ export async function missingPackages(names: readonly string[]): Promise<string[
 
 export async function installPackages(log: (line: string) => void): Promise<SetupReport> {
   await assertDebianRoot();
-  const names = hostPackages.map((p) => p.name);
+  const names: string[] = [];
+  for (const p of hostPackages) if (p.unlessCommand === undefined || (await findOnPath(p.unlessCommand)) === undefined) names.push(p.name);
   const missing = await missingPackages(names);
   if (missing.length === 0) return { installed: [], alreadyPresent: names };
   log(`installing Debian packages: ${missing.join(" ")}`);
