@@ -1,7 +1,7 @@
-// Writes a multi-layer OCI image as an OCI layout archive, streaming each layer (tar -> sha256 of
-// the tar -> gzip -> sha256 of the blob -> file), so an image of hundreds of MiB never sits in
-// memory; ./oci-layout.ts keeps its one layer in memory, which suits the small test images.
-// Same reproducible form: GNU tar with owners 0 and mtimes 0, gzip without a timestamp.
+// Writes an OCI image as an OCI layout archive, streaming each layer (tar -> sha256 of the tar ->
+// gzip -> sha256 of the blob -> file), so an image of hundreds of MiB never sits in memory.
+// Reproducible: GNU tar with owners 0 and mtimes 0, gzip without a timestamp, JSON addressed by
+// its sha256 (the pieces are in ./oci-layout.ts).
 import { createHash, type Hash } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
 import { mkdir, mkdtemp, rename, rm, stat, writeFile } from "node:fs/promises";
@@ -20,6 +20,7 @@ import {
   reproducibleTar,
   type Blob,
   type OciArchive,
+  type OciImageSpec,
   type OciRuntimeConfig,
 } from "./oci-layout.js";
 
@@ -130,4 +131,9 @@ export async function writeLayeredOciArchive(spec: LayeredImageSpec, archivePath
   } finally {
     await rm(work, { recursive: true, force: true });
   }
+}
+
+/** A one-layer image of a staged rootfs (the test images). */
+export function writeOciArchive(spec: OciImageSpec, archivePath: string): Promise<LayeredArchive> {
+  return writeLayeredOciArchive({ ref: spec.ref, layers: [{ dir: spec.rootfsDir, createdBy: "kata-ts src/images" }], config: spec.config }, archivePath);
 }

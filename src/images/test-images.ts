@@ -7,7 +7,8 @@ import { join } from "node:path";
 import { pathExists } from "../util/fs.js";
 import { cacheDir } from "../util/paths.js";
 import { HOST_BUSYBOX, PAUSE_COMMAND, stageBusyboxRootfs, stagePauseRootfs } from "./busybox-rootfs.js";
-import { writeOciArchive, type OciArchive } from "./oci-layout.js";
+import { writeOciArchive } from "./oci-image.js";
+import type { OciArchive } from "./oci-layout.js";
 
 /** Bump when the staged trees or the archive format change: invalidates caches. */
 const BUILDER_VERSION = "1";
