@@ -1,0 +1,142 @@
+// Density: the host cost per idle pod when many run at once, kata-ts against runc in the same run.
+// N pods (one busybox `sleep` container each) are started through CRI on one private containerd
+// and left running; after a settling time the bench sums the PSS of every pod-side host process
+// (shims, QEMU, virtiofsd, runc's containers; a node-level pool owner too, when there is one,
+// since it mentions the harness dir) and divides by N, and reads the drop in MemAvailable since
+// before the first pod. Then the pods are removed and the same is done with runc.
+// Prints figures; never asserts.
+//   node dist/bench/density.js [--pods 10] [--settle-s 15] [--no-runc] [--json]
+import { mkdir, readFile } from "node:fs/promises";
+import { loadavg } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { connectCri, type CriClient } from "../src/cri/client.js";
+import { ContainerState, podSandboxConfig, waitForContainerState } from "../src/cri/pod.js";
+import { startContainerd, type PrivateContainerd } from "../test/harness/containerd.js";
+import { BUSYBOX_IMAGE_REF, importTestImages } from "../test/harness/images.js";
+import { processesMentioning } from "../test/harness/processes.js";
+import { podRole, pssKiB } from "./lib/pod-pss.js";
+import { podSideProcesses } from "./lib/process-tree.js";
+
+type Handler = "kata-ts" | "runc";
+
+interface DensityFigures {
+  pssPerPodMiB: number;
+  memAvailablePerPodMiB: number;
+  byRoleMiB: Record<string, number>;
+  startMs: number[];
+}
+
+async function memAvailableKiB(): Promise<number> {
+  const info = await readFile("/proc/meminfo", "utf8");
+  return Number(/^MemAvailable:\s+(\d+) kB/m.exec(info)?.[1] ?? 0);
+}
+
+async function startIdlePod(ctd: PrivateContainerd, cri: CriClient, handler: Handler, name: string): Promise<string> {
+  const logDirectory = join(ctd.baseDir, "pods", name);
+  await mkdir(logDirectory, { recursive: true });
+  const config = podSandboxConfig({ name, uid: `uid-${name}`, logDirectory });
+  const { podSandboxId } = await cri.runtime.runPodSandbox({ config, runtimeHandler: handler });
+  const { containerId } = await cri.runtime.createContainer({
+    podSandboxId,
+    sandboxConfig: config,
+    config: { metadata: { name: "sleeper" }, image: { image: BUSYBOX_IMAGE_REF }, command: ["sleep", "86400"], logPath: "sleeper.log" },
+  });
+  await cri.runtime.startContainer({ containerId });
+  await waitForContainerState(cri, containerId, ContainerState.CONTAINER_RUNNING, { timeoutMs: 180_000, pollMs: 50 });
+  return podSandboxId;
+}
+
+async function removePods(cri: CriClient, ids: readonly string[]): Promise<void> {
+  for (const podSandboxId of ids) {
+    await cri.runtime.stopPodSandbox({ podSandboxId }).catch(() => undefined);
+    await cri.runtime.removePodSandbox({ podSandboxId }).catch(() => undefined);
+  }
+}
+
+/** PSS of every pod-side process, by role (kata-ts roles, else "other": runc shims, containers). */
+async function podSidePss(baseDir: string): Promise<Record<string, number>> {
+  const roles = new Map((await processesMentioning(baseDir)).map((p) => [p.pid, podRole(p)]));
+  const out: Record<string, number> = {};
+  for (const pid of await podSideProcesses(baseDir)) {
+    const role = roles.get(pid) ?? (await roleOf(pid));
+    out[role] = (out[role] ?? 0) + (await pssKiB(pid));
+  }
+  return out;
+}
+
+async function roleOf(pid: number): Promise<string> {
+  const cmdline = (await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")).split("\0");
+  return podRole({ pid, cmdline }) ?? "other";
+}
+
+async function measure(ctd: PrivateContainerd, cri: CriClient, handler: Handler, pods: number, settleS: number): Promise<DensityFigures> {
+  const before = await memAvailableKiB();
+  const ids: string[] = [];
+  const startMs: number[] = [];
+  try {
+    for (let i = 0; i < pods; i++) {
+      const t0 = performance.now();
+      ids.push(await startIdlePod(ctd, cri, handler, `density-${handler}-${i}`));
+      startMs.push(performance.now() - t0);
+      console.log(`${handler}: pod ${i + 1}/${pods} running (${(startMs.at(-1)! / 1000).toFixed(2)} s)`);
+    }
+    await new Promise((r) => setTimeout(r, settleS * 1000));
+    const byRole = await podSidePss(ctd.baseDir);
+    const after = await memAvailableKiB();
+    const total = Object.values(byRole).reduce((a, b) => a + b, 0);
+    return {
+      pssPerPodMiB: total / 1024 / pods,
+      memAvailablePerPodMiB: (before - after) / 1024 / pods,
+      byRoleMiB: Object.fromEntries(Object.entries(byRole).map(([r, kib]) => [r, kib / 1024 / pods])),
+      startMs,
+    };
+  } finally {
+    await removePods(cri, ids);
+  }
+}
+
+const mib = (x: number) => Number(x.toFixed(1));
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: { pods: { type: "string", default: "10" }, "settle-s": { type: "string", default: "15" }, "no-runc": { type: "boolean", default: false }, json: { type: "boolean", default: false } },
+  });
+  const pods = Number(values.pods);
+  const settleS = Number(values["settle-s"]);
+  if (!Number.isInteger(pods) || pods < 1) throw new Error(`--pods must be a positive integer, got ${values.pods}`);
+  const ctd = await startContainerd();
+  const cri = connectCri(ctd.address);
+  try {
+    await importTestImages(ctd);
+    const kata = await measure(ctd, cri, "kata-ts", pods, settleS);
+    const parts = Object.entries(kata.byRoleMiB).map(([r, m]) => `${r} ${m.toFixed(1)}`).join(", ");
+    console.log(`kata-ts, ${pods} idle pods: PSS per pod ${kata.pssPerPodMiB.toFixed(1)} MiB (${parts}); MemAvailable drop per pod ${kata.memAvailablePerPodMiB.toFixed(1)} MiB`);
+    const runc = values["no-runc"] ? undefined : await measure(ctd, cri, "runc", pods, settleS);
+    if (runc !== undefined) {
+      console.log(`runc, ${pods} idle pods: PSS per pod ${runc.pssPerPodMiB.toFixed(1)} MiB; MemAvailable drop per pod ${runc.memAvailablePerPodMiB.toFixed(1)} MiB`);
+    }
+    console.log(`(2-core TCG host; load average at the end ${loadavg().map((l) => l.toFixed(1)).join(" ")})`);
+    if (values.json) {
+      const figures: Record<string, number> = {
+        pods,
+        pss_per_pod_mib: mib(kata.pssPerPodMiB),
+        memavailable_per_pod_mib: mib(kata.memAvailablePerPodMiB),
+        ...Object.fromEntries(Object.entries(kata.byRoleMiB).map(([r, m]) => [`${r}_pss_per_pod_mib`, mib(m)])),
+      };
+      if (runc !== undefined) {
+        figures.runc_pss_per_pod_mib = mib(runc.pssPerPodMiB);
+        figures.runc_memavailable_per_pod_mib = mib(runc.memAvailablePerPodMiB);
+      }
+      console.log(JSON.stringify({ figures }));
+    }
+  } finally {
+    cri.close();
+    await ctd.stop();
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exitCode = 1;
+});
