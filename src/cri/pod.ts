@@ -19,6 +19,8 @@ export interface PodSpecInput {
   labels?: Record<string, string>;
   annotations?: Record<string, string>;
   cgroupParent?: string;
+  /** A pod that may run privileged containers (kubelet sets this when any container is). */
+  privileged?: boolean;
 }
 
 export type PodSandboxConfigInit = MessageInitShape<typeof PodSandboxConfigSchema>;
@@ -32,7 +34,7 @@ export function podSandboxConfig(p: PodSpecInput): PodSandboxConfigInit {
     logDirectory: p.logDirectory,
     labels: { "io.kubernetes.pod.name": p.name, "io.kubernetes.pod.namespace": namespace, ...p.labels },
     annotations: p.annotations ?? {},
-    linux: { cgroupParent: p.cgroupParent ?? "", securityContext: { namespaceOptions: {} } },
+    linux: { cgroupParent: p.cgroupParent ?? "", securityContext: { namespaceOptions: {}, privileged: p.privileged ?? false } },
   };
 }
 

@@ -1,13 +1,14 @@
 // Puts what a container needs from the host on the share and rewrites its spec to name guest
-// paths: the rootfs is bind-mounted under shared/containers/<id>/rootfs; bind mounts of host
-// directories (volumes) are bind-mounted under .../mounts/<n>; bind mounts of host files
-// (/etc/hosts, resolv.conf, hostname from containerd's sandbox dir) are copied there.
-import { copyFile, mkdir, rm, stat } from "node:fs/promises";
+// paths: the rootfs is bound under shared/containers/<id>/rootfs, and each bind mount of a host
+// directory or file (volumes, /etc/hosts, resolv.conf, termination-log) under .../mounts/<n>, so
+// the container reads and writes the host's own files, as under runc. Binds are made by
+// mounts.ts: read-only on the host for every submount, and never propagating back to the host.
+import { mkdir, rm, stat, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { KataError } from "../util/errors.js";
 import type { OciMount, OciSpec } from "../agent/oci/types.js";
 import { containerShareDirs, type SandboxLayout } from "./guest-layout.js";
-import { bindMount, unmountAll } from "./mounts.js";
+import { bindThroughStage, unmountAll, withStage, type BindOptions } from "./mounts.js";
 import { UndoStack } from "./undo-stack.js";
 
 export interface SharedContainer {
@@ -20,6 +21,19 @@ function isBind(m: OciMount): boolean {
   return m.type === "bind" || (m.options ?? []).some((o) => o === "bind" || o === "rbind");
 }
 
+/**
+ * How the host copy of a bind mount is made from its OCI options. rshared is taken as rslave: the
+ * guest's own mounts live in another kernel and cannot reach the host. A read-only mount is
+ * always private: a mount the host adds later would arrive writable (the kernel copies its
+ * flags), as Kubernetes' recursiveReadOnly also requires mountPropagation None.
+ */
+export function bindOptionsOf(m: OciMount): BindOptions {
+  const o = m.options ?? [];
+  const readonly = o.includes("ro");
+  const follows = ["rslave", "slave", "rshared", "shared"].some((p) => o.includes(p));
+  return { readonly, recursive: o.includes("rbind"), propagation: follows && !readonly ? "slave" : "private" };
+}
+
 export async function shareContainer(layout: SandboxLayout, id: string, hostSpec: OciSpec, hostRootfs: string, undo: UndoStack): Promise<SharedContainer> {
   const dirs = containerShareDirs(layout, id);
   const st = await stat(hostRootfs).catch(() => undefined);
@@ -28,32 +42,33 @@ export async function shareContainer(layout: SandboxLayout, id: string, hostSpec
   }
   await mkdir(join(dirs.host, "rootfs"), { recursive: true });
   undo.push(`remove ${dirs.host}`, async () => {
+    // Throws if a mount is left, before rm could reach into a host directory through it.
     await unmountAll(dirs.host);
     await rm(dirs.host, { recursive: true, force: true });
   });
-  await bindMount(hostRootfs, join(dirs.host, "rootfs"), { readonly: hostSpec.root?.readonly === true });
 
   const spec = structuredClone(hostSpec);
   const mounts: OciMount[] = [];
-  for (const [i, m] of (spec.mounts ?? []).entries()) {
-    if (!isBind(m) || m.source === undefined) {
-      mounts.push(m);
-      continue;
+  await withStage(join(layout.stateDir, "stage", id), async (stage) => {
+    const rootfsOpts: BindOptions = { readonly: hostSpec.root?.readonly === true, recursive: true, propagation: "private" };
+    await bindThroughStage(hostRootfs, join(dirs.host, "rootfs"), stage, { ...rootfsOpts, isDirectory: true });
+    for (const [i, m] of (spec.mounts ?? []).entries()) {
+      if (!isBind(m) || m.source === undefined) {
+        mounts.push(m);
+        continue;
+      }
+      const src = await stat(m.source).catch(() => undefined);
+      if (src === undefined) throw new KataError("NOT_FOUND", `bind mount source ${m.source} (for ${m.destination}) does not exist on the host`);
+      const name = `${i}-${basename(m.source) || "root"}`;
+      const hostTarget = join(dirs.host, "mounts", name);
+      await mkdir(join(dirs.host, "mounts"), { recursive: true });
+      // The mount point takes the source's kind: a file is bound onto a file.
+      if (src.isDirectory()) await mkdir(hostTarget);
+      else await writeFile(hostTarget, "");
+      await bindThroughStage(m.source, hostTarget, stage, { ...bindOptionsOf(m), isDirectory: src.isDirectory() });
+      mounts.push({ ...m, source: `${dirs.guest}/mounts/${name}` });
     }
-    const src = await stat(m.source).catch(() => undefined);
-    if (src === undefined) throw new KataError("NOT_FOUND", `bind mount source ${m.source} (for ${m.destination}) does not exist on the host`);
-    const name = `${i}-${basename(m.source) || "root"}`;
-    const hostTarget = join(dirs.host, "mounts", name);
-    await mkdir(join(dirs.host, "mounts"), { recursive: true });
-    if (src.isDirectory()) {
-      await mkdir(hostTarget, { recursive: true });
-      await bindMount(m.source, hostTarget, { readonly: (m.options ?? []).includes("ro") });
-    } else {
-      // A snapshot of a small host file; containerd writes these once before the container starts.
-      await copyFile(m.source, hostTarget);
-    }
-    mounts.push({ ...m, source: `${dirs.guest}/mounts/${name}` });
-  }
+  });
   spec.mounts = mounts;
   return { spec, guestRootfs: `${dirs.guest}/rootfs`, hostDir: dirs.host };
 }
