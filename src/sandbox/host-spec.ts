@@ -8,6 +8,7 @@ import { basename, join } from "node:path";
 import { KataError } from "../util/errors.js";
 import type { OciMount, OciSpec } from "../agent/oci/types.js";
 import { containerShareDirs, type SandboxLayout } from "./guest-layout.js";
+import { createMountPoint } from "./mount-points.js";
 import { bindThroughStage, unmountAll, withStage, type BindOptions } from "./mounts.js";
 import { UndoStack } from "./undo-stack.js";
 
@@ -34,6 +35,21 @@ export function bindOptionsOf(m: OciMount): BindOptions {
   return { readonly, recursive: o.includes("rbind"), propagation: follows && !readonly ? "slave" : "private" };
 }
 
+/** Per mount: "dir" or "file" for a bind (its source's kind), undefined for other mounts. */
+async function bindSourceKinds(mounts: readonly OciMount[]): Promise<("dir" | "file" | undefined)[]> {
+  const kinds: ("dir" | "file" | undefined)[] = [];
+  for (const m of mounts) {
+    if (!isBind(m) || m.source === undefined) {
+      kinds.push(undefined);
+      continue;
+    }
+    const src = await stat(m.source).catch(() => undefined);
+    if (src === undefined) throw new KataError("NOT_FOUND", `bind mount source ${m.source} (for ${m.destination}) does not exist on the host`);
+    kinds.push(src.isDirectory() ? "dir" : "file");
+  }
+  return kinds;
+}
+
 export async function shareContainer(layout: SandboxLayout, id: string, hostSpec: OciSpec, hostRootfs: string, undo: UndoStack): Promise<SharedContainer> {
   const dirs = containerShareDirs(layout, id);
   const st = await stat(hostRootfs).catch(() => undefined);
@@ -49,6 +65,10 @@ export async function shareContainer(layout: SandboxLayout, id: string, hostSpec
 
   const spec = structuredClone(hostSpec);
   const mounts: OciMount[] = [];
+  const sourceKinds = await bindSourceKinds(spec.mounts ?? []);
+  if (hostSpec.root?.readonly === true) {
+    for (const [i, m] of (spec.mounts ?? []).entries()) await createMountPoint(hostRootfs, { destination: m.destination, isFile: sourceKinds[i] === "file" });
+  }
   await withStage(join(layout.stateDir, "stage", id), async (stage) => {
     const rootfsOpts: BindOptions = { readonly: hostSpec.root?.readonly === true, recursive: true, propagation: "private" };
     await bindThroughStage(hostRootfs, join(dirs.host, "rootfs"), stage, { ...rootfsOpts, isDirectory: true });
@@ -57,15 +77,14 @@ export async function shareContainer(layout: SandboxLayout, id: string, hostSpec
         mounts.push(m);
         continue;
       }
-      const src = await stat(m.source).catch(() => undefined);
-      if (src === undefined) throw new KataError("NOT_FOUND", `bind mount source ${m.source} (for ${m.destination}) does not exist on the host`);
+      const isDirectory = sourceKinds[i] === "dir";
       const name = `${i}-${basename(m.source) || "root"}`;
       const hostTarget = join(dirs.host, "mounts", name);
       await mkdir(join(dirs.host, "mounts"), { recursive: true });
       // The mount point takes the source's kind: a file is bound onto a file.
-      if (src.isDirectory()) await mkdir(hostTarget);
+      if (isDirectory) await mkdir(hostTarget);
       else await writeFile(hostTarget, "");
-      await bindThroughStage(m.source, hostTarget, stage, { ...bindOptionsOf(m), isDirectory: src.isDirectory() });
+      await bindThroughStage(m.source, hostTarget, stage, { ...bindOptionsOf(m), isDirectory });
       mounts.push({ ...m, source: `${dirs.guest}/mounts/${name}` });
     }
   });

@@ -37,6 +37,8 @@ async function waitForContent(cri: CriClient, containerId: string, path: string,
 /** Tries, as privileged root in the container, to make each path writable again and to write there. */
 const remountAndWrite = (paths: string[], files: string[]) =>
   [
+    // A virtio-fs submount is mounted in the guest when first walked into.
+    ...paths.map((p) => `ls ${p} >/dev/null`),
     ...paths.map((p) => `mount -o remount,rw ${p} && echo "remounted ${p}"`),
     ...files.map((f) => `(echo x >> ${f}) 2>/dev/null && echo "wrote ${f}"`),
     "true",
@@ -106,42 +108,53 @@ async function removeAndCheckHost(cri: CriClient, pod: PodRun, t: HostMountTree)
   assert.deepEqual(await mountsUnder([fx.ctd?.baseDir ?? "/nonexistent"]), [], "no rootfs, share or netns mount left");
 }
 
-void test("kata-ts pod and host mounts: read-only holds against guest root (submounts, files, rootfs), single files write through, teardown keeps every host mount", { timeout: 900_000 }, async () => {
+void test("kata-ts pod and host mounts (one pod, one subtest per guarantee)", { timeout: 900_000 }, async (tc) => {
   assert.ok(fx.ctd && fx.cri);
+  const { ctd, cri } = fx;
   const t = await makeHostMountTree();
   let pod: PodRun | undefined;
   try {
-    pod = await startProbePod(fx.cri, "kata-ts", t);
+    pod = await startProbePod(cri, "kata-ts", t);
     const { containerId } = pod;
 
-    // virtiofsd serves the share from its own mount namespace: every read-only mount is read-only there.
-    const vfsd = (await processesMentioning(fx.ctd.baseDir)).filter((p) => p.cmdline[0]?.endsWith("virtiofsd"));
-    assert.ok(vfsd.length > 0, "virtiofsd runs");
-    const roEntries: string[] = [];
-    for (const p of vfsd) {
-      const info = await readFile(`/proc/${p.pid}/mountinfo`, "utf8").catch(() => "");
-      for (const line of info.split("\n")) {
-        const [, , , , mp, opts] = line.split(" ");
-        if (mp === undefined || opts === undefined) continue;
-        if (/-rotree(\/|$)|-ro\.txt$/.test(mp) || mp.endsWith(`/containers/${containerId}/rootfs`)) {
-          assert.match(opts, /^ro\b/, `${mp} in virtiofsd's mount namespace (pid ${p.pid}) is read-only`);
-          roEntries.push(mp);
+    await tc.test("read-only volumes (every submount), read-only files and a read-only root stay read-only against guest root: remount,rw then write", async () => {
+      // virtiofsd serves the share from its own mount namespace: every read-only mount is read-only there.
+      const vfsd = (await processesMentioning(ctd.baseDir)).filter((p) => p.cmdline[0]?.endsWith("virtiofsd"));
+      assert.ok(vfsd.length > 0, "virtiofsd runs");
+      const roEntries: string[] = [];
+      for (const p of vfsd) {
+        const info = await readFile(`/proc/${p.pid}/mountinfo`, "utf8").catch(() => "");
+        for (const line of info.split("\n")) {
+          const [, , , , mp, opts] = line.split(" ");
+          if (mp === undefined || opts === undefined) continue;
+          if (/-rotree(\/|$)|-ro\.txt$/.test(mp) || mp.endsWith(`/containers/${containerId}/rootfs`)) {
+            assert.match(opts, /^ro\b/, `${mp} in virtiofsd's mount namespace (pid ${p.pid}) is read-only`);
+            roEntries.push(mp);
+          }
         }
       }
-    }
-    assert.ok(roEntries.some((mp) => mp.endsWith("-rotree/sub")), `the read-only volume's submount seen in virtiofsd's namespace: ${roEntries.join(", ")}`);
+      for (const want of [/-rotree$/, /-rotree\/sub$/, /-ro\.txt$/, /\/rootfs$/]) {
+        assert.ok(roEntries.some((mp) => want.test(mp)), `${want} seen in virtiofsd's namespace: ${roEntries.join(", ")}`);
+      }
 
-    const attempt = await sh(fx.cri, containerId, remountAndWrite(["/", "/ro", "/ro/sub", "/ro.txt"], ["/rootw", "/ro/w", "/ro/sub/w", "/ro.txt"]));
-    for (const p of ["/", "/ro", "/ro/sub", "/ro.txt"]) assert.match(attempt.out, new RegExp(`remounted ${p}\\n`), "the guest's own remount succeeds (only the host can refuse)");
-    assert.doesNotMatch(attempt.out, /wrote/, "no write through a read-only mount after remount,rw in the guest");
-    for (const f of ["rotree/w", "rotree/sub/w"]) assert.equal(await exists(join(t.dir, f)), false, `${f} not created on the host`);
-    assert.equal(await readFile(t.roFile, "utf8"), "read-only\n");
+      const attempt = await sh(cri, containerId, remountAndWrite(["/", "/ro", "/ro/sub", "/ro.txt"], ["/rootw", "/ro/w", "/ro/sub/w", "/ro.txt"]));
+      for (const p of ["/", "/ro", "/ro/sub", "/ro.txt"]) assert.match(attempt.out, new RegExp(`remounted ${p}\\n`), `the guest's own remount succeeds (only the host can refuse): ${attempt.out}`);
+      assert.doesNotMatch(attempt.out, /wrote/, "no write through a read-only mount after remount,rw in the guest");
+      for (const f of ["rotree/w", "rotree/sub/w"]) assert.equal(await exists(join(t.dir, f)), false, `${f} not created on the host`);
+      assert.equal(await readFile(t.roFile, "utf8"), "read-only\n");
+    });
 
-    await checkWriteThrough(fx.cri, containerId, t);
-    await removeAndCheckHost(fx.cri, pod, t);
-    pod = undefined;
+    await tc.test("a rw single-file mount writes through both ways; rw submounts and a mount the host adds mid-pod reach the guest", async () => {
+      await checkWriteThrough(cri, containerId, t);
+    });
+
+    await tc.test("removing the pod keeps every host mount of a shared hostPath tree (submounts, and the one added mid-pod)", async () => {
+      assert.ok(pod);
+      await removeAndCheckHost(cri, pod, t);
+      pod = undefined;
+    });
   } finally {
-    if (pod) await removePod(fx.cri, pod).catch(() => undefined);
+    if (pod) await removePod(cri, pod).catch(() => undefined);
     await removeHostMountTree(t);
   }
 });
