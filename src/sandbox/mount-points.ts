@@ -33,11 +33,15 @@ export async function createMountPoint(rootfs: string, mp: MountPoint): Promise<
       if (last || !st.isDirectory()) return; // present, or a symlink/file on the way
       continue;
     }
-    if (last && mp.isFile) {
+    try {
       // O_CREAT|O_EXCL: fails rather than follow a symlink created meanwhile.
-      await (await open(cur, "wx", 0o644)).close();
-    } else {
-      await mkdir(cur, { mode: 0o755 });
+      if (last && mp.isFile) await (await open(cur, "wx", 0o644)).close();
+      else await mkdir(cur, { mode: 0o755 });
+    } catch (err) {
+      // A root that is read-only on the host too (kata-ts run on a read-only dir): crun will say
+      // which mount point it misses.
+      if ((err as NodeJS.ErrnoException).code === "EROFS") return;
+      throw err;
     }
   }
 }
