@@ -37,6 +37,11 @@ export const agentSchema = z
      * is stuck (not slow): it is killed and booted once more within dial_timeout. 0 turns this off.
      */
     boot_stall_timeout: z.number().min(0).max(3600).default(30),
+    /**
+     * Seconds the running guest's agent may leave its periodic health check unanswered before the
+     * guest counts as wedged (paused, stopped, hung): the pod's VM is killed and its containers exit.
+     */
+    liveness_timeout: z.number().min(1).max(3600).default(30),
     /** Seconds any single agent request may take (WaitProcess is exempt: it blocks by design). */
     request_timeout: z.number().positive().max(3600).default(30),
     debug: z.boolean().default(false),

@@ -46,6 +46,11 @@ export class AgentClient {
     return this.ttrpc.closed;
   }
 
+  /** One Health.Check within `timeoutMs` (the liveness probe: see pod-watch.ts). */
+  async check(timeoutMs: number): Promise<void> {
+    await this.health.check({}, { timeoutMs });
+  }
+
   async version(): Promise<{ bootId: string; kernelRelease: string; agentVersion: string }> {
     const v = await this.health.version({}, { timeoutMs: CALL_MS });
     return { bootId: v.bootId, kernelRelease: v.kernelRelease, agentVersion: v.agentVersion };
@@ -87,7 +92,11 @@ export class AgentClient {
     await this.agent.signalProcess({ containerId, execId, signal, all }, { timeoutMs: CALL_MS });
   }
 
-  /** Blocks until the process exits (no deadline; cancel with `signal`). */
+  /**
+   * Blocks until the process exits. No deadline of its own: it ends with the process, with `signal`,
+   * or when the connection closes (the sandbox closes it when the VM dies or the agent is judged
+   * dead, see pod-watch.ts). The same holds for `read` and `nextOom`.
+   */
   async wait(containerId: string, execId: string, signal?: AbortSignal): Promise<ExitStatus> {
     const res = await this.agent.waitProcess({ containerId, execId }, signal ? { signal } : {});
     return { status: res.status, exitedAt: res.exitedAt ? timestampDate(res.exitedAt) : new Date() };

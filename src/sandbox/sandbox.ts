@@ -1,8 +1,13 @@
 // One sandbox = one VM. Set-up in order (state dir, shared dir, pod network, virtiofsd, VM, agent,
 // guest sandbox) with every step's undo pushed as it succeeds, so destroy() and a failed create both
 // tear down in reverse order. The state file lets another process find and clean up what runs.
+// While it runs, every part it depends on is watched (pod-watch.ts): when one fails, the sandbox
+// is lost: the VM and helpers are killed at once, every agent call still waiting fails, and `lost`
+// says why. destroy() always finishes: the guest gets a deadline to remove its containers, then
+// the VM is killed.
 import { mkdir, rm } from "node:fs/promises";
 import { dirname } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { KataError } from "../util/errors.js";
 import { createLogger } from "../util/log.js";
 import { loadGuestAssets, type GuestAssets } from "../guest/assets.js";
@@ -17,6 +22,7 @@ import { SHARED_FS_TAG, sandboxLayout, type SandboxLayout } from "./guest-layout
 import { shareContainer } from "./host-spec.js";
 import { Lifecycle } from "./lifecycle.js";
 import { makeSharedMountPoint, unmountAll } from "./mounts.js";
+import { PodWatch, type SandboxLoss } from "./pod-watch.js";
 import { writeRecord, type SandboxRecord, type SandboxStatus } from "./state-file.js";
 import { UndoStack } from "./undo-stack.js";
 import { Virtiofsd } from "./virtiofsd.js";
@@ -30,6 +36,10 @@ const defaultBootStallMs = 30_000;
 const defaultBootAttempts = 2;
 /** Not worth another boot with less time than this left. */
 const minRetryMs = 10_000;
+/** Health.Check unanswered this long: the guest is wedged (agent.liveness_timeout). */
+const defaultLivenessTimeoutMs = 30_000;
+/** destroy() gives the guest this long to remove its containers; then the VM is killed. */
+const guestTeardownMs = 15_000;
 
 export interface SandboxOptions {
   id: string;
@@ -48,6 +58,8 @@ export interface SandboxOptions {
   bootAttempts?: number;
   /** The pod netns CNI set up: its interfaces are mirrored into the VM (src/sandbox/network). */
   netnsPath?: string;
+  /** No Health.Check answered for this long: the sandbox is lost and its VM killed (0: never). */
+  livenessTimeoutMs?: number;
 }
 
 export interface ContainerOptions {
@@ -73,6 +85,12 @@ export class Sandbox {
   private readonly record: SandboxRecord;
   private agentClient: AgentClient | undefined;
   private vmValue: Vm | undefined;
+  private virtiofsd: Virtiofsd | undefined;
+  private watch: PodWatch | undefined;
+  private lossValue: SandboxLoss | undefined;
+  private resolveLost!: (loss: SandboxLoss) => void;
+  /** Resolves when the sandbox is lost while it runs (a part died or the guest wedged); never after destroy() began. */
+  readonly lost = new Promise<SandboxLoss>((resolve) => (this.resolveLost = resolve));
   private destroying: Promise<void> | undefined;
 
   private constructor(
@@ -94,6 +112,11 @@ export class Sandbox {
 
   get vm(): Vm | undefined {
     return this.vmValue;
+  }
+
+  /** Why the sandbox was lost, once it was. */
+  get loss(): SandboxLoss | undefined {
+    return this.lossValue;
   }
 
   static async create(opts: SandboxOptions): Promise<Sandbox> {
@@ -151,6 +174,11 @@ export class Sandbox {
     const agent = new AgentClient(booted.agent);
     this.agentClient = agent;
     this.undo.push("close agent connection", () => Promise.resolve(agent.close()));
+    const virtiofsd = this.virtiofsd;
+    if (virtiofsd !== undefined) {
+      const livenessTimeoutMs = opts.livenessTimeoutMs ?? defaultLivenessTimeoutMs;
+      this.watch = new PodWatch({ vm, virtiofsd, agent, livenessTimeoutMs }, (loss) => this.onLost(loss));
+    }
     await agent.createSandbox({ sandboxId: opts.id, hostname: opts.hostname ?? "", dns: opts.dns ?? [], sharedFsTag: SHARED_FS_TAG });
     if (net !== undefined) await configureGuestNetwork(agent, net);
     this.life.move("ready", "create");
@@ -184,6 +212,7 @@ export class Sandbox {
           },
         });
         this.undo.push("stop virtiofsd", () => vfs.stop());
+        this.virtiofsd = vfs;
         return booted;
       } catch (err) {
         await vfs.stop();
@@ -195,6 +224,7 @@ export class Sandbox {
   }
 
   async createContainer(c: ContainerOptions): Promise<SandboxContainer> {
+    this.requireLive();
     this.life.require("create a container in", "ready");
     if (this.containers.has(c.id)) throw new KataError("ALREADY_EXISTS", `sandbox ${this.id} already has a container ${c.id}`);
     const undo = new UndoStack();
@@ -229,15 +259,47 @@ export class Sandbox {
     return this.destroying;
   }
 
+  /** Throws UNAVAILABLE naming the cause once the sandbox is lost. */
+  requireLive(): void {
+    if (this.lossValue !== undefined) {
+      throw new KataError("UNAVAILABLE", `sandbox ${this.id} is lost (${this.lossValue.message}); remove the pod`);
+    }
+  }
+
+  private onLost(loss: SandboxLoss): void {
+    if (this.destroying !== undefined || this.lossValue !== undefined) return;
+    this.lossValue = loss;
+    log.error({ sandbox: this.id, cause: loss.cause }, `sandbox lost: ${loss.message}; killing its VM`);
+    this.resolveLost(loss);
+    this.cutOff().catch((err: unknown) => log.error({ err, sandbox: this.id }, "killing the VM of a lost sandbox failed"));
+  }
+
+  /** Kills the VM and virtiofsd now; every agent call still waiting fails (UNAVAILABLE). Idempotent. */
+  private async cutOff(): Promise<void> {
+    this.watch?.stop();
+    this.agentClient?.close();
+    await Promise.all([this.vmValue?.stop({ timeoutMs: 500 }), this.virtiofsd?.stop(1000)]);
+  }
+
   private async tearDown(): Promise<void> {
     this.life.move("stopping", "destroy");
     await this.save().catch(() => undefined);
-    for (const c of [...this.containers.values()]) {
-      await c.delete().catch((err: unknown) => log.warn({ err, container: c.id }, "container delete failed; the VM stop removes it"));
+    // Containers' host-side shares are undone even when the agent cannot answer (a lost sandbox).
+    const guest = (async () => {
+      for (const c of [...this.containers.values()]) {
+        await c.delete().catch((err: unknown) => log.warn({ err, container: c.id }, "container delete failed; the VM stop removes it"));
+      }
+      if (this.agentClient !== undefined && this.lossValue === undefined) {
+        await this.agentClient.destroySandbox().catch(() => undefined);
+      }
+    })();
+    const late = await Promise.race([guest.then(() => false), sleep(guestTeardownMs, true, { ref: false })]);
+    if (late) {
+      log.warn({ sandbox: this.id }, `the guest did not remove its containers within ${guestTeardownMs / 1000} s; killing the VM`);
+      await this.cutOff();
+      await guest;
     }
-    if (this.agentClient !== undefined) {
-      await this.agentClient.destroySandbox().catch(() => undefined);
-    }
+    this.watch?.stop();
     try {
       await this.undo.unwind();
     } finally {

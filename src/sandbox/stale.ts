@@ -1,12 +1,13 @@
 // Cleans up a sandbox whose owner is gone (crashed `kata-ts run`, restarted shim): reads its state
-// file, kills the VM and virtiofsd by pid (only if the pid still runs that program), unmounts the
-// share and removes the state dir.
+// file, kills the VM and virtiofsd by pid (only if the pid still runs that program), removes
+// virtiofsd's pid file, unmounts the share and removes the state dir.
 import { readFile, rm } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { readRecord } from "./state-file.js";
 import { sandboxLayout } from "./guest-layout.js";
 import { unmountAll } from "./mounts.js";
 import { detachStalePodNetwork } from "./network/pod-network.js";
+import { virtiofsdPidFile } from "./virtiofsd.js";
 
 async function commOf(pid: number): Promise<string | undefined> {
   return (await readFile(`/proc/${pid}/comm`, "utf8").catch(() => undefined))?.trim();
@@ -25,6 +26,7 @@ export async function cleanupStaleSandbox(id: string): Promise<void> {
   const rec = await readRecord(layout.stateFile).catch(() => undefined);
   await killIf(rec?.vmPid, /^qemu/);
   await killIf(rec?.virtiofsdPid, /^virtiofsd/);
+  await rm(virtiofsdPidFile(layout.virtiofsdSocket), { force: true });
   if (rec?.network !== undefined) await detachStalePodNetwork(rec.network);
   await unmountAll(layout.stateDir);
   await rm(layout.stateDir, { recursive: true, force: true });

@@ -1,16 +1,50 @@
 // virtiofsd (the C daemon shipped with QEMU 7.2) serving the sandbox's shared dir to the guest
-// over a vhost-user socket. It exits by itself when QEMU disconnects; stop() also kills it.
+// over a vhost-user socket. It exits by itself when QEMU disconnects; stop() also kills it. Its
+// exit is reported (`exited`) so the sandbox can tell a requested stop from a death, and the pid
+// file it leaves under /run/virtiofsd is removed once it has gone.
 import { spawn, type ChildProcess } from "node:child_process";
 import { open, rm, stat } from "node:fs/promises";
+import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { KataError } from "../util/errors.js";
 
 export const VIRTIOFSD = process.env.KATA_TS_VIRTIOFSD ?? "/usr/lib/qemu/virtiofsd";
 
+/** Where QEMU's virtiofsd writes its pid file (QEMU's local state dir; not configurable). */
+const PID_FILE_DIR = "/run/virtiofsd";
+
+/**
+ * The pid file virtiofsd writes for a socket path (it locks the socket path with it): the path with
+ * every "/" turned into ".", plus ".pid". virtiofsd never removes it; it has no option to skip it.
+ */
+export function virtiofsdPidFile(socketPath: string): string {
+  return join(PID_FILE_DIR, `${socketPath.replaceAll("/", ".")}.pid`);
+}
+
+export interface VirtiofsdExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** stop() asked for it (otherwise it died, or exited when QEMU went away). */
+  requested: boolean;
+}
+
 export class Virtiofsd {
-  private exited: Promise<void>;
-  private constructor(private readonly child: ChildProcess) {
-    this.exited = new Promise((resolve) => child.once("exit", () => resolve()));
+  /** Resolves once the daemon has exited and its pid file is removed. */
+  readonly exited: Promise<VirtiofsdExit>;
+  private stopRequested = false;
+
+  private constructor(
+    private readonly child: ChildProcess,
+    socketPath: string,
+  ) {
+    this.exited = new Promise((resolve) => {
+      child.once("exit", (code, signal) => {
+        const exit = { code, signal, requested: this.stopRequested };
+        void rm(virtiofsdPidFile(socketPath), { force: true })
+          .catch(() => undefined)
+          .then(() => resolve(exit));
+      });
+    });
   }
 
   get pid(): number | undefined {
@@ -31,7 +65,7 @@ export class Virtiofsd {
     ];
     const child = spawn(VIRTIOFSD, args, { stdio: ["ignore", log.fd, log.fd], detached: false });
     await log.close();
-    const d = new Virtiofsd(child);
+    const d = new Virtiofsd(child, opts.socketPath);
     const failed = new Promise<Error>((resolve) => child.once("error", resolve));
     const deadline = Date.now() + (opts.timeoutMs ?? 10_000);
     for (;;) {
@@ -40,6 +74,7 @@ export class Virtiofsd {
       const err = await Promise.race([failed, sleep(20).then(() => undefined)]);
       if (err !== undefined) throw new KataError("NOT_FOUND", `cannot run ${VIRTIOFSD}: ${err.message}`, { cause: err });
       if (child.exitCode !== null || child.signalCode !== null) {
+        await d.exited;
         throw new KataError("INTERNAL", `virtiofsd exited at start (status ${child.exitCode ?? child.signalCode}); see ${opts.logPath}`);
       }
       if (Date.now() > deadline) {
@@ -49,13 +84,18 @@ export class Virtiofsd {
     }
   }
 
+  /** SIGTERM, SIGKILL past the deadline; resolves once it has exited and its pid file is gone. */
   async stop(timeoutMs = 5000): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    if (this.child.exitCode !== null || this.child.signalCode !== null) {
+      await this.exited;
+      return;
+    }
+    this.stopRequested = true;
     this.child.kill("SIGTERM");
     const t = sleep(timeoutMs).then(() => "timeout" as const);
     if ((await Promise.race([this.exited.then(() => "exited" as const), t])) === "timeout") {
       this.child.kill("SIGKILL");
-      await this.exited;
     }
+    await this.exited;
   }
 }

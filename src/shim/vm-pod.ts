@@ -23,6 +23,10 @@ export class VmPod implements Pod {
     private readonly log: Logger,
   ) {
     this.pause = new PauseProcess(this.pid, sandbox.vm?.wait() ?? Promise.resolve());
+    void sandbox.lost.then((loss) => {
+      this.log.error({ cause: loss.cause, processes: this.processes.size }, `pod lost: ${loss.message}; its processes exit with 137`);
+      for (const p of this.processes) p.lose(loss.message);
+    });
   }
 
   get pid(): number {
@@ -41,7 +45,8 @@ export class VmPod implements Pod {
     }
     try {
       const container = await this.sandbox.createContainer({ id: req.id, spec: req.spec as AgentOciSpec, rootfs, openStdin: req.stdio.stdin !== "" });
-      return this.track(new VmProcess(this.pid, containerInit(container), { terminal: req.stdio.terminal, stdin: req.stdio.stdin !== "" }, this.log));
+      const opts = { terminal: req.stdio.terminal, stdin: req.stdio.stdin !== "" };
+      return this.track(new VmProcess(this.pid, containerInit(container), opts, this.log, this.sandbox.lost));
     } catch (err) {
       await this.releaseRootfs(req.id);
       throw err;
@@ -49,14 +54,18 @@ export class VmPod implements Pod {
   }
 
   async exec(req: ExecRequest): Promise<PodProcess> {
+    this.sandbox.requireLive();
     const container = this.sandbox.container(req.containerId);
     const opts = { terminal: req.stdio.terminal, stdin: req.stdio.stdin !== "" };
-    return this.track(new VmProcess(this.pid, execLauncher(container, req.execId, req.process as OciProcess, opts), opts, this.log));
+    return this.track(new VmProcess(this.pid, execLauncher(container, req.execId, req.process as OciProcess, opts), opts, this.log, this.sandbox.lost));
   }
 
   async removeContainer(id: string): Promise<void> {
     try {
       await this.sandbox.container(id).delete();
+    } catch (err) {
+      // A lost pod's guest cannot answer; its VM is gone, so the container is too.
+      if (this.sandbox.loss === undefined) throw err;
     } finally {
       await this.releaseRootfs(id);
     }
@@ -136,6 +145,7 @@ export function vmPodFactory(log: Logger): PodFactory {
         hypervisor: await QemuHypervisor.open({ binary: qemu.path }),
         bootTimeoutMs: req.config.agent.dial_timeout * 1000,
         bootStallMs: req.config.agent.boot_stall_timeout * 1000,
+        livenessTimeoutMs: req.config.agent.liveness_timeout * 1000,
       });
       return new VmPod(sandbox, log);
     },

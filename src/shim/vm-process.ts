@@ -1,16 +1,27 @@
 // PodProcess implementations over the sandbox layer. A container's init and an exec are both
 // started by Start (containerd's Create/Exec only prepare them), so the agent is asked to run them
 // then. Output flows agent -> PassThrough -> FifoIo; stdin the other way. A process whose VM or
-// agent connection is lost counts as killed (137): Wait must always answer.
+// agent connection is lost counts as killed (137): Wait must always answer. When the pod is lost
+// (a part died, the guest wedged: src/sandbox/pod-watch.ts), the last line of its stderr (stdout
+// with a terminal) names the cause, so `kubectl logs` and the termination message say why.
 import { PassThrough } from "node:stream";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { SandboxContainer } from "../sandbox/container.js";
 import type { SandboxProcess } from "../sandbox/process.js";
 import type { OciProcess } from "../agent/oci/types.js";
 import type { Logger } from "../util/log.js";
-import { describeError } from "../util/errors.js";
+import { describeError, isKataError } from "../util/errors.js";
 import type { PodProcess, ProcessExit } from "./pod-port.js";
 
 const lostExit = 137;
+/**
+ * A failed agent call or a closed connection may come just before the pod's loss is known (the
+ * connection drops as QEMU dies; the watcher waits a moment to name the cause): wait this long.
+ */
+const lossAttributionMs = 3000;
+
+/** Why the pod was lost, once it is (never resolves for a pod that runs on). */
+export type PodLoss = Promise<{ message: string }>;
 
 export class VmProcess implements PodProcess {
   readonly stdin: PassThrough | undefined;
@@ -27,6 +38,7 @@ export class VmProcess implements PodProcess {
     private readonly launch: () => Promise<SandboxProcess>,
     opts: { terminal: boolean; stdin: boolean },
     private readonly log: Logger,
+    private readonly podLost: PodLoss = new Promise(() => undefined),
   ) {
     this.stdin = opts.stdin ? new PassThrough() : undefined;
     this.stderr = opts.terminal ? undefined : new PassThrough();
@@ -42,7 +54,9 @@ export class VmProcess implements PodProcess {
     }
     proc.wait().then(
       (s) => this.finish({ exitStatus: s.status, exitedAt: s.exitedAt }),
-      (err: unknown) => {
+      async (err: unknown) => {
+        const loss = await this.lossWithin(lossAttributionMs);
+        if (loss !== undefined) return this.lose(loss.message);
         this.log.warn({ err: describeError(err) }, "lost the process's exit (VM or agent gone)");
         this.finish({ exitStatus: lostExit, exitedAt: new Date() });
       },
@@ -52,11 +66,18 @@ export class VmProcess implements PodProcess {
   private pump(done: Promise<number>, out: PassThrough, which: string): void {
     done.then(
       () => out.end(),
-      (err: unknown) => {
+      async (err: unknown) => {
         this.log.debug({ err: describeError(err), which }, "output pump ended");
+        // Kept open a moment so the cause of a lost pod can still be written (lose()).
+        await this.lossWithin(lossAttributionMs);
         out.end();
       },
     );
+  }
+
+  /** The pod's loss if it is known within `ms`. */
+  private lossWithin(ms: number): Promise<{ message: string } | undefined> {
+    return Promise.race([this.podLost, sleep(ms, undefined, { ref: false })]);
   }
 
   async signal(signal: number): Promise<void> {
@@ -67,7 +88,13 @@ export class VmProcess implements PodProcess {
       this.finish({ exitStatus: 128 + signal, exitedAt: new Date() });
       return;
     }
-    await this.proc.signal(signal);
+    try {
+      await this.proc.signal(signal);
+    } catch (err) {
+      // The pod was lost under the call: the process is dead, which is what a signal asks for.
+      if (!isKataError(err, "UNAVAILABLE") && !isKataError(err, "CANCELLED")) throw err;
+      if ((await this.lossWithin(lossAttributionMs)) === undefined) throw err;
+    }
   }
 
   wait(): Promise<ProcessExit> {
@@ -81,6 +108,14 @@ export class VmProcess implements PodProcess {
 
   async resizePty(width: number, height: number): Promise<void> {
     await this.proc?.resize(height, width);
+  }
+
+  /** The pod was lost: a process still running is killed, and its stderr (stdout with a terminal) says why. */
+  lose(reason: string): void {
+    if (this.settled) return;
+    const out = this.stderr ?? this.stdout;
+    if (!out.writableEnded) out.write(`kata-ts: ${reason}; the pod's VM was stopped and this process killed\n`);
+    this.abandon();
   }
 
   /** The VM is going away: whatever has not exited is killed. */

@@ -1,21 +1,23 @@
 // Faults, end to end through CRI with real VMs: what a user (kubelet) sees when a pod's shim is
-// SIGKILLed, when its QEMU crashes, and when the handler's configuration file is broken. In every
-// case the pod must be stoppable and removable over CRI and nothing of it may be left: no shim,
-// QEMU or virtiofsd, no mount, no kata-ts state. One private containerd serves all cases; besides
-// the default `kata-ts` handler it has `kata-ts-broken`, whose ConfigPath names a file with a typo.
+// SIGKILLed, when its QEMU or virtiofsd dies, when its QEMU is stopped (SIGSTOP: a wedged guest),
+// and when the handler's configuration file is broken. In every case the pod must be stoppable and
+// removable over CRI and nothing of it may be left: no shim, QEMU or virtiofsd, no mount, no
+// kata-ts state, no virtiofsd pid file. One private containerd serves all cases; besides the
+// default `kata-ts` handler it has `kata-ts-broken`, whose ConfigPath names a file with a typo.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdir, readdir, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { status as grpcStatus } from "@grpc/grpc-js";
 import { CriError } from "../../src/cri/client.js";
-import { ContainerState, PodSandboxState, podSandboxConfig, waitForContainerState } from "../../src/cri/pod.js";
+import { ContainerState, PodSandboxState, podSandboxConfig, readCriLog, waitForContainerState } from "../../src/cri/pod.js";
 import { installContainerdHandler } from "../../src/deploy/containerd-install.js";
 import { packagedShimPath } from "../../src/deploy/paths.js";
 import { useCriFixture } from "../harness/cri-fixture.js";
 import { BUSYBOX_IMAGE_REF } from "../harness/images.js";
 import { mountsUnder } from "../harness/mounts.js";
 import { processesMentioning, type ProcInfo } from "../harness/processes.js";
+import { virtiofsdPidFiles } from "../harness/leaks.js";
 
 const HANDLER = "kata-ts";
 const BROKEN_HANDLER = "kata-ts-broken";
@@ -80,11 +82,12 @@ async function podLeftovers(): Promise<string[]> {
   for (const e of await readdir(fx.ctd.kataStateDir, { withFileTypes: true }).catch(() => [])) {
     if (e.isDirectory()) out.push(`kata-ts state ${join(fx.ctd.kataStateDir, e.name)}`);
   }
+  for (const f of await virtiofsdPidFiles(fx.ctd.baseDir)) out.push(`virtiofsd pid file ${f}`);
   return out;
 }
 
 /** A kata-ts pod with one running `sleep` container. */
-async function runningPod(name: string): Promise<{ podSandboxId: string; containerId: string }> {
+async function runningPod(name: string): Promise<{ podSandboxId: string; containerId: string; logDirectory: string }> {
   assert.ok(fx.ctd && fx.cri);
   const logDirectory = join(fx.ctd.baseDir, "pods", `default_${name}_uid-${name}`);
   await mkdir(logDirectory, { recursive: true });
@@ -97,14 +100,18 @@ async function runningPod(name: string): Promise<{ podSandboxId: string; contain
   });
   await fx.cri.runtime.startContainer({ containerId });
   await waitForContainerState(fx.cri, containerId, ContainerState.CONTAINER_RUNNING, { timeoutMs: 120_000 });
-  return { podSandboxId, containerId };
+  return { podSandboxId, containerId, logDirectory };
 }
 
-/** StopPodSandbox + RemovePodSandbox must succeed, and then nothing of the pod may remain. */
-async function stopAndRemove(podSandboxId: string): Promise<void> {
+/**
+ * StopPodSandbox + RemovePodSandbox must succeed (each within `timeoutMs`, as the CRI call's own
+ * deadline: kubelet's is 2 minutes), and then nothing of the pod may remain.
+ */
+async function stopAndRemove(podSandboxId: string, timeoutMs?: number): Promise<void> {
   assert.ok(fx.cri);
-  await fx.cri.runtime.stopPodSandbox({ podSandboxId });
-  await fx.cri.runtime.removePodSandbox({ podSandboxId });
+  const opts = timeoutMs === undefined ? {} : { timeoutMs };
+  await fx.cri.runtime.stopPodSandbox({ podSandboxId }, opts);
+  await fx.cri.runtime.removePodSandbox({ podSandboxId }, opts);
   assert.deepEqual((await fx.cri.runtime.listPodSandbox({})).items.map((p) => p.id), []);
   await waitUntilEmpty("pod leftovers after RemovePodSandbox", podLeftovers, 60_000);
 }
@@ -207,9 +214,9 @@ void test("faults: kill -9 of a pod's shim: containerd's delete path removes the
   }
 });
 
-void test("faults: QEMU killed: the running container exits non-zero in ContainerStatus; stop and remove succeed", { timeout: 600_000 }, async () => {
+void test("faults: QEMU killed: the running container exits 137 naming the cause in its log; stop and remove succeed", { timeout: 600_000 }, async () => {
   assert.ok(fx.ctd && fx.cri);
-  const { podSandboxId, containerId } = await runningPod("qemukill");
+  const { podSandboxId, containerId, logDirectory } = await runningPod("qemukill");
   try {
     const qemus = (await podProcesses(podSandboxId)).filter(isQemu);
     assert.equal(qemus.length, 1, "one QEMU for the pod");
@@ -217,7 +224,76 @@ void test("faults: QEMU killed: the running container exits non-zero in Containe
     const status = await waitForContainerState(fx.cri, containerId, ContainerState.CONTAINER_EXITED, { timeoutMs: 120_000 });
     assert.notEqual(status.exitCode, 0, "a container whose VM died did not succeed");
     assert.equal(status.exitCode, 137, "the shim reports a lost VM as killed (128+SIGKILL)");
+    const stderr = await readCriLog(logDirectory, "sleeper/0.log", "stderr");
+    assert.match(stderr, /kata-ts: the VM's QEMU \(pid \d+\) was killed by SIGKILL/, `the container's log names the cause: ${stderr}`);
   } finally {
-    await stopAndRemove(podSandboxId);
+    await stopAndRemove(podSandboxId, 30_000);
   }
+});
+
+void test("faults: virtiofsd killed: the pod fails at once (exec returns, container EXITED 137 naming virtiofsd); stop and remove succeed", { timeout: 600_000 }, async (t) => {
+  assert.ok(fx.ctd && fx.cri);
+  const { podSandboxId, containerId, logDirectory } = await runningPod("vfskill");
+  try {
+    const procs = await podProcesses(podSandboxId);
+    const vfs = procs.filter(isVirtiofsd);
+    assert.equal(vfs.length, 1, `one virtiofsd for the pod: ${procs.map((p) => p.cmdline.join(" ")).join("\n")}`);
+    // An exec in flight when the share dies must come back, not hang until the CRI deadline.
+    const exec = fx.cri.runtime.execSync({ containerId, cmd: ["sleep", "600"], timeout: 0n }, { timeoutMs: 120_000 }).then(
+      (r) => ({ exitCode: r.exitCode, err: undefined }),
+      (e: unknown) => ({ exitCode: undefined, err: e }),
+    );
+    await sleep(2_000);
+    process.kill((vfs[0] as ProcInfo).pid, "SIGKILL");
+    const status = await waitForContainerState(fx.cri, containerId, ContainerState.CONTAINER_EXITED, { timeoutMs: 60_000 });
+    assert.equal(status.exitCode, 137, "the container of a pod whose virtiofsd died is killed (128+SIGKILL)");
+    const stderr = await readCriLog(logDirectory, "sleeper/0.log", "stderr");
+    t.diagnostic(`container stderr: ${stderr.trim()}`);
+    assert.match(stderr, /kata-ts: virtiofsd \(pid \d+\) was killed by SIGKILL/, `the container's log names the cause: ${stderr}`);
+    const pod = await fx.cri.runtime.podSandboxStatus({ podSandboxId });
+    assert.equal(pod.status?.state, PodSandboxState.SANDBOX_NOTREADY, "the pod is not ready once its VM was stopped");
+    const ran = await exec;
+    t.diagnostic(`exec in flight: ${ran.err === undefined ? `exit code ${ran.exitCode}` : String(ran.err)}`);
+    if (ran.err !== undefined) {
+      assert.ok(ran.err instanceof CriError, String(ran.err));
+      assert.notEqual(ran.err.grpcCode, grpcStatus.DEADLINE_EXCEEDED, `the exec came back: ${ran.err.message}`);
+    } else assert.notEqual(ran.exitCode, 0, "the exec in flight was killed with its pod");
+  } finally {
+    await stopAndRemove(podSandboxId, 30_000);
+  }
+});
+
+void test("faults: QEMU stopped (SIGSTOP, a wedged guest): stop and remove succeed within their deadline; the container EXITED 137 naming the cause", { timeout: 600_000 }, async (t) => {
+  assert.ok(fx.ctd && fx.cri);
+  const { podSandboxId, containerId, logDirectory } = await runningPod("qemustop");
+  const qemus = (await podProcesses(podSandboxId)).filter(isQemu);
+  assert.equal(qemus.length, 1, "one QEMU for the pod");
+  const qemuPid = (qemus[0] as ProcInfo).pid;
+  process.kill(qemuPid, "SIGSTOP");
+  let failure: unknown;
+  try {
+    // The agent's health check goes unanswered for agent.liveness_timeout (30 s): the guest counts
+    // as wedged, its VM is killed, and the Kill that StopPodSandbox sent completes. 90 s is well
+    // inside kubelet's 2-minute CRI deadline.
+    await fx.cri.runtime.stopPodSandbox({ podSandboxId }, { timeoutMs: 90_000 });
+    const status = await waitForContainerState(fx.cri, containerId, ContainerState.CONTAINER_EXITED, { timeoutMs: 10_000 });
+    assert.equal(status.exitCode, 137, "the container of a wedged pod is killed (128+SIGKILL)");
+    const stderr = await readCriLog(logDirectory, "sleeper/0.log", "stderr");
+    t.diagnostic(`container stderr: ${stderr.trim()}`);
+    assert.match(stderr, /kata-ts: the guest agent answered no health check for \d+ s/, `the container's log names the cause: ${stderr}`);
+  } catch (err) {
+    failure = err;
+  }
+  try {
+    await stopAndRemove(podSandboxId, 30_000);
+  } catch (err) {
+    // Never leave a stopped QEMU behind a failed assertion (it may be gone already).
+    try {
+      process.kill(qemuPid, "SIGKILL");
+    } catch {
+      /* gone */
+    }
+    failure ??= err;
+  }
+  if (failure !== undefined) throw failure;
 });

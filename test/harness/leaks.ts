@@ -12,6 +12,15 @@ import { listShimSockets, staleNewShimSockets } from "./shim-sockets.js";
 const NETNS_DIR = "/var/run/netns";
 const CNI_RESULTS_DIR = "/var/lib/cni/results";
 
+/** Where QEMU's virtiofsd leaves a pid file per socket path (src/sandbox/virtiofsd.ts). */
+const VIRTIOFSD_PID_DIR = "/run/virtiofsd";
+
+/** virtiofsd pid files of sockets under `baseDir` (named after the socket path, "/" -> "."). */
+export async function virtiofsdPidFiles(baseDir: string): Promise<string[]> {
+  const prefix = `${baseDir.replaceAll("/", ".")}.`;
+  return (await list(VIRTIOFSD_PID_DIR)).filter((f) => f.startsWith(prefix)).map((f) => join(VIRTIOFSD_PID_DIR, f));
+}
+
 export interface HostSnapshot {
   shimSockets: Set<string>;
   cgroups: Set<string>;
@@ -96,6 +105,7 @@ export async function findLeaks(scope: LeakScope): Promise<string[]> {
   for (const p of await processesRootedUnder(scope.baseDir)) leaks.push(`container process ${p.pid}: ${p.cmdline.join(" ")}`);
   for (const m of await mountsUnder([scope.baseDir])) leaks.push(`mount ${m}`);
   if (await pathExists(scope.baseDir)) leaks.push(`directory ${scope.baseDir}`);
+  for (const f of await virtiofsdPidFiles(scope.baseDir)) leaks.push(`virtiofsd pid file ${f}`);
   for (const s of await staleNewShimSockets(scope.before.shimSockets)) leaks.push(`shim socket ${s}`);
   // Only cgroups of this harness's containers: new ones of concurrent tests are not ours.
   const ids = new Set(scope.seenContainerIds ?? []);
