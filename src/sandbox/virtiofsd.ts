@@ -1,7 +1,9 @@
 // virtiofsd (the C daemon shipped with QEMU 7.2) serving the sandbox's shared dir to the guest
 // over a vhost-user socket. It exits by itself when QEMU disconnects; stop() also kills it. Its
 // exit is reported (`exited`) so the sandbox can tell a requested stop from a death, and the pid
-// file it leaves under /run/virtiofsd is removed once it has gone.
+// file it leaves under /run/virtiofsd is removed once it has gone. Once QEMU connects, virtiofsd
+// forks a worker into new namespaces and waits for it: it runs in a process group of its own, and
+// the group is killed when the daemon exits, so a worker never outlives a killed parent.
 import { spawn, type ChildProcess } from "node:child_process";
 import { open, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
@@ -19,6 +21,14 @@ const PID_FILE_DIR = "/run/virtiofsd";
  */
 export function virtiofsdPidFile(socketPath: string): string {
   return join(PID_FILE_DIR, `${socketPath.replaceAll("/", ".")}.pid`);
+}
+
+function killGroup(pid: number): void {
+  try {
+    process.kill(-pid, "SIGKILL");
+  } catch {
+    // the group is empty: nothing left
+  }
 }
 
 export interface VirtiofsdExit {
@@ -40,6 +50,7 @@ export class Virtiofsd {
     this.exited = new Promise((resolve) => {
       child.once("exit", (code, signal) => {
         const exit = { code, signal, requested: this.stopRequested };
+        if (child.pid !== undefined) killGroup(child.pid);
         void rm(virtiofsdPidFile(socketPath), { force: true })
           .catch(() => undefined)
           .then(() => resolve(exit));
@@ -63,7 +74,7 @@ export class Virtiofsd {
       // Each bind mount in the share shows up as its own mount in the guest (unique inode numbers).
       "-o", "announce_submounts",
     ];
-    const child = spawn(VIRTIOFSD, args, { stdio: ["ignore", log.fd, log.fd], detached: false });
+    const child = spawn(VIRTIOFSD, args, { stdio: ["ignore", log.fd, log.fd], detached: true });
     await log.close();
     const d = new Virtiofsd(child, opts.socketPath);
     const failed = new Promise<Error>((resolve) => child.once("error", resolve));

@@ -4,6 +4,8 @@ import diagnostics from "node:diagnostics_channel";
 
 /** Published when a server finishes answering a call (success or error). */
 export const SERVER_CALL_CHANNEL = "kata-ts:ttrpc:server:call";
+/** Published when a listening server refuses a connection or closes a silent one (ConnectionEvent). */
+export const SERVER_CONNECTION_CHANNEL = "kata-ts:ttrpc:server:connection";
 /** Published when a client call settles. */
 export const CLIENT_CALL_CHANNEL = "kata-ts:ttrpc:client:call";
 
@@ -16,7 +18,19 @@ export interface CallEvent {
   durationMs: number;
 }
 
+export interface ConnectionEvent {
+  /** "refused": over maxConnections; "silent": no request within firstRequestTimeoutMs. */
+  event: "refused" | "silent";
+  /** Connections served when it happened. */
+  connections: number;
+}
+
 const serverChannel = diagnostics.channel(SERVER_CALL_CHANNEL);
+const connectionChannel = diagnostics.channel(SERVER_CONNECTION_CHANNEL);
+
+export function publishServerConnection(ev: ConnectionEvent): void {
+  if (connectionChannel.hasSubscribers) connectionChannel.publish(ev);
+}
 const clientChannel = diagnostics.channel(CLIENT_CALL_CHANNEL);
 
 export function publishServerCall(ev: CallEvent): void {

@@ -61,6 +61,7 @@ export class ServerConnection {
   private readonly active = new Map<number, ActiveCall>();
   private closed = false;
   private waitingForDrain = false;
+  private requested = false;
 
   constructor(
     private readonly stream: Duplex,
@@ -73,6 +74,11 @@ export class ServerConnection {
     stream.on("error", () => this.close());
     stream.on("end", () => this.close());
     stream.on("close", () => this.close());
+  }
+
+  /** A request frame has arrived on this connection (whatever became of it). */
+  get sawRequest(): boolean {
+    return this.requested;
   }
 
   /** Drop the connection and abort every handler still running on it. */
@@ -118,6 +124,7 @@ export class ServerConnection {
   private onFrame(frame: Frame): void {
     // Other message types (v1.2 data frames, stray responses) are ignored, as ttrpc does.
     if (frame.type !== MESSAGE_TYPE_REQUEST) return;
+    this.requested = true;
     const id = frame.streamId;
     if (id % 2 !== 1) {
       this.sendStatus(id, Code.INVALID_ARGUMENT, "StreamID must be odd for client initiated streams");

@@ -1,5 +1,9 @@
 // ttRPC server: services registered from protobuf-es descriptors, served on a unix socket or on
-// any Duplex (inside the guest: the virtio-serial port's read and write streams).
+// any Duplex (inside the guest: the virtio-serial port's read and write streams). On a unix socket
+// the connections are bounded: past maxConnections new ones are closed at once, and one that sends
+// no request within firstRequestTimeoutMs is closed. A connection that has sent a request may stay
+// idle for ever: containerd keeps one per task open between calls and reads its closing as the
+// shim's death (runtime/v2 cleanupAfterDeadShim), so an idle timeout would kill healthy pods.
 import { lstat, rm } from "node:fs/promises";
 import net from "node:net";
 import type { Duplex } from "node:stream";
@@ -10,6 +14,7 @@ import { TtrpcError } from "./errors.js";
 import { ServerConnection, type HandlerContext, type MethodEntry, type UnaryHandler } from "./server-connection.js";
 import { Code } from "./status.js";
 import { socketPathOf } from "./address.js";
+import { publishServerConnection } from "./diagnostics.js";
 
 export type { HandlerContext } from "./server-connection.js";
 
@@ -27,17 +32,34 @@ export type ServiceImplFor<T> = T extends GenService<infer S> ? ServiceImpl<S> :
 export interface TtrpcServerOptions {
   /** Calls in progress per connection before new ones get RESOURCE_EXHAUSTED. */
   maxConcurrentCalls?: number;
+  /** Connections accepted by listen() served at once; more are closed as soon as accepted. */
+  maxConnections?: number;
+  /** A connection accepted by listen() that sends no request within this is closed (0: never). */
+  firstRequestTimeoutMs?: number;
 }
+
+const defaultMaxConnections = 128;
+const defaultFirstRequestTimeoutMs = 10_000;
 
 export class TtrpcServer {
   private readonly services = new Map<string, Map<string, MethodEntry>>();
   private readonly connections = new Set<ServerConnection>();
   private readonly maxConcurrentCalls: number;
+  private readonly maxConnections: number;
+  private readonly firstRequestTimeoutMs: number;
+  private readonly accepted = new Set<ServerConnection>();
   private listener: net.Server | undefined;
   private socketPath: string | undefined;
 
   constructor(opts: TtrpcServerOptions = {}) {
     this.maxConcurrentCalls = opts.maxConcurrentCalls ?? 16384;
+    this.maxConnections = opts.maxConnections ?? defaultMaxConnections;
+    this.firstRequestTimeoutMs = opts.firstRequestTimeoutMs ?? defaultFirstRequestTimeoutMs;
+  }
+
+  /** Connections accepted by listen() and still open. */
+  get connectionCount(): number {
+    return this.accepted.size;
   }
 
   register<S extends GenServiceMethods>(service: GenService<S>, impl: ServiceImpl<S>): this {
@@ -64,13 +86,40 @@ export class TtrpcServer {
 
   /** Serve one connection. The server owns the stream from now on and destroys it on close(). */
   serve(stream: Duplex): void {
+    this.open(stream);
+  }
+
+  private open(stream: Duplex): ServerConnection {
     const conn = new ServerConnection(
       stream,
       (service, method) => this.lookup(service, method),
       { maxConcurrentCalls: this.maxConcurrentCalls },
-      (c) => this.connections.delete(c),
+      (c) => {
+        this.connections.delete(c);
+        this.accepted.delete(c);
+      },
     );
     this.connections.add(conn);
+    return conn;
+  }
+
+  /** A connection from listen(): refused over the cap, closed if it stays silent. */
+  private accept(sock: net.Socket): void {
+    if (this.accepted.size >= this.maxConnections) {
+      sock.destroy();
+      publishServerConnection({ event: "refused", connections: this.accepted.size });
+      return;
+    }
+    const conn = this.open(sock);
+    this.accepted.add(conn);
+    if (this.firstRequestTimeoutMs > 0) {
+      const timer = setTimeout(() => {
+        if (conn.sawRequest || !this.accepted.has(conn)) return;
+        conn.close();
+        publishServerConnection({ event: "silent", connections: this.accepted.size });
+      }, this.firstRequestTimeoutMs);
+      timer.unref();
+    }
   }
 
   /** Listen on a unix socket (a path, or unix:///path). A stale socket file is replaced; a live one is an error. */
@@ -78,7 +127,7 @@ export class TtrpcServer {
     if (this.listener !== undefined) throw new KataError("FAILED_PRECONDITION", "ttrpc server is already listening");
     const path = socketPathOf(address);
     await removeStaleSocket(path);
-    const listener = net.createServer((sock) => this.serve(sock));
+    const listener = net.createServer((sock) => this.accept(sock));
     await new Promise<void>((resolve, reject) => {
       listener.once("error", (err) =>
         reject(new KataError("UNAVAILABLE", `cannot listen on ${path}: ${err.message}`, { cause: err })),
