@@ -10,7 +10,7 @@ import type { SandboxContainer } from "../sandbox/container.js";
 import type { SandboxProcess } from "../sandbox/process.js";
 import type { OciProcess } from "../agent/oci/types.js";
 import type { Logger } from "../util/log.js";
-import { describeError, isKataError } from "../util/errors.js";
+import { KataError, describeError, isKataError } from "../util/errors.js";
 import type { PodProcess, ProcessExit } from "./pod-port.js";
 
 const lostExit = 137;
@@ -45,7 +45,14 @@ export class VmProcess implements PodProcess {
   }
 
   async start(): Promise<void> {
-    const proc = await this.launch();
+    let proc: SandboxProcess;
+    try {
+      proc = await this.launch();
+    } catch (err) {
+      const loss = connectionLost(err) ? await this.lossWithin(lossAttributionMs) : undefined;
+      if (loss === undefined) throw err;
+      throw new KataError("UNAVAILABLE", `cannot start the process: ${loss.message}; the pod's VM was stopped`, { cause: err });
+    }
     this.proc = proc;
     this.pump(proc.pumpOutput("stdout", this.stdout), this.stdout, "stdout");
     if (this.stderr !== undefined) this.pump(proc.pumpOutput("stderr", this.stderr), this.stderr, "stderr");
@@ -55,7 +62,7 @@ export class VmProcess implements PodProcess {
     proc.wait().then(
       (s) => this.finish({ exitStatus: s.status, exitedAt: s.exitedAt }),
       async (err: unknown) => {
-        const loss = await this.lossWithin(lossAttributionMs);
+        const loss = connectionLost(err) ? await this.lossWithin(lossAttributionMs) : undefined;
         if (loss !== undefined) return this.lose(loss.message);
         this.log.warn({ err: describeError(err) }, "lost the process's exit (VM or agent gone)");
         this.finish({ exitStatus: lostExit, exitedAt: new Date() });
@@ -69,7 +76,7 @@ export class VmProcess implements PodProcess {
       async (err: unknown) => {
         this.log.debug({ err: describeError(err), which }, "output pump ended");
         // Kept open a moment so the cause of a lost pod can still be written (lose()).
-        await this.lossWithin(lossAttributionMs);
+        if (connectionLost(err)) await this.lossWithin(lossAttributionMs);
         out.end();
       },
     );
@@ -92,8 +99,7 @@ export class VmProcess implements PodProcess {
       await this.proc.signal(signal);
     } catch (err) {
       // The pod was lost under the call: the process is dead, which is what a signal asks for.
-      if (!isKataError(err, "UNAVAILABLE") && !isKataError(err, "CANCELLED")) throw err;
-      if ((await this.lossWithin(lossAttributionMs)) === undefined) throw err;
+      if (!connectionLost(err) || (await this.lossWithin(lossAttributionMs)) === undefined) throw err;
     }
   }
 
@@ -130,6 +136,11 @@ export class VmProcess implements PodProcess {
     this.settled = true;
     this.resolveExit(exit);
   }
+}
+
+/** The agent call failed because the connection went (closed, or the VM died under it). */
+function connectionLost(err: unknown): boolean {
+  return isKataError(err, "UNAVAILABLE") || isKataError(err, "CANCELLED");
 }
 
 export function containerInit(container: SandboxContainer): () => Promise<SandboxProcess> {

@@ -254,15 +254,19 @@ void test("faults: virtiofsd killed: the pod fails at once (exec returns, contai
       (r) => ({ exitCode: r.exitCode, err: undefined }),
       (e: unknown) => ({ exitCode: undefined, err: e }),
     );
-    await sleep(2_000);
+    await sleep(5_000);
     process.kill((daemons[0] as ProcInfo).pid, "SIGKILL");
     const status = await waitForContainerState(fx.cri, containerId, ContainerState.CONTAINER_EXITED, { timeoutMs: 60_000 });
     assert.equal(status.exitCode, 137, "the container of a pod whose virtiofsd died is killed (128+SIGKILL)");
     const stderr = await readCriLog(logDirectory, "sleeper/0.log", "stderr");
     t.diagnostic(`container stderr: ${stderr.trim()}`);
     assert.match(stderr, /kata-ts: virtiofsd \(pid \d+\) was killed by SIGKILL/, `the container's log names the cause: ${stderr}`);
-    const pod = await fx.cri.runtime.podSandboxStatus({ podSandboxId });
-    assert.equal(pod.status?.state, PodSandboxState.SANDBOX_NOTREADY, "the pod is not ready once its VM was stopped");
+    // The sandbox (pause) task exits with the VM; containerd marks the pod NotReady on that event.
+    const notReady = async () => {
+      const pod = await fx.cri?.runtime.podSandboxStatus({ podSandboxId });
+      return pod?.status?.state === PodSandboxState.SANDBOX_NOTREADY ? [] : [`pod ${podSandboxId} state ${pod?.status?.state}`];
+    };
+    await waitUntilEmpty("a ready pod after its VM was stopped", notReady, 30_000);
     const ran = await exec;
     t.diagnostic(`exec in flight: ${ran.err === undefined ? `exit code ${ran.exitCode}` : String(ran.err)}`);
     if (ran.err !== undefined) {
