@@ -16,7 +16,7 @@ export interface SandboxLoss {
 }
 
 export interface WatchedParts {
-  vm: Vm;
+  vm: Pick<Vm, "pid" | "wait">;
   virtiofsd: { pid: number | undefined; exited: Promise<VirtiofsdExit> };
   agent: {
     closed: Promise<void>;
