@@ -17,7 +17,8 @@ export interface SandboxLoss {
 
 export interface WatchedParts {
   vm: Pick<Vm, "pid" | "wait">;
-  virtiofsd: { pid: number | undefined; exited: Promise<VirtiofsdExit> };
+  /** The pod's virtiofsd, when this sandbox started it. */
+  virtiofsd?: { pid: number | undefined; exited: Promise<VirtiofsdExit> };
   agent: {
     closed: Promise<void>;
     /** One Health.Check; rejects on a deadline or a closed connection. */
@@ -47,9 +48,9 @@ export class PodWatch {
   ) {
     const vmPid = parts.vm.pid;
     void parts.vm.wait().then((exit) => this.report("vmm", describeVmEnd(exit, vmPid), 0));
-    const vfsPid = parts.virtiofsd.pid;
-    void parts.virtiofsd.exited.then((exit) => {
-      if (!exit.requested) this.report("virtiofsd", `virtiofsd (pid ${vfsPid ?? "?"}) ${describeProcessEnd(exit.code, exit.signal)}`, virtiofsdGraceMs);
+    const vfs = parts.virtiofsd;
+    void vfs?.exited.then((exit) => {
+      if (!exit.requested) this.report("virtiofsd", `virtiofsd (pid ${vfs.pid ?? "?"}) ${describeProcessEnd(exit.code, exit.signal)}`, virtiofsdGraceMs);
     });
     void parts.agent.closed.then(() => this.report("agent", "the connection to the guest agent closed", agentCloseGraceMs));
     if (parts.livenessTimeoutMs > 0) void this.checkLoop(parts.livenessTimeoutMs);

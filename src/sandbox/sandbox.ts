@@ -174,11 +174,9 @@ export class Sandbox {
     const agent = new AgentClient(booted.agent);
     this.agentClient = agent;
     this.undo.push("close agent connection", () => Promise.resolve(agent.close()));
-    const virtiofsd = this.virtiofsd;
-    if (virtiofsd !== undefined) {
-      const livenessTimeoutMs = opts.livenessTimeoutMs ?? defaultLivenessTimeoutMs;
-      this.watch = new PodWatch({ vm, virtiofsd, agent, livenessTimeoutMs }, (loss) => this.onLost(loss));
-    }
+    const livenessTimeoutMs = opts.livenessTimeoutMs ?? defaultLivenessTimeoutMs;
+    const virtiofsd = this.virtiofsd === undefined ? {} : { virtiofsd: this.virtiofsd };
+    this.watch = new PodWatch({ vm, agent, livenessTimeoutMs, ...virtiofsd }, (loss) => this.onLost(loss));
     await agent.createSandbox({ sandboxId: opts.id, hostname: opts.hostname ?? "", dns: opts.dns ?? [], sharedFsTag: SHARED_FS_TAG });
     if (net !== undefined) await configureGuestNetwork(agent, net);
     this.life.move("ready", "create");
