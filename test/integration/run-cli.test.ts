@@ -98,7 +98,7 @@ void test("run: Ctrl-C (SIGINT) tears the VM down and exits 130", async () => {
     },
   });
   assert.ok(sent, `the container started (stderr: ${r.err})`);
-  assert.equal(r.code, 130);
+  assert.equal(r.code, 130, `stderr: ${r.err}`);
   assert.deepEqual(leftovers(fx.dir, fx.stateRoot), []);
 });
 
