@@ -6,6 +6,8 @@ import { loadConfig } from "../config/index.js";
 import { KataError } from "../util/errors.js";
 import type { Logger } from "../util/log.js";
 import type { ContainerStats, OciProcess, OciSpec, Pod, PodFactory, ProcessExit, RootfsMount, StdioPaths } from "./pod-port.js";
+import { OomFilter } from "./oom-events.js";
+import { hostLimits } from "./host-limits.js";
 import { annotations, podSizing } from "./pod-sizing.js";
 import type { ProcessStatus } from "./process-state.js";
 import { readSpec } from "./oci-spec.js";
@@ -200,10 +202,14 @@ export class TaskService {
     // The file may ask for more logging than containerd's -debug flag gave.
     if (config.runtime.debug) this.deps.log.level = "debug";
     else if (config.runtime.log_level !== "info") this.deps.log.level = config.runtime.log_level;
-    const sizing = podSizing(config.hypervisor.qemu, spec.annotations ?? {});
+    const sizing = podSizing(config.hypervisor.qemu, spec.annotations ?? {}, await hostLimits(), source);
     this.deps.log.info({ id: req.id, config: source, sizing }, "creating pod VM");
     this.pod = await factory.createPod({ id: req.id, bundle: req.bundle, spec, rootfs: req.rootfs, config, sizing });
-    this.pod.onOom((containerId) => this.deps.events.publish({ topic: "/tasks/oom", containerId }));
+    // The ids come from the guest: only containers of this shim, at most one event per window each.
+    const oom = new OomFilter((id) => this.containers.has(id), this.deps.log);
+    this.pod.onOom((containerId) => {
+      if (oom.accept(containerId)) this.deps.events.publish({ topic: "/tasks/oom", containerId });
+    });
   }
 
   private async destroyPod(): Promise<void> {

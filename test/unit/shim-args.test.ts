@@ -7,6 +7,7 @@ import { OptionsSchema } from "../../src/protocol/gen/runtimeoptions/v1/api_pb.j
 import { groupIdOf, socketPath, socketUri } from "../../src/shim/address.js";
 import { formatShimFlags, parseShimArgs } from "../../src/shim/flags.js";
 import { podSizing } from "../../src/shim/pod-sizing.js";
+import { countCpuList, hostLimits, memTotalMiB, type HostLimits } from "../../src/shim/host-limits.js";
 import { decodeRuntimeOptionsBytes } from "../../src/shim/runtime-options.js";
 import { AnySchema } from "@bufbuild/protobuf/wkt";
 import { isKataError } from "../../src/util/errors.js";
@@ -68,16 +69,60 @@ void test("shim runtime options: ConfigPath from start's stdin Any; other types 
   assert.throws(() => decodeRuntimeOptionsBytes(new Uint8Array([0xff, 0xff])), (e: unknown) => isKataError(e, "INVALID_ARGUMENT"));
 });
 
+const bigHost: HostLimits = { cpus: 64, cpusSource: "test host", memoryMiB: 65536, memorySource: "test host" };
+
 void test("shim sizing: pod CPU quota/period and memory are added to the configured baseline", () => {
   const base = { default_vcpus: 1, default_memory: 512 };
-  assert.deepEqual(podSizing(base, {}), { vcpus: 1, memoryMiB: 512 });
+  assert.deepEqual(podSizing(base, {}, bigHost), { vcpus: 1, memoryMiB: 512 });
   const ann = {
     "io.kubernetes.cri.sandbox-cpu-quota": "150000",
     "io.kubernetes.cri.sandbox-cpu-period": "100000",
     "io.kubernetes.cri.sandbox-memory": String(256 * 1024 * 1024),
   };
-  assert.deepEqual(podSizing(base, ann), { vcpus: 3, memoryMiB: 768 });
+  assert.deepEqual(podSizing(base, ann, bigHost), { vcpus: 3, memoryMiB: 768 });
   // No limit (quota -1 or 0) adds nothing.
-  assert.deepEqual(podSizing(base, { "io.kubernetes.cri.sandbox-cpu-quota": "-1", "io.kubernetes.cri.sandbox-cpu-period": "100000" }), { vcpus: 1, memoryMiB: 512 });
-  assert.throws(() => podSizing(base, { "io.kubernetes.cri.sandbox-memory": "lots" }), (e: unknown) => isKataError(e, "INVALID_ARGUMENT"));
+  assert.deepEqual(podSizing(base, { "io.kubernetes.cri.sandbox-cpu-quota": "-1", "io.kubernetes.cri.sandbox-cpu-period": "100000" }, bigHost), { vcpus: 1, memoryMiB: 512 });
+  assert.throws(() => podSizing(base, { "io.kubernetes.cri.sandbox-memory": "lots" }, bigHost), (e: unknown) => isKataError(e, "INVALID_ARGUMENT"));
+});
+
+void test("shim sizing: a pod bigger than the host is refused, naming its request, where each figure came from, and the limit", () => {
+  const host: HostLimits = { cpus: 2, cpusSource: "online CPUs in /sys/devices/system/cpu/online", memoryMiB: 24_000, memorySource: "MemTotal in /proc/meminfo" };
+  const base = { default_vcpus: 1, default_memory: 512 };
+  // Exactly the host fits.
+  assert.deepEqual(
+    podSizing(base, { "io.kubernetes.cri.sandbox-cpu-quota": "100000", "io.kubernetes.cri.sandbox-cpu-period": "100000", "io.kubernetes.cri.sandbox-memory": String((24_000 - 512) * 1024 * 1024) }, host, "/etc/kata-ts/configuration.toml"),
+    { vcpus: 2, memoryMiB: 24_000 },
+  );
+  assert.throws(
+    () => podSizing(base, { "io.kubernetes.cri.sandbox-cpu-quota": "25500000", "io.kubernetes.cri.sandbox-cpu-period": "100000" }, host, "/etc/kata-ts/configuration.toml"),
+    (e: unknown) =>
+      isKataError(e, "RESOURCE_EXHAUSTED") &&
+      e.message ===
+        "pod VM needs 256 vCPUs (hypervisor.qemu.default_vcpus = 1 in /etc/kata-ts/configuration.toml + 255 for the pod's CPU limit " +
+          "(CRI resources: annotations io.kubernetes.cri.sandbox-cpu-quota=25500000, io.kubernetes.cri.sandbox-cpu-period=100000)), " +
+          "more than this host's 2 (online CPUs in /sys/devices/system/cpu/online): lower the pod's CPU limit or default_vcpus",
+  );
+  assert.throws(
+    () => podSizing(base, { "io.kubernetes.cri.sandbox-memory": String(64 * 1024 ** 3) }, host, "built-in defaults"),
+    (e: unknown) =>
+      isKataError(e, "RESOURCE_EXHAUSTED") &&
+      e.message ===
+        "pod VM needs 66048 MiB of memory (hypervisor.qemu.default_memory = 512 in built-in defaults + 65536 MiB for the pod's memory limit " +
+          "(CRI resources: annotation io.kubernetes.cri.sandbox-memory=68719476736)), more than this host's 24000 MiB (MemTotal in /proc/meminfo): " +
+          "lower the pod's memory limit or default_memory",
+  );
+  // The configuration alone can be too big for the host: the message names only the key.
+  assert.throws(
+    () => podSizing({ default_vcpus: 8, default_memory: 512 }, {}, host, "/etc/kata-ts/configuration.toml"),
+    (e: unknown) => isKataError(e, "RESOURCE_EXHAUSTED") && /^pod VM needs 8 vCPUs \(hypervisor.qemu.default_vcpus = 8 in \/etc\/kata-ts\/configuration.toml\), more than this host's 2 /.test(e.message),
+  );
+});
+
+void test("shim sizing: host limits parse /sys cpu lists and /proc/meminfo", async () => {
+  assert.equal(countCpuList("0-3,8,10-11\n"), 7);
+  assert.equal(countCpuList("0"), 1);
+  assert.ok(Number.isNaN(countCpuList("x")));
+  assert.equal(memTotalMiB("MemTotal:       24563916 kB\nMemFree: 1 kB\n"), 23988);
+  const host = await hostLimits();
+  assert.ok(host.cpus >= 1 && host.memoryMiB > 0, JSON.stringify(host));
 });

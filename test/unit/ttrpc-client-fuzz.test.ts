@@ -45,7 +45,7 @@ function rogueAnswer(id: number, rand: () => number): Buffer {
     case 5: // random bytes: framing is lost from here on
       return rb(1 + Math.floor(rand() * 20));
     case 6: {
-      // a length past the limit: the client must skip, not buffer
+      // a length past the limit: the client must close the connection, not buffer or skip
       const header = Buffer.alloc(10);
       header.writeUInt32BE(MESSAGE_LENGTH_MAX + 1 + Math.floor(rand() * 2 ** 30), 0);
       header.writeUInt32BE(id, 4);

@@ -56,7 +56,7 @@ export function qemuArgs(config: VmConfig, layout: VmLayout, tuning: QemuTuning)
       ...(config.initrdPath === undefined ? {} : { initrdPath: config.initrdPath }),
       cmdline: [...vmmKernelParams(tuning), ...config.kernelCmdline],
     }),
-    ...renderConsole({ logPath: layout.consoleLogPath }),
+    ...renderConsole({ socketPath: layout.consoleSocketPath }),
     ...renderDisk({ id: "rootfs", path: config.rootfsPath, readOnly: true }),
     ...renderAgentPort({ socketPath: layout.agentSocketPath, portName: config.agentPortName ?? defaultAgentPortName }),
     ...(config.sharedFs === undefined ? [] : renderSharedFs(config.sharedFs)),

@@ -27,6 +27,8 @@ export interface QemuHypervisorOptions {
   tcgTbSizeMiB?: number;
   /** How long QEMU may take to open its QMP socket after spawn. */
   startTimeoutMs?: number;
+  /** Cap of each VM's console.log (rotated once to console.log.1); default 1 MiB. */
+  consoleLogMaxBytes?: number;
 }
 
 const maxNetDevices = 8;
@@ -39,9 +41,13 @@ async function requireFile(what: string, path: string): Promise<void> {
   if (!st.isFile()) throw new KataError("INVALID_ARGUMENT", `${what} ${path} is not a regular file`);
 }
 
-function requireInt(what: string, value: number, min: number, max: number): void {
+function requireInt(id: string, what: string, value: number, min: number, max: number): void {
   if (!Number.isInteger(value) || value < min || value > max) {
-    throw new KataError("INVALID_ARGUMENT", `${what} must be an integer from ${min} to ${max}, got ${value}`);
+    throw new KataError(
+      "INVALID_ARGUMENT",
+      `VM ${id}: ${what} ${value} is outside what QEMU microvm supports here (an integer from ${min} to ${max}); ` +
+        `a pod's size is the configured default plus its limits (docs/configuration.md)`,
+    );
   }
 }
 
@@ -49,8 +55,8 @@ export async function validateVmConfig(config: VmConfig): Promise<void> {
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(config.id)) {
     throw new KataError("INVALID_ARGUMENT", `VM id ${JSON.stringify(config.id)} must be 1-64 of [A-Za-z0-9._-]`);
   }
-  requireInt("vcpus", config.vcpus, 1, 64);
-  requireInt("memoryMiB", config.memoryMiB, 64, 1024 * 1024);
+  requireInt(config.id, "vcpus", config.vcpus, 1, 64);
+  requireInt(config.id, "memoryMiB", config.memoryMiB, 64, 1024 * 1024);
   if ((config.netDevices?.length ?? 0) > maxNetDevices) {
     throw new KataError("INVALID_ARGUMENT", `at most ${maxNetDevices} NICs per VM`);
   }
@@ -81,6 +87,7 @@ export class QemuHypervisor implements Hypervisor {
       binary: this.opts.binary ?? qemuBinary,
       tuning: (c) => this.tuning(c),
       ...(this.opts.startTimeoutMs === undefined ? {} : { startTimeoutMs: this.opts.startTimeoutMs }),
+      ...(this.opts.consoleLogMaxBytes === undefined ? {} : { consoleLogMaxBytes: this.opts.consoleLogMaxBytes }),
     });
   }
 

@@ -8,6 +8,8 @@ export interface VmLayout {
   qmpSocketPath: string;
   agentSocketPath: string;
   consoleLogPath: string;
+  /** QEMU's serial chardev connects here; console-log.ts writes what arrives to consoleLogPath. */
+  consoleSocketPath: string;
   pidFilePath: string;
 }
 
@@ -19,9 +21,10 @@ export function vmLayout(stateDir: string): VmLayout {
     qmpSocketPath: join(stateDir, "qmp.sock"),
     agentSocketPath: join(stateDir, "agent.sock"),
     consoleLogPath: join(stateDir, "console.log"),
+    consoleSocketPath: join(stateDir, "console.sock"),
     pidFilePath: join(stateDir, "qemu.pid"),
   };
-  for (const sock of [layout.qmpSocketPath, layout.agentSocketPath]) {
+  for (const sock of [layout.qmpSocketPath, layout.agentSocketPath, layout.consoleSocketPath]) {
     if (Buffer.byteLength(sock) > sunPathMax) {
       throw new KataError("INVALID_ARGUMENT", `socket path ${sock} is longer than ${sunPathMax} bytes; use a shorter state dir`);
     }

@@ -7,6 +7,7 @@ import { createLogger } from "../../util/log.js";
 import { VmLifecycle } from "../lifecycle.js";
 import type { ResolvedAccel, StopOptions, Vm, VmConfig, VmExit, VmState } from "../types.js";
 import { qemuArgs, type QemuTuning } from "./cmdline.js";
+import { ConsoleLog } from "./console-log.js";
 import { readTail } from "./console-tail.js";
 import type { VmLayout } from "./layout.js";
 import { VmmProcess, type ProcessExit } from "./process.js";
@@ -20,6 +21,8 @@ export interface QemuVmOptions {
   tuning: (config: VmConfig) => Promise<QemuTuning>;
   /** How long QEMU may take to open its QMP socket. */
   startTimeoutMs?: number;
+  /** Cap of console.log (and of the rotated console.log.1); default 1 MiB. */
+  consoleLogMaxBytes?: number;
 }
 
 const defaultStopTimeoutMs = 5000;
@@ -32,6 +35,7 @@ export class QemuVm implements Vm {
   private readonly lifecycle: VmLifecycle;
   private proc: VmmProcess | undefined;
   private qmp: QmpClient | undefined;
+  private console: ConsoleLog | undefined;
   private stopRequested: "quit" | "kill" | undefined;
   /** Only a state dir this VM created is removed by it (never another VM's). */
   private ownsStateDir = false;
@@ -80,6 +84,8 @@ export class QemuVm implements Vm {
   private async doStart(): Promise<void> {
     try {
       await this.makeStateDir();
+      // Listening before QEMU starts: it connects its serial port here at start-up.
+      this.console = await ConsoleLog.listen(this.layout.consoleSocketPath, this.layout.consoleLogPath, this.opts.consoleLogMaxBytes);
       const tuning = await this.opts.tuning(this.config);
       this.accel = tuning.accel;
       this.args = qemuArgs(this.config, this.layout, tuning);
@@ -167,6 +173,7 @@ export class QemuVm implements Vm {
     if (exit.reason === "crashed" || exit.reason === "guest-panic") {
       log.warn({ vm: this.id, exit, stderr: this.proc?.stderr() }, "VM ended unexpectedly");
     }
+    await this.console?.close(); // QEMU is gone: its last console bytes reach the file first
     this.lastConsoleTail = await readTail(this.layout.consoleLogPath, 4096);
     exit.consoleTail = this.lastConsoleTail;
     await this.release();
@@ -193,8 +200,14 @@ export class QemuVm implements Vm {
     return this.proc?.stderr() ?? "";
   }
 
+  /** Bytes the guest wrote to its console so far (the log keeps at most the last 2 x its cap). */
+  get consoleBytes(): number {
+    return this.console?.bytesReceived ?? 0;
+  }
+
   private async release(): Promise<void> {
     this.qmp?.close();
+    await this.console?.close(0);
     if (this.ownsStateDir) await rm(this.layout.stateDir, { recursive: true, force: true });
   }
 

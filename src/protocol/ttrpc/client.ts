@@ -1,5 +1,8 @@
 // ttRPC client: unary calls multiplexed on one connection (odd stream ids from 1, step 2), each
 // with its own deadline; every pending call fails with UNAVAILABLE when the connection goes away.
+// The server may be untrusted (the guest agent): a frame over the 4 MiB limit is a protocol
+// violation (a conforming server never sends one), so the connection is closed at its header
+// rather than skipping up to 4 GiB while every later answer waits behind it.
 import net from "node:net";
 import type { Duplex } from "node:stream";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
@@ -39,7 +42,7 @@ export class TtrpcClient {
   private readonly decoder = new FrameDecoder();
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
-  private closeReason: TtrpcError | undefined;
+  private closeReasonValue: TtrpcError | undefined;
 
   constructor(private readonly stream: Duplex) {
     this.closed = new Promise((resolve) => stream.once("close", () => resolve()));
@@ -74,8 +77,8 @@ export class TtrpcClient {
 
   /** One unary call: the encoded request in, the encoded response out, or a TtrpcError. */
   call(service: string, method: string, payload: Uint8Array, opts: CallOptions = {}): Promise<Uint8Array> {
-    if (this.closeReason !== undefined) {
-      return Promise.reject(new TtrpcError(Code.UNAVAILABLE, this.closeReason.message));
+    if (this.closeReasonValue !== undefined) {
+      return Promise.reject(new TtrpcError(Code.UNAVAILABLE, this.closeReasonValue.message));
     }
     if (opts.signal?.aborted === true) {
       return Promise.reject(new TtrpcError(Code.CANCELLED, `${service}.${method} cancelled before it was sent`));
@@ -135,6 +138,11 @@ export class TtrpcClient {
     this.shutdown(new TtrpcError(Code.UNAVAILABLE, "ttrpc client closed"));
   }
 
+  /** Why the connection ended (undefined while it is open): the error pending calls failed with. */
+  get closeReason(): TtrpcError | undefined {
+    return this.closeReasonValue;
+  }
+
   private allocateId(): number {
     // Odd ids 1, 3, ... wrapping past 2^32 back to 1 (as ttrpc's uint32 does), skipping ids in use.
     let id = this.nextId;
@@ -144,13 +152,14 @@ export class TtrpcClient {
   }
 
   private shutdown(reason: TtrpcError): void {
-    if (this.closeReason === undefined) this.closeReason = reason;
+    if (this.closeReasonValue === undefined) this.closeReasonValue = reason;
     for (const p of [...this.pending.values()]) p.reject(new TtrpcError(reason.status, reason.message, { cause: reason.cause }));
     this.pending.clear();
     if (!this.stream.destroyed) this.stream.destroy();
   }
 
   private onData(chunk: Buffer | string): void {
+    if (this.closeReasonValue !== undefined) return;
     let events: DecodeEvent[];
     try {
       events = this.decoder.push(typeof chunk === "string" ? Buffer.from(chunk) : chunk);
@@ -160,14 +169,14 @@ export class TtrpcClient {
     }
     for (const ev of events) {
       if (ev.kind === "oversized") {
-        if (ev.header.type === MESSAGE_TYPE_RESPONSE) {
-          this.pending
-            .get(ev.header.streamId)
-            ?.reject(
-              new TtrpcError(Code.RESOURCE_EXHAUSTED, `response of ${ev.length} bytes exceeds maximum message size of ${MESSAGE_LENGTH_MAX}`),
-            );
-        }
-        continue;
+        this.shutdown(
+          new TtrpcError(
+            Code.UNAVAILABLE,
+            `ttrpc protocol violation by the server: a frame of ${ev.length} bytes (stream ${ev.header.streamId}, type ${ev.header.type}) ` +
+              `exceeds the ${MESSAGE_LENGTH_MAX}-byte limit; connection closed`,
+          ),
+        );
+        return;
       }
       const frame = ev.frame;
       if (frame.type !== MESSAGE_TYPE_RESPONSE) continue;

@@ -5,9 +5,12 @@
 //   byte  8    message type (1 request, 2 response)
 //   byte  9    flags (0 in v1.1)
 //
-// The decoder never buffers more than one payload of at most MESSAGE_LENGTH_MAX bytes: the payload
-// of a larger frame is skipped as it arrives, and reported so the caller can answer
-// RESOURCE_EXHAUSTED for that stream and keep the connection.
+// The decoder keeps at most one payload, in one buffer that grows (doubling) towards the length
+// the header claims as bytes arrive: memory stays under twice the bytes received and never above
+// the frame's length (at most MESSAGE_LENGTH_MAX), however the peer slices its writes. A frame
+// longer than that is reported as "oversized" at once; what the caller does with it is policy
+// (the server skips it and answers RESOURCE_EXHAUSTED, the client ends the connection: see
+// docs/ttrpc.md).
 import { KataError } from "../../util/errors.js";
 
 /** channel.go messageHeaderLength */
@@ -55,17 +58,22 @@ export function encodeFrame(header: FrameHeader, payload: Uint8Array): Buffer {
   return buf;
 }
 
+// First allocation for a payload whose bytes have not arrived yet: a peer that claims 4 MiB and
+// then sends one byte costs this much, not 4 MiB.
+const INITIAL_PAYLOAD_BUFFER = 64 << 10;
+
 /**
- * Incremental decoder: push() the bytes as they arrive, get back the complete frames. A payload is
- * kept as the pieces that arrived (memory grows with bytes received, not with the length a peer
- * claims) and copied out once complete, so the caller's chunks are never retained or aliased.
+ * Incremental decoder: push() the bytes as they arrive, get back the complete frames. The caller's
+ * chunks are copied, never retained or aliased, so a frame sent one byte at a time costs one
+ * buffer of its own size, not a list of a million one-byte chunks.
  */
 export class FrameDecoder {
   private readonly header = Buffer.alloc(MESSAGE_HEADER_LENGTH);
   private headerFill = 0;
   private current: FrameHeader | undefined;
   private skipping = false; // the current payload is oversized: drop its bytes
-  private pieces: Buffer[] = [];
+  private payload: Buffer = Buffer.alloc(0);
+  private fill = 0; // payload bytes received so far
   private length = 0; // the current payload's length
   private remaining = 0; // payload bytes still to come for `current`
 
@@ -74,6 +82,11 @@ export class FrameDecoder {
   /** True when no partial frame is buffered. */
   get idle(): boolean {
     return this.headerFill === 0 && this.current === undefined;
+  }
+
+  /** Bytes held for the frame in progress (for tests and diagnostics). */
+  get bufferedBytes(): number {
+    return this.payload.length;
   }
 
   push(chunk: Uint8Array): DecodeEvent[] {
@@ -92,12 +105,25 @@ export class FrameDecoder {
         continue;
       }
       const n = Math.min(this.remaining, buf.length - off);
-      if (!this.skipping) this.pieces.push(buf.subarray(off, off + n));
+      if (!this.skipping) this.append(buf, off, n);
       this.remaining -= n;
       off += n;
       if (this.remaining === 0) this.finishPayload(events);
     }
     return events;
+  }
+
+  private append(buf: Buffer, off: number, n: number): void {
+    const needed = this.fill + n;
+    if (needed > this.payload.length) {
+      let size = Math.max(this.payload.length * 2, INITIAL_PAYLOAD_BUFFER);
+      while (size < needed) size *= 2;
+      const grown = Buffer.allocUnsafe(Math.min(size, this.length));
+      this.payload.copy(grown, 0, 0, this.fill);
+      this.payload = grown;
+    }
+    buf.copy(this.payload, this.fill, off, off + n);
+    this.fill = needed;
   }
 
   private startPayload(events: DecodeEvent[]): void {
@@ -110,7 +136,8 @@ export class FrameDecoder {
     this.current = header;
     this.length = length;
     this.remaining = length;
-    this.pieces = [];
+    this.payload = Buffer.alloc(0);
+    this.fill = 0;
     this.skipping = length > this.maxPayload;
     // Report now so the peer gets its answer without waiting for the bytes we will drop.
     if (this.skipping) events.push({ kind: "oversized", header, length });
@@ -119,11 +146,12 @@ export class FrameDecoder {
 
   private finishPayload(events: DecodeEvent[]): void {
     const header = this.current;
-    const pieces = this.pieces;
+    // The buffer is exactly `length` long once complete (it never grows past the claimed length).
+    const payload = this.payload.length === this.fill ? this.payload : this.payload.subarray(0, this.fill);
     this.current = undefined;
-    this.pieces = [];
+    this.payload = Buffer.alloc(0);
+    this.fill = 0;
     if (header === undefined || this.skipping) return;
-    const payload = Buffer.concat(pieces, this.length);
     events.push({ kind: "frame", frame: { ...header, payload } });
   }
 }
