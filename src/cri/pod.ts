@@ -5,7 +5,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { KataError } from "../util/errors.js";
 import type { CriClient } from "./client.js";
-import { ContainerState, type PodSandboxConfigSchema } from "./gen/runtime/v1/api_pb.js";
+import { ContainerState, type LinuxContainerResourcesSchema, type PodSandboxConfigSchema } from "./gen/runtime/v1/api_pb.js";
 
 export { ContainerState, PodSandboxState } from "./gen/runtime/v1/api_pb.js";
 
@@ -21,6 +21,8 @@ export interface PodSpecInput {
   cgroupParent?: string;
   /** A pod that may run privileged containers (kubelet sets this when any container is). */
   privileged?: boolean;
+  /** The pod's summed container limits, as kubelet (1.23+) sends them on the sandbox config. */
+  resources?: MessageInitShape<typeof LinuxContainerResourcesSchema>;
 }
 
 export type PodSandboxConfigInit = MessageInitShape<typeof PodSandboxConfigSchema>;
@@ -34,7 +36,11 @@ export function podSandboxConfig(p: PodSpecInput): PodSandboxConfigInit {
     logDirectory: p.logDirectory,
     labels: { "io.kubernetes.pod.name": p.name, "io.kubernetes.pod.namespace": namespace, ...p.labels },
     annotations: p.annotations ?? {},
-    linux: { cgroupParent: p.cgroupParent ?? "", securityContext: { namespaceOptions: {}, privileged: p.privileged ?? false } },
+    linux: {
+      cgroupParent: p.cgroupParent ?? "",
+      securityContext: { namespaceOptions: {}, privileged: p.privileged ?? false },
+      ...(p.resources === undefined ? {} : { resources: p.resources }),
+    },
   };
 }
 

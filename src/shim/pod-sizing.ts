@@ -35,7 +35,8 @@ export function podSizing(
   const extraCpus = quota > 0 && period > 0 ? Math.ceil(quota / period) : 0;
   const extraMiB = memBytes > 0 ? Math.ceil(memBytes / (1024 * 1024)) : 0;
   const sizing = { vcpus: qemu.default_vcpus + extraCpus, memoryMiB: qemu.default_memory + extraMiB };
-  const base = (key: string, value: number): string => `hypervisor.qemu.${key} = ${value} in ${configSource}`;
+  const base = (key: string, value: number): string =>
+    `hypervisor.qemu.${key} = ${value} ${configSource === "built-in defaults" ? "(built-in default)" : `in ${configSource}`}`;
   if (sizing.vcpus > host.cpus) {
     const pod =
       extraCpus > 0

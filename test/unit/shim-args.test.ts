@@ -107,7 +107,7 @@ void test("shim sizing: a pod bigger than the host is refused, naming its reques
     (e: unknown) =>
       isKataError(e, "RESOURCE_EXHAUSTED") &&
       e.message ===
-        "pod VM needs 66048 MiB of memory (hypervisor.qemu.default_memory = 512 in built-in defaults + 65536 MiB for the pod's memory limit " +
+        "pod VM needs 66048 MiB of memory (hypervisor.qemu.default_memory = 512 (built-in default) + 65536 MiB for the pod's memory limit " +
           "(CRI resources: annotation io.kubernetes.cri.sandbox-memory=68719476736)), more than this host's 24000 MiB (MemTotal in /proc/meminfo): " +
           "lower the pod's memory limit or default_memory",
   );

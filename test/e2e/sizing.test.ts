@@ -1,0 +1,69 @@
+// Pod sizes beyond the host, through containerd's CRI with the kata-ts handler as kubelet drives
+// it: a pod whose memory limit exceeds the host's MemTotal, or whose CPU limit exceeds its online
+// CPUs, must fail RunPodSandbox at once (no VM is started) with an error naming the pod's request,
+// where each figure came from, and the host's limit; and nothing of it may be left.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdir, readdir } from "node:fs/promises";
+import { join } from "node:path";
+import { CriError } from "../../src/cri/client.js";
+import { podSandboxConfig } from "../../src/cri/pod.js";
+import { hostLimits } from "../../src/shim/host-limits.js";
+import { useCriFixture } from "../harness/cri-fixture.js";
+import { mountsUnder } from "../harness/mounts.js";
+import { processesMentioning } from "../harness/processes.js";
+
+const HANDLER = "kata-ts";
+const fx = useCriFixture();
+
+async function leftovers(): Promise<string[]> {
+  assert.ok(fx.ctd);
+  const out: string[] = [];
+  for (const p of await processesMentioning(fx.ctd.baseDir)) if (p.pid !== fx.ctd.pid) out.push(`process ${p.pid}: ${p.cmdline.join(" ")}`);
+  for (const m of await mountsUnder([fx.ctd.baseDir])) out.push(`mount ${m}`);
+  for (const e of await readdir(fx.ctd.kataStateDir).catch(() => [])) out.push(`kata-ts state ${e}`);
+  return out;
+}
+
+async function runPodExpectingError(name: string, resources: { cpuPeriod?: bigint; cpuQuota?: bigint; memoryLimitInBytes?: bigint }): Promise<CriError> {
+  assert.ok(fx.ctd && fx.cri);
+  const logDirectory = join(fx.ctd.baseDir, "pods", `default_${name}_uid-${name}`);
+  await mkdir(logDirectory, { recursive: true });
+  const config = podSandboxConfig({ name, uid: `uid-${name}`, logDirectory, resources });
+  const started = Date.now();
+  const err = await fx.cri.runtime.runPodSandbox({ config, runtimeHandler: HANDLER }).then(
+    () => assert.fail(`RunPodSandbox of ${name} must fail`),
+    (e: unknown) => e,
+  );
+  assert.ok(err instanceof CriError, String(err));
+  assert.ok(Date.now() - started < 60_000, "refused before any VM boots");
+  assert.deepEqual((await fx.cri.runtime.listPodSandbox({})).items.map((p) => p.id), []);
+  const deadline = Date.now() + 30_000;
+  for (let left = await leftovers(); left.length > 0; left = await leftovers()) {
+    if (Date.now() > deadline) assert.fail(`leftovers of the refused pod:\n  ${left.join("\n  ")}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return err;
+}
+
+void test("sizing: a pod memory limit above the host's MemTotal fails RunPodSandbox naming request, source and limit", { timeout: 180_000 }, async (t) => {
+  const host = await hostLimits();
+  const limit = BigInt(host.memoryMiB + 40 * 1024) * 1024n * 1024n; // host + 40 GiB
+  const err = await runPodExpectingError("bigmem", { memoryLimitInBytes: limit });
+  t.diagnostic(`RunPodSandbox error: ${err.message}`);
+  const needMiB = 512 + Number(limit / (1024n * 1024n));
+  assert.ok(err.message.includes(`pod VM needs ${needMiB} MiB of memory`), `names the request: ${err.message}`);
+  assert.ok(err.message.includes(`io.kubernetes.cri.sandbox-memory=${limit}`), `names where it came from: ${err.message}`);
+  assert.ok(err.message.includes("hypervisor.qemu.default_memory = 512 (built-in default)"), `names the configured baseline: ${err.message}`);
+  assert.ok(err.message.includes(`this host's ${host.memoryMiB} MiB (MemTotal in /proc/meminfo)`), `names the limit: ${err.message}`);
+});
+
+void test("sizing: a pod CPU limit above the host's online CPUs fails RunPodSandbox naming request, source and limit", { timeout: 180_000 }, async (t) => {
+  const host = await hostLimits();
+  const err = await runPodExpectingError("bigcpu", { cpuPeriod: 100_000n, cpuQuota: 256n * 100_000n });
+  t.diagnostic(`RunPodSandbox error: ${err.message}`);
+  assert.ok(err.message.includes("pod VM needs 257 vCPUs"), `names the request: ${err.message}`);
+  assert.ok(err.message.includes("io.kubernetes.cri.sandbox-cpu-quota=25600000, io.kubernetes.cri.sandbox-cpu-period=100000"), `names where it came from: ${err.message}`);
+  assert.ok(err.message.includes("hypervisor.qemu.default_vcpus = 1 (built-in default)"), `names the configured baseline: ${err.message}`);
+  assert.ok(err.message.includes(`this host's ${host.cpus} (online CPUs in /sys/devices/system/cpu/online)`), `names the limit: ${err.message}`);
+});
