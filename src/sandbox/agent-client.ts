@@ -51,6 +51,11 @@ export class AgentClient {
     await this.health.check({}, { timeoutMs });
   }
 
+  /** Why the connection ended (undefined while it is open): e.g. the guest broke the ttRPC protocol. */
+  get closeReason(): string | undefined {
+    return this.ttrpc.closeReason?.message;
+  }
+
   async version(): Promise<{ bootId: string; kernelRelease: string; agentVersion: string }> {
     const v = await this.health.version({}, { timeoutMs: CALL_MS });
     return { bootId: v.bootId, kernelRelease: v.kernelRelease, agentVersion: v.agentVersion };

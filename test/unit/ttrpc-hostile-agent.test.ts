@@ -140,6 +140,7 @@ void test("hostile agent: an oversized frame header closes the agent connection 
       }
       assert.ok(Date.now() - started < 5000, "the calls fail at the header, not after a deadline");
       await client.closed;
+      assert.match(client.closeReason ?? "", /protocol violation by the server/, "the sandbox layer can say why the agent is gone");
       await agent.waitLine("peer-closed"); // the agent's end sees the close: nothing is skipped or kept
       await assert.rejects(client.version(), /protocol violation/);
     } finally {
