@@ -1,11 +1,11 @@
 // VM size for a pod: the configured baseline plus what the pod asked for, as the CRI plugin
 // passes it on the sandbox spec (Kata does the same): vcpus += ceil(quota / period), memory +=
 // sandbox-memory. A pod without limits gets the baseline. The result must fit the host
-// (host-limits.ts): vCPUs at most its online CPUs, memory at most its MemTotal; a pod that does not
+// (src/host/limits.ts): vCPUs at most its online CPUs, memory at most its MemTotal; a pod that does not
 // fit is refused with an error naming each figure and where it came from.
 import type { QemuConfig } from "../config/index.js";
 import { KataError } from "../util/errors.js";
-import type { HostLimits } from "./host-limits.js";
+import type { HostLimits } from "../host/limits.js";
 
 export const annotations = {
   containerType: "io.kubernetes.cri.container-type",

@@ -7,7 +7,7 @@ import { KataError } from "../util/errors.js";
 import type { Logger } from "../util/log.js";
 import type { ContainerStats, OciProcess, OciSpec, Pod, PodFactory, ProcessExit, RootfsMount, StdioPaths } from "./pod-port.js";
 import { OomFilter } from "./oom-events.js";
-import { hostLimits } from "./host-limits.js";
+import { hostLimits } from "../host/limits.js";
 import { annotations, podSizing } from "./pod-sizing.js";
 import type { ProcessStatus } from "./process-state.js";
 import { readSpec } from "./oci-spec.js";

@@ -8,7 +8,7 @@ import { mkdir, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { CriError } from "../../src/cri/client.js";
 import { podSandboxConfig } from "../../src/cri/pod.js";
-import { hostLimits } from "../../src/shim/host-limits.js";
+import { hostLimits } from "../../src/host/limits.js";
 import { useCriFixture } from "../harness/cri-fixture.js";
 import { mountsUnder } from "../harness/mounts.js";
 import { processesMentioning } from "../harness/processes.js";

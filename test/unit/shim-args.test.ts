@@ -7,7 +7,7 @@ import { OptionsSchema } from "../../src/protocol/gen/runtimeoptions/v1/api_pb.j
 import { groupIdOf, socketPath, socketUri } from "../../src/shim/address.js";
 import { formatShimFlags, parseShimArgs } from "../../src/shim/flags.js";
 import { podSizing } from "../../src/shim/pod-sizing.js";
-import { countCpuList, hostLimits, memTotalMiB, type HostLimits } from "../../src/shim/host-limits.js";
+import { countCpuList, hostLimits, memTotalMiB, requireFitsHost, type HostLimits } from "../../src/host/limits.js";
 import { decodeRuntimeOptionsBytes } from "../../src/shim/runtime-options.js";
 import { AnySchema } from "@bufbuild/protobuf/wkt";
 import { isKataError } from "../../src/util/errors.js";
@@ -125,4 +125,10 @@ void test("shim sizing: host limits parse /sys cpu lists and /proc/meminfo", asy
   assert.equal(memTotalMiB("MemTotal:       24563916 kB\nMemFree: 1 kB\n"), 23988);
   const host = await hostLimits();
   assert.ok(host.cpus >= 1 && host.memoryMiB > 0, JSON.stringify(host));
+  // kata-ts run sizes its VM from flags: the same rule, naming the flag.
+  const small: HostLimits = { cpus: 2, cpusSource: "online CPUs in /sys/devices/system/cpu/online", memoryMiB: 1024, memorySource: "MemTotal in /proc/meminfo" };
+  const names = { vcpus: "--cpus", memoryMiB: "--vm-memory" };
+  requireFitsHost({ vcpus: 2, memoryMiB: 1024 }, small, names);
+  assert.throws(() => requireFitsHost({ vcpus: 3, memoryMiB: 512 }, small, names), { message: "--cpus 3 is more than this host's 2 CPUs (online CPUs in /sys/devices/system/cpu/online)" });
+  assert.throws(() => requireFitsHost({ vcpus: 1, memoryMiB: 2048 }, small, names), { message: "--vm-memory 2048 MiB is more than this host's 1024 MiB (MemTotal in /proc/meminfo)" });
 });

@@ -2,6 +2,7 @@
 // signals, and calls runOnce (src/sandbox/run-once.ts).
 import { parseArgs } from "node:util";
 import { KataError, isKataError } from "../../util/errors.js";
+import { hostLimits, requireFitsHost } from "../../host/limits.js";
 import { runOnce } from "../../sandbox/run-once.js";
 
 const USAGE = `usage: kata-ts run [options] --rootfs DIR -- CMD [ARGS...]
@@ -59,6 +60,8 @@ export async function run(argv: string[]): Promise<number> {
     return n;
   };
   const memLimit = int(values["memory-limit"], "--memory-limit");
+  const vmSize = { memoryMiB: int(values["vm-memory"], "--vm-memory") ?? 512, vcpus: int(values.cpus, "--cpus") ?? 1 };
+  requireFitsHost(vmSize, await hostLimits(), { vcpus: "--cpus", memoryMiB: "--vm-memory" });
 
   const abort = new AbortController();
   const onSignal = (sig: NodeJS.Signals): void => {
@@ -86,8 +89,7 @@ export async function run(argv: string[]): Promise<number> {
       terminal: values.tty,
       sandbox: {
         ...(values.id !== undefined ? { id: values.id } : {}),
-        memoryMiB: int(values["vm-memory"], "--vm-memory") ?? 512,
-        vcpus: int(values.cpus, "--cpus") ?? 1,
+        ...vmSize,
       },
       stdin: process.stdin,
       stdout: process.stdout,

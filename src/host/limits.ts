@@ -4,6 +4,7 @@
 // never get the agent to answer. So the pod's size is checked against these before anything starts.
 import { readFile } from "node:fs/promises";
 import { cpus } from "node:os";
+import { KataError } from "../util/errors.js";
 
 export interface HostLimits {
   cpus: number;
@@ -30,6 +31,19 @@ export function countCpuList(list: string): number {
 export function memTotalMiB(meminfo: string): number {
   const m = /^MemTotal:\s+(\d+)\s+kB$/m.exec(meminfo);
   return m?.[1] === undefined ? NaN : Math.floor(Number(m[1]) / 1024);
+}
+
+/**
+ * The one rule for a VM's size on this host, for callers that size a VM from their own flags
+ * (`kata-ts run`); pods go through src/shim/pod-sizing.ts, which names the pod's sources.
+ */
+export function requireFitsHost(vm: { vcpus: number; memoryMiB: number }, host: HostLimits, names: { vcpus: string; memoryMiB: string }): void {
+  if (vm.vcpus > host.cpus) {
+    throw new KataError("RESOURCE_EXHAUSTED", `${names.vcpus} ${vm.vcpus} is more than this host's ${host.cpus} CPUs (${host.cpusSource})`);
+  }
+  if (!(vm.memoryMiB <= host.memoryMiB)) {
+    throw new KataError("RESOURCE_EXHAUSTED", `${names.memoryMiB} ${vm.memoryMiB} MiB is more than this host's ${host.memoryMiB} MiB (${host.memorySource})`);
+  }
 }
 
 export async function hostLimits(): Promise<HostLimits> {
