@@ -23,6 +23,8 @@ export interface WatchedParts {
     closed: Promise<void>;
     /** One Health.Check; rejects on a deadline or a closed connection. */
     check(timeoutMs: number): Promise<void>;
+    /** Why the connection ended, once it has (e.g. the guest broke the ttRPC protocol). */
+    readonly closeReason?: string | undefined;
   };
   /** The agent is judged dead when no Health.Check was answered for this long (0: never). */
   livenessTimeoutMs: number;
@@ -52,7 +54,10 @@ export class PodWatch {
     void vfs?.exited.then((exit) => {
       if (!exit.requested) this.report("virtiofsd", `virtiofsd (pid ${vfs.pid ?? "?"}) ${describeProcessEnd(exit.code, exit.signal)}`, virtiofsdGraceMs);
     });
-    void parts.agent.closed.then(() => this.report("agent", "the connection to the guest agent closed", agentCloseGraceMs));
+    void parts.agent.closed.then(() => {
+      const why = parts.agent.closeReason;
+      this.report("agent", `the connection to the guest agent closed${why === undefined ? "" : ` (${why})`}`, agentCloseGraceMs);
+    });
     if (parts.livenessTimeoutMs > 0) void this.checkLoop(parts.livenessTimeoutMs);
   }
 

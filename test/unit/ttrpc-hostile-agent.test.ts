@@ -1,7 +1,7 @@
 // The host against a hostile guest agent: a separate process (hostile-agent.ts) speaking ttRPC
 // badly over a real unix socket, as a root process in the VM could. What the shim keeps must stay
 // bounded: one frame's buffer for a frame sent in tiny pieces; nothing at all for a frame header
-// over the limit (the connection is closed and the calls fail saying why); a bounded rate of OOM
+// over the limit (the connection is closed, the calls fail and the pod is lost, saying why); a bounded rate of OOM
 // events pulled, only known containers forwarded, and a bounded queue towards a slow containerd.
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -14,7 +14,9 @@ import { runInNewContext } from "node:vm";
 import { AgentService } from "../../src/protocol/gen/katats/agent/v1/agent_pb.js";
 import { Events } from "../../src/protocol/gen/containerd/services/events/ttrpc/v1/events_pb.js";
 import { Code, FrameDecoder, MESSAGE_LENGTH_MAX, TtrpcClient, TtrpcError, TtrpcServer, createClient, encodeFrame } from "../../src/protocol/ttrpc/index.js";
+import type { VmExit } from "../../src/hypervisor/types.js";
 import { AgentClient } from "../../src/sandbox/agent-client.js";
+import { PodWatch, type SandboxLoss } from "../../src/sandbox/pod-watch.js";
 import { EventPublisher } from "../../src/shim/events.js";
 import { OomFilter, pumpOomEvents } from "../../src/shim/oom-events.js";
 import { createLogger } from "../../src/util/log.js";
@@ -124,11 +126,15 @@ void test("hostile agent: a ~4 MiB answer sent one byte per write costs the clie
   });
 });
 
-void test("hostile agent: an oversized frame header closes the agent connection and fails the calls, naming the violation", { timeout: 60_000 }, async () => {
+void test("hostile agent: an oversized frame header closes the agent connection, fails the calls and loses the pod, naming the violation", { timeout: 60_000 }, async () => {
   await withTempDir(async (dir) => {
     const agent = await startAgent(`${dir}/agent.sock`, "oversized");
     const ttrpc = await TtrpcClient.connect(`${dir}/agent.sock`);
     const client = new AgentClient(ttrpc);
+    // The sandbox's watcher over this agent; the VM is a stand-in that stays up (its real death is
+    // test/e2e/faults.test.ts's), so the loss must be blamed on the agent, with the reason.
+    const losses: SandboxLoss[] = [];
+    const watch = new PodWatch({ vm: { pid: 4242, wait: () => new Promise<VmExit>(() => undefined) }, agent: client, livenessTimeoutMs: 0 }, (l) => losses.push(l));
     try {
       const started = Date.now();
       const calls = await Promise.allSettled([client.nextOom(), client.nextOom(), client.version()]);
@@ -140,10 +146,16 @@ void test("hostile agent: an oversized frame header closes the agent connection 
       }
       assert.ok(Date.now() - started < 5000, "the calls fail at the header, not after a deadline");
       await client.closed;
-      assert.match(client.closeReason ?? "", /protocol violation by the server/, "the sandbox layer can say why the agent is gone");
+      assert.match(client.closeReason ?? "", /protocol violation by the server/);
       await agent.waitLine("peer-closed"); // the agent's end sees the close: nothing is skipped or kept
       await assert.rejects(client.version(), /protocol violation/);
+      const deadline = Date.now() + 5000;
+      while (losses.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(losses.length, 1, "the pod is lost");
+      assert.equal(losses[0]?.cause, "agent");
+      assert.match(losses[0]?.message ?? "", /^the connection to the guest agent closed \(ttrpc protocol violation by the server: a frame of 4194305 bytes/);
     } finally {
+      watch.stop();
       client.close();
       await stopAgent(agent);
     }
