@@ -1,8 +1,11 @@
 // VM size for a pod: the configured baseline plus what the pod asked for, as the CRI plugin
 // passes it on the sandbox spec (Kata does the same): vcpus += ceil(quota / period), memory +=
 // sandbox-memory. A pod without limits gets the baseline. The result must fit the host
-// (src/host/limits.ts): vCPUs at most its online CPUs, memory at most its MemTotal; a pod that does not
-// fit is refused with an error naming each figure and where it came from.
+// (src/host/limits.ts). vCPUs: a CPU limit is a ceiling, and runc runs a pod whose limit exceeds
+// the node's CPUs, so the pod's share is capped at the host's online CPUs (Kata's default_maxvcpus
+// does the same); only a configured baseline beyond the host is refused, as a configuration error.
+// Memory is refused beyond MemTotal: guest RAM is allocated lazily, so such a VM would start and
+// fail later. Errors name each figure and where it came from.
 import type { QemuConfig } from "../config/index.js";
 import { KataError } from "../util/errors.js";
 import type { HostLimits } from "../host/limits.js";
@@ -18,6 +21,8 @@ export const annotations = {
 export interface PodSizing {
   vcpus: number;
   memoryMiB: number;
+  /** Set when the pod's CPU limit asked for more vCPUs than the host has: what was asked, and why fewer. */
+  vcpusCapped?: string;
 }
 
 /** Where the baseline came from: the configuration file's path, or "built-in defaults". */
@@ -34,19 +39,20 @@ export function podSizing(
   const memBytes = intAnnotation(ann, annotations.memory);
   const extraCpus = quota > 0 && period > 0 ? Math.ceil(quota / period) : 0;
   const extraMiB = memBytes > 0 ? Math.ceil(memBytes / (1024 * 1024)) : 0;
-  const sizing = { vcpus: qemu.default_vcpus + extraCpus, memoryMiB: qemu.default_memory + extraMiB };
   const base = (key: string, value: number): string =>
     `hypervisor.qemu.${key} = ${value} ${configSource === "built-in defaults" ? "(built-in default)" : `in ${configSource}`}`;
-  if (sizing.vcpus > host.cpus) {
-    const pod =
-      extraCpus > 0
-        ? ` + ${extraCpus} for the pod's CPU limit (CRI resources: annotations ${annotations.cpuQuota}=${quota}, ${annotations.cpuPeriod}=${period})`
-        : "";
+  if (qemu.default_vcpus > host.cpus) {
     throw new KataError(
       "RESOURCE_EXHAUSTED",
-      `pod VM needs ${sizing.vcpus} vCPUs (${base("default_vcpus", qemu.default_vcpus)}${pod}), ` +
-        `more than this host's ${host.cpus} (${host.cpusSource}): lower the pod's CPU limit or default_vcpus`,
+      `pod VM needs ${qemu.default_vcpus} vCPUs (${base("default_vcpus", qemu.default_vcpus)}), more than this host's ${host.cpus} (${host.cpusSource}): lower default_vcpus`,
     );
+  }
+  const wantedVcpus = qemu.default_vcpus + extraCpus;
+  const sizing: PodSizing = { vcpus: Math.min(wantedVcpus, host.cpus), memoryMiB: qemu.default_memory + extraMiB };
+  if (wantedVcpus > host.cpus) {
+    sizing.vcpusCapped =
+      `the pod's CPU limit asks for ${wantedVcpus} vCPUs (${base("default_vcpus", qemu.default_vcpus)} + ${extraCpus} from annotations ` +
+      `${annotations.cpuQuota}=${quota}, ${annotations.cpuPeriod}=${period}); the VM gets this host's ${host.cpus} (${host.cpusSource})`;
   }
   if (!(sizing.memoryMiB <= host.memoryMiB)) {
     const pod = extraMiB > 0 ? ` + ${extraMiB} MiB for the pod's memory limit (CRI resources: annotation ${annotations.memory}=${memBytes})` : "";

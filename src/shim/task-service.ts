@@ -203,6 +203,7 @@ export class TaskService {
     if (config.runtime.debug) this.deps.log.level = "debug";
     else if (config.runtime.log_level !== "info") this.deps.log.level = config.runtime.log_level;
     const sizing = podSizing(config.hypervisor.qemu, spec.annotations ?? {}, await hostLimits(), source);
+    if (sizing.vcpusCapped !== undefined) this.deps.log.warn({ id: req.id }, sizing.vcpusCapped);
     this.deps.log.info({ id: req.id, config: source, sizing }, "creating pod VM");
     this.pod = await factory.createPod({ id: req.id, bundle: req.bundle, spec, rootfs: req.rootfs, config, sizing });
     // The ids come from the guest: only containers of this shim, at most one event per window each.

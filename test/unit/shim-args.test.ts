@@ -85,7 +85,7 @@ void test("shim sizing: pod CPU quota/period and memory are added to the configu
   assert.throws(() => podSizing(base, { "io.kubernetes.cri.sandbox-memory": "lots" }, bigHost), (e: unknown) => isKataError(e, "INVALID_ARGUMENT"));
 });
 
-void test("shim sizing: a pod bigger than the host is refused, naming its request, where each figure came from, and the limit", () => {
+void test("shim sizing: memory beyond the host is refused and vCPUs are capped at the host's, naming the request, where each figure came from, and the limit", () => {
   const host: HostLimits = { cpus: 2, cpusSource: "online CPUs in /sys/devices/system/cpu/online", memoryMiB: 24_000, memorySource: "MemTotal in /proc/meminfo" };
   const base = { default_vcpus: 1, default_memory: 512 };
   // Exactly the host fits.
@@ -93,15 +93,14 @@ void test("shim sizing: a pod bigger than the host is refused, naming its reques
     podSizing(base, { "io.kubernetes.cri.sandbox-cpu-quota": "100000", "io.kubernetes.cri.sandbox-cpu-period": "100000", "io.kubernetes.cri.sandbox-memory": String((24_000 - 512) * 1024 * 1024) }, host, "/etc/kata-ts/configuration.toml"),
     { vcpus: 2, memoryMiB: 24_000 },
   );
-  assert.throws(
-    () => podSizing(base, { "io.kubernetes.cri.sandbox-cpu-quota": "25500000", "io.kubernetes.cri.sandbox-cpu-period": "100000" }, host, "/etc/kata-ts/configuration.toml"),
-    (e: unknown) =>
-      isKataError(e, "RESOURCE_EXHAUSTED") &&
-      e.message ===
-        "pod VM needs 256 vCPUs (hypervisor.qemu.default_vcpus = 1 in /etc/kata-ts/configuration.toml + 255 for the pod's CPU limit " +
-          "(CRI resources: annotations io.kubernetes.cri.sandbox-cpu-quota=25500000, io.kubernetes.cri.sandbox-cpu-period=100000)), " +
-          "more than this host's 2 (online CPUs in /sys/devices/system/cpu/online): lower the pod's CPU limit or default_vcpus",
-  );
+  // A CPU limit is a ceiling: beyond the host's CPUs the VM gets all of them, as runc would run it.
+  assert.deepEqual(podSizing(base, { "io.kubernetes.cri.sandbox-cpu-quota": "25500000", "io.kubernetes.cri.sandbox-cpu-period": "100000" }, host, "/etc/kata-ts/configuration.toml"), {
+    vcpus: 2,
+    memoryMiB: 512,
+    vcpusCapped:
+      "the pod's CPU limit asks for 256 vCPUs (hypervisor.qemu.default_vcpus = 1 in /etc/kata-ts/configuration.toml + 255 from annotations " +
+      "io.kubernetes.cri.sandbox-cpu-quota=25500000, io.kubernetes.cri.sandbox-cpu-period=100000); the VM gets this host's 2 (online CPUs in /sys/devices/system/cpu/online)",
+  });
   assert.throws(
     () => podSizing(base, { "io.kubernetes.cri.sandbox-memory": String(64 * 1024 ** 3) }, host, "built-in defaults"),
     (e: unknown) =>
@@ -114,7 +113,7 @@ void test("shim sizing: a pod bigger than the host is refused, naming its reques
   // The configuration alone can be too big for the host: the message names only the key.
   assert.throws(
     () => podSizing({ default_vcpus: 8, default_memory: 512 }, {}, host, "/etc/kata-ts/configuration.toml"),
-    (e: unknown) => isKataError(e, "RESOURCE_EXHAUSTED") && /^pod VM needs 8 vCPUs \(hypervisor.qemu.default_vcpus = 8 in \/etc\/kata-ts\/configuration.toml\), more than this host's 2 /.test(e.message),
+    (e: unknown) => isKataError(e, "RESOURCE_EXHAUSTED") && /^pod VM needs 8 vCPUs \(hypervisor.qemu.default_vcpus = 8 in \/etc\/kata-ts\/configuration.toml\), more than this host's 2 .*: lower default_vcpus$/.test(e.message),
   );
 });
 
