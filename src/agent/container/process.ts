@@ -8,11 +8,11 @@
 // (its fd 0, through /proc) with `stty`.
 import { spawn, type ChildProcess } from "node:child_process";
 import { readFile } from "node:fs/promises";
-import { setTimeout as sleep } from "node:timers/promises";
 import { constants } from "node:os";
 import { KataError } from "../../util/errors.js";
 import { run } from "../../util/exec.js";
 import { OutputBuffer } from "./output-buffer.js";
+import { waitForPidFile } from "./pid-file.js";
 import { checkOp, checkTransition, type ProcessState } from "./process-state.js";
 
 export interface ExitInfo {
@@ -83,40 +83,35 @@ export class ContainerProcess {
     child.stdin?.on("error", () => undefined); // EPIPE once the process is gone: WriteStdin reports it
     this.stdout.attach(child.stdout);
     this.stderr.attach(child.stderr);
-    const spawnFailed = new Promise<Error>((resolve) => child.once("error", resolve));
+    let spawnError: Error | undefined;
+    const stopped = new Promise<void>((resolve) => {
+      child.once("error", (err) => {
+        spawnError = err;
+        resolve();
+      });
+      child.once("exit", () => resolve());
+    });
     child.once("exit", (code, signal) => {
       const status = code ?? 128 + (signal ? constants.signals[signal] : 0);
       this.markExited(status);
     });
     this.transition("running");
 
-    const deadline = Date.now() + (this.opts.startTimeoutMs ?? 120_000);
-    for (;;) {
-      const pid = await readPid(this.opts.pidFile);
-      if (pid !== undefined) {
-        this.pidValue = pid;
-        return pid;
-      }
-      const failure = await Promise.race([spawnFailed, sleep(10).then(() => undefined)]);
-      if (failure !== undefined) {
-        this.markExited(127);
-        throw new KataError("NOT_FOUND", `cannot run ${file}: ${failure.message}`, { cause: failure });
-      }
-      if (this.exitInfo !== undefined) {
-        // It may have run and exited between the read above and the exit event.
-        const late = await readPid(this.opts.pidFile);
-        if (late !== undefined) {
-          this.pidValue = late;
-          return late;
-        }
-        const log = await readFile(this.opts.logFile, "utf8").catch(() => "");
-        throw new KataError("FAILED_PRECONDITION", `crun could not start ${this.what} (status ${this.exitInfo.status}): ${log.trim() || "no log"}`);
-      }
-      if (Date.now() > deadline) {
-        child.kill("SIGKILL");
-        throw new KataError("DEADLINE_EXCEEDED", `crun did not start ${this.what} in time; see ${this.opts.logFile}`);
-      }
+    const waited = await waitForPidFile(this.opts.pidFile, { stopped, timeoutMs: this.opts.startTimeoutMs ?? 120_000 });
+    if (waited.kind === "pid") {
+      this.pidValue = waited.pid;
+      return waited.pid;
     }
+    if (waited.kind === "timed-out") {
+      child.kill("SIGKILL");
+      throw new KataError("DEADLINE_EXCEEDED", `crun did not start ${this.what} in time; see ${this.opts.logFile}`);
+    }
+    if (spawnError !== undefined) {
+      this.markExited(127);
+      throw new KataError("NOT_FOUND", `cannot run ${file}: ${spawnError.message}`, { cause: spawnError });
+    }
+    const log = await readFile(this.opts.logFile, "utf8").catch(() => "");
+    throw new KataError("FAILED_PRECONDITION", `crun could not start ${this.what} (status ${this.exitInfo?.status}): ${log.trim() || "no log"}`);
   }
 
   /** Resolves when the process has exited (also for a process that never started). */
@@ -211,10 +206,4 @@ export class ContainerProcess {
 
 export function shellQuote(arg: string): string {
   return `'${arg.replaceAll("'", `'\\''`)}'`;
-}
-
-async function readPid(file: string): Promise<number | undefined> {
-  const text = await readFile(file, "utf8").catch(() => "");
-  const pid = Number.parseInt(text.trim(), 10);
-  return Number.isInteger(pid) && pid > 0 ? pid : undefined;
 }
