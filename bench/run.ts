@@ -1,17 +1,22 @@
 // kata-ts run against runc on the same busybox rootfs in the same process: wall time of
-// `kata-ts run -- true`, exec round-trip into a running container, and 100 MiB of stdout.
-// Prints medians and ratios; asserts nothing. Run: node dist/bench/run.js (as root; BENCH_N=5).
+// `kata-ts run -- true`, container start in a running sandbox, exec round-trip into a running
+// container, and 100 MiB of stdout. Prints medians and ratios; asserts nothing.
+//   node dist/bench/run.js [--runs 3] [--json]     (as root; BENCH_N=5 is the same as --runs 5)
+// --json: the last line is {"figures": {...}} with kata/runc medians (ms, MiB/s) and ratios.
 import { spawn } from "node:child_process";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
 import { runSpec, type RunSpecOptions } from "../src/sandbox/default-spec.js";
 import { Sandbox } from "../src/sandbox/sandbox.js";
 import { makeBusyboxRootfs } from "../test/integration/agent-container-fixture.js";
 
-const N = Number(process.env.BENCH_N ?? 3);
+const { values: argv } = parseArgs({ options: { runs: { type: "string", default: process.env.BENCH_N ?? "3" }, json: { type: "boolean", default: false } } });
+const N = Number(argv.runs);
+if (!Number.isInteger(N) || N < 1) throw new Error(`--runs must be a positive integer, got ${JSON.stringify(argv.runs)}`);
 const CLI = fileURLToPath(new URL("../../bin/kata-ts.js", import.meta.url));
 const MIB100 = 100 * 1024 * 1024;
 // dd with 1 MiB blocks rather than head: fewer syscalls, which under TCG cost far more than on the host.
@@ -52,9 +57,16 @@ async function runcBundle(dir: string, rootfs: string, o: RunSpecOptions): Promi
   return dir;
 }
 
-function row(what: string, kata: number[], runc: number[], unit: string): void {
+const figures: Record<string, number> = {};
+
+/** Prints one comparison and records it as <key>_kata_<unit>, <key>_runc_<unit>, <key>_ratio. */
+function row(what: string, key: string, kata: number[], runc: number[], unit: "ms" | "MiB/s"): void {
   const k = median(kata);
   const r = median(runc);
+  const u = unit === "ms" ? "ms" : "mib_s";
+  figures[`kata_${key}_${u}`] = Math.round(k * 10) / 10;
+  figures[`runc_${key}_${u}`] = Math.round(r * 10) / 10;
+  figures[`${key}_ratio`] = Math.round((k / r) * 100) / 100;
   console.log(`${what.padEnd(34)} kata-ts ${k.toFixed(1).padStart(9)} ${unit}   runc ${r.toFixed(1).padStart(9)} ${unit}   ratio ${(k / r).toPrecision(2)}x`);
 }
 
@@ -74,15 +86,38 @@ async function main(): Promise<void> {
       kataRun.push((await timed(process.execPath, [CLI, "run", "--rootfs", rootfs, "--", "true"], env)).ms);
       runcRun.push((await timed("runc", ["run", "--bundle", trueBundle, `bench-true-${process.pid}-${i}`])).ms);
     }
-    row("run -- true (wall)", kataRun, runcRun, "ms");
+    row("run -- true (wall)", "run", kataRun, runcRun, "ms");
 
     // 2. exec round-trip and 3. 100 MiB stdout, in one long-lived sandbox.
     const sb = await Sandbox.create({ id: `bench-${process.pid}` });
     const runcId = `bench-long-${process.pid}`;
     try {
+      // Container start in a running sandbox (CreateContainer + StartContainer; StartContainer
+      // alone is crun run in the guest) against `runc run --detach`.
+      const kataStart: number[] = [];
+      const kataStartOnly: number[] = [];
+      const runcStart: number[] = [];
+      const longBundle = await runcBundle(join(dir, "b-long"), rootfs, { args: ["sleep", "100000"] });
+      for (let i = 0; i < N; i++) {
+        const t0 = performance.now();
+        const c = await sb.createContainer({ id: `start${i}`, spec: runSpec({ args: ["sleep", "100000"] }), rootfs });
+        const t1 = performance.now();
+        await c.start();
+        kataStart.push(performance.now() - t0);
+        kataStartOnly.push(performance.now() - t1);
+        await c.delete();
+        const id = `bench-start-${process.pid}-${i}`;
+        const r = await timed("runc", ["run", "--detach", "--bundle", longBundle, id], process.env, true);
+        if (r.code !== 0) throw new Error("runc run --detach failed");
+        runcStart.push(r.ms);
+        await timed("runc", ["delete", "--force", id]);
+      }
+      row("container create+start", "start", kataStart, runcStart, "ms");
+      figures.kata_start_container_rpc_ms = Math.round(median(kataStartOnly) * 10) / 10;
+      console.log(`${"  of which StartContainer".padEnd(34)} kata-ts ${median(kataStartOnly).toFixed(1).padStart(9)} ms`);
+
       const long = await sb.createContainer({ id: "long", spec: runSpec({ args: ["sleep", "100000"] }), rootfs });
       await long.start();
-      const longBundle = await runcBundle(join(dir, "b-long"), rootfs, { args: ["sleep", "100000"] });
       const started = await timed("runc", ["run", "--detach", "--bundle", longBundle, runcId], process.env, true);
       if (started.code !== 0) throw new Error("runc run --detach failed");
       const kataExec: number[] = [];
@@ -94,7 +129,7 @@ async function main(): Promise<void> {
         kataExec.push(performance.now() - t0);
         runcExec.push((await timed("runc", ["exec", runcId, "true"])).ms);
       }
-      row("exec true (round-trip)", kataExec, runcExec, "ms");
+      row("exec true (round-trip)", "exec", kataExec, runcExec, "ms");
 
       const kataTp: number[] = [];
       const runcTp: number[] = [];
@@ -113,7 +148,7 @@ async function main(): Promise<void> {
         if (r.bytes !== MIB100) throw new Error(`runc stdout: ${r.bytes} bytes`);
         runcTp.push(100 / (r.ms / 1000));
       }
-      row("100 MiB stdout (throughput)", kataTp, runcTp, "MiB/s");
+      row("100 MiB stdout (throughput)", "stdout", kataTp, runcTp, "MiB/s");
     } finally {
       await timed("runc", ["delete", "--force", runcId]);
       await sb.destroy();
@@ -122,7 +157,8 @@ async function main(): Promise<void> {
     delete process.env.KATA_TS_STATE_DIR;
     await rm(dir, { recursive: true, force: true });
   }
-  console.log(`(medians of ${N} runs; exec of ${N * 2}; TCG guest on this host)`);
+  console.log(`(medians of ${N} runs; exec of ${N * 2}; TCG guest on this host, load average ${loadavg()[0]!.toFixed(1)})`);
+  if (argv.json) console.log(JSON.stringify({ figures: { ...figures, runs: N, load_average: Math.round(loadavg()[0]! * 10) / 10 } }));
 }
 
 main().catch((err: unknown) => {
