@@ -24,6 +24,8 @@ export const hostPackages: readonly HostPackage[] = [
   { name: "cpio", why: "initramfs archives" },
   { name: "kmod", why: "depmod for the guest's module tree" },
   { name: "iproute2", why: "ip and tc: netns, taps and mirred redirects" },
+  { name: "iptables", why: "port-forward: loopback DNAT to the guest in the pod netns (docs/network.md)" },
+  { name: "procps", why: "sysctl: route_localnet on the port-forward tap" },
   { name: "lz4", why: "unpacks the Debian kernel into a vmlinux" },
   { name: "zstd", why: "compressed kernel modules" },
   { name: "skopeo", why: "OCI image handling for test images" },

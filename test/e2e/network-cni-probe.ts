@@ -6,6 +6,13 @@ import { chmod, mkdir, readFile, rm, symlink, writeFile } from "node:fs/promises
 import { join } from "node:path";
 import { bridgeConflist } from "../harness/containerd-config.js";
 
+export interface SeenAtDel {
+  links: string[];
+  qdiscs: string[];
+  /** `iptables -S` of the nat and filter tables: only rules (-A lines), policies dropped. */
+  iptables: string[];
+}
+
 export interface CniProbe {
   confDir: string;
   binDir: string;
@@ -13,7 +20,7 @@ export interface CniProbe {
   /** One JSON line per CNI DEL. */
   logPath: string;
   /** What the netns held at each CNI DEL, by sandbox (container) id. */
-  seenAtDel(): Promise<Map<string, { links: string[]; qdiscs: string[] }>>;
+  seenAtDel(): Promise<Map<string, SeenAtDel>>;
   /** host-local keeps per-network state outside the harness dir. */
   cleanup(): Promise<void>;
 }
@@ -34,7 +41,10 @@ if (cmd === "VERSION") {
   };
   const links = inNs(["ip", "-j", "link", "show"]).map((l) => l.ifname);
   const qdiscs = inNs(["tc", "-j", "qdisc", "show"]).map((q) => q.dev + ":" + q.kind);
-  fs.appendFileSync(conf.logPath, JSON.stringify({ id: process.env.CNI_CONTAINERID, links, qdiscs }) + "\\n");
+  const rules = ["nat", "filter"].flatMap((t) => {
+    try { return execFileSync("nsenter", ["--net=" + process.env.CNI_NETNS, "--", "iptables", "-w", "10", "-t", t, "-S"], { encoding: "utf8" }).split("\\n"); } catch (e) { return ["iptables failed: " + e.message]; }
+  }).filter((l) => !l.startsWith("-P") && !l.startsWith("-N") && l !== "");
+  fs.appendFileSync(conf.logPath, JSON.stringify({ id: process.env.CNI_CONTAINERID, links, qdiscs, iptables: rules }) + "\\n");
 }
 `;
 
@@ -58,10 +68,10 @@ export async function makeCniProbe(dir: string, subnet: string): Promise<CniProb
     logPath,
     async seenAtDel() {
       const text = await readFile(logPath, "utf8").catch(() => "");
-      const out = new Map<string, { links: string[]; qdiscs: string[] }>();
+      const out = new Map<string, SeenAtDel>();
       for (const line of text.split("\n").filter((l) => l !== "")) {
-        const r = JSON.parse(line) as { id: string; links: string[]; qdiscs: string[] };
-        out.set(r.id, { links: r.links, qdiscs: r.qdiscs });
+        const r = JSON.parse(line) as SeenAtDel & { id: string };
+        out.set(r.id, { links: r.links, qdiscs: r.qdiscs, iptables: r.iptables });
       }
       return out;
     },

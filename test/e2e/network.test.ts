@@ -9,6 +9,7 @@ import { create } from "@bufbuild/protobuf";
 import { access, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { connectCri, type CriClient } from "../../src/cri/client.js";
 import { LinuxPodSandboxConfigSchema, NamespaceMode, PodSandboxConfigSchema } from "../../src/cri/gen/runtime/v1/api_pb.js";
 import { podSandboxConfig } from "../../src/cri/pod.js";
@@ -18,7 +19,9 @@ import { assertNoLeaks, startContainerd, type PrivateContainerd } from "../harne
 import { importTestImages } from "../harness/images.js";
 import { HANDLER, installHandler, shimOnPath } from "./kata-pod-flow.js";
 import { makeCniProbe, type CniProbe } from "./network-cni-probe.js";
-import { httpBody, httpGetScript, inHarnessNetns, podNetnsPath, startWebPod, type WebPod } from "./network-pods.js";
+import { httpBody, httpGetScript, inHarnessNetns, podNetnsPath, startWebPod, WEB_PORT, type WebPod } from "./network-pods.js";
+
+const PORT_FORWARD_CLIENT = fileURLToPath(new URL("../harness/port-forward-client.js", import.meta.url));
 
 const DNS = { servers: ["10.96.0.10"], searches: ["team-a.svc.cluster.local"], options: ["ndots:5"] };
 
@@ -116,6 +119,55 @@ void test("the pod netns holds one tap mirrored with the veth by tc while the po
   }
 });
 
+/** CRI PortForward, then the websocket stream as kubectl speaks it, from containerd's netns (where its stream server listens). */
+async function portForward(pod: WebPod, port: number, input: string): Promise<{ data: string; error: string; exitCode: number }> {
+  assert.ok(ctd && cri);
+  const { url } = await cri.runtime.portForward({ podSandboxId: pod.podSandboxId, port: [port] });
+  assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/portforward\//, url);
+  const r = await run("nsenter", [`--net=${ctd.netnsPath}`, "--", process.execPath, PORT_FORWARD_CLIENT, url, String(port)], { input, allowNonZero: true, timeoutMs: 90_000 });
+  return { data: r.stdout, error: r.stderr, exitCode: r.stderr === "" ? 0 : 1 };
+}
+
+void test("port-forward reaches the server in the VM as it reaches a runc pod's; a closed port is refused alike", { timeout: 240_000 }, async () => {
+  for (const pod of [runcC, kataA]) {
+    const page = await portForward(pod, WEB_PORT, "GET / HTTP/1.0\r\n\r\n");
+    assert.equal(page.error, "", `${pod.handler}: ${page.error}`);
+    assert.equal(httpBody(page.data), `${pod.name}\n`, pod.handler);
+    const started = Date.now();
+    const closed = await portForward(pod, 9, "");
+    assert.match(closed.error, /error forwarding port 9 to pod .*failed to connect to localhost:9 .*connection refused/, `${pod.handler}: ${closed.error}`);
+    // Refused at once, as with runc: not the 60 s timeout of a dial that goes nowhere.
+    assert.ok(Date.now() - started < 30_000, `${pod.handler}: refusal took ${Date.now() - started} ms`);
+  }
+});
+
+void test("the port-forward link is closed to the pod's network: a peer that knows the guest's MAC gets nothing", { timeout: 120_000 }, async () => {
+  assert.ok(ctd && cri);
+  const mac = /link\/ether ([0-9a-f:]{17})/.exec((await kataA.exec(["ip", "link", "show", "dev", "eth0"])).stdout)?.[1];
+  assert.ok(mac);
+  // The guest does hold the link address (port-forward lands there)...
+  const addr = await kataA.exec(["ip", "-o", "-4", "addr", "show", "dev", "eth0"]);
+  assert.match(addr.stdout, /inet 169\.254\.255\.2\/32 /, addr.stdout);
+  // ...but from the bridge (the harness netns, a peer on the pod's L2), neither end answers, even
+  // with the guest's MAC given (no ARP needed), while the pod IP does over the same path.
+  const inHarness = (args: string[]) => run("nsenter", [`--net=${ctd?.netnsPath ?? ""}`, "--", "ip", ...args]);
+  await inHarness(["route", "add", "169.254.255.0/30", "dev", "ktsh0"]);
+  try {
+    for (const to of ["169.254.255.2", "169.254.255.1"]) {
+      await inHarness(["neigh", "replace", to, "lladdr", mac, "dev", "ktsh0", "nud", "permanent"]);
+      const r: { stdout: string; stderr: string } = await inHarnessNetns(ctd, "busybox", ["sh", "-c", `printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 ${to} ${WEB_PORT}`]).catch((err: Error) => ({ stdout: "", stderr: err.message }));
+      assert.equal(r.stdout, "", `${to} answered a peer: ${r.stdout}`);
+    }
+    assert.equal(httpBody((await inHarnessNetns(ctd, "busybox", ["sh", "-c", httpGetScript(kataA.ip)])).stdout), "net-a\n");
+  } finally {
+    await inHarness(["route", "del", "169.254.255.0/30", "dev", "ktsh0"]);
+    for (const to of ["169.254.255.2", "169.254.255.1"]) await inHarness(["neigh", "del", to, "dev", "ktsh0"]).catch(() => undefined);
+  }
+  // In the pod netns: only loopback TCP is redirected, and only replies come back in from the tap.
+  const rules = (await run("nsenter", [`--net=${await podNetnsPath(cri, kataA.podSandboxId)}`, "--", "iptables", "-w", "10", "-t", "nat", "-S", "OUTPUT"])).stdout;
+  assert.match(rules, /-A OUTPUT -d 127\.0\.0\.1\/32 -o lo -p tcp -j DNAT --to-destination 169\.254\.255\.2/, rules);
+});
+
 void test("a hostNetwork pod is refused: a VM cannot share the node's network namespace", { timeout: 120_000 }, async () => {
   assert.ok(ctd && cri);
   const config = create(PodSandboxConfigSchema, podSandboxConfig({ name: "net-host", uid: "uid-net-host", logDirectory: `${ctd.baseDir}/pods/net-host` }));
@@ -128,7 +180,7 @@ void test("a hostNetwork pod is refused: a VM cannot share the node's network na
   assert.equal((await cri.runtime.listPodSandbox({})).items.length, before, "no sandbox left behind by the refused pod");
 });
 
-void test("CNI DEL finds the pod netns as CNI left it (no tap, no qdisc of ours); removal leaves no netns or VM", { timeout: 120_000 }, async () => {
+void test("CNI DEL finds the pod netns as CNI left it (no tap, no qdisc, no iptables rule of ours); removal leaves no netns or VM", { timeout: 120_000 }, async () => {
   assert.ok(ctd && cri && probe);
   const netns = await podNetnsPath(cri, kataB.podSandboxId);
   await cri.runtime.stopPodSandbox({ podSandboxId: kataB.podSandboxId });
@@ -136,6 +188,7 @@ void test("CNI DEL finds the pod netns as CNI left it (no tap, no qdisc of ours)
   assert.ok(seen, "the probe plugin ran at CNI DEL");
   assert.deepEqual([...seen.links].sort(), ["eth0", "lo"], "only CNI's own links at CNI DEL");
   assert.deepEqual(seen.qdiscs.filter((q) => q.endsWith(":ingress")), [], "no ingress qdisc of ours at CNI DEL");
+  assert.deepEqual(seen.iptables, [], "no iptables rule of ours (port-forward) at CNI DEL");
   await assert.rejects(access(netns), "containerd removed the netns after CNI DEL");
   await kataB.remove();
   pods.splice(pods.indexOf(kataB), 1);

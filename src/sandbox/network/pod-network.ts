@@ -9,6 +9,7 @@ import { createLogger } from "../../util/log.js";
 import type { AgentClient } from "../agent-client.js";
 import type { UndoStack } from "../undo-stack.js";
 import { inspectNetns, tapName } from "./inspect.js";
+import { enablePortForward, PF_GUEST_ADDRESS, PF_HOST_ADDRESS, removePortForwardRules } from "./port-forward.js";
 import { mirrorVethToTap, removeIngress, removeTap } from "./tc-mirror.js";
 
 const log = createLogger("sandbox.network");
@@ -39,8 +40,18 @@ export async function attachPodNetwork(netnsPath: string, undo: UndoStack): Prom
     await mirrorVethToTap(netnsPath, iface.name, tap, iface.mtu, undo);
     netDevices.push({ tapName: tap, mac: iface.mac });
   }
+  const first = interfaces[0];
+  if (first === undefined) {
+    log.debug({ netnsPath }, "pod netns has no interface: no NIC, no port-forward");
+    return { netnsPath, netDevices, interfaces, routes };
+  }
+  // Port-forward (CRI PortForward dials localhost in the netns) reaches the guest over the first
+  // NIC's tap: see port-forward.ts.
+  await enablePortForward(netnsPath, first.name, tapName(0), first.mac, undo);
+  const guestInterfaces = [{ ...first, addresses: [...first.addresses, { family: 4 as const, address: PF_GUEST_ADDRESS, prefixLength: 32 }] }, ...interfaces.slice(1)];
+  const guestRoutes = [...routes, { dest: `${PF_HOST_ADDRESS}/32`, gateway: "", device: first.name, source: PF_GUEST_ADDRESS, scope: 253, family: 4 as const }];
   log.debug({ netnsPath, interfaces, routes }, "pod network mirrored into taps");
-  return { netnsPath, netDevices, interfaces, routes };
+  return { netnsPath, netDevices, interfaces: guestInterfaces, routes: guestRoutes };
 }
 
 /** The guest side: each NIC takes its veth's name, MTU and addresses; then the routes go in. */
@@ -67,5 +78,6 @@ export function podNetworkRecord(net: PodNetwork): PodNetworkRecord {
 export async function detachStalePodNetwork(rec: PodNetworkRecord): Promise<void> {
   if (!(await access(rec.netnsPath).then(() => true, () => false))) return;
   for (const veth of rec.veths) await removeIngress(rec.netnsPath, veth).catch((err: unknown) => log.warn({ err, veth }, "stale ingress qdisc not removed"));
+  if (rec.taps[0] !== undefined) await removePortForwardRules(rec.netnsPath, rec.taps[0]).catch((err: unknown) => log.warn({ err }, "stale port-forward rules not removed"));
   for (const tap of rec.taps) await removeTap(rec.netnsPath, tap).catch((err: unknown) => log.warn({ err, tap }, "stale tap not removed"));
 }

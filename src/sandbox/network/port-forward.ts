@@ -1,0 +1,90 @@
+// CRI port-forward into the VM. containerd 1.6 serves PortForward by entering the pod netns and
+// dialing localhost:PORT there (tcp4 first), but the pod's servers listen in the guest. So, in the
+// pod netns, TCP to 127.0.0.1 is DNATed to a private link address of the guest, carried over the
+// tap and kept apart from the pod's network:
+//
+//   netns: tap0_kata 169.254.255.1 peer 169.254.255.2 (static neighbour: the guest's MAC),
+//          route_localnet=1 on the tap (the kernel drops a 127.0.0.1 source leaving a non-loopback
+//          device otherwise; the DNAT reroute happens before the SNAT below),
+//          nat OUTPUT  -d 127.0.0.1 -o lo -p tcp -> DNAT 169.254.255.2
+//          nat POSTROUTING -d 169.254.255.2 -o tap -> SNAT 169.254.255.1
+//          filter INPUT from the tap: only replies (ct ESTABLISHED,RELATED), the rest dropped
+//          tc on the tap's ingress, before the mirror: IPv4 to 169.254.255.1 and ARP asking for it
+//          go to the netns stack instead of the veth
+//          tc on the veth's ingress, before the mirror: anything to or from the link /30 (IPv4 or
+//          ARP) is dropped, so the pod's network peers cannot reach either end of the link
+//   guest: eth0 also has 169.254.255.2/32 and a link route to 169.254.255.1 (docs/network.md).
+import { tryRun } from "../../util/exec.js";
+import type { UndoStack } from "../undo-stack.js";
+import { inNetns, nsenterArgs } from "./netns-exec.js";
+
+/** The netns end of the link (the tap). */
+export const PF_HOST_ADDRESS = "169.254.255.1";
+/** The guest end of the link (an extra /32 on the guest's first NIC). */
+export const PF_GUEST_ADDRESS = "169.254.255.2";
+const PF_LINK_CIDR = "169.254.255.0/30";
+/** The same addresses as u32 words, for tc u32 matches on ARP (no `ip` shorthand there). */
+const HOST_HEX = "0xa9feff01";
+const LINK_HEX = "0xa9feff00";
+/** Offsets in an IPv4-over-Ethernet ARP header: sender and target protocol address. */
+const ARP_SPA = 14;
+const ARP_TPA = 24;
+
+/** iptables rules as [table, chain, rule...]; added with -A, removed with -D. */
+export function portForwardRules(tap: string): [string, string, ...string[]][] {
+  return [
+    ["nat", "OUTPUT", "-d", "127.0.0.1/32", "-o", "lo", "-p", "tcp", "-j", "DNAT", "--to-destination", PF_GUEST_ADDRESS],
+    ["nat", "POSTROUTING", "-d", `${PF_GUEST_ADDRESS}/32`, "-o", tap, "-j", "SNAT", "--to-source", PF_HOST_ADDRESS],
+    ["filter", "INPUT", "-i", tap, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"],
+    ["filter", "INPUT", "-i", tap, "-j", "DROP"],
+  ];
+}
+
+function ruleArgs(op: "-A" | "-D", [table, chain, ...rule]: [string, string, ...string[]]): string[] {
+  return ["-w", "10", "-t", table, op, chain, ...rule];
+}
+
+/** tc filters on the tap's ingress that hand the link's traffic to the netns stack (prio 1, 2: before the mirror). */
+export function tapExemptFilters(tap: string): string[][] {
+  const base = ["filter", "add", "dev", tap, "parent", "ffff:"];
+  return [
+    [...base, "prio", "1", "protocol", "ip", "u32", "match", "ip", "dst", `${PF_HOST_ADDRESS}/32`, "action", "pass"],
+    [...base, "prio", "2", "protocol", "arp", "u32", "match", "u32", HOST_HEX, "0xffffffff", "at", String(ARP_TPA), "action", "pass"],
+  ];
+}
+
+/** tc filters on the veth's ingress that drop the link's addresses coming from the pod's network. */
+export function vethGuardFilters(veth: string): string[][] {
+  const base = ["filter", "add", "dev", veth, "parent", "ffff:"];
+  return [
+    [...base, "prio", "1", "protocol", "ip", "u32", "match", "ip", "dst", PF_LINK_CIDR, "action", "drop"],
+    [...base, "prio", "2", "protocol", "ip", "u32", "match", "ip", "src", PF_LINK_CIDR, "action", "drop"],
+    [...base, "prio", "3", "protocol", "arp", "u32", "match", "u32", LINK_HEX, "0xfffffffc", "at", String(ARP_TPA), "action", "drop"],
+    [...base, "prio", "4", "protocol", "arp", "u32", "match", "u32", LINK_HEX, "0xfffffffc", "at", String(ARP_SPA), "action", "drop"],
+  ];
+}
+
+/** Removes our iptables rules from the netns, every one tried (absent ones are fine). */
+export async function removePortForwardRules(netnsPath: string, tap: string): Promise<void> {
+  for (const rule of portForwardRules(tap)) {
+    // -D fails when the rule is not there: that is the state we want.
+    while ((await tryRun("nsenter", nsenterArgs(netnsPath, "iptables", ruleArgs("-D", rule)), { timeoutMs: 15_000 })) !== undefined);
+  }
+}
+
+/**
+ * Sets up the port-forward link beside a mirror made by mirrorVethToTap (its qdiscs exist).
+ * Undo: the rules are removed explicitly; the tap's address, neighbour, sysctl and filters go with
+ * the tap, the veth's filters with its ingress qdisc (both already on `undo`).
+ */
+export async function enablePortForward(netnsPath: string, veth: string, tap: string, guestMac: string, undo: UndoStack): Promise<void> {
+  for (const f of vethGuardFilters(veth)) await inNetns(netnsPath, "tc", f);
+  for (const f of tapExemptFilters(tap)) await inNetns(netnsPath, "tc", f);
+  await inNetns(netnsPath, "ip", ["addr", "add", PF_HOST_ADDRESS, "peer", PF_GUEST_ADDRESS, "dev", tap]);
+  await inNetns(netnsPath, "ip", ["neigh", "replace", PF_GUEST_ADDRESS, "lladdr", guestMac, "dev", tap, "nud", "permanent"]);
+  await inNetns(netnsPath, "sysctl", ["-qw", `net.ipv4.conf.${tap}.route_localnet=1`]);
+  // Loopback must be up for containerd's dial to 127.0.0.1 (CNI's loopback plugin does it; be sure).
+  await inNetns(netnsPath, "ip", ["link", "set", "dev", "lo", "up"]);
+  undo.push(`remove port-forward rules for ${tap}`, () => removePortForwardRules(netnsPath, tap));
+  for (const rule of portForwardRules(tap)) await inNetns(netnsPath, "iptables", ruleArgs("-A", rule));
+}
