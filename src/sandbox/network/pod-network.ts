@@ -78,6 +78,6 @@ export function podNetworkRecord(net: PodNetwork): PodNetworkRecord {
 export async function detachStalePodNetwork(rec: PodNetworkRecord): Promise<void> {
   if (!(await access(rec.netnsPath).then(() => true, () => false))) return;
   for (const veth of rec.veths) await removeIngress(rec.netnsPath, veth).catch((err: unknown) => log.warn({ err, veth }, "stale ingress qdisc not removed"));
-  if (rec.taps[0] !== undefined) await removePortForwardRules(rec.netnsPath, rec.taps[0]).catch((err: unknown) => log.warn({ err }, "stale port-forward rules not removed"));
+  if (rec.taps[0] !== undefined && rec.veths[0] !== undefined) await removePortForwardRules(rec.netnsPath, rec.taps[0], rec.veths[0]).catch((err: unknown) => log.warn({ err }, "stale port-forward rules not removed"));
   for (const tap of rec.taps) await removeTap(rec.netnsPath, tap).catch((err: unknown) => log.warn({ err, tap }, "stale tap not removed"));
 }

@@ -11,9 +11,13 @@
 //          filter INPUT from the tap: only replies (ct ESTABLISHED,RELATED), the rest dropped
 //          tc on the tap's ingress, before the mirror: IPv4 to 169.254.255.1 and ARP asking for it
 //          go to the netns stack instead of the veth
-//          tc on the veth's ingress, before the mirror: anything to or from the link /30 (IPv4 or
-//          ARP) is dropped, so the pod's network peers cannot reach either end of the link
+//          tc on the veth's ingress, before the mirror: IPv4 or ARP to or from the link /30 goes to
+//          the netns stack instead of the guest, where raw PREROUTING drops the IPv4 and
+//          arp_ignore=8 on the veth keeps the stack from answering the ARP: the pod's network
+//          peers reach neither end of the link.
 //   guest: eth0 also has 169.254.255.2/32 and a link route to 169.254.255.1 (docs/network.md).
+// tc filters here have no action (a terminal u32 match returns TC_ACT_OK, i.e. "to the stack"):
+// the gact module (pass/drop actions) is not loadable everywhere; mirred is needed anyway.
 import { tryRun } from "../../util/exec.js";
 import type { UndoStack } from "../undo-stack.js";
 import { inNetns, nsenterArgs } from "./netns-exec.js";
@@ -31,8 +35,10 @@ const ARP_SPA = 14;
 const ARP_TPA = 24;
 
 /** iptables rules as [table, chain, rule...]; added with -A, removed with -D. */
-export function portForwardRules(tap: string): [string, string, ...string[]][] {
+export function portForwardRules(tap: string, veth: string): [string, string, ...string[]][] {
   return [
+    ["raw", "PREROUTING", "-i", veth, "-d", PF_LINK_CIDR, "-j", "DROP"],
+    ["raw", "PREROUTING", "-i", veth, "-s", PF_LINK_CIDR, "-j", "DROP"],
     ["nat", "OUTPUT", "-d", "127.0.0.1/32", "-o", "lo", "-p", "tcp", "-j", "DNAT", "--to-destination", PF_GUEST_ADDRESS],
     ["nat", "POSTROUTING", "-d", `${PF_GUEST_ADDRESS}/32`, "-o", tap, "-j", "SNAT", "--to-source", PF_HOST_ADDRESS],
     ["filter", "INPUT", "-i", tap, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"],
@@ -44,29 +50,33 @@ function ruleArgs(op: "-A" | "-D", [table, chain, ...rule]: [string, string, ...
   return ["-w", "10", "-t", table, op, chain, ...rule];
 }
 
+/** A terminal u32 match without action: the frame goes to the netns stack, past the mirror. */
+const TO_STACK = ["flowid", "ffff:1"];
+
 /** tc filters on the tap's ingress that hand the link's traffic to the netns stack (prio 1, 2: before the mirror). */
 export function tapExemptFilters(tap: string): string[][] {
   const base = ["filter", "add", "dev", tap, "parent", "ffff:"];
   return [
-    [...base, "prio", "1", "protocol", "ip", "u32", "match", "ip", "dst", `${PF_HOST_ADDRESS}/32`, "action", "pass"],
-    [...base, "prio", "2", "protocol", "arp", "u32", "match", "u32", HOST_HEX, "0xffffffff", "at", String(ARP_TPA), "action", "pass"],
+    [...base, "prio", "1", "protocol", "ip", "u32", "match", "ip", "dst", `${PF_HOST_ADDRESS}/32`, ...TO_STACK],
+    [...base, "prio", "2", "protocol", "arp", "u32", "match", "u32", HOST_HEX, "0xffffffff", "at", String(ARP_TPA), ...TO_STACK],
   ];
 }
 
-/** tc filters on the veth's ingress that drop the link's addresses coming from the pod's network. */
+/** tc filters on the veth's ingress that keep the link's addresses from the guest (the netns stack drops them). */
 export function vethGuardFilters(veth: string): string[][] {
   const base = ["filter", "add", "dev", veth, "parent", "ffff:"];
   return [
-    [...base, "prio", "1", "protocol", "ip", "u32", "match", "ip", "dst", PF_LINK_CIDR, "action", "drop"],
-    [...base, "prio", "2", "protocol", "ip", "u32", "match", "ip", "src", PF_LINK_CIDR, "action", "drop"],
-    [...base, "prio", "3", "protocol", "arp", "u32", "match", "u32", LINK_HEX, "0xfffffffc", "at", String(ARP_TPA), "action", "drop"],
-    [...base, "prio", "4", "protocol", "arp", "u32", "match", "u32", LINK_HEX, "0xfffffffc", "at", String(ARP_SPA), "action", "drop"],
+    [...base, "prio", "1", "protocol", "ip", "u32", "match", "ip", "dst", PF_LINK_CIDR, ...TO_STACK],
+    [...base, "prio", "2", "protocol", "ip", "u32", "match", "ip", "src", PF_LINK_CIDR, ...TO_STACK],
+    [...base, "prio", "3", "protocol", "arp", "u32", "match", "u32", LINK_HEX, "0xfffffffc", "at", String(ARP_TPA), ...TO_STACK],
+    // The sender address is not 4-byte aligned: two 16-bit halves.
+    [...base, "prio", "4", "protocol", "arp", "u32", "match", "u16", "0xa9fe", "0xffff", "at", String(ARP_SPA), "match", "u16", "0xff00", "0xfffc", "at", String(ARP_SPA + 2), ...TO_STACK],
   ];
 }
 
 /** Removes our iptables rules from the netns, every one tried (absent ones are fine). */
-export async function removePortForwardRules(netnsPath: string, tap: string): Promise<void> {
-  for (const rule of portForwardRules(tap)) {
+export async function removePortForwardRules(netnsPath: string, tap: string, veth: string): Promise<void> {
+  for (const rule of portForwardRules(tap, veth)) {
     // -D fails when the rule is not there: that is the state we want.
     while ((await tryRun("nsenter", nsenterArgs(netnsPath, "iptables", ruleArgs("-D", rule)), { timeoutMs: 15_000 })) !== undefined);
   }
@@ -74,10 +84,17 @@ export async function removePortForwardRules(netnsPath: string, tap: string): Pr
 
 /**
  * Sets up the port-forward link beside a mirror made by mirrorVethToTap (its qdiscs exist).
- * Undo: the rules are removed explicitly; the tap's address, neighbour, sysctl and filters go with
- * the tap, the veth's filters with its ingress qdisc (both already on `undo`).
+ * Undo: the rules and the veth's arp_ignore are put back explicitly; the tap's address, neighbour,
+ * sysctl and filters go with the tap, the veth's filters with its ingress qdisc (both already on
+ * `undo`).
  */
 export async function enablePortForward(netnsPath: string, veth: string, tap: string, guestMac: string, undo: UndoStack): Promise<void> {
+  const arpIgnore = `net.ipv4.conf.${veth}.arp_ignore`;
+  const before = (await inNetns(netnsPath, "sysctl", ["-n", arpIgnore])).stdout.trim();
+  await inNetns(netnsPath, "sysctl", ["-qw", `${arpIgnore}=8`]);
+  undo.push(`restore ${arpIgnore}`, async () => {
+    await tryRun("nsenter", nsenterArgs(netnsPath, "sysctl", ["-qw", `${arpIgnore}=${before}`]), { timeoutMs: 15_000 });
+  });
   for (const f of vethGuardFilters(veth)) await inNetns(netnsPath, "tc", f);
   for (const f of tapExemptFilters(tap)) await inNetns(netnsPath, "tc", f);
   await inNetns(netnsPath, "ip", ["addr", "add", PF_HOST_ADDRESS, "peer", PF_GUEST_ADDRESS, "dev", tap]);
@@ -85,6 +102,6 @@ export async function enablePortForward(netnsPath: string, veth: string, tap: st
   await inNetns(netnsPath, "sysctl", ["-qw", `net.ipv4.conf.${tap}.route_localnet=1`]);
   // Loopback must be up for containerd's dial to 127.0.0.1 (CNI's loopback plugin does it; be sure).
   await inNetns(netnsPath, "ip", ["link", "set", "dev", "lo", "up"]);
-  undo.push(`remove port-forward rules for ${tap}`, () => removePortForwardRules(netnsPath, tap));
-  for (const rule of portForwardRules(tap)) await inNetns(netnsPath, "iptables", ruleArgs("-A", rule));
+  undo.push(`remove port-forward rules for ${tap}`, () => removePortForwardRules(netnsPath, tap, veth));
+  for (const rule of portForwardRules(tap, veth)) await inNetns(netnsPath, "iptables", ruleArgs("-A", rule));
 }
