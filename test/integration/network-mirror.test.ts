@@ -23,6 +23,13 @@ let podNs = "";
 
 const inPod = async (file: string, args: string[]): Promise<string> => (await run("nsenter", [`--net=${podNs}`, "--", file, ...args])).stdout;
 const links = async (): Promise<string[]> => (JSON.parse(await inPod("ip", ["-j", "link", "show"])) as { ifname: string }[]).map((l) => l.ifname).sort();
+/** Every iptables rule in the pod netns (tables raw, nat, filter), policies left out. */
+const iptablesRules = async (): Promise<string[]> => {
+  const out: string[] = [];
+  for (const t of ["raw", "nat", "filter"]) out.push(...(await inPod("iptables", ["-w", "10", "-t", t, "-S"])).split("\n").filter((l) => l.startsWith("-A")));
+  return out;
+};
+const arpIgnore = async (): Promise<string> => (await inPod("sysctl", ["-n", "net.ipv4.conf.eth0.arp_ignore"])).trim();
 const qdiscKinds = async (dev: string): Promise<string[]> => (JSON.parse(await inPod("tc", ["-j", "qdisc", "show", "dev", dev])) as { kind: string }[]).map((q) => q.kind);
 
 before(async () => {
@@ -49,14 +56,25 @@ void test("attach mirrors the CNI veth into a tap with tc and describes it for t
     const net = await attachPodNetwork(podNs, undo);
     const mac = (JSON.parse(await inPod("ip", ["-j", "link", "show", "dev", "eth0"])) as { address: string }[])[0]?.address;
     assert.deepEqual(net.netDevices, [{ tapName: "tap0_kata", mac }]);
-    assert.deepEqual(net.interfaces, [{ name: "eth0", mac, mtu: 1400, addresses: [{ family: 4, address: "10.99.0.2", prefixLength: 24 }] }]);
+    // The guest NIC also gets the port-forward link address, after CNI's (docs/network.md).
+    const addresses = [
+      { family: 4, address: "10.99.0.2", prefixLength: 24 },
+      { family: 4, address: "169.254.255.2", prefixLength: 32 },
+    ];
+    assert.deepEqual(net.interfaces, [{ name: "eth0", mac, mtu: 1400, addresses }]);
     assert.deepEqual(
       net.routes.filter((r) => r.family === 4).map((r) => [r.dest, r.gateway, r.device]),
       [
         ["", "10.99.0.1", "eth0"],
         ["10.99.0.0/24", "", "eth0"],
+        ["169.254.255.1/32", "", "eth0"],
       ],
     );
+    assert.match(await inPod("ip", ["-4", "addr", "show", "dev", "tap0_kata"]), /inet 169\.254\.255\.1 peer 169\.254\.255\.2\/32/);
+    assert.match(await inPod("ip", ["neigh", "show", "dev", "tap0_kata"]), new RegExp(`169\\.254\\.255\\.2 lladdr ${mac ?? "?"} PERMANENT`));
+    assert.equal((await inPod("sysctl", ["-n", "net.ipv4.conf.tap0_kata.route_localnet"])).trim(), "1");
+    assert.equal(await arpIgnore(), "8");
+    assert.equal((await iptablesRules()).length, 6, (await iptablesRules()).join("\n"));
     assert.deepEqual(await links(), ["eth0", "lo", "tap0_kata"]);
     const tapMtu = (JSON.parse(await inPod("ip", ["-j", "link", "show", "dev", "tap0_kata"])) as { mtu: number }[])[0]?.mtu;
     assert.equal(tapMtu, 1400, "the tap takes the veth's MTU");
@@ -69,6 +87,8 @@ void test("attach mirrors the CNI veth into a tap with tc and describes it for t
   assert.deepEqual(await links(), ["eth0", "lo"], "the tap is gone");
   assert.ok(!(await qdiscKinds("eth0")).includes("ingress"), "the veth's ingress qdisc is gone");
   assert.match(await inPod("ip", ["-4", "addr", "show", "dev", "eth0"]), /10\.99\.0\.2\/24/, "CNI's address is untouched");
+  assert.deepEqual(await iptablesRules(), [], "the port-forward rules are gone");
+  assert.equal(await arpIgnore(), "0", "the veth's arp_ignore is back");
 });
 
 void test("a failure half-way is undone: nothing of ours stays, and what was there before stays", { timeout: 60_000 }, async () => {
@@ -91,6 +111,8 @@ void test("stale cleanup from the state record removes the mirror when its owner
   await detachStalePodNetwork(podNetworkRecord(net));
   assert.deepEqual(await links(), ["eth0", "lo"]);
   assert.ok(!(await qdiscKinds("eth0")).includes("ingress"));
+  assert.deepEqual(await iptablesRules(), [], "the port-forward rules are gone");
+  await inPod("sysctl", ["-qw", "net.ipv4.conf.eth0.arp_ignore=0"]); // CNI DEL deletes the veth with it; the next test wants it clean
   await detachStalePodNetwork({ netnsPath: `${podNs}-gone`, veths: ["eth0"], taps: ["tap0_kata"] }); // netns gone: nothing to do
 });
 
@@ -108,6 +130,8 @@ void test("a sandbox whose VM cannot start undoes the mirror it made: the netns 
     });
     assert.deepEqual(await links(), ["eth0", "lo"], "no tap left");
     assert.ok(!(await qdiscKinds("eth0")).includes("ingress"), "no qdisc left");
+    assert.deepEqual(await iptablesRules(), [], "no port-forward rule left");
+    assert.equal(await arpIgnore(), "0", "the veth's arp_ignore is back");
     assert.deepEqual(await readdir(stateRoot), [], "no sandbox state left");
   } finally {
     if (saved === undefined) delete process.env.KATA_TS_STATE_DIR;
@@ -123,4 +147,5 @@ void test("undo after CNI already deleted the veth still removes the tap", { tim
   await inPod("ip", ["link", "del", "dev", "eth0"]);
   await undo.unwind();
   assert.deepEqual(await links(), ["lo"]);
+  assert.deepEqual(await iptablesRules(), [], "rules naming the vanished veth are removed too");
 });
