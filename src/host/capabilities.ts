@@ -122,6 +122,24 @@ async function tcMirred(): Promise<Capability> {
   }
 }
 
+/** What port-forward sets up in a pod netns (src/sandbox/network/port-forward.ts): loopback DNAT and a raw-table drop. */
+async function portForwardNat(): Promise<Capability> {
+  const ns = `kata-ts-check-${randomBytes(4).toString("hex")}`;
+  const name = "port-forward-nat";
+  try {
+    await run("ip", ["netns", "add", ns]);
+    const iptables = (...args: string[]) => run("ip", ["netns", "exec", ns, "iptables", "-w", "10", ...args], { timeoutMs: 10_000 });
+    await iptables("-t", "nat", "-A", "OUTPUT", "-d", "127.0.0.1/32", "-o", "lo", "-p", "tcp", "-j", "DNAT", "--to-destination", "169.254.255.2");
+    await iptables("-t", "raw", "-A", "PREROUTING", "-s", "169.254.255.0/30", "-j", "DROP");
+    await iptables("-t", "filter", "-A", "INPUT", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT");
+    return { name, status: "ok", detail: "iptables nat, raw and conntrack work in a netns", required: true };
+  } catch (err) {
+    return { name, status: "missing", detail: `iptables in a netns failed (apt-get install iptables; kernel netfilter nat): ${(err as Error).message}`, required: true };
+  } finally {
+    await tryRun("ip", ["netns", "delete", ns]);
+  }
+}
+
 export async function probeHost(): Promise<Capability[]> {
   return Promise.all([
     versionOf("qemu", qemuBinary, ["--version"], true, "apt-get install qemu-system-x86"),
@@ -130,6 +148,7 @@ export async function probeHost(): Promise<Capability[]> {
     deviceNode("vhost-vsock", "/dev/vhost-vsock", false, "absent: the agent channel uses virtio-serial"),
     deviceNode("tun", "/dev/net/tun", true, "/dev/net/tun missing: modprobe tun"),
     tcMirred(),
+    portForwardNat(),
     cgroupVersion(),
     versionOf("containerd", "containerd", ["--version"], true, "apt-get install containerd"),
     versionOf("crun", "crun", ["--version"], true, "apt-get install crun"),

@@ -47,7 +47,9 @@ export async function attachPodNetwork(netnsPath: string, undo: UndoStack): Prom
   }
   // Port-forward (CRI PortForward dials localhost in the netns) reaches the guest over the first
   // NIC's tap: see port-forward.ts.
-  await enablePortForward(netnsPath, first.name, tapName(0), first.mac, undo);
+  await enablePortForward(netnsPath, first.name, tapName(0), first.mac, undo).catch((err: unknown) => {
+    throw new KataError("FAILED_PRECONDITION", `cannot set up port-forward in the pod network namespace ${netnsPath} (needs iptables with nat, raw and conntrack; run kata-ts check): ${(err as Error).message}`, { cause: err });
+  });
   const guestInterfaces = [{ ...first, addresses: [...first.addresses, { family: 4 as const, address: PF_GUEST_ADDRESS, prefixLength: 32 }] }, ...interfaces.slice(1)];
   const guestRoutes = [...routes, { dest: `${PF_HOST_ADDRESS}/32`, gateway: "", device: first.name, source: PF_GUEST_ADDRESS, scope: 253, family: 4 as const }];
   log.debug({ netnsPath, interfaces, routes }, "pod network mirrored into taps");
