@@ -18,7 +18,7 @@
 //   guest: eth0 also has 169.254.255.2/32 and a link route to 169.254.255.1 (docs/network.md).
 // tc filters here have no action (a terminal u32 match returns TC_ACT_OK, i.e. "to the stack"):
 // the gact module (pass/drop actions) is not loadable everywhere; mirred is needed anyway.
-import { tryRun } from "../../util/exec.js";
+import { run, tryRun, type ExecResult } from "../../util/exec.js";
 import type { UndoStack } from "../undo-stack.js";
 import { inNetns, nsenterArgs } from "./netns-exec.js";
 
@@ -74,8 +74,26 @@ export function vethGuardFilters(veth: string): string[][] {
   ];
 }
 
-/** Removes our iptables rules from the netns, every one tried (absent ones are fine). */
+/** The rules as iptables-restore input (`--noflush`: only these lines change), one op for all. */
+export function rulesRestoreInput(op: "-A" | "-D", tap: string, veth: string): string {
+  const rules = portForwardRules(tap, veth);
+  const lines: string[] = [];
+  for (const table of [...new Set(rules.map(([t]) => t))]) {
+    lines.push(`*${table}`);
+    for (const [t, chain, ...rule] of rules) if (t === table) lines.push([op, chain, ...rule].join(" "));
+    lines.push("COMMIT");
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+function restoreIn(netnsPath: string, input: string): Promise<ExecResult> {
+  return run("nsenter", nsenterArgs(netnsPath, "iptables-restore", ["-w", "10", "--noflush"]), { input, timeoutMs: 15_000 });
+}
+
+/** Removes our iptables rules from the netns (absent ones are fine): all at once, else one by one. */
 export async function removePortForwardRules(netnsPath: string, tap: string, veth: string): Promise<void> {
+  // iptables-restore is atomic: if one rule is already gone, nothing is deleted and we go rule by rule.
+  if (await restoreIn(netnsPath, rulesRestoreInput("-D", tap, veth)).then(() => true, () => false)) return;
   for (const rule of portForwardRules(tap, veth)) {
     // -D fails when the rule is not there: that is the state we want.
     while ((await tryRun("nsenter", nsenterArgs(netnsPath, "iptables", ruleArgs("-D", rule)), { timeoutMs: 15_000 })) !== undefined);
@@ -83,7 +101,8 @@ export async function removePortForwardRules(netnsPath: string, tap: string, vet
 }
 
 /**
- * Sets up the port-forward link beside a mirror made by mirrorVethToTap (its qdiscs exist).
+ * Sets up the port-forward link beside a mirror made by mirrorVethToTap (its qdiscs exist), in a
+ * handful of processes (tc and ip batches, one iptables-restore): pod start pays for each.
  * Undo: the rules and the veth's arp_ignore are put back explicitly; the tap's address, neighbour,
  * sysctl and filters go with the tap, the veth's filters with its ingress qdisc (both already on
  * `undo`).
@@ -91,17 +110,19 @@ export async function removePortForwardRules(netnsPath: string, tap: string, vet
 export async function enablePortForward(netnsPath: string, veth: string, tap: string, guestMac: string, undo: UndoStack): Promise<void> {
   const arpIgnore = `net.ipv4.conf.${veth}.arp_ignore`;
   const before = (await inNetns(netnsPath, "sysctl", ["-n", arpIgnore])).stdout.trim();
-  await inNetns(netnsPath, "sysctl", ["-qw", `${arpIgnore}=8`]);
+  await inNetns(netnsPath, "sysctl", ["-qw", `${arpIgnore}=8`, `net.ipv4.conf.${tap}.route_localnet=1`]);
   undo.push(`restore ${arpIgnore}`, async () => {
     await tryRun("nsenter", nsenterArgs(netnsPath, "sysctl", ["-qw", `${arpIgnore}=${before}`]), { timeoutMs: 15_000 });
   });
-  for (const f of vethGuardFilters(veth)) await inNetns(netnsPath, "tc", f);
-  for (const f of tapExemptFilters(tap)) await inNetns(netnsPath, "tc", f);
-  await inNetns(netnsPath, "ip", ["addr", "add", PF_HOST_ADDRESS, "peer", PF_GUEST_ADDRESS, "dev", tap]);
-  await inNetns(netnsPath, "ip", ["neigh", "replace", PF_GUEST_ADDRESS, "lladdr", guestMac, "dev", tap, "nud", "permanent"]);
-  await inNetns(netnsPath, "sysctl", ["-qw", `net.ipv4.conf.${tap}.route_localnet=1`]);
-  // Loopback must be up for containerd's dial to 127.0.0.1 (CNI's loopback plugin does it; be sure).
-  await inNetns(netnsPath, "ip", ["link", "set", "dev", "lo", "up"]);
+  const batch = (lines: string[][]): string => `${lines.map((l) => l.join(" ")).join("\n")}\n`;
+  await run("nsenter", nsenterArgs(netnsPath, "tc", ["-batch", "-"]), { input: batch([...vethGuardFilters(veth), ...tapExemptFilters(tap)]), timeoutMs: 15_000 });
+  const ipLines = [
+    ["addr", "add", PF_HOST_ADDRESS, "peer", PF_GUEST_ADDRESS, "dev", tap],
+    ["neigh", "replace", PF_GUEST_ADDRESS, "lladdr", guestMac, "dev", tap, "nud", "permanent"],
+    // Loopback must be up for containerd's dial to 127.0.0.1 (CNI's loopback plugin does it; be sure).
+    ["link", "set", "dev", "lo", "up"],
+  ];
+  await run("nsenter", nsenterArgs(netnsPath, "ip", ["-batch", "-"]), { input: batch(ipLines), timeoutMs: 15_000 });
   undo.push(`remove port-forward rules for ${tap}`, () => removePortForwardRules(netnsPath, tap, veth));
-  for (const rule of portForwardRules(tap, veth)) await inNetns(netnsPath, "iptables", ruleArgs("-A", rule));
+  await restoreIn(netnsPath, rulesRestoreInput("-A", tap, veth));
 }
