@@ -107,6 +107,7 @@ void test("shim contract: start prints only the address, server answers Connect/
     const cmdline = (await readFile(`/proc/${serverPid}/cmdline`, "utf8")).split("\0");
     assert.equal(cmdline.at(-2), "serve");
     assert.ok(cmdline.includes(join(dir, "none.toml")), "ConfigPath from start's stdin reaches the server");
+    assert.deepEqual(cmdline.slice(1, 2), ["--max-semi-space-size=1"], "the server runs with the small-heap V8 flags (docs/shim.md)");
 
     // Nothing was created: gone is NOT_FOUND, unsupported is UNIMPLEMENTED.
     await expectStatus(task.state({ id: "sb" }), Code.NOT_FOUND);

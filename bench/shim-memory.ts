@@ -1,0 +1,142 @@
+// What one idle shim server costs on the host, without VMs: N production shim servers
+// (dist/src/shim/main.js `serve`, with its pod factory loaded as for a real pod) spawned with
+// different V8 flags: their PSS per server after a settling time, then one server's CPU per ttRPC
+// call (Connect + State), its PSS right after those calls (a shim busy with Stats polls, liveness
+// checks, execs) and once idle again. A bare Node process listening on a socket is the floor. This is the
+// A/B behind start.ts's serverNodeFlags (docs/shim.md); bench/density.ts measures whole pods.
+// PSS is not load-sensitive; CPU per call is, a little (cache contention): compare rows of one run.
+// Prints figures; never asserts.
+//   node dist/bench/shim-memory.js [--servers 4] [--settle-s 10] [--rpcs 20000] [--recover-s 60] [--json]
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { Task } from "../src/protocol/gen/containerd/task/v2/shim_pb.js";
+import { createClient, TtrpcClient } from "../src/protocol/ttrpc/index.js";
+import { serverNodeFlags } from "../src/shim/start.js";
+import { pssKiB } from "./lib/pod-pss.js";
+
+const shimMain = join(import.meta.dirname, "..", "src", "shim", "main.js");
+const bareServer = "require('node:net').createServer().listen(process.argv.at(-2))";
+
+interface Variant {
+  name: string;
+  argv: (socket: string) => string[];
+}
+
+const shimArgv = (flags: readonly string[]) => (socket: string) => [...flags, shimMain, "-namespace", "bench", "-address", join(socket, "..", "none"), "-id", "bench", "-socket", socket, "serve"];
+const variants: Variant[] = [
+  { name: "bare_node", argv: (socket) => ["-e", bareServer, socket, "serve"] },
+  { name: "no_flags", argv: shimArgv([]) },
+  { name: "default", argv: shimArgv(serverNodeFlags) },
+  { name: "lite_mode", argv: shimArgv([...serverNodeFlags, "--lite-mode"]) },
+];
+
+async function waitListening(socket: string, child: ChildProcess): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`server exited (${child.exitCode}) before listening on ${socket}`);
+    try {
+      (await TtrpcClient.connect(`unix://${socket}`, { timeoutMs: 1000 })).close();
+      return;
+    } catch {
+      if (Date.now() > deadline) throw new Error(`server did not listen on ${socket} within 30 s`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}
+
+async function cpuMs(pid: number): Promise<number> {
+  const fields = (await readFile(`/proc/${pid}/stat`, "utf8")).split(") ")[1]?.split(" ") ?? [];
+  return (Number(fields[11]) + Number(fields[12])) * 10; // utime + stime, in 100 Hz ticks
+}
+
+/** Server CPU in µs per call for `rpcs` calls (Connect and a NOT_FOUND State, alternating). */
+async function cpuPerRpcUs(socket: string, pid: number, rpcs: number): Promise<number> {
+  const client = await TtrpcClient.connect(`unix://${socket}`, { timeoutMs: 5000 });
+  try {
+    const task = createClient(client, Task);
+    const before = await cpuMs(pid);
+    for (let i = 0; i < rpcs / 2; i++) {
+      await task.connect({ id: "bench" });
+      await task.state({ id: "bench" }).catch(() => undefined);
+    }
+    return ((await cpuMs(pid)) - before) * 1000 / rpcs;
+  } finally {
+    client.close();
+  }
+}
+
+interface Measured {
+  idlePssMiB: number;
+  /** Right after the calls: the peak. */
+  busyPssMiB: number;
+  /** `recoverS` later, once V8's memory reducer has run. */
+  recoveredPssMiB: number;
+  cpuUs: number;
+}
+
+/**
+ * Idle PSS per server (average of all), then the first one's CPU per call for `rpcs` calls and its
+ * PSS right after them and `recoverS` later.
+ */
+async function measure(v: Variant, servers: number, settleS: number, rpcs: number, recoverS: number): Promise<Measured> {
+  const dir = await mkdtemp(join(tmpdir(), "kata-ts-shim-memory-"));
+  const children: ChildProcess[] = [];
+  const sleepS = (s: number) => new Promise((r) => setTimeout(r, s * 1000));
+  try {
+    for (let i = 0; i < servers; i++) {
+      const socket = join(dir, `s${i}.sock`);
+      const child = spawn(process.execPath, v.argv(socket), { cwd: dir, stdio: ["ignore", "ignore", "ignore"] });
+      children.push(child);
+      await waitListening(socket, child);
+    }
+    await sleepS(settleS);
+    let idle = 0;
+    for (const c of children) idle += await pssKiB(c.pid as number);
+    const first = (children[0] as ChildProcess).pid as number;
+    const idlePssMiB = idle / 1024 / servers;
+    if (v.name === "bare_node") return { idlePssMiB, busyPssMiB: 0, recoveredPssMiB: 0, cpuUs: 0 };
+    const cpuUs = await cpuPerRpcUs(join(dir, "s0.sock"), first, rpcs);
+    const busyPssMiB = (await pssKiB(first)) / 1024;
+    await sleepS(recoverS);
+    return { idlePssMiB, busyPssMiB, recoveredPssMiB: (await pssKiB(first)) / 1024, cpuUs };
+  } finally {
+    for (const c of children) c.kill("SIGKILL");
+    await Promise.all(children.map((c) => (c.exitCode !== null || c.signalCode !== null ? undefined : new Promise((r) => c.once("exit", r)))));
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: { servers: { type: "string", default: "4" }, "settle-s": { type: "string", default: "10" }, rpcs: { type: "string", default: "20000" }, "recover-s": { type: "string", default: "60" }, json: { type: "boolean", default: false } },
+  });
+  const servers = Number(values.servers);
+  const settleS = Number(values["settle-s"]);
+  const rpcs = Number(values.rpcs);
+  const recoverS = Number(values["recover-s"]);
+  if (!Number.isInteger(servers) || servers < 1) throw new Error(`--servers must be a positive integer, got ${values.servers}`);
+  if (!Number.isInteger(rpcs) || rpcs < 2) throw new Error(`--rpcs must be an integer >= 2, got ${values.rpcs}`);
+  if (!(recoverS >= 0)) throw new Error(`--recover-s must be a number >= 0, got ${values["recover-s"]}`);
+  const figures: Record<string, number> = { servers };
+  for (const v of variants) {
+    const m = await measure(v, servers, settleS, rpcs, recoverS);
+    const busy = `; after ${rpcs} RPCs ${m.busyPssMiB.toFixed(1)} MiB, ${recoverS} s later ${m.recoveredPssMiB.toFixed(1)} MiB; server CPU per RPC ${m.cpuUs.toFixed(0)} us`;
+    console.log(`${v.name}: idle PSS per server ${m.idlePssMiB.toFixed(1)} MiB${v.name === "bare_node" ? "" : busy}`);
+    figures[`${v.name}_idle_pss_mib`] = Number(m.idlePssMiB.toFixed(1));
+    if (v.name !== "bare_node") {
+      figures[`${v.name}_busy_pss_mib`] = Number(m.busyPssMiB.toFixed(1));
+      figures[`${v.name}_recovered_pss_mib`] = Number(m.recoveredPssMiB.toFixed(1));
+      figures[`${v.name}_cpu_per_rpc_us`] = Number(m.cpuUs.toFixed(0));
+    }
+  }
+  console.log(`(server flags by default: ${serverNodeFlags.join(" ")})`);
+  if (values.json) console.log(JSON.stringify({ figures }));
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exitCode = 1;
+});
