@@ -18,9 +18,9 @@ const listenDeadlineMs = 10_000;
 
 /**
  * V8 flags for the long-lived server: one runs per pod, idle nearly all the time, so its resident
- * memory is what matters. A 1 MiB semi-space (default 16 MiB, fully committed after the first
- * young-generation GCs) saves ~4 MiB PSS per shim for a few % more scavenges on RPCs; measured with
- * bench/shim-memory.ts, see docs/shim.md. They go on the argv: NODE_OPTIONS accepts some only.
+ * memory is what matters. A 1 MiB semi-space (default: grows to 16 MiB and stays committed once
+ * the shim has served a while) halves what a busy shim holds (~64 -> ~30 MiB PSS) for no measurable
+ * CPU per call (bench/shim-memory.ts, docs/shim.md). On the argv: NODE_OPTIONS accepts some only.
  */
 export const serverNodeFlags: readonly string[] = ["--max-semi-space-size=1"];
 
