@@ -59,9 +59,22 @@ export const runtimeSchema = z
   })
   .prefault({});
 
+export const guestSchema = z
+  .strictObject({
+    /**
+     * The guest kernel `kata-ts build-assets` (and setup) builds into the assets: "project" (built
+     * from Debian's linux-source with the fragments in src/guest/kernel/config; no initramfs, root
+     * on virtio-pmem with DAX) or "debian-cloud" (Debian's cloud kernel package, modules loaded
+     * from an initramfs, root on virtio-blk).
+     */
+    kernel: z.enum(["project", "debian-cloud"]).default("project"),
+  })
+  .prefault({});
+
 export const configSchema = z
   .strictObject({
     hypervisor: hypervisorSchema,
+    guest: guestSchema,
     agent: agentSchema,
     runtime: runtimeSchema,
   })
@@ -71,6 +84,7 @@ export type KataConfig = z.output<typeof configSchema>;
 export type QemuConfig = KataConfig["hypervisor"]["qemu"];
 export type AgentConfig = KataConfig["agent"];
 export type RuntimeConfig = KataConfig["runtime"];
+export type GuestConfig = KataConfig["guest"];
 
 /** The configuration when no file is found: every default. */
 export function defaultConfig(): KataConfig {

@@ -9,9 +9,10 @@ export interface GuestAssets {
   /** Uncompressed ELF vmlinux (PVH boot). */
   kernelPath: string;
   initrdPath?: string;
-  /** Attach as the first virtio-blk disk, read-only. */
+  /** The root image, attached read-only as rootfsDevice. */
   rootfsPath: string;
   rootfsFormat: "erofs" | "ext4";
+  rootfsDevice: "virtio-blk" | "virtio-pmem";
   kernelRelease: string;
   /** Guest-side kernel parameters the image needs; the VMM adds console=... itself. */
   kernelCmdline: string[];
@@ -33,6 +34,7 @@ export async function loadGuestAssets(dir: string = assetsDir()): Promise<GuestA
     ...(initrd === undefined ? {} : { initrdPath: await path(initrd.file) }),
     rootfsPath: await path(rootfs.file),
     rootfsFormat: manifest.rootfsFormat,
+    rootfsDevice: manifest.rootfsDevice ?? "virtio-blk",
     kernelRelease: manifest.kernel.release,
     kernelCmdline: [...manifest.kernelCmdline],
     manifest,

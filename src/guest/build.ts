@@ -2,7 +2,7 @@
 // scratch directory and moves the results into place, manifest last, so a reader never sees a
 // half-built set. ensureGuestAssets() rebuilds only when an input changed.
 import { createHash } from "node:crypto";
-import { copyFile, mkdir, rename, rm, stat } from "node:fs/promises";
+import { copyFile, mkdir, rename, rm, stat, truncate } from "node:fs/promises";
 import { join } from "node:path";
 import { tryRun } from "../util/exec.js";
 import { withDirLock } from "../util/dir-lock.js";
@@ -15,24 +15,43 @@ import { AGENT_BUNDLE_PATH, AGENT_SNAPSHOT_PATH, ROOT_INIT_PATH, initramfsInit, 
 import { buildAgentSnapshotInVm } from "./snapshot.js";
 import { buildInitramfs } from "./initramfs.js";
 import { DebianCloudKernel } from "./kernel/debian-cloud.js";
-import type { KernelIdentity, KernelSource } from "./kernel/source.js";
+import { ProjectKernel } from "./kernel/project.js";
+import type { KernelArtifacts, KernelIdentity, KernelSource, KernelSourceName } from "./kernel/source.js";
+import { pmemAlignment } from "../hypervisor/qemu/args/pmem.js";
 import { describeArtifact, MANIFEST_SCHEMA_VERSION, readManifest, writeManifest, type GuestManifest } from "./manifest.js";
 import { GUEST_MODULES, OPTIONAL_MODULES } from "./modules.js";
 import { buildErofs, stageRootfs } from "./rootfs.js";
 
 /** Bump when the builder's output changes for the same inputs. */
-const BUILDER_VERSION = "1";
+const BUILDER_VERSION = "2";
 
 export const KERNEL_FILE = "vmlinux";
 export const INITRD_FILE = "initrd.cpio";
 export const ROOTFS_FILE = "rootfs.erofs";
 
+type RootDevice = KernelArtifacts["rootDevice"];
+
 /**
- * Guest kernel parameters the image needs. root/rootfstype/init are read by the initramfs /init
- * (and by the kernel itself when it has the drivers built in). panic=-1 reboots at once on a
- * panic, so a VMM run with -no-reboot exits instead of hanging.
+ * Guest kernel parameters the image needs. root/rootfstype/init are read by the kernel itself (a
+ * kernel with its drivers built in) or by the initramfs /init (the Debian kernel). On virtio-pmem
+ * the erofs root is mounted with DAX (dax=always fails the mount when DAX is not possible, rather
+ * than silently copying the image into the page cache). panic=-1 reboots at once on a panic, so a
+ * VMM run with -no-reboot exits instead of hanging.
  */
-export const GUEST_KERNEL_CMDLINE: readonly string[] = ["root=/dev/vda", "rootfstype=erofs", "ro", `init=${ROOT_INIT_PATH}`, "panic=-1"];
+export function guestKernelCmdline(rootDevice: RootDevice): string[] {
+  const root = rootDevice === "virtio-pmem" ? ["root=/dev/pmem0", "rootfstype=erofs", "rootflags=dax=always"] : ["root=/dev/vda", "rootfstype=erofs"];
+  return [...root, "ro", `init=${ROOT_INIT_PATH}`, "panic=-1"];
+}
+
+/** The kernel sources by the name configuration.toml's [guest] kernel uses. */
+export function kernelSourceFor(name: KernelSourceName): KernelSource {
+  return name === "debian-cloud" ? new DebianCloudKernel() : new ProjectKernel();
+}
+
+/** The project's kernel builds virtio-pmem (DAX) in; the Debian kernel is reached on virtio-blk. */
+function rootDeviceOf(kernel: KernelIdentity): RootDevice {
+  return kernel.source === "project" ? "virtio-pmem" : "virtio-blk";
+}
 
 /** node flags for the agent in the guest (see docs/guest.md for the measurements). */
 export const AGENT_NODE_ARGS: readonly string[] = [];
@@ -68,10 +87,10 @@ export function inputsKey(parts: { kernel: KernelIdentity; components: Record<st
     kernel: parts.kernel,
     components: parts.components,
     agent: parts.agentSha256,
-    modules: [GUEST_MODULES, OPTIONAL_MODULES],
-    cmdline: GUEST_KERNEL_CMDLINE,
+    modules: parts.kernel.source === "project" ? [] : [GUEST_MODULES, OPTIONAL_MODULES],
+    cmdline: guestKernelCmdline(rootDeviceOf(parts.kernel)),
     nodeArgs: AGENT_NODE_ARGS,
-    init: [initramfsInit("RELEASE"), rootInit({ nodeArgs: AGENT_NODE_ARGS })],
+    init: [parts.kernel.source === "project" ? "" : initramfsInit("RELEASE"), rootInit({ nodeArgs: AGENT_NODE_ARGS })],
   };
   return createHash("sha256").update(JSON.stringify(material)).digest("hex");
 }
@@ -90,7 +109,7 @@ async function resolveInputs(source: KernelSource, snapshot: boolean, log: Log):
 
 export async function buildGuestAssets(opts: BuildOptions = {}): Promise<GuestAssets> {
   const log = opts.log ?? (() => undefined);
-  const source = opts.kernelSource ?? new DebianCloudKernel();
+  const source = opts.kernelSource ?? kernelSourceFor("project");
   const inputs = await resolveInputs(source, opts.snapshot ?? true, log);
   return withBuildLock(opts, () => buildWith(inputs, source, opts, log));
 }
@@ -105,24 +124,34 @@ async function buildWith(inputs: Inputs, source: KernelSource, opts: BuildOption
   await mkdir(out, { recursive: true });
 
   await copyFile(kernel.vmlinuxPath, join(out, KERNEL_FILE));
-  const initrd = await buildInitramfs({ workDir, modulesRoot: kernel.modulesRoot, release: kernel.release, out: join(out, INITRD_FILE) });
-  log(`initramfs: ${initrd.modules.length} modules`);
-  const stage = await stageRootfs({ workDir, agentCode: inputs.bundle.code, nodeArgs: AGENT_NODE_ARGS, out: join(out, ROOTFS_FILE) });
-  await buildErofs(stage, join(out, ROOTFS_FILE));
-  log("rootfs: erofs image written");
+  const cmdline = guestKernelCmdline(kernel.rootDevice);
+  let modules: string[] = [];
+  if (kernel.modulesRoot !== undefined) {
+    const initrd = await buildInitramfs({ workDir, modulesRoot: kernel.modulesRoot, release: kernel.release, out: join(out, INITRD_FILE) });
+    modules = initrd.modules;
+    log(`initramfs: ${modules.length} modules`);
+  } else {
+    log("no initramfs: the kernel has its drivers built in and mounts the root itself");
+  }
+  const initrdPath = kernel.modulesRoot === undefined ? undefined : join(out, INITRD_FILE);
+  const rootfs = join(out, ROOTFS_FILE);
+  const stage = await stageRootfs({ workDir, agentCode: inputs.bundle.code, nodeArgs: AGENT_NODE_ARGS, out: rootfs });
+  await writeRootImage(stage, rootfs, kernel.rootDevice);
+  log(`rootfs: erofs image written (attached as ${kernel.rootDevice})`);
   let snapshot = false;
   if (opts.snapshot ?? true) {
     log("booting the image once to build the agent's V8 snapshot (TCG: may take a minute)");
     try {
       const blob = await buildAgentSnapshotInVm({
         kernelPath: join(out, KERNEL_FILE),
-        initrdPath: join(out, INITRD_FILE),
-        rootfsPath: join(out, ROOTFS_FILE),
-        kernelCmdline: GUEST_KERNEL_CMDLINE,
+        ...(initrdPath === undefined ? {} : { initrdPath }),
+        rootfsPath: rootfs,
+        rootfsDevice: kernel.rootDevice,
+        kernelCmdline: cmdline,
         workDir,
       });
       await writeNewFile(join(stage, AGENT_SNAPSHOT_PATH), blob);
-      await buildErofs(stage, join(out, ROOTFS_FILE));
+      await writeRootImage(stage, rootfs, kernel.rootDevice);
       snapshot = true;
       log(`rootfs: rebuilt with a ${blob.length}-byte agent snapshot`);
     } catch (err) {
@@ -134,24 +163,44 @@ async function buildWith(inputs: Inputs, source: KernelSource, opts: BuildOption
   const manifest: GuestManifest = {
     schemaVersion: MANIFEST_SCHEMA_VERSION,
     inputsKey: inputs.key,
-    kernel: { source: kernel.source, package: kernel.package, version: kernel.version, release: kernel.release },
+    kernel: {
+      source: kernel.source,
+      package: kernel.package,
+      version: kernel.version,
+      release: kernel.release,
+      ...(kernel.configSha256 === undefined ? {} : { configSha256: kernel.configSha256 }),
+    },
     components: { ...inputs.components, agent: inputs.bundle.version, "agent-bundle-sha256": inputs.bundle.sha256 },
-    modules: initrd.modules,
+    modules,
     rootfsFormat: "erofs",
-    kernelCmdline: [...GUEST_KERNEL_CMDLINE],
+    rootfsDevice: kernel.rootDevice,
+    kernelCmdline: cmdline,
     agent: { path: AGENT_BUNDLE_PATH, ...(snapshot ? { snapshot: AGENT_SNAPSHOT_PATH } : {}), nodeArgs: [...AGENT_NODE_ARGS] },
     artifacts: {
       kernel: await describeArtifact(out, KERNEL_FILE),
-      initrd: await describeArtifact(out, INITRD_FILE),
+      ...(initrdPath === undefined ? {} : { initrd: await describeArtifact(out, INITRD_FILE) }),
       rootfs: await describeArtifact(out, ROOTFS_FILE),
     },
   };
   await mkdir(dir, { recursive: true });
-  for (const f of [KERNEL_FILE, INITRD_FILE, ROOTFS_FILE]) await moveInto(join(out, f), join(dir, f));
+  for (const f of [KERNEL_FILE, ROOTFS_FILE, ...(initrdPath === undefined ? [] : [INITRD_FILE])]) await moveInto(join(out, f), join(dir, f));
+  // A stale initrd beside a manifest that names none would only confuse a reader.
+  if (initrdPath === undefined) await rm(join(dir, INITRD_FILE), { force: true });
   await writeManifest(dir, manifest);
   await rm(out, { recursive: true, force: true });
   log(`guest assets ready in ${dir}`);
   return loadGuestAssets(dir);
+}
+
+/**
+ * The erofs image; for virtio-pmem padded with zeros to a multiple of the device-memory alignment
+ * (erofs ignores what follows its last block).
+ */
+async function writeRootImage(stage: string, out: string, device: RootDevice): Promise<void> {
+  await buildErofs(stage, out);
+  if (device !== "virtio-pmem") return;
+  const size = (await stat(out)).size;
+  await truncate(out, Math.ceil(size / pmemAlignment) * pmemAlignment);
 }
 
 /** rename() when on the same filesystem, copy otherwise; either way replaces atomically. */
@@ -167,7 +216,7 @@ async function moveInto(from: string, to: string): Promise<void> {
 /** Build the assets only when missing, damaged (size mismatch) or built from other inputs. */
 export async function ensureGuestAssets(log: Log, opts: Omit<BuildOptions, "log"> = {}): Promise<GuestAssets> {
   const dir = opts.dir ?? assetsDir();
-  const source = opts.kernelSource ?? new DebianCloudKernel();
+  const source = opts.kernelSource ?? kernelSourceFor("project");
   const inputs = await resolveInputs(source, opts.snapshot ?? true, log);
   if ((await staleReason(dir, inputs.key)) === undefined) {
     log(`guest assets in ${dir} are up to date`);

@@ -76,6 +76,9 @@ export function rootInit(opts: RootInitOptions): string {
 # kata-ts guest PID 1: writable places, cgroup2, the agent. busybox ash's wait reaps every child
 # (waitpid(-1)), so processes orphaned inside the guest are reaped while we wait for the agent.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+# Without an initramfs the kernel mounted only / and (devtmpfs) /dev.
+[ -e /proc/self ] || mount -t proc -o nosuid,nodev,noexec proc /proc
+[ -e /sys/kernel ] || mount -t sysfs -o nosuid,nodev,noexec sysfs /sys
 mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs /run
 mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs /tmp
 mount -t cgroup2 -o nosuid,nodev,noexec,nsdelegate cgroup2 /sys/fs/cgroup
@@ -91,11 +94,13 @@ busybox ip link set lo up  # static busybox is already in memory; iproute2 pulls
 case " $(cat /proc/cmdline) " in
   *" ${SNAPSHOT_BUILD_PARAM} "*)
     # build-assets: make the agent's V8 snapshot with this very node on this machine model, hand it
-    # to the host on the second disk, power off. node 20's snapshot builder sometimes aborts when a
+    # to the host on its output disk (the second virtio-blk disk, or the only one when the root is
+    # on virtio-pmem), power off. node 20's snapshot builder sometimes aborts when a
     # GC leaves finalization work pending at serialization time; another try usually succeeds.
     for try in 1 2 3; do
       if node ${nodeArgs} --snapshot-blob /tmp/agent.snapshot --build-snapshot ${AGENT_BUNDLE_PATH} </dev/null >/dev/console 2>&1; then
-        cat /tmp/agent.snapshot >/dev/vdb && sync &&
+        out=/dev/vdb; [ -b $out ] || out=/dev/vda
+        cat /tmp/agent.snapshot >$out && sync &&
           echo "${SNAPSHOT_BYTES_PREFIX} $(wc -c </tmp/agent.snapshot)" >/dev/console
         break
       fi

@@ -19,11 +19,14 @@ export const manifestSchema = z.strictObject({
   schemaVersion: z.literal(MANIFEST_SCHEMA_VERSION),
   /** sha256 over every input that changes the artifacts (see build.ts: inputsKey). */
   inputsKey: z.string().regex(/^[0-9a-f]{64}$/),
-  kernel: z.strictObject({ source: z.string(), package: z.string(), version: z.string(), release: z.string() }),
+  /** configSha256: the merged configuration fragments of a kernel the project built. */
+  kernel: z.strictObject({ source: z.string(), package: z.string(), version: z.string(), release: z.string(), configSha256: z.string().optional() }),
   /** Versions of what went into the rootfs and initramfs. */
   components: z.record(z.string(), z.string()),
   modules: z.array(z.string()),
   rootfsFormat: z.enum(["erofs", "ext4"]),
+  /** How the VMM attaches the root image; absent (older manifests) means virtio-blk. */
+  rootfsDevice: z.enum(["virtio-blk", "virtio-pmem"]).optional(),
   kernelCmdline: z.array(z.string()),
   /** Where the agent is in the image; snapshot is set when the image carries a V8 startup snapshot. */
   agent: z.strictObject({ path: z.string(), snapshot: z.string().optional(), nodeArgs: z.array(z.string()) }),

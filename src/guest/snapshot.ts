@@ -6,17 +6,22 @@
 // a second, writable disk. The guest init falls back to the plain script when a snapshot is
 // rejected (e.g. another CPU model under KVM), so a snapshot can only make boots faster.
 import { spawn } from "node:child_process";
-import { open, readFile, rm, writeFile } from "node:fs/promises";
+import { open, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { KataError } from "../util/errors.js";
+import { renderMachine } from "../hypervisor/qemu/args/machine.js";
+import { renderMemory } from "../hypervisor/qemu/args/memory.js";
+import { renderPmem } from "../hypervisor/qemu/args/pmem.js";
 import { SNAPSHOT_BUILD_PARAM, SNAPSHOT_BYTES_PREFIX } from "./init-scripts.js";
 
 const OUT_DISK_BYTES = 64 * 1024 * 1024;
 
 export interface SnapshotVmOptions {
   kernelPath: string;
-  initrdPath: string;
+  /** Absent for a kernel with its drivers built in. */
+  initrdPath?: string;
   rootfsPath: string;
+  rootfsDevice?: "virtio-blk" | "virtio-pmem";
   kernelCmdline: readonly string[];
   workDir: string;
   memoryMiB?: number;
@@ -35,16 +40,20 @@ export async function hostTscKhz(): Promise<number | undefined> {
   return mhz === undefined ? undefined : Math.round(Number(mhz) * 1000);
 }
 
-export function snapshotVmArgs(opts: SnapshotVmOptions, consolePath: string, outDisk: string, tscKhz: number | undefined): string[] {
+export function snapshotVmArgs(opts: SnapshotVmOptions, consolePath: string, outDisk: string, tscKhz: number | undefined, rootfsBytes = 0): string[] {
   const append = ["console=ttyS0", ...opts.kernelCmdline, SNAPSHOT_BUILD_PARAM, ...(tscKhz === undefined ? [] : [`tsc_early_khz=${tscKhz}`])];
+  const pmem = opts.rootfsDevice === "virtio-pmem";
   return [
-    ...["-M", "microvm,acpi=on", "-accel", "tcg", "-cpu", "max", "-smp", "1", "-m", String(opts.memoryMiB ?? 512)],
+    ...renderMachine({ pcie: pmem }),
+    ...["-accel", "tcg", "-cpu", "max", "-smp", "1"],
+    ...renderMemory({ sizeMiB: opts.memoryMiB ?? 512, shared: false, ...(pmem ? { deviceMemoryBytes: rootfsBytes } : {}) }),
     ...["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"],
-    ...["-kernel", opts.kernelPath, "-initrd", opts.initrdPath, "-append", append.join(" ")],
+    ...["-kernel", opts.kernelPath, ...(opts.initrdPath === undefined ? [] : ["-initrd", opts.initrdPath]), "-append", append.join(" ")],
     ...["-serial", `file:${consolePath}`],
-    ...["-device", "virtio-blk-device,drive=root", "-drive", `id=root,file=${opts.rootfsPath},format=raw,if=none,readonly=on`],
+    ...(pmem
+      ? renderPmem({ id: "root", path: opts.rootfsPath, sizeBytes: rootfsBytes })
+      : ["-device", "virtio-blk-device,drive=root", "-drive", `id=root,file=${opts.rootfsPath},format=raw,if=none,readonly=on`]),
     ...["-device", "virtio-blk-device,drive=out", "-drive", `id=out,file=${outDisk},format=raw,if=none`],
-    ...["-global", "virtio-mmio.force-legacy=false"],
   ];
 }
 
@@ -86,7 +95,8 @@ export async function buildAgentSnapshotInVm(opts: SnapshotVmOptions): Promise<U
     await fh.close();
   }
   try {
-    await runQemu(snapshotVmArgs(opts, consolePath, outDisk, await hostTscKhz()), opts.timeoutMs ?? 600_000);
+    const rootfsBytes = (await stat(opts.rootfsPath)).size;
+    await runQemu(snapshotVmArgs(opts, consolePath, outDisk, await hostTscKhz(), rootfsBytes), opts.timeoutMs ?? 600_000);
     const consoleText = await readFile(consolePath, "utf8").catch(() => "");
     const bytes = parseSnapshotBytes(consoleText);
     if (bytes === undefined) {

@@ -63,7 +63,7 @@ async function kvmPresence(): Promise<Capability> {
       const config = {
         id: "kvm-probe", stateDir: join(dir, "vm"), vcpus: 1, memoryMiB: 256, kernelPath: assets.kernelPath,
         ...(assets.initrdPath === undefined ? {} : { initrdPath: assets.initrdPath }),
-        rootfsPath: assets.rootfsPath, kernelCmdline: assets.kernelCmdline, accel: "kvm" as const,
+        rootfsPath: assets.rootfsPath, rootfsDevice: assets.rootfsDevice, kernelCmdline: assets.kernelCmdline, accel: "kvm" as const,
       };
       result = await probeKvm(() => probeKvmBoot(config, hv));
     } catch (err) {

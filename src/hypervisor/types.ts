@@ -30,8 +30,13 @@ export interface VmConfig {
   memoryMiB: number;
   kernelPath: string;
   initrdPath?: string;
-  /** Attached as the first virtio-blk disk, read-only (the guest sees /dev/vda). */
+  /** The guest's root image, attached read-only (see rootfsDevice). */
   rootfsPath: string;
+  /**
+   * How the root image is attached: "virtio-blk" (the guest sees /dev/vda; default) or
+   * "virtio-pmem" (/dev/pmem0, mapped from the host's page cache; the guest mounts it with DAX).
+   */
+  rootfsDevice?: "virtio-blk" | "virtio-pmem";
   /** Guest kernel parameters the image needs; the VMM adds its own (console=..., panic=...). */
   kernelCmdline: string[];
   accel: Accel;

@@ -160,6 +160,7 @@ export class Sandbox {
       kernelPath: assets.kernelPath,
       ...(assets.initrdPath === undefined ? {} : { initrdPath: assets.initrdPath }),
       rootfsPath: assets.rootfsPath,
+      rootfsDevice: assets.rootfsDevice,
       kernelCmdline: assets.kernelCmdline,
       accel,
       sharedFs: { socketPath: layout.virtiofsdSocket, tag: SHARED_FS_TAG },

@@ -11,6 +11,7 @@ import type { Hypervisor, Vm, VmConfig } from "../../src/hypervisor/types.js";
 import { runSpec } from "../../src/sandbox/default-spec.js";
 import { Sandbox } from "../../src/sandbox/sandbox.js";
 import { leftovers, makeVmFixture, type VmFixture } from "./agent-container-vm-fixture.js";
+import { busyboxPid1Cmdline } from "./vm-support.js";
 
 let fx: VmFixture;
 
@@ -32,7 +33,7 @@ async function hypervisorWithStuckBoots(stuckBoots: number): Promise<{ hyperviso
     capabilities: () => real.capabilities(),
     create: async (config: VmConfig) => {
       const stuck = vms.length < stuckBoots;
-      const vm = await real.create(stuck ? { ...config, kernelCmdline: ["rdinit=/bin/usleep", "--", "100000000"] } : config);
+      const vm = await real.create(stuck ? { ...config, kernelCmdline: busyboxPid1Cmdline(fx.assets, "usleep", ["100000000"]) } : config);
       vms.push(vm);
       return vm;
     },

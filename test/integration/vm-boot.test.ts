@@ -11,7 +11,7 @@ import { bootVm } from "../../src/hypervisor/boot.js";
 import { QemuHypervisor } from "../../src/hypervisor/qemu/index.js";
 import { isKataError } from "../../src/util/errors.js";
 import type { GuestAssets } from "../../src/guest/assets.js";
-import { assets, cleanupRoot, exists, processesMentioning, tempRoot, vmConfig } from "./vm-support.js";
+import { assets, busyboxPid1Cmdline, cleanupRoot, exists, processesMentioning, tempRoot, vmConfig } from "./vm-support.js";
 
 const bootDeadlineMs = 120_000;
 let root: string;
@@ -59,7 +59,7 @@ void test("the real guest boots; its agent answers Health.Check and Version over
 void test("a guest that powers itself off ends the VM with reason poweroff, and its state dir is removed", async () => {
   const hv = await QemuHypervisor.open();
   // The initramfs's busybox as PID 1, powering off at once: no agent involved.
-  const vm = await hv.create(vmConfig(guest, root, "poweroff", { kernelCmdline: ["rdinit=/bin/poweroff", "--", "-f"] }));
+  const vm = await hv.create(vmConfig(guest, root, "poweroff", { kernelCmdline: busyboxPid1Cmdline(guest, "poweroff", ["-f"]) }));
   await vm.start();
   const exit = await withTimeout(vm.wait(), bootDeadlineMs);
   assert.equal(exit.reason, "poweroff");
@@ -73,7 +73,7 @@ void test("a guest that powers itself off ends the VM with reason poweroff, and 
 void test("a guest kernel panic ends the VM with reason guest-panic and the console shows why", async () => {
   const hv = await QemuHypervisor.open();
   // PID 1 exits at once: the kernel panics ("Attempted to kill init"), panic=-1 reboots, -no-reboot ends QEMU.
-  const vm = await hv.create(vmConfig(guest, root, "panic", { kernelCmdline: ["rdinit=/bin/echo", "--", "bye"] }));
+  const vm = await hv.create(vmConfig(guest, root, "panic", { kernelCmdline: busyboxPid1Cmdline(guest, "echo", ["bye"]) }));
   await vm.start();
   const exit = await withTimeout(vm.wait(), bootDeadlineMs);
   assert.equal(exit.reason, "guest-panic");

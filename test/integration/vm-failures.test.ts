@@ -11,7 +11,7 @@ import { QemuHypervisor } from "../../src/hypervisor/qemu/index.js";
 import { isKataError, KataError } from "../../src/util/errors.js";
 import type { GuestAssets } from "../../src/guest/assets.js";
 import type { VmConfig } from "../../src/hypervisor/types.js";
-import { assets, cleanupRoot, exists, processesMentioning, tempRoot, vmConfig } from "./vm-support.js";
+import { assets, busyboxPid1Cmdline, cleanupRoot, exists, processesMentioning, tempRoot, vmConfig } from "./vm-support.js";
 
 let root: string;
 let guest: GuestAssets;
@@ -63,7 +63,7 @@ void test("a corrupt rootfs image: the agent never comes, a clear error names th
 
 void test("a guest whose agent never answers: DEADLINE_EXCEEDED with the console tail, VM killed, nothing left", async () => {
   // PID 1 is busybox usleep for 100 s: the guest is alive but nobody opens the agent port.
-  const config = vmConfig(guest, root, "silent", { kernelCmdline: ["rdinit=/bin/usleep", "--", "100000000"] });
+  const config = vmConfig(guest, root, "silent", { kernelCmdline: busyboxPid1Cmdline(guest, "usleep", ["100000000"]) });
   const err = await bootFailure(config, 8_000);
   assert.equal(err.code, "DEADLINE_EXCEEDED");
   assert.match(err.message, /agent of VM silent did not answer within 8\.0s; console log tail:/);
@@ -72,7 +72,7 @@ void test("a guest whose agent never answers: DEADLINE_EXCEEDED with the console
 
 void test("a guest that goes silent mid-boot is reported stuck long before the deadline, with its vCPU state; nothing left", async () => {
   // PID 1 is busybox usleep: the kernel prints its boot, then the console stays silent for good.
-  const config = vmConfig(guest, root, "stuck", { kernelCmdline: ["rdinit=/bin/usleep", "--", "100000000"] });
+  const config = vmConfig(guest, root, "stuck", { kernelCmdline: busyboxPid1Cmdline(guest, "usleep", ["100000000"]) });
   const started = Date.now();
   const err = await bootVm(config, { deadlineMs: 120_000, stallMs: 10_000 }).then(
     () => assert.fail("boot should have failed"),

@@ -24,10 +24,24 @@ export function vmConfig(a: GuestAssets, root: string, id: string, overrides: Pa
     kernelPath: a.kernelPath,
     ...(a.initrdPath === undefined ? {} : { initrdPath: a.initrdPath }),
     rootfsPath: a.rootfsPath,
+    rootfsDevice: a.rootfsDevice,
     kernelCmdline: a.kernelCmdline,
     accel: "tcg",
     ...overrides,
   };
+}
+
+/**
+ * Kernel parameters that make busybox `applet args...` the guest's PID 1 instead of the kata-ts
+ * init: from the initramfs (rdinit=) when the assets have one, else from the root image (init=),
+ * keeping the root parameters. The kernel's own messages stay on (no quiet), so tests can read
+ * "Run ... as init process" on the console.
+ */
+export function busyboxPid1Cmdline(a: GuestAssets, applet: string, args: readonly string[]): string[] {
+  if (a.initrdPath !== undefined) return [`rdinit=/bin/${applet}`, "--", ...args];
+  const root = a.kernelCmdline.filter((p) => !p.startsWith("init=") && p !== "quiet" && !p.startsWith("loglevel="));
+  // The root image links busybox applets where busybox lists them (sbin/poweroff, bin/echo, ...).
+  return [...root, `init=${applet === "poweroff" ? "/sbin" : "/bin"}/${applet}`, "--", ...args];
 }
 
 /** Pids of processes whose command line mentions `marker` (e.g. a test's temp root). */

@@ -6,7 +6,7 @@ import { mkdir, mkdtemp, rm, symlink, writeFile, readFile } from "node:fs/promis
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadGuestAssets } from "../../src/guest/assets.js";
-import { GUEST_KERNEL_CMDLINE, INITRD_FILE, KERNEL_FILE, ROOTFS_FILE, inputsKey } from "../../src/guest/build.js";
+import { INITRD_FILE, KERNEL_FILE, ROOTFS_FILE, guestKernelCmdline, inputsKey } from "../../src/guest/build.js";
 import { listTreeSorted, parseLdd } from "../../src/guest/fsutil.js";
 import { AGENT_EXIT_PREFIX, initramfsInit, rootInit } from "../../src/guest/init-scripts.js";
 import { describeArtifact, readManifest, writeManifest, type GuestManifest } from "../../src/guest/manifest.js";
@@ -32,7 +32,7 @@ async function fakeAssets(dir: string): Promise<GuestManifest> {
     components: { node: "v20.20.2" },
     modules: ["kernel/drivers/virtio/virtio_ring.ko"],
     rootfsFormat: "erofs",
-    kernelCmdline: [...GUEST_KERNEL_CMDLINE],
+    kernelCmdline: guestKernelCmdline("virtio-blk"),
     agent: { path: "/usr/lib/kata-ts/agent.cjs", nodeArgs: [] },
     artifacts: {
       kernel: await describeArtifact(dir, KERNEL_FILE),
@@ -98,13 +98,21 @@ void test("assets: a damaged or foreign manifest -> FAILED_PRECONDITION", async 
 });
 
 void test("assets: the inputs key changes with every input", () => {
-  const base = { kernel: { source: "debian-cloud", package: "p", version: "1" }, components: { node: "v20" }, agentSha256: "x" };
+  const base = { kernel: { source: "debian-cloud" as const, package: "p", version: "1" }, components: { node: "v20" }, agentSha256: "x" };
   const k = inputsKey(base);
   assert.match(k, /^[0-9a-f]{64}$/);
   assert.equal(inputsKey(base), k, "deterministic");
   assert.notEqual(inputsKey({ ...base, agentSha256: "y" }), k);
   assert.notEqual(inputsKey({ ...base, kernel: { ...base.kernel, version: "2" } }), k);
   assert.notEqual(inputsKey({ ...base, components: { node: "v22" } }), k);
+  const project = { ...base, kernel: { source: "project" as const, package: "linux-source-6.1", version: "1", configSha256: "c1" } };
+  assert.notEqual(inputsKey(project), k, "kernel source");
+  assert.notEqual(inputsKey({ ...project, kernel: { ...project.kernel, configSha256: "c2" } }), inputsKey(project), "kernel configuration");
+});
+
+void test("assets: the project kernel mounts its root from virtio-pmem with DAX, the Debian one from virtio-blk", () => {
+  assert.deepEqual(guestKernelCmdline("virtio-pmem").slice(0, 3), ["root=/dev/pmem0", "rootfstype=erofs", "rootflags=dax=always"]);
+  assert.deepEqual(guestKernelCmdline("virtio-blk").slice(0, 2), ["root=/dev/vda", "rootfstype=erofs"]);
 });
 
 void test("assets: init scripts carry the contract strings", () => {

@@ -1,7 +1,8 @@
 // kata-ts build-assets: build (or, with --if-stale, refresh only when needed) the guest kernel,
 // initramfs and rootfs image in the assets directory.
 import { parseArgs } from "node:util";
-import { buildGuestAssets, ensureGuestAssets } from "../../guest/build.js";
+import { loadConfig } from "../../config/index.js";
+import { buildGuestAssets, ensureGuestAssets, kernelSourceFor } from "../../guest/build.js";
 import { KataError } from "../../util/errors.js";
 
 export async function run(argv: string[]): Promise<number> {
@@ -16,7 +17,9 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const log = (line: string) => process.stderr.write(`kata-ts build-assets: ${line}\n`);
-  const opts = { ...(values.dir === undefined ? {} : { dir: values.dir }), snapshot: values["no-snapshot"] !== true };
+  const { config, source } = await loadConfig();
+  log(`guest kernel: ${config.guest.kernel} (from ${source})`);
+  const opts = { ...(values.dir === undefined ? {} : { dir: values.dir }), snapshot: values["no-snapshot"] !== true, kernelSource: kernelSourceFor(config.guest.kernel) };
   const assets = values["if-stale"] === true ? await ensureGuestAssets(log, opts) : await buildGuestAssets({ ...opts, log });
   const a = assets.manifest.artifacts;
   process.stdout.write(

@@ -1,4 +1,5 @@
-import { ensureGuestAssets } from "../../guest/build.js";
+import { loadConfig } from "../../config/index.js";
+import { ensureGuestAssets, kernelSourceFor } from "../../guest/build.js";
 import { installPackages } from "../../host/setup.js";
 
 export async function run(_argv: string[]): Promise<number> {
@@ -6,6 +7,7 @@ export async function run(_argv: string[]): Promise<number> {
   const report = await installPackages(log);
   log(report.installed.length === 0 ? "all Debian packages present" : `installed ${report.installed.join(" ")}`);
   // Guest assets need the packages above (kernel package download, mkfs.erofs, busybox, crun).
-  await ensureGuestAssets(log);
+  const { config } = await loadConfig();
+  await ensureGuestAssets(log, { kernelSource: kernelSourceFor(config.guest.kernel) });
   return 0;
 }

@@ -67,7 +67,7 @@ export class DebianCloudKernel implements KernelSource {
     const vmlinuxPath = join(root, "vmlinux");
     await extractVmlinux(bzImage, vmlinuxPath);
     log(`kernel ${release} (${id.package} ${id.version}) unpacked`);
-    return { ...id, release, vmlinuxPath, modulesRoot: root };
+    return { ...id, release, vmlinuxPath, modulesRoot: root, rootDevice: "virtio-blk" };
   }
 
   /** apt-get download into debDir, unless that exact version is already there. */

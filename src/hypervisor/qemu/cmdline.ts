@@ -1,6 +1,8 @@
 // The whole QEMU command line for one VM, as an argv array composed from the per-device renderers.
+import { KataError } from "../../util/errors.js";
 import type { ResolvedAccel, VmConfig } from "../types.js";
 import { renderAgentPort } from "./args/agent-port.js";
+import { renderBalloon } from "./args/balloon.js";
 import { renderConsole } from "./args/console.js";
 import { renderControl } from "./args/control.js";
 import { renderCpu, type CpuOptions } from "./args/cpu.js";
@@ -9,6 +11,7 @@ import { renderKernel } from "./args/kernel.js";
 import { renderMachine } from "./args/machine.js";
 import { renderMemory, sharedMemoryBackendId } from "./args/memory.js";
 import { renderNet } from "./args/net.js";
+import { renderPmem } from "./args/pmem.js";
 import { renderSharedFs } from "./args/shared-fs.js";
 import type { VmLayout } from "./layout.js";
 
@@ -36,13 +39,18 @@ export interface QemuTuning {
   tcgTbSizeMiB?: number;
   /** TCG: the TSC frequency to tell the guest (the host's). */
   guestTscKhz?: number;
+  /** Size of the root image in bytes (needed when it is attached as virtio-pmem). */
+  rootfsBytes?: number;
 }
 
 export function qemuArgs(config: VmConfig, layout: VmLayout, tuning: QemuTuning): string[] {
   const shared = config.sharedFs !== undefined;
+  const pmem = config.rootfsDevice === "virtio-pmem";
+  const pmemBytes = tuning.rootfsBytes ?? 0;
+  if (pmem && pmemBytes <= 0) throw new KataError("INVALID_ARGUMENT", `root image ${config.rootfsPath}: its size is needed to attach it as virtio-pmem`);
   return [
     ...renderControl({ name: config.id, qmpSocketPath: layout.qmpSocketPath, pidFilePath: layout.pidFilePath, seccomp: tuning.seccomp }),
-    ...renderMachine(shared ? { memoryBackendId: sharedMemoryBackendId } : {}),
+    ...renderMachine({ ...(shared ? { memoryBackendId: sharedMemoryBackendId } : {}), pcie: pmem }),
     ...renderCpu({
       accel: tuning.accel,
       vcpus: config.vcpus,
@@ -50,14 +58,15 @@ export function qemuArgs(config: VmConfig, layout: VmLayout, tuning: QemuTuning)
       ...(tuning.accel === "tcg" && tuning.tcgThread !== undefined ? { tcgThread: tuning.tcgThread } : {}),
       ...(tuning.accel === "tcg" && tuning.tcgTbSizeMiB !== undefined ? { tcgTbSizeMiB: tuning.tcgTbSizeMiB } : {}),
     }),
-    ...renderMemory({ sizeMiB: config.memoryMiB, shared }),
+    ...renderMemory({ sizeMiB: config.memoryMiB, shared, ...(pmem ? { deviceMemoryBytes: pmemBytes } : {}) }),
     ...renderKernel({
       kernelPath: config.kernelPath,
       ...(config.initrdPath === undefined ? {} : { initrdPath: config.initrdPath }),
       cmdline: [...vmmKernelParams(tuning), ...config.kernelCmdline],
     }),
     ...renderConsole({ socketPath: layout.consoleSocketPath }),
-    ...renderDisk({ id: "rootfs", path: config.rootfsPath, readOnly: true }),
+    ...(pmem ? renderPmem({ id: "rootfs", path: config.rootfsPath, sizeBytes: pmemBytes }) : renderDisk({ id: "rootfs", path: config.rootfsPath, readOnly: true })),
+    ...renderBalloon(),
     ...renderAgentPort({ socketPath: layout.agentSocketPath, portName: config.agentPortName ?? defaultAgentPortName }),
     ...(config.sharedFs === undefined ? [] : renderSharedFs(config.sharedFs)),
     ...renderNet(config.netDevices ?? []),

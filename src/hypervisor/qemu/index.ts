@@ -5,6 +5,7 @@ import { KataError } from "../../util/errors.js";
 import { resolveAccel, type KvmProber } from "../accel.js";
 import type { Hypervisor, HypervisorCapabilities, VmConfig } from "../types.js";
 import type { CpuOptions } from "./args/cpu.js";
+import { pmemAlignment } from "./args/pmem.js";
 import type { QemuTuning } from "./cmdline.js";
 import { vmLayout } from "./layout.js";
 import { hostTscKhz } from "./host-tsc.js";
@@ -63,6 +64,12 @@ export async function validateVmConfig(config: VmConfig): Promise<void> {
   await requireFile("guest kernel", config.kernelPath);
   if (config.initrdPath !== undefined) await requireFile("guest initrd", config.initrdPath);
   await requireFile("guest rootfs image", config.rootfsPath);
+  if (config.rootfsDevice === "virtio-pmem") {
+    const size = (await stat(config.rootfsPath)).size;
+    if (size === 0 || size % pmemAlignment !== 0) {
+      throw new KataError("INVALID_ARGUMENT", `guest rootfs image ${config.rootfsPath} is ${size} bytes; as virtio-pmem it must be a non-empty multiple of ${pmemAlignment} (kata-ts build-assets pads it)`);
+    }
+  }
 }
 
 export class QemuHypervisor implements Hypervisor {
@@ -106,8 +113,10 @@ export class QemuHypervisor implements Hypervisor {
   private async tuning(config: VmConfig): Promise<QemuTuning> {
     const accel = await resolveAccel(config.accel, this.opts.kvmProber);
     const tscKhz = accel === "tcg" ? await hostTscKhz() : undefined;
+    const rootfsBytes = config.rootfsDevice === "virtio-pmem" ? (await stat(config.rootfsPath)).size : undefined;
     return {
       accel,
+      ...(rootfsBytes === undefined ? {} : { rootfsBytes }),
       ...(tscKhz === undefined ? {} : { guestTscKhz: tscKhz }),
       seccomp: this.seccomp,
       ...(this.opts.cpuModel === undefined ? {} : { cpuModel: this.opts.cpuModel }),

@@ -1,0 +1,147 @@
+// The kernel kata-ts builds itself: Debian's linux-source package (apt, installed by `kata-ts
+// setup`), configured from allnoconfig plus the fragments in config/ (kconfig.ts), built as an
+// uncompressed ELF vmlinux (PVH entry) with every driver built in. No modules, so no initramfs: the
+// kernel mounts the erofs root itself, from virtio-pmem with DAX. A build is cached under
+// cacheDir()/kernel/<source version>-<config hash>/, so only a new source package or a changed
+// fragment compiles again.
+import { availableParallelism } from "node:os";
+import { copyFile, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { run, tryRun } from "../../util/exec.js";
+import { KataError } from "../../util/errors.js";
+import { cacheDir } from "../../util/paths.js";
+import { findProjectRoot } from "../agent-bundle.js";
+import { configHash, hostKernelArch, loadFragments, mergeFragments, parseFragments, unmetRequests, type ConfigFragment, type KernelArch } from "./kconfig.js";
+import { runMakeWithProgress } from "./make-progress.js";
+import type { KernelArtifacts, KernelIdentity, KernelSource } from "./source.js";
+
+export const SOURCE_PACKAGE = "linux-source-6.1";
+const SOURCE_TARBALL = `/usr/src/${SOURCE_PACKAGE}.tar.xz`;
+/** Compile steps of this configuration on 6.1 (measured); only used before the first build. */
+const ESTIMATED_COMPILE_STEPS = 1900;
+/** Generous: a 2-core machine shared with other work took about 40 minutes (docs/guest.md). */
+const BUILD_TIMEOUT_MS = 150 * 60_000;
+
+/** The fragments live in the source tree (src/guest/kernel/config), which build-assets needs anyway. */
+export async function defaultConfigDir(): Promise<string> {
+  return join(await findProjectRoot(), "src", "guest", "kernel", "config");
+}
+
+export interface ProjectKernelOptions {
+  configDir?: string;
+  arch?: KernelArch;
+  /** Where finished builds are kept (default cacheDir()/kernel). */
+  buildCacheDir?: string;
+  jobs?: number;
+}
+
+interface Resolved {
+  id: KernelIdentity;
+  fragments: ConfigFragment[];
+}
+
+export class ProjectKernel implements KernelSource {
+  constructor(private readonly opts: ProjectKernelOptions = {}) {}
+
+  private async resolve(): Promise<Resolved> {
+    const arch = this.opts.arch ?? hostKernelArch();
+    const fragments = await loadFragments(this.opts.configDir ?? (await defaultConfigDir()), arch);
+    parseFragments(fragments); // a malformed fragment fails here, before anything is built
+    const r = await tryRun("dpkg-query", ["-W", "-f", "${Version}", SOURCE_PACKAGE]);
+    const version = r?.stdout.trim() ?? "";
+    if (version === "") {
+      throw new KataError("FAILED_PRECONDITION", `${SOURCE_PACKAGE} is not installed: run kata-ts setup (or apt-get install ${SOURCE_PACKAGE} build-essential flex bison bc libelf-dev)`);
+    }
+    return { id: { source: "project", package: SOURCE_PACKAGE, version, configSha256: configHash(fragments) }, fragments };
+  }
+
+  async identify(): Promise<KernelIdentity> {
+    return (await this.resolve()).id;
+  }
+
+  async fetch(workDir: string, log: (line: string) => void): Promise<KernelArtifacts> {
+    const { id, fragments } = await this.resolve();
+    const cache = join(this.opts.buildCacheDir ?? join(cacheDir(), "kernel"), `${id.version}-${(id.configSha256 ?? "").slice(0, 16)}`);
+    const cached = await this.cached(cache);
+    if (cached !== undefined) {
+      log(`kernel ${cached} (${SOURCE_PACKAGE} ${id.version}, config ${id.configSha256?.slice(0, 12)}): cached build`);
+      return { ...id, release: cached, vmlinuxPath: join(cache, "vmlinux"), rootDevice: "virtio-pmem" };
+    }
+    const src = await this.unpack(workDir, id.version, log);
+    const obj = join(workDir, "kernel-obj");
+    await mkdir(obj, { recursive: true });
+    await this.configure(src, obj, fragments, log);
+    const started = Date.now();
+    const steps = await runMakeWithProgress({
+      cwd: src,
+      args: [`O=${obj}`, `-j${this.opts.jobs ?? availableParallelism()}`, "vmlinux"],
+      env: reproducibleEnv(),
+      expectedSteps: await this.expectedSteps(),
+      timeoutMs: BUILD_TIMEOUT_MS,
+      onPercent: (p, n) => {
+        if (p % 5 === 0) log(`kernel: compiling ${p}% (${n} steps)`);
+      },
+    });
+    const release = (await readFile(join(obj, "include", "config", "kernel.release"), "utf8")).trim();
+    log(`kernel ${release}: built in ${Math.round((Date.now() - started) / 1000)} s (${steps} compile steps)`);
+    await mkdir(cache, { recursive: true });
+    await copyFile(join(obj, ".config"), join(cache, "config"));
+    await writeFile(join(cache, "release"), `${release}\n`);
+    await copyFile(join(obj, "vmlinux"), join(cache, "vmlinux.tmp"));
+    await rename(join(cache, "vmlinux.tmp"), join(cache, "vmlinux"));
+    await writeFile(this.stepsFile(), `${steps}\n`);
+    return { ...id, release, vmlinuxPath: join(cache, "vmlinux"), rootDevice: "virtio-pmem" };
+  }
+
+  private async cached(cache: string): Promise<string | undefined> {
+    const release = await readFile(join(cache, "release"), "utf8").catch(() => undefined);
+    const ok = await stat(join(cache, "vmlinux")).then((s) => s.isFile(), () => false);
+    return ok && release !== undefined ? release.trim() : undefined;
+  }
+
+  private stepsFile(): string {
+    return join(this.opts.buildCacheDir ?? join(cacheDir(), "kernel"), "compile-steps");
+  }
+
+  private async expectedSteps(): Promise<number> {
+    const n = Number((await readFile(this.stepsFile(), "utf8").catch(() => "")).trim());
+    return Number.isInteger(n) && n > 0 ? n : ESTIMATED_COMPILE_STEPS;
+  }
+
+  /** The source tree, unpacked once per package version (a marker file says it is complete). */
+  private async unpack(workDir: string, version: string, log: (line: string) => void): Promise<string> {
+    const src = join(workDir, "linux-source");
+    const marker = join(src, ".kata-ts-unpacked");
+    if ((await readFile(marker, "utf8").catch(() => "")) === version) return src;
+    await stat(SOURCE_TARBALL).catch((err: unknown) => {
+      throw new KataError("NOT_FOUND", `${SOURCE_TARBALL} is missing although ${SOURCE_PACKAGE} is installed; reinstall it (apt-get install --reinstall ${SOURCE_PACKAGE})`, { cause: err });
+    });
+    log(`kernel: unpacking ${SOURCE_TARBALL}`);
+    await rm(src, { recursive: true, force: true });
+    // A new source version invalidates every object built from the old one.
+    await rm(join(workDir, "kernel-obj"), { recursive: true, force: true });
+    await mkdir(src, { recursive: true });
+    await run("tar", ["-xf", SOURCE_TARBALL, "-C", src, "--strip-components=1"], { timeoutMs: 600_000 });
+    await writeFile(marker, version);
+    return src;
+  }
+
+  /** allnoconfig + fragments, then olddefconfig; fails naming every option Kconfig dropped. */
+  private async configure(src: string, obj: string, fragments: ConfigFragment[], log: (line: string) => void): Promise<void> {
+    log(`kernel: configuring (allnoconfig + ${fragments.length} fragments: ${fragments.map((f) => f.name).join(", ")})`);
+    const merged = join(obj, "kata-ts.fragments.config");
+    await writeFile(merged, mergeFragments(fragments));
+    const env = reproducibleEnv();
+    await run("make", [`O=${obj}`, `KCONFIG_ALLCONFIG=${merged}`, "allnoconfig"], { cwd: src, env, timeoutMs: 300_000 });
+    await run("make", [`O=${obj}`, "olddefconfig"], { cwd: src, env, timeoutMs: 300_000 });
+    const unmet = unmetRequests(parseFragments(fragments), await readFile(join(obj, ".config"), "utf8"));
+    if (unmet.length > 0) {
+      throw new KataError("FAILED_PRECONDITION", `the kernel configuration lost ${unmet.length} option(s) the fragments ask for; add what they depend on to a fragment:\n  ${unmet.join("\n  ")}`);
+    }
+  }
+}
+
+/** Fixed build user, host and time: the same source and configuration give the same vmlinux. */
+function reproducibleEnv(): NodeJS.ProcessEnv {
+  return { ...process.env, KBUILD_BUILD_USER: "kata-ts", KBUILD_BUILD_HOST: "kata-ts", KBUILD_BUILD_TIMESTAMP: "1970-01-01", LC_ALL: "C" };
+}
