@@ -1,116 +1,169 @@
-// Boot benchmark: prints figures, asserts nothing. For each QEMU tuning variant, boots the real
-// guest N times and reports boot-to-agent-ready wall time (QEMU spawn -> Health.Check answered),
-// the guest's uptime when its agent answered (Version.uptime_seconds), and the VMM's memory after
-// boot (RSS/PSS from /proc/<pid>/smaps_rollup: the agent has no meminfo RPC yet). Also the asset
-// sizes from the manifest.
-//   node dist/bench/boot.js [--boots 5] [--variants default,cpu-qemu64,tcg-single,tb-32,tb-1024,no-seccomp] [--memory 512]
-import { readFile, mkdtemp, rm } from "node:fs/promises";
+// Boot benchmark: prints figures, asserts nothing. For each variant, boots the real guest N times
+// and reports boot-to-agent-ready wall time (QEMU spawn -> Health.Check answered), the guest's
+// uptime when its agent answered, the VMM's memory after boot (RSS/PSS from smaps_rollup; guest
+// RAM touched = resident pages of the guest-RAM mapping), the same once free page reporting had
+// time to hand freed pages back, and the *floor*: the same kernel and image booting busybox
+// (static) as PID 1, which powers off at once — the kernel's own cost, beside which the agent's
+// share is visible. Variants take turns round by round, so a change in host load hits all alike.
+//   node dist/bench/boot.js [--boots 5] [--variants default,no-dax,cmdline:quiet,...] [--memory 512] [--json]
+// A variant is a QEMU tuning (below), "no-dax" (root on virtio-blk instead of virtio-pmem),
+// "no-balloon", or "cmdline:P1+P2" (guest kernel parameters added). --json ends the output with
+// {"figures": {...}} for the first variant.
+import { mkdtemp, rm } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { loadGuestAssets } from "../src/guest/assets.js";
+import { setTimeout as sleep } from "node:timers/promises";
+import { loadGuestAssets, type GuestAssets } from "../src/guest/assets.js";
 import { bootVm } from "../src/hypervisor/boot.js";
 import { QemuHypervisor, type QemuHypervisorOptions } from "../src/hypervisor/qemu/index.js";
+import type { VmConfig } from "../src/hypervisor/types.js";
+import { busyboxPid1Cmdline } from "../test/integration/vm-support.js";
+import { describeSpread, figuresLine, median } from "./lib/figures.js";
+import { mappingResidentKiB, smapsRollup } from "./lib/vmm-memory.js";
 
-const variants: Record<string, QemuHypervisorOptions> = {
+const tunings: Record<string, QemuHypervisorOptions> = {
   default: {},
   "cpu-qemu64": { cpuModel: "qemu64" },
-  "cpu-host-like-Skylake": { cpuModel: "Skylake-Client-v4" },
   "tcg-single": { tcgThread: "single" },
   "tb-32": { tcgTbSizeMiB: 32 },
-  "tb-64": { tcgTbSizeMiB: 64 },
   "tb-128": { tcgTbSizeMiB: 128 },
   /** QEMU 7.2's own default. */
   "tb-1024": { tcgTbSizeMiB: 1024 },
   "no-seccomp": { seccomp: false },
+  "no-balloon": { freePageReporting: false },
 };
+
+interface Variant {
+  name: string;
+  hv: QemuHypervisor;
+  config(base: VmConfig): VmConfig;
+}
+
+/** How long free page reporting gets after the agent answered (the kernel reports every 2 s). */
+const SETTLE_MS = 6000;
+
+async function variant(name: string, assets: GuestAssets): Promise<Variant> {
+  if (name.startsWith("cmdline:")) {
+    const extra = name.slice("cmdline:".length).split("+").filter((p) => p !== "");
+    return { name, hv: await QemuHypervisor.open(), config: (b) => ({ ...b, kernelCmdline: [...b.kernelCmdline, ...extra] }) };
+  }
+  if (name === "no-dax") {
+    if (assets.rootfsDevice !== "virtio-pmem") throw new Error("no-dax: these assets do not use virtio-pmem");
+    const cmdline = assets.kernelCmdline.map((p) => (p === "root=/dev/pmem0" ? "root=/dev/vda" : p)).filter((p) => !p.startsWith("rootflags="));
+    return { name, hv: await QemuHypervisor.open(), config: (b) => ({ ...b, rootfsDevice: "virtio-blk", kernelCmdline: cmdline }) };
+  }
+  const opts = tunings[name];
+  if (opts === undefined) throw new Error(`unknown variant ${name}; known: ${Object.keys(tunings).join(", ")}, no-dax, cmdline:P1+P2`);
+  return { name, hv: await QemuHypervisor.open(opts), config: (b) => b };
+}
 
 interface Sample {
   readyMs: number;
+  floorMs: number;
   guestUptimeS: number;
   rssKiB: number;
   pssKiB: number;
   guestRamKiB: number;
+  guestRamSettledKiB: number;
+  rootfsMappedKiB: number;
 }
 
-/** Resident pages of the guest-RAM mapping (the one mapping exactly memoryMiB): what the guest touched. */
-async function guestRamResident(pid: number, memoryMiB: number): Promise<number> {
-  const text = await readFile(`/proc/${pid}/smaps`, "utf8").catch(() => "");
-  const blocks = text.split(/\n(?=[0-9a-f]+-[0-9a-f]+ )/);
-  for (const b of blocks) {
-    if (Number(/^Size:\s+(\d+) kB/m.exec(b)?.[1]) === memoryMiB * 1024) return Number(/^Rss:\s+(\d+) kB/m.exec(b)?.[1] ?? NaN);
+async function bootOnce(v: Variant, base: VmConfig, assets: GuestAssets): Promise<Omit<Sample, "floorMs">> {
+  const config = v.config(base);
+  const booted = await bootVm(config, { deadlineMs: 180_000, hypervisor: v.hv });
+  try {
+    const pid = booted.vm.pid ?? 0;
+    const version = await booted.health.version({}, { timeoutMs: 10_000 });
+    const mem = await smapsRollup(pid);
+    const guestRamKiB = await mappingResidentKiB(pid, config.memoryMiB * 1024);
+    const rootfsMappedKiB = config.rootfsDevice === "virtio-pmem" ? await mappingResidentKiB(pid, assets.manifest.artifacts.rootfs.size / 1024, assets.rootfsPath) : 0;
+    await sleep(SETTLE_MS);
+    const guestRamSettledKiB = await mappingResidentKiB(pid, config.memoryMiB * 1024);
+    return { readyMs: booted.timings.agentReadyMs, guestUptimeS: version.uptimeSeconds, ...mem, guestRamKiB, guestRamSettledKiB, rootfsMappedKiB };
+  } finally {
+    booted.agent.close();
+    await booted.vm.stop();
   }
-  return NaN;
 }
 
-async function smapsRollup(pid: number): Promise<{ rssKiB: number; pssKiB: number }> {
-  const text = await readFile(`/proc/${pid}/smaps_rollup`, "utf8").catch(() => "");
-  const field = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(text)?.[1] ?? NaN);
-  return { rssKiB: field("Rss"), pssKiB: field("Pss") };
-}
-
-function stats(xs: number[]): string {
-  const s = [...xs].sort((a, b) => a - b);
-  const median = s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-  const f = (x: number): string => (Number.isInteger(x) ? String(x) : x.toFixed(2));
-  return `median ${f(median)}  min ${f(s[0]!)}  max ${f(s[s.length - 1]!)}`;
+/** The floor: QEMU spawn -> the guest powered off, with busybox poweroff as PID 1. */
+async function floorOnce(v: Variant, base: VmConfig, assets: GuestAssets): Promise<number> {
+  const withVariant = v.config(base);
+  const pid1 = busyboxPid1Cmdline({ ...assets, kernelCmdline: withVariant.kernelCmdline }, "poweroff", ["-f"]);
+  const vm = await v.hv.create({ ...withVariant, id: `${base.id}-floor`, stateDir: `${base.stateDir}-floor`, kernelCmdline: pid1 });
+  const started = performance.now();
+  await vm.start();
+  const exit = await Promise.race([vm.wait(), sleep(180_000).then(() => undefined)]);
+  const ms = performance.now() - started;
+  if (exit?.reason !== "poweroff") {
+    await vm.stop();
+    throw new Error(`floor boot of ${v.name} did not power off (${exit === undefined ? "timed out" : exit.reason})`);
+  }
+  return ms;
 }
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { boots: { type: "string", default: "5" }, variants: { type: "string", default: "default" }, memory: { type: "string", default: "512" } },
+    options: {
+      boots: { type: "string", default: "5" },
+      variants: { type: "string", default: "default" },
+      memory: { type: "string", default: "512" },
+      json: { type: "boolean", default: false },
+    },
   });
   const boots = Number(values.boots);
+  const memoryMiB = Number(values.memory);
   const assets = await loadGuestAssets();
   const a = assets.manifest.artifacts;
   const mib = (n: number): string => `${(n / 1048576).toFixed(1)} MiB`;
-  console.log(`guest ${assets.kernelRelease}: kernel ${mib(a.kernel.size)}, initrd ${a.initrd ? mib(a.initrd.size) : "none"}, rootfs (${assets.rootfsFormat}) ${mib(a.rootfs.size)}`);
-  console.log(`host load average at start: ${loadavg().map((x) => x.toFixed(2)).join(" ")}; boots per variant: ${boots}; guest memory ${values.memory} MiB, 1 vCPU, TCG`);
+  console.log(`guest ${assets.kernelRelease} (${assets.manifest.kernel.source}): kernel ${mib(a.kernel.size)}, initrd ${a.initrd ? mib(a.initrd.size) : "none"}, rootfs (${assets.rootfsFormat} on ${assets.rootfsDevice}) ${mib(a.rootfs.size)}`);
+  console.log(`kernel parameters: ${assets.kernelCmdline.join(" ")}`);
+  console.log(`host load average at start: ${loadavg().map((x) => x.toFixed(2)).join(" ")}; boots per variant: ${boots}; guest memory ${memoryMiB} MiB, 1 vCPU, TCG`);
   const root = await mkdtemp(join(tmpdir(), "kata-ts-bench-boot-"));
+  const figures: Record<string, number> = {};
   try {
-    // Variants take turns round by round, so that a change in host load hits them all alike.
-    const names = values.variants.split(",");
-    const hypervisors = new Map<string, QemuHypervisor>();
-    for (const name of names) {
-      const opts = variants[name];
-      if (opts === undefined) throw new Error(`unknown variant ${name}; known: ${Object.keys(variants).join(", ")}`);
-      hypervisors.set(name, await QemuHypervisor.open(opts));
-    }
-    const samples = new Map<string, Sample[]>(names.map((n) => [n, []]));
+    const variants: Variant[] = [];
+    for (const name of values.variants.split(",")) variants.push(await variant(name, assets));
+    const samples = new Map<string, Sample[]>(variants.map((v) => [v.name, []]));
     for (let i = 0; i < boots; i++) {
-      for (const name of names) {
-        const id = `bench-${name}-${i}`;
-        const booted = await bootVm(
-          {
-            id, stateDir: join(root, id), vcpus: 1, memoryMiB: Number(values.memory), kernelPath: assets.kernelPath,
-            ...(assets.initrdPath === undefined ? {} : { initrdPath: assets.initrdPath }),
-            rootfsPath: assets.rootfsPath, kernelCmdline: assets.kernelCmdline, accel: "tcg",
-          },
-          { deadlineMs: 180_000, hypervisor: hypervisors.get(name)! },
-        );
-        try {
-          const version = await booted.health.version({}, { timeoutMs: 10_000 });
-          const mem = await smapsRollup(booted.vm.pid ?? 0);
-          const guestRamKiB = await guestRamResident(booted.vm.pid ?? 0, Number(values.memory));
-          samples.get(name)!.push({ readyMs: booted.timings.agentReadyMs, guestUptimeS: version.uptimeSeconds, ...mem, guestRamKiB });
-        } finally {
-          booted.agent.close();
-          await booted.vm.stop();
-        }
+      for (const v of variants) {
+        const id = `bench-${variants.indexOf(v)}-${i}`;
+        const base: VmConfig = {
+          id, stateDir: join(root, id), vcpus: 1, memoryMiB, kernelPath: assets.kernelPath,
+          ...(assets.initrdPath === undefined ? {} : { initrdPath: assets.initrdPath }),
+          rootfsPath: assets.rootfsPath, rootfsDevice: assets.rootfsDevice, kernelCmdline: assets.kernelCmdline, accel: "tcg",
+        };
+        const floorMs = await floorOnce(v, base, assets);
+        samples.get(v.name)!.push({ ...(await bootOnce(v, base, assets)), floorMs });
       }
     }
     for (const [name, xs] of samples) {
+      const col = (f: (s: Sample) => number): number[] => xs.map(f);
       console.log(`\n[${name}]`);
-      console.log(`  boot-to-agent-ready (ms):     ${stats(xs.map((s) => Math.round(s.readyMs)))}`);
-      console.log(`  guest uptime at ready (s):    ${stats(xs.map((s) => s.guestUptimeS))}`);
-      console.log(`  QEMU RSS after boot (MiB):    ${stats(xs.map((s) => s.rssKiB / 1024))}`);
-      console.log(`  QEMU PSS after boot (MiB):    ${stats(xs.map((s) => s.pssKiB / 1024))}`);
-      console.log(`  guest RAM touched (MiB):      ${stats(xs.map((s) => s.guestRamKiB / 1024))}`);
+      console.log(`  boot-to-agent-ready (ms):        ${describeSpread(col((s) => Math.round(s.readyMs)))}`);
+      console.log(`  floor: PID 1 powers off (ms):    ${describeSpread(col((s) => Math.round(s.floorMs)))}`);
+      console.log(`  guest uptime at ready (s):       ${describeSpread(col((s) => s.guestUptimeS))}`);
+      console.log(`  QEMU RSS after boot (MiB):       ${describeSpread(col((s) => s.rssKiB / 1024))}`);
+      console.log(`  QEMU PSS after boot (MiB):       ${describeSpread(col((s) => s.pssKiB / 1024))}`);
+      console.log(`  guest RAM touched (MiB):         ${describeSpread(col((s) => s.guestRamKiB / 1024))}`);
+      console.log(`  guest RAM ${SETTLE_MS / 1000} s later (MiB):     ${describeSpread(col((s) => s.guestRamSettledKiB / 1024))}`);
+      console.log(`  root image mapped, DAX (MiB):    ${describeSpread(col((s) => s.rootfsMappedKiB / 1024))}`);
+      if (Object.keys(figures).length === 0) {
+        Object.assign(figures, {
+          boot_to_agent_ms: median(col((s) => s.readyMs)),
+          floor_ms: median(col((s) => s.floorMs)),
+          guest_ram_touched_mib: median(col((s) => s.guestRamKiB / 1024)),
+          vmm_pss_mib: median(col((s) => s.pssKiB / 1024)),
+          vmm_rss_mib: median(col((s) => s.rssKiB / 1024)),
+        });
+      }
     }
   } finally {
     await rm(root, { recursive: true, force: true });
   }
   console.log(`\nhost load average at end: ${loadavg().map((x) => x.toFixed(2)).join(" ")}`);
+  if (values.json) console.log(figuresLine(figures));
 }
 
 await main();

@@ -36,6 +36,7 @@ export const hostPackages: readonly HostPackage[] = [
   { name: "xz-utils", why: "unpacks the guest kernel source tarball" },
   { name: "zstd", why: "compressed kernel modules" },
   { name: "skopeo", why: "OCI image handling for test images" },
+  { name: "iptables", why: "iptables in the busybox test image (packet-filter tests in pods)" },
   { name: "umoci", why: "OCI image layout for test images" },
   { name: "kubernetes-client", why: "kubectl for the installer DaemonSet's image (kata-ts build-installer-image)", unlessCommand: "kubectl" },
 ];

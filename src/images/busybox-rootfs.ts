@@ -1,10 +1,12 @@
 // Stages root filesystems made of the host's static busybox: every applet a real hard link (so
 // OCI masked paths and exec of /bin/x behave as with a real distro image) plus the few /etc files
 // tools expect.
-import { chmod, copyFile, link, mkdir, writeFile } from "node:fs/promises";
+import { chmod, copyFile, link, mkdir, symlink, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { KataError } from "../util/errors.js";
 import { run } from "../util/exec.js";
+import { pathExists } from "../util/fs.js";
+import { installBinaryWithLibs } from "../guest/fsutil.js";
 
 export const HOST_BUSYBOX = "/usr/bin/busybox";
 
@@ -45,6 +47,30 @@ export async function stageBusyboxRootfs(root: string, busybox = HOST_BUSYBOX): 
     await mkdir(dirname(join(root, applet)), { recursive: true });
     await link(join(root, "bin/busybox"), join(root, applet));
   }
+}
+
+/** The host's iptables (legacy and nf_tables flavours) and the libraries and extensions they load. */
+const XTABLES_LIBDIR = "/usr/lib/x86_64-linux-gnu/xtables";
+const IPTABLES_FLAVOURS: Record<string, string> = { "iptables-legacy": "xtables-legacy-multi", "iptables-nft": "xtables-nft-multi" };
+
+/**
+ * Adds iptables to a busybox tree, so tests can check that a privileged container can program
+ * the kernel's packet filter: /usr/sbin/iptables-legacy, iptables-nft and iptables (-> nft, the
+ * Debian default), with their shared libraries and the xtables extension modules.
+ */
+export async function addIptables(root: string): Promise<void> {
+  for (const top of ["lib", "lib64"]) {
+    if (!(await pathExists(join(root, top)))) await symlink(`usr/${top}`, join(root, top));
+  }
+  for (const [name, multi] of Object.entries(IPTABLES_FLAVOURS)) {
+    const host = `/usr/sbin/${multi}`;
+    if (!(await pathExists(host))) throw new KataError("FAILED_PRECONDITION", `${host} is missing; install iptables (apt-get install iptables)`);
+    await installBinaryWithLibs(root, host);
+    await symlink(multi, join(root, "usr/sbin", name));
+  }
+  await symlink("iptables-nft", join(root, "usr/sbin/iptables"));
+  await mkdir(join(root, dirname(XTABLES_LIBDIR)), { recursive: true });
+  await run("cp", ["-a", XTABLES_LIBDIR, join(root, dirname(XTABLES_LIBDIR))], { timeoutMs: 60_000 });
 }
 
 /** The pause image: only busybox, sh and sleep. */

@@ -1,17 +1,17 @@
 // The two local images tests and the demo use (no registry here): `pause` for pod sandboxes and
-// `busybox` for workloads. Built once into a cache dir keyed by the busybox binary and the
+// `busybox` for workloads (with iptables added, for packet-filter tests). Built once into a cache dir keyed by the busybox binary and the
 // builder's version, so a rebuild happens only when either changes.
 import { createHash } from "node:crypto";
 import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { pathExists } from "../util/fs.js";
 import { cacheDir } from "../util/paths.js";
-import { HOST_BUSYBOX, PAUSE_COMMAND, stageBusyboxRootfs, stagePauseRootfs } from "./busybox-rootfs.js";
+import { addIptables, HOST_BUSYBOX, PAUSE_COMMAND, stageBusyboxRootfs, stagePauseRootfs } from "./busybox-rootfs.js";
 import { writeOciArchive } from "./oci-image.js";
 import type { OciArchive } from "./oci-layout.js";
 
 /** Bump when the staged trees or the archive format change: invalidates caches. */
-const BUILDER_VERSION = "1";
+const BUILDER_VERSION = "2";
 export const PAUSE_IMAGE_REF = "localhost/kata-ts/pause:1";
 export const BUSYBOX_IMAGE_REF = "localhost/kata-ts/busybox:1";
 const PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -41,6 +41,7 @@ export async function ensureTestImages(dir = imagesCacheDir(), busybox = HOST_BU
     const busyboxRoot = join(work, "busybox-rootfs");
     await stagePauseRootfs(pauseRoot, busybox);
     await stageBusyboxRootfs(busyboxRoot, busybox);
+    await addIptables(busyboxRoot);
     const pause = await writeOciArchive(
       { ref: PAUSE_IMAGE_REF, rootfsDir: pauseRoot, config: { Entrypoint: PAUSE_COMMAND, Env: [PATH_ENV], WorkingDir: "/", StopSignal: "SIGTERM" } },
       join(work, "pause.tar"),

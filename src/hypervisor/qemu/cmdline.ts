@@ -39,6 +39,8 @@ export interface QemuTuning {
   tcgTbSizeMiB?: number;
   /** TCG: the TSC frequency to tell the guest (the host's). */
   guestTscKhz?: number;
+  /** virtio-balloon with free page reporting (default true). */
+  freePageReporting?: boolean;
   /** Size of the root image in bytes (needed when it is attached as virtio-pmem). */
   rootfsBytes?: number;
 }
@@ -66,7 +68,7 @@ export function qemuArgs(config: VmConfig, layout: VmLayout, tuning: QemuTuning)
     }),
     ...renderConsole({ socketPath: layout.consoleSocketPath }),
     ...(pmem ? renderPmem({ id: "rootfs", path: config.rootfsPath, sizeBytes: pmemBytes }) : renderDisk({ id: "rootfs", path: config.rootfsPath, readOnly: true })),
-    ...renderBalloon(),
+    ...(tuning.freePageReporting === false ? [] : renderBalloon()),
     ...renderAgentPort({ socketPath: layout.agentSocketPath, portName: config.agentPortName ?? defaultAgentPortName }),
     ...(config.sharedFs === undefined ? [] : renderSharedFs(config.sharedFs)),
     ...renderNet(config.netDevices ?? []),

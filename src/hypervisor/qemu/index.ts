@@ -26,6 +26,8 @@ export interface QemuHypervisorOptions {
   tcgThread?: CpuOptions["tcgThread"];
   /** TCG translation cache size; default 64 MiB (QEMU's own default, 1 GiB, costs ~25 MiB more RSS per VM: docs/hypervisor.md). */
   tcgTbSizeMiB?: number;
+  /** virtio-balloon with free page reporting (default on; off only to measure what it saves). */
+  freePageReporting?: boolean;
   /** How long QEMU may take to open its QMP socket after spawn. */
   startTimeoutMs?: number;
   /** Cap of each VM's console.log (rotated once to console.log.1); default 1 MiB. */
@@ -122,6 +124,7 @@ export class QemuHypervisor implements Hypervisor {
       ...(this.opts.cpuModel === undefined ? {} : { cpuModel: this.opts.cpuModel }),
       ...(this.opts.tcgThread === undefined ? {} : { tcgThread: this.opts.tcgThread }),
       tcgTbSizeMiB: this.opts.tcgTbSizeMiB ?? defaultTcgTbSizeMiB,
+      freePageReporting: this.opts.freePageReporting ?? true,
     };
   }
 }
