@@ -15,7 +15,7 @@ import { AGENT_BUNDLE_PATH, AGENT_SNAPSHOT_PATH, ROOT_INIT_PATH, initramfsInit, 
 import { buildAgentSnapshotInVm } from "./snapshot.js";
 import { buildInitramfs } from "./initramfs.js";
 import { DebianCloudKernel } from "./kernel/debian-cloud.js";
-import { ProjectKernel } from "./kernel/project.js";
+import { PROJECT_ROOT_DEVICE, ProjectKernel } from "./kernel/project.js";
 import type { KernelArtifacts, KernelIdentity, KernelSource, KernelSourceName } from "./kernel/source.js";
 import { pmemAlignment } from "../hypervisor/qemu/args/pmem.js";
 import { describeArtifact, MANIFEST_SCHEMA_VERSION, readManifest, writeManifest, type GuestManifest } from "./manifest.js";
@@ -48,9 +48,9 @@ export function kernelSourceFor(name: KernelSourceName): KernelSource {
   return name === "debian-cloud" ? new DebianCloudKernel() : new ProjectKernel();
 }
 
-/** The project's kernel builds virtio-pmem (DAX) in; the Debian kernel is reached on virtio-blk. */
+/** Where each kernel source finds its root (see PROJECT_ROOT_DEVICE). */
 function rootDeviceOf(kernel: KernelIdentity): RootDevice {
-  return kernel.source === "project" ? "virtio-pmem" : "virtio-blk";
+  return kernel.source === "project" ? PROJECT_ROOT_DEVICE : "virtio-blk";
 }
 
 /** node flags for the agent in the guest (see docs/guest.md for the measurements). */

@@ -16,6 +16,18 @@ void test("snapshot: the build VM boots the image read-only with a writable seco
   assert.ok(!snapshotVmArgs(opts, "c", "o", undefined).some((a) => a.includes("tsc_early_khz")));
 });
 
+void test("snapshot: with a virtio-pmem root and no initrd, the output disk is the only virtio-blk disk", () => {
+  const pmemOpts = { kernelPath: "/a/vmlinux", rootfsPath: "/a/rootfs.erofs", rootfsDevice: "virtio-pmem" as const, kernelCmdline: ["root=/dev/pmem0"], workDir: "/w" };
+  const args = snapshotVmArgs(pmemOpts, "/w/console.log", "/w/out.img", undefined, 4 * 1048576);
+  assert.ok(!args.includes("-initrd"));
+  assert.ok(args.includes("microvm,acpi=on,pcie=on"));
+  assert.ok(args.includes("memory-backend-file,id=root-mem,mem-path=/a/rootfs.erofs,size=4194304,share=off,readonly=on"));
+  assert.ok(args.includes("512M,slots=1,maxmem=516M"));
+  assert.equal(args.filter((a) => a.startsWith("virtio-blk-device")).length, 1);
+  const init = rootInit({ nodeArgs: [] });
+  assert.ok(init.includes("out=/dev/vdb; [ -b $out ] || out=/dev/vda"), "the guest writes to vda when it is the only disk");
+});
+
 void test("snapshot: the size line is read from the console, anything else is no snapshot", () => {
   assert.equal(parseSnapshotBytes(`[ 1.0] boot\n${SNAPSHOT_BYTES_PREFIX} 5406126\n[ 2.0] reboot: Power down\n`), 5406126);
   assert.equal(parseSnapshotBytes("[ 1.0] boot\nkata-ts-init: agent exited with status 1\n"), undefined);
