@@ -7,7 +7,7 @@ import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { QemuHypervisor } from "../../src/hypervisor/qemu/index.js";
 import type { GuestAssets } from "../../src/guest/assets.js";
-import { assets, cleanupRoot, exists, processesMentioning, tempRoot, vmConfig } from "./vm-support.js";
+import { assets, busyboxPid1Cmdline, cleanupRoot, exists, processesMentioning, tempRoot, vmConfig } from "./vm-support.js";
 
 let root: string;
 let guest: GuestAssets;
@@ -29,7 +29,7 @@ void test("a guest flooding its console: the log stays under its cap (rotated on
   const cap = 64 << 10;
   const hv = await QemuHypervisor.open({ consoleLogMaxBytes: cap });
   const vm = await hv.create(
-    vmConfig(guest, root, "flood", { kernelCmdline: ["rdinit=/bin/cat", "--", "/bin/busybox", "/bin/busybox", "/dev/console"] }),
+    vmConfig(guest, root, "flood", { kernelCmdline: busyboxPid1Cmdline(guest, "cat", ["/bin/busybox", "/bin/busybox", "/dev/console"]) }),
   );
   await vm.start();
   try {
