@@ -36,11 +36,15 @@ type RootDevice = KernelArtifacts["rootDevice"];
  * kernel with its drivers built in) or by the initramfs /init (the Debian kernel). On virtio-pmem
  * the erofs root is mounted with DAX (dax=always fails the mount when DAX is not possible, rather
  * than silently copying the image into the page cache). panic=-1 reboots at once on a panic, so a
- * VMM run with -no-reboot exits instead of hanging.
+ * VMM run with -no-reboot exits instead of hanging; a panic's messages still reach the console
+ * under quiet (they are emergencies).
  */
 export function guestKernelCmdline(rootDevice: RootDevice): string[] {
   const root = rootDevice === "virtio-pmem" ? ["root=/dev/pmem0", "rootfstype=erofs", "rootflags=dax=always"] : ["root=/dev/vda", "rootfstype=erofs"];
-  return [...root, "ro", `init=${ROOT_INIT_PATH}`, "panic=-1"];
+  // quiet: the kernel's console output is emulated byte by byte under TCG; without it a boot to the
+  // agent took 8.0 s instead of 6.4 s (medians of 3, loaded host; docs/guest.md). The init prints a
+  // line before the agent starts, so boot-stall detection still sees progress.
+  return [...root, "ro", `init=${ROOT_INIT_PATH}`, "panic=-1", "quiet"];
 }
 
 /** The kernel sources by the name configuration.toml's [guest] kernel uses. */

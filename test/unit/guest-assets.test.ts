@@ -6,7 +6,9 @@ import { mkdir, mkdtemp, rm, symlink, writeFile, readFile } from "node:fs/promis
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadGuestAssets } from "../../src/guest/assets.js";
-import { INITRD_FILE, KERNEL_FILE, ROOTFS_FILE, guestKernelCmdline, inputsKey } from "../../src/guest/build.js";
+import { INITRD_FILE, KERNEL_FILE, ROOTFS_FILE, guestKernelCmdline, inputsKey, kernelSourceFor } from "../../src/guest/build.js";
+import { DebianCloudKernel } from "../../src/guest/kernel/debian-cloud.js";
+import { ProjectKernel } from "../../src/guest/kernel/project.js";
 import { listTreeSorted, parseLdd } from "../../src/guest/fsutil.js";
 import { AGENT_EXIT_PREFIX, initramfsInit, rootInit } from "../../src/guest/init-scripts.js";
 import { describeArtifact, readManifest, writeManifest, type GuestManifest } from "../../src/guest/manifest.js";
@@ -66,7 +68,7 @@ void test("assets: loadGuestAssets gives absolute paths, release and the guest k
     assert.equal(a.rootfsPath, join(dir, ROOTFS_FILE));
     assert.equal(a.rootfsFormat, "erofs");
     assert.equal(a.kernelRelease, "6.1.0-56-cloud-amd64");
-    assert.deepEqual(a.kernelCmdline, ["root=/dev/vda", "rootfstype=erofs", "ro", "init=/sbin/kata-ts-init", "panic=-1"]);
+    assert.deepEqual(a.kernelCmdline, ["root=/dev/vda", "rootfstype=erofs", "ro", "init=/sbin/kata-ts-init", "panic=-1", "quiet"]);
     assert.ok(!a.kernelCmdline.some((p) => p.startsWith("console=")), "the VMM owns the console parameter");
   });
 });
@@ -110,7 +112,13 @@ void test("assets: the inputs key changes with every input", () => {
   assert.notEqual(inputsKey({ ...project, kernel: { ...project.kernel, configSha256: "c2" } }), inputsKey(project), "kernel configuration");
 });
 
-void test("assets: the project kernel mounts its root from virtio-pmem with DAX, the Debian one from virtio-blk", () => {
+void test("assets: [guest] kernel picks the kernel source by name, each explicitly", () => {
+  assert.ok(kernelSourceFor("project") instanceof ProjectKernel);
+  assert.ok(kernelSourceFor("debian-cloud") instanceof DebianCloudKernel);
+});
+
+void test("assets: kernel parameters for a virtio-pmem root (DAX) and a virtio-blk root; quiet console", () => {
+  assert.ok(guestKernelCmdline("virtio-blk").includes("quiet"));
   assert.deepEqual(guestKernelCmdline("virtio-pmem").slice(0, 3), ["root=/dev/pmem0", "rootfstype=erofs", "rootflags=dax=always"]);
   assert.deepEqual(guestKernelCmdline("virtio-blk").slice(0, 2), ["root=/dev/vda", "rootfstype=erofs"]);
 });
