@@ -61,7 +61,7 @@ export class AgentClient {
     return { bootId: v.bootId, kernelRelease: v.kernelRelease, agentVersion: v.agentVersion };
   }
 
-  async createSandbox(s: { sandboxId: string; hostname: string; dns: string[]; sharedFsTag: string }): Promise<void> {
+  async createSandbox(s: { sandboxId: string; hostname: string; dns: string[]; sharedFsTag: string; sysctls?: Record<string, string> }): Promise<void> {
     await this.agent.createSandbox({ ...s, hostTime: timestampFromDate(new Date()) }, { timeoutMs: CALL_MS });
   }
 
@@ -69,9 +69,16 @@ export class AgentClient {
     await this.agent.destroySandbox({}, { timeoutMs: CALL_MS });
   }
 
-  async createContainer(c: { containerId: string; spec: OciSpec; rootfs: string; mounts: GuestMountSpec[]; openStdin: boolean }): Promise<number> {
+  async createContainer(c: { containerId: string; spec: OciSpec; rootfs: string; mounts: GuestMountSpec[]; openStdin: boolean; sandboxPidns?: boolean }): Promise<number> {
     const res = await this.agent.createContainer(
-      { containerId: c.containerId, ociSpecJson: JSON.stringify(c.spec), rootfs: c.rootfs, mounts: c.mounts, openStdin: c.openStdin },
+      {
+        containerId: c.containerId,
+        ociSpecJson: JSON.stringify(c.spec),
+        rootfs: c.rootfs,
+        mounts: c.mounts,
+        openStdin: c.openStdin,
+        sandboxPidns: c.sandboxPidns ?? false,
+      },
       { timeoutMs: CALL_MS },
     );
     return res.pid;
@@ -136,6 +143,19 @@ export class AgentClient {
       cpuUsageUsec: s.cpu?.usageUsec ?? 0n,
       pids: s.pids?.current ?? 0n,
     };
+  }
+
+  async pause(containerId: string): Promise<void> {
+    await this.agent.pauseContainer({ containerId }, { timeoutMs: CALL_MS });
+  }
+
+  async resume(containerId: string): Promise<void> {
+    await this.agent.resumeContainer({ containerId }, { timeoutMs: CALL_MS });
+  }
+
+  /** Guest pids of the container's processes. */
+  async listProcesses(containerId: string): Promise<number[]> {
+    return [...(await this.agent.listProcesses({ containerId }, { timeoutMs: CALL_MS })).pids];
   }
 
   async update(containerId: string, resources: Record<string, unknown>): Promise<void> {

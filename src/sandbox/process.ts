@@ -29,9 +29,9 @@ export class SandboxProcess {
     return this.exitStatus;
   }
 
-  async signal(sig: number): Promise<void> {
+  async signal(sig: number, all = false): Promise<void> {
     try {
-      await this.agent.signal(this.containerId, this.execId, sig);
+      await this.agent.signal(this.containerId, this.execId, sig, all);
     } catch (err) {
       if (isKataError(err, "NOT_FOUND")) return; // already exited: nothing to signal
       throw err;

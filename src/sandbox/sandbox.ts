@@ -60,6 +60,8 @@ export interface SandboxOptions {
   netnsPath?: string;
   /** No Health.Check answered for this long: the sandbox is lost and its VM killed (0: never). */
   livenessTimeoutMs?: number;
+  /** The pod's sysctls (linux.sysctl of the sandbox spec), set in the guest before any container. */
+  sysctls?: Record<string, string>;
 }
 
 export interface ContainerOptions {
@@ -69,6 +71,8 @@ export interface ContainerOptions {
   /** Host directory holding the container's root file system. */
   rootfs: string;
   openStdin?: boolean;
+  /** Join the PID namespace of the sandbox's own container (created first, with the sandbox's id). */
+  sandboxPidns?: boolean;
 }
 
 const TABLE: Record<SandboxStatus, readonly SandboxStatus[]> = {
@@ -178,7 +182,7 @@ export class Sandbox {
     const livenessTimeoutMs = opts.livenessTimeoutMs ?? defaultLivenessTimeoutMs;
     const virtiofsd = this.virtiofsd === undefined ? {} : { virtiofsd: this.virtiofsd };
     this.watch = new PodWatch({ vm, agent, livenessTimeoutMs, ...virtiofsd }, (loss) => this.onLost(loss));
-    await agent.createSandbox({ sandboxId: opts.id, hostname: opts.hostname ?? "", dns: opts.dns ?? [], sharedFsTag: SHARED_FS_TAG });
+    await agent.createSandbox({ sandboxId: opts.id, hostname: opts.hostname ?? "", dns: opts.dns ?? [], sharedFsTag: SHARED_FS_TAG, sysctls: opts.sysctls ?? {} });
     if (net !== undefined) await configureGuestNetwork(agent, net);
     this.life.move("ready", "create");
     await this.save();
@@ -229,7 +233,7 @@ export class Sandbox {
     const undo = new UndoStack();
     try {
       const shared = await shareContainer(this.layout, c.id, c.spec, c.rootfs, undo);
-      await this.agent.createContainer({ containerId: c.id, spec: shared.spec, rootfs: shared.guestRootfs, mounts: [], openStdin: c.openStdin ?? false });
+      await this.agent.createContainer({ containerId: c.id, spec: shared.spec, rootfs: shared.guestRootfs, mounts: [], openStdin: c.openStdin ?? false, sandboxPidns: c.sandboxPidns ?? false });
     } catch (err) {
       await undo.unwind().catch(() => undefined);
       throw err;

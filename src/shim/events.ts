@@ -156,5 +156,9 @@ function encode(ns: string, e: TaskEvent): ForwardRequest {
       return taskEventRequest(ns, ev.TaskExecStartedSchema, { containerId: e.containerId, execId: e.execId, pid: e.pid });
     case "/tasks/oom":
       return taskEventRequest(ns, ev.TaskOOMSchema, { containerId: e.containerId });
+    case "/tasks/paused":
+      return taskEventRequest(ns, ev.TaskPausedSchema, { containerId: e.containerId });
+    case "/tasks/resumed":
+      return taskEventRequest(ns, ev.TaskResumedSchema, { containerId: e.containerId });
   }
 }

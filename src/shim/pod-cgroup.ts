@@ -4,6 +4,7 @@
 // shim moves back and removes the cgroups it made. Wraps any PodFactory (see sandbox-adapter.ts).
 import { cgroupfsPath, joinCgroup, removeCgroup, type JoinedCgroup } from "../sandbox/host-cgroup.js";
 import { describeError } from "../util/errors.js";
+import { KataError } from "../util/errors.js";
 import type { Logger } from "../util/log.js";
 import { readSpec } from "./oci-spec.js";
 import { annotations } from "./pod-sizing.js";
@@ -70,6 +71,14 @@ class PodInCgroup implements Pod {
   }
   pids(containerId: string): Promise<number[]> {
     return this.pod.pids(containerId);
+  }
+  async pause(containerId: string): Promise<void> {
+    if (this.pod.pause === undefined) throw new KataError("UNIMPLEMENTED", "this pod cannot pause containers");
+    await this.pod.pause(containerId);
+  }
+  async resume(containerId: string): Promise<void> {
+    if (this.pod.resume === undefined) throw new KataError("UNIMPLEMENTED", "this pod cannot resume containers");
+    await this.pod.resume(containerId);
   }
   stats(containerId: string): ReturnType<Pod["stats"]> {
     return this.pod.stats(containerId);

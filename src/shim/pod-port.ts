@@ -81,6 +81,9 @@ export interface Pod {
   exec(req: ExecRequest): Promise<PodProcess>;
   removeContainer(id: string): Promise<void>;
   pids(containerId: string): Promise<number[]>;
+  /** Freeze / thaw every process of a container; absent where the pod cannot. */
+  pause?(containerId: string): Promise<void>;
+  resume?(containerId: string): Promise<void>;
   stats(containerId: string): Promise<ContainerStats>;
   /** Linux resources as OCI JSON (spec.linux.resources). */
   update(containerId: string, resources: Record<string, unknown>): Promise<void>;

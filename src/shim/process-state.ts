@@ -4,22 +4,26 @@
 // Delete; other illegal moves are FAILED_PRECONDITION.
 import { KataError } from "../util/errors.js";
 
-export type ProcessStatus = "creating" | "created" | "running" | "stopped" | "deleted";
-export type ProcessOp = "start" | "kill" | "exit" | "delete" | "io";
+export type ProcessStatus = "creating" | "created" | "running" | "paused" | "stopped" | "deleted";
+export type ProcessOp = "start" | "kill" | "exit" | "delete" | "io" | "pause" | "resume";
 
 const legal: Record<ProcessOp, readonly ProcessStatus[]> = {
   start: ["created"],
-  kill: ["created", "running"],
+  kill: ["created", "running", "paused"],
   // A process can exit before Start returned (it ran quickly) or be killed while created.
-  exit: ["creating", "created", "running"],
+  exit: ["creating", "created", "running", "paused"],
   delete: ["created", "stopped"],
-  io: ["created", "running"],
+  io: ["created", "running", "paused"],
+  pause: ["running"],
+  resume: ["paused"],
 };
 
 const next: Partial<Record<ProcessOp, ProcessStatus>> = {
   start: "running",
   exit: "stopped",
   delete: "deleted",
+  pause: "paused",
+  resume: "running",
 };
 
 export class ProcessState {

@@ -9,7 +9,9 @@ export type TaskEvent =
   | { topic: "/tasks/delete"; containerId: string; id: string; pid: number; exitStatus: number; exitedAt: Date }
   | { topic: "/tasks/exec-added"; containerId: string; execId: string }
   | { topic: "/tasks/exec-started"; containerId: string; execId: string; pid: number }
-  | { topic: "/tasks/oom"; containerId: string };
+  | { topic: "/tasks/oom"; containerId: string }
+  | { topic: "/tasks/paused"; containerId: string }
+  | { topic: "/tasks/resumed"; containerId: string };
 
 export interface EventSink {
   publish(event: TaskEvent): void;

@@ -166,6 +166,27 @@ export class TaskService {
     return this.pod.pids(containerId);
   }
 
+  /** Freezes the container's processes (its init's state says paused until resume). */
+  async pause(containerId: string): Promise<void> {
+    const container = this.container(containerId);
+    container.init.state.check("pause");
+    const pod = this.requirePod(containerId);
+    if (pod.pause === undefined) throw new KataError("UNIMPLEMENTED", "this pod cannot pause containers");
+    await pod.pause(containerId);
+    container.init.state.apply("pause");
+    this.deps.events.publish({ topic: "/tasks/paused", containerId });
+  }
+
+  async resume(containerId: string): Promise<void> {
+    const container = this.container(containerId);
+    container.init.state.check("resume");
+    const pod = this.requirePod(containerId);
+    if (pod.resume === undefined) throw new KataError("UNIMPLEMENTED", "this pod cannot resume containers");
+    await pod.resume(containerId);
+    container.init.state.apply("resume");
+    this.deps.events.publish({ topic: "/tasks/resumed", containerId });
+  }
+
   async closeIO(ref: TaskRef, stdin: boolean): Promise<void> {
     if (stdin) await this.process(ref).closeStdin();
   }

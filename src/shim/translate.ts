@@ -105,11 +105,13 @@ export function taskImpl(svc: TaskService, control: ShimControl): ServiceImpl<Ta
       if (svc.containerCount === 0) control.shutdown();
       return {};
     },
-    async pause() {
-      throw new KataError("UNIMPLEMENTED", "kata-ts does not support pausing tasks");
+    async pause(r) {
+      await svc.pause(r.id);
+      return {};
     },
-    async resume() {
-      throw new KataError("UNIMPLEMENTED", "kata-ts does not support resuming tasks");
+    async resume(r) {
+      await svc.resume(r.id);
+      return {};
     },
     async checkpoint() {
       throw new KataError("UNIMPLEMENTED", "kata-ts does not support checkpointing tasks");
@@ -129,6 +131,7 @@ const statusMap: Record<ProcessStatus, Status> = {
   creating: Status.UNKNOWN,
   created: Status.CREATED,
   running: Status.RUNNING,
+  paused: Status.PAUSED,
   stopped: Status.STOPPED,
   deleted: Status.STOPPED,
 };

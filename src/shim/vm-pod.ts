@@ -7,7 +7,8 @@ import { Sandbox } from "../sandbox/sandbox.js";
 import { cleanupStaleSandbox } from "../sandbox/stale.js";
 import { podDns, requireOwnNetwork } from "../sandbox/network/pod-spec.js";
 import type { OciProcess, OciSpec as AgentOciSpec } from "../agent/oci/types.js";
-import { describeError } from "../util/errors.js";
+import { KataError, describeError } from "../util/errors.js";
+import { pidNamespaceMode, podSysctls, refuseSharedPropagation, requireOwnPidAndIpc } from "../sandbox/cri-spec.js";
 import type { Logger } from "../util/log.js";
 import type { ContainerRequest, ContainerStats, ExecRequest, Pod, PodFactory, PodProcess, SandboxRequest } from "./pod-port.js";
 import { pumpOomEvents } from "./oom-events.js";
@@ -17,14 +18,18 @@ import { PauseProcess, VmProcess, containerInit, execLauncher } from "./vm-proce
 export class VmPod implements Pod {
   private readonly rootfsDirs = new Map<string, string>();
   private readonly processes = new Set<VmProcess>();
-  private readonly pause: PauseProcess;
+  private readonly sandboxTask: PauseProcess;
   private readonly oomStop = new AbortController();
+  /** The sandbox's own (pause) container in the guest, run once a container shares its PID ns. */
+  private pidnsHolder: Promise<void> | undefined;
 
   constructor(
     private readonly sandbox: Sandbox,
     private readonly log: Logger,
+    /** The sandbox task's request: its spec and rootfs are the pause container's. */
+    private readonly sandboxReq?: Pick<SandboxRequest, "id" | "bundle" | "spec" | "rootfs">,
   ) {
-    this.pause = new PauseProcess(this.pid, sandbox.vm?.wait() ?? Promise.resolve());
+    this.sandboxTask = new PauseProcess(this.pid, sandbox.vm?.wait() ?? Promise.resolve());
     void sandbox.lost.then((loss) => {
       this.log.error({ cause: loss.cause, processes: this.processes.size }, `pod lost: ${loss.message}; its processes exit with 137`);
       for (const p of this.processes) p.lose(loss.message);
@@ -36,23 +41,56 @@ export class VmPod implements Pod {
   }
 
   sandboxProcess(): PodProcess {
-    return this.pause;
+    return this.sandboxTask;
   }
 
   async createContainer(req: ContainerRequest): Promise<PodProcess> {
+    refuseSharedPropagation(req.spec);
+    const sandboxPidns = pidNamespaceMode(req.spec) === "pod" && req.id !== this.sandboxReq?.id;
+    // CRI NamespaceMode POD: as under runc, the pod's pause process is PID 1 of the namespace the
+    // containers share. It runs in the guest only for such pods (no cost for the others).
+    if (sandboxPidns) await this.runPidnsHolder();
     const rootfs = join(req.bundle, "rootfs");
     if (req.rootfs.length > 0) {
       await mountRootfs(req.rootfs, rootfs);
       this.rootfsDirs.set(req.id, rootfs);
     }
     try {
-      const container = await this.sandbox.createContainer({ id: req.id, spec: req.spec as AgentOciSpec, rootfs, openStdin: req.stdio.stdin !== "" });
+      const container = await this.sandbox.createContainer({ id: req.id, spec: req.spec as AgentOciSpec, rootfs, openStdin: req.stdio.stdin !== "", sandboxPidns });
       const opts = { terminal: req.stdio.terminal, stdin: req.stdio.stdin !== "" };
       return this.track(new VmProcess(this.pid, containerInit(container), opts, this.log, this.sandbox.lost));
     } catch (err) {
       await this.releaseRootfs(req.id);
       throw err;
     }
+  }
+
+  /** Creates and starts the pause container in the guest, once; a failure is retried next time. */
+  private runPidnsHolder(): Promise<void> {
+    const sb = this.sandboxReq;
+    if (sb === undefined) return Promise.reject(new KataError("FAILED_PRECONDITION", "this pod has no sandbox container whose PID namespace could be shared"));
+    this.pidnsHolder ??= (async () => {
+      const rootfs = join(sb.bundle, "rootfs");
+      if (sb.rootfs.length > 0) {
+        await mountRootfs(sb.rootfs, rootfs);
+        this.rootfsDirs.set(sb.id, rootfs);
+      }
+      try {
+        const holder = await this.sandbox.createContainer({ id: sb.id, spec: sb.spec as AgentOciSpec, rootfs, openStdin: false });
+        await holder.start();
+      } catch (err) {
+        await Promise.resolve()
+          .then(() => this.sandbox.container(sb.id).delete())
+          .catch(() => undefined);
+        await this.releaseRootfs(sb.id);
+        throw err;
+      }
+    })();
+    const running = this.pidnsHolder;
+    running.catch(() => {
+      if (this.pidnsHolder === running) this.pidnsHolder = undefined;
+    });
+    return running;
   }
 
   async exec(req: ExecRequest): Promise<PodProcess> {
@@ -73,8 +111,17 @@ export class VmPod implements Pod {
     }
   }
 
-  async pids(): Promise<number[]> {
-    return this.pid > 0 ? [this.pid] : [];
+  /** Guest pids: the container's processes live in the VM, where these pids mean something. */
+  async pids(containerId: string): Promise<number[]> {
+    return this.sandbox.agent.listProcesses(containerId);
+  }
+
+  async pause(containerId: string): Promise<void> {
+    await this.sandbox.agent.pause(containerId);
+  }
+
+  async resume(containerId: string): Promise<void> {
+    await this.sandbox.agent.resume(containerId);
   }
 
   async stats(containerId: string): Promise<ContainerStats> {
@@ -128,6 +175,8 @@ export function vmPodFactory(log: Logger): PodFactory {
     async createPod(req: SandboxRequest): Promise<Pod> {
       // Before anything starts: a hostNetwork pod cannot run in a VM (a clear error for kubelet).
       const network = requireOwnNetwork(req.spec);
+      requireOwnPidAndIpc(req.spec);
+      const sysctls = podSysctls(req.spec);
       const qemu = req.config.hypervisor.qemu;
       const assets = await loadGuestAssets();
       if (qemu.kernel !== "") assets.kernelPath = qemu.kernel;
@@ -140,6 +189,7 @@ export function vmPodFactory(log: Logger): PodFactory {
         memoryMiB: req.sizing.memoryMiB,
         hostname: typeof req.spec.hostname === "string" ? req.spec.hostname : "",
         dns: await podDns(req.spec),
+        sysctls,
         ...(network.kind === "netns" ? { netnsPath: network.path } : {}),
         accel: qemu.accel,
         assets,
@@ -148,7 +198,7 @@ export function vmPodFactory(log: Logger): PodFactory {
         bootStallMs: req.config.agent.boot_stall_timeout * 1000,
         livenessTimeoutMs: req.config.agent.liveness_timeout * 1000,
       });
-      return new VmPod(sandbox, log);
+      return new VmPod(sandbox, log, req);
     },
     cleanupPod: (sandboxId: string) => cleanupStaleSandbox(sandboxId),
   };

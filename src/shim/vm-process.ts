@@ -87,7 +87,8 @@ export class VmProcess implements PodProcess {
     return Promise.race([this.podLost, sleep(ms, undefined, { ref: false })]);
   }
 
-  async signal(signal: number): Promise<void> {
+  /** `all`: every process of the container (Kill with all, e.g. `ctr task kill --all`). */
+  async signal(signal: number, all = false): Promise<void> {
     if (this.proc === undefined) {
       // Killed before it ever ran: it exits with that signal and never starts.
       this.stdout.end();
@@ -96,7 +97,7 @@ export class VmProcess implements PodProcess {
       return;
     }
     try {
-      await this.proc.signal(signal);
+      await this.proc.signal(signal, all);
     } catch (err) {
       // The pod was lost under the call: the process is dead, which is what a signal asks for.
       if (!connectionLost(err) || (await this.lossWithin(lossAttributionMs)) === undefined) throw err;

@@ -66,23 +66,23 @@ class HostProcess implements PodProcess {
 }
 
 class HostPod implements Pod {
-  private readonly pause: ChildProcess;
+  private readonly pauseChild: ChildProcess;
   private readonly pauseProc: HostProcess;
   private readonly rootfs = new Map<string, string>();
   private readonly procs: HostProcess[] = [];
 
   constructor() {
-    this.pause = spawn("sleep", ["infinity"], { stdio: "ignore" });
+    this.pauseChild = spawn("sleep", ["infinity"], { stdio: "ignore" });
     this.pauseProc = new HostProcess(this.pid, [], []);
-    this.pause.once("exit", () => void this.pauseProc.signal(15));
+    this.pauseChild.once("exit", () => void this.pauseProc.signal(15));
   }
 
   get pid(): number {
-    return this.pause.pid ?? 0;
+    return this.pauseChild.pid ?? 0;
   }
 
   sandboxProcess(): PodProcess {
-    const pause = this.pause;
+    const pause = this.pauseChild;
     const proc = this.pauseProc;
     return {
       pid: this.pid,
@@ -136,7 +136,7 @@ class HostPod implements Pod {
   async destroy(): Promise<void> {
     for (const p of this.procs) await p.signal(9).catch(() => undefined);
     for (const id of [...this.rootfs.keys()]) await this.removeContainer(id);
-    this.pause.kill("SIGKILL");
+    this.pauseChild.kill("SIGKILL");
   }
 }
 

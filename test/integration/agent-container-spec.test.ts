@@ -5,7 +5,7 @@ import { parseSpec, toGuestSpec } from "../../src/agent/oci/guest-spec.js";
 import { isKataError } from "../../src/util/errors.js";
 import { specFor } from "./agent-container-fixture.js";
 
-const opts = { containerId: "c1", rootfs: "/run/kata-ts/shared/containers/c1/rootfs", bindSourceRoots: ["/run/kata-ts/shared"], sandboxPidns: false, cgroupsPath: "/kata-ts/c1/ctr" };
+const opts = { containerId: "c1", rootfs: "/run/kata-ts/shared/containers/c1/rootfs", bindSourceRoots: ["/run/kata-ts/shared"], cgroupsPath: "/kata-ts/c1/ctr" };
 
 void test("guest spec: rootfs, cgroup path, namespaces, devices, hooks and host bind mounts rewritten", () => {
   const host = specFor(["sh"], { env: ["A=1"], cwd: "/w", uid: 7, gid: 8 });

@@ -109,12 +109,12 @@ void test("shim contract: start prints only the address, server answers Connect/
     assert.ok(cmdline.includes(join(dir, "none.toml")), "ConfigPath from start's stdin reaches the server");
     assert.deepEqual(cmdline.slice(1, 2), ["--max-semi-space-size=1"], "the server runs with the small-heap V8 flags (docs/shim.md)");
 
-    // Nothing was created: gone is NOT_FOUND, unsupported is UNIMPLEMENTED.
+    // Nothing was created: gone is NOT_FOUND (Pause too), unsupported is UNIMPLEMENTED.
     await expectStatus(task.state({ id: "sb" }), Code.NOT_FOUND);
     await expectStatus(task.kill({ id: "sb", signal: 9 }), Code.NOT_FOUND);
     await expectStatus(task.delete({ id: "sb" }), Code.NOT_FOUND);
     await expectStatus(task.wait({ id: "sb" }), Code.NOT_FOUND);
-    await expectStatus(task.pause({ id: "sb" }), Code.UNIMPLEMENTED);
+    await expectStatus(task.pause({ id: "sb" }), Code.NOT_FOUND);
     await expectStatus(task.checkpoint({ id: "sb" }), Code.UNIMPLEMENTED);
 
     await task.shutdown({ id: "sb" }, { timeoutMs: 5000 }).catch((err: unknown) => {

@@ -1,5 +1,5 @@
 // A container's resource figures, read from its cgroup v2 directory in the guest.
-import { readFile } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 
 export interface ContainerStats {
@@ -66,4 +66,17 @@ export async function readStats(dir: string): Promise<ContainerStats> {
     pids: { current: await readNumber(dir, "pids.current"), limit: await readNumber(dir, "pids.max") },
     timestamp: new Date(),
   };
+}
+
+/** The pids in a cgroup and its descendants (cgroup.procs of each), ascending; a gone cgroup is empty. */
+export async function cgroupPids(dir: string): Promise<number[]> {
+  const pids = new Set<number>();
+  const walk = async (d: string): Promise<void> => {
+    const text = await readFile(join(d, "cgroup.procs"), "utf8").catch(() => "");
+    for (const line of text.split("\n")) if (/^\d+$/.test(line.trim())) pids.add(Number(line.trim()));
+    const entries = await readdir(d, { withFileTypes: true }).catch(() => []);
+    for (const e of entries) if (e.isDirectory()) await walk(join(d, e.name));
+  };
+  await walk(dir);
+  return [...pids].sort((a, b) => a - b);
 }

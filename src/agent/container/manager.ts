@@ -4,10 +4,10 @@
 import { mkdir, rm, rmdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { KataError } from "../../util/errors.js";
-import { crunDelete, crunKill, crunUpdate, runArgv, type CrunConfig } from "../oci/crun.js";
+import { crunDelete, crunKill, crunPause, crunUpdate, runArgv, type CrunConfig } from "../oci/crun.js";
 import { checkProcess, parseSpec, toGuestSpec } from "../oci/guest-spec.js";
 import type { OciProcess } from "../oci/types.js";
-import { readStats, type ContainerStats } from "./cgroup-stats.js";
+import { cgroupPids, readStats, type ContainerStats } from "./cgroup-stats.js";
 import { Container, type ContainerState } from "./container.js";
 import { OomWatcher } from "./oom-watcher.js";
 import { ContainerProcess, type ExitInfo, type ProcessTools } from "./process.js";
@@ -31,7 +31,9 @@ export interface CreateContainerInput {
   /** Guest path of the container's rootfs. */
   rootfs: string;
   openStdin: boolean;
+  /** Join the PID namespace of the container named `sandboxId` (the pod's pause container). */
   sandboxPidns: boolean;
+  sandboxId?: string | undefined;
 }
 
 export interface ExecInput {
@@ -81,7 +83,7 @@ export class ContainerManager {
       containerId: id,
       rootfs: input.rootfs,
       bindSourceRoots: this.cfg.bindSourceRoots,
-      sandboxPidns: input.sandboxPidns,
+      sandboxPidnsPath: input.sandboxPidns ? this.sandboxPidnsPath(input.sandboxId) : undefined,
       cgroupsPath: `${parent}/ctr`,
     });
     const bundleDir = join(this.cfg.bundleRoot, id);
@@ -105,6 +107,18 @@ export class ContainerManager {
     const c = new Container({ id, bundleDir, spec, init, crun: this.cfg.crun, tools: this.cfg.tools, cgroupDir });
     this.containers.set(id, c);
     return { pid: 0 };
+  }
+
+  /** The pod's PID namespace: the one of its pause container, which must be running. */
+  private sandboxPidnsPath(sandboxId: string | undefined): string {
+    const pause = sandboxId === undefined ? undefined : this.containers.get(sandboxId);
+    if (pause === undefined || pause.state !== "running") {
+      throw new KataError(
+        "FAILED_PRECONDITION",
+        `cannot share the pod's PID namespace: the pod's sandbox container ${JSON.stringify(sandboxId ?? "")} is not running in the guest (create and start it first)`,
+      );
+    }
+    return `/proc/${pause.init.pid}/ns/pid`;
   }
 
   /** Runs the container's init process (`crun run`); answers its guest pid. */
@@ -153,7 +167,7 @@ export class ContainerManager {
       await crunKill(this.cfg.crun, containerId, signal, true);
       return;
     }
-    p.signal(signal);
+    await p.signalOrHold(signal);
   }
 
   waitProcess(containerId: string, execId: string, signal?: AbortSignal): Promise<ExitInfo> {
@@ -187,6 +201,27 @@ export class ContainerManager {
     const leaf = join(c.cgroupDir, "ctr");
     const stats = await readStats(c.state === "running" ? leaf : c.cgroupDir);
     return stats;
+  }
+
+  /** Freezes every process of a running container (crun pause: the cgroup v2 freezer). */
+  async pauseContainer(containerId: string): Promise<void> {
+    const c = this.get(containerId);
+    if (c.state !== "running") throw new KataError("FAILED_PRECONDITION", `cannot pause container ${containerId}: it is ${c.state}`);
+    await crunPause(this.cfg.crun, containerId, "pause");
+  }
+
+  async resumeContainer(containerId: string): Promise<void> {
+    const c = this.get(containerId);
+    if (c.state !== "running") throw new KataError("FAILED_PRECONDITION", `cannot resume container ${containerId}: it is ${c.state}`);
+    await crunPause(this.cfg.crun, containerId, "resume");
+  }
+
+  /** Guest pids of the container's processes: the members of its cgroup (init and execs alike). */
+  async listProcesses(containerId: string): Promise<number[]> {
+    const c = this.get(containerId);
+    if (c.state !== "running") return [];
+    if (c.cgroupDir === undefined) return c.allProcesses().filter((p) => p.state === "running" && p.pid > 0).map((p) => p.pid);
+    return cgroupPids(join(c.cgroupDir, "ctr"));
   }
 
   async updateContainer(containerId: string, resourcesJson: string): Promise<void> {

@@ -11,6 +11,7 @@ import { readFile } from "node:fs/promises";
 import { constants } from "node:os";
 import { KataError } from "../../util/errors.js";
 import { run } from "../../util/exec.js";
+import { deliverWhenHandled, wouldDropUntilHandled } from "./ns-init-signal.js";
 import { OutputBuffer } from "./output-buffer.js";
 import { waitForPidFile } from "./pid-file.js";
 import { checkOp, checkTransition, type ProcessState } from "./process-state.js";
@@ -144,6 +145,19 @@ export class ContainerProcess {
       if ((err as NodeJS.ErrnoException).code === "ESRCH") throw new KataError("NOT_FOUND", `${this.what} has already exited`);
       throw new KataError("INTERNAL", `cannot signal ${this.what}`, { cause: err });
     }
+  }
+
+  /**
+   * signal(), except that a signal the kernel would drop because this process is a PID namespace
+   * init without a handler for it yet is held and delivered once it has one (ns-init-signal.ts).
+   */
+  async signalOrHold(sig: number): Promise<void> {
+    checkOp(this.what, this.stateValue, "signal");
+    if (this.stateValue === "running" && (await wouldDropUntilHandled(this.pidValue, sig))) {
+      void deliverWhenHandled(this.pidValue, sig, () => this.exitInfo !== undefined);
+      return;
+    }
+    this.signal(sig);
   }
 
   writeStdin(data: Uint8Array): Promise<number> {

@@ -4,6 +4,7 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { run } from "../../util/exec.js";
 import { KataError } from "../../util/errors.js";
+import { applySysctls } from "./sysctl.js";
 
 export interface GuestMount {
   source: string;
@@ -19,12 +20,16 @@ export interface SandboxSetupInput {
   sharedFsTag: string;
   hostTime: Date | undefined;
   mounts: GuestMount[];
+  /** The pod's linux.sysctl: applied before anything else can depend on it. */
+  sysctls?: Record<string, string>;
 }
 
 export interface SandboxPaths {
   sharedDir: string;
   resolvConf: string;
   hostnameFile: string;
+  /** Where sysctls are written (default /proc/sys). */
+  procSys?: string;
 }
 
 export async function mountOne(m: GuestMount): Promise<void> {
@@ -55,6 +60,7 @@ export class GuestSandbox {
     if (this.id !== undefined) throw new KataError("ALREADY_EXISTS", `the sandbox ${this.id} is already set up in this VM`);
     this.id = input.sandboxId;
     try {
+      await applySysctls(input.sysctls ?? {}, this.paths.procSys);
       if (input.hostname !== "") await writeFile(this.paths.hostnameFile, input.hostname);
       if (input.dns.length > 0) await writeFile(this.paths.resolvConf, input.dns.map((l) => `${l}\n`).join(""));
       if (input.hostTime !== undefined) {

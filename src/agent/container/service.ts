@@ -59,6 +59,7 @@ export function agentService(deps: AgentServiceDeps = defaultAgentDeps()): Servi
         sharedFsTag: req.sharedFsTag,
         hostTime: req.hostTime ? timestampDate(req.hostTime) : undefined,
         mounts: mounts(req.mounts),
+        sysctls: { ...req.sysctls },
       });
       return {};
     },
@@ -76,6 +77,7 @@ export function agentService(deps: AgentServiceDeps = defaultAgentDeps()): Servi
           rootfs: req.rootfs,
           openStdin: req.openStdin,
           sandboxPidns: req.sandboxPidns,
+          sandboxId: sandbox.sandboxId,
         });
       } catch (err) {
         await sandbox.unmountContainer(req.containerId).catch(() => undefined);
@@ -91,6 +93,17 @@ export function agentService(deps: AgentServiceDeps = defaultAgentDeps()): Servi
     async updateContainer(req) {
       await manager.updateContainer(req.containerId, req.resourcesJson);
       return {};
+    },
+    async pauseContainer(req) {
+      await manager.pauseContainer(req.containerId);
+      return {};
+    },
+    async resumeContainer(req) {
+      await manager.resumeContainer(req.containerId);
+      return {};
+    },
+    async listProcesses(req) {
+      return { pids: await manager.listProcesses(req.containerId) };
     },
     async statsContainer(req) {
       const s = await manager.stats(req.containerId);

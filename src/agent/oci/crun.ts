@@ -38,6 +38,11 @@ export async function crunDelete(cfg: CrunConfig, id: string): Promise<void> {
   void res;
 }
 
+/** `crun pause` / `crun resume`: freezes or thaws the container's cgroup. */
+export async function crunPause(cfg: CrunConfig, id: string, verb: "pause" | "resume"): Promise<void> {
+  await run(cfg.path, [...global(cfg), verb, id], { timeoutMs: 30_000 });
+}
+
 export async function crunUpdate(cfg: CrunConfig, id: string, resourcesFile: string): Promise<void> {
   await run(cfg.path, [...global(cfg), "update", "--resources", resourcesFile, id], { timeoutMs: 30_000 });
 }

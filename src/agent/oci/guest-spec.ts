@@ -12,8 +12,11 @@ export interface GuestSpecOptions {
   rootfs: string;
   /** Guest directories whose files may be bind-mounted into containers (e.g. the shared fs). */
   bindSourceRoots: string[];
-  /** Join the guest's PID namespace (the pod shares one) instead of getting a private one. */
-  sandboxPidns: boolean;
+  /**
+   * The pod's shared PID namespace (/proc/<pause pid>/ns/pid in the guest) for a container the
+   * host asked to join it (CRI NamespaceMode POD); undefined: a private one (CONTAINER).
+   */
+  sandboxPidnsPath?: string | undefined;
   /** The container's cgroup v2 path in the guest, relative to the cgroup root. */
   cgroupsPath: string;
 }
@@ -89,6 +92,12 @@ export function toGuestSpec(host: OciSpec, opts: GuestSpecOptions): GuestSpecRes
     dropped.push(`linux.devices (${linux.devices.length}): host device nodes do not exist in the guest`);
   }
   delete linux.devices;
+  if (linux.sysctl !== undefined) {
+    // The pod's sysctls are set in the guest at CreateSandbox, in the namespaces the containers
+    // share; crun would refuse net.* ones for a container without its own network namespace.
+    dropped.push("linux.sysctl: applied pod-wide when the sandbox was created");
+    delete linux.sysctl;
+  }
   if (linux.mountLabel !== undefined) {
     dropped.push("linux.mountLabel: no SELinux in the guest");
     delete linux.mountLabel;
@@ -120,12 +129,13 @@ function guestNamespaces(list: OciNamespace[], opts: GuestSpecOptions, dropped: 
       dropped.push("network namespace: containers use the guest's network, which is the pod's");
       continue;
     }
-    if (ns.type === "pid" && opts.sandboxPidns) continue;
+    if (ns.type === "pid") {
+      // The host path names a host process's namespace. In the guest: the pod's pause container's
+      // when asked to share it, else a fresh one (the guest's own would show the agent).
+      out.push(opts.sandboxPidnsPath === undefined ? { type: "pid" } : { type: "pid", path: opts.sandboxPidnsPath });
+      continue;
+    }
     if (ns.path !== undefined && ns.path !== "") {
-      if (ns.type === "pid") {
-        out.push({ type: "pid" }); // a fresh one: the guest's would show the agent to the container
-        continue;
-      }
       dropped.push(`${ns.type} namespace path ${ns.path}: shares the guest's instead`);
       continue;
     }

@@ -20,7 +20,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file katats/agent/v1/agent.proto.
  */
 export const file_katats_agent_v1_agent: GenFile = /*@__PURE__*/
-  fileDesc("ChtrYXRhdHMvYWdlbnQvdjEvYWdlbnQucHJvdG8SD2thdGF0cy5hZ2VudC52MSLOAQoUQ3JlYXRlU2FuZGJveFJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRIQCghob3N0bmFtZRgCIAEoCRILCgNkbnMYAyADKAkSFQoNc2hhcmVkX2ZzX3RhZxgEIAEoCRIVCg1zYW5kYm94X3BpZG5zGAUgASgIEi0KCWhvc3RfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJgoGbW91bnRzGAcgAygLMhYua2F0YXRzLmFnZW50LnYxLk1vdW50IhcKFURlc3Ryb3lTYW5kYm94UmVxdWVzdCJICgVNb3VudBIOCgZzb3VyY2UYASABKAkSDgoGdGFyZ2V0GAIgASgJEg4KBmZzdHlwZRgDIAEoCRIPCgdvcHRpb25zGAQgAygJIrkBChZDcmVhdGVDb250YWluZXJSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRIPCgdleGVjX2lkGAIgASgJEhUKDW9jaV9zcGVjX2pzb24YAyABKAkSDgoGcm9vdGZzGAQgASgJEiYKBm1vdW50cxgFIAMoCzIWLmthdGF0cy5hZ2VudC52MS5Nb3VudBIVCg1zYW5kYm94X3BpZG5zGAYgASgIEhIKCm9wZW5fc3RkaW4YByABKAgiJgoXQ3JlYXRlQ29udGFpbmVyUmVzcG9uc2USCwoDcGlkGAEgASgNIi0KFVN0YXJ0Q29udGFpbmVyUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkiJQoWU3RhcnRDb250YWluZXJSZXNwb25zZRILCgNwaWQYASABKA0iPQoWUmVtb3ZlQ29udGFpbmVyUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSDQoFZm9yY2UYAiABKAgiRgoWVXBkYXRlQ29udGFpbmVyUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSFgoOcmVzb3VyY2VzX2pzb24YAiABKAkiLQoVU3RhdHNDb250YWluZXJSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCSLHAQoWU3RhdHNDb250YWluZXJSZXNwb25zZRImCgNjcHUYASABKAsyGS5rYXRhdHMuYWdlbnQudjEuQ3B1U3RhdHMSLAoGbWVtb3J5GAIgASgLMhwua2F0YXRzLmFnZW50LnYxLk1lbW9yeVN0YXRzEigKBHBpZHMYAyABKAsyGi5rYXRhdHMuYWdlbnQudjEuUGlkc1N0YXRzEi0KCXRpbWVzdGFtcBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiiAEKCENwdVN0YXRzEhIKCnVzYWdlX3VzZWMYASABKAQSEQoJdXNlcl91c2VjGAIgASgEEhMKC3N5c3RlbV91c2VjGAMgASgEEhIKCm5yX3BlcmlvZHMYBCABKAQSFAoMbnJfdGhyb3R0bGVkGAUgASgEEhYKDnRocm90dGxlZF91c2VjGAYgASgEItcBCgtNZW1vcnlTdGF0cxINCgV1c2FnZRgBIAEoBBINCgVsaW1pdBgCIAEoBBIRCgltYXhfdXNhZ2UYAyABKAQSEgoKc3dhcF91c2FnZRgEIAEoBBIMCgRhbm9uGAUgASgEEgwKBGZpbGUYBiABKAQSFQoNaW5hY3RpdmVfZmlsZRgHIAEoBBISCgpvb21fZXZlbnRzGAggASgEEhcKD29vbV9raWxsX2V2ZW50cxgJIAEoBBIPCgdwZ2ZhdWx0GAogASgEEhIKCnBnbWFqZmF1bHQYCyABKAQiKwoJUGlkc1N0YXRzEg8KB2N1cnJlbnQYASABKAQSDQoFbGltaXQYAiABKAQidwoSRXhlY1Byb2Nlc3NSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRIPCgdleGVjX2lkGAIgASgJEhQKDHByb2Nlc3NfanNvbhgDIAEoCRIQCgh0ZXJtaW5hbBgEIAEoCBISCgpvcGVuX3N0ZGluGAUgASgIIiIKE0V4ZWNQcm9jZXNzUmVzcG9uc2USCwoDcGlkGAEgASgNIloKFFNpZ25hbFByb2Nlc3NSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRIPCgdleGVjX2lkGAIgASgJEg4KBnNpZ25hbBgDIAEoDRILCgNhbGwYBCABKAgiOwoSV2FpdFByb2Nlc3NSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRIPCgdleGVjX2lkGAIgASgJIlQKE1dhaXRQcm9jZXNzUmVzcG9uc2USDgoGc3RhdHVzGAEgASgFEi0KCWV4aXRlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiRwoRUmVhZFN0cmVhbVJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB2V4ZWNfaWQYAiABKAkSCwoDbGVuGAMgASgNIi8KElJlYWRTdHJlYW1SZXNwb25zZRIMCgRkYXRhGAEgASgMEgsKA2VvZhgCIAEoCCJJChJXcml0ZVN0cmVhbVJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB2V4ZWNfaWQYAiABKAkSDAoEZGF0YRgDIAEoDCIiChNXcml0ZVN0cmVhbVJlc3BvbnNlEgsKA2xlbhgBIAEoDSI6ChFDbG9zZVN0ZGluUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSDwoHZXhlY19pZBgCIAEoCSJZChNUdHlXaW5SZXNpemVSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRIPCgdleGVjX2lkGAIgASgJEgsKA3JvdxgDIAEoDRIOCgZjb2x1bW4YBCABKA0iXgoJSVBBZGRyZXNzEikKBmZhbWlseRgBIAEoDjIZLmthdGF0cy5hZ2VudC52MS5JUEZhbWlseRIPCgdhZGRyZXNzGAIgASgJEhUKDXByZWZpeF9sZW5ndGgYAyABKA0iaQoJSW50ZXJmYWNlEgwKBG5hbWUYASABKAkSDwoHaHdfYWRkchgCIAEoCRILCgNtdHUYAyABKA0SMAoMaXBfYWRkcmVzc2VzGAQgAygLMhoua2F0YXRzLmFnZW50LnYxLklQQWRkcmVzcyJHChZVcGRhdGVJbnRlcmZhY2VSZXF1ZXN0Ei0KCWludGVyZmFjZRgBIAEoCzIaLmthdGF0cy5hZ2VudC52MS5JbnRlcmZhY2UigAEKBVJvdXRlEgwKBGRlc3QYASABKAkSDwoHZ2F0ZXdheRgCIAEoCRIOCgZkZXZpY2UYAyABKAkSDgoGc291cmNlGAQgASgJEg0KBXNjb3BlGAUgASgNEikKBmZhbWlseRgGIAEoDjIZLmthdGF0cy5hZ2VudC52MS5JUEZhbWlseSIwCgZSb3V0ZXMSJgoGcm91dGVzGAEgAygLMhYua2F0YXRzLmFnZW50LnYxLlJvdXRlIj4KE1VwZGF0ZVJvdXRlc1JlcXVlc3QSJwoGcm91dGVzGAEgASgLMhcua2F0YXRzLmFnZW50LnYxLlJvdXRlcyIUChJHZXRPT01FdmVudFJlcXVlc3QiKwoTR2V0T09NRXZlbnRSZXNwb25zZRIUCgxjb250YWluZXJfaWQYASABKAkqLgoISVBGYW1pbHkSEAoMSVBfRkFNSUxZX1Y0EAASEAoMSVBfRkFNSUxZX1Y2EAEyqAwKDEFnZW50U2VydmljZRJOCg1DcmVhdGVTYW5kYm94EiUua2F0YXRzLmFnZW50LnYxLkNyZWF0ZVNhbmRib3hSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5ElAKDkRlc3Ryb3lTYW5kYm94EiYua2F0YXRzLmFnZW50LnYxLkRlc3Ryb3lTYW5kYm94UmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJkCg9DcmVhdGVDb250YWluZXISJy5rYXRhdHMuYWdlbnQudjEuQ3JlYXRlQ29udGFpbmVyUmVxdWVzdBooLmthdGF0cy5hZ2VudC52MS5DcmVhdGVDb250YWluZXJSZXNwb25zZRJhCg5TdGFydENvbnRhaW5lchImLmthdGF0cy5hZ2VudC52MS5TdGFydENvbnRhaW5lclJlcXVlc3QaJy5rYXRhdHMuYWdlbnQudjEuU3RhcnRDb250YWluZXJSZXNwb25zZRJSCg9SZW1vdmVDb250YWluZXISJy5rYXRhdHMuYWdlbnQudjEuUmVtb3ZlQ29udGFpbmVyUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJSCg9VcGRhdGVDb250YWluZXISJy5rYXRhdHMuYWdlbnQudjEuVXBkYXRlQ29udGFpbmVyUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJhCg5TdGF0c0NvbnRhaW5lchImLmthdGF0cy5hZ2VudC52MS5TdGF0c0NvbnRhaW5lclJlcXVlc3QaJy5rYXRhdHMuYWdlbnQudjEuU3RhdHNDb250YWluZXJSZXNwb25zZRJYCgtFeGVjUHJvY2VzcxIjLmthdGF0cy5hZ2VudC52MS5FeGVjUHJvY2Vzc1JlcXVlc3QaJC5rYXRhdHMuYWdlbnQudjEuRXhlY1Byb2Nlc3NSZXNwb25zZRJOCg1TaWduYWxQcm9jZXNzEiUua2F0YXRzLmFnZW50LnYxLlNpZ25hbFByb2Nlc3NSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5ElgKC1dhaXRQcm9jZXNzEiMua2F0YXRzLmFnZW50LnYxLldhaXRQcm9jZXNzUmVxdWVzdBokLmthdGF0cy5hZ2VudC52MS5XYWl0UHJvY2Vzc1Jlc3BvbnNlElUKClJlYWRTdGRvdXQSIi5rYXRhdHMuYWdlbnQudjEuUmVhZFN0cmVhbVJlcXVlc3QaIy5rYXRhdHMuYWdlbnQudjEuUmVhZFN0cmVhbVJlc3BvbnNlElUKClJlYWRTdGRlcnISIi5rYXRhdHMuYWdlbnQudjEuUmVhZFN0cmVhbVJlcXVlc3QaIy5rYXRhdHMuYWdlbnQudjEuUmVhZFN0cmVhbVJlc3BvbnNlElcKCldyaXRlU3RkaW4SIy5rYXRhdHMuYWdlbnQudjEuV3JpdGVTdHJlYW1SZXF1ZXN0GiQua2F0YXRzLmFnZW50LnYxLldyaXRlU3RyZWFtUmVzcG9uc2USSAoKQ2xvc2VTdGRpbhIiLmthdGF0cy5hZ2VudC52MS5DbG9zZVN0ZGluUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJMCgxUdHlXaW5SZXNpemUSJC5rYXRhdHMuYWdlbnQudjEuVHR5V2luUmVzaXplUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJWCg9VcGRhdGVJbnRlcmZhY2USJy5rYXRhdHMuYWdlbnQudjEuVXBkYXRlSW50ZXJmYWNlUmVxdWVzdBoaLmthdGF0cy5hZ2VudC52MS5JbnRlcmZhY2USTQoMVXBkYXRlUm91dGVzEiQua2F0YXRzLmFnZW50LnYxLlVwZGF0ZVJvdXRlc1JlcXVlc3QaFy5rYXRhdHMuYWdlbnQudjEuUm91dGVzElgKC0dldE9PTUV2ZW50EiMua2F0YXRzLmFnZW50LnYxLkdldE9PTUV2ZW50UmVxdWVzdBokLmthdGF0cy5hZ2VudC52MS5HZXRPT01FdmVudFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_empty, file_google_protobuf_timestamp]);
+  fileDesc("ChtrYXRhdHMvYWdlbnQvdjEvYWdlbnQucHJvdG8SD2thdGF0cy5hZ2VudC52MSLDAgoUQ3JlYXRlU2FuZGJveFJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRIQCghob3N0bmFtZRgCIAEoCRILCgNkbnMYAyADKAkSFQoNc2hhcmVkX2ZzX3RhZxgEIAEoCRIVCg1zYW5kYm94X3BpZG5zGAUgASgIEi0KCWhvc3RfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJgoGbW91bnRzGAcgAygLMhYua2F0YXRzLmFnZW50LnYxLk1vdW50EkMKB3N5c2N0bHMYCCADKAsyMi5rYXRhdHMuYWdlbnQudjEuQ3JlYXRlU2FuZGJveFJlcXVlc3QuU3lzY3Rsc0VudHJ5Gi4KDFN5c2N0bHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIhcKFURlc3Ryb3lTYW5kYm94UmVxdWVzdCJICgVNb3VudBIOCgZzb3VyY2UYASABKAkSDgoGdGFyZ2V0GAIgASgJEg4KBmZzdHlwZRgDIAEoCRIPCgdvcHRpb25zGAQgAygJIrkBChZDcmVhdGVDb250YWluZXJSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRIPCgdleGVjX2lkGAIgASgJEhUKDW9jaV9zcGVjX2pzb24YAyABKAkSDgoGcm9vdGZzGAQgASgJEiYKBm1vdW50cxgFIAMoCzIWLmthdGF0cy5hZ2VudC52MS5Nb3VudBIVCg1zYW5kYm94X3BpZG5zGAYgASgIEhIKCm9wZW5fc3RkaW4YByABKAgiJgoXQ3JlYXRlQ29udGFpbmVyUmVzcG9uc2USCwoDcGlkGAEgASgNIi0KFVN0YXJ0Q29udGFpbmVyUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkiJQoWU3RhcnRDb250YWluZXJSZXNwb25zZRILCgNwaWQYASABKA0iPQoWUmVtb3ZlQ29udGFpbmVyUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSDQoFZm9yY2UYAiABKAgiRgoWVXBkYXRlQ29udGFpbmVyUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSFgoOcmVzb3VyY2VzX2pzb24YAiABKAkiLQoVUGF1c2VDb250YWluZXJSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCSIuChZSZXN1bWVDb250YWluZXJSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCSIsChRMaXN0UHJvY2Vzc2VzUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkiJQoVTGlzdFByb2Nlc3Nlc1Jlc3BvbnNlEgwKBHBpZHMYASADKA0iLQoVU3RhdHNDb250YWluZXJSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCSLHAQoWU3RhdHNDb250YWluZXJSZXNwb25zZRImCgNjcHUYASABKAsyGS5rYXRhdHMuYWdlbnQudjEuQ3B1U3RhdHMSLAoGbWVtb3J5GAIgASgLMhwua2F0YXRzLmFnZW50LnYxLk1lbW9yeVN0YXRzEigKBHBpZHMYAyABKAsyGi5rYXRhdHMuYWdlbnQudjEuUGlkc1N0YXRzEi0KCXRpbWVzdGFtcBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiiAEKCENwdVN0YXRzEhIKCnVzYWdlX3VzZWMYASABKAQSEQoJdXNlcl91c2VjGAIgASgEEhMKC3N5c3RlbV91c2VjGAMgASgEEhIKCm5yX3BlcmlvZHMYBCABKAQSFAoMbnJfdGhyb3R0bGVkGAUgASgEEhYKDnRocm90dGxlZF91c2VjGAYgASgEItcBCgtNZW1vcnlTdGF0cxINCgV1c2FnZRgBIAEoBBINCgVsaW1pdBgCIAEoBBIRCgltYXhfdXNhZ2UYAyABKAQSEgoKc3dhcF91c2FnZRgEIAEoBBIMCgRhbm9uGAUgASgEEgwKBGZpbGUYBiABKAQSFQoNaW5hY3RpdmVfZmlsZRgHIAEoBBISCgpvb21fZXZlbnRzGAggASgEEhcKD29vbV9raWxsX2V2ZW50cxgJIAEoBBIPCgdwZ2ZhdWx0GAogASgEEhIKCnBnbWFqZmF1bHQYCyABKAQiKwoJUGlkc1N0YXRzEg8KB2N1cnJlbnQYASABKAQSDQoFbGltaXQYAiABKAQidwoSRXhlY1Byb2Nlc3NSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRIPCgdleGVjX2lkGAIgASgJEhQKDHByb2Nlc3NfanNvbhgDIAEoCRIQCgh0ZXJtaW5hbBgEIAEoCBISCgpvcGVuX3N0ZGluGAUgASgIIiIKE0V4ZWNQcm9jZXNzUmVzcG9uc2USCwoDcGlkGAEgASgNIloKFFNpZ25hbFByb2Nlc3NSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRIPCgdleGVjX2lkGAIgASgJEg4KBnNpZ25hbBgDIAEoDRILCgNhbGwYBCABKAgiOwoSV2FpdFByb2Nlc3NSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRIPCgdleGVjX2lkGAIgASgJIlQKE1dhaXRQcm9jZXNzUmVzcG9uc2USDgoGc3RhdHVzGAEgASgFEi0KCWV4aXRlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiRwoRUmVhZFN0cmVhbVJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB2V4ZWNfaWQYAiABKAkSCwoDbGVuGAMgASgNIi8KElJlYWRTdHJlYW1SZXNwb25zZRIMCgRkYXRhGAEgASgMEgsKA2VvZhgCIAEoCCJJChJXcml0ZVN0cmVhbVJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB2V4ZWNfaWQYAiABKAkSDAoEZGF0YRgDIAEoDCIiChNXcml0ZVN0cmVhbVJlc3BvbnNlEgsKA2xlbhgBIAEoDSI6ChFDbG9zZVN0ZGluUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSDwoHZXhlY19pZBgCIAEoCSJZChNUdHlXaW5SZXNpemVSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRIPCgdleGVjX2lkGAIgASgJEgsKA3JvdxgDIAEoDRIOCgZjb2x1bW4YBCABKA0iXgoJSVBBZGRyZXNzEikKBmZhbWlseRgBIAEoDjIZLmthdGF0cy5hZ2VudC52MS5JUEZhbWlseRIPCgdhZGRyZXNzGAIgASgJEhUKDXByZWZpeF9sZW5ndGgYAyABKA0iaQoJSW50ZXJmYWNlEgwKBG5hbWUYASABKAkSDwoHaHdfYWRkchgCIAEoCRILCgNtdHUYAyABKA0SMAoMaXBfYWRkcmVzc2VzGAQgAygLMhoua2F0YXRzLmFnZW50LnYxLklQQWRkcmVzcyJHChZVcGRhdGVJbnRlcmZhY2VSZXF1ZXN0Ei0KCWludGVyZmFjZRgBIAEoCzIaLmthdGF0cy5hZ2VudC52MS5JbnRlcmZhY2UigAEKBVJvdXRlEgwKBGRlc3QYASABKAkSDwoHZ2F0ZXdheRgCIAEoCRIOCgZkZXZpY2UYAyABKAkSDgoGc291cmNlGAQgASgJEg0KBXNjb3BlGAUgASgNEikKBmZhbWlseRgGIAEoDjIZLmthdGF0cy5hZ2VudC52MS5JUEZhbWlseSIwCgZSb3V0ZXMSJgoGcm91dGVzGAEgAygLMhYua2F0YXRzLmFnZW50LnYxLlJvdXRlIj4KE1VwZGF0ZVJvdXRlc1JlcXVlc3QSJwoGcm91dGVzGAEgASgLMhcua2F0YXRzLmFnZW50LnYxLlJvdXRlcyIUChJHZXRPT01FdmVudFJlcXVlc3QiKwoTR2V0T09NRXZlbnRSZXNwb25zZRIUCgxjb250YWluZXJfaWQYASABKAkqLgoISVBGYW1pbHkSEAoMSVBfRkFNSUxZX1Y0EAASEAoMSVBfRkFNSUxZX1Y2EAEyrg4KDEFnZW50U2VydmljZRJOCg1DcmVhdGVTYW5kYm94EiUua2F0YXRzLmFnZW50LnYxLkNyZWF0ZVNhbmRib3hSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5ElAKDkRlc3Ryb3lTYW5kYm94EiYua2F0YXRzLmFnZW50LnYxLkRlc3Ryb3lTYW5kYm94UmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJkCg9DcmVhdGVDb250YWluZXISJy5rYXRhdHMuYWdlbnQudjEuQ3JlYXRlQ29udGFpbmVyUmVxdWVzdBooLmthdGF0cy5hZ2VudC52MS5DcmVhdGVDb250YWluZXJSZXNwb25zZRJhCg5TdGFydENvbnRhaW5lchImLmthdGF0cy5hZ2VudC52MS5TdGFydENvbnRhaW5lclJlcXVlc3QaJy5rYXRhdHMuYWdlbnQudjEuU3RhcnRDb250YWluZXJSZXNwb25zZRJSCg9SZW1vdmVDb250YWluZXISJy5rYXRhdHMuYWdlbnQudjEuUmVtb3ZlQ29udGFpbmVyUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJSCg9VcGRhdGVDb250YWluZXISJy5rYXRhdHMuYWdlbnQudjEuVXBkYXRlQ29udGFpbmVyUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJhCg5TdGF0c0NvbnRhaW5lchImLmthdGF0cy5hZ2VudC52MS5TdGF0c0NvbnRhaW5lclJlcXVlc3QaJy5rYXRhdHMuYWdlbnQudjEuU3RhdHNDb250YWluZXJSZXNwb25zZRJQCg5QYXVzZUNvbnRhaW5lchImLmthdGF0cy5hZ2VudC52MS5QYXVzZUNvbnRhaW5lclJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSUgoPUmVzdW1lQ29udGFpbmVyEicua2F0YXRzLmFnZW50LnYxLlJlc3VtZUNvbnRhaW5lclJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSXgoNTGlzdFByb2Nlc3NlcxIlLmthdGF0cy5hZ2VudC52MS5MaXN0UHJvY2Vzc2VzUmVxdWVzdBomLmthdGF0cy5hZ2VudC52MS5MaXN0UHJvY2Vzc2VzUmVzcG9uc2USWAoLRXhlY1Byb2Nlc3MSIy5rYXRhdHMuYWdlbnQudjEuRXhlY1Byb2Nlc3NSZXF1ZXN0GiQua2F0YXRzLmFnZW50LnYxLkV4ZWNQcm9jZXNzUmVzcG9uc2USTgoNU2lnbmFsUHJvY2VzcxIlLmthdGF0cy5hZ2VudC52MS5TaWduYWxQcm9jZXNzUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJYCgtXYWl0UHJvY2VzcxIjLmthdGF0cy5hZ2VudC52MS5XYWl0UHJvY2Vzc1JlcXVlc3QaJC5rYXRhdHMuYWdlbnQudjEuV2FpdFByb2Nlc3NSZXNwb25zZRJVCgpSZWFkU3Rkb3V0EiIua2F0YXRzLmFnZW50LnYxLlJlYWRTdHJlYW1SZXF1ZXN0GiMua2F0YXRzLmFnZW50LnYxLlJlYWRTdHJlYW1SZXNwb25zZRJVCgpSZWFkU3RkZXJyEiIua2F0YXRzLmFnZW50LnYxLlJlYWRTdHJlYW1SZXF1ZXN0GiMua2F0YXRzLmFnZW50LnYxLlJlYWRTdHJlYW1SZXNwb25zZRJXCgpXcml0ZVN0ZGluEiMua2F0YXRzLmFnZW50LnYxLldyaXRlU3RyZWFtUmVxdWVzdBokLmthdGF0cy5hZ2VudC52MS5Xcml0ZVN0cmVhbVJlc3BvbnNlEkgKCkNsb3NlU3RkaW4SIi5rYXRhdHMuYWdlbnQudjEuQ2xvc2VTdGRpblJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSTAoMVHR5V2luUmVzaXplEiQua2F0YXRzLmFnZW50LnYxLlR0eVdpblJlc2l6ZVJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSVgoPVXBkYXRlSW50ZXJmYWNlEicua2F0YXRzLmFnZW50LnYxLlVwZGF0ZUludGVyZmFjZVJlcXVlc3QaGi5rYXRhdHMuYWdlbnQudjEuSW50ZXJmYWNlEk0KDFVwZGF0ZVJvdXRlcxIkLmthdGF0cy5hZ2VudC52MS5VcGRhdGVSb3V0ZXNSZXF1ZXN0Ghcua2F0YXRzLmFnZW50LnYxLlJvdXRlcxJYCgtHZXRPT01FdmVudBIjLmthdGF0cy5hZ2VudC52MS5HZXRPT01FdmVudFJlcXVlc3QaJC5rYXRhdHMuYWdlbnQudjEuR2V0T09NRXZlbnRSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_empty, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message katats.agent.v1.CreateSandboxRequest
@@ -71,6 +71,14 @@ export type CreateSandboxRequest = Message<"katats.agent.v1.CreateSandboxRequest
    * @generated from field: repeated katats.agent.v1.Mount mounts = 7;
    */
   mounts: Mount[];
+
+  /**
+   * The pod's sysctls (OCI linux.sysctl of the sandbox), written under /proc/sys before any
+   * container exists; one that cannot be written fails the call, naming it.
+   *
+   * @generated from field: map<string, string> sysctls = 8;
+   */
+  sysctls: { [key: string]: string };
 };
 
 /**
@@ -174,7 +182,8 @@ export type CreateContainerRequest = Message<"katats.agent.v1.CreateContainerReq
   mounts: Mount[];
 
   /**
-   * Join the sandbox-wide PID namespace instead of a private one.
+   * Join the sandbox-wide PID namespace (that of the container named by the sandbox id, the
+   * pod's pause container) instead of a private one.
    *
    * @generated from field: bool sandbox_pidns = 6;
    */
@@ -297,6 +306,76 @@ export const UpdateContainerRequestSchema: GenMessage<UpdateContainerRequest> = 
   messageDesc(file_katats_agent_v1_agent, 8);
 
 /**
+ * @generated from message katats.agent.v1.PauseContainerRequest
+ */
+export type PauseContainerRequest = Message<"katats.agent.v1.PauseContainerRequest"> & {
+  /**
+   * @generated from field: string container_id = 1;
+   */
+  containerId: string;
+};
+
+/**
+ * Describes the message katats.agent.v1.PauseContainerRequest.
+ * Use `create(PauseContainerRequestSchema)` to create a new message.
+ */
+export const PauseContainerRequestSchema: GenMessage<PauseContainerRequest> = /*@__PURE__*/
+  messageDesc(file_katats_agent_v1_agent, 9);
+
+/**
+ * @generated from message katats.agent.v1.ResumeContainerRequest
+ */
+export type ResumeContainerRequest = Message<"katats.agent.v1.ResumeContainerRequest"> & {
+  /**
+   * @generated from field: string container_id = 1;
+   */
+  containerId: string;
+};
+
+/**
+ * Describes the message katats.agent.v1.ResumeContainerRequest.
+ * Use `create(ResumeContainerRequestSchema)` to create a new message.
+ */
+export const ResumeContainerRequestSchema: GenMessage<ResumeContainerRequest> = /*@__PURE__*/
+  messageDesc(file_katats_agent_v1_agent, 10);
+
+/**
+ * @generated from message katats.agent.v1.ListProcessesRequest
+ */
+export type ListProcessesRequest = Message<"katats.agent.v1.ListProcessesRequest"> & {
+  /**
+   * @generated from field: string container_id = 1;
+   */
+  containerId: string;
+};
+
+/**
+ * Describes the message katats.agent.v1.ListProcessesRequest.
+ * Use `create(ListProcessesRequestSchema)` to create a new message.
+ */
+export const ListProcessesRequestSchema: GenMessage<ListProcessesRequest> = /*@__PURE__*/
+  messageDesc(file_katats_agent_v1_agent, 11);
+
+/**
+ * @generated from message katats.agent.v1.ListProcessesResponse
+ */
+export type ListProcessesResponse = Message<"katats.agent.v1.ListProcessesResponse"> & {
+  /**
+   * guest pids, ascending
+   *
+   * @generated from field: repeated uint32 pids = 1;
+   */
+  pids: number[];
+};
+
+/**
+ * Describes the message katats.agent.v1.ListProcessesResponse.
+ * Use `create(ListProcessesResponseSchema)` to create a new message.
+ */
+export const ListProcessesResponseSchema: GenMessage<ListProcessesResponse> = /*@__PURE__*/
+  messageDesc(file_katats_agent_v1_agent, 12);
+
+/**
  * @generated from message katats.agent.v1.StatsContainerRequest
  */
 export type StatsContainerRequest = Message<"katats.agent.v1.StatsContainerRequest"> & {
@@ -311,7 +390,7 @@ export type StatsContainerRequest = Message<"katats.agent.v1.StatsContainerReque
  * Use `create(StatsContainerRequestSchema)` to create a new message.
  */
 export const StatsContainerRequestSchema: GenMessage<StatsContainerRequest> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 9);
+  messageDesc(file_katats_agent_v1_agent, 13);
 
 /**
  * Figures from the container's cgroup v2 in the guest; the host turns them into
@@ -348,7 +427,7 @@ export type StatsContainerResponse = Message<"katats.agent.v1.StatsContainerResp
  * Use `create(StatsContainerResponseSchema)` to create a new message.
  */
 export const StatsContainerResponseSchema: GenMessage<StatsContainerResponse> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 10);
+  messageDesc(file_katats_agent_v1_agent, 14);
 
 /**
  * @generated from message katats.agent.v1.CpuStats
@@ -392,7 +471,7 @@ export type CpuStats = Message<"katats.agent.v1.CpuStats"> & {
  * Use `create(CpuStatsSchema)` to create a new message.
  */
 export const CpuStatsSchema: GenMessage<CpuStats> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 11);
+  messageDesc(file_katats_agent_v1_agent, 15);
 
 /**
  * @generated from message katats.agent.v1.MemoryStats
@@ -477,7 +556,7 @@ export type MemoryStats = Message<"katats.agent.v1.MemoryStats"> & {
  * Use `create(MemoryStatsSchema)` to create a new message.
  */
 export const MemoryStatsSchema: GenMessage<MemoryStats> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 12);
+  messageDesc(file_katats_agent_v1_agent, 16);
 
 /**
  * @generated from message katats.agent.v1.PidsStats
@@ -503,7 +582,7 @@ export type PidsStats = Message<"katats.agent.v1.PidsStats"> & {
  * Use `create(PidsStatsSchema)` to create a new message.
  */
 export const PidsStatsSchema: GenMessage<PidsStats> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 13);
+  messageDesc(file_katats_agent_v1_agent, 17);
 
 /**
  * @generated from message katats.agent.v1.ExecProcessRequest
@@ -544,7 +623,7 @@ export type ExecProcessRequest = Message<"katats.agent.v1.ExecProcessRequest"> &
  * Use `create(ExecProcessRequestSchema)` to create a new message.
  */
 export const ExecProcessRequestSchema: GenMessage<ExecProcessRequest> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 14);
+  messageDesc(file_katats_agent_v1_agent, 18);
 
 /**
  * @generated from message katats.agent.v1.ExecProcessResponse
@@ -561,7 +640,7 @@ export type ExecProcessResponse = Message<"katats.agent.v1.ExecProcessResponse">
  * Use `create(ExecProcessResponseSchema)` to create a new message.
  */
 export const ExecProcessResponseSchema: GenMessage<ExecProcessResponse> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 15);
+  messageDesc(file_katats_agent_v1_agent, 19);
 
 /**
  * @generated from message katats.agent.v1.SignalProcessRequest
@@ -595,7 +674,7 @@ export type SignalProcessRequest = Message<"katats.agent.v1.SignalProcessRequest
  * Use `create(SignalProcessRequestSchema)` to create a new message.
  */
 export const SignalProcessRequestSchema: GenMessage<SignalProcessRequest> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 16);
+  messageDesc(file_katats_agent_v1_agent, 20);
 
 /**
  * @generated from message katats.agent.v1.WaitProcessRequest
@@ -617,7 +696,7 @@ export type WaitProcessRequest = Message<"katats.agent.v1.WaitProcessRequest"> &
  * Use `create(WaitProcessRequestSchema)` to create a new message.
  */
 export const WaitProcessRequestSchema: GenMessage<WaitProcessRequest> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 17);
+  messageDesc(file_katats_agent_v1_agent, 21);
 
 /**
  * @generated from message katats.agent.v1.WaitProcessResponse
@@ -641,7 +720,7 @@ export type WaitProcessResponse = Message<"katats.agent.v1.WaitProcessResponse">
  * Use `create(WaitProcessResponseSchema)` to create a new message.
  */
 export const WaitProcessResponseSchema: GenMessage<WaitProcessResponse> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 18);
+  messageDesc(file_katats_agent_v1_agent, 22);
 
 /**
  * @generated from message katats.agent.v1.ReadStreamRequest
@@ -670,7 +749,7 @@ export type ReadStreamRequest = Message<"katats.agent.v1.ReadStreamRequest"> & {
  * Use `create(ReadStreamRequestSchema)` to create a new message.
  */
 export const ReadStreamRequestSchema: GenMessage<ReadStreamRequest> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 19);
+  messageDesc(file_katats_agent_v1_agent, 23);
 
 /**
  * @generated from message katats.agent.v1.ReadStreamResponse
@@ -694,7 +773,7 @@ export type ReadStreamResponse = Message<"katats.agent.v1.ReadStreamResponse"> &
  * Use `create(ReadStreamResponseSchema)` to create a new message.
  */
 export const ReadStreamResponseSchema: GenMessage<ReadStreamResponse> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 20);
+  messageDesc(file_katats_agent_v1_agent, 24);
 
 /**
  * @generated from message katats.agent.v1.WriteStreamRequest
@@ -721,7 +800,7 @@ export type WriteStreamRequest = Message<"katats.agent.v1.WriteStreamRequest"> &
  * Use `create(WriteStreamRequestSchema)` to create a new message.
  */
 export const WriteStreamRequestSchema: GenMessage<WriteStreamRequest> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 21);
+  messageDesc(file_katats_agent_v1_agent, 25);
 
 /**
  * @generated from message katats.agent.v1.WriteStreamResponse
@@ -740,7 +819,7 @@ export type WriteStreamResponse = Message<"katats.agent.v1.WriteStreamResponse">
  * Use `create(WriteStreamResponseSchema)` to create a new message.
  */
 export const WriteStreamResponseSchema: GenMessage<WriteStreamResponse> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 22);
+  messageDesc(file_katats_agent_v1_agent, 26);
 
 /**
  * @generated from message katats.agent.v1.CloseStdinRequest
@@ -762,7 +841,7 @@ export type CloseStdinRequest = Message<"katats.agent.v1.CloseStdinRequest"> & {
  * Use `create(CloseStdinRequestSchema)` to create a new message.
  */
 export const CloseStdinRequestSchema: GenMessage<CloseStdinRequest> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 23);
+  messageDesc(file_katats_agent_v1_agent, 27);
 
 /**
  * @generated from message katats.agent.v1.TtyWinResizeRequest
@@ -794,7 +873,7 @@ export type TtyWinResizeRequest = Message<"katats.agent.v1.TtyWinResizeRequest">
  * Use `create(TtyWinResizeRequestSchema)` to create a new message.
  */
 export const TtyWinResizeRequestSchema: GenMessage<TtyWinResizeRequest> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 24);
+  messageDesc(file_katats_agent_v1_agent, 28);
 
 /**
  * @generated from message katats.agent.v1.IPAddress
@@ -825,7 +904,7 @@ export type IPAddress = Message<"katats.agent.v1.IPAddress"> & {
  * Use `create(IPAddressSchema)` to create a new message.
  */
 export const IPAddressSchema: GenMessage<IPAddress> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 25);
+  messageDesc(file_katats_agent_v1_agent, 29);
 
 /**
  * @generated from message katats.agent.v1.Interface
@@ -861,7 +940,7 @@ export type Interface = Message<"katats.agent.v1.Interface"> & {
  * Use `create(InterfaceSchema)` to create a new message.
  */
 export const InterfaceSchema: GenMessage<Interface> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 26);
+  messageDesc(file_katats_agent_v1_agent, 30);
 
 /**
  * @generated from message katats.agent.v1.UpdateInterfaceRequest
@@ -878,7 +957,7 @@ export type UpdateInterfaceRequest = Message<"katats.agent.v1.UpdateInterfaceReq
  * Use `create(UpdateInterfaceRequestSchema)` to create a new message.
  */
 export const UpdateInterfaceRequestSchema: GenMessage<UpdateInterfaceRequest> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 27);
+  messageDesc(file_katats_agent_v1_agent, 31);
 
 /**
  * @generated from message katats.agent.v1.Route
@@ -930,7 +1009,7 @@ export type Route = Message<"katats.agent.v1.Route"> & {
  * Use `create(RouteSchema)` to create a new message.
  */
 export const RouteSchema: GenMessage<Route> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 28);
+  messageDesc(file_katats_agent_v1_agent, 32);
 
 /**
  * @generated from message katats.agent.v1.Routes
@@ -947,7 +1026,7 @@ export type Routes = Message<"katats.agent.v1.Routes"> & {
  * Use `create(RoutesSchema)` to create a new message.
  */
 export const RoutesSchema: GenMessage<Routes> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 29);
+  messageDesc(file_katats_agent_v1_agent, 33);
 
 /**
  * @generated from message katats.agent.v1.UpdateRoutesRequest
@@ -966,7 +1045,7 @@ export type UpdateRoutesRequest = Message<"katats.agent.v1.UpdateRoutesRequest">
  * Use `create(UpdateRoutesRequestSchema)` to create a new message.
  */
 export const UpdateRoutesRequestSchema: GenMessage<UpdateRoutesRequest> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 30);
+  messageDesc(file_katats_agent_v1_agent, 34);
 
 /**
  * @generated from message katats.agent.v1.GetOOMEventRequest
@@ -979,7 +1058,7 @@ export type GetOOMEventRequest = Message<"katats.agent.v1.GetOOMEventRequest"> &
  * Use `create(GetOOMEventRequestSchema)` to create a new message.
  */
 export const GetOOMEventRequestSchema: GenMessage<GetOOMEventRequest> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 31);
+  messageDesc(file_katats_agent_v1_agent, 35);
 
 /**
  * @generated from message katats.agent.v1.GetOOMEventResponse
@@ -996,7 +1075,7 @@ export type GetOOMEventResponse = Message<"katats.agent.v1.GetOOMEventResponse">
  * Use `create(GetOOMEventResponseSchema)` to create a new message.
  */
 export const GetOOMEventResponseSchema: GenMessage<GetOOMEventResponse> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 32);
+  messageDesc(file_katats_agent_v1_agent, 36);
 
 /**
  * @generated from enum katats.agent.v1.IPFamily
@@ -1082,6 +1161,34 @@ export const AgentService: GenService<{
     methodKind: "unary";
     input: typeof StatsContainerRequestSchema;
     output: typeof StatsContainerResponseSchema;
+  },
+  /**
+   * Freezes / thaws every process of the container (crun pause / resume: the cgroup freezer).
+   *
+   * @generated from rpc katats.agent.v1.AgentService.PauseContainer
+   */
+  pauseContainer: {
+    methodKind: "unary";
+    input: typeof PauseContainerRequestSchema;
+    output: typeof EmptySchema;
+  },
+  /**
+   * @generated from rpc katats.agent.v1.AgentService.ResumeContainer
+   */
+  resumeContainer: {
+    methodKind: "unary";
+    input: typeof ResumeContainerRequestSchema;
+    output: typeof EmptySchema;
+  },
+  /**
+   * The guest pids of the container's processes (its cgroup's members).
+   *
+   * @generated from rpc katats.agent.v1.AgentService.ListProcesses
+   */
+  listProcesses: {
+    methodKind: "unary";
+    input: typeof ListProcessesRequestSchema;
+    output: typeof ListProcessesResponseSchema;
   },
   /**
    * Processes (init or exec'd).
