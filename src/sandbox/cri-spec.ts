@@ -7,7 +7,12 @@
 import { KataError } from "../util/errors.js";
 
 interface SpecView {
-  linux?: { namespaces?: { type: string; path?: string }[]; sysctl?: Record<string, unknown> };
+  linux?: {
+    namespaces?: { type: string; path?: string }[];
+    sysctl?: Record<string, unknown>;
+    devices?: { path: string; type: string }[];
+    resources?: { devices?: { allow: boolean; type?: string; major?: number; minor?: number }[] };
+  };
   mounts?: { destination: string; source?: string; options?: string[] }[];
 }
 
@@ -68,4 +73,24 @@ export function podSysctls(spec: object): Record<string, string> {
     out[name] = value;
   }
   return out;
+}
+
+/**
+ * Throws INVALID_ARGUMENT for a block device given to the container (CRI devices, a raw block
+ * volume): host devices are not hot-added to the VM, so the container would not get it. A
+ * privileged container's spec lists every host device (it allows all in the device cgroup); those
+ * are dropped in the guest, which has its own.
+ */
+export function refuseBlockDevices(spec: object): void {
+  const linux = view(spec).linux;
+  const allowsAll = (linux?.resources?.devices ?? []).some((d) => d.allow && (d.type === undefined || d.type === "a") && d.major === undefined && d.minor === undefined);
+  if (allowsAll) return;
+  const block = (linux?.devices ?? []).find((d) => d.type === "b");
+  if (block !== undefined) {
+    throw new KataError(
+      "INVALID_ARGUMENT",
+      `kata-ts cannot give the container block device ${block.path}: host devices are not hot-added to the pod's VM yet. ` +
+        "Use a filesystem volume instead of volumeDevices, or run this pod with runc",
+    );
+  }
 }

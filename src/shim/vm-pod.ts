@@ -8,10 +8,11 @@ import { cleanupStaleSandbox } from "../sandbox/stale.js";
 import { podDns, requireOwnNetwork } from "../sandbox/network/pod-spec.js";
 import type { OciProcess, OciSpec as AgentOciSpec } from "../agent/oci/types.js";
 import { KataError, describeError } from "../util/errors.js";
-import { pidNamespaceMode, podSysctls, refuseSharedPropagation, requireOwnPidAndIpc } from "../sandbox/cri-spec.js";
+import { pidNamespaceMode, podSysctls, refuseBlockDevices, refuseSharedPropagation, requireOwnPidAndIpc } from "../sandbox/cri-spec.js";
 import type { Logger } from "../util/log.js";
 import type { ContainerRequest, ContainerStats, ExecRequest, Pod, PodFactory, PodProcess, SandboxRequest } from "./pod-port.js";
 import { pumpOomEvents } from "./oom-events.js";
+import { guestMemoryVolumes } from "../sandbox/memory-volumes.js";
 import { mountRootfs, unmountRootfs } from "./rootfs-mount.js";
 import { PauseProcess, VmProcess, containerInit, execLauncher } from "./vm-process.js";
 
@@ -46,6 +47,7 @@ export class VmPod implements Pod {
 
   async createContainer(req: ContainerRequest): Promise<PodProcess> {
     refuseSharedPropagation(req.spec);
+    refuseBlockDevices(req.spec);
     const sandboxPidns = pidNamespaceMode(req.spec) === "pod" && req.id !== this.sandboxReq?.id;
     // CRI NamespaceMode POD: as under runc, the pod's pause process is PID 1 of the namespace the
     // containers share. It runs in the guest only for such pods (no cost for the others).
@@ -56,7 +58,8 @@ export class VmPod implements Pod {
       this.rootfsDirs.set(req.id, rootfs);
     }
     try {
-      const container = await this.sandbox.createContainer({ id: req.id, spec: req.spec as AgentOciSpec, rootfs, openStdin: req.stdio.stdin !== "", sandboxPidns });
+      const spec = await guestMemoryVolumes(req.spec as AgentOciSpec);
+      const container = await this.sandbox.createContainer({ id: req.id, spec, rootfs, openStdin: req.stdio.stdin !== "", sandboxPidns });
       const opts = { terminal: req.stdio.terminal, stdin: req.stdio.stdin !== "" };
       return this.track(new VmProcess(this.pid, containerInit(container), opts, this.log, this.sandbox.lost));
     } catch (err) {

@@ -189,6 +189,30 @@ for (const handler of HANDLERS) {
         }
       });
 
+      await t.test("a memory-backed emptyDir is a tmpfs of its size limit, shared by the pod's containers", async () => {
+        const base = await mkdtemp(join(tmpdir(), "kts-emptydir-"));
+        const vol = join(base, "volumes", "kubernetes.io~empty-dir", "cache");
+        await mkdir(vol, { recursive: true });
+        await run("mount", ["-t", "tmpfs", "-o", "size=8m", "tmpfs", vol]); // what kubelet does for medium: Memory
+        try {
+          const mounts = [{ containerPath: "/cache", hostPath: vol }];
+          const writer = await runContainer(cri, pod, "memwriter", ["sh", "-c", "echo hi > /cache/f; sleep 3600"], { mounts });
+          const reader = await runContainer(cri, pod, "memreader", ["sleep", "3600"], { mounts });
+          let seen = "";
+          for (let i = 0; i < 50 && seen !== "hi\n"; i++) seen = await cri.runtime.execSync({ containerId: reader, cmd: ["cat", "/cache/f"], timeout: 30n }).then((r) => Buffer.from(r.stdout).toString());
+          assert.equal(seen, "hi\n", "one container sees what the other wrote");
+          const line = (await execOut(cri, reader, ["grep", " /cache ", "/proc/mounts"])).trim();
+          assert.match(line, /^\S+ \/cache tmpfs \S*size=8192k/, `a tmpfs sized by the limit: ${line}`);
+          // The difference: under kata-ts the pages are the VM's, not the host tmpfs's.
+          const onHost = await readFile(join(vol, "f"), "utf8").catch(() => undefined);
+          assert.equal(onHost, handler === "runc" ? "hi\n" : undefined, handler === "runc" ? "runc shares the host tmpfs" : "kata-ts keeps it in the guest");
+          await stopAndRemove(cri, [writer, reader]);
+        } finally {
+          await run("umount", [vol]);
+          await rm(base, { recursive: true, force: true });
+        }
+      });
+
       // Not on runc: there the race is real. A SIGTERM that reaches the app (PID 1 of its namespace)
       // before its handler is dropped by the kernel and the stop waits out the grace period; seen
       // here in 1 of 7 rounds (round 6 took 30.2 s of 30 s). kata-ts holds the signal instead.
@@ -221,7 +245,7 @@ for (const handler of HANDLERS) {
   });
 }
 
-void test("kata-ts refuses what a VM cannot give: hostPID, hostIPC, Bidirectional mount propagation", { timeout: 600_000 }, async () => {
+void test("kata-ts refuses what a VM cannot give: hostPID, hostIPC, Bidirectional mount propagation, raw block devices", { timeout: 600_000 }, async () => {
   assert.ok(fx.ctd && fx.cri);
   const cri = fx.cri;
   for (const [what, opts, re] of [
@@ -246,6 +270,13 @@ void test("kata-ts refuses what a VM cannot give: hostPID, hostIPC, Bidirectiona
       }),
     );
     assert.match(msg, /cannot give mount \/mnt\/vol Bidirectional \(rshared\) propagation/);
+    // A raw block device (CRI devices, as kubelet passes volumeDevices): not hot-added, refused.
+    const dev = await criError(
+      createContainer(cri, pod, "blockdev", ["sleep", "60"], { devices: [{ containerPath: "/dev/xvdz", hostPath: "/dev/loop0", permissions: "rwm" }] }).then(async (id) => {
+        await cri.runtime.startContainer({ containerId: id });
+      }),
+    );
+    assert.match(dev, /kata-ts cannot give the container block device \/dev\/xvdz: host devices are not hot-added/);
   } finally {
     await removePod(cri, pod);
     await run("umount", [hostDir]);

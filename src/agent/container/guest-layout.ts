@@ -10,3 +10,5 @@ export const CRUN_ROOT = "/run/kata-ts/crun";
 /** The guest's resolv.conf (/etc/resolv.conf links here in the guest image). */
 export const RESOLV_CONF = "/run/resolv.conf";
 export const CGROUP_ROOT = "/sys/fs/cgroup";
+/** The pod's memory-backed emptyDir volumes: one guest tmpfs each, shared by the containers. */
+export const POD_TMPFS_ROOT = "/run/kata-ts/pod-tmpfs";

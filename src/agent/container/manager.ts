@@ -10,6 +10,7 @@ import type { OciProcess } from "../oci/types.js";
 import { cgroupPids, readStats, type ContainerStats } from "./cgroup-stats.js";
 import { Container, type ContainerState } from "./container.js";
 import { OomWatcher } from "./oom-watcher.js";
+import { PodTmpfs } from "./pod-tmpfs.js";
 import { ContainerProcess, type ExitInfo, type ProcessTools } from "./process.js";
 import type { ReadResult } from "./output-buffer.js";
 
@@ -22,6 +23,8 @@ export interface ManagerConfig {
   cgroupRoot: string;
   /** Guest directories containers may bind-mount from (the shared fs). */
   bindSourceRoots: string[];
+  /** Where memory-backed emptyDir volumes are mounted (pod-tmpfs.ts); also a bind source root. */
+  podTmpfsRoot?: string;
 }
 
 export interface CreateContainerInput {
@@ -50,8 +53,11 @@ const MAX_READ = 1024 * 1024;
 export class ContainerManager {
   private readonly containers = new Map<string, Container>();
   private readonly oom = new OomWatcher();
+  private readonly podTmpfs: PodTmpfs | undefined;
 
-  constructor(private readonly cfg: ManagerConfig) {}
+  constructor(private readonly cfg: ManagerConfig) {
+    this.podTmpfs = cfg.podTmpfsRoot === undefined ? undefined : new PodTmpfs(cfg.podTmpfsRoot);
+  }
 
   private get cgroupsOn(): boolean {
     return this.cfg.crun.cgroupManager !== "disabled";
@@ -79,10 +85,12 @@ export class ContainerManager {
     // the leaf when the container exits, and the parent's (hierarchical) memory.events still
     // shows an OOM kill that ended the container.
     const parent = `/kata-ts/${id}`;
-    const { spec } = toGuestSpec(parseSpec(input.specJson), {
+    const hostSpec = parseSpec(input.specJson);
+    await this.podTmpfs?.prepare(hostSpec);
+    const { spec } = toGuestSpec(hostSpec, {
       containerId: id,
       rootfs: input.rootfs,
-      bindSourceRoots: this.cfg.bindSourceRoots,
+      bindSourceRoots: this.cfg.podTmpfsRoot === undefined ? this.cfg.bindSourceRoots : [...this.cfg.bindSourceRoots, this.cfg.podTmpfsRoot],
       sandboxPidnsPath: input.sandboxPidns ? this.sandboxPidnsPath(input.sandboxId) : undefined,
       cgroupsPath: `${parent}/ctr`,
     });

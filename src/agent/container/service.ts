@@ -6,7 +6,7 @@ import type { ServiceImpl } from "../../protocol/ttrpc/index.js";
 import type { AgentService, Mount } from "../../protocol/gen/katats/agent/v1/agent_pb.js";
 import { KataError } from "../../util/errors.js";
 import type { OciProcess } from "../oci/types.js";
-import { BUNDLE_ROOT, CGROUP_ROOT, CRUN_ROOT, RESOLV_CONF, SHARED_DIR } from "./guest-layout.js";
+import { BUNDLE_ROOT, CGROUP_ROOT, CRUN_ROOT, POD_TMPFS_ROOT, RESOLV_CONF, SHARED_DIR } from "./guest-layout.js";
 import { ContainerManager, type ManagerConfig } from "./manager.js";
 import { GuestSandbox, type GuestMount } from "./sandbox-setup.js";
 import { networkHandlers } from "../network/service.js";
@@ -26,6 +26,7 @@ export function guestManagerConfig(): ManagerConfig {
     bundleRoot: BUNDLE_ROOT,
     cgroupRoot: CGROUP_ROOT,
     bindSourceRoots: [SHARED_DIR],
+    podTmpfsRoot: POD_TMPFS_ROOT,
   };
 }
 

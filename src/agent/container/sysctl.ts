@@ -23,7 +23,7 @@ export async function applySysctls(sysctls: Record<string, string>, procSys = "/
   for (const [name, value] of Object.entries(sysctls)) {
     const path = sysctlPath(name, procSys);
     try {
-      await writeFile(path, value);
+      await writeFile(path, value, { flag: "r+" }); // never create: a missing sysctl is an error
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       const why = code === "ENOENT" ? "the guest kernel has no such sysctl" : code === "EINVAL" ? "the guest kernel refused the value" : `${code ?? "error"}`;

@@ -1,0 +1,41 @@
+// Memory-backed emptyDir volumes (medium: Memory). kubelet mounts a tmpfs, sized by the volume's
+// limit, at .../volumes/kubernetes.io~empty-dir/<name> and bind-mounts it into each container.
+// Shared over virtio-fs its pages would be host memory outside the pod VM; instead the spec names
+// the volume for the agent (src/agent/container/pod-tmpfs.ts), which mounts a guest tmpfs of the
+// same size once per pod and binds it into every container that mounts the volume.
+import { readFile } from "node:fs/promises";
+import type { OciSpec } from "../agent/oci/types.js";
+
+/** Keep in step with POD_TMPFS_TYPE in src/agent/container/pod-tmpfs.ts. */
+export const POD_TMPFS_TYPE = "kata-ts.pod-tmpfs";
+const EMPTY_DIR_RE = /\/volumes\/kubernetes\.io~empty-dir\/([A-Za-z0-9][A-Za-z0-9_.-]*)\/?$/;
+
+/** tmpfs mount points on this host (as the shim sees them) and their size= option. */
+async function tmpfsMounts(): Promise<Map<string, string | undefined>> {
+  const out = new Map<string, string | undefined>();
+  for (const line of (await readFile("/proc/self/mountinfo", "utf8")).split("\n")) {
+    const [left, right] = line.split(" - ");
+    const fields = left?.split(" ") ?? [];
+    const [fstype, , superOpts] = right?.split(" ") ?? [];
+    const point = fields[4]?.replace(/\\040/g, " ");
+    if (fstype !== "tmpfs" || point === undefined) continue;
+    out.set(point, superOpts?.split(",").find((o) => o.startsWith("size=")));
+  }
+  return out;
+}
+
+/** The spec with each memory-backed emptyDir bind turned into a guest tmpfs volume. */
+export async function guestMemoryVolumes(spec: OciSpec): Promise<OciSpec> {
+  const candidates = (spec.mounts ?? []).filter((m) => m.source !== undefined && EMPTY_DIR_RE.test(m.source));
+  if (candidates.length === 0) return spec;
+  const tmpfs = await tmpfsMounts();
+  const mounts = (spec.mounts ?? []).map((m) => {
+    const name = m.source === undefined ? undefined : EMPTY_DIR_RE.exec(m.source)?.[1];
+    const src = m.source?.replace(/\/$/, "");
+    if (name === undefined || src === undefined || !tmpfs.has(src)) return m;
+    const size = tmpfs.get(src);
+    const keep = (m.options ?? []).filter((o) => o === "ro" || o === "rw" || o === "nosuid" || o === "nodev" || o === "noexec");
+    return { destination: m.destination, type: POD_TMPFS_TYPE, source: name, options: [...(size === undefined ? [] : [size]), ...keep] };
+  });
+  return { ...spec, mounts };
+}
