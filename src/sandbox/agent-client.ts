@@ -134,13 +134,17 @@ export class AgentClient {
     await this.agent.ttyWinResize({ containerId, execId, row: rows, column: cols }, { timeoutMs: CALL_MS });
   }
 
-  async stats(containerId: string): Promise<{ memoryUsage: bigint; memoryLimit: bigint; oomKills: bigint; cpuUsageUsec: bigint; pids: bigint }> {
+  async stats(
+    containerId: string,
+  ): Promise<{ memoryUsage: bigint; memoryLimit: bigint; oomKills: bigint; cpuUsageUsec: bigint; cpuUserUsec: bigint; cpuSystemUsec: bigint; pids: bigint }> {
     const s = await this.agent.statsContainer({ containerId }, { timeoutMs: CALL_MS });
     return {
       memoryUsage: s.memory?.usage ?? 0n,
       memoryLimit: s.memory?.limit ?? 0n,
       oomKills: s.memory?.oomKillEvents ?? 0n,
       cpuUsageUsec: s.cpu?.usageUsec ?? 0n,
+      cpuUserUsec: s.cpu?.userUsec ?? 0n,
+      cpuSystemUsec: s.cpu?.systemUsec ?? 0n,
       pids: s.pids?.current ?? 0n,
     };
   }

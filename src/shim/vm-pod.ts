@@ -131,6 +131,8 @@ export class VmPod implements Pod {
     const s = await this.sandbox.agent.stats(containerId);
     return {
       cpuUsageUsec: Number(s.cpuUsageUsec),
+      cpuUserUsec: Number(s.cpuUserUsec),
+      cpuSystemUsec: Number(s.cpuSystemUsec),
       memoryUsageBytes: Number(s.memoryUsage),
       memoryLimitBytes: Number(s.memoryLimit),
       pidsCurrent: Number(s.pids),

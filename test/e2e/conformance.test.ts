@@ -147,6 +147,13 @@ for (const handler of HANDLERS) {
         assert.ok((await ticks()) > frozen, "output again after resume");
         const stats = await cri.runtime.containerStats({ containerId: tick });
         assert.ok((stats.stats?.cpu?.usageCoreNanoSeconds?.value ?? 0n) > 0n, `CPU usage reported: ${JSON.stringify(stats.stats?.cpu, (_k, v: unknown) => (typeof v === "bigint" ? String(v) : v))}`);
+        // The task API's own metrics (ctr task metrics): runc's follow this host's cgroup v1, kata-ts's
+        // are always cgroup v2 Metrics (the guest's), with the user/system split.
+        const metrics = JSON.parse((await ctd.ctr(["task", "metrics", "--format", "json", tick])).stdout) as { cpu?: { usage?: { total?: number } } & Record<string, unknown> };
+        const cpu = metrics.cpu ?? {};
+        const num = (v: unknown): number => (typeof v === "number" ? v : 0);
+        if (handler === "kata-ts") assert.ok(num(cpu.usage_usec) > 0 && num(cpu.user_usec) + num(cpu.system_usec) > 0, `task metrics: ${JSON.stringify(cpu)}`);
+        else assert.ok(num(cpu.usage_usec) > 0 || num(cpu.usage?.total) > 0, `task metrics: ${JSON.stringify(cpu)}`);
         await stopAndRemove(cri, [tick]);
       });
 
