@@ -6,7 +6,7 @@
 // dropped and wait out the whole grace period. kata-ts therefore holds such a signal and delivers
 // it as soon as the process has a handler for it. A process that never handles the signal (like
 // `sleep`) never gets it, exactly as under runc: the grace period ends with SIGKILL.
-import { readFile } from "node:fs/promises";
+import { readFile, readlink } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 
 const SIGKILL = 9;
@@ -15,6 +15,12 @@ const SIGSTOP = 19;
 export interface SignalDisposition {
   /** The process is PID 1 of its innermost PID namespace. */
   nsInit: boolean;
+  /**
+   * Still crun (the pid file names the container process before it execs the app): a handler it
+   * has is crun's, and a signal it takes now stays pending across the exec, where the kernel then
+   * drops it for a namespace init without a handler.
+   */
+  preExec: boolean;
   caught: boolean;
   ignored: boolean;
 }
@@ -30,14 +36,20 @@ export async function signalDisposition(pid: number, sig: number): Promise<Signa
     const hex = field(name);
     return /^[0-9a-f]+$/i.test(hex) ? BigInt(`0x${hex}`) : 0n;
   };
-  return { nsInit: nspids.length > 1 && nspids[nspids.length - 1] === "1", caught: (mask("SigCgt") & bit) !== 0n, ignored: (mask("SigIgn") & bit) !== 0n };
+  const exe = await readlink(`/proc/${pid}/exe`).catch(() => "");
+  return {
+    nsInit: nspids.length > 1 && nspids[nspids.length - 1] === "1",
+    preExec: /(^\/.*\/crun|memfd:crun.*)( \(deleted\))?$/.test(exe),
+    caught: (mask("SigCgt") & bit) !== 0n,
+    ignored: (mask("SigIgn") & bit) !== 0n,
+  };
 }
 
 /** True when the kernel would drop `sig` sent to `pid` now, but would take it once a handler exists. */
 export async function wouldDropUntilHandled(pid: number, sig: number): Promise<boolean> {
   if (sig === SIGKILL || sig === SIGSTOP || sig === 0) return false;
   const d = await signalDisposition(pid, sig);
-  return d !== undefined && d.nsInit && !d.caught && !d.ignored;
+  return d !== undefined && d.nsInit && (d.preExec || (!d.caught && !d.ignored));
 }
 
 /**
@@ -48,8 +60,9 @@ export async function deliverWhenHandled(pid: number, sig: number, gone: () => b
   const started = Date.now();
   while (!gone()) {
     const d = await signalDisposition(pid, sig);
-    if (d === undefined || d.ignored) return;
-    if (d.caught) {
+    if (d === undefined) return;
+    if (!d.preExec && d.ignored) return;
+    if (!d.preExec && d.caught) {
       try {
         process.kill(pid, sig);
       } catch {
@@ -58,6 +71,6 @@ export async function deliverWhenHandled(pid: number, sig: number, gone: () => b
       return;
     }
     const age = Date.now() - started;
-    await sleep(age < 2_000 ? 5 : age < 10_000 ? 25 : 100);
+    await sleep(age < 2_000 ? 20 : 100); // the guest may have one vCPU: leave it to the app
   }
 }
