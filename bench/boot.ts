@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { setTimeout as sleep } from "node:timers/promises";
 import { loadGuestAssets, type GuestAssets } from "../src/guest/assets.js";
-import { bootVm } from "../src/hypervisor/boot.js";
+import { bootVm } from "../src/sandbox/agent-boot.js";
 import { QemuHypervisor, type QemuHypervisorOptions } from "../src/hypervisor/qemu/index.js";
 import type { VmConfig } from "../src/hypervisor/types.js";
 import { busyboxPid1Cmdline } from "../test/integration/vm-support.js";

@@ -1,4 +1,5 @@
-// The shape of configuration.toml, in the spirit of Kata's: [hypervisor.qemu], [agent], [runtime].
+// The shape of configuration.toml, in the spirit of Kata's: [hypervisor.qemu] (and
+// [hypervisor.cloud-hypervisor], [hypervisor.firecracker]), [agent], [runtime].
 // Every table rejects unknown keys so that a typo fails loudly instead of silently using a default.
 // Defaults live here and only here; docs/configuration.md and config/configuration.toml.example
 // describe the same values (a unit test keeps the example in step).
@@ -7,18 +8,23 @@ import { z } from "zod";
 /** Empty string means "take it from the guest assets manifest" (kata-ts build-assets). */
 const assetPath = z.string().default("");
 
+/** Keys every VMM section has: the guest assets and the baseline VM size. */
+const guestKeys = {
+  kernel: assetPath,
+  initrd: assetPath,
+  image: assetPath,
+  /** Extra guest kernel parameters, appended after the ones the assets need. */
+  kernel_params: z.array(z.string()).default([]),
+  default_vcpus: z.int().min(1).max(256).default(1),
+  /** Guest memory in MiB before the pod's own sizing is added. */
+  default_memory: z.int().min(64).max(1024 * 1024).default(512),
+};
+
 export const qemuSchema = z
   .strictObject({
     /** QEMU binary; a bare name is looked up on PATH. */
     path: z.string().min(1).default("qemu-system-x86_64"),
-    kernel: assetPath,
-    initrd: assetPath,
-    image: assetPath,
-    /** Extra guest kernel parameters, appended after the ones the assets need. */
-    kernel_params: z.array(z.string()).default([]),
-    default_vcpus: z.int().min(1).max(256).default(1),
-    /** Guest memory in MiB before the pod's own sizing is added. */
-    default_memory: z.int().min(64).max(1024 * 1024).default(512),
+    ...guestKeys,
     /** `auto` boots with KVM when a real KVM boot works on this host, TCG otherwise. */
     accel: z.enum(["auto", "kvm", "tcg"]).default("auto"),
     /** virtiofsd used to share container root filesystems with the guest. */
@@ -26,7 +32,34 @@ export const qemuSchema = z
   })
   .prefault({});
 
-export const hypervisorSchema = z.strictObject({ qemu: qemuSchema }).prefault({});
+export const cloudHypervisorSchema = z
+  .strictObject({
+    /** cloud-hypervisor binary (not packaged for Debian 12: a release binary); a bare name is looked up on PATH. */
+    path: z.string().min(1).default("cloud-hypervisor"),
+    ...guestKeys,
+    /** How the guest image is attached: "disk" (virtio-blk) or "pmem" (virtio-pmem: DAX, page cache shared by every VM). */
+    image_device: z.enum(["disk", "pmem"]).default("disk"),
+    virtio_fs_daemon: z.string().min(1).default("/usr/lib/qemu/virtiofsd"),
+  })
+  .prefault({});
+
+export const firecrackerSchema = z
+  .strictObject({
+    /** firecracker binary (not packaged for Debian 12: a release binary); a bare name is looked up on PATH. */
+    path: z.string().min(1).default("firecracker"),
+    ...guestKeys,
+    /** Firecracker takes at most 32 vCPUs. */
+    default_vcpus: z.int().min(1).max(32).default(1),
+  })
+  .prefault({});
+
+export const hypervisorSchema = z
+  .strictObject({ qemu: qemuSchema, "cloud-hypervisor": cloudHypervisorSchema, firecracker: firecrackerSchema })
+  .prefault({});
+
+/** The VMMs kata-ts can drive; `[runtime] hypervisor` picks one. */
+export const hypervisorNames = ["qemu", "cloud-hypervisor", "firecracker"] as const;
+export type HypervisorName = (typeof hypervisorNames)[number];
 
 export const agentSchema = z
   .strictObject({
@@ -50,6 +83,8 @@ export const agentSchema = z
 
 export const runtimeSchema = z
   .strictObject({
+    /** The VMM every pod of this runtime runs in; its settings are [hypervisor.<name>]. */
+    hypervisor: z.enum(hypervisorNames).default("qemu"),
     debug: z.boolean().default(false),
     log_level: z.enum(["trace", "debug", "info", "warn", "error", "fatal"]).default("info"),
     /** Put the VMM and its helpers in the pod's cgroup only (no extra sandbox cgroup overhead accounting). */
@@ -82,6 +117,15 @@ export const configSchema = z
 
 export type KataConfig = z.output<typeof configSchema>;
 export type QemuConfig = KataConfig["hypervisor"]["qemu"];
+export type CloudHypervisorConfig = KataConfig["hypervisor"]["cloud-hypervisor"];
+export type FirecrackerConfig = KataConfig["hypervisor"]["firecracker"];
+/** The keys every [hypervisor.<name>] section has. */
+export type VmmSectionConfig = Pick<QemuConfig, "path" | "kernel" | "initrd" | "image" | "kernel_params" | "default_vcpus" | "default_memory">;
+
+/** The section of the VMM `[runtime] hypervisor` picks. */
+export function selectedVmmConfig(config: KataConfig): VmmSectionConfig {
+  return config.hypervisor[config.runtime.hypervisor];
+}
 export type AgentConfig = KataConfig["agent"];
 export type RuntimeConfig = KataConfig["runtime"];
 export type GuestConfig = KataConfig["guest"];

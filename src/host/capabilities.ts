@@ -55,7 +55,7 @@ async function kvmPresence(): Promise<Capability> {
     const { mkdtemp, rm } = await import("node:fs/promises");
     const { tmpdir } = await import("node:os");
     const { join } = await import("node:path");
-    const { probeKvmBoot } = await import("../hypervisor/boot.js");
+    const { probeKvmBoot } = await import("../sandbox/agent-boot.js");
     const { QemuHypervisor } = await import("../hypervisor/qemu/index.js");
     const dir = await mkdtemp(join(tmpdir(), "kata-ts-kvm-probe-"));
     try {

@@ -23,7 +23,7 @@ export interface KvmProbeResult {
   probedAt: string;
 }
 
-/** Boots a guest under KVM and says whether it worked (see probeKvmBoot in boot.ts). */
+/** Boots a guest under KVM and says whether it worked (see probeKvmBoot in src/sandbox/agent-boot.ts). */
 export type KvmProber = () => Promise<{ usable: boolean; detail: string }>;
 
 export function kvmProbeCachePath(): string {

@@ -3,6 +3,8 @@
 // created from a plain config, started, stopped and waited on. Optional features are described by
 // small capability interfaces instead of one wide type.
 
+import type { AgentEndpoint } from "./agent-channel/endpoint.js";
+
 export type Accel = "auto" | "kvm" | "tcg";
 /** The accelerator actually used once `auto` is resolved. */
 export type ResolvedAccel = "kvm" | "tcg";
@@ -47,8 +49,6 @@ export interface VmConfig {
    * can open the taps of netDevices that live there. Default: the caller's.
    */
   netnsPath?: string;
-  /** Name of the guest's agent port (virtio-serial) — "agent.0" unless a test wants otherwise. */
-  agentPortName?: string;
 }
 
 /** created -> running -> stopping -> stopped. Any state may go straight to stopped (failure). */
@@ -86,8 +86,10 @@ export interface Vm {
   readonly stateDir: string;
   /** Guest console output (serial), for diagnostics. */
   readonly consoleLogPath: string;
-  /** Unix socket connected to the guest agent's port (a stream once the guest opens the port). */
+  /** The host end of the agent channel (a unix socket for every VMM kata-ts drives), for records and cleanup. */
   readonly agentSocketPath: string;
+  /** How to reach the guest agent: dial it with dialAgent (agent-channel/dial.ts). */
+  readonly agentEndpoint: AgentEndpoint;
   /** The accelerator in use (known after start). */
   readonly accel: ResolvedAccel | undefined;
   start(): Promise<void>;
@@ -100,12 +102,14 @@ export interface Vm {
 // ---- capabilities: one small interface per feature ----
 
 export interface AgentChannelCapability {
-  /** How the host reaches the agent: virtio-serial port on a unix socket, or vsock. */
-  transport: "virtio-serial" | "vsock";
+  /** How the host reaches the agent: a virtio-serial port on a unix socket, hybrid vsock (a unix socket + CONNECT), or kernel vsock. */
+  transport: "virtio-serial" | "hybrid-vsock" | "vsock";
 }
 
 export interface SharedFsCapability {
   kind: "virtio-fs";
+  /** DAX window (virtio-fs cache=always mapped into guest memory). */
+  dax: boolean;
   /** virtiofsd needs guest RAM in a shareable memfd. */
   requiresSharedMemory: boolean;
 }
@@ -121,11 +125,21 @@ export interface SeccompCapability {
   detail: string;
 }
 
+/** A read-only image mapped into guest memory (virtio-pmem): page cache shared by every VM, DAX in the guest. */
+export interface PmemCapability {
+  kind: "virtio-pmem";
+}
+
 export interface HypervisorCapabilities {
+  /** The configuration name: "qemu", "cloud-hypervisor", "firecracker". */
   name: string;
   version: string;
+  /** Accelerators the VMM can run guests with; only QEMU has TCG (software emulation). */
+  accels: readonly ResolvedAccel[];
   agentChannel: AgentChannelCapability;
+  /** Absent: the VMM has no virtio-fs, so container root filesystems and volumes cannot be shared that way. */
   sharedFs?: SharedFsCapability;
+  pmem?: PmemCapability;
   network?: NetworkCapability;
   seccomp?: SeccompCapability;
 }

@@ -32,7 +32,7 @@ export class AgentClient {
   private readonly agent;
   private readonly health;
 
-  /** Wraps a connection whose agent already answered Health.Check (see bootVm in src/hypervisor/boot.ts). */
+  /** Wraps a connection whose agent already answered Health.Check (see bootVm in src/sandbox/agent-boot.ts). */
   constructor(private readonly ttrpc: TtrpcClient) {
     this.agent = createClient(ttrpc, AgentService);
     this.health = createClient(ttrpc, Health);

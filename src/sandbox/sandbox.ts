@@ -12,8 +12,9 @@ import { KataError } from "../util/errors.js";
 import { createLogger } from "../util/log.js";
 import { loadGuestAssets, type GuestAssets } from "../guest/assets.js";
 import { resolveAccel } from "../hypervisor/accel.js";
-import { bootVm, type BootedVm } from "../hypervisor/boot.js";
+import { bootVm, type BootedVm } from "./agent-boot.js";
 import { BootStalledError } from "../hypervisor/boot-progress.js";
+import { defaultHypervisor } from "../hypervisor/select.js";
 import type { Accel, Hypervisor, Vm, VmConfig } from "../hypervisor/types.js";
 import type { OciSpec } from "../agent/oci/types.js";
 import { AgentClient } from "./agent-client.js";
@@ -136,6 +137,12 @@ export class Sandbox {
 
   private async setUp(opts: SandboxOptions): Promise<void> {
     const { layout } = this;
+    const hypervisor = opts.hypervisor ?? (await defaultHypervisor());
+    const caps = hypervisor.capabilities();
+    // Container root filesystems reach the guest through virtio-fs: a VMM without it cannot run a pod.
+    if (caps.sharedFs === undefined) {
+      throw new KataError("FAILED_PRECONDITION", `${caps.name} cannot run this pod: it has no virtio-fs to share container root filesystems with the guest (docs/hypervisor.md); use hypervisor = "qemu" or "cloud-hypervisor"`);
+    }
     const assets = opts.assets ?? (await loadGuestAssets());
     await mkdir(dirname(layout.stateDir), { recursive: true });
     try {
@@ -154,8 +161,8 @@ export class Sandbox {
     const net = opts.netnsPath === undefined ? undefined : await attachPodNetwork(opts.netnsPath, this.undo);
     if (net !== undefined) this.record.network = podNetworkRecord(net);
     // Resolved here without a prober: a pod boot never runs the KVM probe boot (`kata-ts check` does);
-    // auto uses the cached probe answer, else TCG.
-    const accel = await resolveAccel(opts.accel ?? "auto");
+    // auto uses the cached probe answer, else TCG. A VMM without TCG runs under KVM or not at all.
+    const accel = caps.accels.includes("tcg") ? await resolveAccel(opts.accel ?? "auto") : "kvm";
     const config: VmConfig = {
       id: opts.id,
       stateDir: layout.vmStateDir,
@@ -170,7 +177,7 @@ export class Sandbox {
       sharedFs: { socketPath: layout.virtiofsdSocket, tag: SHARED_FS_TAG },
       ...(net === undefined ? {} : { netDevices: net.netDevices, netnsPath: net.netnsPath }),
     };
-    const booted = await this.bootWithRetry(config, opts);
+    const booted = await this.bootWithRetry(config, { ...opts, hypervisor });
     const { vm } = booted;
     this.vmValue = vm;
     this.undo.push("stop VM", async () => {

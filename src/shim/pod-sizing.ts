@@ -6,7 +6,7 @@
 // does the same); only a configured baseline beyond the host is refused, as a configuration error.
 // Memory is refused beyond MemTotal: guest RAM is allocated lazily, so such a VM would start and
 // fail later. Errors name each figure and where it came from.
-import type { QemuConfig } from "../config/index.js";
+import type { HypervisorName, VmmSectionConfig } from "../config/index.js";
 import { KataError } from "../util/errors.js";
 import type { HostLimits } from "../host/limits.js";
 
@@ -29,10 +29,12 @@ export interface PodSizing {
 export type ConfigSource = string;
 
 export function podSizing(
-  qemu: Pick<QemuConfig, "default_vcpus" | "default_memory">,
+  qemu: Pick<VmmSectionConfig, "default_vcpus" | "default_memory">,
   ann: Record<string, string>,
   host: HostLimits,
   configSource: ConfigSource = "configuration.toml",
+  /** The [hypervisor.<name>] section the baseline came from, for error messages. */
+  vmm: HypervisorName = "qemu",
 ): PodSizing {
   const quota = intAnnotation(ann, annotations.cpuQuota);
   const period = intAnnotation(ann, annotations.cpuPeriod);
@@ -40,7 +42,7 @@ export function podSizing(
   const extraCpus = quota > 0 && period > 0 ? Math.ceil(quota / period) : 0;
   const extraMiB = memBytes > 0 ? Math.ceil(memBytes / (1024 * 1024)) : 0;
   const base = (key: string, value: number): string =>
-    `hypervisor.qemu.${key} = ${value} ${configSource === "built-in defaults" ? "(built-in default)" : `in ${configSource}`}`;
+    `hypervisor.${vmm}.${key} = ${value} ${configSource === "built-in defaults" ? "(built-in default)" : `in ${configSource}`}`;
   if (qemu.default_vcpus > host.cpus) {
     throw new KataError(
       "RESOURCE_EXHAUSTED",

@@ -2,7 +2,7 @@
 // The first container that is not a CRI app container creates the pod: a CRI sandbox (pause)
 // container, whose task is the VM itself, or a plain `ctr run` container, which both owns the pod
 // and runs in it. CRI app containers join the existing pod. translate.ts maps protobuf to these calls.
-import { loadConfig } from "../config/index.js";
+import { loadConfig, selectedVmmConfig } from "../config/index.js";
 import { KataError } from "../util/errors.js";
 import type { Logger } from "../util/log.js";
 import type { ContainerStats, OciProcess, OciSpec, Pod, PodFactory, ProcessExit, RootfsMount, StdioPaths } from "./pod-port.js";
@@ -223,7 +223,7 @@ export class TaskService {
     // The file may ask for more logging than containerd's -debug flag gave.
     if (config.runtime.debug) this.deps.log.level = "debug";
     else if (config.runtime.log_level !== "info") this.deps.log.level = config.runtime.log_level;
-    const sizing = podSizing(config.hypervisor.qemu, spec.annotations ?? {}, await hostLimits(), source);
+    const sizing = podSizing(selectedVmmConfig(config), spec.annotations ?? {}, await hostLimits(), source, config.runtime.hypervisor);
     if (sizing.vcpusCapped !== undefined) this.deps.log.warn({ id: req.id }, sizing.vcpusCapped);
     this.deps.log.info({ id: req.id, config: source, sizing }, "creating pod VM");
     this.pod = await factory.createPod({ id: req.id, bundle: req.bundle, spec, rootfs: req.rootfs, config, sizing });

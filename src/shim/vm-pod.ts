@@ -2,7 +2,8 @@
 // sandbox containers, with their rootfs mounted on <bundle>/rootfs and shared into the guest.
 import { join } from "node:path";
 import { loadGuestAssets } from "../guest/assets.js";
-import { QemuHypervisor } from "../hypervisor/qemu/index.js";
+import { selectedVmmConfig } from "../config/index.js";
+import { openHypervisor } from "../hypervisor/select.js";
 import { Sandbox } from "../sandbox/sandbox.js";
 import { cleanupStaleSandbox } from "../sandbox/stale.js";
 import { podDns, requireOwnNetwork } from "../sandbox/network/pod-spec.js";
@@ -182,12 +183,14 @@ export function vmPodFactory(log: Logger): PodFactory {
       const network = requireOwnNetwork(req.spec);
       requireOwnPidAndIpc(req.spec);
       const sysctls = podSysctls(req.spec);
-      const qemu = req.config.hypervisor.qemu;
+      // The VMM first: a missing binary or a feature it lacks fails before anything is set up.
+      const hypervisor = await openHypervisor(req.config);
+      const vmm = selectedVmmConfig(req.config);
       const assets = await loadGuestAssets();
-      if (qemu.kernel !== "") assets.kernelPath = qemu.kernel;
-      if (qemu.initrd !== "") assets.initrdPath = qemu.initrd;
-      if (qemu.image !== "") assets.rootfsPath = qemu.image;
-      assets.kernelCmdline.push(...qemu.kernel_params);
+      if (vmm.kernel !== "") assets.kernelPath = vmm.kernel;
+      if (vmm.initrd !== "") assets.initrdPath = vmm.initrd;
+      if (vmm.image !== "") assets.rootfsPath = vmm.image;
+      assets.kernelCmdline.push(...vmm.kernel_params);
       const sandbox = await Sandbox.create({
         id: req.id,
         vcpus: req.sizing.vcpus,
@@ -196,9 +199,9 @@ export function vmPodFactory(log: Logger): PodFactory {
         dns: await podDns(req.spec),
         sysctls,
         ...(network.kind === "netns" ? { netnsPath: network.path } : {}),
-        accel: qemu.accel,
+        ...(req.config.runtime.hypervisor === "qemu" ? { accel: req.config.hypervisor.qemu.accel } : {}),
         assets,
-        hypervisor: await QemuHypervisor.open({ binary: qemu.path }),
+        hypervisor,
         bootTimeoutMs: req.config.agent.dial_timeout * 1000,
         bootStallMs: req.config.agent.boot_stall_timeout * 1000,
         livenessTimeoutMs: req.config.agent.liveness_timeout * 1000,

@@ -7,7 +7,7 @@ import { once } from "node:events";
 import { mkdir } from "node:fs/promises";
 import { release } from "node:os";
 import { join } from "node:path";
-import { bootVm } from "../../src/hypervisor/boot.js";
+import { bootVm } from "../../src/sandbox/agent-boot.js";
 import { QemuHypervisor } from "../../src/hypervisor/qemu/index.js";
 import { isKataError } from "../../src/util/errors.js";
 import type { GuestAssets } from "../../src/guest/assets.js";

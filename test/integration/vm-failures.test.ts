@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { mkdir, readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { bootVm } from "../../src/hypervisor/boot.js";
+import { bootVm } from "../../src/sandbox/agent-boot.js";
 import { BootStalledError } from "../../src/hypervisor/boot-progress.js";
 import { QemuHypervisor } from "../../src/hypervisor/qemu/index.js";
 import { isKataError, KataError } from "../../src/util/errors.js";
@@ -32,8 +32,8 @@ async function assertNothingLeft(config: VmConfig): Promise<void> {
   assert.equal(await exists(config.stateDir), false, "no state dir (sockets, console log) left");
 }
 
-async function bootFailure(config: VmConfig, deadlineMs: number): Promise<KataError> {
-  const err = await bootVm(config, { deadlineMs }).then(
+async function bootFailure(config: VmConfig, deadlineMs: number, hypervisor?: QemuHypervisor): Promise<KataError> {
+  const err = await bootVm(config, { deadlineMs, ...(hypervisor === undefined ? {} : { hypervisor }) }).then(
     () => assert.fail("boot should have failed"),
     (e: unknown) => e,
   );
@@ -90,8 +90,8 @@ void test("a guest that goes silent mid-boot is reported stuck long before the d
 });
 
 void test("an agent port name the guest does not serve: the boot fails within the deadline, nothing left", async () => {
-  const config = vmConfig(guest, root, "wrongport", { agentPortName: "nobody.0" });
-  const err = await bootFailure(config, 45_000);
+  const config = vmConfig(guest, root, "wrongport");
+  const err = await bootFailure(config, 45_000, await QemuHypervisor.open({ agentPortName: "nobody.0" }));
   assert.ok(err.code === "UNAVAILABLE" || err.code === "DEADLINE_EXCEEDED", `code ${err.code}`);
   await assertNothingLeft(config);
 });

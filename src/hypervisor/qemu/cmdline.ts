@@ -43,6 +43,8 @@ export interface QemuTuning {
   freePageReporting?: boolean;
   /** Size of the root image in bytes (needed when it is attached as virtio-pmem). */
   rootfsBytes?: number;
+  /** The virtio-serial port the agent opens; defaultAgentPortName unless a test wants otherwise. */
+  agentPortName?: string;
 }
 
 export function qemuArgs(config: VmConfig, layout: VmLayout, tuning: QemuTuning): string[] {
@@ -69,7 +71,7 @@ export function qemuArgs(config: VmConfig, layout: VmLayout, tuning: QemuTuning)
     ...renderConsole({ socketPath: layout.consoleSocketPath }),
     ...(pmem ? renderPmem({ id: "rootfs", path: config.rootfsPath, sizeBytes: pmemBytes }) : renderDisk({ id: "rootfs", path: config.rootfsPath, readOnly: true })),
     ...(tuning.freePageReporting === false ? [] : renderBalloon()),
-    ...renderAgentPort({ socketPath: layout.agentSocketPath, portName: config.agentPortName ?? defaultAgentPortName }),
+    ...renderAgentPort({ socketPath: layout.agentSocketPath, portName: tuning.agentPortName ?? defaultAgentPortName }),
     ...(config.sharedFs === undefined ? [] : renderSharedFs(config.sharedFs)),
     ...renderNet(config.netDevices ?? []),
   ];

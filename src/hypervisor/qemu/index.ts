@@ -4,6 +4,7 @@ import { stat } from "node:fs/promises";
 import { KataError } from "../../util/errors.js";
 import { resolveAccel, type KvmProber } from "../accel.js";
 import type { Hypervisor, HypervisorCapabilities, VmConfig } from "../types.js";
+import { maxNetDevices, validateVmConfig } from "../validate.js";
 import type { CpuOptions } from "./args/cpu.js";
 import { pmemAlignment } from "./args/pmem.js";
 import type { QemuTuning } from "./cmdline.js";
@@ -15,6 +16,7 @@ import { QemuVm } from "./vm.js";
 export { QemuVm } from "./vm.js";
 export { QmpClient, QmpError, type QmpEvent, type QmpStatus } from "./qmp.js";
 export { qemuArgs } from "./cmdline.js";
+export { validateVmConfig } from "../validate.js";
 
 export interface QemuHypervisorOptions {
   binary?: string;
@@ -32,47 +34,11 @@ export interface QemuHypervisorOptions {
   startTimeoutMs?: number;
   /** Cap of each VM's console.log (rotated once to console.log.1); default 1 MiB. */
   consoleLogMaxBytes?: number;
+  /** Name of the guest's virtio-serial agent port; "agent.0" (what the agent opens) unless a test wants otherwise. */
+  agentPortName?: string;
 }
 
-const maxNetDevices = 8;
 export const defaultTcgTbSizeMiB = 64;
-
-async function requireFile(what: string, path: string): Promise<void> {
-  const st = await stat(path).catch((err: unknown) => {
-    throw new KataError("NOT_FOUND", `${what} ${path} does not exist (build guest assets: kata-ts build-assets)`, { cause: err });
-  });
-  if (!st.isFile()) throw new KataError("INVALID_ARGUMENT", `${what} ${path} is not a regular file`);
-}
-
-function requireInt(id: string, what: string, value: number, min: number, max: number): void {
-  if (!Number.isInteger(value) || value < min || value > max) {
-    throw new KataError(
-      "INVALID_ARGUMENT",
-      `VM ${id}: ${what} ${value} is outside what QEMU microvm supports here (an integer from ${min} to ${max}); ` +
-        `a pod's size is the configured default plus its limits (docs/configuration.md)`,
-    );
-  }
-}
-
-export async function validateVmConfig(config: VmConfig): Promise<void> {
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(config.id)) {
-    throw new KataError("INVALID_ARGUMENT", `VM id ${JSON.stringify(config.id)} must be 1-64 of [A-Za-z0-9._-]`);
-  }
-  requireInt(config.id, "vcpus", config.vcpus, 1, 64);
-  requireInt(config.id, "memoryMiB", config.memoryMiB, 64, 1024 * 1024);
-  if ((config.netDevices?.length ?? 0) > maxNetDevices) {
-    throw new KataError("INVALID_ARGUMENT", `at most ${maxNetDevices} NICs per VM`);
-  }
-  await requireFile("guest kernel", config.kernelPath);
-  if (config.initrdPath !== undefined) await requireFile("guest initrd", config.initrdPath);
-  await requireFile("guest rootfs image", config.rootfsPath);
-  if (config.rootfsDevice === "virtio-pmem") {
-    const size = (await stat(config.rootfsPath)).size;
-    if (size === 0 || size % pmemAlignment !== 0) {
-      throw new KataError("INVALID_ARGUMENT", `guest rootfs image ${config.rootfsPath} is ${size} bytes; as virtio-pmem it must be a non-empty multiple of ${pmemAlignment} (kata-ts build-assets pads it)`);
-    }
-  }
-}
 
 export class QemuHypervisor implements Hypervisor {
   private constructor(
@@ -91,6 +57,12 @@ export class QemuHypervisor implements Hypervisor {
 
   async create(config: VmConfig): Promise<QemuVm> {
     await validateVmConfig(config);
+    if (config.rootfsDevice === "virtio-pmem") {
+      const size = (await stat(config.rootfsPath)).size;
+      if (size === 0 || size % pmemAlignment !== 0) {
+        throw new KataError("INVALID_ARGUMENT", `guest rootfs image ${config.rootfsPath} is ${size} bytes; as virtio-pmem it must be a non-empty multiple of ${pmemAlignment} (kata-ts build-assets pads it)`);
+      }
+    }
     const layout = vmLayout(config.stateDir);
     return new QemuVm(config, layout, {
       binary: this.opts.binary ?? qemuBinary,
@@ -103,10 +75,12 @@ export class QemuHypervisor implements Hypervisor {
   capabilities(): HypervisorCapabilities {
     const seccomp = this.seccomp;
     return {
-      name: "qemu-microvm",
+      name: "qemu",
       version: this.version,
+      accels: ["kvm", "tcg"],
       agentChannel: { transport: "virtio-serial" },
-      sharedFs: { kind: "virtio-fs", requiresSharedMemory: true },
+      sharedFs: { kind: "virtio-fs", requiresSharedMemory: true, dax: false },
+      pmem: { kind: "virtio-pmem" },
       network: { kind: "tap", maxDevices: maxNetDevices },
       seccomp: { enabled: seccomp, detail: seccomp ? "-sandbox on (deny obsolete, elevateprivileges, spawn, resourcecontrol)" : "off" },
     };
@@ -125,6 +99,7 @@ export class QemuHypervisor implements Hypervisor {
       ...(this.opts.tcgThread === undefined ? {} : { tcgThread: this.opts.tcgThread }),
       tcgTbSizeMiB: this.opts.tcgTbSizeMiB ?? defaultTcgTbSizeMiB,
       freePageReporting: this.opts.freePageReporting ?? true,
+      ...(this.opts.agentPortName === undefined ? {} : { agentPortName: this.opts.agentPortName }),
     };
   }
 }

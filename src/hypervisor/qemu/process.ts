@@ -34,6 +34,13 @@ export function killGroup(pid: number, signal: NodeJS.Signals): boolean {
 
 const stderrTailBytes = 4096;
 
+export interface SpawnOptions {
+  /** Where the VMM's stdout goes (Firecracker writes the guest's serial console there). Default: discarded. */
+  stdoutFd?: number;
+  /** What to tell the user when the binary cannot be started. */
+  installHint?: string;
+}
+
 export class VmmProcess {
   readonly pid: number;
   /** Resolves when the process has exited and been reaped. */
@@ -59,14 +66,14 @@ export class VmmProcess {
   }
 
   /** Spawn and wait until the OS has started it (ENOENT etc. become NOT_FOUND/INTERNAL). */
-  static async spawn(binary: string, args: readonly string[]): Promise<VmmProcess> {
+  static async spawn(binary: string, args: readonly string[], opts: SpawnOptions = {}): Promise<VmmProcess> {
     installExitHook();
-    const child = spawn(binary, args, { detached: true, stdio: ["ignore", "ignore", "pipe"] });
+    const child = spawn(binary, args, { detached: true, stdio: ["ignore", opts.stdoutFd ?? "ignore", "pipe"] });
     await new Promise<void>((resolve, reject) => {
       child.once("spawn", () => resolve());
       child.once("error", (err: NodeJS.ErrnoException) => {
         const code = err.code === "ENOENT" ? "NOT_FOUND" : "INTERNAL";
-        reject(new KataError(code, `cannot start ${binary}: ${err.message} (install qemu-system-x86: kata-ts setup)`, { cause: err }));
+        reject(new KataError(code, `cannot start ${binary}: ${err.message} (${opts.installHint ?? "install qemu-system-x86: kata-ts setup"})`, { cause: err }));
       });
     });
     return new VmmProcess(child);

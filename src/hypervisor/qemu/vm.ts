@@ -4,6 +4,7 @@
 import { mkdir, readdir, rm } from "node:fs/promises";
 import { KataError } from "../../util/errors.js";
 import { createLogger } from "../../util/log.js";
+import type { AgentEndpoint } from "../agent-channel/endpoint.js";
 import { VmLifecycle } from "../lifecycle.js";
 import type { ResolvedAccel, StopOptions, Vm, VmConfig, VmExit, VmState } from "../types.js";
 import { qemuArgs, type QemuTuning } from "./cmdline.js";
@@ -67,6 +68,9 @@ export class QemuVm implements Vm {
   }
   get agentSocketPath(): string {
     return this.layout.agentSocketPath;
+  }
+  get agentEndpoint(): AgentEndpoint {
+    return { transport: "unix", path: this.layout.agentSocketPath };
   }
   get qmpSocketPath(): string {
     return this.layout.qmpSocketPath;

@@ -1,23 +1,27 @@
 // Boot a VM and wait until its agent answers Health.Check, within one deadline. On any failure the
 // VM is stopped (killed, reaped, state dir removed) and the error says what the console showed.
+// This is the sandbox's side of the agent: the hypervisor layer only starts VMs and says where
+// their agent channel is (vm.agentEndpoint).
 //
-// The agent channel is QEMU's chardev socket for the virtio-serial port. The host connects as soon
-// as QEMU is up; QEMU does not read from the socket until the guest opens the port, so requests
-// sent earlier wait in the socket and are delivered then. Check is still re-sent with growing
-// per-attempt timeouts: should a request be lost (an agent that opened the port and restarted),
-// the next one gets through, and the duplicate answers to timed-out calls are ignored.
+// With QEMU the channel is the chardev socket of a virtio-serial port: the host connects as soon
+// as QEMU is up, and QEMU holds requests until the guest opens the port. With hybrid vsock (Cloud
+// Hypervisor, Firecracker) the VMM refuses CONNECT until the guest listens, so the dial itself
+// retries. Check is then re-sent with growing per-attempt timeouts: should a request be lost (an
+// agent that opened the port and restarted), the next one gets through, and the duplicate answers
+// to timed-out calls are ignored.
 import { createClient, TtrpcClient, type TypedClient } from "../protocol/ttrpc/index.js";
 import { CheckResponse_ServingStatus, Health } from "../protocol/gen/katats/agent/v1/health_pb.js";
 import { describeError, KataError } from "../util/errors.js";
-import { resolveAccel } from "./accel.js";
-import { BootStalledError, watchBootProgress } from "./boot-progress.js";
-import { QemuHypervisor } from "./qemu/index.js";
-import type { Hypervisor, Vm, VmConfig, VmExit } from "./types.js";
+import { resolveAccel } from "../hypervisor/accel.js";
+import { dialAgent, describeEndpoint } from "../hypervisor/agent-channel/dial.js";
+import { BootStalledError, watchBootProgress } from "../hypervisor/boot-progress.js";
+import { defaultHypervisor } from "../hypervisor/select.js";
+import type { Hypervisor, Vm, VmConfig, VmExit } from "../hypervisor/types.js";
 
 export interface BootOptions {
   /** Wall time from start to an answered Check; past it the VM is killed. */
   deadlineMs: number;
-  /** Defaults to QEMU microvm with the boot probe for accel=auto. */
+  /** Defaults to the VMM the built-in configuration picks (QEMU microvm; boot probe for accel=auto). */
   hypervisor?: Hypervisor;
   /** Abandon the boot (CANCELLED); the VM is stopped like on any other failure. */
   signal?: AbortSignal;
@@ -50,8 +54,10 @@ const consoleTailBytes = 2048;
 
 export async function bootVm(config: VmConfig, opts: BootOptions): Promise<BootedVm> {
   const hypervisor = opts.hypervisor ?? (await defaultHypervisor());
-  // accel=auto: decided by booting this very guest under KVM, once per host (cached).
-  const accel = config.accel === "auto" ? await resolveAccel("auto", () => probeKvmBoot(config, hypervisor)) : config.accel;
+  // accel=auto: decided by booting this very guest under KVM, once per host (cached). A VMM without
+  // TCG has nothing to decide: KVM or nothing (its create() says so).
+  const canTcg = hypervisor.capabilities().accels.includes("tcg");
+  const accel = config.accel !== "auto" ? config.accel : canTcg ? await resolveAccel("auto", () => probeKvmBoot(config, hypervisor)) : "kvm";
   const vm = await hypervisor.create({ ...config, accel }); // validates files: nothing spawned yet on failure
   const t0 = performance.now();
   const deadline = Date.now() + opts.deadlineMs;
@@ -61,7 +67,7 @@ export async function bootVm(config: VmConfig, opts: BootOptions): Promise<Boote
     await vm.start();
     const vmmStartMs = performance.now() - t0;
     await opts.onStarted?.(vm);
-    agent = await TtrpcClient.connect(vm.agentSocketPath, { timeoutMs: Math.max(deadline - Date.now(), 1) });
+    agent = await connectAgent(vm, deadline, opts.signal);
     const health = createClient(agent, Health);
     const progress = opts.stallMs === undefined ? undefined : watchBootProgress(vm, opts.stallMs);
     const checking = waitForCheck(health, vm, deadline, opts.deadlineMs, opts.signal);
@@ -87,6 +93,35 @@ export async function bootVm(config: VmConfig, opts: BootOptions): Promise<Boote
       `VM ${config.id} failed to boot: ${describeError(err)}; console log tail:\n${tail}`,
       { cause: err },
     );
+  }
+}
+
+/** Dial the VM's agent channel; gives up early (UNAVAILABLE) when the VM ends meanwhile. */
+async function connectAgent(vm: Vm, deadline: number, signal?: AbortSignal): Promise<TtrpcClient> {
+  const stop = new AbortController();
+  let ended: VmExit | undefined;
+  void vm.wait().then((exit) => {
+    ended = exit;
+    stop.abort();
+  });
+  const onCaller = (): void => stop.abort();
+  signal?.addEventListener("abort", onCaller, { once: true });
+  try {
+    const stream = await dialAgent(vm.agentEndpoint, { timeoutMs: Math.max(deadline - Date.now(), 1), signal: stop.signal });
+    const client = new TtrpcClient(stream);
+    stream.resume();
+    return client;
+  } catch (err) {
+    if (ended !== undefined) {
+      throw new KataError("UNAVAILABLE", `the VM ended before its agent answered (${ended.reason}, VMM exit ${ended.exitCode ?? ended.signal})`, { cause: err });
+    }
+    if (signal?.aborted === true) throw new KataError("CANCELLED", "boot cancelled by the caller");
+    if (err instanceof KataError && err.code === "DEADLINE_EXCEEDED") {
+      throw new KataError("DEADLINE_EXCEEDED", `no agent connection on ${describeEndpoint(vm.agentEndpoint)}`, { cause: err });
+    }
+    throw err;
+  } finally {
+    signal?.removeEventListener("abort", onCaller);
   }
 }
 
@@ -143,14 +178,4 @@ export async function probeKvmBoot(config: VmConfig, hypervisor: Hypervisor, dea
     const lastConsoleLine = lines.slice(1).reverse().find((l) => l.trim() !== "" && l !== "(empty)")?.trim() ?? "no console output";
     return { usable: false, detail: `the guest did not boot under KVM: ${why} (console: ${lastConsoleLine.slice(0, 160)})` };
   }
-}
-
-let memo: Promise<Hypervisor> | undefined;
-
-function defaultHypervisor(): Promise<Hypervisor> {
-  memo ??= QemuHypervisor.open();
-  memo.catch(() => {
-    memo = undefined;
-  });
-  return memo;
 }

@@ -1,0 +1,107 @@
+// Firecracker as a Hypervisor: one firecracker process per VM, configured over its REST API socket
+// (machine-config, boot-source, drives, network-interfaces, vsock) and started with InstanceStart.
+// The agent channel is its hybrid vsock; the guest serial console is the process's stdout.
+//
+// Firecracker has no virtio-fs, so the host directories kata-ts shares with QEMU and Cloud
+// Hypervisor (container root filesystems, volumes) cannot reach the guest: a VM that asks for a
+// shared file system is refused before anything starts. docs/hypervisor.md says what would bring
+// container root filesystems in as block devices.
+import { KataError } from "../../util/errors.js";
+import { ApiClient, codeForStatus, type ApiResponse } from "../rest/api-client.js";
+import { restVmLayout, type RestVmLayout } from "../rest/layout.js";
+import { RestVm, type RestVmmDriver } from "../rest/rest-vm.js";
+import { binaryVersion, validateRestVmConfig } from "../rest/validate.js";
+import type { Hypervisor, HypervisorCapabilities, VmConfig } from "../types.js";
+import { maxNetDevices } from "../validate.js";
+import type { FcError, FcInstanceInfo } from "./api-types.js";
+import { firecrackerRequests } from "./requests.js";
+
+export const firecrackerBinary = "firecracker";
+export const firecrackerInstallHint =
+  "Debian 12 does not package firecracker: install a release binary and set [hypervisor.firecracker] path";
+
+export interface FirecrackerOptions {
+  binary?: string;
+  startTimeoutMs?: number;
+}
+
+/** Firecracker's documented vCPU range. */
+const maxVcpus = 32;
+
+export function fcFailure(method: string, path: string, res: ApiResponse): KataError {
+  let detail = res.body.trim();
+  try {
+    const parsed = JSON.parse(detail) as FcError;
+    if (typeof parsed.fault_message === "string") detail = parsed.fault_message;
+  } catch {
+    // not the documented Error body: show it as it came
+  }
+  return new KataError(codeForStatus(res.status), `firecracker refused ${method} ${path} (HTTP ${res.status}): ${detail || "no detail"}`);
+}
+
+/** The refusal for a feature Firecracker cannot provide (RunPodSandbox fails with it). */
+export function firecrackerCannot(what: string): KataError {
+  return new KataError("FAILED_PRECONDITION", `firecracker cannot ${what}: it has no virtio-fs device (docs/hypervisor.md); use hypervisor = "qemu" or "cloud-hypervisor"`);
+}
+
+class FcDriver implements RestVmmDriver {
+  readonly name = "firecracker";
+  readonly installHint = firecrackerInstallHint;
+  readonly consoleOnStdout = true;
+
+  constructor(readonly binary: string) {}
+
+  args(config: VmConfig, layout: RestVmLayout): string[] {
+    return ["--api-sock", layout.apiSocketPath, "--id", config.id];
+  }
+
+  api(layout: RestVmLayout): ApiClient {
+    return new ApiClient(layout.apiSocketPath, this.name, fcFailure);
+  }
+
+  async ping(api: ApiClient, timeoutMs: number): Promise<void> {
+    const info = (await api.call("GET", "/", undefined, timeoutMs)) as Partial<FcInstanceInfo> | undefined;
+    if (typeof info?.vmm_version !== "string") throw new KataError("INTERNAL", "firecracker GET / answer lacks vmm_version");
+  }
+
+  async boot(api: ApiClient, config: VmConfig, layout: RestVmLayout): Promise<void> {
+    for (const req of firecrackerRequests(config, layout.vsockSocketPath)) {
+      await api.call("PUT", req.path, req.body);
+    }
+  }
+
+  /** Firecracker has no "stop the VM" request (SendCtrlAltDel needs the guest's cooperation): SIGTERM ends it. */
+  shutdown(): Promise<boolean> {
+    return Promise.resolve(false);
+  }
+}
+
+export class Firecracker implements Hypervisor {
+  private constructor(
+    private readonly opts: FirecrackerOptions,
+    private readonly version: string,
+  ) {}
+
+  static async open(opts: FirecrackerOptions = {}): Promise<Firecracker> {
+    const version = await binaryVersion(opts.binary ?? firecrackerBinary, "firecracker", firecrackerInstallHint);
+    return new Firecracker(opts, version);
+  }
+
+  async create(config: VmConfig): Promise<RestVm> {
+    if (config.sharedFs !== undefined) throw firecrackerCannot(`share host directories with the guest (virtio-fs tag ${config.sharedFs.tag})`);
+    await validateRestVmConfig("firecracker", config, { maxVcpus });
+    const driver = new FcDriver(this.opts.binary ?? firecrackerBinary);
+    return new RestVm(config, restVmLayout(config.stateDir), driver, this.opts.startTimeoutMs === undefined ? {} : { startTimeoutMs: this.opts.startTimeoutMs });
+  }
+
+  capabilities(): HypervisorCapabilities {
+    return {
+      name: "firecracker",
+      version: this.version,
+      accels: ["kvm"],
+      agentChannel: { transport: "hybrid-vsock" },
+      network: { kind: "tap", maxDevices: maxNetDevices },
+      seccomp: { enabled: true, detail: "firecracker's built-in seccomp filters (default on)" },
+    };
+  }
+}
