@@ -1,0 +1,85 @@
+// The stand-in's "guest": a hybrid vsock listener on the unix socket the VMM was given, which
+// acknowledges `CONNECT 1024\n` with `OK <port>\n` once the guest agent "listens" and then serves
+// the real agent Health service over ttRPC on that stream. Before then, or for any other port, it
+// closes the connection, as Cloud Hypervisor and Firecracker do when nothing in the guest listens.
+import net from "node:net";
+import { rm } from "node:fs/promises";
+import { TtrpcServer } from "../../../src/protocol/ttrpc/index.js";
+import { Health } from "../../../src/protocol/gen/katats/agent/v1/health_pb.js";
+import { healthService } from "../../../src/agent/health.js";
+
+export const agentPort = 1024;
+
+export class StandinGuest {
+  private listening = false;
+  private nextHostPort = 1_073_741_824;
+  private readonly ttrpc = new TtrpcServer().register(Health, healthService());
+  private readonly sockets = new Set<net.Socket>();
+
+  private constructor(
+    private readonly server: net.Server,
+    private readonly path: string,
+    private readonly violation: (what: string) => void,
+  ) {}
+
+  /** The VMM creates the vsock socket when the device is set up: before the guest runs. */
+  static async listen(path: string, violation: (what: string) => void): Promise<StandinGuest> {
+    await rm(path, { force: true });
+    const holder: { guest?: StandinGuest } = {};
+    const server = net.createServer((sock) => holder.guest?.accept(sock));
+    const guest = new StandinGuest(server, path, violation);
+    holder.guest = guest;
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(path, () => resolve());
+    });
+    return guest;
+  }
+
+  /** The guest booted and its agent listens on agentPort. */
+  agentUp(): void {
+    this.listening = true;
+  }
+
+  async close(): Promise<void> {
+    this.listening = false;
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await rm(this.path, { force: true });
+  }
+
+  private accept(sock: net.Socket): void {
+    this.sockets.add(sock);
+    sock.once("close", () => this.sockets.delete(sock));
+    sock.on("error", () => undefined);
+    let line = "";
+    const onData = (chunk: Buffer): void => {
+      line += chunk.toString("latin1");
+      const nl = line.indexOf("\n");
+      if (nl < 0) {
+        if (line.length > 64) {
+          this.violation(`hybrid vsock: no CONNECT line within 64 bytes: ${JSON.stringify(line)}`);
+          sock.destroy();
+        }
+        return;
+      }
+      sock.off("data", onData);
+      const request = line.slice(0, nl);
+      const m = /^CONNECT (\d+)$/.exec(request);
+      if (m === null) {
+        this.violation(`hybrid vsock: expected "CONNECT <port>", got ${JSON.stringify(request)}`);
+        sock.destroy();
+        return;
+      }
+      if (!this.listening || Number(m[1]) !== agentPort) {
+        sock.destroy();
+        return;
+      }
+      sock.write(`OK ${this.nextHostPort++}\n`);
+      const rest = Buffer.from(line.slice(nl + 1), "latin1");
+      if (rest.length > 0) sock.unshift(rest);
+      this.ttrpc.serve(sock);
+    };
+    sock.on("data", onData);
+  }
+}

@@ -1,0 +1,92 @@
+// The Firecracker driver against a stand-in firecracker (a real process serving the REST API on a
+// real unix socket) that checks every request against the published swagger schemas: the shared
+// conformance suite, then what this driver sends, and the features Firecracker cannot provide.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { Firecracker } from "../../src/hypervisor/firecracker/index.js";
+import { bootVm } from "../../src/sandbox/agent-boot.js";
+import { Sandbox } from "../../src/sandbox/sandbox.js";
+import { sandboxLayout } from "../../src/sandbox/guest-layout.js";
+import { isKataError } from "../../src/util/errors.js";
+import { standin, type Standin } from "../harness/vmm-standin/fixture.js";
+import { vmmConformance } from "./vmm-conformance.js";
+import { guestFiles, standinVmConfig, type GuestFiles } from "./vmm-standin-support.js";
+import { cleanupRoot, exists, processesMentioning, tempRoot } from "./vm-support.js";
+
+let root: string;
+let files: GuestFiles;
+const standins: Standin[] = [];
+
+before(async () => {
+  root = await tempRoot("vmm-fc");
+  files = await guestFiles(root);
+});
+
+after(async () => {
+  const leftovers = await processesMentioning(root);
+  const violations = (await Promise.all(standins.map((s) => s.violations()))).flat();
+  await cleanupRoot(root);
+  assert.deepEqual(leftovers, [], "no stand-in VMM may outlive the tests");
+  assert.deepEqual(violations, [], "every request matched the published Firecracker API");
+});
+
+async function driver(name: string, fault: Parameters<typeof standin>[3] = "none"): Promise<{ hv: Firecracker; s: Standin }> {
+  const s = await standin("firecracker", root, name, fault);
+  standins.push(s);
+  return { hv: await Firecracker.open({ binary: s.binary }), s };
+}
+
+vmmConformance({
+  name: "firecracker (stand-in)",
+  hypervisor: async () => (await driver(`ok-${standins.length}`)).hv,
+  config: (id) => standinVmConfig(files, root, `conf-${id}`),
+  deadlineMs: 10_000,
+  apiError: { hypervisor: async () => (await driver("apierr", "api-error")).hv, message: /firecracker refused PUT \/machine-config \(HTTP 400\): The memory size/ },
+  silentGuest: async () => (await driver("silent", "silent-guest")).hv,
+  crashingVmm: async () => (await driver("selfcrash", "crash-on-boot")).hv,
+});
+
+void test("firecracker: the pre-boot requests describe the VM (machine-config, boot-source, read-only drive, tap, vsock) before InstanceStart; the console is its stdout", async () => {
+  const { hv, s } = await driver("describe");
+  const config = standinVmConfig(files, root, "describe", { netDevices: [{ tapName: "tap0_kata", mac: "02:42:0a:00:00:05" }] });
+  const { vm, agent } = await bootVm(config, { deadlineMs: 10_000, hypervisor: hv });
+  const console = await readFile(vm.consoleLogPath, "utf8");
+  agent.close();
+  const exit = await vm.stop();
+  const puts = (await s.entries()).flatMap((e) => (e.request?.method === "PUT" ? [e.request] : []));
+  assert.deepEqual(puts.map((p) => p.path), ["/machine-config", "/boot-source", "/drives/rootfs", "/network-interfaces/eth0", "/vsock", "/actions"]);
+  const body = (path: string): unknown => puts.find((p) => p.path === path)?.body;
+  assert.deepEqual(body("/machine-config"), { vcpu_count: 2, mem_size_mib: 512, smt: false });
+  const boot = body("/boot-source") as { kernel_image_path: string; initrd_path: string; boot_args: string };
+  assert.equal(boot.kernel_image_path, files.kernel);
+  assert.equal(boot.initrd_path, files.initrd);
+  assert.match(boot.boot_args, /^console=ttyS0 reboot=k panic=1 pci=off .*root=\/dev\/vda/);
+  assert.deepEqual(body("/drives/rootfs"), { drive_id: "rootfs", path_on_host: files.rootfs, is_root_device: false, is_read_only: true });
+  assert.deepEqual(body("/network-interfaces/eth0"), { iface_id: "eth0", host_dev_name: "tap0_kata", guest_mac: "02:42:0a:00:00:05" });
+  assert.deepEqual(body("/vsock"), { guest_cid: 3, uds_path: join(config.stateDir, "vsock.sock") });
+  assert.deepEqual(body("/actions"), { action_type: "InstanceStart" });
+  assert.match(console, /stand-in guest/, "the serial console (Firecracker's stdout) reached the console log");
+  assert.equal(exit.reason, "stopped", "no shutdown request exists: SIGTERM ends it, which counts as a requested stop");
+});
+
+void test("firecracker: a VM with a virtio-fs share is refused before anything starts, saying Firecracker has no virtio-fs", async () => {
+  const { hv } = await driver("nofs");
+  const config = standinVmConfig(files, root, "nofs", { sharedFs: { socketPath: join(root, "virtiofsd.sock"), tag: "kataShared" } });
+  await assert.rejects(hv.create(config), (e) => isKataError(e, "FAILED_PRECONDITION") && /firecracker cannot share host directories.*no virtio-fs/.test(e.message));
+  assert.equal(await exists(config.stateDir), false);
+  assert.equal(hv.capabilities().sharedFs, undefined);
+});
+
+void test("firecracker: a pod sandbox (what RunPodSandbox creates) fails at once with an error naming the missing virtio-fs, and leaves nothing", async () => {
+  const { hv } = await driver("pod");
+  const id = `fcpod-${process.pid}`;
+  const err = await Sandbox.create({ id, hypervisor: hv }).then(
+    () => assert.fail("the sandbox should not start"),
+    (e: unknown) => e,
+  );
+  assert.ok(isKataError(err, "FAILED_PRECONDITION"), String(err));
+  assert.match(err.message, /firecracker cannot run this pod: it has no virtio-fs/);
+  assert.equal(await exists(sandboxLayout(id).stateDir), false, "no sandbox state dir");
+});
