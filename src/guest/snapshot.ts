@@ -12,6 +12,7 @@ import { KataError } from "../util/errors.js";
 import { renderMachine } from "../hypervisor/qemu/args/machine.js";
 import { renderMemory } from "../hypervisor/qemu/args/memory.js";
 import { renderPmem } from "../hypervisor/qemu/args/pmem.js";
+import { qemuBinary } from "../hypervisor/qemu/probe.js";
 import { SNAPSHOT_BUILD_PARAM, SNAPSHOT_BYTES_PREFIX } from "./init-scripts.js";
 
 const OUT_DISK_BYTES = 64 * 1024 * 1024;
@@ -66,13 +67,13 @@ export function parseSnapshotBytes(consoleText: string): number | undefined {
 
 function runQemu(args: string[], timeoutMs: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn("qemu-system-x86_64", args, { stdio: ["ignore", "ignore", "pipe"] });
+    const child = spawn(qemuBinary, args, { stdio: ["ignore", "ignore", "pipe"] });
     let stderr = "";
     child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
     const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
     child.once("error", (err) => {
       clearTimeout(timer);
-      reject(new KataError("NOT_FOUND", `cannot run qemu-system-x86_64: ${err.message}`, { cause: err }));
+      reject(new KataError("NOT_FOUND", `cannot run ${qemuBinary}: ${err.message}`, { cause: err }));
     });
     child.once("exit", (code, signal) => {
       clearTimeout(timer);

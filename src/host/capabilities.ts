@@ -3,6 +3,8 @@
 import { access, constants, readdir } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import { run, tryRun } from "../util/exec.js";
+import { qemuBinary } from "../hypervisor/qemu/probe.js";
+import { vmmCapabilities, type VmmPaths } from "./vmm-capabilities.js";
 
 /** ok: works; missing: a must-have is absent; absent: an optional thing is not there; unusable: there
  * but a real probe showed it does not work; unverified: there, not probed. */
@@ -16,7 +18,6 @@ export interface Capability {
   required: boolean;
 }
 
-export const qemuBinary = "qemu-system-x86_64";
 export const virtiofsdBinary = "/usr/lib/qemu/virtiofsd";
 export const cniPluginDir = "/usr/lib/cni";
 const requiredCniPlugins = ["bridge", "host-local", "loopback"];
@@ -140,8 +141,9 @@ async function portForwardNat(): Promise<Capability> {
   }
 }
 
-export async function probeHost(): Promise<Capability[]> {
-  return Promise.all([
+/** Every capability; `vmms` are the configured Cloud Hypervisor / Firecracker binaries. */
+export async function probeHost(vmms: VmmPaths = {}): Promise<Capability[]> {
+  const caps = await Promise.all([
     versionOf("qemu", qemuBinary, ["--version"], true, "apt-get install qemu-system-x86"),
     versionOf("virtiofsd", virtiofsdBinary, ["--version"], true, "apt-get install qemu-system-x86"),
     kvmPresence(),
@@ -155,6 +157,9 @@ export async function probeHost(): Promise<Capability[]> {
     versionOf("runc", "runc", ["--version"], false, "apt-get install runc"),
     cniPlugins(),
   ]);
+  // Cloud Hypervisor and Firecracker run only under KVM: their verdict needs the KVM answer first.
+  caps.push(...(await vmmCapabilities(caps.find((c) => c.name === "kvm"), vmms)));
+  return caps;
 }
 
 export function missingRequired(caps: readonly Capability[]): Capability[] {

@@ -32,7 +32,7 @@ void test("check --json reports every capability, with the real QEMU version, an
   const report = JSON.parse(res.stdout) as { ok: boolean; capabilities: { name: string; status: string; detail: string; required: boolean }[] };
   assert.equal(report.ok, true);
   const names = report.capabilities.map((c) => c.name);
-  for (const n of ["qemu", "virtiofsd", "kvm", "vhost-vsock", "tun", "tc-mirred", "port-forward-nat", "cgroup", "containerd", "crun", "cni-plugins"]) {
+  for (const n of ["qemu", "virtiofsd", "kvm", "vhost-vsock", "tun", "tc-mirred", "port-forward-nat", "cgroup", "containerd", "crun", "cni-plugins", "cloud-hypervisor", "firecracker"]) {
     assert.ok(names.includes(n), `report lacks ${n}`);
   }
   const { stdout: qemuVersion } = await exec("qemu-system-x86_64", ["--version"]);

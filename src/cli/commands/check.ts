@@ -1,9 +1,11 @@
 import { parseArgs } from "node:util";
+import { loadConfig } from "../../config/index.js";
 import { missingRequired, probeHost } from "../../host/capabilities.js";
 
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { json: { type: "boolean", default: false } } });
-  const caps = await probeHost();
+  const { config } = await loadConfig();
+  const caps = await probeHost({ cloudHypervisor: config.hypervisor["cloud-hypervisor"].path, firecracker: config.hypervisor.firecracker.path });
   const missing = missingRequired(caps);
   if (values.json) {
     process.stdout.write(`${JSON.stringify({ ok: missing.length === 0, capabilities: caps }, null, 2)}\n`);
