@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { defaultConfig, loadConfig, parseConfig } from "../../src/config/index.js";
+import { defaultConfig, loadConfig, parseConfig, selectedVmmConfig } from "../../src/config/index.js";
 import { isKataError } from "../../src/util/errors.js";
 
 const repoRoot = join(import.meta.dirname, "..", "..", "..");
@@ -57,6 +57,23 @@ void test("config: wrong types and values name the key", () => {
   rejects("[hypervisor.qemu]\ndefault_vcpus = 1.5\n", "hypervisor.qemu.default_vcpus");
   rejects('[hypervisor.qemu]\naccel = "hvf"\n', "hypervisor.qemu.accel");
   rejects("[hypervisor.qemu]\ndefault_memory = 16\n", "hypervisor.qemu.default_memory");
+});
+
+void test("config: [runtime] hypervisor picks the VMM, whose own section supplies the guest and sizing keys", () => {
+  const cfg = parseConfig(
+    '[runtime]\nhypervisor = "cloud-hypervisor"\n[hypervisor.cloud-hypervisor]\ndefault_vcpus = 4\nimage_device = "pmem"\n[hypervisor.firecracker]\npath = "/opt/fc/firecracker"\n',
+    "c.toml",
+  );
+  assert.equal(cfg.runtime.hypervisor, "cloud-hypervisor");
+  assert.equal(selectedVmmConfig(cfg).default_vcpus, 4);
+  assert.equal(cfg.hypervisor["cloud-hypervisor"].image_device, "pmem");
+  assert.equal(cfg.hypervisor.firecracker.path, "/opt/fc/firecracker");
+  assert.deepEqual(selectedVmmConfig(defaultConfig()), defaultConfig().hypervisor.qemu, "QEMU by default");
+  assert.equal(defaultConfig().runtime.hypervisor, "qemu");
+  rejects('[runtime]\nhypervisor = "kvmtool"\n', "runtime.hypervisor");
+  rejects("[hypervisor.firecracker]\ndefault_vcpus = 33\n", "hypervisor.firecracker.default_vcpus");
+  rejects("[hypervisor.firecracker]\naccel = \"tcg\"\n", "hypervisor.firecracker.accel", "unknown key");
+  rejects('[hypervisor.cloud-hypervisor]\nimage_device = "nvme"\n', "hypervisor.cloud-hypervisor.image_device");
 });
 
 void test("config: TOML syntax errors name the file and line", () => {
