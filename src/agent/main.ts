@@ -12,10 +12,10 @@ import { describeError } from "../util/errors.js";
 import { log } from "./log.js";
 import { createAgentServer } from "./server.js"; // AgentService (container engineer) is registered there
 import { AGENT_VERSION } from "./version.js";
+import { AGENT_PORT_NAME } from "../protocol/contract/guest.js";
 import { VirtioPort, waitForVirtioPort } from "./virtio-port.js";
 import { vsockPresent } from "./vsock.js";
 
-const AGENT_PORT_NAME = "agent.0";
 
 // node holds diagnostics channels weakly. One that no live code references (the bundle drops
 // unused bindings) dies in the snapshot builder's final GC and leaves a FinalizationRegistry

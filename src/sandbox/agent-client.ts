@@ -5,9 +5,9 @@ import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { createClient, type TtrpcClient } from "../protocol/ttrpc/index.js";
 import { AgentService } from "../protocol/gen/katats/agent/v1/agent_pb.js";
 import { Health } from "../protocol/gen/katats/agent/v1/health_pb.js";
-import type { OciProcess, OciSpec } from "../agent/oci/types.js";
-import type { GuestInterface, GuestRoute } from "../agent/network/types.js";
-import { fromProtoInterface, fromProtoRoute, toProtoInterface, toProtoRoute } from "../agent/network/proto.js";
+import type { OciProcess, OciSpec } from "../protocol/contract/oci.js";
+import type { GuestInterface, GuestRoute } from "../protocol/contract/network.js";
+import { fromProtoInterface, fromProtoRoute, toProtoInterface, toProtoRoute } from "../protocol/contract/network-proto.js";
 
 export interface ExitStatus {
   status: number;

@@ -1,7 +1,7 @@
 // A container in a sandbox, from the host: created -> running -> stopped -> deleted. Its rootfs
 // and volumes sit on the share (host-spec.ts); the agent runs it with crun in the guest.
 import { KataError } from "../util/errors.js";
-import type { OciProcess } from "../agent/oci/types.js";
+import type { OciProcess } from "../protocol/contract/oci.js";
 import type { AgentClient } from "./agent-client.js";
 import { Lifecycle } from "./lifecycle.js";
 import { SandboxProcess } from "./process.js";

@@ -1,6 +1,6 @@
 // The OCI spec `kata-ts run --rootfs DIR -- CMD` runs: what `crun spec` writes, with the
 // caller's command, environment, working directory, user and limits.
-import type { OciSpec } from "../agent/oci/types.js";
+import type { OciSpec } from "../protocol/contract/oci.js";
 
 export interface RunSpecOptions {
   args: string[];

@@ -1,11 +1,9 @@
-// Paths both sides agree on. The agent mounts the virtio-fs share at GUEST_SHARED_DIR
-// (src/agent/container/guest-layout.ts says the same; change both), so a file the host puts at
-// <sandbox state>/shared/X is at GUEST_SHARED_DIR/X in the guest.
+// Where one sandbox's files live on the host, and their guest paths: the agent mounts the
+// virtio-fs share at GUEST_SHARED_DIR (src/protocol/contract/guest.ts, imported by both sides), so a
+// file the host puts at <sandbox state>/shared/X is at GUEST_SHARED_DIR/X in the guest.
 import { join } from "node:path";
+import { GUEST_SHARED_DIR } from "../protocol/contract/guest.js";
 import { sandboxStateDir } from "../util/paths.js";
-
-export const GUEST_SHARED_DIR = "/run/kata-ts/shared";
-export const SHARED_FS_TAG = "kata-ts-shared";
 
 export interface SandboxLayout {
   stateDir: string;

@@ -6,7 +6,8 @@
 import { mkdir, rm, stat, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { KataError } from "../util/errors.js";
-import type { OciMount, OciSpec } from "../agent/oci/types.js";
+import type { OciMount, OciSpec } from "../protocol/contract/oci.js";
+import { isBindMount } from "../protocol/contract/guest.js";
 import { containerShareDirs, type SandboxLayout } from "./guest-layout.js";
 import { createMountPoint } from "./mount-points.js";
 import { bindThroughStage, unmountAll, withStage, type BindOptions } from "./mounts.js";
@@ -16,10 +17,6 @@ export interface SharedContainer {
   spec: OciSpec;
   guestRootfs: string;
   hostDir: string;
-}
-
-function isBind(m: OciMount): boolean {
-  return m.type === "bind" || (m.options ?? []).some((o) => o === "bind" || o === "rbind");
 }
 
 /**
@@ -39,7 +36,7 @@ export function bindOptionsOf(m: OciMount): BindOptions {
 async function bindSourceKinds(mounts: readonly OciMount[]): Promise<("dir" | "file" | undefined)[]> {
   const kinds: ("dir" | "file" | undefined)[] = [];
   for (const m of mounts) {
-    if (!isBind(m) || m.source === undefined) {
+    if (!isBindMount(m) || m.source === undefined) {
       kinds.push(undefined);
       continue;
     }
@@ -73,7 +70,7 @@ export async function shareContainer(layout: SandboxLayout, id: string, hostSpec
     const rootfsOpts: BindOptions = { readonly: hostSpec.root?.readonly === true, recursive: true, propagation: "private" };
     await bindThroughStage(hostRootfs, join(dirs.host, "rootfs"), stage, { ...rootfsOpts, isDirectory: true });
     for (const [i, m] of (spec.mounts ?? []).entries()) {
-      if (!isBind(m) || m.source === undefined) {
+      if (!isBindMount(m) || m.source === undefined) {
         mounts.push(m);
         continue;
       }

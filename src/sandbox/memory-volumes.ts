@@ -4,7 +4,7 @@
 // the volume for the agent (src/agent/container/pod-tmpfs.ts), which mounts a guest tmpfs of the
 // same size once per pod and binds it into every container that mounts the volume.
 import { readFile } from "node:fs/promises";
-import type { OciSpec } from "../agent/oci/types.js";
+import type { OciSpec } from "../protocol/contract/oci.js";
 
 /** Keep in step with POD_TMPFS_TYPE in src/agent/container/pod-tmpfs.ts. */
 export const POD_TMPFS_TYPE = "kata-ts.pod-tmpfs";

@@ -5,7 +5,7 @@ import { readFile, stat } from "node:fs/promises";
 import { isAbsolute, join } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { KataError } from "../util/errors.js";
-import type { OciSpec } from "../agent/oci/types.js";
+import type { OciSpec } from "../protocol/contract/oci.js";
 import { runSpec, type RunSpecOptions } from "./default-spec.js";
 import { Sandbox, type SandboxOptions } from "./sandbox.js";
 

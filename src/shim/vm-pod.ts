@@ -7,7 +7,7 @@ import { openHypervisor } from "../hypervisor/select.js";
 import { Sandbox } from "../sandbox/sandbox.js";
 import { cleanupStaleSandbox } from "../sandbox/stale.js";
 import { podDns, requireOwnNetwork } from "../sandbox/network/pod-spec.js";
-import type { OciProcess, OciSpec as AgentOciSpec } from "../agent/oci/types.js";
+import type { OciProcess, OciSpec as AgentOciSpec } from "../protocol/contract/oci.js";
 import { KataError, describeError } from "../util/errors.js";
 import { pidNamespaceMode, podSysctls, refuseBlockDevices, refuseSharedPropagation, requireOwnPidAndIpc } from "../sandbox/cri-spec.js";
 import type { Logger } from "../util/log.js";

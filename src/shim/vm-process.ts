@@ -8,7 +8,7 @@ import { PassThrough } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { SandboxContainer } from "../sandbox/container.js";
 import type { SandboxProcess } from "../sandbox/process.js";
-import type { OciProcess } from "../agent/oci/types.js";
+import type { OciProcess } from "../protocol/contract/oci.js";
 import type { Logger } from "../util/log.js";
 import { KataError, describeError, isKataError } from "../util/errors.js";
 import type { PodProcess, ProcessExit } from "./pod-port.js";

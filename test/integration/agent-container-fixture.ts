@@ -10,7 +10,7 @@ import { chmod, link, mkdir, mkdtemp, rm, writeFile, copyFile } from "node:fs/pr
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ContainerManager } from "../../src/agent/container/manager.js";
-import type { OciSpec } from "../../src/agent/oci/types.js";
+import type { OciSpec } from "../../src/protocol/contract/oci.js";
 
 export interface Fixture {
   dir: string;

@@ -6,7 +6,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { orderRoutes, routeArgs } from "../../src/agent/network/routes.js";
-import type { GuestRoute } from "../../src/agent/network/types.js";
+import type { GuestRoute } from "../../src/protocol/contract/network.js";
 import { isOurTap, parseInterfaces, parseRoutes, tapName } from "../../src/sandbox/network/inspect.js";
 import { HOST_NETWORK_REFUSED, podDns, podNetworkMode, requireOwnNetwork, resolvConfLines } from "../../src/sandbox/network/pod-spec.js";
 import { KataError } from "../../src/util/errors.js";

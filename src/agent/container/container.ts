@@ -5,7 +5,7 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { KataError } from "../../util/errors.js";
 import { execArgv, type CrunConfig } from "../oci/crun.js";
-import type { OciProcess, OciSpec } from "../oci/types.js";
+import type { OciProcess, OciSpec } from "../../protocol/contract/oci.js";
 import { ContainerProcess, type ProcessTools } from "./process.js";
 
 export type ContainerState = "created" | "running" | "stopped";

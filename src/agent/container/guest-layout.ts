@@ -1,8 +1,6 @@
-// Where the agent keeps things in the guest. The host relies on SHARED_DIR (it names container
-// rootfs dirs by their guest path), so src/sandbox/guest-layout.ts repeats it: change both.
+// Where the agent keeps things in the guest. The share's mount point, which the host relies on,
+// is GUEST_SHARED_DIR in src/protocol/contract/guest.ts (both sides import it).
 
-/** Mount point of the virtio-fs share (host: /run/kata-ts/<sandbox>/shared). */
-export const SHARED_DIR = "/run/kata-ts/shared";
 /** Guest-side OCI bundles (tmpfs). */
 export const BUNDLE_ROOT = "/run/kata-ts/containers";
 /** crun's state (--root). */

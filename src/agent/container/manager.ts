@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { KataError } from "../../util/errors.js";
 import { crunDelete, crunKill, crunPause, crunUpdate, runArgv, type CrunConfig } from "../oci/crun.js";
 import { checkProcess, parseSpec, toGuestSpec } from "../oci/guest-spec.js";
-import type { OciProcess } from "../oci/types.js";
+import type { OciProcess } from "../../protocol/contract/oci.js";
 import { cgroupPids, readStats, type ContainerStats } from "./cgroup-stats.js";
 import { Container, type ContainerState } from "./container.js";
 import { OomWatcher } from "./oom-watcher.js";

@@ -5,7 +5,7 @@
 // pages are the VM's memory. It lives as long as the VM (the pod).
 import { join } from "node:path";
 import { KataError } from "../../util/errors.js";
-import type { OciSpec } from "../oci/types.js";
+import type { OciSpec } from "../../protocol/contract/oci.js";
 import { mountOne } from "./sandbox-setup.js";
 
 /** Keep in step with src/sandbox/memory-volumes.ts. */

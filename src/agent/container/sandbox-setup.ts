@@ -3,6 +3,7 @@
 // through the guest's mount/umount tools.
 import { mkdir, writeFile } from "node:fs/promises";
 import { run } from "../../util/exec.js";
+import { isBindMount } from "../../protocol/contract/guest.js";
 import { KataError } from "../../util/errors.js";
 import { applySysctls } from "./sysctl.js";
 
@@ -35,7 +36,7 @@ export interface SandboxPaths {
 export async function mountOne(m: GuestMount): Promise<void> {
   if (!m.target.startsWith("/")) throw new KataError("INVALID_ARGUMENT", `mount target ${JSON.stringify(m.target)} must be absolute`);
   await mkdir(m.target, { recursive: true });
-  const isBind = m.fstype === "bind" || m.options.includes("bind") || m.options.includes("rbind");
+  const isBind = isBindMount({ type: m.fstype, options: m.options });
   const opts = m.options.filter((o) => o !== "bind" && o !== "rbind");
   const args = isBind
     ? [m.options.includes("rbind") ? "--rbind" : "--bind", m.source, m.target]

@@ -5,8 +5,9 @@ import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "../../protocol/ttrpc/index.js";
 import type { AgentService, Mount } from "../../protocol/gen/katats/agent/v1/agent_pb.js";
 import { KataError } from "../../util/errors.js";
-import type { OciProcess } from "../oci/types.js";
-import { BUNDLE_ROOT, CGROUP_ROOT, CRUN_ROOT, POD_TMPFS_ROOT, RESOLV_CONF, SHARED_DIR } from "./guest-layout.js";
+import type { OciProcess } from "../../protocol/contract/oci.js";
+import { GUEST_SHARED_DIR } from "../../protocol/contract/guest.js";
+import { BUNDLE_ROOT, CGROUP_ROOT, CRUN_ROOT, POD_TMPFS_ROOT, RESOLV_CONF } from "./guest-layout.js";
 import { ContainerManager, type ManagerConfig } from "./manager.js";
 import { GuestSandbox, type GuestMount } from "./sandbox-setup.js";
 import { networkHandlers } from "../network/service.js";
@@ -18,14 +19,14 @@ export interface AgentServiceDeps {
   sandbox: GuestSandbox;
 }
 
-/** The guest's defaults: crun with cgroup v2, bundles on tmpfs, the share at SHARED_DIR. */
+/** The guest's defaults: crun with cgroup v2, bundles on tmpfs, the share at GUEST_SHARED_DIR. */
 export function guestManagerConfig(): ManagerConfig {
   return {
     crun: { path: "crun", root: CRUN_ROOT, cgroupManager: "cgroupfs" },
     tools: { script: "script", stty: "stty" },
     bundleRoot: BUNDLE_ROOT,
     cgroupRoot: CGROUP_ROOT,
-    bindSourceRoots: [SHARED_DIR],
+    bindSourceRoots: [GUEST_SHARED_DIR],
     podTmpfsRoot: POD_TMPFS_ROOT,
   };
 }
@@ -33,7 +34,7 @@ export function guestManagerConfig(): ManagerConfig {
 export function defaultAgentDeps(): AgentServiceDeps {
   return {
     manager: new ContainerManager(guestManagerConfig()),
-    sandbox: new GuestSandbox({ sharedDir: SHARED_DIR, resolvConf: RESOLV_CONF, hostnameFile: "/proc/sys/kernel/hostname" }),
+    sandbox: new GuestSandbox({ sharedDir: GUEST_SHARED_DIR, resolvConf: RESOLV_CONF, hostnameFile: "/proc/sys/kernel/hostname" }),
   };
 }
 

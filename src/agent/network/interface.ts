@@ -3,7 +3,7 @@
 // repeated call converges on the same state.
 import { KataError } from "../../util/errors.js";
 import { ip, ipJson } from "./ip-tool.js";
-import type { GuestInterface } from "./types.js";
+import type { GuestInterface } from "../../protocol/contract/network.js";
 
 interface IpLink {
   ifname: string;

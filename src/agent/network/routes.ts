@@ -3,7 +3,7 @@
 // list carries too); then link-scope routes go in before the routes whose gateways they reach.
 import { KataError } from "../../util/errors.js";
 import { ip, ipJson } from "./ip-tool.js";
-import type { GuestRoute } from "./types.js";
+import type { GuestRoute } from "../../protocol/contract/network.js";
 
 interface IpRoute {
   dst: string;

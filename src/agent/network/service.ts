@@ -5,7 +5,7 @@ import type { ServiceImpl } from "../../protocol/ttrpc/index.js";
 import type { AgentService } from "../../protocol/gen/katats/agent/v1/agent_pb.js";
 import { KataError } from "../../util/errors.js";
 import { configureInterface } from "./interface.js";
-import { fromProtoInterface, fromProtoRoute, toProtoInterface, toProtoRoute } from "./proto.js";
+import { fromProtoInterface, fromProtoRoute, toProtoInterface, toProtoRoute } from "../../protocol/contract/network-proto.js";
 import { replaceRoutes } from "./routes.js";
 
 type AgentMethods = typeof AgentService extends GenService<infer S> ? S : never;

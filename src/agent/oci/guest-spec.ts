@@ -4,7 +4,8 @@
 // pod, so those are dropped or replaced and the rest (process, user, rlimits, capabilities,
 // seccomp, masked paths, resources) is kept as it is.
 import { KataError } from "../../util/errors.js";
-import type { OciMount, OciNamespace, OciProcess, OciSpec } from "./types.js";
+import { isBindMount } from "../../protocol/contract/guest.js";
+import type { OciMount, OciNamespace, OciProcess, OciSpec } from "../../protocol/contract/oci.js";
 
 export interface GuestSpecOptions {
   containerId: string;
@@ -108,8 +109,7 @@ export function toGuestSpec(host: OciSpec, opts: GuestSpecOptions): GuestSpecRes
 }
 
 function keepMount(m: OciMount, opts: GuestSpecOptions, dropped: string[]): boolean {
-  const isBind = m.type === "bind" || m.type === "rbind" || (m.options ?? []).some((o) => o === "bind" || o === "rbind");
-  if (!isBind) {
+  if (!isBindMount(m)) {
     if (m.type === undefined || KERNEL_FS.has(m.type)) return true;
     dropped.push(`mount ${m.destination} (${m.type}): not a guest kernel file system`);
     return false;

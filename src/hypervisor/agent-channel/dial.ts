@@ -5,7 +5,7 @@ import { KataError } from "../../util/errors.js";
 import type { AgentEndpoint } from "./endpoint.js";
 import { dialHybridVsock, type DialOptions } from "./hybrid-vsock.js";
 
-export { AGENT_VSOCK_PORT, describeEndpoint, type AgentEndpoint } from "./endpoint.js";
+export { describeEndpoint, type AgentEndpoint } from "./endpoint.js";
 export { connectHybridVsock, dialHybridVsock, type DialOptions } from "./hybrid-vsock.js";
 
 export function dialAgent(endpoint: AgentEndpoint, opts: DialOptions): Promise<Duplex> {

@@ -7,9 +7,6 @@
 //   host connects, writes `CONNECT <port>\n`, and reads `OK <n>\n` before the stream carries data.
 // - "vsock": kernel AF_VSOCK to (cid, port), through vhost-vsock on the host.
 
-/** The vsock port the guest agent listens on (the same number Kata's agent uses). */
-export const AGENT_VSOCK_PORT = 1024;
-
 export type AgentEndpoint =
   | { transport: "unix"; path: string }
   | { transport: "hybrid-vsock"; path: string; port: number }

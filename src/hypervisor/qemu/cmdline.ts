@@ -1,5 +1,6 @@
 // The whole QEMU command line for one VM, as an argv array composed from the per-device renderers.
 import { KataError } from "../../util/errors.js";
+import { AGENT_PORT_NAME } from "../../protocol/contract/guest.js";
 import type { ResolvedAccel, VmConfig } from "../types.js";
 import { renderAgentPort } from "./args/agent-port.js";
 import { renderBalloon } from "./args/balloon.js";
@@ -15,7 +16,7 @@ import { renderPmem } from "./args/pmem.js";
 import { renderSharedFs } from "./args/shared-fs.js";
 import type { VmLayout } from "./layout.js";
 
-export const defaultAgentPortName = "agent.0";
+export const defaultAgentPortName = AGENT_PORT_NAME;
 
 /**
  * Kernel parameters the VMM side owns: the console; reboot on panic (which -no-reboot turns into an

@@ -5,7 +5,8 @@
 import { mkdir, open, readdir, rm, type FileHandle } from "node:fs/promises";
 import { KataError } from "../../util/errors.js";
 import { createLogger } from "../../util/log.js";
-import { AGENT_VSOCK_PORT, type AgentEndpoint } from "../agent-channel/endpoint.js";
+import { AGENT_VSOCK_PORT } from "../../protocol/contract/guest.js";
+import type { AgentEndpoint } from "../agent-channel/endpoint.js";
 import { VmLifecycle } from "../lifecycle.js";
 import { readTail } from "../qemu/console-tail.js";
 import { VmmProcess, type ProcessExit } from "../qemu/process.js";

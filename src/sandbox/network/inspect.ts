@@ -1,7 +1,7 @@
 // What CNI left in the pod netns: its interfaces (not lo, not our taps) with their MAC, MTU and
 // addresses, and the routes through them. Parsing is pure (unit-tested on recorded `ip -j` output);
 // reading runs iproute2 in the netns.
-import type { GuestInterface, GuestRoute, IpFamily } from "../../agent/network/types.js";
+import type { GuestInterface, GuestRoute, IpFamily } from "../../protocol/contract/network.js";
 import { ipJsonIn } from "./netns-exec.js";
 
 export interface IpAddrJson {

@@ -2,7 +2,7 @@
 // each interface, and describe the result both to the VMM (one virtio-net NIC per tap, with the
 // veth's MAC) and to the guest (the veth's name, addresses, MTU and routes).
 import { access } from "node:fs/promises";
-import type { GuestInterface, GuestRoute } from "../../agent/network/types.js";
+import type { GuestInterface, GuestRoute } from "../../protocol/contract/network.js";
 import type { NetDeviceConfig } from "../../hypervisor/types.js";
 import { KataError } from "../../util/errors.js";
 import { createLogger } from "../../util/log.js";

@@ -1,8 +1,8 @@
-// The agent API's network messages <-> the agent's network types, both ways: used by the agent's
-// service (network/service.ts) and by the host's agent client, so the two sides cannot drift.
+// The agent API's network messages <-> the contract's network types, both ways: used by the agent's
+// service (agent/network/service.ts) and by the host's agent client, so the two sides cannot drift.
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { IPFamily, type Interface, type InterfaceSchema, type Route, type RouteSchema } from "../../protocol/gen/katats/agent/v1/agent_pb.js";
-import type { GuestInterface, GuestRoute, IpFamily } from "./types.js";
+import { IPFamily, type Interface, type InterfaceSchema, type Route, type RouteSchema } from "../gen/katats/agent/v1/agent_pb.js";
+import type { GuestInterface, GuestRoute, IpFamily } from "./network.js";
 
 const family = (f: IPFamily): IpFamily => (f === IPFamily.IP_FAMILY_V6 ? 6 : 4);
 const protoFamily = (f: IpFamily): IPFamily => (f === 6 ? IPFamily.IP_FAMILY_V6 : IPFamily.IP_FAMILY_V4);

@@ -1,5 +1,5 @@
-// The guest's view of the pod network, in the agent's own types (the proto stays at the edge,
-// in service.ts). Mirrors what the host found on the CNI veth.
+// The guest's view of the pod network, in types both sides import (the proto stays at the edges:
+// network-proto.ts). Mirrors what the host found on the CNI veth.
 
 export type IpFamily = 4 | 6;
 

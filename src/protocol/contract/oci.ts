@@ -1,5 +1,6 @@
-// The parts of the OCI runtime spec (runtime-spec v1.0+) the agent reads or rewrites. Everything
-// else in a config.json is carried through untouched, so these types stay open (index signatures).
+// The parts of the OCI runtime spec (runtime-spec v1.0+) the host hands the agent and the agent
+// reads or rewrites: part of the host-guest contract, imported by both sides. Everything else in a
+// config.json is carried through untouched, so these types stay open (index signatures).
 
 export interface OciUser {
   uid: number;
