@@ -4,7 +4,8 @@
 import { KataError } from "../../util/errors.js";
 import { ApiClient, codeForStatus, type ApiResponse } from "../rest/api-client.js";
 import { restVmLayout, type RestVmLayout } from "../rest/layout.js";
-import { RestVm, type RestVmmDriver } from "../rest/rest-vm.js";
+import type { RestVmmDriver } from "../rest/driver.js";
+import { RestVm } from "../rest/rest-vm.js";
 import { binaryVersion, validateRestVmConfig } from "../rest/validate.js";
 import type { Hypervisor, HypervisorCapabilities, VmConfig } from "../types.js";
 import { maxNetDevices } from "../validate.js";

@@ -12,31 +12,10 @@ import { readTail } from "../qemu/console-tail.js";
 import { VmmProcess, type ProcessExit } from "../qemu/process.js";
 import type { StopOptions, Vm, VmConfig, VmExit, VmState } from "../types.js";
 import type { ApiClient } from "./api-client.js";
+import { classifyExit, describeExit, type RestVmmDriver } from "./driver.js";
 import type { RestVmLayout } from "./layout.js";
 
 const log = createLogger("hypervisor.rest");
-
-/** What a driver tells RestVm about its VMM. */
-export interface RestVmmDriver {
-  /** Configuration name, for messages: "cloud-hypervisor", "firecracker". */
-  readonly name: string;
-  readonly binary: string;
-  readonly installHint: string;
-  /** The VMM's argv (API socket, id). */
-  args(config: VmConfig, layout: RestVmLayout): string[];
-  /** The VMM writes the guest serial console on its stdout (Firecracker). */
-  readonly consoleOnStdout: boolean;
-  api(layout: RestVmLayout): ApiClient;
-  /** One cheap request that succeeds once the API serves. */
-  ping(api: ApiClient, timeoutMs: number): Promise<void>;
-  /** Describe the VM to the VMM and start the guest. */
-  boot(api: ApiClient, config: VmConfig, layout: RestVmLayout): Promise<void>;
-  /**
-   * Ask the VMM to stop the guest and exit. Resolves true when asked (RestVm then waits for the exit),
-   * false when the VMM has no such request (RestVm goes straight to SIGTERM).
-   */
-  shutdown(api: ApiClient, timeoutMs: number): Promise<boolean>;
-}
 
 export interface RestVmOptions {
   /** How long the VMM may take to serve its API after spawn. */
@@ -255,19 +234,4 @@ export class RestVm implements Vm {
     if (this.api === undefined) throw new KataError("INTERNAL", "VMM API client missing");
     return this.api;
   }
-}
-
-function describeExit(exit: ProcessExit): string {
-  return exit.signal !== null ? `signal ${exit.signal}` : `exit code ${exit.code}`;
-}
-
-/**
- * Both VMMs exit when the guest powers off or reboots (kata-ts guests reboot on panic: the VMM
- * then exits too, as neither is asked to restart a guest), so an unrequested exit 0 is the guest's
- * doing; anything else unrequested is a crash.
- */
-function classifyExit(pexit: ProcessExit, requested: "quit" | "kill" | undefined): VmExit["reason"] {
-  if (requested === "kill" && pexit.signal !== null) return "killed";
-  if (requested !== undefined) return pexit.code === 0 || pexit.signal === "SIGTERM" ? "stopped" : "killed";
-  return pexit.code === 0 ? "poweroff" : "crashed";
 }
