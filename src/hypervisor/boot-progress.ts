@@ -6,7 +6,7 @@
 // the VM and boot again.
 import { readFile, stat } from "node:fs/promises";
 import { KataError } from "../util/errors.js";
-import { readTail } from "./qemu/console-tail.js";
+import { readTail } from "./console-tail.js";
 import type { Vm } from "./types.js";
 
 /** A VMM that can describe its vCPUs (QEMU: `info registers`), for stuck-boot reports. */

@@ -9,9 +9,9 @@ import { VmLifecycle } from "../lifecycle.js";
 import type { ResolvedAccel, StopOptions, Vm, VmConfig, VmExit, VmState } from "../types.js";
 import { qemuArgs, type QemuTuning } from "./cmdline.js";
 import { ConsoleLog } from "./console-log.js";
-import { readTail } from "./console-tail.js";
+import { readTail } from "../console-tail.js";
 import type { VmLayout } from "./layout.js";
-import { VmmProcess, type ProcessExit } from "./process.js";
+import { VmmProcess, type ProcessExit } from "../vmm-process.js";
 import { QmpClient } from "./qmp.js";
 
 const log = createLogger("hypervisor.qemu");

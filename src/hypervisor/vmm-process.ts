@@ -1,9 +1,9 @@
-// The QEMU process: spawned in its own process group (so a kill reaches anything it started and
-// a Ctrl-C aimed at our group does not reach it), stdin from /dev/null (an inherited terminal can
-// stall it), stderr kept as a short tail for error messages. Every live VMM is remembered so that
+// A VMM process (QEMU, cloud-hypervisor, firecracker): spawned in its own process group (so a kill
+// reaches anything it started and a Ctrl-C aimed at our group does not reach it), stdin from
+// /dev/null (an inherited terminal can stall it), stderr kept as a short tail for error messages. Every live VMM is remembered so that
 // it is killed if this Node process exits without stopping it.
 import { spawn, type ChildProcess } from "node:child_process";
-import { KataError } from "../../util/errors.js";
+import { KataError } from "../util/errors.js";
 
 export interface ProcessExit {
   code: number | null;
@@ -83,7 +83,7 @@ export class VmmProcess {
     return this.exitInfo !== undefined;
   }
 
-  /** The last lines QEMU printed on stderr (its error messages). */
+  /** The last lines the VMM printed on stderr (its error messages). */
   stderr(): string {
     return this.stderrTail.trim();
   }
