@@ -7,7 +7,9 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Firecracker } from "../../src/hypervisor/firecracker/index.js";
 import { bootVm } from "../../src/sandbox/agent-boot.js";
-import { Sandbox } from "../../src/sandbox/sandbox.js";
+import { parseConfig } from "../../src/config/index.js";
+import { vmPodFactory } from "../../src/shim/vm-pod.js";
+import { createLogger } from "../../src/util/log.js";
 import { sandboxLayout } from "../../src/sandbox/guest-layout.js";
 import { isKataError } from "../../src/util/errors.js";
 import { standin, type Standin } from "../harness/vmm-standin/fixture.js";
@@ -79,14 +81,18 @@ void test("firecracker: a VM with a virtio-fs share is refused before anything s
   assert.equal(hv.capabilities().sharedFs, undefined);
 });
 
-void test("firecracker: a pod sandbox (what RunPodSandbox creates) fails at once with an error naming the missing virtio-fs, and leaves nothing", async () => {
-  const { hv } = await driver("pod");
+void test("firecracker: RunPodSandbox's pod creation (the shim's pod factory, configured hypervisor = \"firecracker\") fails at once naming the missing virtio-fs, and leaves nothing", async () => {
+  const { s } = await driver("pod");
   const id = `fcpod-${process.pid}`;
-  const err = await Sandbox.create({ id, hypervisor: hv }).then(
-    () => assert.fail("the sandbox should not start"),
-    (e: unknown) => e,
-  );
+  const config = parseConfig(`[runtime]\nhypervisor = "firecracker"\n[hypervisor.firecracker]\npath = "${s.binary}"\n`, "test.toml");
+  const err = await vmPodFactory(createLogger("test"))
+    .createPod({ id, bundle: join(root, "bundle"), spec: { linux: { namespaces: [{ type: "network" }] } }, rootfs: [], config, sizing: { vcpus: 1, memoryMiB: 512 } })
+    .then(
+      () => assert.fail("the pod should not start"),
+      (e: unknown) => e,
+    );
   assert.ok(isKataError(err, "FAILED_PRECONDITION"), String(err));
   assert.match(err.message, /firecracker cannot run this pod: it has no virtio-fs/);
   assert.equal(await exists(sandboxLayout(id).stateDir), false, "no sandbox state dir");
+  assert.deepEqual(await s.requests(), [], "the VMM was never started");
 });
