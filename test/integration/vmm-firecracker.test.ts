@@ -86,7 +86,7 @@ void test("firecracker: RunPodSandbox's pod creation (the shim's pod factory, co
   const id = `fcpod-${process.pid}`;
   const config = parseConfig(`[runtime]\nhypervisor = "firecracker"\n[hypervisor.firecracker]\npath = "${s.binary}"\n`, "test.toml");
   const err = await vmPodFactory(createLogger("test"))
-    .createPod({ id, bundle: join(root, "bundle"), spec: { linux: { namespaces: [{ type: "network" }] } }, rootfs: [], config, sizing: { vcpus: 1, memoryMiB: 512 } })
+    .createPod({ id, bundle: join(root, "bundle"), spec: { linux: { namespaces: [{ type: "network" }, { type: "pid" }, { type: "ipc" }, { type: "uts" }, { type: "mount" }] } }, rootfs: [], config, sizing: { vcpus: 1, memoryMiB: 512 } })
     .then(
       () => assert.fail("the pod should not start"),
       (e: unknown) => e,
