@@ -2,8 +2,12 @@
 // (its connection, and a periodic Health.Check with a deadline, which also catches a VM that is
 // paused or SIGSTOPped). The first failure is reported once, as a SandboxLoss; the sandbox then
 // kills what is left (sandbox.ts). Nothing is reported after stop() (a requested teardown).
+// Time the VMM spent waiting for a host CPU does not count against the agent: on a crowded host a
+// healthy guest can be starved longer than the timeout; a stopped VMM is not runnable, so a
+// SIGSTOPped QEMU is still caught.
 import { setTimeout as sleep } from "node:timers/promises";
 import { isKataError } from "../util/errors.js";
+import { runQueueWaitSeconds } from "../util/proc-sched.js";
 import type { Vm, VmExit } from "../hypervisor/types.js";
 import type { VirtiofsdExit } from "./virtiofsd.js";
 
@@ -82,6 +86,7 @@ export class PodWatch {
     const intervalMs = Math.min(checkIntervalMaxMs, Math.max(Math.floor(timeoutMs / 3), 100));
     const signal = this.stopper.signal;
     let lastAnswer = Date.now();
+    let waitAtAnswer = await runQueueWaitSeconds(this.parts.vm.pid);
     while (!signal.aborted) {
       try {
         await sleep(intervalMs, undefined, { signal, ref: false });
@@ -93,12 +98,15 @@ export class PodWatch {
         // One outstanding check, given whatever is left of the window since the last answer.
         await this.parts.agent.check(Math.max(lastAnswer + timeoutMs - started, 1000));
         lastAnswer = Date.now();
+        waitAtAnswer = await runQueueWaitSeconds(this.parts.vm.pid);
       } catch (err) {
         if (signal.aborted) return;
         // A closed connection is the close watcher's to report (with the VM's exit when it has one).
         if (isKataError(err, "UNAVAILABLE") || isKataError(err, "CANCELLED")) return;
         const silentMs = Date.now() - lastAnswer;
-        if (silentMs >= timeoutMs) {
+        const waitNow = await runQueueWaitSeconds(this.parts.vm.pid);
+        const starvedMs = waitNow !== undefined && waitAtAnswer !== undefined ? (waitNow - waitAtAnswer) * 1000 : 0;
+        if (silentMs - starvedMs >= timeoutMs) {
           this.report("agent", `the guest agent answered no health check for ${(silentMs / 1000).toFixed(0)} s (the VM is wedged, paused or stopped)`, 0);
           return;
         }

@@ -81,7 +81,7 @@ void test("a guest that goes silent mid-boot is reported stuck long before the d
   const elapsedMs = Date.now() - started;
   assert.ok(err instanceof BootStalledError, `a BootStalledError, got ${String(err)}`);
   assert.equal(err.code, "DEADLINE_EXCEEDED");
-  assert.match(err.message, /VM stuck stopped making progress while booting: its console was silent for 10 s/);
+  assert.match(err.message, /VM stuck stopped making progress while booting: its console was silent for 1[0-9] s/);
   assert.match(err.message, /the VMM used \d+\.\d s of CPU \(the guest sits idle/, "an idle guest is told apart from a spinning one");
   assert.match(err.message, /vCPU 0 at RIP [0-9a-f]{16}/, "QEMU's view of the stuck vCPU");
   assert.match(err.message, /console log tail:\n.*Run \/bin\/usleep as init process/s);
