@@ -44,8 +44,12 @@ export class ShimProcess {
     return this.exit;
   }
 
-  /** Attach the created process; `onExit` runs once, after the exit is recorded. */
-  async attach(handle: PodProcess, onExit: (exit: ProcessExit) => void): Promise<void> {
+  /**
+   * Attach the created process; `onExit` runs once, after the exit is recorded. `beforeExit` runs
+   * before the exit becomes visible (Wait, State, the exit event): what must reach containerd
+   * ahead of the exit, such as an OOM kill, goes there.
+   */
+  async attach(handle: PodProcess, onExit: (exit: ProcessExit) => void, beforeExit?: (exit: ProcessExit) => Promise<void>): Promise<void> {
     this.handle = handle;
     await this.io.attach(handle);
     this.state.created();
@@ -54,6 +58,7 @@ export class ShimProcess {
       // A fast process can exit while Start is still answering: its exit follows its start event.
       await this.starting;
       if (this.state.status === "deleted") return; // deleted before it ran: already answered
+      await beforeExit?.(exit).catch((err: unknown) => this.log.warn({ err, container: this.containerId }, "before-exit step failed"));
       this.exit = exit;
       this.state.apply("exit");
       this.log.info({ container: this.containerId, exec: this.execId, exitStatus: exit.exitStatus }, "process exited");

@@ -2,6 +2,7 @@
 // The first container that is not a CRI app container creates the pod: a CRI sandbox (pause)
 // container, whose task is the VM itself, or a plain `ctr run` container, which both owns the pod
 // and runs in it. CRI app containers join the existing pod. translate.ts maps protobuf to these calls.
+import { setTimeout as sleep } from "node:timers/promises";
 import { loadConfig, selectedVmmConfig } from "../config/index.js";
 import { KataError } from "../util/errors.js";
 import type { Logger } from "../util/log.js";
@@ -56,6 +57,9 @@ interface ShimContainer {
   execs: Map<string, ShimProcess>;
 }
 
+/** How long an exit waits for the guest's OOM kill count before it is reported anyway. */
+const oomCheckMs = 3000;
+
 export interface TaskServiceDeps {
   factory: PodFactory | undefined;
   events: EventSink;
@@ -67,6 +71,7 @@ export interface TaskServiceDeps {
 export class TaskService {
   private readonly containers = new Map<string, ShimContainer>();
   private pod: Pod | undefined;
+  private oomFilter: OomFilter | undefined;
 
   constructor(private readonly deps: TaskServiceDeps) {}
 
@@ -91,7 +96,7 @@ export class TaskService {
         type === "sandbox"
           ? pod.sandboxProcess()
           : await pod.createContainer({ id: req.id, bundle: req.bundle, spec, rootfs: req.rootfs, stdio: req.stdio });
-      await proc.attach(handle, (exit) => this.exited(proc, exit));
+      await proc.attach(handle, (exit) => this.exited(proc, exit), (exit) => this.oomBeforeExit(proc, exit));
     } catch (err) {
       this.containers.delete(req.id);
       if (container.ownsPod) await this.destroyPod();
@@ -229,9 +234,24 @@ export class TaskService {
     this.pod = await factory.createPod({ id: req.id, bundle: req.bundle, spec, rootfs: req.rootfs, config, sizing });
     // The ids come from the guest: only containers of this shim, at most one event per window each.
     const oom = new OomFilter((id) => this.containers.has(id), this.deps.log);
+    this.oomFilter = oom;
     this.pod.onOom((containerId) => {
       if (oom.accept(containerId)) this.deps.events.publish({ topic: "/tasks/oom", containerId });
     });
+  }
+
+  /**
+   * containerd's CRI plugin marks a container OOMKilled only if /tasks/oom arrives before its exit.
+   * The guest notices OOM kills by polling, so a container killed by the OOM killer can exit
+   * before its OOM event is pulled: for a container killed by SIGKILL, ask the guest for the
+   * container's OOM kill count first (its cgroup lives until the container is removed).
+   */
+  private async oomBeforeExit(proc: ShimProcess, exit: ProcessExit): Promise<void> {
+    const pod = this.pod;
+    const filter = this.oomFilter;
+    if (proc.execId !== "" || exit.exitStatus !== 137 || pod === undefined || filter === undefined) return;
+    const stats = await Promise.race([pod.stats(proc.containerId), sleep(oomCheckMs, undefined, { ref: false }).then(() => undefined)]);
+    if ((stats?.oomKills ?? 0) > 0 && filter.accept(proc.containerId)) this.deps.events.publish({ topic: "/tasks/oom", containerId: proc.containerId });
   }
 
   private async destroyPod(): Promise<void> {

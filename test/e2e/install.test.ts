@@ -124,7 +124,8 @@ void test("installed kata-ts runs a pod in a VM, inside the pod's cgroup; uninst
     assert.ok(procs.virtiofsd.length >= 1, "virtiofsd for the pod");
     // The shim containerd ran is the installed one: its node and code live under the install root.
     const shim = procs.shim[0];
-    assert.ok(shim?.cmdline[0]?.startsWith(`${root}/`) && shim.cmdline[1]?.startsWith(`${root}/lib/`), shim?.cmdline.join(" "));
+    const script = shim?.cmdline.slice(1).find((a) => !a.startsWith("--")); // node's own flags come first
+    assert.ok(shim?.cmdline[0]?.startsWith(`${root}/`) && script?.startsWith(`${root}/lib/`), shim?.cmdline.join(" "));
     for (const p of [...procs.shim, ...procs.qemu, ...procs.virtiofsd]) {
       assert.deepEqual((await cgroupDirsOf(p.pid)).sort(), podCgroups, `${p.cmdline[0]} (pid ${p.pid}) is in the pod's cgroup`);
     }
