@@ -17,9 +17,11 @@ import type { KernelArtifacts, KernelIdentity, KernelSource } from "./source.js"
 
 export const SOURCE_PACKAGE = "linux-source-6.1";
 /**
- * How the project's kernel reaches its root. virtio-blk for now: with virtio-pmem (DAX) the
- * kernel finds the device (virtio-pmem-pci on microvm pcie=on, region0 probes) but the pmem
- * driver's probe of namespace0.0 fails with ENXIO, so /dev/pmem0 never appears (docs/guest.md).
+ * How the project's kernel reaches its root. virtio-blk: QEMU's microvm machine (7.2 here) has no
+ * memory-device support, so a virtio-pmem-pci device on it is realized but its memory is never
+ * mapped into guest-physical space and it reports address 0 to the guest; the pmem driver's
+ * memremap of [0, size) overlaps RAM and fails (ENXIO from namespace0.0), so /dev/pmem0 never
+ * appears (docs/guest.md). The path stays wired for a machine that maps memory devices.
  */
 export const PROJECT_ROOT_DEVICE: "virtio-blk" | "virtio-pmem" = "virtio-blk";
 const SOURCE_TARBALL = `/usr/src/${SOURCE_PACKAGE}.tar.xz`;
@@ -77,6 +79,9 @@ export class ProjectKernel implements KernelSource {
     const obj = join(workDir, "kernel-obj");
     await mkdir(obj, { recursive: true });
     await this.configure(src, obj, fragments, log);
+    // An object tree with a vmlinux in it rebuilds only what a changed option touches: its step
+    // count says nothing about a full build, the progress estimate of the next one.
+    const incremental = await stat(join(obj, "vmlinux")).then((s) => s.isFile(), () => false);
     const started = Date.now();
     const steps = await runMakeWithProgress({
       cwd: src,
@@ -96,7 +101,7 @@ export class ProjectKernel implements KernelSource {
     // The symbol table is not loaded (kallsyms is in the image): stripping saves file size only.
     await run("strip", ["--strip-all", "-o", join(cache, "vmlinux.tmp"), join(obj, "vmlinux")], { timeoutMs: 120_000 });
     await rename(join(cache, "vmlinux.tmp"), join(cache, "vmlinux"));
-    await writeFile(this.stepsFile(), `${steps}\n`);
+    if (!incremental) await writeFile(this.stepsFile(), `${steps}\n`);
     return { ...id, release, vmlinuxPath: join(cache, "vmlinux"), rootDevice: PROJECT_ROOT_DEVICE };
   }
 

@@ -3,6 +3,8 @@
 // by every VM that maps the same image) and the guest mounts it with DAX, executing straight from
 // those pages instead of copying the image into its own page cache. Needs a PCI bus (microvm
 // pcie=on) and hotpluggable memory room for the device (-m ...,slots=,maxmem=: see memory.ts).
+// Caveat: QEMU's microvm never plugs memory devices, so there the device reports address 0 and its
+// memory is not mapped: the guest gets no /dev/pmem0 (PROJECT_ROOT_DEVICE, docs/guest.md).
 import { qemuOpts } from "./opts.js";
 
 export interface PmemOptions {
