@@ -40,7 +40,9 @@ type RootDevice = KernelArtifacts["rootDevice"];
  * under quiet (they are emergencies).
  */
 export function guestKernelCmdline(rootDevice: RootDevice): string[] {
-  const root = rootDevice === "virtio-pmem" ? ["root=/dev/pmem0", "rootfstype=erofs", "rootflags=dax=always"] : ["root=/dev/vda", "rootfstype=erofs"];
+  // rootwait on pmem: the nvdimm bus probes its region asynchronously, after the kernel first looks
+  // for its root (without it the mount fails with "Cannot open root device pmem0", seen on q35).
+  const root = rootDevice === "virtio-pmem" ? ["root=/dev/pmem0", "rootfstype=erofs", "rootflags=dax=always", "rootwait"] : ["root=/dev/vda", "rootfstype=erofs"];
   // quiet: the kernel's console output is emulated byte by byte under TCG; without it a boot to the
   // agent took 8.0 s instead of 6.4 s (medians of 3, loaded host; docs/guest.md). The init prints a
   // line before the agent starts, so boot-stall detection still sees progress.

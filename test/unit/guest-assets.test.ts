@@ -119,7 +119,7 @@ void test("assets: [guest] kernel picks the kernel source by name, each explicit
 
 void test("assets: kernel parameters for a virtio-pmem root (DAX) and a virtio-blk root; quiet console", () => {
   assert.ok(guestKernelCmdline("virtio-blk").includes("quiet"));
-  assert.deepEqual(guestKernelCmdline("virtio-pmem").slice(0, 3), ["root=/dev/pmem0", "rootfstype=erofs", "rootflags=dax=always"]);
+  assert.deepEqual(guestKernelCmdline("virtio-pmem").slice(0, 4), ["root=/dev/pmem0", "rootfstype=erofs", "rootflags=dax=always", "rootwait"]);
   assert.deepEqual(guestKernelCmdline("virtio-blk").slice(0, 2), ["root=/dev/vda", "rootfstype=erofs"]);
 });
 
