@@ -1,23 +1,29 @@
 // Pod start, kata-ts against runc, through CRI on one private containerd (test/harness): wall time
 // from RunPodSandbox until ContainerStatus says the pod's one container (busybox `sleep`) is
-// RUNNING, i.e. RunPodSandbox + CreateContainer + StartContainer + the first RUNNING poll. Runs
-// interleave kata-ts and runc so that load from elsewhere on the host hits both alike. Then the
-// host memory of one idle kata-ts pod: PSS (/proc/<pid>/smaps_rollup) of its shim server, QEMU and
-// virtiofsd. Prints figures; never asserts.
-//   node dist/bench/pod-start.js [--runs 5]
+// RUNNING, i.e. RunPodSandbox + CreateContainer + StartContainer + the first RUNNING poll; then one
+// ExecSync `true` round trip in that container. Runs interleave kata-ts and runc so that load from
+// elsewhere on the host hits both alike. Two kata-ts variants in the same run: `no-pool` (every pod
+// boots its VM) and `pool` (`kata-ts pool serve` running with one VM ready before each start: pool
+// warm). Then the host memory of one idle kata-ts pod: PSS (/proc/<pid>/smaps_rollup) of its shim
+// server, QEMU and virtiofsd. Prints figures; never asserts.
+//   node dist/bench/pod-start.js [--runs 5] [--pool | --no-pool] [--json]
+// (both variants unless one is named; --json ends with {"figures": {...}}: kata_pod_start_ms is the
+// pool variant's when it ran; kata_nopool_pod_start_ms / kata_pool_pod_start_ms name each.)
 // (bench/overhead.ts measures the same PSS sum, plus CPU, for the RuntimeClass overhead; both use
 // bench/lib/pod-pss.ts.)
-import { mkdir } from "node:fs/promises";
-import { loadavg } from "node:os";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { connectCri, type CriClient } from "../src/cri/client.js";
 import { ContainerState, podSandboxConfig, waitForContainerState } from "../src/cri/pod.js";
 import { startContainerd, type PrivateContainerd } from "../test/harness/containerd.js";
 import { BUSYBOX_IMAGE_REF, importTestImages } from "../test/harness/images.js";
+import { startPoolDaemon, waitPooled, type PoolDaemon } from "../test/e2e/pool-fixture.js";
 import { podPss } from "./lib/pod-pss.js";
 
 type Handler = "kata-ts" | "runc";
+type Variant = "runc" | "no-pool" | "pool";
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -26,7 +32,7 @@ function median(xs: number[]): number {
 }
 
 /** Starts a pod with one running container; resolves with the wall ms and the pod id. */
-async function startPod(ctd: PrivateContainerd, cri: CriClient, handler: Handler, name: string): Promise<{ ms: number; podSandboxId: string }> {
+async function startPod(ctd: PrivateContainerd, cri: CriClient, handler: Handler, name: string): Promise<{ ms: number; podSandboxId: string; execMs: number }> {
   const logDirectory = join(ctd.baseDir, "pods", name);
   await mkdir(logDirectory, { recursive: true });
   const config = podSandboxConfig({ name, uid: `uid-${name}`, logDirectory });
@@ -39,7 +45,10 @@ async function startPod(ctd: PrivateContainerd, cri: CriClient, handler: Handler
   });
   await cri.runtime.startContainer({ containerId });
   await waitForContainerState(cri, containerId, ContainerState.CONTAINER_RUNNING, { timeoutMs: 120_000, pollMs: 20 });
-  return { ms: performance.now() - t0, podSandboxId };
+  const ms = performance.now() - t0;
+  const t1 = performance.now();
+  await cri.runtime.execSync({ containerId, cmd: ["true"], timeout: 60n });
+  return { ms, podSandboxId, execMs: performance.now() - t1 };
 }
 
 async function removePod(cri: CriClient, podSandboxId: string): Promise<void> {
@@ -50,25 +59,58 @@ async function removePod(cri: CriClient, podSandboxId: string): Promise<void> {
 const fmt = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { runs: { type: "string", default: "5" } } });
+  const { values } = parseArgs({
+    options: { runs: { type: "string", default: "5" }, pool: { type: "boolean", default: false }, "no-pool": { type: "boolean", default: false }, json: { type: "boolean", default: false } },
+  });
   const runs = Number(values.runs);
-  const ctd = await startContainerd();
+  const variants: Variant[] = ["runc", ...(values.pool && !values["no-pool"] ? [] : (["no-pool"] as const)), ...(values["no-pool"] && !values.pool ? [] : (["pool"] as const))];
+  const configDir = await mkdtempDir();
+  const kataConfigPath = join(configDir, "configuration.toml");
+  // One handler for both kata-ts variants: with the pool daemon stopped, a pod boots its own VM.
+  await writeFile(kataConfigPath, "[factory]\nenable_pool = true\npool_size = 1\n");
+  const ctd = await startContainerd({ kataTs: { kataConfigPath } });
   const cri = connectCri(ctd.address);
+  let daemon: PoolDaemon | undefined;
   try {
     await importTestImages(ctd);
-    const times: Record<Handler, number[]> = { "kata-ts": [], runc: [] };
-    for (let i = 0; i < runs; i++) {
-      for (const handler of ["kata-ts", "runc"] as const) {
-        const { ms, podSandboxId } = await startPod(ctd, cri, handler, `start-${handler}-${i}`);
-        times[handler].push(ms);
-        console.log(`run ${i + 1}/${runs} ${handler.padEnd(7)} ${fmt(ms)}`);
-        await removePod(cri, podSandboxId);
+    const times: Record<Variant, number[]> = { runc: [], "no-pool": [], pool: [] };
+    const execs: Record<Variant, number[]> = { runc: [], "no-pool": [], pool: [] };
+    for (const variant of variants.filter((v) => v !== "runc")) {
+      if (variant === "pool") daemon = await startPoolDaemon(ctd, kataConfigPath);
+      for (let i = 0; i < runs; i++) {
+        if (daemon !== undefined) await waitPooled(daemon.paths, 1); // pool warm
+        for (const v of [variant, "runc"] as const) {
+          const handler: Handler = v === "runc" ? "runc" : "kata-ts";
+          const { ms, execMs, podSandboxId } = await startPod(ctd, cri, handler, `start-${v}-${i}`);
+          times[v].push(ms);
+          execs[v].push(execMs);
+          console.log(`run ${i + 1}/${runs} ${v.padEnd(7)} ${fmt(ms)}  exec ${execMs.toFixed(0)} ms`);
+          await removePod(cri, podSandboxId);
+        }
       }
     }
-    const k = median(times["kata-ts"]);
+    // The idle pod below boots its own VM (an adopted one is not a child of its shim).
+    if (daemon !== undefined) {
+      daemon.child.kill("SIGTERM");
+      await daemon.exited;
+      daemon = undefined;
+    }
     const r = median(times.runc);
-    console.log(`RunPodSandbox -> container RUNNING, median of ${runs}: kata-ts ${fmt(k)}  runc ${fmt(r)}  ratio ${(k / r).toFixed(1)}x`);
-    console.log(`  kata-ts min ${fmt(Math.min(...times["kata-ts"]))} max ${fmt(Math.max(...times["kata-ts"]))}; runc min ${fmt(Math.min(...times.runc))} max ${fmt(Math.max(...times.runc))}`);
+    const rExec = median(execs.runc);
+    const figures: Record<string, number> = { runc_pod_start_ms: Math.round(r), runc_exec_ms: Math.round(rExec) };
+    for (const v of variants.filter((x) => x !== "runc")) {
+      const k = median(times[v]);
+      const kExec = median(execs[v]);
+      console.log(`RunPodSandbox -> container RUNNING, median of ${runs}: kata-ts ${v} ${fmt(k)}  runc ${fmt(r)}  ratio ${(k / r).toFixed(1)}x; exec ${kExec.toFixed(0)} ms vs ${rExec.toFixed(0)} ms`);
+      const key = v === "pool" ? "kata_pool" : "kata_nopool";
+      figures[`${key}_pod_start_ms`] = Math.round(k);
+      figures[`${key}_exec_ms`] = Math.round(kExec);
+      // The headline figures: the pool variant's when it ran.
+      figures.kata_pod_start_ms = Math.round(k);
+      figures.ratio = Number((k / r).toFixed(2));
+      figures.kata_exec_ms = Math.round(kExec);
+      figures.exec_ratio = Number((kExec / rExec).toFixed(2));
+    }
 
     const { podSandboxId } = await startPod(ctd, cri, "kata-ts", "idle");
     try {
@@ -77,14 +119,25 @@ async function main(): Promise<void> {
       const total = Object.values(byRole).reduce((a, b) => a + b, 0);
       const parts = Object.entries(byRole).map(([role, kib]) => `${role} ${(kib / 1024).toFixed(1)}`).join(", ");
       console.log(`idle kata-ts pod host memory: PSS ${(total / 1024).toFixed(1)} MiB (${parts} MiB)`);
+      figures.kata_idle_pod_pss_mib = Number((total / 1024).toFixed(1));
     } finally {
       await removePod(cri, podSandboxId);
     }
     console.log(`(2-core TCG host; load average at the end ${loadavg().map((l) => l.toFixed(1)).join(" ")})`);
+    if (values.json) console.log(JSON.stringify({ figures }));
   } finally {
+    if (daemon !== undefined && daemon.child.exitCode === null) {
+      daemon.child.kill("SIGTERM");
+      await daemon.exited;
+    }
     cri.close();
     await ctd.stop();
+    await rm(configDir, { recursive: true, force: true });
   }
+}
+
+async function mkdtempDir(): Promise<string> {
+  return mkdtemp(join(tmpdir(), "kts-bench-pool-"));
 }
 
 main().catch((err: unknown) => {

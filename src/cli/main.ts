@@ -10,6 +10,7 @@ interface Verb {
 const verbs: Record<string, Verb> = {
   setup: { summary: "install everything kata-ts and its tests need on this Debian host", load: () => import("./commands/setup.js") },
   run: { summary: "run one container in a fresh VM: run --rootfs DIR -- CMD, or run --bundle DIR", load: () => import("./commands/run.js") },
+  pool: { summary: "the node's pool of pre-booted VMs: pool serve|status|stop (docs/pool.md)", load: () => import("./commands/pool.js") },
   check: { summary: "report what this host can do (QEMU, KVM, virtiofsd, containerd, CNI, ...)", load: () => import("./commands/check.js") },
   tenancy: { summary: "tenant policy -> namespaces, quotas, network policies, admission webhook, EMCO placement", load: () => import("./commands/tenancy.js") },
   containerd: { summary: "add/remove the kata-ts runtime handler in containerd's config.toml (containerd install|uninstall)", load: () => import("./commands/containerd.js") },

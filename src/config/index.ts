@@ -12,6 +12,7 @@ export {
   type HypervisorName,
   type AgentConfig,
   type RuntimeConfig,
+  type FactoryConfig,
 } from "./schema.js";
 export { parseConfig } from "./parse.js";
 export { loadConfig, systemConfigPath, installedConfigPath, type ConfigSearch, type LoadedConfig } from "./load.js";

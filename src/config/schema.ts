@@ -106,12 +106,31 @@ export const guestSchema = z
   })
   .prefault({});
 
+/** The VM pool (src/pool, docs/pool.md): VMs booted before pods ask, one pool per VM shape. */
+export const factorySchema = z
+  .strictObject({
+    /** Shims take a pre-booted VM from `kata-ts pool serve` when one of the pod's shape is ready. */
+    enable_pool: z.boolean().default(false),
+    /** Ready VMs kept per shape; each holds its guest's touched memory (~300 MiB at 512 MiB, TCG). */
+    pool_size: z.int().min(1).max(64).default(1),
+    /** Shapes pooled at once: the default shape, plus shapes pods asked for, first come first kept. */
+    max_shapes: z.int().min(1).max(64).default(2),
+    /** Seconds to wait after a VM is taken before booting its replacement (a burst of pods first). */
+    refill_delay: z.number().min(0).max(3600).default(0),
+    /** Nice value pooled VMs boot and wait at (19: only idle CPU); an adopted VM gets the shim's. */
+    refill_nice: z.int().min(0).max(19).default(19),
+    /** Pod annotation whose value separates pools: VMs pooled for one tenant never go to another. */
+    tenant_annotation: z.string().default("io.katats.pool-tenant"),
+  })
+  .prefault({});
+
 export const configSchema = z
   .strictObject({
     hypervisor: hypervisorSchema,
     guest: guestSchema,
     agent: agentSchema,
     runtime: runtimeSchema,
+    factory: factorySchema,
   })
   .prefault({});
 
@@ -128,6 +147,7 @@ export function selectedVmmConfig(config: KataConfig): VmmSectionConfig {
 }
 export type AgentConfig = KataConfig["agent"];
 export type RuntimeConfig = KataConfig["runtime"];
+export type FactoryConfig = KataConfig["factory"];
 export type GuestConfig = KataConfig["guest"];
 
 /** The configuration when no file is found: every default. */

@@ -92,6 +92,11 @@ export class VmmProcess {
     if (!this.hasExited) killGroup(this.pid, signal);
   }
 
+  /** Another process owns it now (the VM pool handed it to a shim): not killed when this one exits. */
+  forget(): void {
+    live.delete(this.pid);
+  }
+
   /** SIGKILL the group and wait for the reap. */
   async kill(): Promise<ProcessExit> {
     this.signal("SIGKILL");

@@ -61,7 +61,7 @@ export class AgentClient {
     return { bootId: v.bootId, kernelRelease: v.kernelRelease, agentVersion: v.agentVersion };
   }
 
-  async createSandbox(s: { sandboxId: string; hostname: string; dns: string[]; sharedFsTag: string; sysctls?: Record<string, string> }): Promise<void> {
+  async createSandbox(s: { sandboxId: string; hostname: string; dns: string[]; sharedFsTag: string; entropy?: Uint8Array; sysctls?: Record<string, string> }): Promise<void> {
     await this.agent.createSandbox({ ...s, hostTime: timestampFromDate(new Date()) }, { timeoutMs: CALL_MS });
   }
 

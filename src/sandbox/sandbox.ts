@@ -5,8 +5,9 @@
 // is lost: the VM and helpers are killed at once, every agent call still waiting fails, and `lost`
 // says why. destroy() always finishes: the guest gets a deadline to remove its containers, then
 // the VM is killed.
+import { randomBytes } from "node:crypto";
 import { mkdir, rm } from "node:fs/promises";
-import { dirname } from "node:path";
+import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { KataError } from "../util/errors.js";
 import { createLogger } from "../util/log.js";
@@ -17,6 +18,7 @@ import { BootStalledError } from "../hypervisor/boot-progress.js";
 import { defaultHypervisor } from "../hypervisor/select.js";
 import type { Accel, Hypervisor, Vm, VmConfig } from "../hypervisor/types.js";
 import type { OciSpec } from "../protocol/contract/oci.js";
+import { ADOPTED_VM_DIR, type AdoptedHelperProcess, type AdoptedVmParts, type VmAdopter } from "./adoption.js";
 import { AgentClient } from "./agent-client.js";
 import { SandboxContainer } from "./container.js";
 import { SHARED_FS_TAG } from "../protocol/contract/guest.js";
@@ -28,7 +30,7 @@ import { PodWatch, type SandboxLoss } from "./pod-watch.js";
 import { writeRecord, type SandboxRecord, type SandboxStatus } from "./state-file.js";
 import { UndoStack } from "./undo-stack.js";
 import { Virtiofsd } from "./virtiofsd.js";
-import { attachPodNetwork, configureGuestNetwork, podNetworkRecord } from "./network/pod-network.js";
+import { attachPodNetwork, configureGuestNetwork, podNetworkRecord, type PodNetwork } from "./network/pod-network.js";
 
 const log = createLogger("sandbox");
 
@@ -64,6 +66,8 @@ export interface SandboxOptions {
   livenessTimeoutMs?: number;
   /** The pod's sysctls (linux.sysctl of the sandbox spec), set in the guest before any container. */
   sysctls?: Record<string, string>;
+  /** Take this VM booted ahead of the pod (src/pool) instead of booting one. */
+  adopt?: VmAdopter;
 }
 
 export interface ContainerOptions {
@@ -92,6 +96,8 @@ export class Sandbox {
   private agentClient: AgentClient | undefined;
   private vmValue: Vm | undefined;
   private virtiofsd: Virtiofsd | undefined;
+  /** An adopted VM's virtiofsd (started by the pool, not by this sandbox). */
+  private adoptedVirtiofsd: AdoptedHelperProcess | undefined;
   private watch: PodWatch | undefined;
   private lossValue: SandboxLoss | undefined;
   private resolveLost!: (loss: SandboxLoss) => void;
@@ -126,7 +132,9 @@ export class Sandbox {
   }
 
   static async create(opts: SandboxOptions): Promise<Sandbox> {
-    const sb = new Sandbox(opts.id, sandboxLayout(opts.id));
+    const layout = sandboxLayout(opts.id);
+    // An adopted VM's share is already served by its virtiofsd: the sandbox uses it where it lands.
+    const sb = new Sandbox(opts.id, opts.adopt === undefined ? layout : { ...layout, sharedDir: join(layout.stateDir, ADOPTED_VM_DIR, "shared") });
     try {
       await sb.setUp(opts);
     } catch (err) {
@@ -155,6 +163,10 @@ export class Sandbox {
     this.undo.push("remove state dir", () => rm(layout.stateDir, { recursive: true, force: true }));
     await this.save();
 
+    if (opts.adopt !== undefined) {
+      this.undo.push("unmount shared dir", () => unmountAll(layout.sharedDir));
+      return this.finishSetUp(opts, await this.adopt(opts.adopt, opts.netnsPath));
+    }
     await mkdir(layout.sharedDir, { recursive: true });
     this.undo.push("unmount shared dir", () => unmountAll(layout.sharedDir));
     await makeSharedMountPoint(layout.sharedDir);
@@ -180,20 +192,47 @@ export class Sandbox {
     };
     const booted = await this.bootWithRetry(config, { ...opts, hypervisor });
     const { vm } = booted;
-    this.vmValue = vm;
     this.undo.push("stop VM", async () => {
       await vm.stop({ timeoutMs: 3000 });
     });
-    const agent = new AgentClient(booted.agent);
+    await this.finishSetUp(opts, { vm, agent: booted.agent, ...(net === undefined ? {} : { net }) });
+  }
+
+  /** A VM up with its agent answering, booted or adopted: the guest side of the pod from here on. */
+  private async finishSetUp(opts: SandboxOptions, up: { vm: Vm; agent: BootedVm["agent"]; net?: PodNetwork; virtiofsd?: AdoptedHelperProcess }): Promise<void> {
+    this.vmValue = up.vm;
+    const agent = new AgentClient(up.agent);
     this.agentClient = agent;
     this.undo.push("close agent connection", () => Promise.resolve(agent.close()));
     const livenessTimeoutMs = opts.livenessTimeoutMs ?? defaultLivenessTimeoutMs;
-    const virtiofsd = this.virtiofsd === undefined ? {} : { virtiofsd: this.virtiofsd };
-    this.watch = new PodWatch({ vm, agent, livenessTimeoutMs, ...virtiofsd }, (loss) => this.onLost(loss));
-    await agent.createSandbox({ sandboxId: opts.id, hostname: opts.hostname ?? "", dns: opts.dns ?? [], sharedFsTag: SHARED_FS_TAG, sysctls: opts.sysctls ?? {} });
-    if (net !== undefined) await configureGuestNetwork(agent, net);
+    // The booted VM's virtiofsd, or the adopted VM's (started by the pool, watched the same way).
+    this.adoptedVirtiofsd = up.virtiofsd;
+    const watchedVfs = up.virtiofsd ?? this.virtiofsd;
+    const virtiofsd = watchedVfs === undefined ? {} : { virtiofsd: watchedVfs };
+    this.watch = new PodWatch({ vm: up.vm, agent, livenessTimeoutMs, ...virtiofsd }, (loss) => this.onLost(loss));
+    // Fresh host randomness first: a pooled VM booted before its pod (src/agent/entropy.ts).
+    const entropy = new Uint8Array(randomBytes(64));
+    await agent.createSandbox({ sandboxId: opts.id, hostname: opts.hostname ?? "", dns: opts.dns ?? [], sharedFsTag: SHARED_FS_TAG, entropy, sysctls: opts.sysctls ?? {} });
+    if (up.net !== undefined) await configureGuestNetwork(agent, up.net);
     this.life.move("ready", "create");
     await this.save();
+  }
+
+  /** The adopter moves the VM in and pushes its own undo steps (stop VM included). */
+  private async adopt(adopter: VmAdopter, netnsPath: string | undefined): Promise<AdoptedVmParts> {
+    const parts = await adopter({
+      vmDir: join(this.layout.stateDir, ADOPTED_VM_DIR),
+      ...(netnsPath === undefined ? {} : { netnsPath }),
+      undo: this.undo,
+      recordPids: async (p) => {
+        this.record.vmPid = p.vmPid;
+        this.record.virtiofsdPid = p.virtiofsdPid;
+        this.record.agentSocketPath = p.agentSocketPath;
+        await this.save();
+      },
+    });
+    if (parts.net !== undefined) this.record.network = podNetworkRecord(parts.net);
+    return parts;
   }
 
   /**
@@ -289,7 +328,7 @@ export class Sandbox {
   private async cutOff(): Promise<void> {
     this.watch?.stop();
     this.agentClient?.close();
-    await Promise.all([this.vmValue?.stop({ timeoutMs: 500 }), this.virtiofsd?.stop(1000)]);
+    await Promise.all([this.vmValue?.stop({ timeoutMs: 500 }), this.virtiofsd?.stop(1000), this.adoptedVirtiofsd?.stop()]);
   }
 
   private async tearDown(): Promise<void> {

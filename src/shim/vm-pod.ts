@@ -1,10 +1,11 @@
 // The shim's Pod over the sandbox layer's Sandbox (one VM): containerd's containers become
 // sandbox containers, with their rootfs mounted on <bundle>/rootfs and shared into the guest.
 import { join } from "node:path";
-import { loadGuestAssets } from "../guest/assets.js";
 import { selectedVmmConfig } from "../config/index.js";
 import { openHypervisor } from "../hypervisor/select.js";
-import { Sandbox } from "../sandbox/sandbox.js";
+import { adoptPooledVm, takePooledVm } from "../pool/adopt.js";
+import { podAssets } from "../pool/shape.js";
+import { Sandbox, type SandboxOptions } from "../sandbox/sandbox.js";
 import { cleanupStaleSandbox } from "../sandbox/stale.js";
 import { podDns, requireOwnNetwork } from "../sandbox/network/pod-spec.js";
 import type { OciProcess, OciSpec as AgentOciSpec } from "../protocol/contract/oci.js";
@@ -185,13 +186,8 @@ export function vmPodFactory(log: Logger): PodFactory {
       const sysctls = podSysctls(req.spec);
       // The VMM first: a missing binary or a feature it lacks fails before anything is set up.
       const hypervisor = await openHypervisor(req.config);
-      const vmm = selectedVmmConfig(req.config);
-      const assets = await loadGuestAssets();
-      if (vmm.kernel !== "") assets.kernelPath = vmm.kernel;
-      if (vmm.initrd !== "") assets.initrdPath = vmm.initrd;
-      if (vmm.image !== "") assets.rootfsPath = vmm.image;
-      assets.kernelCmdline.push(...vmm.kernel_params);
-      const sandbox = await Sandbox.create({
+      const assets = await podAssets(selectedVmmConfig(req.config));
+      const opts: SandboxOptions = {
         id: req.id,
         vcpus: req.sizing.vcpus,
         memoryMiB: req.sizing.memoryMiB,
@@ -205,8 +201,17 @@ export function vmPodFactory(log: Logger): PodFactory {
         bootTimeoutMs: req.config.agent.dial_timeout * 1000,
         bootStallMs: req.config.agent.boot_stall_timeout * 1000,
         livenessTimeoutMs: req.config.agent.liveness_timeout * 1000,
-      });
-      return new VmPod(sandbox, log, req);
+      };
+      // A VM from the pool when one of this pod's shape is ready (src/pool); booted otherwise.
+      const pooled = network.kind === "netns" ? await takePooledVm(req.config, assets, req.sizing, req.spec.annotations ?? {}, network.path, log) : undefined;
+      if (pooled !== undefined) {
+        try {
+          return new VmPod(await Sandbox.create({ ...opts, adopt: adoptPooledVm(pooled, log) }), log, req);
+        } catch (err) {
+          log.warn({ err: describeError(err), vm: pooled.vmId }, "adopting the pooled VM failed (it is stopped); booting one");
+        }
+      }
+      return new VmPod(await Sandbox.create(opts), log, req);
     },
     cleanupPod: (sandboxId: string) => cleanupStaleSandbox(sandboxId),
   };

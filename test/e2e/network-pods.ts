@@ -5,7 +5,7 @@ import { create } from "@bufbuild/protobuf";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { CriClient } from "../../src/cri/client.js";
-import { DNSConfigSchema, PodSandboxConfigSchema } from "../../src/cri/gen/runtime/v1/api_pb.js";
+import { DNSConfigSchema, LinuxPodSandboxConfigSchema, PodSandboxConfigSchema } from "../../src/cri/gen/runtime/v1/api_pb.js";
 import { ContainerState, podSandboxConfig, waitForContainerState, type PodSandboxConfigInit } from "../../src/cri/pod.js";
 import { KataError } from "../../src/util/errors.js";
 import { run, type ExecResult } from "../../src/util/exec.js";
@@ -33,13 +33,20 @@ export interface WebPodOptions {
   dns?: { servers: string[]; searches: string[]; options: string[] };
   /** Extra shell run before the server starts (e.g. to prepare a download file). */
   prepare?: string;
+  /** The pod's sysctls (PodSandboxConfig.linux.sysctls), applied to its containers. */
+  sysctls?: Record<string, string>;
+  annotations?: Record<string, string>;
 }
 
 export async function startWebPod(ctd: PrivateContainerd, cri: CriClient, o: WebPodOptions): Promise<WebPod> {
   const logDirectory = join(ctd.baseDir, "pods", `default_${o.name}_uid-${o.name}`);
   await mkdir(logDirectory, { recursive: true });
-  const config = create(PodSandboxConfigSchema, podSandboxConfig({ name: o.name, uid: `uid-${o.name}`, logDirectory }));
+  const config = create(PodSandboxConfigSchema, podSandboxConfig({ name: o.name, uid: `uid-${o.name}`, logDirectory, ...(o.annotations ? { annotations: o.annotations } : {}) }));
   if (o.dns) config.dnsConfig = create(DNSConfigSchema, o.dns);
+  if (o.sysctls) {
+    config.linux ??= create(LinuxPodSandboxConfigSchema, {});
+    config.linux.sysctls = o.sysctls;
+  }
   const { podSandboxId } = await cri.runtime.runPodSandbox({ config, runtimeHandler: o.handler });
   const remove = async (): Promise<void> => {
     await cri.runtime.stopPodSandbox({ podSandboxId });

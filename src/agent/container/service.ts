@@ -11,6 +11,7 @@ import { BUNDLE_ROOT, CGROUP_ROOT, CRUN_ROOT, POD_TMPFS_ROOT, RESOLV_CONF } from
 import { ContainerManager, type ManagerConfig } from "./manager.js";
 import { GuestSandbox, type GuestMount } from "./sandbox-setup.js";
 import { networkHandlers } from "../network/service.js";
+import { mixEntropy } from "../entropy.js";
 
 type AgentMethods = typeof AgentService extends GenService<infer S> ? S : never;
 
@@ -54,6 +55,8 @@ export function agentService(deps: AgentServiceDeps = defaultAgentDeps()): Servi
   const { manager, sandbox } = deps;
   return {
     async createSandbox(req) {
+      // Host randomness first, before anything of the pod runs (see docs/pool.md for what it credits).
+      if (req.entropy.length > 0) await mixEntropy(req.entropy);
       await sandbox.create({
         sandboxId: req.sandboxId,
         hostname: req.hostname,

@@ -37,11 +37,16 @@ export async function findLinkByMac(mac: string): Promise<string> {
 
 export async function configureInterface(want: GuestInterface): Promise<GuestInterface> {
   if (!namePattern.test(want.name)) throw new KataError("INVALID_ARGUMENT", `interface name ${JSON.stringify(want.name)} must be 1-15 of [A-Za-z0-9_.-]`);
-  let name = await findLinkByMac(want.mac);
-  if (name !== want.name) {
-    // A link must be down to be renamed.
+  const current = want.currentMac !== undefined && want.currentMac !== "" ? want.currentMac : want.mac;
+  let name = await findLinkByMac(current);
+  const newMac = current.toLowerCase() !== want.mac.toLowerCase();
+  if (name !== want.name || newMac) {
+    // A link must be down to be renamed or re-addressed.
     await ip(["link", "set", "dev", name, "down"]);
-    await ip(["link", "set", "dev", name, "name", want.name]);
+    // virtio-net passes the new MAC to the device (VIRTIO_NET_F_CTRL_MAC_ADDR), so QEMU's receive
+    // filter accepts frames for it.
+    if (newMac) await ip(["link", "set", "dev", name, "address", want.mac]);
+    if (name !== want.name) await ip(["link", "set", "dev", name, "name", want.name]);
     name = want.name;
   }
   if (want.mtu > 0) await ip(["link", "set", "dev", name, "mtu", String(want.mtu)]);

@@ -40,6 +40,8 @@ export class QemuVm implements Vm {
   private stopRequested: "quit" | "kill" | undefined;
   /** Only a state dir this VM created is removed by it (never another VM's). */
   private ownsStateDir = false;
+  /** Handed to another process (detach()). */
+  private detached = false;
   private starting: Promise<void> | undefined;
   private resolveEnded!: (exit: VmExit) => void;
   private readonly endedPromise: Promise<VmExit>;
@@ -174,7 +176,8 @@ export class QemuVm implements Vm {
     };
     const shutdown = events.find((e) => e.event === "SHUTDOWN");
     if (typeof shutdown?.data?.reason === "string") exit.vmmReason = shutdown.data.reason;
-    if (exit.reason === "crashed" || exit.reason === "guest-panic") {
+    // A detached VM's end is its new owner's to report.
+    if ((exit.reason === "crashed" || exit.reason === "guest-panic") && !this.detached) {
       log.warn({ vm: this.id, exit, stderr: this.proc?.stderr() }, "VM ended unexpectedly");
     }
     await this.console?.close(); // QEMU is gone: its last console bytes reach the file first
@@ -184,6 +187,20 @@ export class QemuVm implements Vm {
     if (this.lifecycle.state !== "stopped") this.lifecycle.move("stopped", "exit");
     this.resolveEnded(exit);
     return exit;
+  }
+
+  /**
+   * Hand the running VM to another process (the VM pool gives it to a pod's shim, which reaches it by
+   * its sockets and pid): QMP is closed, QEMU is no longer killed when this process exits, and the
+   * state dir stays. The VM keeps running; this object only notes its end.
+   */
+  detach(): void {
+    if (this.lifecycle.state !== "running" || this.proc === undefined) throw this.lifecycle.refusal("detach");
+    this.ownsStateDir = false;
+    this.detached = true;
+    this.proc.forget();
+    this.qmp?.close();
+    this.qmp = undefined;
   }
 
   /** Each vCPU's instruction pointer and halt state (HMP `info registers`), for stuck-boot reports. */

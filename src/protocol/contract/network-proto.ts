@@ -11,6 +11,7 @@ export function toProtoInterface(i: GuestInterface): MessageInitShape<typeof Int
   return {
     name: i.name,
     hwAddr: i.mac,
+    currentHwAddr: i.currentMac ?? "",
     mtu: i.mtu,
     ipAddresses: i.addresses.map((a) => ({ family: protoFamily(a.family), address: a.address, prefixLength: a.prefixLength })),
   };
@@ -20,6 +21,7 @@ export function fromProtoInterface(i: Interface): GuestInterface {
   return {
     name: i.name,
     mac: i.hwAddr,
+    ...(i.currentHwAddr === "" ? {} : { currentMac: i.currentHwAddr }),
     mtu: i.mtu,
     addresses: i.ipAddresses.map((a) => ({ family: family(a.family), address: a.address, prefixLength: a.prefixLength })),
   };

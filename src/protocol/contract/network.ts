@@ -14,6 +14,8 @@ export interface GuestInterface {
   name: string;
   /** The NIC is found by this MAC: QEMU gave the virtio-net device the veth's MAC. */
   mac: string;
+  /** The NIC's MAC now, when it is not `mac` yet (a pooled VM's NIC): found by it, then given `mac`. */
+  currentMac?: string;
   mtu: number;
   addresses: GuestIp[];
 }

@@ -40,10 +40,16 @@ export async function attachPodNetwork(netnsPath: string, undo: UndoStack): Prom
     await mirrorVethToTap(netnsPath, iface.name, tap, iface.mtu, undo);
     netDevices.push({ tapName: tap, mac: iface.mac });
   }
+  log.debug({ netnsPath, interfaces, routes }, "pod network mirrored into taps");
+  return { netnsPath, netDevices, ...(await addPortForward(netnsPath, interfaces, routes, undo)) };
+}
+
+/** After the mirror (booted or adopted VM, tapName(0) in the netns): port-forward over the first NIC. */
+export async function addPortForward(netnsPath: string, interfaces: GuestInterface[], routes: GuestRoute[], undo: UndoStack): Promise<{ interfaces: GuestInterface[]; routes: GuestRoute[] }> {
   const first = interfaces[0];
   if (first === undefined) {
     log.debug({ netnsPath }, "pod netns has no interface: no NIC, no port-forward");
-    return { netnsPath, netDevices, interfaces, routes };
+    return { interfaces, routes };
   }
   // Port-forward (CRI PortForward dials localhost in the netns) reaches the guest over the first
   // NIC's tap: see port-forward.ts.
@@ -52,8 +58,7 @@ export async function attachPodNetwork(netnsPath: string, undo: UndoStack): Prom
   });
   const guestInterfaces = [{ ...first, addresses: [...first.addresses, { family: 4 as const, address: PF_GUEST_ADDRESS, prefixLength: 32 }] }, ...interfaces.slice(1)];
   const guestRoutes = [...routes, { dest: `${PF_HOST_ADDRESS}/32`, gateway: "", device: first.name, source: PF_GUEST_ADDRESS, scope: 253, family: 4 as const }];
-  log.debug({ netnsPath, interfaces, routes }, "pod network mirrored into taps");
-  return { netnsPath, netDevices, interfaces: guestInterfaces, routes: guestRoutes };
+  return { interfaces: guestInterfaces, routes: guestRoutes };
 }
 
 /** The guest side: each NIC takes its veth's name, MTU and addresses; then the routes go in. */

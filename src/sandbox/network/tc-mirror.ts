@@ -31,9 +31,14 @@ export async function removeTap(netnsPath: string, tap: string): Promise<void> {
  * succeeds, so a failure half-way leaves nothing of ours in the netns.
  */
 export async function mirrorVethToTap(netnsPath: string, veth: string, tap: string, mtu: number, undo: UndoStack): Promise<void> {
-  const tc = (args: string[]) => inNetns(netnsPath, "tc", args);
   await inNetns(netnsPath, "ip", ["tuntap", "add", "dev", tap, "mode", "tap"]);
   undo.push(`delete ${tap}`, () => removeTap(netnsPath, tap));
+  await mirrorVethToExistingTap(netnsPath, veth, tap, mtu, undo);
+}
+
+/** The same for a tap that is already in the netns (a pooled VM's, moved in at adoption). */
+export async function mirrorVethToExistingTap(netnsPath: string, veth: string, tap: string, mtu: number, undo: UndoStack): Promise<void> {
+  const tc = (args: string[]) => inNetns(netnsPath, "tc", args);
   await inNetns(netnsPath, "ip", ["link", "set", "dev", tap, "mtu", String(mtu), "up"]);
   await tc(["qdisc", "add", "dev", veth, "handle", "ffff:", "ingress"]);
   undo.push(`remove ingress qdisc of ${veth}`, () => removeIngress(netnsPath, veth));

@@ -1,0 +1,90 @@
+// `kata-ts pool serve|status|stop`: the node's pool of pre-booted VMs (src/pool, docs/pool.md).
+import { parseArgs } from "node:util";
+import { setTimeout as sleep } from "node:timers/promises";
+import { loadConfig } from "../../config/index.js";
+import { poolPaths } from "../../pool/layout.js";
+import { poolCall } from "../../pool/protocol.js";
+import { PoolServer, poolPid } from "../../pool/server.js";
+import { requirePoolVmm } from "../../pool/shape.js";
+import { KataError } from "../../util/errors.js";
+import { createLogger } from "../../util/log.js";
+
+const usage = "usage: kata-ts pool serve [--config FILE] | status [--json] | stop [--timeout SECONDS]";
+
+export async function run(argv: string[]): Promise<number> {
+  const [verb, ...rest] = argv;
+  const { values } = parseArgs({
+    args: rest,
+    options: { config: { type: "string" }, json: { type: "boolean", default: false }, timeout: { type: "string", default: "60" } },
+  });
+  switch (verb) {
+    case "serve":
+      return serve(values.config);
+    case "status":
+      return status(values.json);
+    case "stop":
+      return stop(Number(values.timeout));
+    default:
+      throw new KataError("INVALID_ARGUMENT", usage);
+  }
+}
+
+async function serve(configPath: string | undefined): Promise<number> {
+  const { config, source } = await loadConfig(configPath === undefined ? {} : { configPath });
+  if (!config.factory.enable_pool) {
+    throw new KataError("FAILED_PRECONDITION", `[factory] enable_pool is false in ${source}: shims would not take pooled VMs; set it to true there`);
+  }
+  requirePoolVmm(config, source);
+  const log = createLogger("pool");
+  const server = await PoolServer.start({ config, log });
+  const onSignal = (): void => void server.stop();
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+  await server.stopped();
+  return 0;
+}
+
+async function status(json: boolean): Promise<number> {
+  const res = await poolCall(poolPaths().socket, { op: "status" });
+  if (!res.ok || res.status === undefined) throw new KataError("INTERNAL", res.ok ? "the pool sent no status" : res.error);
+  const s = res.status;
+  if (json) {
+    process.stdout.write(`${JSON.stringify(s, null, 2)}\n`);
+    return 0;
+  }
+  process.stdout.write(`pool pid ${s.pid}: ${s.poolSize} per shape; booted ${s.booted}, taken ${s.taken}, failed boots ${s.bootFailures}\n`);
+  for (const sh of s.shapes) {
+    const mib = (sh.rssKiB / 1024).toFixed(0);
+    process.stdout.write(`  shape ${sh.key}: ${sh.vcpus} vCPU, ${sh.memoryMiB} MiB${sh.tenant === "" ? "" : `, tenant ${sh.tenant}`}: ${sh.ready} ready (${mib} MiB resident), ${sh.booting} booting\n`);
+  }
+  return 0;
+}
+
+async function stop(timeoutS: number): Promise<number> {
+  const paths = poolPaths();
+  const pid = await poolPid(paths);
+  const asked = await poolCall(paths.socket, { op: "stop" }).catch(() => undefined);
+  if (asked === undefined) {
+    if (pid === undefined) {
+      process.stderr.write("kata-ts pool stop: no pool is running\n");
+      return 0;
+    }
+    try {
+      process.kill(pid, "SIGTERM");
+    } catch {
+      process.stderr.write(`kata-ts pool stop: pool pid ${pid} is gone already\n`);
+      return 0;
+    }
+  }
+  const deadline = Date.now() + timeoutS * 1000;
+  while (pid !== undefined && Date.now() < deadline) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return 0;
+    }
+    await sleep(100);
+  }
+  if (pid === undefined) return 0;
+  throw new KataError("DEADLINE_EXCEEDED", `the pool (pid ${pid}) did not stop within ${timeoutS} s`);
+}

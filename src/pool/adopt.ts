@@ -1,0 +1,110 @@
+// Shim side of the pool: ask the pool daemon for a VM of the pod's shape, and make the VM the pod's.
+// Adoption, in order, each undo pushed on the sandbox's stack as it succeeds: record the pids; take
+// ownership by renaming the VM's directory out of the pool into the sandbox state dir (the pool's
+// watchdog no longer sees it); move QEMU and virtiofsd into this
+// shim's cgroup (the pod's: the shim joined it before creating the pod) at this shim's priority;
+// attach over QMP; connect to the agent and check it answers; join the pod network.
+import { readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { getPriority, setPriority } from "node:os";
+import { join } from "node:path";
+import type { KataConfig } from "../config/index.js";
+import type { GuestAssets } from "../guest/assets.js";
+import { vmLayout } from "../hypervisor/qemu/layout.js";
+import { createClient, TtrpcClient } from "../protocol/ttrpc/index.js";
+import { CheckResponse_ServingStatus, Health } from "../protocol/gen/katats/agent/v1/health_pb.js";
+import type { VmAdopter } from "../sandbox/adoption.js";
+import { cgroupDirsOf } from "../sandbox/host-cgroup.js";
+import { virtiofsdPidFile } from "../sandbox/virtiofsd.js";
+import { describeError, KataError } from "../util/errors.js";
+import type { Logger } from "../util/log.js";
+import { AdoptedHelper, AdoptedVm, killPid } from "./adopted-vm.js";
+import { poolPaths } from "./layout.js";
+import { joinPodNetwork, podInterfaceCount } from "./network.js";
+import { poolCall, type PooledVmHandle } from "./protocol.js";
+import { poolShape } from "./shape.js";
+
+const takeTimeoutMs = 3000;
+
+/** The pid and its descendants (virtiofsd forks a sandboxed child). */
+async function withDescendants(pid: number): Promise<number[]> {
+  const out = [pid];
+  for (let i = 0; i < out.length; i++) {
+    const p = out[i] as number;
+    for (const tid of await readdir(`/proc/${p}/task`).catch(() => [] as string[])) {
+      const kids = await readFile(`/proc/${p}/task/${tid}/children`, "utf8").catch(() => "");
+      for (const k of kids.split(" ").filter((s) => s.trim() !== "")) out.push(Number(k));
+    }
+  }
+  return out;
+}
+
+/** Into this process's cgroups (every hierarchy), at this process's nice value, every thread. */
+async function joinMyCgroupAndPriority(pids: number[]): Promise<void> {
+  const dirs = await cgroupDirsOf(process.pid);
+  const nice = getPriority(0);
+  for (const pid of pids) {
+    for (const d of dirs) await writeFile(join(d, "cgroup.procs"), String(pid));
+    for (const tid of await readdir(`/proc/${pid}/task`).catch(() => [] as string[])) {
+      try {
+        setPriority(Number(tid), nice);
+      } catch {
+        // a thread that just ended
+      }
+    }
+  }
+}
+
+/**
+ * A VM of the pod's shape from the pool, or undefined (pool off or not running, no VM of that shape
+ * ready, or a pod network a pooled VM cannot take): the pod then boots its own VM.
+ */
+export async function takePooledVm(config: KataConfig, assets: GuestAssets, sizing: { vcpus: number; memoryMiB: number }, annotations: Record<string, string>, netnsPath: string, log: Logger): Promise<PooledVmHandle | undefined> {
+  if (!config.factory.enable_pool) return undefined;
+  if (config.runtime.hypervisor !== "qemu") {
+    log.warn({ hypervisor: config.runtime.hypervisor }, "[factory] enable_pool is set but the VM pool keeps QEMU VMs only; booting one");
+    return undefined;
+  }
+  try {
+    if ((await podInterfaceCount(netnsPath)) !== 1) return undefined;
+    const shape = poolShape(config, assets, sizing, annotations[config.factory.tenant_annotation] ?? "");
+    const res = await poolCall(poolPaths().socket, { op: "take", shape }, takeTimeoutMs);
+    if (!res.ok) throw new KataError("INTERNAL", `the VM pool refused: ${res.error}`);
+    if (res.vm === undefined) log.info("no pooled VM of this pod's shape is ready; booting one");
+    return res.vm;
+  } catch (err) {
+    log.warn({ err: describeError(err) }, "no VM from the pool; booting one");
+    return undefined;
+  }
+}
+
+export function adoptPooledVm(handle: PooledVmHandle, log: Logger): VmAdopter {
+  return async (ctx) => {
+    const t0 = performance.now();
+    const vmStateDir = join(ctx.vmDir, "vm");
+    await ctx.recordPids({ vmPid: handle.qemuPid, virtiofsdPid: handle.virtiofsdPid, agentSocketPath: vmLayout(vmStateDir).agentSocketPath });
+    try {
+      await rename(handle.dir, ctx.vmDir);
+    } catch (err) {
+      // Still the pool's: its watchdog or stop removes it. Nothing of it is ours to undo.
+      throw new KataError("INTERNAL", `cannot take pooled VM ${handle.vmId} from ${handle.dir}`, { cause: err });
+    }
+    // virtiofsd leaves its pid file (named after the socket path it started with) when killed.
+    ctx.undo.push("remove virtiofsd's pid file", () => rm(virtiofsdPidFile(join(handle.dir, "vfs.sock")), { force: true }));
+    const virtiofsd = new AdoptedHelper(handle.virtiofsdPid, /^virtiofsd/);
+    ctx.undo.push("stop virtiofsd", () => virtiofsd.stop());
+    // The VM is ours from here: stop it should anything below fail.
+    ctx.undo.push("stop the adopted QEMU", () => killPid(handle.qemuPid, /^qemu/));
+    await joinMyCgroupAndPriority([...(await withDescendants(handle.qemuPid)), ...(await withDescendants(handle.virtiofsdPid))]);
+    const vm = await AdoptedVm.attach({ id: handle.vmId, pid: handle.qemuPid, stateDir: vmStateDir, accel: handle.accel });
+    ctx.undo.push("stop VM", async () => {
+      await vm.stop({ timeoutMs: 3000 });
+    });
+    const agent = await TtrpcClient.connect(vm.agentSocketPath, { timeoutMs: 5000 });
+    ctx.undo.push("close the agent connection", () => Promise.resolve(agent.close()));
+    const health = await createClient(agent, Health).check({}, { timeoutMs: 10_000 });
+    if (health.status !== CheckResponse_ServingStatus.SERVING) throw new KataError("UNAVAILABLE", `pooled VM ${handle.vmId}'s agent is not serving`);
+    const net = ctx.netnsPath === undefined ? undefined : await joinPodNetwork(ctx.netnsPath, handle, ctx.undo);
+    log.info({ vm: handle.vmId, bootedAt: handle.bootedAt, ms: Math.round(performance.now() - t0) }, "adopted a pooled VM");
+    return { vm, agent, virtiofsd, ...(net === undefined ? {} : { net }) };
+  };
+}

@@ -1,0 +1,143 @@
+// A VM this process did not start: a pooled QEMU handed over by the pool daemon. It is reached by
+// its QMP socket and pid (it is not our child, so it cannot be reaped here: its end is seen as the
+// QMP connection closing and the pid going away). stop() asks QEMU to quit over QMP, then kills it.
+import { readFile, rm } from "node:fs/promises";
+import { setTimeout as sleep } from "node:timers/promises";
+import { QmpClient } from "../hypervisor/qemu/qmp.js";
+import { vmLayout, type VmLayout } from "../hypervisor/qemu/layout.js";
+import type { ResolvedAccel, StopOptions, Vm, VmExit, VmState } from "../hypervisor/types.js";
+import { readTail } from "../hypervisor/console-tail.js";
+import type { AgentEndpoint } from "../hypervisor/agent-channel/endpoint.js";
+
+/** Gone, a zombie, or the pid now runs something else. */
+export async function pidGone(pid: number, comm: RegExp): Promise<boolean> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => undefined);
+  if (stat === undefined) return true;
+  const m = /^\d+ \((.*)\) (\S)/.exec(stat);
+  return m === null || m[2] === "Z" || !comm.test(m[1] ?? "");
+}
+
+/**
+ * SIGKILL pid (with `group`: its process group, which it leads) if it still runs `comm` (a reused
+ * pid is left alone); wait up to 2 s for it to go.
+ */
+export async function killPid(pid: number, comm: RegExp, group = false): Promise<void> {
+  if (pid <= 0 || (await pidGone(pid, comm))) return;
+  try {
+    process.kill(group ? -pid : pid, "SIGKILL");
+  } catch {
+    return;
+  }
+  for (let i = 0; i < 100 && !(await pidGone(pid, comm)); i++) await sleep(20);
+}
+
+const QEMU_COMM = /^qemu/;
+
+/** How often an adopted helper (not our child: no exit event) is looked for in /proc. */
+const helperPollMs = 500;
+
+/**
+ * An adopted helper process (the pooled VM's virtiofsd), watched like one this process started:
+ * `exited` resolves when it is gone; stop() kills its group and marks the end as requested.
+ */
+export class AdoptedHelper {
+  private requested = false;
+  private watching = true;
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; requested: boolean }>;
+
+  constructor(
+    readonly pid: number,
+    private readonly comm: RegExp,
+  ) {
+    this.exited = (async () => {
+      while (this.watching && !(await pidGone(pid, comm))) await sleep(helperPollMs);
+      // Not our child: its exit status is its parent's to read.
+      return { code: null, signal: null, requested: this.requested || !this.watching };
+    })();
+  }
+
+  async stop(): Promise<void> {
+    this.requested = true;
+    await killPid(this.pid, this.comm, true);
+    this.watching = false;
+    await this.exited;
+  }
+}
+
+export class AdoptedVm implements Vm {
+  private stateValue: VmState = "running";
+  private stopRequested = false;
+  private readonly ended: Promise<VmExit>;
+
+  private constructor(
+    readonly id: string,
+    private readonly qemuPid: number,
+    private readonly layout: VmLayout,
+    private readonly qmp: QmpClient,
+    readonly accel: ResolvedAccel,
+  ) {
+    this.ended = this.watch();
+  }
+
+  static async attach(o: { id: string; pid: number; stateDir: string; accel: ResolvedAccel; timeoutMs?: number }): Promise<AdoptedVm> {
+    const layout = vmLayout(o.stateDir);
+    const qmp = await QmpClient.connect(layout.qmpSocketPath, { timeoutMs: o.timeoutMs ?? 5000 });
+    return new AdoptedVm(o.id, o.pid, layout, qmp, o.accel);
+  }
+
+  get state(): VmState {
+    return this.stateValue;
+  }
+  get pid(): number | undefined {
+    return this.stateValue === "stopped" ? undefined : this.qemuPid;
+  }
+  get stateDir(): string {
+    return this.layout.stateDir;
+  }
+  get consoleLogPath(): string {
+    return this.layout.consoleLogPath;
+  }
+  get agentSocketPath(): string {
+    return this.layout.agentSocketPath;
+  }
+  get agentEndpoint(): AgentEndpoint {
+    return { transport: "unix", path: this.layout.agentSocketPath };
+  }
+
+  start(): Promise<void> {
+    return Promise.resolve(); // it runs already
+  }
+
+  wait(): Promise<VmExit> {
+    return this.ended;
+  }
+
+  async stop(opts: StopOptions = {}): Promise<VmExit> {
+    if (this.stateValue === "running") {
+      this.stateValue = "stopping";
+      this.stopRequested = true;
+      const timeoutMs = opts.timeoutMs ?? 5000;
+      await this.qmp.execute("quit", undefined, { timeoutMs: Math.min(2000, timeoutMs) }).catch(() => undefined);
+      const quit = await Promise.race([this.ended.then(() => true), sleep(Math.max(timeoutMs - 500, 0)).then(() => false)]);
+      if (!quit) await killPid(this.qemuPid, QEMU_COMM);
+    }
+    return this.ended;
+  }
+
+  private async watch(): Promise<VmExit> {
+    await this.qmp.closed;
+    // QMP closes as QEMU exits; its parent (the pool daemon, or init) reaps it a moment later.
+    for (let i = 0; i < 250 && !(await pidGone(this.qemuPid, QEMU_COMM)); i++) await sleep(20);
+    const events = this.qmp.events;
+    const shutdown = events.find((e) => e.event === "SHUTDOWN")?.data?.reason;
+    const reason: VmExit["reason"] =
+      events.some((e) => e.event === "GUEST_PANICKED") || shutdown === "guest-reset" ? "guest-panic"
+        : shutdown === "guest-shutdown" ? "poweroff"
+          : this.stopRequested ? "stopped" : "crashed";
+    const exit: VmExit = { reason, exitCode: null, signal: null, consoleTail: await readTail(this.layout.consoleLogPath, 4096) };
+    if (typeof shutdown === "string") exit.vmmReason = shutdown;
+    await rm(this.layout.stateDir, { recursive: true, force: true });
+    this.stateValue = "stopped";
+    return exit;
+  }
+}

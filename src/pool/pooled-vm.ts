@@ -1,0 +1,127 @@
+// One pooled VM, daemon side: booted pod-neutral (empty share, no pod network, no sandbox set up in
+// the guest) and kept until a shim takes it or the pool stops. Set-up in order (directory, shared
+// mount point, netns, virtiofsd, QEMU up to an answering agent) with every undo pushed as it
+// succeeds. QEMU runs in a netns of its own and creates its tap there; the netns's name is removed
+// once QEMU runs, so the netns (and the tap) live exactly as long as QEMU. Should the daemon die,
+// its watchdog kills whatever names this VM's dir (watchdog.ts).
+import { randomBytes } from "node:crypto";
+import { mkdir, rm } from "node:fs/promises";
+import { resolveAccel } from "../hypervisor/accel.js";
+import { QemuHypervisor, type QemuVm } from "../hypervisor/qemu/index.js";
+import type { VmExit } from "../hypervisor/types.js";
+import { SHARED_FS_TAG } from "../protocol/contract/guest.js";
+import { bootVm } from "../sandbox/agent-boot.js";
+import { makeSharedMountPoint, unmountAll } from "../sandbox/mounts.js";
+import { tapName } from "../sandbox/network/inspect.js";
+import { UndoStack } from "../sandbox/undo-stack.js";
+import { Virtiofsd } from "../sandbox/virtiofsd.js";
+import { run } from "../util/exec.js";
+import type { PooledVmHandle } from "./protocol.js";
+import { pooledVmNetns, pooledVmPaths, type PooledVmPaths } from "./layout.js";
+import type { PoolShape } from "./shape.js";
+
+export interface BootPolicy {
+  bootTimeoutMs: number;
+  stallMs?: number;
+}
+
+/** A locally administered unicast MAC (02:...). */
+function randomMac(): string {
+  const b = randomBytes(5);
+  return ["02", ...[...b].map((x) => x.toString(16).padStart(2, "0"))].join(":");
+}
+
+export class PooledVm {
+  private constructor(
+    readonly handle: PooledVmHandle,
+    readonly paths: PooledVmPaths,
+    private readonly vm: QemuVm,
+    private readonly undo: UndoStack,
+  ) {}
+
+  /** Resolves when QEMU ends (while pooled: the VM died and must be replaced). */
+  ended(): Promise<VmExit> {
+    return this.vm.wait();
+  }
+
+  static async boot(shape: PoolShape, vmsDir: string, policy: BootPolicy): Promise<PooledVm> {
+    const vmId = `p${randomBytes(6).toString("hex")}`;
+    const paths = pooledVmPaths(vmsDir, vmId);
+    const undo = new UndoStack();
+    try {
+      await mkdir(paths.dir, { recursive: true, mode: 0o700 });
+      undo.push("remove the VM dir", () => rm(paths.dir, { recursive: true, force: true }));
+      await mkdir(paths.sharedDir);
+      undo.push("unmount the share", () => unmountAll(paths.sharedDir));
+      await makeSharedMountPoint(paths.sharedDir);
+      const netns = pooledVmNetns(vmId);
+      await run("ip", ["netns", "add", netns], { timeoutMs: 15_000 });
+      let netnsNamed = true;
+      const dropNetnsName = async (): Promise<void> => {
+        if (netnsNamed) await run("ip", ["netns", "del", netns], { timeoutMs: 15_000, allowNonZero: true });
+        netnsNamed = false;
+      };
+      undo.push("remove the netns name", dropNetnsName);
+      const vfs = await Virtiofsd.start({ sharedDir: paths.sharedDir, socketPath: paths.virtiofsdSocket, logPath: paths.virtiofsdLog });
+      undo.push("stop virtiofsd", () => vfs.stop());
+      const mac = randomMac();
+      const tap = tapName(0);
+      const hypervisor = await QemuHypervisor.open({ binary: shape.qemuPath });
+      const booted = await bootVm(
+        {
+          id: vmId,
+          stateDir: paths.vmStateDir,
+          vcpus: shape.vcpus,
+          memoryMiB: shape.memoryMiB,
+          kernelPath: shape.kernelPath,
+          ...(shape.initrdPath === undefined ? {} : { initrdPath: shape.initrdPath }),
+          rootfsPath: shape.rootfsPath,
+          ...(shape.rootfsDevice === undefined ? {} : { rootfsDevice: shape.rootfsDevice }),
+          kernelCmdline: shape.kernelCmdline,
+          accel: await resolveAccel(shape.accel),
+          sharedFs: { socketPath: paths.virtiofsdSocket, tag: SHARED_FS_TAG },
+          netDevices: [{ tapName: tap, mac }],
+          netnsPath: `/var/run/netns/${netns}`,
+        },
+        {
+          deadlineMs: policy.bootTimeoutMs,
+          ...(policy.stallMs === undefined ? {} : { stallMs: policy.stallMs }),
+          hypervisor,
+          // QEMU is in the netns (and opened its tap there): the name is no longer needed.
+          onStarted: dropNetnsName,
+        },
+      );
+      const vm = booted.vm as QemuVm;
+      undo.push("stop QEMU", async () => {
+        await vm.stop({ timeoutMs: 3000 });
+      });
+      // The adopter opens its own agent connection; the guest agent starts a new session for it.
+      booted.agent.close();
+      const handle: PooledVmHandle = {
+        vmId,
+        dir: paths.dir,
+        qemuPid: vm.pid ?? 0,
+        virtiofsdPid: vfs.pid ?? 0,
+        accel: vm.accel ?? "tcg",
+        tapName: tap,
+        mac,
+        bootedAt: new Date().toISOString(),
+      };
+      return new PooledVm(handle, paths, vm, undo);
+    } catch (err) {
+      await undo.unwind().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Give the VM away: nothing here stops it any more (the adopter renames its dir and owns it). */
+  handOver(): PooledVmHandle {
+    this.vm.detach();
+    return this.handle;
+  }
+
+  /** Stop QEMU and virtiofsd, remove the netns name, share and directory. */
+  async destroy(): Promise<void> {
+    await this.undo.unwind();
+  }
+}

@@ -1,0 +1,83 @@
+// The pool socket's protocol: one JSON request per connection, one JSON line back. Requests:
+// {"op":"take","shape":{...}} -> {"ok":true,"vm":PooledVmHandle} or {"ok":true} (none ready);
+// {"op":"status"} -> {"ok":true,"status":PoolStatus}; {"op":"stop"} -> {"ok":true}, then the pool
+// stops. Errors: {"ok":false,"error":"..."}. The socket is root's (0600, under the state root).
+import { connect } from "node:net";
+import { KataError } from "../util/errors.js";
+import type { PoolShape } from "./shape.js";
+
+/** What a shim needs to adopt a pooled VM it did not start (it reaches it by sockets and pids). */
+export interface PooledVmHandle {
+  vmId: string;
+  /** The VM's directory (pool/vms/<id>); the adopter renames it into its own state dir. */
+  dir: string;
+  qemuPid: number;
+  virtiofsdPid: number;
+  accel: "kvm" | "tcg";
+  /** The tap QEMU opened in the VM's own netns (reachable as /proc/<qemuPid>/ns/net). */
+  tapName: string;
+  /** The MAC the guest NIC booted with; the adopter gives it the pod veth's. */
+  mac: string;
+  bootedAt: string;
+}
+
+export interface ShapeStatus {
+  key: string;
+  tenant: string;
+  vcpus: number;
+  memoryMiB: number;
+  ready: number;
+  booting: number;
+  /** Resident memory of the ready VMs' QEMU and virtiofsd processes. */
+  rssKiB: number;
+}
+
+export interface PoolStatus {
+  pid: number;
+  poolSize: number;
+  shapes: ShapeStatus[];
+  taken: number;
+  booted: number;
+  bootFailures: number;
+}
+
+export type PoolRequest = { op: "take"; shape: PoolShape } | { op: "status" } | { op: "stop" };
+export type PoolResponse = { ok: true; vm?: PooledVmHandle; status?: PoolStatus } | { ok: false; error: string };
+
+const maxLine = 64 * 1024;
+
+/** One request; rejects with UNAVAILABLE when no pool answers at `socketPath`. */
+export function poolCall(socketPath: string, req: PoolRequest, timeoutMs = 5000): Promise<PoolResponse> {
+  return new Promise((resolve, reject) => {
+    const sock = connect(socketPath);
+    let buf = "";
+    const fail = (err: Error): void => {
+      sock.destroy();
+      reject(err);
+    };
+    const timer = setTimeout(() => fail(new KataError("DEADLINE_EXCEEDED", `the VM pool at ${socketPath} did not answer within ${timeoutMs} ms`)), timeoutMs);
+    sock.setEncoding("utf8");
+    sock.on("connect", () => sock.write(`${JSON.stringify(req)}\n`));
+    sock.on("error", (err) => {
+      clearTimeout(timer);
+      fail(new KataError("UNAVAILABLE", `no VM pool at ${socketPath} (is \`kata-ts pool serve\` running?): ${err.message}`, { cause: err }));
+    });
+    sock.on("data", (chunk: string) => {
+      buf += chunk;
+      if (buf.length > maxLine) fail(new KataError("INTERNAL", "the VM pool's answer is too long"));
+      const nl = buf.indexOf("\n");
+      if (nl < 0) return;
+      clearTimeout(timer);
+      sock.end();
+      try {
+        resolve(JSON.parse(buf.slice(0, nl)) as PoolResponse);
+      } catch (err) {
+        reject(new KataError("INTERNAL", "the VM pool's answer is not JSON", { cause: err }));
+      }
+    });
+    sock.on("close", () => {
+      clearTimeout(timer);
+      if (!buf.includes("\n")) reject(new KataError("UNAVAILABLE", `the VM pool at ${socketPath} closed the connection without an answer`));
+    });
+  });
+}

@@ -1,0 +1,152 @@
+// `kata-ts pool serve`: the node's VM pool daemon. It outlives pods and containerd restarts (it is
+// no child of either), answers shims on a unix socket under the state root, and keeps pool_size
+// pod-neutral VMs ready per shape (src/pool/refill.ts). The default shape (configuration.toml's
+// default size, no tenant) is pooled at start; other shapes once a pod asks for one. Stopping
+// (SIGTERM, SIGINT, or {"op":"stop"}) destroys the pooled VMs and removes the pool's files;
+// VMs already handed to shims keep running. A SIGKILLed daemon is cleaned up by its watchdog.
+import { chmod, mkdir, readFile, rm, rmdir, writeFile } from "node:fs/promises";
+import { createServer, type Server, type Socket } from "node:net";
+import { setPriority } from "node:os";
+import { selectedVmmConfig, type KataConfig } from "../config/index.js";
+import { describeError, KataError } from "../util/errors.js";
+import type { Logger } from "../util/log.js";
+import { poolPaths, type PoolPaths } from "./layout.js";
+import { poolCall, type PoolRequest, type PoolResponse, type PoolStatus } from "./protocol.js";
+import { Pools } from "./refill.js";
+import { parseShape, podAssets, poolShape, requirePoolVmm } from "./shape.js";
+import { startWatchdog, type Watchdog } from "./watchdog.js";
+
+export interface PoolServerOptions {
+  config: KataConfig;
+  log: Logger;
+  paths?: PoolPaths;
+}
+
+export class PoolServer {
+  private stopping: Promise<void> | undefined;
+  private readonly stoppedPromise: Promise<void>;
+  private resolveStopped!: () => void;
+
+  private constructor(
+    private readonly opts: PoolServerOptions,
+    private readonly paths: PoolPaths,
+    private readonly pools: Pools,
+    private readonly server: Server,
+    private readonly watchdog: Watchdog,
+  ) {
+    this.stoppedPromise = new Promise((resolve) => (this.resolveStopped = resolve));
+  }
+
+  static async start(opts: PoolServerOptions): Promise<PoolServer> {
+    const paths = opts.paths ?? poolPaths();
+    const { config, log } = opts;
+    requirePoolVmm(config); // before anything is created
+    await mkdir(paths.vmsDir, { recursive: true, mode: 0o700 });
+    const running = await poolCall(paths.socket, { op: "status" }, 2000).catch(() => undefined);
+    if (running?.ok === true) {
+      throw new KataError("ALREADY_EXISTS", `a VM pool already serves ${paths.socket} (pid ${running.status?.pid ?? "?"}); stop it first: kata-ts pool stop`);
+    }
+    await rm(paths.socket, { force: true });
+    await writeFile(paths.pidFile, `${process.pid}\n`);
+    // Children (virtiofsd, QEMU) inherit this: pooled VMs boot and idle on spare CPU only.
+    setPriority(0, config.factory.refill_nice);
+    const watchdog = startWatchdog(paths.root, process.pid);
+    const f = config.factory;
+    const pools = new Pools({
+      vmsDir: paths.vmsDir,
+      poolSize: f.pool_size,
+      maxShapes: f.max_shapes,
+      refillDelayMs: f.refill_delay * 1000,
+      boot: { bootTimeoutMs: config.agent.dial_timeout * 1000, ...(config.agent.boot_stall_timeout > 0 ? { stallMs: config.agent.boot_stall_timeout * 1000 } : {}) },
+      log,
+    });
+    const server = createServer();
+    const self = new PoolServer(opts, paths, pools, server, watchdog);
+    server.on("connection", (sock) => self.serveConnection(sock));
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(paths.socket, () => resolve());
+    });
+    await chmod(paths.socket, 0o600);
+    const vmm = selectedVmmConfig(config);
+    const assets = await podAssets(vmm);
+    // A pod without CPU or memory limits gets the baseline size (src/shim/pod-sizing.ts).
+    const { default_vcpus: vcpus, default_memory: memoryMiB } = vmm;
+    pools.addShape(poolShape(config, assets, { vcpus, memoryMiB }, ""));
+    pools.start();
+    log.info({ socket: paths.socket, poolSize: f.pool_size, maxShapes: f.max_shapes }, "VM pool serving");
+    return self;
+  }
+
+  /** Resolves once stop() has finished. */
+  stopped(): Promise<void> {
+    return this.stoppedPromise;
+  }
+
+  stop(): Promise<void> {
+    this.stopping ??= this.tearDown();
+    return this.stopping;
+  }
+
+  private async tearDown(): Promise<void> {
+    this.server.close();
+    await this.pools.stop();
+    await rm(this.paths.socket, { force: true });
+    await rm(this.paths.pidFile, { force: true });
+    await rmdir(this.paths.vmsDir).catch(() => undefined); // adopted VMs' dirs moved out already
+    await rmdir(this.paths.root).catch(() => undefined);
+    this.watchdog.release();
+    await this.watchdog.exited;
+    this.opts.log.info("VM pool stopped");
+    this.resolveStopped();
+  }
+
+  async status(): Promise<PoolStatus> {
+    return { pid: process.pid, poolSize: this.opts.config.factory.pool_size, shapes: await this.pools.status(), ...this.pools.counters };
+  }
+
+  private serveConnection(sock: Socket): void {
+    let buf = "";
+    sock.setEncoding("utf8");
+    sock.on("error", () => undefined);
+    sock.on("data", (chunk: string) => {
+      buf += chunk;
+      const nl = buf.indexOf("\n");
+      if (nl < 0) {
+        if (buf.length > 64 * 1024) sock.destroy();
+        return;
+      }
+      sock.removeAllListeners("data");
+      this.answer(buf.slice(0, nl))
+        .catch((err: unknown): PoolResponse => ({ ok: false, error: describeError(err) }))
+        .then((res) => sock.end(`${JSON.stringify(res)}\n`))
+        .catch(() => undefined);
+    });
+  }
+
+  private async answer(line: string): Promise<PoolResponse> {
+    const req = JSON.parse(line) as PoolRequest;
+    switch (req.op) {
+      case "take": {
+        if (this.stopping !== undefined) return { ok: true };
+        const vm = this.pools.take(parseShape(req.shape));
+        if (vm !== undefined) this.opts.log.info({ vm: vm.vmId }, "pooled VM handed to a shim");
+        return vm === undefined ? { ok: true } : { ok: true, vm };
+      }
+      case "status":
+        return { ok: true, status: await this.status() };
+      case "stop":
+        setImmediate(() => void this.stop());
+        return { ok: true };
+      default:
+        throw new KataError("INVALID_ARGUMENT", `unknown pool request ${JSON.stringify((req as { op?: unknown }).op)}`);
+    }
+  }
+}
+
+/** The pid a pool wrote, if any (for `kata-ts pool stop` when the socket does not answer). */
+export async function poolPid(paths: PoolPaths = poolPaths()): Promise<number | undefined> {
+  const text = await readFile(paths.pidFile, "utf8").catch(() => "");
+  const pid = Number(text.trim());
+  return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+}

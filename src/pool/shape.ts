@@ -1,0 +1,86 @@
+// A VM shape: everything a pooled VM is booted with that a pod could differ on (VMM, accelerator,
+// vCPUs, memory, kernel, initrd, image, kernel parameters) plus the tenant whose pods may take it.
+// The shim and the pool daemon compute it the same way from configuration.toml, so a pooled VM is
+// handed only to a pod that would have booted exactly that VM.
+import { createHash } from "node:crypto";
+import type { KataConfig, VmmSectionConfig } from "../config/index.js";
+import { loadGuestAssets, type GuestAssets } from "../guest/assets.js";
+import type { Accel } from "../hypervisor/types.js";
+import { KataError } from "../util/errors.js";
+
+export interface PoolShape {
+  qemuPath: string;
+  accel: Accel;
+  vcpus: number;
+  memoryMiB: number;
+  kernelPath: string;
+  initrdPath?: string;
+  rootfsPath: string;
+  rootfsDevice?: "virtio-blk" | "virtio-pmem";
+  kernelCmdline: string[];
+  /** "" for pods without the tenant annotation. */
+  tenant: string;
+}
+
+/** The guest assets a pod boots with: the manifest's, with the selected VMM section's overrides ([hypervisor.<name>]). */
+export async function podAssets(vmm: VmmSectionConfig): Promise<GuestAssets> {
+  const assets = await loadGuestAssets();
+  if (vmm.kernel !== "") assets.kernelPath = vmm.kernel;
+  if (vmm.initrd !== "") assets.initrdPath = vmm.initrd;
+  if (vmm.image !== "") assets.rootfsPath = vmm.image;
+  assets.kernelCmdline.push(...vmm.kernel_params);
+  return assets;
+}
+
+/**
+ * The pool keeps QEMU VMs only: adoption hands QEMU over by its QMP socket and pid, which the REST
+ * VMMs (Cloud Hypervisor, Firecracker) have no counterpart for yet (docs/pool.md).
+ */
+export function requirePoolVmm(config: KataConfig, source = "configuration.toml"): void {
+  const name = config.runtime.hypervisor;
+  if (name !== "qemu") {
+    throw new KataError("FAILED_PRECONDITION", `the VM pool keeps QEMU VMs only, but [runtime] hypervisor = "${name}" in ${source}: set [factory] enable_pool = false, or [runtime] hypervisor = "qemu"`);
+  }
+}
+
+const tenantPattern = /^[A-Za-z0-9._-]{0,63}$/;
+
+export function poolShape(config: KataConfig, assets: GuestAssets, sizing: { vcpus: number; memoryMiB: number }, tenant: string): PoolShape {
+  if (!tenantPattern.test(tenant)) {
+    throw new KataError("INVALID_ARGUMENT", `pool tenant ${JSON.stringify(tenant)} (annotation ${config.factory.tenant_annotation}) must be up to 63 of [A-Za-z0-9._-]`);
+  }
+  requirePoolVmm(config);
+  const qemu = config.hypervisor.qemu;
+  return {
+    qemuPath: qemu.path,
+    accel: qemu.accel,
+    vcpus: sizing.vcpus,
+    memoryMiB: sizing.memoryMiB,
+    kernelPath: assets.kernelPath,
+    ...(assets.initrdPath === undefined ? {} : { initrdPath: assets.initrdPath }),
+    rootfsPath: assets.rootfsPath,
+    ...(assets.rootfsDevice === undefined ? {} : { rootfsDevice: assets.rootfsDevice }),
+    kernelCmdline: [...assets.kernelCmdline],
+    tenant,
+  };
+}
+
+/** Equal for equal shapes, whatever the key order. */
+export function shapeKey(s: PoolShape): string {
+  const canonical = JSON.stringify([s.qemuPath, s.accel, s.vcpus, s.memoryMiB, s.kernelPath, s.initrdPath ?? "", s.rootfsPath, s.rootfsDevice ?? "", s.kernelCmdline, s.tenant]);
+  return createHash("sha256").update(canonical).digest("hex").slice(0, 16);
+}
+
+/** Checks a shape that arrived over the pool socket (the daemon boots from it). */
+export function parseShape(v: unknown): PoolShape {
+  const o = v as Partial<PoolShape> | null;
+  const str = (x: unknown): x is string => typeof x === "string" && x !== "";
+  const ok =
+    o !== null && typeof o === "object" && str(o.qemuPath) && (o.accel === "auto" || o.accel === "kvm" || o.accel === "tcg") &&
+    Number.isInteger(o.vcpus) && (o.vcpus ?? 0) >= 1 && Number.isInteger(o.memoryMiB) && (o.memoryMiB ?? 0) >= 64 &&
+    str(o.kernelPath) && (o.initrdPath === undefined || str(o.initrdPath)) && str(o.rootfsPath) && (o.rootfsDevice === undefined || o.rootfsDevice === "virtio-blk" || o.rootfsDevice === "virtio-pmem") &&
+    Array.isArray(o.kernelCmdline) && o.kernelCmdline.every((p) => typeof p === "string") &&
+    typeof o.tenant === "string" && tenantPattern.test(o.tenant);
+  if (!ok) throw new KataError("INVALID_ARGUMENT", `not a VM shape: ${JSON.stringify(v)?.slice(0, 300)}`);
+  return o as PoolShape;
+}

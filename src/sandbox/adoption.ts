@@ -1,0 +1,37 @@
+// A VM booted ahead of its pod (the VM pool, src/pool) that a sandbox takes instead of booting one.
+// The sandbox only says where the VM's files go and records its pids; the adopter moves the VM in
+// (directory, cgroup, priority, network), pushing each undo on the sandbox's stack as it succeeds.
+import type { Vm } from "../hypervisor/types.js";
+import type { TtrpcClient } from "../protocol/ttrpc/index.js";
+import type { PodNetwork } from "./network/pod-network.js";
+import type { UndoStack } from "./undo-stack.js";
+import type { VirtiofsdExit } from "./virtiofsd.js";
+
+/** The adopted VM's directory inside the sandbox state dir (short: unix socket paths are limited). */
+export const ADOPTED_VM_DIR = "p";
+
+export interface AdoptionContext {
+  /** Where the VM's directory must go; its share is <vmDir>/shared. */
+  vmDir: string;
+  netnsPath?: string;
+  undo: UndoStack;
+  /** Called before the VM becomes the sandbox's, so a crashed owner's VM is still found (stale.ts). */
+  recordPids(p: { vmPid: number; virtiofsdPid: number; agentSocketPath: string }): Promise<void>;
+}
+
+export interface AdoptedVmParts {
+  vm: Vm;
+  agent: TtrpcClient;
+  /** The VM's virtiofsd, watched like one the sandbox started (pod-watch.ts). */
+  virtiofsd: AdoptedHelperProcess;
+  net?: PodNetwork;
+}
+
+/** A helper process the sandbox did not start: its pid, its end, and a way to stop it. */
+export interface AdoptedHelperProcess {
+  readonly pid: number | undefined;
+  readonly exited: Promise<VirtiofsdExit>;
+  stop(): Promise<void>;
+}
+
+export type VmAdopter = (ctx: AdoptionContext) => Promise<AdoptedVmParts>;

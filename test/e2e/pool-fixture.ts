@@ -1,0 +1,100 @@
+// The VM pool daemon for e2e tests: `kata-ts pool serve` with the harness's state dir (so shims
+// started by the harness's containerd find it), and what the tests look at: which QEMUs are still
+// pooled, which VM a pod runs in, the pool's netns names.
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
+import { open, readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { poolPaths, type PoolPaths } from "../../src/pool/layout.js";
+import { poolCall, type PoolStatus } from "../../src/pool/protocol.js";
+import { KataError } from "../../src/util/errors.js";
+import type { PrivateContainerd } from "../harness/containerd.js";
+
+const repoRoot = join(import.meta.dirname, "..", "..", "..");
+
+export interface PoolDaemon {
+  child: ChildProcess;
+  paths: PoolPaths;
+  exited: Promise<void>;
+}
+
+export function poolPathsOf(ctd: PrivateContainerd): PoolPaths {
+  return poolPaths(join(ctd.kataStateDir, "kata-ts-pool"));
+}
+
+export async function startPoolDaemon(ctd: PrivateContainerd, configPath: string): Promise<PoolDaemon> {
+  const log = await open(join(ctd.baseDir, "pool.log"), "a");
+  const child = spawn(process.execPath, [join(repoRoot, "bin", "kata-ts.js"), "pool", "serve", "--config", configPath], {
+    env: { ...process.env, KATA_TS_STATE_DIR: ctd.kataStateDir },
+    stdio: ["ignore", log.fd, log.fd],
+    detached: true,
+  });
+  await log.close();
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  return { child, paths: poolPathsOf(ctd), exited };
+}
+
+export async function poolStatus(paths: PoolPaths): Promise<PoolStatus> {
+  const res = await poolCall(paths.socket, { op: "status" });
+  if (!res.ok || res.status === undefined) throw new KataError("INTERNAL", `pool status: ${JSON.stringify(res)}`);
+  return res.status;
+}
+
+/** QEMUs whose VM dir is still in the pool (not adopted), as vm id -> pid. */
+export async function pooledQemus(paths: PoolPaths): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  const pattern = new RegExp(`${paths.vmsDir.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}/(p[0-9a-f]{12})/`);
+  for (const name of await readdir("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    const argv = (await readFile(`/proc/${name}/cmdline`, "utf8").catch(() => "")).split("\0");
+    if (!(argv[0] ?? "").includes("qemu-system")) continue;
+    const id = pattern.exec(argv.join(" "))?.[1];
+    if (id !== undefined && existsSync(join(paths.vmsDir, id))) out.set(id, Number(name));
+  }
+  return out;
+}
+
+/** Wait until `want` VMs are pooled and answering (booted ready), none of them in `exclude`. */
+export async function waitPooled(paths: PoolPaths, want: number, exclude: ReadonlySet<number> = new Set(), timeoutMs = 300_000): Promise<Map<string, number>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const status = await poolStatus(paths).catch(() => undefined);
+    const ready = status?.shapes.reduce((n, s) => n + s.ready, 0) ?? 0;
+    const vms = await pooledQemus(paths);
+    const fresh = [...vms.values()].filter((pid) => !exclude.has(pid));
+    if (ready >= want && fresh.length >= want) return vms;
+    if (Date.now() > deadline) throw new KataError("DEADLINE_EXCEEDED", `the pool did not get ${want} ready VM(s) within ${timeoutMs} ms (status ${JSON.stringify(status)})`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+/** The sandbox record the pod's shim keeps (src/sandbox/state-file.ts). */
+export async function sandboxRecord(ctd: PrivateContainerd, podSandboxId: string): Promise<{ vmPid?: number; virtiofsdPid?: number }> {
+  return JSON.parse(await readFile(join(ctd.kataStateDir, podSandboxId, "state.json"), "utf8")) as { vmPid?: number; virtiofsdPid?: number };
+}
+
+/** Processes whose command line names a dir under the pool's vms/. */
+export async function processesNamingPool(paths: PoolPaths): Promise<number[]> {
+  const out: number[] = [];
+  for (const name of await readdir("/proc")) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    const cmd = await readFile(`/proc/${name}/cmdline`, "utf8").catch(() => "");
+    if (cmd.includes(`${paths.vmsDir}/`)) out.push(Number(name));
+  }
+  return out;
+}
+
+export async function niceOf(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return Number(fields[16]); // field 19 of /proc/<pid>/stat
+}
+
+export async function childrenOf(pid: number): Promise<number[]> {
+  const out: number[] = [];
+  for (const tid of await readdir(`/proc/${pid}/task`).catch(() => [] as string[])) {
+    const kids = await readFile(`/proc/${pid}/task/${tid}/children`, "utf8").catch(() => "");
+    out.push(...kids.split(" ").filter((k) => k.trim() !== "").map(Number));
+  }
+  return out;
+}

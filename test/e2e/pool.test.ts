@@ -1,0 +1,191 @@
+// The VM pool end to end: a private containerd whose kata-ts handler has [factory] enable_pool on,
+// and `kata-ts pool serve` keeping one VM ready. Pods started over CRI take the pooled VM (their
+// sandbox runs the very QEMU the pool booted) and are complete pods: own IP reachable from the
+// harness netns, port-forward, the veth's MAC, hostname, sysctls, rootfs, guest kernel, the pod's
+// cgroup. Two pods adopted one after the other share nothing; the pool refills; a SIGKILLed pool owner leaves
+// its adopted pods running and its pooled VMs dead; a stopped pool and removed pods leave nothing.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { access, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { release, tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { connectCri, type CriClient } from "../../src/cri/client.js";
+import { loadGuestAssets } from "../../src/guest/assets.js";
+import { cgroupDirsOf } from "../../src/sandbox/host-cgroup.js";
+import { run } from "../../src/util/exec.js";
+import { assertNoLeaks, startContainerd, type PrivateContainerd } from "../harness/containerd.js";
+import { importTestImages } from "../harness/images.js";
+import { mountsUnder } from "../harness/mounts.js";
+import { HANDLER } from "./kata-pod-flow.js";
+import { httpBody, httpGetScript, inHarnessNetns, podNetnsPath, startWebPod, WEB_PORT, type WebPod } from "./network-pods.js";
+import { childrenOf, niceOf, pooledQemus, poolStatus, processesNamingPool, sandboxRecord, startPoolDaemon, waitPooled, type PoolDaemon } from "./pool-fixture.js";
+
+const PORT_FORWARD_CLIENT = fileURLToPath(new URL("../harness/port-forward-client.js", import.meta.url));
+const kataConfig = "[factory]\nenable_pool = true\npool_size = 1\n";
+let ctd: PrivateContainerd | undefined;
+let cri: CriClient | undefined;
+let configDir: string | undefined;
+let daemon: PoolDaemon | undefined;
+const pods: WebPod[] = [];
+const seenVmIds = new Set<string>();
+let podA: WebPod | undefined;
+let podB: WebPod | undefined;
+
+const exists = (p: string): Promise<boolean> => access(p).then(() => true, () => false);
+
+before(async () => {
+  configDir = await mkdtemp(join(tmpdir(), "kts-pool-config-"));
+  const kataConfigPath = join(configDir, "configuration.toml");
+  await writeFile(kataConfigPath, kataConfig);
+  ctd = await startContainerd({ kataTs: { kataConfigPath } });
+  await importTestImages(ctd);
+  cri = connectCri(ctd.address);
+  daemon = await startPoolDaemon(ctd, kataConfigPath);
+  for (const id of (await waitPooled(daemon.paths, 1)).keys()) seenVmIds.add(id);
+});
+
+after(async () => {
+  for (const p of pods) await p.remove().catch(() => undefined);
+  if (daemon !== undefined && daemon.child.exitCode === null && daemon.child.signalCode === null) {
+    daemon.child.kill("SIGTERM");
+    await daemon.exited;
+  }
+  cri?.close();
+  await ctd?.stop();
+  if (configDir) await rm(configDir, { recursive: true, force: true });
+  if (ctd) await assertNoLeaks(ctd);
+  const netns = await readdir("/var/run/netns").catch(() => [] as string[]);
+  assert.deepEqual(netns.filter((n) => [...seenVmIds].some((id) => n === `kts-pool-${id}`)), [], "no pooled VM's netns name left");
+});
+
+/** Adopt: the pod's sandbox runs the QEMU that was pooled. */
+async function startAdoptedPod(name: string, pooledPid: number, extra: { sysctls?: Record<string, string>; prepare?: string } = {}): Promise<WebPod> {
+  assert.ok(ctd && cri);
+  const pod = await startWebPod(ctd, cri, { name, handler: HANDLER, ...extra });
+  pods.push(pod);
+  assert.equal((await sandboxRecord(ctd, pod.podSandboxId)).vmPid, pooledPid, `pod ${name} runs in the pooled VM`);
+  return pod;
+}
+
+void test("a pod adopted from the pool: its IP answers from the harness netns; port-forward, veth MAC, hostname, sysctls, rootfs, guest kernel, pod cgroup, priority", { timeout: 600_000 }, async () => {
+  assert.ok(ctd && cri && daemon);
+  const pooled = [...(await pooledQemus(daemon.paths)).values()];
+  assert.equal(pooled.length, 1, "one VM pooled");
+  const pid = pooled[0] as number;
+  assert.equal(await niceOf(pid), 19, "a pooled VM waits at the refill priority");
+  // A's container starts a process of its own (the next test looks for it in B).
+  podA = await startAdoptedPod("pool-a", pid, { sysctls: { "kernel.shm_rmid_forced": "1" }, prepare: "(sleep 3600 &)" });
+  const a = podA;
+
+  const page = await inHarnessNetns(ctd, "busybox", ["sh", "-c", httpGetScript(a.ip)]);
+  assert.equal(httpBody(page.stdout), "pool-a\n", "the pod IP answers from the harness netns");
+  const { url } = await cri.runtime.portForward({ podSandboxId: a.podSandboxId, port: [WEB_PORT] });
+  const pf = await run("nsenter", [`--net=${ctd.netnsPath}`, "--", process.execPath, PORT_FORWARD_CLIENT, url, String(WEB_PORT)], { input: "GET / HTTP/1.0\r\n\r\n", allowNonZero: true, timeoutMs: 90_000 });
+  assert.equal(pf.stderr, "", "port-forward into the adopted VM");
+  assert.equal(httpBody(pf.stdout), "pool-a\n", "port-forward reaches the adopted VM's server");
+  const addr = await a.exec(["ip", "-o", "-4", "addr", "show", "dev", "eth0"]);
+  assert.match(addr.stdout, new RegExp(`inet ${a.ip.replaceAll(".", "\\.")}/`), addr.stdout);
+  const guestMac = /link\/ether ([0-9a-f:]{17})/.exec((await a.exec(["ip", "link", "show", "dev", "eth0"])).stdout)?.[1];
+  const veth = JSON.parse((await run("nsenter", [`--net=${await podNetnsPath(cri, a.podSandboxId)}`, "--", "ip", "-j", "link", "show", "dev", "eth0"])).stdout) as { address: string }[];
+  assert.equal(guestMac, veth[0]?.address, "the pooled VM's NIC took the veth's MAC");
+
+  assert.equal((await a.exec(["hostname"])).stdout.trim(), "pool-a");
+  assert.equal((await a.exec(["cat", "/proc/sys/kernel/shm_rmid_forced"])).stdout.trim(), "1", "the pod's sysctl");
+  assert.equal((await a.exec(["cat", "/www/index.html"])).stdout, "pool-a\n", "the container's own rootfs");
+  const kernel = (await a.exec(["uname", "-r"])).stdout.trim();
+  assert.equal(kernel, (await loadGuestAssets()).kernelRelease);
+  assert.notEqual(kernel, release());
+
+  const rec = await sandboxRecord(ctd, a.podSandboxId);
+  for (const p of [pid, rec.virtiofsdPid as number]) {
+    const dirs = await cgroupDirsOf(p);
+    assert.ok(dirs.length > 0 && dirs.every((d) => d.endsWith(`/${a.podSandboxId}`)), `pid ${p} is in the pod's cgroup: ${dirs.join(", ")}`);
+    assert.equal(await niceOf(p), 0, `pid ${p} runs at the shim's priority once adopted`);
+  }
+});
+
+void test("the pool is refilled after a VM is taken", { timeout: 600_000 }, async () => {
+  assert.ok(ctd && daemon && podA);
+  const taken = (await sandboxRecord(ctd, podA.podSandboxId)).vmPid as number;
+  const vms = await waitPooled(daemon.paths, 1, new Set([taken]));
+  for (const id of vms.keys()) seenVmIds.add(id);
+  const status = await poolStatus(daemon.paths);
+  assert.equal(status.taken, 1);
+  assert.ok(status.shapes[0] !== undefined && status.shapes[0].rssKiB > 0, "status reports the pooled VM's memory");
+});
+
+void test("two pods adopted one after the other see neither each other's files nor processes", { timeout: 600_000 }, async () => {
+  assert.ok(ctd && daemon && podA);
+  const a = podA;
+  assert.equal((await a.exec(["sh", "-c", "echo secret > /tmp/a-secret && echo ok"])).stdout.trim(), "ok");
+  const [pooled] = [...(await pooledQemus(daemon.paths)).values()];
+  assert.ok(pooled !== undefined);
+  podB = await startAdoptedPod("pool-b", pooled);
+  const b = podB;
+  assert.notEqual((await sandboxRecord(ctd, a.podSandboxId)).vmPid, pooled, "a fresh VM, not pod A's");
+  assert.notEqual((await b.exec(["test", "-e", "/tmp/a-secret"])).exitCode, 0, "A's file is not in B");
+  assert.match((await a.exec(["ps", "-o", "args"])).stdout, /sleep 3600/, "A's process runs in A");
+  assert.doesNotMatch((await b.exec(["ps", "-o", "args"])).stdout, /sleep 3600/, "A's process is not in B");
+  const bootA = (await a.exec(["cat", "/proc/sys/kernel/random/boot_id"])).stdout.trim();
+  const bootB = (await b.exec(["cat", "/proc/sys/kernel/random/boot_id"])).stdout.trim();
+  assert.notEqual(bootA, bootB, "two kernels, not one");
+  assert.equal(httpBody((await inHarnessNetns(ctd, "busybox", ["sh", "-c", httpGetScript(b.ip)])).stdout), "pool-b\n");
+});
+
+void test("pools are per tenant: a pod of another tenant boots its own VM, and that tenant gets a pool of its own", { timeout: 600_000 }, async () => {
+  assert.ok(ctd && cri && daemon);
+  const before = new Set((await pooledQemus(daemon.paths)).values());
+  const pod = await startWebPod(ctd, cri, { name: "pool-t", handler: HANDLER, annotations: { "io.katats.pool-tenant": "team-x" } });
+  pods.push(pod);
+  const vmPid = (await sandboxRecord(ctd, pod.podSandboxId)).vmPid;
+  assert.ok(vmPid !== undefined && !before.has(vmPid), "the tenant's pod did not take the tenant-less pooled VM");
+  const status = await poolStatus(daemon.paths);
+  assert.deepEqual(status.shapes.map((s) => s.tenant).sort(), ["", "team-x"], "the tenant's shape is pooled from now on");
+  assert.equal(status.taken, 2, "only pods A and B took pooled VMs");
+  await pod.remove();
+  pods.splice(pods.indexOf(pod), 1);
+});
+
+void test("pool owner SIGKILLed: adopted pods keep running and can be stopped; pooled VMs die with it; nothing leaks", { timeout: 600_000 }, async () => {
+  assert.ok(ctd && daemon && podA && podB);
+  // Wait for the refill to have started (a pooled VM booting or ready), so the watchdog has one to kill.
+  for (let i = 0; i < 600 && (await pooledQemus(daemon.paths)).size === 0; i++) await new Promise((r) => setTimeout(r, 100));
+  for (const id of (await pooledQemus(daemon.paths)).keys()) seenVmIds.add(id);
+  const adopted = new Set<number>();
+  for (const p of [podA, podB]) {
+    const rec = await sandboxRecord(ctd, p.podSandboxId);
+    adopted.add(rec.vmPid as number).add(rec.virtiofsdPid as number);
+  }
+  for (const p of [...adopted]) for (const kid of await childrenOf(p)) adopted.add(kid); // virtiofsd's sandboxed child
+  daemon.child.kill("SIGKILL");
+  await daemon.exited;
+  const deadline = Date.now() + 30_000;
+  while ((await exists(daemon.paths.root)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+  assert.equal(await exists(daemon.paths.root), false, "the watchdog removed the pool's dir");
+  const left = (await processesNamingPool(daemon.paths)).filter((p) => !adopted.has(p));
+  assert.deepEqual(left, [], "no pooled QEMU or virtiofsd outlives the pool owner");
+  for (const p of [podA, podB]) {
+    assert.equal(httpBody((await inHarnessNetns(ctd, "busybox", ["sh", "-c", httpGetScript(p.ip)])).stdout), `${p.name}\n`, `${p.name} still serves`);
+  }
+  for (const p of [podA, podB]) {
+    await p.remove();
+    pods.splice(pods.indexOf(p), 1);
+    assert.equal(await exists(join(ctd.kataStateDir, p.podSandboxId)), false, `${p.name}'s state dir is gone`);
+  }
+  assert.deepEqual(await processesNamingPool(daemon.paths), [], "the adopted VMs ended with their pods");
+});
+
+void test("a stopped pool leaves no QEMU, virtiofsd, netns, mount or dir", { timeout: 600_000 }, async () => {
+  assert.ok(ctd && configDir);
+  daemon = await startPoolDaemon(ctd, join(configDir, "configuration.toml"));
+  for (const id of (await waitPooled(daemon.paths, 1)).keys()) seenVmIds.add(id);
+  await run(process.execPath, [join(import.meta.dirname, "..", "..", "..", "bin", "kata-ts.js"), "pool", "stop"], {
+    env: { ...process.env, KATA_TS_STATE_DIR: ctd.kataStateDir },
+    timeoutMs: 120_000,
+  });
+  await daemon.exited;
+  assert.deepEqual(await processesNamingPool(daemon.paths), []);
+  assert.equal(await exists(daemon.paths.root), false);
+  assert.deepEqual(await mountsUnder([ctd.kataStateDir]), []);
+});

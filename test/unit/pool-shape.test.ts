@@ -1,0 +1,56 @@
+// VM shapes decide which pod may take which pooled VM.
+import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { defaultConfig } from "../../src/config/index.js";
+import type { GuestAssets } from "../../src/guest/assets.js";
+import { poolPaths } from "../../src/pool/layout.js";
+import { PoolServer } from "../../src/pool/server.js";
+import { parseShape, poolShape, shapeKey } from "../../src/pool/shape.js";
+import { createLogger } from "../../src/util/log.js";
+
+const assets = {
+  kernelPath: "/a/vmlinux",
+  initrdPath: "/a/initrd.cpio",
+  rootfsPath: "/a/rootfs.erofs",
+  kernelCmdline: ["root=/dev/vda"],
+} as GuestAssets;
+const size = { vcpus: 1, memoryMiB: 512 };
+
+void test("pool shape: equal inputs give one key; size, image and tenant each give another", () => {
+  const config = defaultConfig();
+  const base = shapeKey(poolShape(config, assets, size, ""));
+  assert.equal(shapeKey(poolShape(config, { ...assets }, { ...size }, "")), base);
+  assert.notEqual(shapeKey(poolShape(config, assets, { ...size, memoryMiB: 1024 }, "")), base);
+  assert.notEqual(shapeKey(poolShape(config, { ...assets, rootfsPath: "/b/rootfs.erofs" }, size, "")), base);
+  assert.notEqual(shapeKey(poolShape(config, assets, size, "team-a")), base, "tenants never share a pool");
+  assert.notEqual(shapeKey(poolShape(config, assets, size, "team-a")), shapeKey(poolShape(config, assets, size, "team-b")));
+});
+
+void test("pool shape: a bad tenant value or a malformed shape on the socket is refused with what was wrong", () => {
+  assert.throws(() => poolShape(defaultConfig(), assets, size, "a b/c"), /io\.katats\.pool-tenant/);
+  const good = poolShape(defaultConfig(), assets, size, "");
+  assert.deepEqual(parseShape(JSON.parse(JSON.stringify(good))), good);
+  assert.throws(() => parseShape({ ...good, memoryMiB: "512" }), /not a VM shape/);
+  assert.throws(() => parseShape({ ...good, kernelCmdline: [1] }), /not a VM shape/);
+  assert.throws(() => parseShape(null), /not a VM shape/);
+});
+
+void test("pool: a VMM other than QEMU is refused by name, by the shape and by the daemon before it creates anything", async () => {
+  for (const name of ["cloud-hypervisor", "firecracker"] as const) {
+    const config = defaultConfig();
+    config.runtime.hypervisor = name;
+    config.factory.enable_pool = true;
+    assert.throws(() => poolShape(config, assets, size, ""), new RegExp(`QEMU VMs only.*hypervisor = "${name}"`));
+    const dir = await mkdtemp(join(tmpdir(), "kts-pool-vmm-"));
+    try {
+      const paths = poolPaths(join(dir, "pool"));
+      await assert.rejects(PoolServer.start({ config, log: createLogger("pool-test"), paths }), (err: Error & { code?: string }) => err.code === "FAILED_PRECONDITION" && err.message.includes(name));
+      assert.deepEqual(await readdir(dir), [], "no pool dir, socket or VM was created");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+});
