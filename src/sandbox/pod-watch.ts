@@ -131,5 +131,7 @@ function describeVmEnd(exit: VmExit, pid: number | undefined): string {
 }
 
 function describeProcessEnd(code: number | null, signal: NodeJS.Signals | null): string {
-  return signal !== null ? `was killed by ${signal}` : `exited with status ${code ?? "?"}`;
+  // Neither is known for a process that is not our child (an adopted VM's virtiofsd): it just ended.
+  if (code === null && signal === null) return "ended";
+  return signal !== null ? `was killed by ${signal}` : `exited with status ${code}`;
 }

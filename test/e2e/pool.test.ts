@@ -6,11 +6,12 @@
 // its adopted pods running and its pooled VMs dead; a stopped pool and removed pods leave nothing.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { access, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { access, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { release, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { connectCri, type CriClient } from "../../src/cri/client.js";
+import { ContainerState, readCriLog, waitForContainerState } from "../../src/cri/pod.js";
 import { loadGuestAssets } from "../../src/guest/assets.js";
 import { cgroupDirsOf } from "../../src/sandbox/host-cgroup.js";
 import { run } from "../../src/util/exec.js";
@@ -145,6 +146,38 @@ void test("pools are per tenant: a pod of another tenant boots its own VM, and t
   assert.equal(status.taken, 2, "only pods A and B took pooled VMs");
   await pod.remove();
   pods.splice(pods.indexOf(pod), 1);
+});
+
+void test("an adopted pod is watched like a booted one: its virtiofsd killed, the container exits 137 naming virtiofsd; the pod stops and is removed", { timeout: 600_000 }, async (t) => {
+  assert.ok(ctd && cri && daemon);
+  // Another tenant's shape is pooled too by now: wait for a tenant-less VM.
+  for (let i = 0; i < 600 && !(await poolStatus(daemon.paths)).shapes.some((s) => s.tenant === "" && s.ready > 0); i++) await new Promise((r) => setTimeout(r, 500));
+  const pooled = new Set((await pooledQemus(daemon.paths)).values());
+  const pod = await startWebPod(ctd, cri, { name: "pool-vfs", handler: HANDLER });
+  pods.push(pod);
+  try {
+    const rec = await sandboxRecord(ctd, pod.podSandboxId);
+    assert.ok(pooled.has(rec.vmPid as number), `pod pool-vfs runs in a pooled VM (${rec.vmPid} in ${[...pooled].join(", ")})`);
+    const vfsPid = rec.virtiofsdPid as number;
+    process.kill(vfsPid, "SIGKILL");
+    const status = await waitForContainerState(cri, pod.containerId, ContainerState.CONTAINER_EXITED, { timeoutMs: 60_000 });
+    assert.equal(status.exitCode, 137, "the container of a pod whose virtiofsd died is killed (128+SIGKILL)");
+    const stderr = await readCriLog(join(ctd.baseDir, "pods", "default_pool-vfs_uid-pool-vfs"), "web/0.log", "stderr");
+    t.diagnostic(`container stderr: ${stderr.trim()}`);
+    assert.match(stderr, new RegExp(`kata-ts: virtiofsd \\(pid ${vfsPid}\\) ended`), `the container's log names the cause: ${stderr}`);
+    await pod.remove();
+    pods.splice(pods.indexOf(pod), 1);
+    assert.equal(await exists(join(ctd.kataStateDir, pod.podSandboxId)), false, "the pod's state dir is gone");
+    for (const p of [rec.vmPid as number, vfsPid]) {
+      const cmdline = await readFile(`/proc/${p}/cmdline`, "utf8").catch(() => "");
+      assert.equal(cmdline.includes(pod.podSandboxId), false, `pid ${p} of the pod is gone`);
+    }
+  } finally {
+    if (pods.includes(pod)) {
+      await pod.remove().catch(() => undefined);
+      pods.splice(pods.indexOf(pod), 1);
+    }
+  }
 });
 
 void test("pool owner SIGKILLed: adopted pods keep running and can be stopped; pooled VMs die with it; nothing leaks", { timeout: 600_000 }, async () => {
