@@ -9,9 +9,10 @@
 // retries. Check is then re-sent with growing per-attempt timeouts: should a request be lost (an
 // agent that opened the port and restarted), the next one gets through, and the duplicate answers
 // to timed-out calls are ignored.
+import { setTimeout as sleep } from "node:timers/promises";
 import { createClient, TtrpcClient, type TypedClient } from "../protocol/ttrpc/index.js";
 import { CheckResponse_ServingStatus, Health } from "../protocol/gen/katats/agent/v1/health_pb.js";
-import { describeError, KataError } from "../util/errors.js";
+import { describeError, isKataError, KataError } from "../util/errors.js";
 import { resolveAccel } from "../hypervisor/accel.js";
 import { dialAgent, describeEndpoint } from "../hypervisor/agent-channel/dial.js";
 import { BootStalledError, watchBootProgress } from "../hypervisor/boot-progress.js";
@@ -96,6 +97,9 @@ export async function bootVm(config: VmConfig, opts: BootOptions): Promise<Boote
   }
 }
 
+/** How long a refused dial waits for the VMM's exit to be seen. */
+const exitGraceMs = 2000;
+
 /** Dial the VM's agent channel; gives up early (UNAVAILABLE) when the VM ends meanwhile. */
 async function connectAgent(vm: Vm, deadline: number, signal?: AbortSignal): Promise<TtrpcClient> {
   const stop = new AbortController();
@@ -112,6 +116,9 @@ async function connectAgent(vm: Vm, deadline: number, signal?: AbortSignal): Pro
     stream.resume();
     return client;
   } catch (err) {
+    // A refused connection usually means the VMM that listened there has just died: give its exit a
+    // moment to be reaped, so the error says what happened to the VM rather than to the socket.
+    if (ended === undefined && isKataError(err, "UNAVAILABLE")) await Promise.race([vm.wait(), sleep(exitGraceMs, undefined, { ref: false })]);
     if (ended !== undefined) {
       throw new KataError("UNAVAILABLE", `the VM ended before its agent answered (${ended.reason}, VMM exit ${ended.exitCode ?? ended.signal})`, { cause: err });
     }
