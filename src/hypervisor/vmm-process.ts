@@ -3,6 +3,7 @@
 // /dev/null (an inherited terminal can stall it), stderr kept as a short tail for error messages. Every live VMM is remembered so that
 // it is killed if this Node process exits without stopping it.
 import { spawn, type ChildProcess } from "node:child_process";
+import type { Readable } from "node:stream";
 import { KataError } from "../util/errors.js";
 
 export interface ProcessExit {
@@ -35,8 +36,8 @@ export function killGroup(pid: number, signal: NodeJS.Signals): boolean {
 const stderrTailBytes = 4096;
 
 export interface SpawnOptions {
-  /** Where the VMM's stdout goes (Firecracker writes the guest's serial console there). Default: discarded. */
-  stdoutFd?: number;
+  /** "pipe": the VMM's stdout is read by this process (Firecracker and Cloud Hypervisor write the guest's serial console there). Default: discarded. */
+  stdout?: "pipe" | "ignore";
   /** What to tell the user when the binary cannot be started. */
   installHint?: string;
 }
@@ -68,7 +69,7 @@ export class VmmProcess {
   /** Spawn and wait until the OS has started it (ENOENT etc. become NOT_FOUND/INTERNAL). */
   static async spawn(binary: string, args: readonly string[], opts: SpawnOptions = {}): Promise<VmmProcess> {
     installExitHook();
-    const child = spawn(binary, args, { detached: true, stdio: ["ignore", opts.stdoutFd ?? "ignore", "pipe"] });
+    const child = spawn(binary, args, { detached: true, stdio: ["ignore", opts.stdout ?? "ignore", "pipe"] });
     await new Promise<void>((resolve, reject) => {
       child.once("spawn", () => resolve());
       child.once("error", (err: NodeJS.ErrnoException) => {
@@ -77,6 +78,11 @@ export class VmmProcess {
       });
     });
     return new VmmProcess(child);
+  }
+
+  /** The VMM's stdout, when spawned with `stdout: "pipe"`. */
+  get stdout(): Readable | null {
+    return this.child.stdout;
   }
 
   get hasExited(): boolean {

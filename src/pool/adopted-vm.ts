@@ -4,10 +4,10 @@
 import { readFile, rm } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { QmpClient } from "../hypervisor/qemu/qmp.js";
-import { vmLayout, type VmLayout } from "../hypervisor/qemu/layout.js";
+import { qemuVmFiles, vmLayout, type VmLayout } from "../hypervisor/qemu/layout.js";
 import type { ResolvedAccel, StopOptions, Vm, VmExit, VmState } from "../hypervisor/types.js";
 import { readTail } from "../hypervisor/console-tail.js";
-import type { AgentEndpoint } from "../hypervisor/agent-channel/endpoint.js";
+import { VmFilesView } from "../hypervisor/vmm-vm.js";
 
 /** Gone, a zombie, or the pid now runs something else. */
 export async function pidGone(pid: number, comm: RegExp): Promise<boolean> {
@@ -64,7 +64,7 @@ export class AdoptedHelper {
   }
 }
 
-export class AdoptedVm implements Vm {
+export class AdoptedVm extends VmFilesView implements Vm {
   private stateValue: VmState = "running";
   private stopRequested = false;
   private readonly ended: Promise<VmExit>;
@@ -76,6 +76,7 @@ export class AdoptedVm implements Vm {
     private readonly qmp: QmpClient,
     readonly accel: ResolvedAccel,
   ) {
+    super(qemuVmFiles(layout));
     this.ended = this.watch();
   }
 
@@ -90,18 +91,6 @@ export class AdoptedVm implements Vm {
   }
   get pid(): number | undefined {
     return this.stateValue === "stopped" ? undefined : this.qemuPid;
-  }
-  get stateDir(): string {
-    return this.layout.stateDir;
-  }
-  get consoleLogPath(): string {
-    return this.layout.consoleLogPath;
-  }
-  get agentSocketPath(): string {
-    return this.layout.agentSocketPath;
-  }
-  get agentEndpoint(): AgentEndpoint {
-    return { transport: "unix", path: this.layout.agentSocketPath };
   }
 
   start(): Promise<void> {

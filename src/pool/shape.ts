@@ -5,22 +5,15 @@
 import { createHash } from "node:crypto";
 import type { KataConfig, VmmSectionConfig } from "../config/index.js";
 import { loadGuestAssets, type GuestAssets } from "../guest/assets.js";
-import type { Accel } from "../hypervisor/types.js";
+import type { VmConfig } from "../hypervisor/types.js";
 import { KataError } from "../util/errors.js";
 
-export interface PoolShape {
+/** The VmConfig fields a pooled VM is booted with (the rest is per VM: id, state dir, share, NICs). */
+export type PoolShape = Pick<VmConfig, "accel" | "vcpus" | "memoryMiB" | "kernelPath" | "initrdPath" | "rootfsPath" | "rootfsDevice" | "kernelCmdline"> & {
   qemuPath: string;
-  accel: Accel;
-  vcpus: number;
-  memoryMiB: number;
-  kernelPath: string;
-  initrdPath?: string;
-  rootfsPath: string;
-  rootfsDevice?: "virtio-blk" | "virtio-pmem";
-  kernelCmdline: string[];
   /** "" for pods without the tenant annotation. */
   tenant: string;
-}
+};
 
 /** The guest assets a pod boots with: the manifest's, with the selected VMM section's overrides ([hypervisor.<name>]). */
 export async function podAssets(vmm: VmmSectionConfig): Promise<GuestAssets> {

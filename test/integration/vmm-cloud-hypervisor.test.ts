@@ -5,10 +5,11 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { CloudHypervisor } from "../../src/hypervisor/cloud-hypervisor/index.js";
+import { CloudHypervisor, type CloudHypervisorOptions } from "../../src/hypervisor/cloud-hypervisor/index.js";
 import { bootVm } from "../../src/sandbox/agent-boot.js";
 import { isKataError } from "../../src/util/errors.js";
 import { standin, type Standin } from "../harness/vmm-standin/fixture.js";
+import { floodBytes } from "../harness/vmm-standin/common.js";
 import type { ChVmConfigSpec } from "../harness/vmm-standin/ch-spec.js";
 import { vmmConformance } from "./vmm-conformance.js";
 import { guestFiles, standinVmConfig, type GuestFiles } from "./vmm-standin-support.js";
@@ -31,10 +32,10 @@ after(async () => {
   assert.deepEqual(violations, [], "every request matched the published Cloud Hypervisor API");
 });
 
-async function driver(name: string, fault: Parameters<typeof standin>[3] = "none", rootImage?: "disk" | "pmem"): Promise<{ hv: CloudHypervisor; s: Standin }> {
+async function driver(name: string, fault: Parameters<typeof standin>[3] = "none", opts: Omit<CloudHypervisorOptions, "binary"> = {}): Promise<{ hv: CloudHypervisor; s: Standin }> {
   const s = await standin("cloud-hypervisor", root, name, fault);
   standins.push(s);
-  return { hv: await CloudHypervisor.open({ binary: s.binary, ...(rootImage === undefined ? {} : { rootImage }) }), s };
+  return { hv: await CloudHypervisor.open({ binary: s.binary, ...opts }), s };
 }
 
 vmmConformance({
@@ -45,6 +46,7 @@ vmmConformance({
   apiError: { hypervisor: async () => (await driver("apierr", "api-error")).hv, message: /cloud-hypervisor refused PUT \/api\/v1\/vm\.create \(HTTP 400\): .*Invalid image type/ },
   silentGuest: async () => (await driver("silent", "silent-guest")).hv,
   crashingVmm: async () => (await driver("selfcrash", "crash-on-boot")).hv,
+  consoleFlood: { hypervisor: async (cap) => (await driver("flood", "console-flood", { consoleLogMaxBytes: cap })).hv, bytes: floodBytes },
 });
 
 async function createBody(s: Standin): Promise<ChVmConfigSpec> {
@@ -53,7 +55,7 @@ async function createBody(s: Standin): Promise<ChVmConfigSpec> {
   return create.request.body as ChVmConfigSpec;
 }
 
-void test("cloud-hypervisor: vm.create describes the kata-ts VM (payload, shared memory for virtio-fs, fs, tap, vsock, serial to file); stop is vm.shutdown + vmm.shutdown", async () => {
+void test("cloud-hypervisor: vm.create describes the kata-ts VM (payload, shared memory for virtio-fs, fs, tap, vsock, serial on stdout); stop is vm.shutdown + vmm.shutdown", async () => {
   const { hv, s } = await driver("describe");
   const config = standinVmConfig(files, root, "describe", {
     sharedFs: { socketPath: join(root, "virtiofsd.sock"), tag: "kataShared" },
@@ -73,7 +75,7 @@ void test("cloud-hypervisor: vm.create describes the kata-ts VM (payload, shared
   assert.deepEqual(body.fs, [{ tag: "kataShared", socket: join(root, "virtiofsd.sock"), num_queues: 1, queue_size: 1024, id: "fs0" }]);
   assert.deepEqual(body.net, [{ tap: "tap0_kata", mac: "02:42:0a:00:00:05", id: "net0" }]);
   assert.deepEqual(body.vsock, { cid: 3, socket: join(config.stateDir, "vsock.sock"), id: "vsock0" });
-  assert.deepEqual(body.serial, { mode: "File", file: join(config.stateDir, "console.log") });
+  assert.deepEqual(body.serial, { mode: "Tty" }, "the serial console on its stdout, read into the capped console log");
   assert.match(console, /stand-in guest/, "the guest console reached the console log");
   assert.match(exit.consoleTail ?? "", /stand-in guest/, "the console tail outlives the state dir");
   const requests = (await s.requests()).filter((r) => r !== "GET /api/v1/vmm.ping");
@@ -82,7 +84,7 @@ void test("cloud-hypervisor: vm.create describes the kata-ts VM (payload, shared
 });
 
 void test("cloud-hypervisor: image_device pmem attaches the image as virtio-pmem (writes discarded) and roots the guest on /dev/pmem0; no shared memory without a share", async () => {
-  const { hv, s } = await driver("pmem", "none", "pmem");
+  const { hv, s } = await driver("pmem", "none", { rootImage: "pmem" });
   const { vm, agent } = await bootVm(standinVmConfig(files, root, "pmem"), { deadlineMs: 10_000, hypervisor: hv });
   agent.close();
   await vm.stop();

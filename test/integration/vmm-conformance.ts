@@ -4,6 +4,7 @@
 // vmmConformance with how to open its Hypervisor and build a VmConfig.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { readdir, readFile, stat } from "node:fs/promises";
 import { bootVm } from "../../src/sandbox/agent-boot.js";
 import { CheckResponse_ServingStatus } from "../../src/protocol/gen/katats/agent/v1/health_pb.js";
 import { Health } from "../../src/protocol/gen/katats/agent/v1/health_pb.js";
@@ -25,6 +26,11 @@ export interface VmmUnderTest {
   silentGuest?: () => Promise<Hypervisor>;
   /** A driver whose VMM dies on its own right after accepting the boot. */
   crashingVmm?: () => Promise<Hypervisor>;
+  /**
+   * A driver with console log cap `capBytes` whose guest prints `bytes` to its serial console before
+   * its agent listens (the QEMU driver's cap is proven with a real guest in vm-console.test.ts).
+   */
+  consoleFlood?: { hypervisor(capBytes: number): Promise<Hypervisor>; bytes: number };
 }
 
 async function assertNothingLeft(config: VmConfig): Promise<void> {
@@ -97,6 +103,28 @@ export function vmmConformance(s: VmmUnderTest): void {
       const config = s.config("apierr");
       const err = await bootError(config, { deadlineMs: s.deadlineMs, hypervisor: await apiError.hypervisor() });
       assert.match(err.message, apiError.message);
+      await assertNothingLeft(config);
+    });
+  }
+
+  const flood = s.consoleFlood;
+  if (flood !== undefined) {
+    void test(`${s.name}: a guest flooding its console is capped (console.log rotated once at the cap, newest lines kept), nothing left`, async () => {
+      const config = s.config("flood");
+      const cap = 64 * 1024;
+      const { vm, agent } = await bootVm(config, { deadlineMs: s.deadlineMs, hypervisor: await flood.hypervisor(cap) });
+      try {
+        const current = await readFile(vm.consoleLogPath, "utf8");
+        const previous = await stat(`${vm.consoleLogPath}.1`);
+        assert.ok(current.length <= cap, `console.log holds at most the cap (${current.length} bytes)`);
+        assert.equal(previous.size, cap, "console.log.1 is the rotated, full file");
+        assert.ok(flood.bytes > 4 * cap, "the guest printed far more than both files hold");
+        assert.match(current, /kata-ts agent: listening on vsock port 1024\n$/, "the newest lines are kept");
+        assert.deepEqual((await readdir(config.stateDir)).filter((f) => f.startsWith("console.log")).sort(), ["console.log", "console.log.1"]);
+      } finally {
+        agent.close();
+      }
+      await vm.stop({ timeoutMs: 5000 });
       await assertNothingLeft(config);
     });
   }

@@ -5,7 +5,7 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { Firecracker } from "../../src/hypervisor/firecracker/index.js";
+import { Firecracker, type FirecrackerOptions } from "../../src/hypervisor/firecracker/index.js";
 import { bootVm } from "../../src/sandbox/agent-boot.js";
 import { parseConfig } from "../../src/config/index.js";
 import { vmPodFactory } from "../../src/shim/vm-pod.js";
@@ -13,6 +13,7 @@ import { createLogger } from "../../src/util/log.js";
 import { sandboxLayout } from "../../src/sandbox/guest-layout.js";
 import { isKataError } from "../../src/util/errors.js";
 import { standin, type Standin } from "../harness/vmm-standin/fixture.js";
+import { floodBytes } from "../harness/vmm-standin/common.js";
 import { vmmConformance } from "./vmm-conformance.js";
 import { guestFiles, standinVmConfig, type GuestFiles } from "./vmm-standin-support.js";
 import { cleanupRoot, exists, processesMentioning, tempRoot } from "./vm-support.js";
@@ -34,10 +35,10 @@ after(async () => {
   assert.deepEqual(violations, [], "every request matched the published Firecracker API");
 });
 
-async function driver(name: string, fault: Parameters<typeof standin>[3] = "none"): Promise<{ hv: Firecracker; s: Standin }> {
+async function driver(name: string, fault: Parameters<typeof standin>[3] = "none", opts: Omit<FirecrackerOptions, "binary"> = {}): Promise<{ hv: Firecracker; s: Standin }> {
   const s = await standin("firecracker", root, name, fault);
   standins.push(s);
-  return { hv: await Firecracker.open({ binary: s.binary }), s };
+  return { hv: await Firecracker.open({ binary: s.binary, ...opts }), s };
 }
 
 vmmConformance({
@@ -48,6 +49,7 @@ vmmConformance({
   apiError: { hypervisor: async () => (await driver("apierr", "api-error")).hv, message: /firecracker refused PUT \/machine-config \(HTTP 400\): The memory size/ },
   silentGuest: async () => (await driver("silent", "silent-guest")).hv,
   crashingVmm: async () => (await driver("selfcrash", "crash-on-boot")).hv,
+  consoleFlood: { hypervisor: async (cap) => (await driver("flood", "console-flood", { consoleLogMaxBytes: cap })).hv, bytes: floodBytes },
 });
 
 void test("firecracker: the pre-boot requests describe the VM (machine-config, boot-source, read-only drive, tap, vsock) before InstanceStart; the console is its stdout", async () => {

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { once } from "node:events";
 import { readFile, readdir } from "node:fs/promises";
 import net from "node:net";
-import { ConsoleLog } from "../../src/hypervisor/qemu/console-log.js";
+import { ConsoleLog } from "../../src/hypervisor/console-log.js";
 import { isKataError } from "../../src/util/errors.js";
 import { withTempDir } from "./ttrpc-wire.js";
 

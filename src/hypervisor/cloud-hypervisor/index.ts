@@ -5,7 +5,7 @@ import { KataError } from "../../util/errors.js";
 import { ApiClient, codeForStatus, type ApiResponse } from "../rest/api-client.js";
 import { restVmLayout, type RestVmLayout } from "../rest/layout.js";
 import type { RestVmmDriver } from "../rest/driver.js";
-import { RestVm } from "../rest/rest-vm.js";
+import { RestVm, restVmOptions, type RestVmOptions } from "../rest/rest-vm.js";
 import { binaryVersion, validateRestVmConfig } from "../rest/validate.js";
 import type { Hypervisor, HypervisorCapabilities, VmConfig } from "../types.js";
 import { maxNetDevices } from "../validate.js";
@@ -16,11 +16,11 @@ export const cloudHypervisorBinary = "cloud-hypervisor";
 export const cloudHypervisorInstallHint =
   "Debian 12 does not package cloud-hypervisor: install a release binary and set [hypervisor.cloud-hypervisor] path";
 
-export interface CloudHypervisorOptions {
+/** startTimeoutMs, consoleLogMaxBytes (cap of console.log, rotated once; default 1 MiB): as for every VMM. */
+export interface CloudHypervisorOptions extends RestVmOptions {
   binary?: string;
   /** How the guest image is attached: virtio-blk (default) or virtio-pmem (DAX, shared page cache). */
   rootImage?: RootImageDevice;
-  startTimeoutMs?: number;
 }
 
 const maxVcpus = 254;
@@ -43,7 +43,6 @@ export function chFailure(method: string, path: string, res: ApiResponse): KataE
 class ChDriver implements RestVmmDriver {
   readonly name = "cloud-hypervisor";
   readonly installHint = cloudHypervisorInstallHint;
-  readonly consoleOnStdout = false;
 
   constructor(
     readonly binary: string,
@@ -64,7 +63,7 @@ class ChDriver implements RestVmmDriver {
   }
 
   async boot(api: ApiClient, config: VmConfig, layout: RestVmLayout): Promise<void> {
-    const body = renderChVmConfig(config, { rootImage: this.rootImage, vsockSocketPath: layout.vsockSocketPath, consoleLogPath: layout.consoleLogPath });
+    const body = renderChVmConfig(config, { rootImage: this.rootImage, vsockSocketPath: layout.vsockSocketPath });
     await api.call("PUT", `${chApiBase}/vm.create`, body);
     await api.call("PUT", `${chApiBase}/vm.boot`);
   }
@@ -92,7 +91,7 @@ export class CloudHypervisor implements Hypervisor {
   async create(config: VmConfig): Promise<RestVm> {
     await validateRestVmConfig("cloud-hypervisor", config, { maxVcpus });
     const driver = new ChDriver(this.opts.binary ?? cloudHypervisorBinary, this.opts.rootImage ?? "disk");
-    return new RestVm(config, restVmLayout(config.stateDir), driver, this.opts.startTimeoutMs === undefined ? {} : { startTimeoutMs: this.opts.startTimeoutMs });
+    return new RestVm(config, restVmLayout(config.stateDir), driver, restVmOptions(this.opts));
   }
 
   capabilities(): HypervisorCapabilities {

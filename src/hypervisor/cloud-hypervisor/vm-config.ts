@@ -11,7 +11,6 @@ export interface ChRenderOptions {
   /** "disk": the image is virtio-blk /dev/vda. "pmem": virtio-pmem /dev/pmem0, mapped from the host page cache (DAX). */
   rootImage: RootImageDevice;
   vsockSocketPath: string;
-  consoleLogPath: string;
 }
 
 /** Kernel parameters this VMM needs: serial console on ttyS0, and no crypto self-tests. */
@@ -43,7 +42,8 @@ export function renderChVmConfig(config: VmConfig, opts: ChRenderOptions): ChVmC
       ? {}
       : { net: (config.netDevices ?? []).map((n, i) => ({ tap: n.tapName, mac: n.mac, id: `net${i}` })) }),
     vsock: { cid: guestCid, socket: opts.vsockSocketPath, id: "vsock0" },
-    serial: { mode: "File", file: opts.consoleLogPath },
+    // The serial console on the VMM's stdout, read into the capped console log (a File grows without limit).
+    serial: { mode: "Tty" },
     console: { mode: "Off" },
     pvpanic: true,
   };

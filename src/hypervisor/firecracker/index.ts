@@ -10,7 +10,7 @@ import { KataError } from "../../util/errors.js";
 import { ApiClient, codeForStatus, type ApiResponse } from "../rest/api-client.js";
 import { restVmLayout, type RestVmLayout } from "../rest/layout.js";
 import type { RestVmmDriver } from "../rest/driver.js";
-import { RestVm } from "../rest/rest-vm.js";
+import { RestVm, restVmOptions, type RestVmOptions } from "../rest/rest-vm.js";
 import { binaryVersion, validateRestVmConfig } from "../rest/validate.js";
 import type { Hypervisor, HypervisorCapabilities, VmConfig } from "../types.js";
 import { maxNetDevices } from "../validate.js";
@@ -21,9 +21,9 @@ export const firecrackerBinary = "firecracker";
 export const firecrackerInstallHint =
   "Debian 12 does not package firecracker: install a release binary and set [hypervisor.firecracker] path";
 
-export interface FirecrackerOptions {
+/** startTimeoutMs, consoleLogMaxBytes (cap of console.log, rotated once; default 1 MiB): as for every VMM. */
+export interface FirecrackerOptions extends RestVmOptions {
   binary?: string;
-  startTimeoutMs?: number;
 }
 
 /** Firecracker's documented vCPU range. */
@@ -48,7 +48,6 @@ export function firecrackerCannot(what: string): KataError {
 class FcDriver implements RestVmmDriver {
   readonly name = "firecracker";
   readonly installHint = firecrackerInstallHint;
-  readonly consoleOnStdout = true;
 
   constructor(readonly binary: string) {}
 
@@ -92,7 +91,7 @@ export class Firecracker implements Hypervisor {
     if (config.sharedFs !== undefined) throw firecrackerCannot(`share host directories with the guest (virtio-fs tag ${config.sharedFs.tag})`);
     await validateRestVmConfig("firecracker", config, { maxVcpus });
     const driver = new FcDriver(this.opts.binary ?? firecrackerBinary);
-    return new RestVm(config, restVmLayout(config.stateDir), driver, this.opts.startTimeoutMs === undefined ? {} : { startTimeoutMs: this.opts.startTimeoutMs });
+    return new RestVm(config, restVmLayout(config.stateDir), driver, restVmOptions(this.opts));
   }
 
   capabilities(): HypervisorCapabilities {

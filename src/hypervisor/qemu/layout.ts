@@ -2,6 +2,7 @@
 // the names are short and the limit is checked before QEMU would fail on it.
 import { join } from "node:path";
 import { KataError } from "../../util/errors.js";
+import type { VmFiles } from "../vmm-vm.js";
 
 export interface VmLayout {
   stateDir: string;
@@ -30,4 +31,14 @@ export function vmLayout(stateDir: string): VmLayout {
     }
   }
   return layout;
+}
+
+/** What a QEMU VM is known by: its files, and the agent's virtio-serial port on a unix socket. */
+export function qemuVmFiles(layout: VmLayout): VmFiles {
+  return {
+    stateDir: layout.stateDir,
+    consoleLogPath: layout.consoleLogPath,
+    agentSocketPath: layout.agentSocketPath,
+    agentEndpoint: { transport: "unix", path: layout.agentSocketPath },
+  };
 }

@@ -13,8 +13,6 @@ export interface RestVmmDriver {
   readonly installHint: string;
   /** The VMM's argv (API socket, id). */
   args(config: VmConfig, layout: RestVmLayout): string[];
-  /** The VMM writes the guest serial console on its stdout (Firecracker). */
-  readonly consoleOnStdout: boolean;
   api(layout: RestVmLayout): ApiClient;
   /** One cheap request that succeeds once the API serves. */
   ping(api: ApiClient, timeoutMs: number): Promise<void>;

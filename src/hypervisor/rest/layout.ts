@@ -2,6 +2,8 @@
 // socket paths are limited to 107 bytes, so the names are short and the limit is checked up front.
 import { join } from "node:path";
 import { KataError } from "../../util/errors.js";
+import { AGENT_VSOCK_PORT } from "../../protocol/contract/guest.js";
+import type { VmFiles } from "../vmm-vm.js";
 
 export interface RestVmLayout {
   stateDir: string;
@@ -27,4 +29,14 @@ export function restVmLayout(stateDir: string): RestVmLayout {
     }
   }
   return layout;
+}
+
+/** What a REST-driven VM is known by: its files, and the agent behind the VMM's hybrid vsock. */
+export function restVmFiles(layout: RestVmLayout): VmFiles {
+  return {
+    stateDir: layout.stateDir,
+    consoleLogPath: layout.consoleLogPath,
+    agentSocketPath: layout.vsockSocketPath,
+    agentEndpoint: { transport: "hybrid-vsock", path: layout.vsockSocketPath, port: AGENT_VSOCK_PORT },
+  };
 }

@@ -1,209 +1,67 @@
-// One VM of a VMM driven over a REST API socket (Cloud Hypervisor, Firecracker). Setup in order
-// (state dir, VMM process, API answering, configure + boot through the API) and teardown in the
-// reverse order on every path. The driver says how to talk to its VMM; this class owns the process
-// and the lifecycle, so both drivers end, clean up and report exits the same way.
-import { mkdir, open, readdir, rm, type FileHandle } from "node:fs/promises";
+// One VM of a VMM driven over a REST API socket (Cloud Hypervisor, Firecracker): the API answering,
+// then the driver's configure + boot requests, failing with the VMM's exit when it dies meanwhile.
+// The lifecycle, the process, the capped console (both VMMs print the guest serial console on their
+// stdout) and the teardown order are every driver's (../vmm-vm.ts).
 import { KataError } from "../../util/errors.js";
-import { createLogger } from "../../util/log.js";
-import { AGENT_VSOCK_PORT } from "../../protocol/contract/guest.js";
-import type { AgentEndpoint } from "../agent-channel/endpoint.js";
-import { VmLifecycle } from "../lifecycle.js";
-import { readTail } from "../console-tail.js";
-import { VmmProcess, type ProcessExit } from "../vmm-process.js";
-import type { StopOptions, Vm, VmConfig, VmExit, VmState } from "../types.js";
+import { VmmVm, type VmmCommand, type VmmVmOptions } from "../vmm-vm.js";
+import type { VmConfig, VmExit } from "../types.js";
+import type { ProcessExit } from "../vmm-process.js";
 import type { ApiClient } from "./api-client.js";
 import { classifyExit, describeExit, type RestVmmDriver } from "./driver.js";
-import type { RestVmLayout } from "./layout.js";
+import { restVmFiles, type RestVmLayout } from "./layout.js";
 
-const log = createLogger("hypervisor.rest");
+export type RestVmOptions = VmmVmOptions;
 
-export interface RestVmOptions {
-  /** How long the VMM may take to serve its API after spawn. */
-  startTimeoutMs?: number;
+/** The VM options out of a driver's options (only the keys that are set). */
+export function restVmOptions(o: RestVmOptions): RestVmOptions {
+  return {
+    ...(o.startTimeoutMs === undefined ? {} : { startTimeoutMs: o.startTimeoutMs }),
+    ...(o.consoleLogMaxBytes === undefined ? {} : { consoleLogMaxBytes: o.consoleLogMaxBytes }),
+  };
 }
 
-const defaultStopTimeoutMs = 5000;
-
-export class RestVm implements Vm {
-  readonly id: string;
+export class RestVm extends VmmVm {
   readonly accel = "kvm" as const;
-  private readonly lifecycle: VmLifecycle;
-  private proc: VmmProcess | undefined;
+  protected readonly vmmName: string;
   private api: ApiClient | undefined;
-  private console: FileHandle | undefined;
-  private stopRequested: "quit" | "kill" | undefined;
-  private ownsStateDir = false;
-  private starting: Promise<void> | undefined;
-  private resolveEnded!: (exit: VmExit) => void;
-  private readonly endedPromise: Promise<VmExit>;
-  /** The console's last bytes, kept after the state dir is gone. */
-  lastConsoleTail = "";
 
   constructor(
-    private readonly config: VmConfig,
+    config: VmConfig,
     private readonly layout: RestVmLayout,
     private readonly driver: RestVmmDriver,
-    private readonly opts: RestVmOptions = {},
+    opts: RestVmOptions = {},
   ) {
-    this.id = config.id;
-    this.lifecycle = new VmLifecycle(config.id);
-    this.endedPromise = new Promise((resolve) => (this.resolveEnded = resolve));
+    super(config, restVmFiles(layout), opts);
+    this.vmmName = driver.name;
   }
 
-  get state(): VmState {
-    return this.lifecycle.state;
-  }
-  get pid(): number | undefined {
-    return this.proc?.hasExited === false ? this.proc.pid : undefined;
-  }
-  get stateDir(): string {
-    return this.layout.stateDir;
-  }
-  get consoleLogPath(): string {
-    return this.layout.consoleLogPath;
-  }
-  get agentSocketPath(): string {
-    return this.layout.vsockSocketPath;
-  }
-  get agentEndpoint(): AgentEndpoint {
-    return { transport: "hybrid-vsock", path: this.layout.vsockSocketPath, port: AGENT_VSOCK_PORT };
-  }
   get apiSocketPath(): string {
     return this.layout.apiSocketPath;
   }
 
-  /** The VMM's last stderr lines (why it refused to start). */
-  vmmStderr(): string {
-    return this.proc?.stderr() ?? "";
+  protected command(): Promise<VmmCommand> {
+    return Promise.resolve({ binary: this.driver.binary, args: this.driver.args(this.config, this.layout), installHint: this.driver.installHint, console: "stdout" });
   }
 
-  start(): Promise<void> {
-    if (!this.lifecycle.canMove("starting")) return Promise.reject(this.lifecycle.refusal("start"));
-    this.lifecycle.move("starting", "start");
-    this.starting = this.doStart();
-    return this.starting;
+  /** Poll the API until it answers (a refusal other than "not there yet" fails at once), then boot. */
+  protected async control(deadline: number): Promise<void> {
+    const api = this.driver.api(this.layout);
+    this.api = api;
+    await this.untilReady(
+      `serve its API socket ${this.layout.apiSocketPath}`,
+      deadline,
+      (timeoutMs) => this.driver.ping(api, Math.min(timeoutMs, 1000)),
+      (err) => !(err instanceof KataError) || err.code === "UNAVAILABLE" || err.code === "DEADLINE_EXCEEDED",
+    );
+    await this.whileAlive(this.driver.boot(api, this.config, this.layout));
   }
 
-  private async doStart(): Promise<void> {
-    try {
-      await this.makeStateDir();
-      if (this.driver.consoleOnStdout) this.console = await open(this.layout.consoleLogPath, "a", 0o600);
-      const args = this.driver.args(this.config, this.layout);
-      log.debug({ vm: this.id, vmm: this.driver.name, args }, "spawning the VMM");
-      const netns = this.config.netnsPath;
-      const spawnOpts = { installHint: this.driver.installHint, ...(this.console === undefined ? {} : { stdoutFd: this.console.fd }) };
-      this.proc = netns === undefined
-        ? await VmmProcess.spawn(this.driver.binary, args, spawnOpts)
-        : await VmmProcess.spawn("nsenter", [`--net=${netns}`, "--", this.driver.binary, ...args], spawnOpts);
-      this.proc.exited
-        .then((exit) => this.onExit(exit))
-        .catch((err: unknown) => log.error({ vm: this.id, err }, "cleaning up after the VMM exit failed"));
-      this.api = this.driver.api(this.layout);
-      await this.waitForApi(this.opts.startTimeoutMs ?? 10_000);
-      await this.whileAlive(this.driver.boot(this.api, this.config, this.layout));
-    } catch (err) {
-      await this.teardown("kill");
-      throw err;
-    }
-    if (this.lifecycle.state === "starting") this.lifecycle.move("running", "start");
+  protected async askToQuit(timeoutMs: number): Promise<boolean> {
+    return this.api === undefined ? false : this.driver.shutdown(this.api, timeoutMs);
   }
 
-  stop(opts: StopOptions = {}): Promise<VmExit> {
-    const state = this.lifecycle.state;
-    if (state === "created") {
-      this.lifecycle.move("stopped", "stop");
-      this.resolveEnded({ reason: "stopped", exitCode: null, signal: null });
-      return this.endedPromise;
-    }
-    if (state === "stopped" || state === "stopping") return this.endedPromise;
-    if (state === "starting") return (this.starting ?? Promise.resolve()).catch(() => undefined).then(() => this.stop(opts));
-    this.lifecycle.move("stopping", "stop");
-    return this.shutdown(opts.timeoutMs ?? defaultStopTimeoutMs);
-  }
-
-  wait(): Promise<VmExit> {
-    return this.endedPromise;
-  }
-
-  /** The driver's graceful shutdown over the API, then SIGTERM, then SIGKILL; always reaped. */
-  private async shutdown(timeoutMs: number): Promise<VmExit> {
-    const proc = this.proc;
-    if (proc === undefined || this.api === undefined) return this.teardown("kill");
-    const deadline = Date.now() + timeoutMs;
-    const left = (): number => Math.max(0, deadline - Date.now());
-    this.stopRequested = "quit";
-    const asked = await this.driver.shutdown(this.api, Math.min(left(), 2000)).catch((err: unknown) => {
-      log.debug({ vm: this.id, err }, "graceful VMM shutdown refused");
-      return false;
-    });
-    if (!asked || (await proc.waitFor(Math.max(left() - 500, 0))) === undefined) {
-      proc.signal("SIGTERM");
-      if ((await proc.waitFor(Math.min(left(), 500))) === undefined) {
-        this.stopRequested = "kill";
-        log.warn({ vm: this.id, pid: proc.pid }, "the VMM did not exit in time; killing it");
-      }
-    }
-    return this.teardown(this.stopRequested);
-  }
-
-  private async teardown(mode: "quit" | "kill"): Promise<VmExit> {
-    if (mode === "kill") this.stopRequested = "kill";
-    if (this.proc !== undefined) {
-      if (!this.proc.hasExited) await this.proc.kill();
-      return this.endedPromise;
-    }
-    await this.release();
-    if (this.lifecycle.state !== "stopped") this.lifecycle.move("stopped", "stop");
-    const exit: VmExit = { reason: "stopped", exitCode: null, signal: null };
-    this.resolveEnded(exit);
-    return exit;
-  }
-
-  private async onExit(pexit: ProcessExit): Promise<VmExit> {
-    const exit: VmExit = { reason: classifyExit(pexit, this.stopRequested), exitCode: pexit.code, signal: pexit.signal };
-    if (exit.reason === "crashed") log.warn({ vm: this.id, exit, stderr: this.proc?.stderr() }, "the VMM ended unexpectedly");
-    this.lastConsoleTail = await readTail(this.layout.consoleLogPath, 4096);
-    exit.consoleTail = this.lastConsoleTail;
-    await this.release();
-    if (this.lifecycle.state !== "stopped") this.lifecycle.move("stopped", "exit");
-    this.resolveEnded(exit);
-    return exit;
-  }
-
-  private async release(): Promise<void> {
-    await this.console?.close().catch(() => undefined);
-    this.console = undefined;
-    if (this.ownsStateDir) await rm(this.layout.stateDir, { recursive: true, force: true });
-  }
-
-  private async makeStateDir(): Promise<void> {
-    const existing = await readdir(this.layout.stateDir).catch(() => undefined);
-    if (existing !== undefined && existing.length > 0) {
-      throw new KataError(
-        "ALREADY_EXISTS",
-        `VM state dir ${this.layout.stateDir} already exists and is not empty (another VM, or a leftover: stop it or remove the dir)`,
-      );
-    }
-    await mkdir(this.layout.stateDir, { recursive: true, mode: 0o700 });
-    this.ownsStateDir = true;
-  }
-
-  /** Poll the API until it answers, failing fast (with the VMM's own words) if the VMM exits. */
-  private async waitForApi(timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      this.requireAlive("while starting");
-      try {
-        await this.driver.ping(this.requireApi(), Math.max(Math.min(deadline - Date.now(), 1000), 1));
-        return;
-      } catch (err) {
-        if (Date.now() >= deadline) {
-          throw new KataError("DEADLINE_EXCEEDED", `${this.driver.name} did not serve its API socket ${this.layout.apiSocketPath} within ${timeoutMs} ms`, { cause: err });
-        }
-        if (err instanceof KataError && err.code !== "UNAVAILABLE" && err.code !== "DEADLINE_EXCEEDED") throw err;
-        await new Promise((r) => setTimeout(r, 20));
-      }
-    }
+  protected classify(pexit: ProcessExit): Pick<VmExit, "reason"> {
+    return { reason: classifyExit(pexit, this.stopRequested) };
   }
 
   /** Run an API exchange, failing with the VMM's exit when it dies meanwhile. */
@@ -222,16 +80,5 @@ export class RestVm implements Vm {
     } finally {
       died.catch(() => undefined);
     }
-  }
-
-  private requireAlive(when: string): void {
-    if (this.proc?.hasExited !== false) {
-      throw new KataError("INTERNAL", `${this.driver.name} exited ${when}: ${this.vmmStderr() || "no message"}`);
-    }
-  }
-
-  private requireApi(): ApiClient {
-    if (this.api === undefined) throw new KataError("INTERNAL", "VMM API client missing");
-    return this.api;
   }
 }

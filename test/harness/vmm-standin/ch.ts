@@ -4,7 +4,7 @@
 import http from "node:http";
 import { z } from "zod";
 import { chEndpoints, VmConfig, type ChVmConfigSpec } from "./ch-spec.js";
-import { appendTo, consoleLines, crashSoon, firstMissing, guestDelayMs, type Fault } from "./common.js";
+import { appendTo, consoleLines, crashSoon, firstMissing, guestDelayMs, stdoutConsole, type Fault } from "./common.js";
 import { StandinGuest } from "./guest.js";
 import { answer, readRequest } from "./http.js";
 import type { StandinLog } from "./log.js";
@@ -75,11 +75,15 @@ export function chServer(log: StandinLog, fault: Fault): http.Server {
           state = "Running";
           answer(res, 204);
           if (fault === "crash-on-boot") return crashSoon();
-          const serialFile = config?.serial?.mode === "File" ? config.serial.file : undefined;
+          const serial = config?.serial;
           setTimeout(() => {
             if (state !== "Running") return;
-            if (serialFile !== undefined) consoleLines(appendTo(serialFile));
-            if (fault !== "silent-guest") guest?.agentUp();
+            // As cloud-hypervisor does: serial File appends to the file, Tty writes to its stdout.
+            if (serial?.mode === "File" && serial.file !== undefined) consoleLines(appendTo(serial.file));
+            const printed = serial?.mode === "Tty" ? stdoutConsole(fault) : Promise.resolve();
+            void printed.then(() => {
+              if (fault !== "silent-guest" && state === "Running") guest?.agentUp();
+            });
           }, guestDelayMs);
           return;
         }

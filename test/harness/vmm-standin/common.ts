@@ -6,12 +6,17 @@ import { appendFileSync, existsSync } from "node:fs";
  * - api-error: refuse the VM description with the VMM's own kind of error answer.
  * - crash-on-boot: accept the boot request, then die (exit 139, as on SIGSEGV) before the agent answers.
  * - silent-guest: boot, but the guest agent never listens.
+ * - console-flood: the guest prints floodBytes to its serial console while booting (a guest that
+ *   writes /dev/console in a loop), then its agent listens.
  */
-export type Fault = "none" | "api-error" | "crash-on-boot" | "silent-guest";
+export type Fault = "none" | "api-error" | "crash-on-boot" | "silent-guest" | "console-flood";
+
+/** What a console-flood guest prints: 2 MiB, well past a small console cap. */
+export const floodBytes = 2 << 20;
 
 export function faultFromEnv(): Fault {
   const f = process.env.STANDIN_FAULT ?? "none";
-  if (f === "none" || f === "api-error" || f === "crash-on-boot" || f === "silent-guest") return f;
+  if (f === "none" || f === "api-error" || f === "crash-on-boot" || f === "silent-guest" || f === "console-flood") return f;
   process.stderr.write(`stand-in: unknown STANDIN_FAULT ${f}\n`);
   process.exit(2);
 }
@@ -34,6 +39,20 @@ export function crashSoon(): void {
 export function consoleLines(write: (text: string) => void): void {
   write("[    0.000000] Linux version 6.1.0 (stand-in guest)\n");
   write("[    0.200000] kata-ts agent: listening on vsock port 1024\n");
+}
+
+/**
+ * The VMM's stdout as the guest serial console, honouring the pipe's flow control as a VMM does (a
+ * full pipe blocks the serial port). With console-flood, floodBytes of numbered lines come first.
+ */
+export async function stdoutConsole(fault: Fault): Promise<void> {
+  if (fault === "console-flood") {
+    const line = (i: number): string => `flood ${String(i).padStart(8, "0")} ${"x".repeat(48)}\n`; // 64 bytes
+    for (let i = 0; i < floodBytes / 64; i++) {
+      if (!process.stdout.write(line(i))) await new Promise((resolve) => process.stdout.once("drain", resolve));
+    }
+  }
+  consoleLines((t) => process.stdout.write(t));
 }
 
 export function appendTo(file: string): (text: string) => void {

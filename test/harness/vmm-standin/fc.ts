@@ -5,7 +5,7 @@
 import http from "node:http";
 import { z } from "zod";
 import { BootSource, fcEndpoints, Vsock } from "./fc-spec.js";
-import { consoleLines, crashSoon, firstMissing, guestDelayMs, type Fault } from "./common.js";
+import { crashSoon, stdoutConsole, firstMissing, guestDelayMs, type Fault } from "./common.js";
 import { StandinGuest } from "./guest.js";
 import { answer, readRequest } from "./http.js";
 import type { StandinLog } from "./log.js";
@@ -81,8 +81,9 @@ export function fcServer(log: StandinLog, fault: Fault, id: string): http.Server
       answer(res, 204);
       if (fault === "crash-on-boot") return crashSoon();
       setTimeout(() => {
-        consoleLines((t) => process.stdout.write(t));
-        if (fault !== "silent-guest") guest?.agentUp();
+        void stdoutConsole(fault).then(() => {
+          if (fault !== "silent-guest") guest?.agentUp();
+        });
       }, guestDelayMs);
     })().catch((err: unknown) => {
       process.stderr.write(`stand-in: ${String(err)}\n`);
