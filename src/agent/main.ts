@@ -1,6 +1,7 @@
 // The kata-ts guest agent: PID 1's only child in the VM. Serves ttRPC to the host over the
-// virtio-serial port named agent.0. Bundled into one CommonJS file for the guest image
-// (src/guest/agent-bundle.ts) and, at image build time, loaded into a V8 startup snapshot: all
+// virtio-serial port named agent.0, or on vsock through a bridge (vsock-bridge.ts) when the VM
+// offers only vsock (kernel parameter kata_ts.agent=vsock:<port>). Bundled into one CommonJS file
+// for the guest image (src/guest/agent-bundle.ts) and, at image build time, loaded into a V8 startup snapshot: all
 // module evaluation happens then, and the guest only deserializes the heap and runs main().
 // This file has no exports on purpose: the snapshot builder runs it as a plain script.
 // Module-level code anywhere in the agent runs at IMAGE BUILD time and is frozen into every guest:
@@ -12,8 +13,10 @@ import { describeError } from "../util/errors.js";
 import { log } from "./log.js";
 import { createAgentServer } from "./server.js"; // AgentService (container engineer) is registered there
 import { AGENT_VERSION } from "./version.js";
-import { AGENT_PORT_NAME } from "../protocol/contract/guest.js";
+import { readFile } from "node:fs/promises";
+import { agentChannelFromCmdline } from "../protocol/contract/guest.js";
 import { VirtioPort, waitForVirtioPort } from "./virtio-port.js";
+import { serveOverBridge, vsockListenAddress } from "./vsock-bridge.js";
 import { vsockPresent } from "./vsock.js";
 
 
@@ -27,9 +30,17 @@ import { vsockPresent } from "./vsock.js";
 async function main(): Promise<void> {
   log(`kata-ts agent ${AGENT_VERSION} starting (node ${process.version})`);
   const server = createAgentServer();
-  const path = await waitForVirtioPort(AGENT_PORT_NAME, 10_000);
+  // The VMM driver names the channel it offers on the kernel command line (virtio-serial by default).
+  const channel = agentChannelFromCmdline(await readFile("/proc/cmdline", "utf8"));
+  if (channel.kind === "vsock") {
+    if (!vsockPresent()) log("kernel parameter asks for vsock, but no virtio vsock device is bound: the bridge cannot listen");
+    const bridged = await serveOverBridge((sock) => server.serve(sock), { listen: vsockListenAddress(channel.port), log });
+    log(`kata-ts agent ${AGENT_VERSION} (node ${process.version}) ready on vsock port ${channel.port} (bridge pid ${bridged.bridgePid})`);
+    await bridged.ended;
+    return;
+  }
+  const path = await waitForVirtioPort(channel.portName, 10_000);
   const port = new VirtioPort(path);
-  if (vsockPresent()) log("vsock device present; this agent serves the virtio-serial port only");
   log(`kata-ts agent ${AGENT_VERSION} (node ${process.version}) ready on ${path}`);
   await port.serve((stream) => server.serve(stream));
 }

@@ -1,7 +1,5 @@
-// vsock: the agent channel on hosts with /dev/vhost-vsock. Node has no AF_VSOCK sockets, so this
-// agent build cannot listen on vsock itself; it reports the device and keeps serving the
-// virtio-serial port, which works everywhere QEMU runs. (A vsock listener needs a native helper:
-// see docs/guest.md.)
+// Whether the guest has a vsock device: the agent reports a kernel parameter that asks for vsock on
+// a VM that offers none (the bridge in vsock-bridge.ts could not listen).
 import { readdirSync } from "node:fs";
 
 /**

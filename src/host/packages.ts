@@ -18,6 +18,7 @@ export const hostPackages: readonly HostPackage[] = [
   { name: "crun", why: "the OCI runtime that creates containers inside the guest" },
   { name: "containernetworking-plugins", why: "CNI plugins (bridge, host-local, loopback)" },
   { name: "busybox-static", why: "guest init tools and test images" },
+  { name: "socat", why: "the guest agent's vsock bridge (copied into the guest image) and its host-side test" },
   { name: "tini", why: "a minimal init for test containers" },
   { name: "erofs-utils", why: "builds the read-only guest image" },
   { name: "e2fsprogs", why: "ext4 images" },

@@ -1,4 +1,5 @@
 // kata-ts's VmConfig rendered as Cloud Hypervisor's VmConfig (the body of PUT /vm.create).
+import { agentVsockParam } from "../../protocol/contract/guest.js";
 import type { VmConfig } from "../types.js";
 import type { ChVmConfig } from "./api-types.js";
 
@@ -13,9 +14,9 @@ export interface ChRenderOptions {
   vsockSocketPath: string;
 }
 
-/** Kernel parameters this VMM needs: serial console on ttyS0, and no crypto self-tests. */
+/** Kernel parameters this VMM needs: serial console on ttyS0, and no crypto self-tests; the agent on vsock (the only channel it offers). */
 export function chKernelParams(): string[] {
-  return ["console=ttyS0", "reboot=k", "panic=1", "cryptomgr.notests"];
+  return ["console=ttyS0", "reboot=k", "panic=1", "cryptomgr.notests", agentVsockParam()];
 }
 
 const mib = 1024 * 1024;

@@ -1,4 +1,5 @@
 // kata-ts's VmConfig as the ordered list of Firecracker pre-boot requests, then InstanceStart.
+import { agentVsockParam } from "../../protocol/contract/guest.js";
 import type { VmConfig } from "../types.js";
 import type { FcBootSource, FcDrive, FcInstanceActionInfo, FcMachineConfiguration, FcNetworkInterface, FcVsock } from "./api-types.js";
 
@@ -9,9 +10,10 @@ export interface FcRequest {
   body: FcMachineConfiguration | FcBootSource | FcDrive | FcNetworkInterface | FcVsock | FcInstanceActionInfo;
 }
 
-/** Kernel parameters this VMM needs: its serial console, reboot through the keyboard controller, no PCI. */
+/** Kernel parameters this VMM needs: its serial console, reboot through the keyboard controller, no PCI;
+ * the agent on vsock (the only channel it offers). */
 export function fcKernelParams(): string[] {
-  return ["console=ttyS0", "reboot=k", "panic=1", "pci=off", "cryptomgr.notests"];
+  return ["console=ttyS0", "reboot=k", "panic=1", "pci=off", "cryptomgr.notests", agentVsockParam()];
 }
 
 export function firecrackerRequests(config: VmConfig, vsockSocketPath: string): FcRequest[] {

@@ -16,3 +16,35 @@ export const AGENT_VSOCK_PORT = 1024;
 export function isBindMount(m: Pick<OciMount, "type" | "options">): boolean {
   return m.type === "bind" || m.type === "rbind" || (m.options ?? []).some((o) => o === "bind" || o === "rbind");
 }
+
+/**
+ * Kernel parameter by which the VMM driver tells the guest where its agent channel is:
+ * `kata_ts.agent=vsock:<port>` (Cloud Hypervisor, Firecracker: they offer vsock only). Absent: the
+ * virtio-serial port AGENT_PORT_NAME (QEMU).
+ */
+export const AGENT_CHANNEL_PARAM = "kata_ts.agent";
+
+/** The agent channel a VM offers, as the guest reads it from its kernel command line. */
+export type AgentChannel = { kind: "virtio-serial"; portName: string } | { kind: "vsock"; port: number };
+
+/** The kernel parameter for an agent served on vsock `port`. */
+export function agentVsockParam(port = AGENT_VSOCK_PORT): string {
+  return `${AGENT_CHANNEL_PARAM}=vsock:${port}`;
+}
+
+/**
+ * The agent channel named on a kernel command line (/proc/cmdline); the last occurrence wins, as
+ * for any kernel parameter. A value kata-ts does not know is an error naming it, not a fallback:
+ * the agent would otherwise wait on a channel the host never dials.
+ */
+export function agentChannelFromCmdline(cmdline: string): AgentChannel {
+  const values = cmdline.split(/\s+/).filter((p) => p.startsWith(`${AGENT_CHANNEL_PARAM}=`));
+  const value = values.at(-1)?.slice(AGENT_CHANNEL_PARAM.length + 1);
+  if (value === undefined || value === "virtio-serial") return { kind: "virtio-serial", portName: AGENT_PORT_NAME };
+  const m = /^vsock:(\d{1,10})$/.exec(value);
+  const port = m === null ? NaN : Number(m[1]);
+  if (!Number.isInteger(port) || port < 1 || port > 0xffffffff) {
+    throw new Error(`kernel parameter ${AGENT_CHANNEL_PARAM}=${value}: expected "vsock:<port>" (port 1-4294967295) or "virtio-serial"`);
+  }
+  return { kind: "vsock", port };
+}

@@ -82,7 +82,7 @@ export function chServer(log: StandinLog, fault: Fault): http.Server {
             if (serial?.mode === "File" && serial.file !== undefined) consoleLines(appendTo(serial.file));
             const printed = serial?.mode === "Tty" ? stdoutConsole(fault) : Promise.resolve();
             void printed.then(() => {
-              if (fault !== "silent-guest" && state === "Running") guest?.agentUp();
+              if (fault !== "silent-guest" && state === "Running") guest?.agentUp(config?.payload.cmdline ?? "");
             });
           }, guestDelayMs);
           return;

@@ -82,7 +82,7 @@ export function fcServer(log: StandinLog, fault: Fault, id: string): http.Server
       if (fault === "crash-on-boot") return crashSoon();
       setTimeout(() => {
         void stdoutConsole(fault).then(() => {
-          if (fault !== "silent-guest") guest?.agentUp();
+          if (fault !== "silent-guest") guest?.agentUp(bootSource?.boot_args ?? "");
         });
       }, guestDelayMs);
     })().catch((err: unknown) => {

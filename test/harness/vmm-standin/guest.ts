@@ -7,6 +7,7 @@ import { rm } from "node:fs/promises";
 import { TtrpcServer } from "../../../src/protocol/ttrpc/index.js";
 import { Health } from "../../../src/protocol/gen/katats/agent/v1/health_pb.js";
 import { healthService } from "../../../src/agent/health.js";
+import { agentChannelFromCmdline, agentVsockParam, type AgentChannel } from "../../../src/protocol/contract/guest.js";
 
 export const agentPort = 1024;
 
@@ -36,8 +37,23 @@ export class StandinGuest {
     return guest;
   }
 
-  /** The guest booted and its agent listens on agentPort. */
-  agentUp(): void {
+  /**
+   * The guest booted; its agent listens on agentPort if the kernel command line tells it to serve
+   * vsock there, as the real agent reads it (otherwise it would wait on a virtio-serial port these
+   * VMMs do not have, and never answer: a violation of what the driver must pass).
+   */
+  agentUp(cmdline: string): void {
+    let channel: AgentChannel;
+    try {
+      channel = agentChannelFromCmdline(cmdline);
+    } catch (err) {
+      this.violation(`guest kernel command line: ${String(err)}`);
+      return;
+    }
+    if (channel.kind !== "vsock" || channel.port !== agentPort) {
+      this.violation(`guest kernel command line ${JSON.stringify(cmdline)} does not put the agent on vsock port ${agentPort} (${agentVsockParam()})`);
+      return;
+    }
     this.listening = true;
   }
 
