@@ -12,6 +12,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { KataError } from "../util/errors.js";
 import { createLogger } from "../util/log.js";
 import { loadGuestAssets, type GuestAssets } from "../guest/assets.js";
+import { NoSharedFsError } from "../hypervisor/no-shared-fs.js";
 import { resolveAccel } from "../hypervisor/accel.js";
 import { bootVm, type BootedVm } from "./agent-boot.js";
 import { BootStalledError } from "../hypervisor/boot-progress.js";
@@ -150,7 +151,7 @@ export class Sandbox {
     const caps = hypervisor.capabilities();
     // Container root filesystems reach the guest through virtio-fs: a VMM without it cannot run a pod.
     if (caps.sharedFs === undefined) {
-      throw new KataError("FAILED_PRECONDITION", `${caps.name} cannot run this pod: it has no virtio-fs to share container root filesystems with the guest (docs/hypervisor.md); use hypervisor = "qemu" or "cloud-hypervisor"`);
+      throw new NoSharedFsError(caps.name, "run this pod");
     }
     const assets = opts.assets ?? (await loadGuestAssets());
     await mkdir(dirname(layout.stateDir), { recursive: true });

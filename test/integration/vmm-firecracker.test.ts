@@ -12,6 +12,7 @@ import { vmPodFactory } from "../../src/shim/vm-pod.js";
 import { createLogger } from "../../src/util/log.js";
 import { sandboxLayout } from "../../src/sandbox/guest-layout.js";
 import { isKataError } from "../../src/util/errors.js";
+import { NoSharedFsError } from "../../src/hypervisor/no-shared-fs.js";
 import { standin, type Standin } from "../harness/vmm-standin/fixture.js";
 import { floodBytes } from "../harness/vmm-standin/common.js";
 import { vmmConformance } from "./vmm-conformance.js";
@@ -75,10 +76,27 @@ void test("firecracker: the pre-boot requests describe the VM (machine-config, b
   assert.equal(exit.reason, "stopped", "no shutdown request exists: SIGTERM ends it, which counts as a requested stop");
 });
 
+void test("firecracker: the guest root is the image as a read-only block device even when the assets were built for a virtio-pmem root", async () => {
+  const { hv, s } = await driver("blockroot");
+  const config = standinVmConfig(files, root, "blockroot", {
+    rootfsDevice: "virtio-pmem",
+    kernelCmdline: ["root=/dev/pmem0", "rootfstype=erofs", "rootflags=dax=always", "rootwait", "ro", "init=/sbin/kata-ts-init"],
+  });
+  const { vm, agent } = await bootVm(config, { deadlineMs: 10_000, hypervisor: hv });
+  agent.close();
+  await vm.stop();
+  const puts = (await s.entries()).flatMap((e) => (e.request?.method === "PUT" ? [e.request] : []));
+  const boot = puts.find((p) => p.path === "/boot-source")?.body as { boot_args: string };
+  assert.match(boot.boot_args, / root=\/dev\/vda rootfstype=erofs rootwait ro init=\/sbin\/kata-ts-init$/);
+  assert.doesNotMatch(boot.boot_args, /pmem0|dax/);
+  assert.deepEqual(puts.find((p) => p.path === "/drives/rootfs")?.body, { drive_id: "rootfs", path_on_host: files.rootfs, is_root_device: false, is_read_only: true });
+  assert.equal(puts.some((p) => p.path.startsWith("/pmem")), false, "no pmem device");
+});
+
 void test("firecracker: a VM with a virtio-fs share is refused before anything starts, saying Firecracker has no virtio-fs", async () => {
   const { hv } = await driver("nofs");
   const config = standinVmConfig(files, root, "nofs", { sharedFs: { socketPath: join(root, "virtiofsd.sock"), tag: "kataShared" } });
-  await assert.rejects(hv.create(config), (e) => isKataError(e, "FAILED_PRECONDITION") && /firecracker cannot share host directories.*no virtio-fs/.test(e.message));
+  await assert.rejects(hv.create(config), (e) => e instanceof NoSharedFsError && isKataError(e, "FAILED_PRECONDITION") && /firecracker cannot share host directories.*no virtio-fs/.test(e.message));
   assert.equal(await exists(config.stateDir), false);
   assert.equal(hv.capabilities().sharedFs, undefined);
 });
@@ -93,7 +111,7 @@ void test("firecracker: RunPodSandbox's pod creation (the shim's pod factory, co
       () => assert.fail("the pod should not start"),
       (e: unknown) => e,
     );
-  assert.ok(isKataError(err, "FAILED_PRECONDITION"), String(err));
+  assert.ok(err instanceof NoSharedFsError && isKataError(err, "FAILED_PRECONDITION"), String(err));
   assert.match(err.message, /firecracker cannot run this pod: it has no virtio-fs/);
   assert.equal(await exists(sandboxLayout(id).stateDir), false, "no sandbox state dir");
   assert.deepEqual(await s.requests(), [], "the VMM was never started");

@@ -14,6 +14,7 @@ import { RestVm, restVmOptions, type RestVmOptions } from "../rest/rest-vm.js";
 import { binaryVersion, validateRestVmConfig } from "../rest/validate.js";
 import type { Hypervisor, HypervisorCapabilities, VmConfig } from "../types.js";
 import { maxNetDevices } from "../validate.js";
+import { NoSharedFsError } from "../no-shared-fs.js";
 import type { FcError, FcInstanceInfo } from "./api-types.js";
 import { firecrackerRequests } from "./requests.js";
 
@@ -41,8 +42,8 @@ export function fcFailure(method: string, path: string, res: ApiResponse): KataE
 }
 
 /** The refusal for a feature Firecracker cannot provide (RunPodSandbox fails with it). */
-export function firecrackerCannot(what: string): KataError {
-  return new KataError("FAILED_PRECONDITION", `firecracker cannot ${what}: it has no virtio-fs device (docs/hypervisor.md); use hypervisor = "qemu" or "cloud-hypervisor"`);
+export function firecrackerCannot(what: string): NoSharedFsError {
+  return new NoSharedFsError("firecracker", what);
 }
 
 class FcDriver implements RestVmmDriver {

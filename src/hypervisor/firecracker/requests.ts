@@ -16,6 +16,15 @@ export function fcKernelParams(): string[] {
   return ["console=ttyS0", "reboot=k", "panic=1", "pci=off", "cryptomgr.notests", agentVsockParam()];
 }
 
+/**
+ * Firecracker's guest root is always the image as a read-only virtio-blk drive, /dev/vda (it has no
+ * virtio-fs and kata-ts does not wire its pmem device): kernel parameters written for a virtio-pmem
+ * root (root=/dev/pmem0, rootflags=dax=always) are turned into the block device's.
+ */
+export function blockRootParams(params: readonly string[]): string[] {
+  return params.flatMap((p) => (p === "root=/dev/pmem0" ? ["root=/dev/vda"] : p === "rootflags=dax=always" ? [] : [p]));
+}
+
 export function firecrackerRequests(config: VmConfig, vsockSocketPath: string): FcRequest[] {
   const requests: FcRequest[] = [
     { path: "/machine-config", body: { vcpu_count: config.vcpus, mem_size_mib: config.memoryMiB, smt: false } },
@@ -23,7 +32,7 @@ export function firecrackerRequests(config: VmConfig, vsockSocketPath: string): 
       path: "/boot-source",
       body: {
         kernel_image_path: config.kernelPath,
-        boot_args: [...fcKernelParams(), ...config.kernelCmdline].join(" "),
+        boot_args: [...fcKernelParams(), ...blockRootParams(config.kernelCmdline)].join(" "),
         ...(config.initrdPath === undefined ? {} : { initrd_path: config.initrdPath }),
       },
     },
