@@ -112,12 +112,13 @@ export function vmmConformance(s: VmmUnderTest): void {
     void test(`${s.name}: a guest flooding its console is capped (console.log rotated once at the cap, newest lines kept), nothing left`, async () => {
       const config = s.config("flood");
       const cap = 64 * 1024;
-      const { vm, agent } = await bootVm(config, { deadlineMs: s.deadlineMs, hypervisor: await flood.hypervisor(cap) });
+      // The agent answers once the flood is printed: give a loaded host time for it.
+      const { vm, agent } = await bootVm(config, { deadlineMs: Math.max(s.deadlineMs, 60_000), hypervisor: await flood.hypervisor(cap) });
       agent.close();
       try {
         // The console reaches the host behind the agent's answer (a pipe or socket in between): wait for its last line.
         const last = /kata-ts agent: listening on vsock port 1024\n$/;
-        const deadline = Date.now() + 10_000;
+        const deadline = Date.now() + 30_000;
         let current = await readFile(vm.consoleLogPath, "utf8");
         while (!last.test(current) && Date.now() < deadline) {
           await new Promise((r) => setTimeout(r, 50));

@@ -11,8 +11,8 @@ import { appendFileSync, existsSync } from "node:fs";
  */
 export type Fault = "none" | "api-error" | "crash-on-boot" | "silent-guest" | "console-flood";
 
-/** What a console-flood guest prints: 2 MiB, well past a small console cap. */
-export const floodBytes = 2 << 20;
+/** What a console-flood guest prints: 512 KiB, eight times a 64 KiB console cap. */
+export const floodBytes = 512 << 10;
 
 export function faultFromEnv(): Fault {
   const f = process.env.STANDIN_FAULT ?? "none";
@@ -48,8 +48,10 @@ export function consoleLines(write: (text: string) => void): void {
 export async function stdoutConsole(fault: Fault): Promise<void> {
   if (fault === "console-flood") {
     const line = (i: number): string => `flood ${String(i).padStart(8, "0")} ${"x".repeat(48)}\n`; // 64 bytes
-    for (let i = 0; i < floodBytes / 64; i++) {
-      if (!process.stdout.write(line(i))) await new Promise((resolve) => process.stdout.once("drain", resolve));
+    const perChunk = 256; // 16 KiB a write: a guest's serial output reaches the VMM's stdout in bursts
+    for (let i = 0; i < floodBytes / 64; i += perChunk) {
+      const chunk = Array.from({ length: perChunk }, (_, j) => line(i + j)).join("");
+      if (!process.stdout.write(chunk)) await new Promise((resolve) => process.stdout.once("drain", resolve));
     }
   }
   consoleLines((t) => process.stdout.write(t));
