@@ -7,40 +7,14 @@
 import { mkdir, readdir, rm } from "node:fs/promises";
 import { KataError } from "../util/errors.js";
 import { createLogger } from "../util/log.js";
-import type { AgentEndpoint } from "./agent-channel/endpoint.js";
 import { ConsoleLog } from "./console-log.js";
 import { readTail } from "./console-tail.js";
 import { VmLifecycle } from "./lifecycle.js";
 import type { ResolvedAccel, StopOptions, Vm, VmConfig, VmExit, VmState } from "./types.js";
 import { VmmProcess, type ProcessExit } from "./vmm-process.js";
+import { VmFilesView, type VmFiles } from "./vm-files.js";
 
 const log = createLogger("hypervisor");
-
-/** The files and channel a VM is known by (a running VM, or one adopted from another process). */
-export interface VmFiles {
-  stateDir: string;
-  consoleLogPath: string;
-  /** The host end of the agent channel (a unix socket), for records and cleanup. */
-  agentSocketPath: string;
-  agentEndpoint: AgentEndpoint;
-}
-
-/** The Vm getters that only read the VM's files. */
-export abstract class VmFilesView {
-  constructor(protected readonly files: VmFiles) {}
-  get stateDir(): string {
-    return this.files.stateDir;
-  }
-  get consoleLogPath(): string {
-    return this.files.consoleLogPath;
-  }
-  get agentSocketPath(): string {
-    return this.files.agentSocketPath;
-  }
-  get agentEndpoint(): AgentEndpoint {
-    return this.files.agentEndpoint;
-  }
-}
 
 /** How the driver's VMM is started. */
 export interface VmmCommand {

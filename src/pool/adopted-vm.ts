@@ -7,7 +7,7 @@ import { QmpClient } from "../hypervisor/qemu/qmp.js";
 import { qemuVmFiles, vmLayout, type VmLayout } from "../hypervisor/qemu/layout.js";
 import type { ResolvedAccel, StopOptions, Vm, VmExit, VmState } from "../hypervisor/types.js";
 import { readTail } from "../hypervisor/console-tail.js";
-import { VmFilesView } from "../hypervisor/vmm-vm.js";
+import { VmFilesView } from "../hypervisor/vm-files.js";
 
 /** Gone, a zombie, or the pid now runs something else. */
 export async function pidGone(pid: number, comm: RegExp): Promise<boolean> {

@@ -2,7 +2,7 @@
 // the names are short and the limit is checked before QEMU would fail on it.
 import { join } from "node:path";
 import { KataError } from "../../util/errors.js";
-import type { VmFiles } from "../vmm-vm.js";
+import type { VmFiles } from "../vm-files.js";
 
 export interface VmLayout {
   stateDir: string;

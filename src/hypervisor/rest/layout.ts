@@ -3,7 +3,7 @@
 import { join } from "node:path";
 import { KataError } from "../../util/errors.js";
 import { AGENT_VSOCK_PORT } from "../../protocol/contract/guest.js";
-import type { VmFiles } from "../vmm-vm.js";
+import type { VmFiles } from "../vm-files.js";
 
 export interface RestVmLayout {
   stateDir: string;
