@@ -1,8 +1,9 @@
 // The kata-ts guest agent: PID 1's only child in the VM. Serves ttRPC to the host over the
 // virtio-serial port named agent.0, or on vsock through a bridge (vsock-bridge.ts) when the VM
 // offers only vsock (kernel parameter kata_ts.agent=vsock:<port>). Bundled into one CommonJS file
-// for the guest image (src/guest/agent-bundle.ts) and, at image build time, loaded into a V8 startup snapshot: all
-// module evaluation happens then, and the guest only deserializes the heap and runs main().
+// for the guest image (src/guest/agent-bundle.ts) and, at image build time, loaded into a V8
+// startup snapshot: all module evaluation happens then, and the guest only deserializes the heap
+// and runs main().
 // This file has no exports on purpose: the snapshot builder runs it as a plain script.
 // Module-level code anywhere in the agent runs at IMAGE BUILD time and is frozen into every guest:
 // keep module scope to constants; read the machine, clock or randomness only from main() onward.
@@ -33,7 +34,7 @@ async function main(): Promise<void> {
   // The VMM driver names the channel it offers on the kernel command line (virtio-serial by default).
   const channel = agentChannelFromCmdline(await readFile("/proc/cmdline", "utf8"));
   if (channel.kind === "vsock") {
-    if (!vsockPresent()) log("kernel parameter asks for vsock, but no virtio vsock device is bound: the bridge cannot listen");
+    if (!vsockPresent()) log("kernel parameter asks for vsock, but no virtio vsock device is bound: no host connection can reach the bridge");
     const bridged = await serveOverBridge((sock) => server.serve(sock), { listen: vsockListenAddress(channel.port), log });
     log(`kata-ts agent ${AGENT_VERSION} (node ${process.version}) ready on vsock port ${channel.port} (bridge pid ${bridged.bridgePid})`);
     await bridged.ended;

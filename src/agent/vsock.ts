@@ -1,5 +1,5 @@
 // Whether the guest has a vsock device: the agent reports a kernel parameter that asks for vsock on
-// a VM that offers none (the bridge in vsock-bridge.ts could not listen).
+// a VM that offers none (no host connection could reach the bridge in vsock-bridge.ts).
 import { readdirSync } from "node:fs";
 
 /**
