@@ -1,5 +1,5 @@
 // The guest's root filesystem: a read-only erofs image with node + the agent bundle, crun, ip, script,
-// socat, busybox and a minimal /etc. Everything writable lives on tmpfs mounted by the guest init.
+// busybox and a minimal /etc. Everything writable lives on tmpfs mounted by the guest init.
 import { chmod, mkdir, rm } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
 import { run, tryRun } from "../util/exec.js";
@@ -7,13 +7,13 @@ import { copyWithMode, exists, installBinaryWithLibs, installHostFile, linkIfAbs
 import { AGENT_BUNDLE_PATH, ROOT_INIT_PATH, rootInit } from "./init-scripts.js";
 import { BUSYBOX } from "./initramfs.js";
 
+/** socat: the agent's vsock bridge (src/agent/vsock-bridge.ts; Node has no AF_VSOCK). It and the libraries nothing else uses add 7.4 MiB, read only on a VMM that offers vsock. */
+export const SOCAT = "/usr/bin/socat";
 export const NODE = "/usr/bin/node";
 export const CRUN = "/usr/bin/crun";
 export const IP = "/usr/sbin/ip";
 /** util-linux `script`: gives foreground crun a terminal for tty containers (docs/containers.md). */
 export const SCRIPT = "/usr/bin/script";
-/** socat: the agent's vsock bridge (src/agent/vsock-bridge.ts; Node has no AF_VSOCK). It and the libraries nothing else uses add 7.4 MiB, read only on a VMM that offers vsock. */
-export const SOCAT = "/usr/bin/socat";
 
 /** A fixed filesystem UUID and timestamp make the image byte-for-byte reproducible. */
 const EROFS_UUID = "6b617461-2d74-7320-6775-657374000001";
@@ -51,10 +51,10 @@ export async function stageRootfs(opts: RootfsOptions): Promise<string> {
   for (const [name, text] of Object.entries(etcFiles)) await writeNewFile(join(root, "etc", name), text);
 
   await installNode(root);
+  await installBinaryWithLibs(root, SOCAT);
   await installBinaryWithLibs(root, CRUN);
   await installBinaryWithLibs(root, IP);
   await installBinaryWithLibs(root, SCRIPT);
-  await installBinaryWithLibs(root, SOCAT);
   await installBusybox(root);
 
   await writeNewFile(join(root, AGENT_BUNDLE_PATH), opts.agentCode);
