@@ -15,6 +15,7 @@ import { AGENT_BUNDLE_PATH, AGENT_SNAPSHOT_PATH, ROOT_INIT_PATH, initramfsInit, 
 import { buildAgentSnapshotInVm } from "./snapshot.js";
 import { buildInitramfs } from "./initramfs.js";
 import { DebianCloudKernel } from "./kernel/debian-cloud.js";
+import { packElfFile } from "./kernel/elf-pack.js";
 import { PROJECT_ROOT_DEVICE, ProjectKernel } from "./kernel/project.js";
 import type { KernelArtifacts, KernelIdentity, KernelSource, KernelSourceName } from "./kernel/source.js";
 import { pmemAlignment } from "../hypervisor/qemu/args/pmem.js";
@@ -23,7 +24,7 @@ import { GUEST_MODULES, OPTIONAL_MODULES } from "./modules.js";
 import { buildErofs, stageRootfs } from "./rootfs.js";
 
 /** Bump when the builder's output changes for the same inputs. */
-const BUILDER_VERSION = "2";
+const BUILDER_VERSION = "3";
 
 export const KERNEL_FILE = "vmlinux";
 export const INITRD_FILE = "initrd.cpio";
@@ -129,7 +130,9 @@ async function buildWith(inputs: Inputs, source: KernelSource, opts: BuildOption
   await rm(out, { recursive: true, force: true });
   await mkdir(out, { recursive: true });
 
-  await copyFile(kernel.vmlinuxPath, join(out, KERNEL_FILE));
+  // Same bytes loaded to the same addresses, without the linker's 2 MiB file padding (elf-pack.ts).
+  const packed = await packElfFile(kernel.vmlinuxPath, join(out, KERNEL_FILE));
+  log(`kernel: vmlinux segments packed at 4 KiB: ${packed.before} -> ${packed.after} bytes`);
   const cmdline = guestKernelCmdline(kernel.rootDevice);
   let modules: string[] = [];
   if (kernel.modulesRoot !== undefined) {
