@@ -5,25 +5,23 @@
 // time to hand freed pages back, and the *floor*: the same kernel and image booting busybox
 // (static) as PID 1, which powers off at once — the kernel's own cost, beside which the agent's
 // share is visible. Variants take turns round by round, so a change in host load hits all alike.
-//   node dist/bench/boot.js [--boots 5] [--variants default,no-dax,cmdline:quiet,...] [--memory 512] [--json]
-// A variant is a QEMU tuning (below), "no-dax" (root on virtio-blk instead of virtio-pmem),
-// "no-balloon", or "cmdline:P1+P2" (guest kernel parameters added). --json ends the output with
-// {"figures": {...}} for the first variant.
+// Usage: see USAGE below (`node dist/bench/boot.js --help`).
 import { mkdtemp, rm } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { setTimeout as sleep } from "node:timers/promises";
 import { loadGuestAssets, type GuestAssets } from "../src/guest/assets.js";
 import { bootVm } from "../src/sandbox/agent-boot.js";
 import { QemuHypervisor, type QemuHypervisorOptions } from "../src/hypervisor/qemu/index.js";
 import type { VmConfig } from "../src/hypervisor/types.js";
 import { busyboxPid1Cmdline } from "../test/integration/vm-support.js";
+import { exitWithUsage, intOption, parseBenchArgs, UsageError } from "./lib/args.js";
 import { describeSpread, figuresLine, median } from "./lib/figures.js";
 import { mappingResidentKiB, smapsRollup } from "./lib/vmm-memory.js";
 
 const tunings: Record<string, QemuHypervisorOptions> = {
   default: {},
+  /** The agent's snapshot is built under -cpu max and rejected here: this boots the agent script. */
   "cpu-qemu64": { cpuModel: "qemu64" },
   "tcg-single": { tcgThread: "single" },
   "tb-32": { tcgTbSizeMiB: 32 },
@@ -33,6 +31,22 @@ const tunings: Record<string, QemuHypervisorOptions> = {
   "no-seccomp": { seccomp: false },
   "no-balloon": { freePageReporting: false },
 };
+
+const USAGE = `usage: node dist/bench/boot.js [--boots N] [--variants V1,V2,...] [--memory MiB] [--json]
+
+Boots the guest from the installed assets (KATA_TS_ASSETS_DIR moves them) under TCG, 1 vCPU, and
+prints per variant: boot to agent ready (QEMU spawn -> Health.Check answered), the floor (the same
+kernel booting busybox poweroff as PID 1), guest uptime at ready, QEMU RSS/PSS and guest RAM touched.
+Variants take turns boot by boot, so a change in host load hits all alike.
+
+  --boots N       boots per variant (default 7: the issue's medians of 7)
+  --variants L    comma-separated; the first one's medians are the --json figures (default: default)
+                  ${Object.keys(tunings).join(", ")},
+                  no-dax (root on virtio-blk instead of virtio-pmem), cmdline:P1+P2 (kernel parameters added)
+  --memory MiB    guest memory (default 512)
+  --json          end with one line {"figures": {boot_to_agent_ms, floor_ms, guest_ram_touched_mib,
+                  vmm_pss_mib, vmm_rss_mib}} (medians of the first variant)
+  --help          this text`;
 
 interface Variant {
   name: string;
@@ -49,12 +63,12 @@ async function variant(name: string, assets: GuestAssets): Promise<Variant> {
     return { name, hv: await QemuHypervisor.open(), config: (b) => ({ ...b, kernelCmdline: [...b.kernelCmdline, ...extra] }) };
   }
   if (name === "no-dax") {
-    if (assets.rootfsDevice !== "virtio-pmem") throw new Error("no-dax: these assets do not use virtio-pmem");
+    if (assets.rootfsDevice !== "virtio-pmem") throw new UsageError("variant no-dax: these assets do not use virtio-pmem (their root is already on virtio-blk)");
     const cmdline = assets.kernelCmdline.map((p) => (p === "root=/dev/pmem0" ? "root=/dev/vda" : p)).filter((p) => !p.startsWith("rootflags="));
     return { name, hv: await QemuHypervisor.open(), config: (b) => ({ ...b, rootfsDevice: "virtio-blk", kernelCmdline: cmdline }) };
   }
   const opts = tunings[name];
-  if (opts === undefined) throw new Error(`unknown variant ${name}; known: ${Object.keys(tunings).join(", ")}, no-dax, cmdline:P1+P2`);
+  if (opts === undefined) throw new UsageError(`unknown variant ${JSON.stringify(name)}; known: ${Object.keys(tunings).join(", ")}, no-dax, cmdline:P1+P2`);
   return { name, hv: await QemuHypervisor.open(opts), config: (b) => b };
 }
 
@@ -104,27 +118,40 @@ async function floorOnce(v: Variant, base: VmConfig, assets: GuestAssets): Promi
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
+  const values = parseBenchArgs(USAGE, {
     options: {
-      boots: { type: "string", default: "5" },
+      boots: { type: "string", default: "7" },
       variants: { type: "string", default: "default" },
       memory: { type: "string", default: "512" },
       json: { type: "boolean", default: false },
+      help: { type: "boolean", default: false },
     },
   });
-  const boots = Number(values.boots);
-  const memoryMiB = Number(values.memory);
+  let boots: number;
+  let memoryMiB: number;
+  try {
+    boots = intOption("boots", values.boots, 1);
+    memoryMiB = intOption("memory", values.memory, 128);
+  } catch (err) {
+    if (err instanceof UsageError) exitWithUsage(USAGE, err.message);
+    throw err;
+  }
   const assets = await loadGuestAssets();
   const a = assets.manifest.artifacts;
   const mib = (n: number): string => `${(n / 1048576).toFixed(1)} MiB`;
   console.log(`guest ${assets.kernelRelease} (${assets.manifest.kernel.source}): kernel ${mib(a.kernel.size)}, initrd ${a.initrd ? mib(a.initrd.size) : "none"}, rootfs (${assets.rootfsFormat} on ${assets.rootfsDevice}) ${mib(a.rootfs.size)}`);
   console.log(`kernel parameters: ${assets.kernelCmdline.join(" ")}`);
   console.log(`host load average at start: ${loadavg().map((x) => x.toFixed(2)).join(" ")}; boots per variant: ${boots}; guest memory ${memoryMiB} MiB, 1 vCPU, TCG`);
+  const variants: Variant[] = [];
+  try {
+    for (const name of values.variants.split(",")) variants.push(await variant(name, assets));
+  } catch (err) {
+    if (err instanceof UsageError) exitWithUsage(USAGE, err.message);
+    throw err;
+  }
   const root = await mkdtemp(join(tmpdir(), "kata-ts-bench-boot-"));
   const figures: Record<string, number> = {};
   try {
-    const variants: Variant[] = [];
-    for (const name of values.variants.split(",")) variants.push(await variant(name, assets));
     const samples = new Map<string, Sample[]>(variants.map((v) => [v.name, []]));
     for (let i = 0; i < boots; i++) {
       for (const v of variants) {

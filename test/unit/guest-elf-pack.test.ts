@@ -120,7 +120,7 @@ function kernelLike(): Buffer {
   return craftElf(segs, secs, 6 * MiB + 0x4e300);
 }
 
-test("packing moves every segment next to the previous one at 4 KiB alignment, bytes unchanged", () => {
+void test("packing moves every segment next to the previous one at 4 KiB alignment, bytes unchanged", () => {
   const elf = kernelLike();
   const packed = packElfSegments(elf);
   assert.ok(packed.length < elf.length - 5 * MiB, `packed ${packed.length} bytes, original ${elf.length}`);
@@ -148,7 +148,7 @@ test("packing moves every segment next to the previous one at 4 KiB alignment, b
   }
 });
 
-test("binutils reads the packed file without complaint and sees the same segments", async () => {
+void test("binutils reads the packed file without complaint and sees the same segments", async () => {
   const dir = await mkdtemp(join(tmpdir(), "kata-ts-elfpack-"));
   try {
     await writeFile(join(dir, "vmlinux"), packElfSegments(kernelLike()));
@@ -161,12 +161,12 @@ test("binutils reads the packed file without complaint and sees the same segment
   }
 });
 
-test("packing an already packed file changes nothing", () => {
+void test("packing an already packed file changes nothing", () => {
   const once = packElfSegments(kernelLike());
   assert.deepEqual(packElfSegments(once), once);
 });
 
-test("what is not a packable ELF is refused with INVALID_ARGUMENT", () => {
+void test("what is not a packable ELF is refused with INVALID_ARGUMENT", () => {
   assert.throws(() => packElfSegments(Buffer.from("MZ not an elf at all, just some bytes of text padding padding padding")), (e) => isKataError(e, "INVALID_ARGUMENT") && /not an ELF/.test(e.message));
   const elf32 = kernelLike();
   elf32[4] = 1;
