@@ -19,6 +19,7 @@ import { agentChannelFromCmdline } from "../protocol/contract/guest.js";
 import { VirtioPort, waitForVirtioPort } from "./virtio-port.js";
 import { serveOverBridge, vsockListenAddress } from "./vsock-bridge.js";
 import { vsockPresent } from "./vsock.js";
+import { warmUpFirstRequest } from "./warmup.js";
 
 
 // node holds diagnostics channels weakly. One that no live code references (the bundle drops
@@ -59,5 +60,10 @@ function run(): void {
   );
 }
 
-if (startupSnapshot.isBuildingSnapshot()) startupSnapshot.setDeserializeMainFunction(run);
-else run();
+if (startupSnapshot.isBuildingSnapshot()) {
+  startupSnapshot.setDeserializeMainFunction(run);
+  // The builder runs the event loop until it is empty before it serializes the heap.
+  warmUpFirstRequest(createAgentServer()).catch((err: unknown) => log(`snapshot warm-up failed: ${describeError(err)}`));
+} else {
+  run();
+}
