@@ -19,6 +19,8 @@ export interface ContainerInit {
   tools: ProcessTools;
   /** Absolute cgroup v2 directory of the container in the guest (undefined: cgroups disabled). */
   cgroupDir: string | undefined;
+  /** See ManagerConfig.kernelLog. */
+  kernelLog?: string | undefined;
 }
 
 export class Container {
@@ -54,7 +56,7 @@ export class Container {
     return [this.init, ...this.execs.values()];
   }
 
-  async exec(execId: string, proc: OciProcess, openStdin: boolean): Promise<ContainerProcess> {
+  async exec(execId: string, proc: OciProcess, openStdin: boolean, deadline?: number): Promise<ContainerProcess> {
     if (execId === "" || execId === this.id || this.execs.has(execId)) {
       throw new KataError("ALREADY_EXISTS", `container ${this.id} already has a process ${JSON.stringify(execId)}`);
     }
@@ -76,10 +78,11 @@ export class Container {
       terminal: proc.terminal === true,
       openStdin,
       tools: this.c.tools,
+      kernelLog: this.c.kernelLog,
     });
     this.execs.set(execId, p);
     try {
-      await p.start();
+      await p.start(deadline);
     } catch (err) {
       this.execs.delete(execId);
       throw err;

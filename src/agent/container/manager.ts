@@ -11,6 +11,7 @@ import { cgroupPids, readStats, type ContainerStats } from "./cgroup-stats.js";
 import { Container, type ContainerState } from "./container.js";
 import { OomWatcher } from "./oom-watcher.js";
 import { PodTmpfs } from "./pod-tmpfs.js";
+import { SharePins, type SharePinConfig } from "./share-pins.js";
 import { ContainerProcess, type ExitInfo, type ProcessTools } from "./process.js";
 import type { ReadResult } from "./output-buffer.js";
 
@@ -25,6 +26,10 @@ export interface ManagerConfig {
   bindSourceRoots: string[];
   /** Where memory-backed emptyDir volumes are mounted (pod-tmpfs.ts); also a bind source root. */
   podTmpfsRoot?: string;
+  /** The kernel log read for bug reports when crun is stuck (the guest's /dev/kmsg); undefined: none. */
+  kernelLog?: string;
+  /** Hold each container's virtio-fs submounts in the agent's namespace (share-pins.ts); undefined: off. */
+  sharePins?: SharePinConfig;
 }
 
 export interface CreateContainerInput {
@@ -45,6 +50,8 @@ export interface ExecInput {
   process: OciProcess;
   terminal: boolean;
   openStdin: boolean;
+  /** The caller's deadline (Date.now() scale): a stuck crun is given up on before it. */
+  deadline?: number | undefined;
 }
 
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
@@ -54,9 +61,11 @@ export class ContainerManager {
   private readonly containers = new Map<string, Container>();
   private readonly oom = new OomWatcher();
   private readonly podTmpfs: PodTmpfs | undefined;
+  private readonly pins: SharePins | undefined;
 
   constructor(private readonly cfg: ManagerConfig) {
     this.podTmpfs = cfg.podTmpfsRoot === undefined ? undefined : new PodTmpfs(cfg.podTmpfsRoot);
+    this.pins = cfg.sharePins === undefined ? undefined : new SharePins(cfg.sharePins);
   }
 
   private get cgroupsOn(): boolean {
@@ -111,8 +120,9 @@ export class ContainerManager {
       terminal: spec.process?.terminal === true,
       openStdin: input.openStdin,
       tools: this.cfg.tools,
+      kernelLog: this.cfg.kernelLog,
     });
-    const c = new Container({ id, bundleDir, spec, init, crun: this.cfg.crun, tools: this.cfg.tools, cgroupDir });
+    const c = new Container({ id, bundleDir, spec, init, crun: this.cfg.crun, tools: this.cfg.tools, cgroupDir, kernelLog: this.cfg.kernelLog });
     this.containers.set(id, c);
     return { pid: 0 };
   }
@@ -129,11 +139,15 @@ export class ContainerManager {
     return `/proc/${pause.init.pid}/ns/pid`;
   }
 
-  /** Runs the container's init process (`crun run`); answers its guest pid. */
-  async startContainer(containerId: string): Promise<{ pid: number }> {
+  /**
+   * Runs the container's init process (`crun run`); answers its guest pid. With the caller's
+   * `deadline`, a crun stuck before the container exists is killed, and reported, before it.
+   */
+  async startContainer(containerId: string, deadline?: number): Promise<{ pid: number }> {
     const c = this.get(containerId);
     if (c.cgroupDir !== undefined) this.oom.watch(containerId, c.cgroupDir);
-    const pid = await c.init.start();
+    await this.pins?.pin(containerId, this.sharedDirsOf(c));
+    const pid = await c.init.start(deadline);
     return { pid };
   }
 
@@ -154,17 +168,26 @@ export class ContainerManager {
     const timeout = AbortSignal.timeout(30_000);
     await Promise.all(c.allProcesses().map((p) => p.wait(timeout)));
     await crunDelete(this.cfg.crun, containerId);
+    // In the background: it waits for the share to be idle (see share-pins.ts).
+    void this.pins?.release(containerId).catch(() => undefined);
     await this.oom.unwatch(containerId);
     if (c.cgroupDir !== undefined) await rmdir(c.cgroupDir).catch(() => undefined);
     await rm(c.bundleDir, { recursive: true, force: true });
     this.containers.delete(containerId);
   }
 
+  /** The container's rootfs and bind-mount sources that live on the share (candidate submounts). */
+  private sharedDirsOf(c: Container): string[] {
+    const onShare = (p: string): boolean => this.cfg.bindSourceRoots.some((root) => p.startsWith(root.endsWith("/") ? root : `${root}/`));
+    const dirs = [c.spec.root?.path ?? "", ...(c.spec.mounts ?? []).filter((m) => m.options?.includes("bind") || m.options?.includes("rbind") || m.type === "bind").map((m) => m.source ?? "")];
+    return dirs.filter((d) => d !== "" && onShare(d));
+  }
+
   async execProcess(input: ExecInput): Promise<{ pid: number }> {
     const proc = { ...checkProcess(input.process), terminal: input.terminal };
     delete proc.apparmorProfile;
     delete proc.selinuxLabel;
-    const p = await this.get(input.containerId).exec(input.execId, proc, input.openStdin);
+    const p = await this.get(input.containerId).exec(input.execId, proc, input.openStdin, input.deadline);
     return { pid: p.pid };
   }
 
@@ -252,6 +275,7 @@ export class ContainerManager {
   /** Kills and removes every container (DestroySandbox, agent shutdown). */
   async removeAll(): Promise<void> {
     for (const id of this.ids()) await this.removeContainer(id, true);
+    await this.pins?.releaseAll();
     this.oom.stop();
   }
 }

@@ -15,6 +15,8 @@ import { deliverWhenHandled, wouldDropUntilHandled } from "./ns-init-signal.js";
 import { OutputBuffer } from "./output-buffer.js";
 import { waitForPidFile } from "./pid-file.js";
 import { checkOp, checkTransition, type ProcessState } from "./process-state.js";
+import { killTree } from "./process-tree.js";
+import { startTimeoutMs, stuckStartError } from "./stuck-start.js";
 
 export interface ExitInfo {
   /** Exit code, or 128 + signal number when the process was killed by a signal. */
@@ -38,7 +40,10 @@ export interface ProcessOptions {
   terminal: boolean;
   openStdin: boolean;
   tools: ProcessTools;
+  /** How long crun may take to write its pid file when the caller has no deadline (default 120 s). */
   startTimeoutMs?: number;
+  /** The guest kernel's log, read for bug reports when a start is stuck (undefined: not read). */
+  kernelLog?: string | undefined;
 }
 
 export class ContainerProcess {
@@ -50,6 +55,8 @@ export class ContainerProcess {
   private exitInfo: ExitInfo | undefined;
   private exitWaiters: ((e: ExitInfo) => void)[] = [];
   private stdinClosed = false;
+  /** Signals that came while crun was still starting (no pid yet): sent once the pid is known. */
+  private earlySignals: number[] = [];
 
   constructor(private readonly opts: ProcessOptions) {}
 
@@ -73,8 +80,12 @@ export class ContainerProcess {
     return this.opts.execId === "" ? `container ${this.opts.containerId}` : `process ${this.opts.execId} of ${this.opts.containerId}`;
   }
 
-  /** Spawns crun and resolves with the container process's pid once crun has written it. */
-  async start(): Promise<number> {
+  /**
+   * Spawns crun and resolves with the container process's pid once crun has written it. `deadline`
+   * (Date.now() scale) is the caller's: a crun that has neither written its pid nor exited by a
+   * margin before it is killed, with everything it started, and the error says why it was stuck.
+   */
+  async start(deadline?: number): Promise<number> {
     checkOp(this.what, this.stateValue, "start");
     const [file, ...args] = this.opts.terminal ? this.scriptArgv() : this.opts.argv;
     // In terminal mode `script` always gets a stdin pipe: at EOF it would end the session.
@@ -98,14 +109,15 @@ export class ContainerProcess {
     });
     this.transition("running");
 
-    const waited = await waitForPidFile(this.opts.pidFile, { stopped, timeoutMs: this.opts.startTimeoutMs ?? 120_000 });
+    const timeoutMs = startTimeoutMs(this.opts.startTimeoutMs, deadline);
+    const waited = await waitForPidFile(this.opts.pidFile, { stopped, timeoutMs });
     if (waited.kind === "pid") {
       this.pidValue = waited.pid;
+      this.deliverEarlySignals();
       return waited.pid;
     }
     if (waited.kind === "timed-out") {
-      child.kill("SIGKILL");
-      throw new KataError("DEADLINE_EXCEEDED", `crun did not start ${this.what} in time; see ${this.opts.logFile}`);
+      throw await stuckStartError({ what: this.what, crunPid: child.pid, timeoutMs, logFile: this.opts.logFile, kernelLog: this.opts.kernelLog });
     }
     if (spawnError !== undefined) {
       this.markExited(127);
@@ -139,6 +151,11 @@ export class ContainerProcess {
       this.markExited(128 + sig);
       return;
     }
+    if (this.pidValue === 0) {
+      // crun is still creating it. Never process.kill(0): that is the agent's own process group.
+      this.signalWhileStarting(sig);
+      return;
+    }
     try {
       process.kill(this.pidValue, sig);
     } catch (err) {
@@ -153,11 +170,27 @@ export class ContainerProcess {
    */
   async signalOrHold(sig: number): Promise<void> {
     checkOp(this.what, this.stateValue, "signal");
-    if (this.stateValue === "running" && (await wouldDropUntilHandled(this.pidValue, sig))) {
+    if (this.stateValue === "running" && this.pidValue !== 0 && (await wouldDropUntilHandled(this.pidValue, sig))) {
       void deliverWhenHandled(this.pidValue, sig, () => this.exitInfo !== undefined);
       return;
     }
     this.signal(sig);
+  }
+
+  /** SIGKILL ends crun and what it started now; any other signal waits for the container process. */
+  private signalWhileStarting(sig: number): void {
+    if (sig !== 9) {
+      this.earlySignals.push(sig);
+      return;
+    }
+    const crun = this.child?.pid;
+    if (crun !== undefined) void killTree(crun, 0);
+  }
+
+  private deliverEarlySignals(): void {
+    const sigs = this.earlySignals;
+    this.earlySignals = [];
+    for (const sig of sigs) void this.signalOrHold(sig).catch(() => undefined); // NOT_FOUND: it already ended
   }
 
   writeStdin(data: Uint8Array): Promise<number> {

@@ -29,6 +29,8 @@ export function guestManagerConfig(): ManagerConfig {
     cgroupRoot: CGROUP_ROOT,
     bindSourceRoots: [GUEST_SHARED_DIR],
     podTmpfsRoot: POD_TMPFS_ROOT,
+    kernelLog: "/dev/kmsg",
+    sharePins: { fuseConnections: "/sys/fs/fuse/connections" },
   };
 }
 
@@ -89,7 +91,7 @@ export function agentService(deps: AgentServiceDeps = defaultAgentDeps()): Servi
         throw err;
       }
     },
-    startContainer: (req) => manager.startContainer(req.containerId),
+    startContainer: (req, ctx) => manager.startContainer(req.containerId, ctx.deadline),
     async removeContainer(req) {
       await manager.removeContainer(req.containerId, req.force);
       await sandbox.unmountContainer(req.containerId);
@@ -114,8 +116,9 @@ export function agentService(deps: AgentServiceDeps = defaultAgentDeps()): Servi
       const s = await manager.stats(req.containerId);
       return { cpu: s.cpu, memory: s.memory, pids: s.pids, timestamp: timestampFromDate(s.timestamp) };
     },
-    execProcess: (req) =>
+    execProcess: (req, ctx) =>
       manager.execProcess({
+        deadline: ctx.deadline,
         containerId: req.containerId,
         execId: req.execId,
         process: parseProcess(req.processJson),
