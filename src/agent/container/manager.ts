@@ -11,7 +11,7 @@ import { cgroupPids, readStats, type ContainerStats } from "./cgroup-stats.js";
 import { Container, type ContainerState } from "./container.js";
 import { OomWatcher } from "./oom-watcher.js";
 import { PodTmpfs } from "./pod-tmpfs.js";
-import { SharePins, type SharePinConfig } from "./share-pins.js";
+import { SharePins, sharedPaths, type SharePinConfig } from "./share-pins.js";
 import { ContainerProcess, type ExitInfo, type ProcessTools } from "./process.js";
 import type { ReadResult } from "./output-buffer.js";
 
@@ -146,7 +146,7 @@ export class ContainerManager {
   async startContainer(containerId: string, deadline?: number): Promise<{ pid: number }> {
     const c = this.get(containerId);
     if (c.cgroupDir !== undefined) this.oom.watch(containerId, c.cgroupDir);
-    await this.pins?.pin(containerId, this.sharedDirsOf(c));
+    await this.pins?.pin(containerId, sharedPaths(c.spec, this.cfg.bindSourceRoots));
     const pid = await c.init.start(deadline);
     return { pid };
   }
@@ -174,13 +174,6 @@ export class ContainerManager {
     if (c.cgroupDir !== undefined) await rmdir(c.cgroupDir).catch(() => undefined);
     await rm(c.bundleDir, { recursive: true, force: true });
     this.containers.delete(containerId);
-  }
-
-  /** The container's rootfs and bind-mount sources that live on the share (candidate submounts). */
-  private sharedDirsOf(c: Container): string[] {
-    const onShare = (p: string): boolean => this.cfg.bindSourceRoots.some((root) => p.startsWith(root.endsWith("/") ? root : `${root}/`));
-    const dirs = [c.spec.root?.path ?? "", ...(c.spec.mounts ?? []).filter((m) => m.options?.includes("bind") || m.options?.includes("rbind") || m.type === "bind").map((m) => m.source ?? "")];
-    return dirs.filter((d) => d !== "" && onShare(d));
   }
 
   async execProcess(input: ExecInput): Promise<{ pid: number }> {

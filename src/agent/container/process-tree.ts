@@ -49,11 +49,11 @@ export function describeTree(tree: ProcInfo[]): string {
 }
 
 /**
- * SIGKILLs `root` and its descendants, then waits up to `waitMs` for them to go; answers the ones
- * still there (blocked in the kernel: a process in state D dies only once its system call returns).
+ * SIGKILLs the processes of `tree` (from processTree), then waits up to `waitMs` for them to go;
+ * answers the ones still there (blocked in the kernel: a process in state D dies only once its
+ * system call returns).
  */
-export async function killTree(root: number, waitMs: number, procRoot = "/proc"): Promise<ProcInfo[]> {
-  const tree = await processTree(root, procRoot);
+export async function killTree(tree: ProcInfo[], waitMs: number, procRoot = "/proc"): Promise<ProcInfo[]> {
   for (const p of tree) {
     try {
       process.kill(p.pid, "SIGKILL");

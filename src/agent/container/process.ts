@@ -15,7 +15,7 @@ import { deliverWhenHandled, wouldDropUntilHandled } from "./ns-init-signal.js";
 import { OutputBuffer } from "./output-buffer.js";
 import { waitForPidFile } from "./pid-file.js";
 import { checkOp, checkTransition, type ProcessState } from "./process-state.js";
-import { killTree } from "./process-tree.js";
+import { killTree, processTree } from "./process-tree.js";
 import { startTimeoutMs, stuckStartError } from "./stuck-start.js";
 
 export interface ExitInfo {
@@ -184,7 +184,7 @@ export class ContainerProcess {
       return;
     }
     const crun = this.child?.pid;
-    if (crun !== undefined) void killTree(crun, 0);
+    if (crun !== undefined) void processTree(crun).then((tree) => killTree(tree, 0));
   }
 
   private deliverEarlySignals(): void {

@@ -19,12 +19,20 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { run } from "../../util/exec.js";
 import { log } from "../log.js";
+import type { OciSpec } from "../../protocol/contract/oci.js";
 
 export interface SharePinConfig {
   /** The FUSE control filesystem's connections dir (fusectl), mounted by the agent if need be. */
   fuseConnections: string;
   /** How long a release waits for a moment with no FUSE request in flight before keeping the pin. */
   idleWaitMs?: number;
+}
+
+/** A spec's rootfs and bind-mount sources that lie under one of `roots` (the share): candidate submounts. */
+export function sharedPaths(spec: OciSpec, roots: string[]): string[] {
+  const under = (p: string): boolean => roots.some((root) => p.startsWith(root.endsWith("/") ? root : `${root}/`));
+  const binds = (spec.mounts ?? []).filter((m) => m.type === "bind" || m.options?.includes("bind") || m.options?.includes("rbind"));
+  return [spec.root?.path ?? "", ...binds.map((m) => m.source ?? "")].filter((p) => p !== "" && under(p));
 }
 
 interface Pin {

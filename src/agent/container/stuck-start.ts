@@ -4,6 +4,7 @@
 // "deadline exceeded"; so the agent gives up a margin before that deadline. It kills crun and what
 // crun started, and says what they were doing, what crun logged and what the guest kernel reported
 // (the one cause seen so far: an oops in the guest's virtio-fs, see docs/containers.md).
+import { constants } from "node:fs";
 import { open } from "node:fs/promises";
 import { KataError } from "../../util/errors.js";
 import { describeKernelComplaints, readKernelComplaints } from "./kernel-complaints.js";
@@ -15,21 +16,22 @@ const MAX_LOG_BYTES = 4096;
 
 /**
  * The wait for crun's pid file: `ownMs` (default 120 s), shortened so that it ends a margin (10 % of
- * the time left, 1 to 15 s: killing crun, reading /proc and answering under a loaded TCG guest)
+ * the time left, 3 to 15 s: killing crun, reading /proc and answering under a loaded TCG guest)
  * before the caller's `deadline`.
  */
 export function startTimeoutMs(ownMs: number | undefined, deadline: number | undefined, now = Date.now()): number {
   const own = ownMs ?? DEFAULT_START_TIMEOUT_MS;
   if (deadline === undefined) return own;
   const left = deadline - now;
-  const margin = Math.min(15_000, Math.max(1_000, left * 0.1));
+  const margin = Math.min(15_000, Math.max(3_000, left * 0.1));
   return Math.max(0, Math.min(own, left - margin));
 }
 
 /** The tail of crun's --log file; never blocks (a FIFO or device there is not read). */
 export async function readLogTail(file: string): Promise<string> {
   try {
-    const fh = await open(file, "r");
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
+    const fh = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
     try {
       const st = await fh.stat();
       if (!st.isFile()) return "";
@@ -58,7 +60,7 @@ export interface StuckStart {
 /** Kills crun's process tree and builds the DEADLINE_EXCEEDED error that says why it was stuck. */
 export async function stuckStartError(s: StuckStart): Promise<KataError> {
   const tree = s.crunPid === undefined ? [] : await processTree(s.crunPid);
-  const left = s.crunPid === undefined ? [] : await killTree(s.crunPid, 3_000);
+  const left = await killTree(tree, 3_000);
   const log = await readLogTail(s.logFile);
   const kernel = s.kernelLog === undefined ? "" : describeKernelComplaints(readKernelComplaints(s.kernelLog));
   const parts = [
