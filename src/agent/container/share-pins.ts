@@ -86,7 +86,7 @@ export class SharePins {
     const deadline = Date.now() + (this.cfg.idleWaitMs ?? 30_000);
     do {
       if ((await this.inFlight()) === 0) return true;
-      await sleep(50);
+      await sleep(250); // the guest may have one vCPU: the next container's start needs it more
     } while (Date.now() < deadline);
     return false;
   }
