@@ -8,7 +8,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describeKernelComplaints, parseRecord } from "../../src/agent/container/kernel-complaints.js";
 import { describeTree, killTree, processTree } from "../../src/agent/container/process-tree.js";
-import { readLogTail } from "../../src/agent/container/stuck-start.js";
+import { readLogTail, withinStartTime } from "../../src/agent/container/stuck-start.js";
+import { isKataError } from "../../src/util/errors.js";
 
 void test("kmsg record: priority, sequence, microseconds since boot, then the text (continuation keys dropped)", () => {
   const rec = parseRecord("1,2301,41234567,-;general protection fault, probably for non-canonical address 0xdead000000000145: 0000 [#1] SMP\n SUBSYSTEM=x\n");
@@ -55,4 +56,14 @@ void test("crun log tail: the last 4 KiB of a file; a FIFO there is not opened f
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+void test("share wait: a call on a share that never answers ends in DEADLINE_EXCEEDED naming it; a quick one passes through", async () => {
+  assert.equal(await withinStartTime(Promise.resolve(7), 1_000, "container c1", undefined), 7);
+  const err = await withinStartTime(new Promise(() => undefined), 200, "container c1", undefined).then(
+    () => assert.fail("resolved"),
+    (e: unknown) => e,
+  );
+  assert.ok(isKataError(err, "DEADLINE_EXCEEDED"), String(err));
+  assert.match(err.message, /the container's files on the shared filesystem did not answer within 0 s while starting container c1/);
 });

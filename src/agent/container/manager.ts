@@ -12,6 +12,7 @@ import { Container, type ContainerState } from "./container.js";
 import { OomWatcher } from "./oom-watcher.js";
 import { PodTmpfs } from "./pod-tmpfs.js";
 import { SharePins, sharedPaths, type SharePinConfig } from "./share-pins.js";
+import { startTimeoutMs, withinStartTime } from "./stuck-start.js";
 import { ContainerProcess, type ExitInfo, type ProcessTools } from "./process.js";
 import type { ReadResult } from "./output-buffer.js";
 
@@ -146,7 +147,10 @@ export class ContainerManager {
   async startContainer(containerId: string, deadline?: number): Promise<{ pid: number }> {
     const c = this.get(containerId);
     if (c.cgroupDir !== undefined) this.oom.watch(containerId, c.cgroupDir);
-    await this.pins?.pin(containerId, sharedPaths(c.spec, this.cfg.bindSourceRoots));
+    if (this.pins !== undefined) {
+      const pinning = this.pins.pin(containerId, sharedPaths(c.spec, this.cfg.bindSourceRoots));
+      await withinStartTime(pinning, startTimeoutMs(undefined, deadline), `container ${containerId}`, this.cfg.kernelLog);
+    }
     const pid = await c.init.start(deadline);
     return { pid };
   }

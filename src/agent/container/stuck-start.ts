@@ -57,6 +57,26 @@ export interface StuckStart {
   kernelLog: string | undefined;
 }
 
+/**
+ * `work` (opening the container's paths on the share before crun runs) within `timeoutMs`, else a
+ * DEADLINE_EXCEEDED error: a virtio-fs that no longer answers blocks such a call for ever.
+ */
+export async function withinStartTime<T>(work: Promise<T>, timeoutMs: number, what: string, kernelLog: string | undefined): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const kernel = kernelLog === undefined ? "" : describeKernelComplaints(readKernelComplaints(kernelLog));
+      const why = `the container's files on the shared filesystem did not answer within ${(timeoutMs / 1000).toFixed(0)} s while starting ${what}`;
+      reject(new KataError("DEADLINE_EXCEEDED", kernel === "" ? why : `${why}; guest kernel reported: ${kernel}`));
+    }, timeoutMs);
+  });
+  try {
+    return await Promise.race([work, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Kills crun's process tree and builds the DEADLINE_EXCEEDED error that says why it was stuck. */
 export async function stuckStartError(s: StuckStart): Promise<KataError> {
   const tree = s.crunPid === undefined ? [] : await processTree(s.crunPid);
