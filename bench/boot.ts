@@ -17,14 +17,18 @@ import type { VmConfig } from "../src/hypervisor/types.js";
 import { busyboxPid1Cmdline } from "../test/integration/vm-support.js";
 import { exitWithUsage, intOption, parseBenchArgs, UsageError } from "./lib/args.js";
 import { describeSpread, figuresLine, median } from "./lib/figures.js";
-import { mappingResidentKiB, smapsRollup } from "./lib/vmm-memory.js";
+import { mappingResidentKiB, smapsBreakdown, smapsRollup, type SmapsBreakdown } from "./lib/vmm-memory.js";
+import { defaultTcgTbSizeMiB } from "../src/hypervisor/qemu/index.js";
 
 const tunings: Record<string, QemuHypervisorOptions> = {
   default: {},
   /** The agent's snapshot is built under -cpu max and rejected here: this boots the agent script. */
   "cpu-qemu64": { cpuModel: "qemu64" },
   "tcg-single": { tcgThread: "single" },
+  "tb-8": { tcgTbSizeMiB: 8 },
+  "tb-16": { tcgTbSizeMiB: 16 },
   "tb-32": { tcgTbSizeMiB: 32 },
+  "tb-64": { tcgTbSizeMiB: 64 },
   "tb-128": { tcgTbSizeMiB: 128 },
   /** QEMU 7.2's own default. */
   "tb-1024": { tcgTbSizeMiB: 1024 },
@@ -42,7 +46,8 @@ Variants take turns boot by boot, so a change in host load hits all alike.
   --boots N       boots per variant (default 7: the issue's medians of 7)
   --variants L    comma-separated; the first one's medians are the --json figures (default: default)
                   ${Object.keys(tunings).join(", ")},
-                  no-dax (root on virtio-blk instead of virtio-pmem), cmdline:P1+P2 (kernel parameters added)
+                  no-dax (root on virtio-blk instead of virtio-pmem), cmdline:P1+P2 (kernel parameters added),
+                  assets:DIR (the guest built by kata-ts build-assets --dir DIR, e.g. with a changed agent)
   --memory MiB    guest memory (default 512)
   --json          end with one line {"figures": {boot_to_agent_ms, floor_ms, guest_ram_touched_mib,
                   vmm_pss_mib, vmm_rss_mib}} (medians of the first variant)
@@ -51,6 +56,8 @@ Variants take turns boot by boot, so a change in host load hits all alike.
 interface Variant {
   name: string;
   hv: QemuHypervisor;
+  /** TCG code buffer size of this variant, to find its mapping in smaps. */
+  tbSizeMiB: number;
   config(base: VmConfig): VmConfig;
 }
 
@@ -60,16 +67,24 @@ const SETTLE_MS = 6000;
 async function variant(name: string, assets: GuestAssets): Promise<Variant> {
   if (name.startsWith("cmdline:")) {
     const extra = name.slice("cmdline:".length).split("+").filter((p) => p !== "");
-    return { name, hv: await QemuHypervisor.open(), config: (b) => ({ ...b, kernelCmdline: [...b.kernelCmdline, ...extra] }) };
+    return { name, hv: await QemuHypervisor.open(), tbSizeMiB: defaultTcgTbSizeMiB, config: (b) => ({ ...b, kernelCmdline: [...b.kernelCmdline, ...extra] }) };
+  }
+  if (name.startsWith("assets:")) {
+    // Another build of the guest (kata-ts build-assets --dir DIR), e.g. with a changed agent.
+    const other = await loadGuestAssets(name.slice("assets:".length));
+    return {
+      name, hv: await QemuHypervisor.open(), tbSizeMiB: defaultTcgTbSizeMiB,
+      config: (b) => ({ ...b, kernelPath: other.kernelPath, rootfsPath: other.rootfsPath, rootfsDevice: other.rootfsDevice, kernelCmdline: other.kernelCmdline }),
+    };
   }
   if (name === "no-dax") {
     if (assets.rootfsDevice !== "virtio-pmem") throw new UsageError("variant no-dax: these assets do not use virtio-pmem (their root is already on virtio-blk)");
     const cmdline = assets.kernelCmdline.map((p) => (p === "root=/dev/pmem0" ? "root=/dev/vda" : p)).filter((p) => !p.startsWith("rootflags="));
-    return { name, hv: await QemuHypervisor.open(), config: (b) => ({ ...b, rootfsDevice: "virtio-blk", kernelCmdline: cmdline }) };
+    return { name, hv: await QemuHypervisor.open(), tbSizeMiB: defaultTcgTbSizeMiB, config: (b) => ({ ...b, rootfsDevice: "virtio-blk", kernelCmdline: cmdline }) };
   }
   const opts = tunings[name];
-  if (opts === undefined) throw new UsageError(`unknown variant ${JSON.stringify(name)}; known: ${Object.keys(tunings).join(", ")}, no-dax, cmdline:P1+P2`);
-  return { name, hv: await QemuHypervisor.open(opts), config: (b) => b };
+  if (opts === undefined) throw new UsageError(`unknown variant ${JSON.stringify(name)}; known: ${Object.keys(tunings).join(", ")}, no-dax, cmdline:P1+P2, assets:DIR`);
+  return { name, hv: await QemuHypervisor.open(opts), tbSizeMiB: opts.tcgTbSizeMiB ?? defaultTcgTbSizeMiB, config: (b) => b };
 }
 
 interface Sample {
@@ -81,6 +96,8 @@ interface Sample {
   guestRamKiB: number;
   guestRamSettledKiB: number;
   rootfsMappedKiB: number;
+  /** PSS by kind of mapping once settled. */
+  breakdown: SmapsBreakdown;
 }
 
 async function bootOnce(v: Variant, base: VmConfig, assets: GuestAssets): Promise<Omit<Sample, "floorMs">> {
@@ -94,7 +111,8 @@ async function bootOnce(v: Variant, base: VmConfig, assets: GuestAssets): Promis
     const rootfsMappedKiB = config.rootfsDevice === "virtio-pmem" ? await mappingResidentKiB(pid, assets.manifest.artifacts.rootfs.size / 1024, assets.rootfsPath) : 0;
     await sleep(SETTLE_MS);
     const guestRamSettledKiB = await mappingResidentKiB(pid, config.memoryMiB * 1024);
-    return { readyMs: booted.timings.agentReadyMs, guestUptimeS: version.uptimeSeconds, ...mem, guestRamKiB, guestRamSettledKiB, rootfsMappedKiB };
+    const breakdown = await smapsBreakdown(pid, config.memoryMiB * 1024, v.tbSizeMiB * 1024);
+    return { readyMs: booted.timings.agentReadyMs, guestUptimeS: version.uptimeSeconds, ...mem, guestRamKiB, guestRamSettledKiB, rootfsMappedKiB, breakdown };
   } finally {
     booted.agent.close();
     await booted.vm.stop();
@@ -176,6 +194,7 @@ async function main(): Promise<void> {
       console.log(`  guest RAM touched (MiB):         ${describeSpread(col((s) => s.guestRamKiB / 1024))}`);
       console.log(`  guest RAM ${SETTLE_MS / 1000} s later (MiB):     ${describeSpread(col((s) => s.guestRamSettledKiB / 1024))}`);
       console.log(`  root image mapped, DAX (MiB):    ${describeSpread(col((s) => s.rootfsMappedKiB / 1024))}`);
+      console.log(`  PSS settled, by mapping (MiB):   guest RAM ${median(col((s) => s.breakdown.guestRam / 1024)).toFixed(1)}, TCG code ${median(col((s) => s.breakdown.tcgCode / 1024)).toFixed(1)}, other anonymous ${median(col((s) => s.breakdown.anon / 1024)).toFixed(1)}, files ${median(col((s) => s.breakdown.files / 1024)).toFixed(1)} (largest: ${xs[0]?.breakdown.topFiles.join(", ") ?? ""} KiB)`);
       if (Object.keys(figures).length === 0) {
         Object.assign(figures, {
           boot_to_agent_ms: median(col((s) => s.readyMs)),

@@ -5,7 +5,10 @@
 // since it mentions the harness dir) and divides by N, and reads the drop in MemAvailable since
 // before the first pod. Then the pods are removed and the same is done with runc.
 // Prints figures; never asserts.
-//   node dist/bench/density.js [--pods 10] [--settle-s 15] [--no-runc] [--json]
+// Idle CPU: utime+stime of the same processes over --cpu-window-s after the settling time, per
+// pod by role, in millicores (an idle TCG guest still costs host CPU; on 2 cores that can cap
+// density before memory does).
+//   node dist/bench/density.js [--pods 10] [--settle-s 15] [--cpu-window-s 30] [--no-runc] [--json]
 import { mkdir, readFile } from "node:fs/promises";
 import { loadavg } from "node:os";
 import { join } from "node:path";
@@ -24,7 +27,25 @@ interface DensityFigures {
   pssPerPodMiB: number;
   memAvailablePerPodMiB: number;
   byRoleMiB: Record<string, number>;
+  /** Host CPU per idle pod over the window, millicores, by role. */
+  cpuByRoleMillicores: Record<string, number>;
   startMs: number[];
+}
+
+const CLK_TCK = 100; // USER_HZ on Linux x86-64
+
+/** utime+stime (clock ticks) of every pod-side process, by role. */
+async function podSideCpuTicks(baseDir: string): Promise<Record<string, number>> {
+  const roles = new Map((await processesMentioning(baseDir)).map((p) => [p.pid, podRole(p)]));
+  const out: Record<string, number> = {};
+  for (const pid of await podSideProcesses(baseDir)) {
+    const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
+    if (stat === "") continue;
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const role = roles.get(pid) ?? (await roleOf(pid));
+    out[role] = (out[role] ?? 0) + Number(fields[11] ?? 0) + Number(fields[12] ?? 0);
+  }
+  return out;
 }
 
 async function memAvailableKiB(): Promise<number> {
@@ -70,7 +91,7 @@ async function roleOf(pid: number): Promise<string> {
   return podRole({ pid, cmdline }) ?? "other";
 }
 
-async function measure(ctd: PrivateContainerd, cri: CriClient, handler: Handler, pods: number, settleS: number): Promise<DensityFigures> {
+async function measure(ctd: PrivateContainerd, cri: CriClient, handler: Handler, pods: number, settleS: number, cpuWindowS: number): Promise<DensityFigures> {
   const before = await memAvailableKiB();
   const ids: string[] = [];
   const startMs: number[] = [];
@@ -85,10 +106,19 @@ async function measure(ctd: PrivateContainerd, cri: CriClient, handler: Handler,
     const byRole = await podSidePss(ctd.baseDir);
     const after = await memAvailableKiB();
     const total = Object.values(byRole).reduce((a, b) => a + b, 0);
+    const cpuBefore = await podSideCpuTicks(ctd.baseDir);
+    const t0 = performance.now();
+    await new Promise((r) => setTimeout(r, cpuWindowS * 1000));
+    const cpuAfter = await podSideCpuTicks(ctd.baseDir);
+    const windowS = (performance.now() - t0) / 1000;
+    const cpuByRoleMillicores = Object.fromEntries(
+      Object.entries(cpuAfter).map(([r, ticks]) => [r, ((ticks - (cpuBefore[r] ?? 0)) / CLK_TCK / windowS / pods) * 1000]),
+    );
     return {
       pssPerPodMiB: total / 1024 / pods,
       memAvailablePerPodMiB: (before - after) / 1024 / pods,
       byRoleMiB: Object.fromEntries(Object.entries(byRole).map(([r, kib]) => [r, kib / 1024 / pods])),
+      cpuByRoleMillicores,
       startMs,
     };
   } finally {
@@ -100,19 +130,23 @@ const mib = (x: number) => Number(x.toFixed(1));
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { pods: { type: "string", default: "10" }, "settle-s": { type: "string", default: "15" }, "no-runc": { type: "boolean", default: false }, json: { type: "boolean", default: false } },
+    options: { pods: { type: "string", default: "10" }, "settle-s": { type: "string", default: "15" }, "cpu-window-s": { type: "string", default: "30" }, "no-runc": { type: "boolean", default: false }, json: { type: "boolean", default: false } },
   });
   const pods = Number(values.pods);
   const settleS = Number(values["settle-s"]);
+  const cpuWindowS = Number(values["cpu-window-s"]);
   if (!Number.isInteger(pods) || pods < 1) throw new Error(`--pods must be a positive integer, got ${values.pods}`);
   const ctd = await startContainerd();
   const cri = connectCri(ctd.address);
   try {
     await importTestImages(ctd);
-    const kata = await measure(ctd, cri, "kata-ts", pods, settleS);
+    const kata = await measure(ctd, cri, "kata-ts", pods, settleS, cpuWindowS);
     const parts = Object.entries(kata.byRoleMiB).map(([r, m]) => `${r} ${m.toFixed(1)}`).join(", ");
     console.log(`kata-ts, ${pods} idle pods: PSS per pod ${kata.pssPerPodMiB.toFixed(1)} MiB (${parts}); MemAvailable drop per pod ${kata.memAvailablePerPodMiB.toFixed(1)} MiB`);
-    const runc = values["no-runc"] ? undefined : await measure(ctd, cri, "runc", pods, settleS);
+    const cpuParts = Object.entries(kata.cpuByRoleMillicores).map(([r, m]) => `${r} ${m.toFixed(1)}`).join(", ");
+    const cpuTotal = Object.values(kata.cpuByRoleMillicores).reduce((a, b) => a + b, 0);
+    console.log(`kata-ts, idle CPU per pod over ${cpuWindowS} s: ${cpuTotal.toFixed(1)} millicores (${cpuParts})`);
+    const runc = values["no-runc"] ? undefined : await measure(ctd, cri, "runc", pods, settleS, cpuWindowS);
     if (runc !== undefined) {
       console.log(`runc, ${pods} idle pods: PSS per pod ${runc.pssPerPodMiB.toFixed(1)} MiB; MemAvailable drop per pod ${runc.memAvailablePerPodMiB.toFixed(1)} MiB`);
     }
@@ -123,6 +157,8 @@ async function main(): Promise<void> {
         pss_per_pod_mib: mib(kata.pssPerPodMiB),
         memavailable_per_pod_mib: mib(kata.memAvailablePerPodMiB),
         ...Object.fromEntries(Object.entries(kata.byRoleMiB).map(([r, m]) => [`${r}_pss_per_pod_mib`, mib(m)])),
+        idle_cpu_per_pod_millicores: mib(Object.values(kata.cpuByRoleMillicores).reduce((a, b) => a + b, 0)),
+        ...Object.fromEntries(Object.entries(kata.cpuByRoleMillicores).map(([r, m]) => [`${r}_cpu_per_pod_millicores`, mib(m)])),
       };
       if (runc !== undefined) {
         figures.runc_pss_per_pod_mib = mib(runc.pssPerPodMiB);

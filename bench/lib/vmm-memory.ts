@@ -16,3 +16,45 @@ export async function mappingResidentKiB(pid: number, sizeKiB: number, path?: st
   }
   return NaN;
 }
+
+/** Where a VMM's PSS goes, in KiB, by kind of mapping (see smapsBreakdown). */
+export interface SmapsBreakdown {
+  /** The guest-RAM mapping (memfd or anonymous, exactly the guest's size). */
+  guestRam: number;
+  /** TCG's code buffer: the anonymous mapping of tb-size (less a guard page: 65532 KiB for 64 MiB). */
+  tcgCode: number;
+  /** [heap] and every other anonymous mapping (QEMU's own allocations, thread stacks, TCG data). */
+  anon: number;
+  /** File mappings: the QEMU binary, shared libraries, the kernel image and anything else on disk. */
+  files: number;
+  /** The three largest file mappings by PSS, "name=KiB". */
+  topFiles: string[];
+}
+
+/**
+ * PSS by kind of mapping. `guestRamKiB` and `tcgCodeKiB` are the sizes that identify those two
+ * mappings (QEMU maps TCG's code buffer as one anonymous region of tb-size MiB); only touched
+ * pages count in PSS, so a large reservation costs nothing until the guest's code fills it.
+ */
+export async function smapsBreakdown(pid: number, guestRamKiB: number, tcgCodeKiB: number): Promise<SmapsBreakdown> {
+  const text = await readFile(`/proc/${pid}/smaps`, "utf8").catch(() => "");
+  const out: SmapsBreakdown = { guestRam: 0, tcgCode: 0, anon: 0, files: 0, topFiles: [] };
+  const byFile = new Map<string, number>();
+  for (const block of text.split(/\n(?=[0-9a-f]+-[0-9a-f]+ )/)) {
+    const header = block.split("\n")[0] ?? "";
+    const fields = header.trim().split(/\s+/);
+    const name = fields.slice(5).join(" ");
+    const size = Number(/^Size:\s+(\d+) kB/m.exec(block)?.[1] ?? 0);
+    const pss = Number(/^Pss:\s+(\d+) kB/m.exec(block)?.[1] ?? 0);
+    if (size === guestRamKiB && (name === "" || name.startsWith("/memfd:"))) out.guestRam += pss;
+    else if (name === "" && tcgCodeKiB > 0 && Math.abs(size - tcgCodeKiB) <= 8) out.tcgCode += pss;
+    else if (name === "" || name.startsWith("[") || name.startsWith("/memfd:")) out.anon += pss;
+    else {
+      out.files += pss;
+      const base = name.split("/").pop() ?? name;
+      byFile.set(base, (byFile.get(base) ?? 0) + pss);
+    }
+  }
+  out.topFiles = [...byFile].sort((a, b) => b[1] - a[1]).slice(0, 3).map(([n, k]) => `${n}=${k}`);
+  return out;
+}

@@ -11,6 +11,7 @@ import diagnostics from "node:diagnostics_channel";
 import { startupSnapshot } from "node:v8";
 import { CLIENT_CALL_CHANNEL, SERVER_CALL_CHANNEL } from "../protocol/ttrpc/diagnostics.js";
 import { describeError } from "../util/errors.js";
+import { releaseBootMemory } from "./boot-memory.js";
 import { log } from "./log.js";
 import { createAgentServer } from "./server.js"; // AgentService (container engineer) is registered there
 import { AGENT_VERSION } from "./version.js";
@@ -44,6 +45,8 @@ async function main(): Promise<void> {
   const path = await waitForVirtioPort(channel.portName, 10_000);
   const port = new VirtioPort(path);
   log(`kata-ts agent ${AGENT_VERSION} (node ${process.version}) ready on ${path}`);
+  // Not awaited: the host's first calls are served meanwhile; writing two sysctl files takes ms.
+  void releaseBootMemory(log);
   await port.serve((stream) => server.serve(stream));
 }
 

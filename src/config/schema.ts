@@ -20,6 +20,14 @@ const guestKeys = {
   default_memory: z.int().min(64).max(1024 * 1024).default(512),
 };
 
+/**
+ * TCG's translation cache in MiB (QEMU `-accel tcg,tb-size=N`). QEMU fills the whole buffer before
+ * it flushes, so every byte of it ends up resident: it is QEMU's largest cost after guest RAM.
+ * Too small and the guest's hot code no longer fits (8 MiB made boot 3-4x slower here); measured
+ * trade-off in docs/hypervisor.md "TCG translation cache". Ignored under KVM.
+ */
+export const defaultTcgTbSizeMiB = 32;
+
 export const qemuSchema = z
   .strictObject({
     /** QEMU binary; a bare name is looked up on PATH. */
@@ -27,6 +35,8 @@ export const qemuSchema = z
     ...guestKeys,
     /** `auto` boots with KVM when a real KVM boot works on this host, TCG otherwise. */
     accel: z.enum(["auto", "kvm", "tcg"]).default("auto"),
+    /** TCG translation cache, MiB (see defaultTcgTbSizeMiB). */
+    tcg_tb_size: z.int().min(4).max(4096).default(defaultTcgTbSizeMiB),
     /** virtiofsd used to share container root filesystems with the guest. */
     virtio_fs_daemon: z.string().min(1).default("/usr/lib/qemu/virtiofsd"),
   })

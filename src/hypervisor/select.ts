@@ -10,7 +10,7 @@ export async function openHypervisor(config: KataConfig): Promise<Hypervisor> {
   const name = config.runtime.hypervisor;
   switch (name) {
     case "qemu":
-      return QemuHypervisor.open({ binary: config.hypervisor.qemu.path });
+      return QemuHypervisor.open({ binary: config.hypervisor.qemu.path, tcgTbSizeMiB: config.hypervisor.qemu.tcg_tb_size });
     case "cloud-hypervisor": {
       const ch = config.hypervisor["cloud-hypervisor"];
       return CloudHypervisor.open({ binary: ch.path, rootImage: ch.image_device });

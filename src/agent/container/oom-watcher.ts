@@ -1,33 +1,61 @@
-// Notices OOM kills: polls each watched container's memory.events and queues the container id
-// whenever oom_kill grows. GetOOMEvent takes from the queue, waiting while it is empty.
-// (Polling, not inotify: fs.watch on cgroup files is not reliable across kernels.)
+// Notices OOM kills: watches each container's memory.events and queues the container id whenever
+// oom_kill grows. GetOOMEvent takes from the queue, waiting while it is empty.
+// The kernel notifies inotify watchers of memory.events when it changes (kernfs_notify), so an
+// idle guest has nothing to wake up for; a 200 ms poll instead cost every idle pod a guest wakeup
+// five times a second (docs/guest.md "Idle CPU"). When a watch cannot be set (no inotify in the
+// kernel, out of watches) that container falls back to polling.
+import { watch, type FSWatcher } from "node:fs";
+import { join } from "node:path";
 import { KataError } from "../../util/errors.js";
 import { readKeyed } from "./cgroup-stats.js";
 
+interface Watched {
+  dir: string;
+  kills: bigint;
+  watcher?: FSWatcher;
+  /** Reads in flight are chained, so two change events never race on `kills`. */
+  reading: Promise<void>;
+}
+
+export type WatchFn = (path: string, onChange: () => void) => FSWatcher;
+
+const inotifyWatch: WatchFn = (path, onChange) => watch(path, { persistent: false }, onChange);
+
 export class OomWatcher {
-  private readonly watched = new Map<string, { dir: string; kills: bigint }>();
+  private readonly watched = new Map<string, Watched>();
   private readonly queue: string[] = [];
   private waiters: (() => void)[] = [];
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly intervalMs = 200) {}
+  constructor(
+    private readonly pollIntervalMs = 200,
+    private readonly watchFile: WatchFn = inotifyWatch,
+  ) {}
+
+  /** How many containers are polled because their memory.events could not be watched. */
+  get polled(): number {
+    return [...this.watched.values()].filter((w) => w.watcher === undefined).length;
+  }
 
   watch(containerId: string, cgroupDir: string): void {
-    this.watched.set(containerId, { dir: cgroupDir, kills: 0n });
-    if (this.timer === undefined) {
-      this.timer = setInterval(() => void this.poll(), this.intervalMs);
-      this.timer.unref();
+    const w: Watched = { dir: cgroupDir, kills: 0n, reading: Promise.resolve() };
+    this.watched.set(containerId, w);
+    try {
+      w.watcher = this.watchFile(join(cgroupDir, "memory.events"), () => void this.check(containerId));
+      w.watcher.on("error", () => this.fallBackToPolling(containerId));
+    } catch {
+      this.fallBackToPolling(containerId);
     }
+    void this.check(containerId); // a kill before the watch was set still counts
   }
 
   /** Reads once more (a kill just before the container exited still counts), then forgets it. */
   async unwatch(containerId: string): Promise<void> {
-    await this.pollOne(containerId);
+    await this.check(containerId);
+    const w = this.watched.get(containerId);
+    w?.watcher?.close();
     this.watched.delete(containerId);
-    if (this.watched.size === 0 && this.timer !== undefined) {
-      clearInterval(this.timer);
-      this.timer = undefined;
-    }
+    this.stopPollingIfIdle();
   }
 
   async next(signal?: AbortSignal): Promise<string> {
@@ -52,23 +80,43 @@ export class OomWatcher {
   stop(): void {
     if (this.timer !== undefined) clearInterval(this.timer);
     this.timer = undefined;
+    for (const w of this.watched.values()) w.watcher?.close();
     this.watched.clear();
   }
 
-  private async poll(): Promise<void> {
-    for (const id of [...this.watched.keys()]) await this.pollOne(id);
+  private fallBackToPolling(containerId: string): void {
+    const w = this.watched.get(containerId);
+    if (w === undefined) return;
+    w.watcher?.close();
+    delete w.watcher;
+    if (this.timer === undefined) {
+      this.timer = setInterval(() => {
+        for (const [id, x] of this.watched) if (x.watcher === undefined) void this.check(id);
+      }, this.pollIntervalMs);
+      this.timer.unref();
+    }
   }
 
-  private async pollOne(id: string): Promise<void> {
-    const w = this.watched.get(id);
-    if (w === undefined) return;
-    const kills = (await readKeyed(w.dir, "memory.events")).get("oom_kill") ?? 0n;
-    if (kills > w.kills) {
-      w.kills = kills;
-      this.queue.push(id);
-      const ws = this.waiters;
-      this.waiters = [];
-      for (const fn of ws) fn();
+  private stopPollingIfIdle(): void {
+    if (this.polled === 0 && this.timer !== undefined) {
+      clearInterval(this.timer);
+      this.timer = undefined;
     }
+  }
+
+  private check(id: string): Promise<void> {
+    const w = this.watched.get(id);
+    if (w === undefined) return Promise.resolve();
+    w.reading = w.reading.then(async () => {
+      const kills = (await readKeyed(w.dir, "memory.events")).get("oom_kill") ?? 0n;
+      if (kills > w.kills) {
+        w.kills = kills;
+        this.queue.push(id);
+        const ws = this.waiters;
+        this.waiters = [];
+        for (const fn of ws) fn();
+      }
+    });
+    return w.reading;
   }
 }

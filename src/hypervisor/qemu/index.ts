@@ -1,6 +1,7 @@
 // QEMU microvm as a Hypervisor. create() checks the config and the files it names before anything
 // is spawned, so a missing kernel is a clear NOT_FOUND rather than a QEMU error after start.
 import { stat } from "node:fs/promises";
+import { defaultTcgTbSizeMiB } from "../../config/schema.js";
 import { KataError } from "../../util/errors.js";
 import { resolveAccel, type KvmProber } from "../accel.js";
 import type { Hypervisor, HypervisorCapabilities, VmConfig } from "../types.js";
@@ -26,7 +27,7 @@ export interface QemuHypervisorOptions {
   seccomp?: boolean;
   cpuModel?: string;
   tcgThread?: CpuOptions["tcgThread"];
-  /** TCG translation cache size; default 64 MiB (QEMU's own default, 1 GiB, costs ~25 MiB more RSS per VM: docs/hypervisor.md). */
+  /** TCG translation cache size in MiB; default `[hypervisor.qemu] tcg_tb_size`'s (docs/hypervisor.md). */
   tcgTbSizeMiB?: number;
   /** virtio-balloon with free page reporting (default on; off only to measure what it saves). */
   freePageReporting?: boolean;
@@ -38,7 +39,7 @@ export interface QemuHypervisorOptions {
   agentPortName?: string;
 }
 
-export const defaultTcgTbSizeMiB = 64;
+export { defaultTcgTbSizeMiB };
 
 export class QemuHypervisor implements Hypervisor {
   private constructor(
