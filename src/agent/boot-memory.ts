@@ -9,7 +9,8 @@
 // Reporting is triggered by frees, not by free memory already there, so the order is lowered
 // before the cache is dropped. Mapped pages (node's own text) stay: only clean, unmapped page
 // cache goes, and what a container later reads is cached again as it is read.
-import { readFile, writeFile } from "node:fs/promises";
+import { constants } from "node:fs";
+import { open, readFile } from "node:fs/promises";
 import { describeError } from "../util/errors.js";
 
 /** 2^N pages: the smallest free block the guest reports. 0 would report single pages: more
@@ -61,7 +62,13 @@ export async function releaseBootMemory(warn: (message: string) => void, paths: 
   if (plan.dropCache) steps.push([paths.dropCaches, "1", "drop boot page cache"]);
   for (const [path, value, what] of steps) {
     try {
-      await writeFile(path, value, { flag: "r+" });
+      // Write-only, never create: drop_caches is mode 0200, so opening it read-write is EACCES.
+      const file = await open(path, constants.O_WRONLY);
+      try {
+        await file.write(value);
+      } finally {
+        await file.close();
+      }
     } catch (err) {
       warn(`${what}: ${path} not written (${describeError(err)}); boot memory stays in the VM`);
     }

@@ -87,7 +87,7 @@ void test("boot memory: the reporting order is lowered, then the page cache drop
     const cmdline = join(dir, "cmdline");
     await writeFile(cmdline, "root=/dev/vda quiet\n");
     await writeFile(reportingOrder, "9\n");
-    await writeFile(dropCaches, "0\n");
+    await writeFile(dropCaches, "0\n", { mode: 0o200 }); // write-only, as /proc/sys/vm/drop_caches is
     const warnings: string[] = [];
     await releaseBootMemory((m) => warnings.push(m), { reportingOrder, dropCaches, cmdline });
     assert.equal(warnings.length, 0, warnings.join("; "));
