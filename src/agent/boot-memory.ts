@@ -30,8 +30,8 @@ const guestPaths: BootMemoryPaths = {
 };
 
 /** Guest kernel parameters that override the defaults (`[hypervisor.qemu] kernel_params`, bench/boot.ts variants). */
-export const ORDER_PARAM = "katats.page_reporting_order";
-export const DROP_PARAM = "katats.drop_boot_cache";
+export const ORDER_PARAM = "kata_ts.page_reporting_order";
+export const DROP_PARAM = "kata_ts.drop_boot_cache";
 
 export interface BootMemoryPlan {
   /** undefined: leave the kernel's order alone. */
@@ -39,7 +39,7 @@ export interface BootMemoryPlan {
   dropCache: boolean;
 }
 
-/** What to do, from the kernel command line: `katats.page_reporting_order=N` (0-10, or "kernel"), `katats.drop_boot_cache=0|1`. */
+/** What to do, from the kernel command line: `kata_ts.page_reporting_order=N` (0-10, or "kernel"), `kata_ts.drop_boot_cache=0|1`. */
 export function bootMemoryPlan(cmdline: string): BootMemoryPlan {
   const plan: BootMemoryPlan = { order: PAGE_REPORTING_ORDER, dropCache: true };
   for (const param of cmdline.trim().split(/\s+/)) {

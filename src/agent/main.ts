@@ -39,6 +39,7 @@ async function main(): Promise<void> {
     if (!vsockPresent()) log("kernel parameter asks for vsock, but no virtio vsock device is bound: no host connection can reach the bridge");
     const bridged = await serveOverBridge((sock) => server.serve(sock), { listen: vsockListenAddress(channel.port), log });
     log(`kata-ts agent ${AGENT_VERSION} (node ${process.version}) ready on vsock port ${channel.port} (bridge pid ${bridged.bridgePid})`);
+    void releaseBootMemory(log);
     await bridged.ended;
     return;
   }

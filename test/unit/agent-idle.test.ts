@@ -101,12 +101,12 @@ void test("boot memory: the reporting order is lowered, then the page cache drop
 
 void test("boot memory: kernel parameters override the order and turn the cache drop off", async () => {
   assert.deepEqual(bootMemoryPlan("root=/dev/vda quiet"), { order: PAGE_REPORTING_ORDER, dropCache: true });
-  assert.deepEqual(bootMemoryPlan("quiet katats.page_reporting_order=0 katats.drop_boot_cache=0"), { order: 0, dropCache: false });
-  assert.deepEqual(bootMemoryPlan("katats.page_reporting_order=kernel"), { order: undefined, dropCache: true });
-  assert.deepEqual(bootMemoryPlan("katats.page_reporting_order=99"), { order: PAGE_REPORTING_ORDER, dropCache: true }, "an out-of-range order keeps the default");
+  assert.deepEqual(bootMemoryPlan("quiet kata_ts.page_reporting_order=0 kata_ts.drop_boot_cache=0"), { order: 0, dropCache: false });
+  assert.deepEqual(bootMemoryPlan("kata_ts.page_reporting_order=kernel"), { order: undefined, dropCache: true });
+  assert.deepEqual(bootMemoryPlan("kata_ts.page_reporting_order=99"), { order: PAGE_REPORTING_ORDER, dropCache: true }, "an out-of-range order keeps the default");
   await withTmp(async (dir) => {
     const p = { reportingOrder: join(dir, "order"), dropCaches: join(dir, "drop"), cmdline: join(dir, "cmdline") };
-    await writeFile(p.cmdline, "katats.page_reporting_order=kernel katats.drop_boot_cache=0\n");
+    await writeFile(p.cmdline, "kata_ts.page_reporting_order=kernel kata_ts.drop_boot_cache=0\n");
     const warnings: string[] = [];
     await releaseBootMemory((m) => warnings.push(m), p); // neither file exists: nothing is written, nothing to warn about
     assert.equal(warnings.length, 0, warnings.join("; "));
