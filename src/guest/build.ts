@@ -68,7 +68,7 @@ function rootDeviceOf(kernel: KernelIdentity): RootDevice {
 export const AGENT_NODE_ARGS: readonly string[] = [];
 
 /** Debian packages whose files go into the images: their versions are inputs. */
-const COMPONENT_PACKAGES = ["nodejs", "busybox-static", "crun", "iproute2", "bsdutils", "socat", "libc6"];
+const COMPONENT_PACKAGES = ["nodejs", "busybox-static", "crun", "iproute2", "bsdutils", "util-linux", "socat", "libc6"];
 
 export type Log = (line: string) => void;
 

@@ -109,11 +109,18 @@ case " $(cat /proc/cmdline) " in
     poweroff -f
     ;;
 esac
+# Under TCG (QEMU's CPU model names it) translated code is found again by virtual address: a
+# process whose ld.so and libraries land at random addresses is translated anew each time (about
+# 5 MiB of host code per crun exec, measured). So the agent, and the crun it starts, run without
+# address-space randomization there; containers get theirs back (the agent gives their spec
+# linux.personality, which crun sets before exec). setarch execs node: $! stays the agent's pid.
+norand=
+grep -q '^model name.*TCG' /proc/cpuinfo && [ -x /usr/bin/setarch ] && norand="setarch -R"
 start_agent() {
   if [ "$1" = snapshot ]; then
-    node ${nodeArgs} --snapshot-blob ${AGENT_SNAPSHOT_PATH} </dev/null >/dev/console 2>&1 &
+    $norand node ${nodeArgs} --snapshot-blob ${AGENT_SNAPSHOT_PATH} </dev/null >/dev/console 2>&1 &
   else
-    node ${nodeArgs} ${AGENT_BUNDLE_PATH} </dev/null >/dev/console 2>&1 &
+    $norand node ${nodeArgs} ${AGENT_BUNDLE_PATH} </dev/null >/dev/console 2>&1 &
   fi
   agent=$!
 }

@@ -34,6 +34,14 @@ void test("guest spec: rootfs, cgroup path, namespaces, devices, hooks and host 
   assert.equal(host.linux?.cgroupsPath, "/host/only/path");
 });
 
+void test("guest spec: the plain Linux personality unless the spec names one (crun then gives the app its address-space randomization back)", () => {
+  const plain = toGuestSpec(specFor(["sh"]), opts).spec;
+  assert.deepEqual(plain.linux?.personality, { domain: "LINUX" });
+  const host = specFor(["sh"]);
+  host.linux!.personality = { domain: "LINUX32" };
+  assert.deepEqual(toGuestSpec(host, opts).spec.linux?.personality, { domain: "LINUX32" });
+});
+
 void test("guest spec: malformed specs are INVALID_ARGUMENT", () => {
   assert.throws(() => parseSpec("{"), (e) => isKataError(e, "INVALID_ARGUMENT"));
   assert.throws(() => parseSpec("[]"), (e) => isKataError(e, "INVALID_ARGUMENT"));

@@ -129,7 +129,9 @@ void test("assets: init scripts carry the contract strings", () => {
   assert.equal(AGENT_EXIT_PREFIX, "kata-ts-init: agent exited with status");
   assert.ok(stage2.includes("mount -t cgroup2"));
   assert.ok(stage2.includes("poweroff -f"));
-  assert.ok(stage2.includes("node '--max-semi-space-size=1' /usr/lib/kata-ts/agent.cjs"));
+  assert.ok(stage2.includes("$norand node '--max-semi-space-size=1' /usr/lib/kata-ts/agent.cjs"));
+  // Under TCG only, the agent (and the crun it runs) starts without address-space randomization.
+  assert.ok(stage2.includes(`grep -q '^model name.*TCG' /proc/cpuinfo && [ -x /usr/bin/setarch ] && norand="setarch -R"`));
   const stage1 = initramfsInit("6.1.0-56-cloud-amd64");
   assert.ok(stage1.includes("/lib/modules/6.1.0-56-cloud-amd64/modules.load"));
   assert.ok(stage1.includes("exec switch_root /newroot"));

@@ -105,6 +105,12 @@ export function toGuestSpec(host: OciSpec, opts: GuestSpecOptions): GuestSpecRes
   }
   // Host cgroup paths mean nothing in the guest: every container gets its own leaf under one parent.
   linux.cgroupsPath = opts.cgroupsPath;
+  // Under TCG the agent, and so crun, may run without address-space randomization (the guest init
+  // starts it with ADDR_NO_RANDOMIZE: see docs/containers.md), and a personality is inherited
+  // across exec. crun sets the spec's personality in the container process just before it execs
+  // the app, so the plain Linux one gives the app its randomized address space back, in `run` and
+  // `exec` alike. A personality the spec asks for is kept.
+  linux.personality ??= { domain: "LINUX" };
   return { spec, dropped };
 }
 
