@@ -64,7 +64,7 @@ async function main(): Promise<void> {
   const rootfs = join(dir, "rootfs");
   await makeBusyboxRootfs(rootfs);
   const id = `bench-exec-${process.pid}`;
-  const sb = await Sandbox.create({ id });
+  const sb = await Sandbox.create({ id, bootTimeoutMs: 180_000 });
   let other: Sandbox | undefined;
   try {
     const rec = await readRecord(join(stateRoot, id, "state.json"));
@@ -76,7 +76,7 @@ async function main(): Promise<void> {
     // AB_ASSETS=DIR: a second sandbox booted from other guest assets (an agent or image change).
     if (process.env.AB_ASLR === "1" || process.env.AB_ASSETS !== undefined) {
       const b = process.env.AB_ASSETS !== undefined ? { assets: await loadGuestAssets(process.env.AB_ASSETS) } : { sysctls: { "kernel.randomize_va_space": "0" } };
-      other = await Sandbox.create({ id: `${id}-b`, ...b });
+      other = await Sandbox.create({ id: `${id}-b`, bootTimeoutMs: 180_000, ...b });
       const rec2 = await readRecord(join(stateRoot, `${id}-b`, "state.json"));
       const c2 = await other.createContainer({ id: "long", spec: runSpec({ args: ["sleep", "100000"] }), rootfs });
       await c2.start();

@@ -1,6 +1,9 @@
 // kata-ts run against runc on the same busybox rootfs in the same process: wall time of
 // `kata-ts run -- true`, container start in a running sandbox, exec round-trip into a running
-// container, and 100 MiB of stdout. Prints medians and ratios; asserts nothing.
+// container, and 100 MiB of stdout. Prints medians and ratios; asserts nothing. The exec here is the
+// sandbox layer's (what the shim does for it: ExecProcess, then Wait and the output pumps) against
+// `runc exec`; the round trip a Kubernetes user sees, CRI ExecSync through containerd and the shim,
+// is bench/pod-start.ts's kata_exec_ms; bench/exec-phases.ts splits an exec into its costs.
 //   node dist/bench/run.js [--runs 3] [--json]     (as root; BENCH_N=5 is the same as --runs 5)
 // --json: the last line is {"figures": {...}} with kata/runc medians (ms, MiB/s) and ratios.
 import { spawn } from "node:child_process";
