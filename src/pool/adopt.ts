@@ -80,10 +80,11 @@ export async function takePooledVm(config: KataConfig, assets: GuestAssets, sizi
 export function adoptPooledVm(handle: PooledVmHandle, log: Logger): VmAdopter {
   return async (ctx) => {
     const t0 = performance.now();
+    const { clock } = ctx;
     const vmStateDir = join(ctx.vmDir, "vm");
-    await ctx.recordPids({ vmPid: handle.qemuPid, virtiofsdPid: handle.virtiofsdPid, agentSocketPath: vmLayout(vmStateDir).agentSocketPath });
+    await clock.time("adopt.record", () => ctx.recordPids({ vmPid: handle.qemuPid, virtiofsdPid: handle.virtiofsdPid, virtiofsdPidFile: virtiofsdPidFile(join(handle.dir, "vfs.sock")), agentSocketPath: vmLayout(vmStateDir).agentSocketPath }));
     try {
-      await rename(handle.dir, ctx.vmDir);
+      await clock.time("adopt.rename", () => rename(handle.dir, ctx.vmDir));
     } catch (err) {
       // Still the pool's: its watchdog or stop removes it. Nothing of it is ours to undo.
       throw new KataError("INTERNAL", `cannot take pooled VM ${handle.vmId} from ${handle.dir}`, { cause: err });
@@ -94,16 +95,17 @@ export function adoptPooledVm(handle: PooledVmHandle, log: Logger): VmAdopter {
     ctx.undo.push("stop virtiofsd", () => virtiofsd.stop());
     // The VM is ours from here: stop it should anything below fail.
     ctx.undo.push("stop the adopted QEMU", () => killPid(handle.qemuPid, /^qemu/));
-    await joinMyCgroupAndPriority([...(await withDescendants(handle.qemuPid)), ...(await withDescendants(handle.virtiofsdPid))]);
-    const vm = await AdoptedVm.attach({ id: handle.vmId, pid: handle.qemuPid, stateDir: vmStateDir, accel: handle.accel });
+    await clock.time("adopt.cgroup", async () => joinMyCgroupAndPriority([...(await withDescendants(handle.qemuPid)), ...(await withDescendants(handle.virtiofsdPid))]));
+    const vm = await clock.time("adopt.qmp", () => AdoptedVm.attach({ id: handle.vmId, pid: handle.qemuPid, stateDir: vmStateDir, accel: handle.accel }));
     ctx.undo.push("stop VM", async () => {
       await vm.stop({ timeoutMs: 3000 });
     });
-    const agent = await TtrpcClient.connect(vm.agentSocketPath, { timeoutMs: 5000 });
+    const agent = await clock.time("adopt.agent-connect", () => TtrpcClient.connect(vm.agentSocketPath, { timeoutMs: 5000 }));
     ctx.undo.push("close the agent connection", () => Promise.resolve(agent.close()));
     const health = await createClient(agent, Health).check({}, { timeoutMs: 10_000 });
     if (health.status !== CheckResponse_ServingStatus.SERVING) throw new KataError("UNAVAILABLE", `pooled VM ${handle.vmId}'s agent is not serving`);
-    const net = ctx.netnsPath === undefined ? undefined : await joinPodNetwork(ctx.netnsPath, handle, ctx.undo);
+    const netnsPath = ctx.netnsPath;
+    const net = netnsPath === undefined ? undefined : await clock.time("adopt.network", () => joinPodNetwork(netnsPath, handle, ctx.undo));
     log.info({ vm: handle.vmId, bootedAt: handle.bootedAt, ms: Math.round(performance.now() - t0) }, "adopted a pooled VM");
     return { vm, agent, virtiofsd, ...(net === undefined ? {} : { net }) };
   };

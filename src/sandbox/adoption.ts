@@ -3,6 +3,7 @@
 // (directory, cgroup, priority, network), pushing each undo on the sandbox's stack as it succeeds.
 import type { Vm } from "../hypervisor/types.js";
 import type { TtrpcClient } from "../protocol/ttrpc/index.js";
+import type { StepClock } from "../util/step-clock.js";
 import type { PodNetwork } from "./network/pod-network.js";
 import type { UndoStack } from "./undo-stack.js";
 import type { VirtiofsdExit } from "./virtiofsd.js";
@@ -15,8 +16,10 @@ export interface AdoptionContext {
   vmDir: string;
   netnsPath?: string;
   undo: UndoStack;
+  /** The adopter times its steps on it (adopt.*). */
+  clock: StepClock;
   /** Called before the VM becomes the sandbox's, so a crashed owner's VM is still found (stale.ts). */
-  recordPids(p: { vmPid: number; virtiofsdPid: number; agentSocketPath: string }): Promise<void>;
+  recordPids(p: { vmPid: number; virtiofsdPid: number; virtiofsdPidFile: string; agentSocketPath: string }): Promise<void>;
 }
 
 export interface AdoptedVmParts {

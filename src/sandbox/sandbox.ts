@@ -11,6 +11,7 @@ import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { KataError } from "../util/errors.js";
 import { createLogger } from "../util/log.js";
+import { StepClock } from "../util/step-clock.js";
 import { loadGuestAssets, type GuestAssets } from "../guest/assets.js";
 import { NoSharedFsError } from "../hypervisor/no-shared-fs.js";
 import { resolveAccel } from "../hypervisor/accel.js";
@@ -69,6 +70,8 @@ export interface SandboxOptions {
   sysctls?: Record<string, string>;
   /** Take this VM booted ahead of the pod (src/pool) instead of booting one. */
   adopt?: VmAdopter;
+  /** Times the set-up steps (the shim logs them: docs/pool.md "Where a pod start goes"). */
+  clock?: StepClock;
 }
 
 export interface ContainerOptions {
@@ -147,6 +150,7 @@ export class Sandbox {
 
   private async setUp(opts: SandboxOptions): Promise<void> {
     const { layout } = this;
+    const clock = opts.clock ?? new StepClock();
     const hypervisor = opts.hypervisor ?? (await defaultHypervisor());
     const caps = hypervisor.capabilities();
     // Container root filesystems reach the guest through virtio-fs: a VMM without it cannot run a pod.
@@ -166,13 +170,14 @@ export class Sandbox {
 
     if (opts.adopt !== undefined) {
       this.undo.push("unmount shared dir", () => unmountAll(layout.sharedDir));
-      return this.finishSetUp(opts, await this.adopt(opts.adopt, opts.netnsPath));
+      return this.finishSetUp(opts, await this.adopt(opts.adopt, opts.netnsPath, clock), clock);
     }
     await mkdir(layout.sharedDir, { recursive: true });
     this.undo.push("unmount shared dir", () => unmountAll(layout.sharedDir));
     await makeSharedMountPoint(layout.sharedDir);
 
-    const net = opts.netnsPath === undefined ? undefined : await attachPodNetwork(opts.netnsPath, this.undo);
+    const netnsPath = opts.netnsPath;
+    const net = netnsPath === undefined ? undefined : await clock.time("network.host", () => attachPodNetwork(netnsPath, this.undo));
     if (net !== undefined) this.record.network = podNetworkRecord(net);
     // Resolved here without a prober: a pod boot never runs the KVM probe boot (`kata-ts check` does);
     // auto uses the cached probe answer, else TCG. A VMM without TCG runs under KVM or not at all.
@@ -191,16 +196,16 @@ export class Sandbox {
       sharedFs: { socketPath: layout.virtiofsdSocket, tag: SHARED_FS_TAG },
       ...(net === undefined ? {} : { netDevices: net.netDevices, netnsPath: net.netnsPath }),
     };
-    const booted = await this.bootWithRetry(config, { ...opts, hypervisor });
+    const booted = await clock.time("boot", () => this.bootWithRetry(config, { ...opts, hypervisor }));
     const { vm } = booted;
     this.undo.push("stop VM", async () => {
       await vm.stop({ timeoutMs: 3000 });
     });
-    await this.finishSetUp(opts, { vm, agent: booted.agent, ...(net === undefined ? {} : { net }) });
+    await this.finishSetUp(opts, { vm, agent: booted.agent, ...(net === undefined ? {} : { net }) }, clock);
   }
 
   /** A VM up with its agent answering, booted or adopted: the guest side of the pod from here on. */
-  private async finishSetUp(opts: SandboxOptions, up: { vm: Vm; agent: BootedVm["agent"]; net?: PodNetwork; virtiofsd?: AdoptedHelperProcess }): Promise<void> {
+  private async finishSetUp(opts: SandboxOptions, up: { vm: Vm; agent: BootedVm["agent"]; net?: PodNetwork; virtiofsd?: AdoptedHelperProcess }, clock: StepClock): Promise<void> {
     this.vmValue = up.vm;
     const agent = new AgentClient(up.agent);
     this.agentClient = agent;
@@ -216,18 +221,20 @@ export class Sandbox {
     await agent.createSandbox({ sandboxId: opts.id, hostname: opts.hostname ?? "", dns: opts.dns ?? [], sharedFsTag: SHARED_FS_TAG, entropy, sysctls: opts.sysctls ?? {} });
     if (up.net !== undefined) await configureGuestNetwork(agent, up.net);
     this.life.move("ready", "create");
-    await this.save();
+    await clock.time("sandbox.save", () => this.save());
   }
 
   /** The adopter moves the VM in and pushes its own undo steps (stop VM included). */
-  private async adopt(adopter: VmAdopter, netnsPath: string | undefined): Promise<AdoptedVmParts> {
+  private async adopt(adopter: VmAdopter, netnsPath: string | undefined, clock: StepClock): Promise<AdoptedVmParts> {
     const parts = await adopter({
       vmDir: join(this.layout.stateDir, ADOPTED_VM_DIR),
+      clock,
       ...(netnsPath === undefined ? {} : { netnsPath }),
       undo: this.undo,
       recordPids: async (p) => {
         this.record.vmPid = p.vmPid;
         this.record.virtiofsdPid = p.virtiofsdPid;
+        this.record.virtiofsdPidFile = p.virtiofsdPidFile;
         this.record.agentSocketPath = p.agentSocketPath;
         await this.save();
       },

@@ -27,6 +27,7 @@ export async function cleanupStaleSandbox(id: string): Promise<void> {
   await killIf(rec?.vmPid, /^qemu/);
   await killIf(rec?.virtiofsdPid, /^virtiofsd/);
   await rm(virtiofsdPidFile(layout.virtiofsdSocket), { force: true });
+  if (rec?.virtiofsdPidFile !== undefined) await rm(rec.virtiofsdPidFile, { force: true });
   if (rec?.network !== undefined) await detachStalePodNetwork(rec.network);
   await unmountAll(layout.stateDir);
   await rm(layout.stateDir, { recursive: true, force: true });

@@ -14,6 +14,8 @@ export interface SandboxRecord {
   /** Process ids of the helpers; a later process kills them by pid (checking the command name). */
   vmPid?: number;
   virtiofsdPid?: number;
+  /** An adopted VM's virtiofsd leaves its pid file under the pool's path, not the sandbox's. */
+  virtiofsdPidFile?: string;
   agentSocketPath?: string;
   /** The pod netns mirror (taps, qdiscs) to undo if the owner dies. */
   network?: PodNetworkRecord;

@@ -10,6 +10,9 @@ import { shimLogger } from "./shim-log.js";
 import { TaskService } from "./task-service.js";
 import { taskImpl } from "./translate.js";
 
+/** How long answers still being sent (the Delete that tore the pod down) may take before the shim exits. */
+const drainMs = 2000;
+
 export async function serve(flags: ShimFlags, loadPodFactory: ShimEntry["loadPodFactory"]): Promise<void> {
   const bundle = flags.bundle || process.cwd();
   const log = shimLogger({ debug: flags.debug, id: flags.id });
@@ -23,11 +26,16 @@ export async function serve(flags: ShimFlags, loadPodFactory: ShimEntry["loadPod
     if (stopping) return;
     stopping = true;
     log.info({ why }, "shim shutting down");
-    // Let the Shutdown response go out before the socket closes under it.
+    // Let the Shutdown response go out before the socket closes under it. The pod's teardown
+    // comes first, with the server still answering: containerd sends Shutdown after the last
+    // task's Delete, which may be the app container's while the sandbox task's Delete is still
+    // tearing the pod down; that Delete must finish and answer, or containerd takes the shim for
+    // dead and cleans up beside it.
     setTimeout(() => {
       void (async () => {
-        await server.close().catch((err: unknown) => log.warn({ err: describeError(err) }, "closing server"));
         await svc.close().catch((err: unknown) => log.error({ err: describeError(err) }, "destroying pod"));
+        await server.drain(drainMs);
+        await server.close().catch((err: unknown) => log.warn({ err: describeError(err) }, "closing server"));
         await events.close().catch(() => undefined);
         process.exit(0);
       })();

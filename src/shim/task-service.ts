@@ -71,6 +71,8 @@ export interface TaskServiceDeps {
 export class TaskService {
   private readonly containers = new Map<string, ShimContainer>();
   private pod: Pod | undefined;
+  /** The pod's teardown once one started (destroyPod). */
+  private podTeardown: Promise<void> = Promise.resolve();
   private oomFilter: OomFilter | undefined;
 
   constructor(private readonly deps: TaskServiceDeps) {}
@@ -108,10 +110,12 @@ export class TaskService {
 
   async start(ref: TaskRef): Promise<number> {
     const proc = this.process(ref);
+    const t0 = performance.now();
     await proc.start(() => {
       if (ref.execId === "") this.deps.events.publish({ topic: "/tasks/start", containerId: ref.containerId, pid: proc.pid });
       else this.deps.events.publish({ topic: "/tasks/exec-started", containerId: ref.containerId, execId: ref.execId, pid: proc.pid });
     });
+    if (ref.execId === "") this.deps.log.info({ container: ref.containerId, ms: Math.round(performance.now() - t0) }, "task started");
     return proc.pid;
   }
 
@@ -254,10 +258,17 @@ export class TaskService {
     if ((stats?.oomKills ?? 0) > 0 && filter.accept(proc.containerId)) this.deps.events.publish({ topic: "/tasks/oom", containerId: proc.containerId });
   }
 
-  private async destroyPod(): Promise<void> {
+  /**
+   * One teardown of the pod, whoever asks first; every later caller waits for that same teardown.
+   * The shim's exit (close) must not cut short a teardown a Delete started: containerd may give
+   * up waiting on a slow Delete, delete again (NOT_FOUND: the task is gone already) and send
+   * Shutdown, and a shim that exited then left the pod's mounts and state dir behind.
+   */
+  private destroyPod(): Promise<void> {
     const pod = this.pod;
     this.pod = undefined;
-    await pod?.destroy();
+    if (pod !== undefined) this.podTeardown = pod.destroy();
+    return this.podTeardown;
   }
 
   private exited(proc: ShimProcess, exit: ProcessExit): void {

@@ -17,6 +17,8 @@ import { pumpOomEvents } from "./oom-events.js";
 import { guestMemoryVolumes } from "../sandbox/memory-volumes.js";
 import { mountRootfs, unmountRootfs } from "./rootfs-mount.js";
 import { PauseProcess, VmProcess, containerInit, execLauncher } from "./vm-process.js";
+import { StepClock } from "../util/step-clock.js";
+import { traceAgentCalls } from "./start-trace.js";
 
 export class VmPod implements Pod {
   private readonly rootfsDirs = new Map<string, string>();
@@ -55,18 +57,26 @@ export class VmPod implements Pod {
     // containers share. It runs in the guest only for such pods (no cost for the others).
     if (sandboxPidns) await this.runPidnsHolder();
     const rootfs = join(req.bundle, "rootfs");
-    if (req.rootfs.length > 0) {
-      await mountRootfs(req.rootfs, rootfs);
-      this.rootfsDirs.set(req.id, rootfs);
-    }
+    const clock = new StepClock();
+    const untrace = traceAgentCalls(clock);
     try {
-      const spec = await guestMemoryVolumes(req.spec as AgentOciSpec);
-      const container = await this.sandbox.createContainer({ id: req.id, spec, rootfs, openStdin: req.stdio.stdin !== "", sandboxPidns });
-      const opts = { terminal: req.stdio.terminal, stdin: req.stdio.stdin !== "" };
-      return this.track(new VmProcess(this.pid, containerInit(container), opts, this.log, this.sandbox.lost));
-    } catch (err) {
-      await this.releaseRootfs(req.id);
-      throw err;
+      if (req.rootfs.length > 0) {
+        await clock.time("container.rootfs-mount", () => mountRootfs(req.rootfs, rootfs));
+        this.rootfsDirs.set(req.id, rootfs);
+      }
+      try {
+        const spec = await guestMemoryVolumes(req.spec as AgentOciSpec);
+        // Shares the rootfs and volumes on the host, then agent.CreateContainer.
+        const container = await clock.time("container.share+create", () => this.sandbox.createContainer({ id: req.id, spec, rootfs, openStdin: req.stdio.stdin !== "", sandboxPidns }));
+        const opts = { terminal: req.stdio.terminal, stdin: req.stdio.stdin !== "" };
+        this.log.info({ container: req.id, steps: clock.summary() }, "container created");
+        return this.track(new VmProcess(this.pid, containerInit(container), opts, this.log, this.sandbox.lost));
+      } catch (err) {
+        await this.releaseRootfs(req.id);
+        throw err;
+      }
+    } finally {
+      untrace();
     }
   }
 
@@ -180,39 +190,55 @@ export class VmPod implements Pod {
 export function vmPodFactory(log: Logger): PodFactory {
   return {
     async createPod(req: SandboxRequest): Promise<Pod> {
-      // Before anything starts: a hostNetwork pod cannot run in a VM (a clear error for kubelet).
-      const network = requireOwnNetwork(req.spec);
-      requireOwnPidAndIpc(req.spec);
-      const sysctls = podSysctls(req.spec);
-      // The VMM first: a missing binary or a feature it lacks fails before anything is set up.
-      const hypervisor = await openHypervisor(req.config);
-      const assets = await podAssets(selectedVmmConfig(req.config));
-      const opts: SandboxOptions = {
-        id: req.id,
-        vcpus: req.sizing.vcpus,
-        memoryMiB: req.sizing.memoryMiB,
-        hostname: typeof req.spec.hostname === "string" ? req.spec.hostname : "",
-        dns: await podDns(req.spec),
-        sysctls,
-        ...(network.kind === "netns" ? { netnsPath: network.path } : {}),
-        ...(req.config.runtime.hypervisor === "qemu" ? { accel: req.config.hypervisor.qemu.accel } : {}),
-        assets,
-        hypervisor,
-        bootTimeoutMs: req.config.agent.dial_timeout * 1000,
-        bootStallMs: req.config.agent.boot_stall_timeout * 1000,
-        livenessTimeoutMs: req.config.agent.liveness_timeout * 1000,
-      };
-      // A VM from the pool when one of this pod's shape is ready (src/pool); booted otherwise.
-      const pooled = network.kind === "netns" ? await takePooledVm(req.config, assets, req.sizing, req.spec.annotations ?? {}, network.path, log) : undefined;
-      if (pooled !== undefined) {
-        try {
-          return new VmPod(await Sandbox.create({ ...opts, adopt: adoptPooledVm(pooled, log) }), log, req);
-        } catch (err) {
-          log.warn({ err: describeError(err), vm: pooled.vmId }, "adopting the pooled VM failed (it is stopped); booting one");
-        }
+      const clock = new StepClock();
+      const untrace = traceAgentCalls(clock);
+      let pooledVm = false;
+      try {
+        const pod = await createVmPod(req, clock, log, () => (pooledVm = true));
+        log.info({ id: req.id, pooled: pooledVm, steps: clock.summary() }, "pod VM ready");
+        return pod;
+      } finally {
+        untrace();
       }
-      return new VmPod(await Sandbox.create(opts), log, req);
     },
     cleanupPod: (sandboxId: string) => cleanupStaleSandbox(sandboxId),
   };
+}
+
+async function createVmPod(req: SandboxRequest, clock: StepClock, log: Logger, adopted: () => void): Promise<Pod> {
+  // Before anything starts: a hostNetwork pod cannot run in a VM (a clear error for kubelet).
+  const network = requireOwnNetwork(req.spec);
+  requireOwnPidAndIpc(req.spec);
+  const sysctls = podSysctls(req.spec);
+  // The VMM first: a missing binary or a feature it lacks fails before anything is set up.
+  const hypervisor = await clock.time("hypervisor.open", () => openHypervisor(req.config));
+  const assets = await clock.time("assets", () => podAssets(selectedVmmConfig(req.config)));
+  const opts: SandboxOptions = {
+    id: req.id,
+    vcpus: req.sizing.vcpus,
+    memoryMiB: req.sizing.memoryMiB,
+    hostname: typeof req.spec.hostname === "string" ? req.spec.hostname : "",
+    dns: await podDns(req.spec),
+    sysctls,
+    ...(network.kind === "netns" ? { netnsPath: network.path } : {}),
+    ...(req.config.runtime.hypervisor === "qemu" ? { accel: req.config.hypervisor.qemu.accel } : {}),
+    assets,
+    hypervisor,
+    bootTimeoutMs: req.config.agent.dial_timeout * 1000,
+    bootStallMs: req.config.agent.boot_stall_timeout * 1000,
+    livenessTimeoutMs: req.config.agent.liveness_timeout * 1000,
+    clock,
+  };
+  // A VM from the pool when one of this pod's shape is ready (src/pool); booted otherwise.
+  const pooled = network.kind === "netns" ? await clock.time("pool.take", () => takePooledVm(req.config, assets, req.sizing, req.spec.annotations ?? {}, network.path, log)) : undefined;
+  if (pooled !== undefined) {
+    try {
+      const pod = new VmPod(await Sandbox.create({ ...opts, adopt: adoptPooledVm(pooled, log) }), log, req);
+      adopted();
+      return pod;
+    } catch (err) {
+      log.warn({ err: describeError(err), vm: pooled.vmId }, "adopting the pooled VM failed (it is stopped); booting one");
+    }
+  }
+  return new VmPod(await Sandbox.create(opts), log, req);
 }

@@ -148,10 +148,9 @@ void test("pools are per tenant: a pod of another tenant boots its own VM, and t
   pods.splice(pods.indexOf(pod), 1);
 });
 
-// Skipped: a known defect, left for the next round (docs/pool.md "Known defects"): the container
-// exits 137 naming virtiofsd as it should, but the lost adopted pod's share mount (p/shared under
-// its state dir) outlives RemovePodSandbox, which the next test's leak check then also reports.
-void test("an adopted pod is watched like a booted one: its virtiofsd killed, the container exits 137 naming virtiofsd; the pod stops and is removed", { timeout: 600_000, skip: "known defect: a lost adopted pod leaves its share mount (docs/pool.md)" }, async (t) => {
+// A lost pod's teardown may outlast containerd's patience with Delete: the shim must not exit
+// before it is over (its share mount p/shared once outlived RemovePodSandbox that way).
+void test("an adopted pod is watched like a booted one: its virtiofsd killed, the container exits 137 naming virtiofsd; the pod stops and is removed", { timeout: 600_000 }, async (t) => {
   assert.ok(ctd && cri && daemon);
   // Another tenant's shape is pooled too by now: wait for a tenant-less VM.
   for (let i = 0; i < 600 && !(await poolStatus(daemon.paths)).shapes.some((s) => s.tenant === "" && s.ready > 0); i++) await new Promise((r) => setTimeout(r, 500));
@@ -173,6 +172,7 @@ void test("an adopted pod is watched like a booted one: its virtiofsd killed, th
     // The shim removes a lost pod's state as it exits, which may be just after RemovePodSandbox answers.
     const stateDir = join(ctd.kataStateDir, pod.podSandboxId);
     for (let i = 0; i < 120 && (await exists(stateDir)); i++) await new Promise((r) => setTimeout(r, 250));
+    assert.deepEqual(await mountsUnder([stateDir]), [], "no mount of the pod's left");
     assert.equal(await exists(stateDir), false, "the pod's state dir is gone");
     for (const p of [rec.vmPid as number, vfsPid]) {
       const cmdline = await readFile(`/proc/${p}/cmdline`, "utf8").catch(() => "");

@@ -76,6 +76,11 @@ export class ServerConnection {
     stream.on("close", () => this.close());
   }
 
+  /** Calls being answered on this connection now. */
+  get activeCalls(): number {
+    return this.active.size;
+  }
+
   /** A request frame has arrived on this connection (whatever became of it). */
   get sawRequest(): boolean {
     return this.requested;

@@ -140,6 +140,17 @@ export class TtrpcServer {
     this.socketPath = path;
   }
 
+  /**
+   * Resolves once no call is being answered on any connection, or after `timeoutMs`: lets calls in
+   * flight send their answers before close() drops the connections.
+   */
+  async drain(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while ([...this.connections].some((c) => c.activeCalls > 0) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+
   /** Stop listening, drop every connection (aborting running handlers), remove the socket file. */
   async close(): Promise<void> {
     const listener = this.listener;
