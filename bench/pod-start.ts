@@ -11,7 +11,7 @@
 // pool variant's when it ran; kata_nopool_pod_start_ms / kata_pool_pod_start_ms name each.)
 // (bench/overhead.ts measures the same PSS sum, plus CPU, for the RuntimeClass overhead; both use
 // bench/lib/pod-pss.ts.)
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -19,7 +19,7 @@ import { connectCri, type CriClient } from "../src/cri/client.js";
 import { ContainerState, podSandboxConfig, waitForContainerState } from "../src/cri/pod.js";
 import { startContainerd, type PrivateContainerd } from "../test/harness/containerd.js";
 import { BUSYBOX_IMAGE_REF, importTestImages } from "../test/harness/images.js";
-import { startPoolDaemon, waitPooled, type PoolDaemon } from "../test/e2e/pool-fixture.js";
+import { poolStatus, startPoolDaemon, waitPooled, type PoolDaemon } from "../test/e2e/pool-fixture.js";
 import { podPss } from "./lib/pod-pss.js";
 
 type Handler = "kata-ts" | "runc";
@@ -59,6 +59,30 @@ async function startPod(ctd: PrivateContainerd, cri: CriClient, handler: Handler
   return { ms, podSandboxId, execMs: median(execs) };
 }
 
+/** `n` pods started one after the other (each up to RUNNING), then removed: the wall ms of the starts. */
+async function backToBack(ctd: PrivateContainerd, cri: CriClient, handler: Handler, n: number): Promise<number> {
+  const ids: string[] = [];
+  const t0 = performance.now();
+  try {
+    for (let i = 0; i < n; i++) ids.push((await startPod(ctd, cri, handler, `burst-${handler}-${i}`)).podSandboxId);
+    return performance.now() - t0;
+  } finally {
+    for (const id of ids) await removePod(cri, id);
+  }
+}
+
+/** Median ms per step of the adopted pods' starts, from the shims' "pod VM ready" log lines. */
+function printSteps(containerdLog: string): void {
+  const perStep = new Map<string, number[]>();
+  for (const line of containerdLog.split("\n")) {
+    if (!line.includes('"pod VM ready"') || !line.includes('"pooled":true')) continue;
+    const steps = (JSON.parse(line) as { steps?: Record<string, number> }).steps ?? {};
+    for (const [k, v] of Object.entries(steps)) perStep.set(k, [...(perStep.get(k) ?? []), v]);
+  }
+  if (perStep.size === 0) return;
+  console.log(`adopted pod, shim steps (median ms of ${perStep.get("total")?.length ?? 0}): ${[...perStep].map(([k, v]) => `${k} ${Math.round(median(v))}`).join(", ")}`);
+}
+
 async function removePod(cri: CriClient, podSandboxId: string): Promise<void> {
   await cri.runtime.stopPodSandbox({ podSandboxId }).catch(() => undefined);
   await cri.runtime.removePodSandbox({ podSandboxId }).catch(() => undefined);
@@ -74,16 +98,20 @@ async function main(): Promise<void> {
   const variants: Variant[] = ["runc", ...(values.pool && !values["no-pool"] ? [] : (["no-pool"] as const)), ...(values["no-pool"] && !values.pool ? [] : (["pool"] as const))];
   const configDir = await mkdtempDir();
   const kataConfigPath = join(configDir, "configuration.toml");
-  // One handler for both kata-ts variants: with the pool daemon stopped, a pod boots its own VM.
-  await writeFile(kataConfigPath, "[factory]\nenable_pool = true\npool_size = 1\n");
-  const ctd = await startContainerd({ kataTs: { kataConfigPath } });
+  // One handler for both kata-ts variants; the shim reads the file at each pod start: the pool
+  // variant runs with the defaults (pool on, pool_size 1), the other with the pool off.
+  const useConfig = (variant: Variant) => writeFile(kataConfigPath, variant === "pool" ? "" : "[factory]\nenable_pool = false\n");
+  await useConfig("no-pool");
+  const ctd = await startContainerd({ kataTs: { kataConfigPath }, pool: true });
   const cri = connectCri(ctd.address);
   let daemon: PoolDaemon | undefined;
   try {
     await importTestImages(ctd);
+    const figures: Record<string, number> = {};
     const times: Record<Variant, number[]> = { runc: [], "no-pool": [], pool: [] };
     const execs: Record<Variant, number[]> = { runc: [], "no-pool": [], pool: [] };
     for (const variant of variants.filter((v) => v !== "runc")) {
+      await useConfig(variant);
       if (variant === "pool") daemon = await startPoolDaemon(ctd, kataConfigPath);
       for (let i = 0; i < runs; i++) {
         if (daemon !== undefined) await waitPooled(daemon.paths, 1); // pool warm
@@ -97,15 +125,28 @@ async function main(): Promise<void> {
         }
       }
     }
-    // The idle pod below boots its own VM (an adopted one is not a child of its shim).
     if (daemon !== undefined) {
-      daemon.child.kill("SIGTERM");
+      // 10 pods back to back with the default pool (one ready VM of the default shape): the first
+      // takes the pooled VM, the others boot while the pool refills behind them.
+      await waitPooled(daemon.paths, 1);
+      const burst = await backToBack(ctd, cri, "kata-ts", 10);
+      const burstRunc = await backToBack(ctd, cri, "runc", 10);
+      const adopted = (await poolStatus(daemon.paths)).taken - times.pool.length;
+      console.log(`10 pods back to back (pool size default): kata-ts ${fmt(burst)} (${adopted} adopted)  runc ${fmt(burstRunc)}`);
+      figures.kata_pool_10pods_ms = Math.round(burst);
+      figures.kata_pool_10pods_adopted = adopted;
+      figures.runc_10pods_ms = Math.round(burstRunc);
+      // The idle pod below boots its own VM (an adopted one is not a child of its shim).
+      process.kill(daemon.pid, "SIGTERM");
       await daemon.exited;
       daemon = undefined;
     }
+    await useConfig("no-pool");
+    printSteps(await readFile(ctd.logPath, "utf8"));
     const r = median(times.runc);
     const rExec = median(execs.runc);
-    const figures: Record<string, number> = { runc_pod_start_ms: Math.round(r), runc_exec_ms: Math.round(rExec) };
+    figures.runc_pod_start_ms = Math.round(r);
+    figures.runc_exec_ms = Math.round(rExec);
     for (const v of variants.filter((x) => x !== "runc")) {
       const k = median(times[v]);
       const kExec = median(execs[v]);
@@ -113,6 +154,8 @@ async function main(): Promise<void> {
       const key = v === "pool" ? "kata_pool" : "kata_nopool";
       figures[`${key}_pod_start_ms`] = Math.round(k);
       figures[`${key}_exec_ms`] = Math.round(kExec);
+      figures[`${key}_ratio`] = Number((k / r).toFixed(2));
+      figures[`${key}_exec_ratio`] = Number((kExec / rExec).toFixed(2));
       // The headline figures: the pool variant's when it ran.
       figures.kata_pod_start_ms = Math.round(k);
       figures.ratio = Number((k / r).toFixed(2));
@@ -134,8 +177,8 @@ async function main(): Promise<void> {
     console.log(`(2-core TCG host; load average at the end ${loadavg().map((l) => l.toFixed(1)).join(" ")})`);
     if (values.json) console.log(JSON.stringify({ figures }));
   } finally {
-    if (daemon !== undefined && daemon.child.exitCode === null) {
-      daemon.child.kill("SIGTERM");
+    if (daemon?.running() === true) {
+      process.kill(daemon.pid, "SIGTERM");
       await daemon.exited;
     }
     cri.close();

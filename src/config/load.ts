@@ -37,13 +37,23 @@ export async function loadConfig(search: ConfigSearch = {}): Promise<LoadedConfi
     if (text === undefined) {
       throw new KataError("NOT_FOUND", `configuration file ${path} (from ${origin}) does not exist: create it or fix ${origin}`);
     }
-    return { config: parseConfig(text, path), source: path };
+    return poolOverride({ config: parseConfig(text, path), source: path }, env);
   }
   for (const path of [search.systemPath ?? systemConfigPath, search.installedPath ?? installedConfigPath]) {
     const text = await readText(path);
-    if (text !== undefined) return { config: parseConfig(text, path), source: path };
+    if (text !== undefined) return poolOverride({ config: parseConfig(text, path), source: path }, env);
   }
-  return { config: defaultConfig(), source: "built-in defaults" };
+  return poolOverride({ config: defaultConfig(), source: "built-in defaults" }, env);
+}
+
+/**
+ * KATA_TS_POOL=off in the environment (of containerd, so of its shims) turns the VM pool off
+ * whatever the file says: the test harness's private containerds use it so that tests which are
+ * not about the pool do not start a pool daemon and double the VM boots (docs/pool.md).
+ */
+function poolOverride(loaded: LoadedConfig, env: NodeJS.ProcessEnv): LoadedConfig {
+  if (env.KATA_TS_POOL === "off") loaded.config.factory.enable_pool = false;
+  return loaded;
 }
 
 async function readText(path: string): Promise<string | undefined> {

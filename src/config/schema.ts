@@ -119,12 +119,16 @@ export const guestSchema = z
 /** The VM pool (src/pool, docs/pool.md): VMs booted before pods ask, one pool per VM shape. */
 export const factorySchema = z
   .strictObject({
-    /** Shims take a pre-booted VM from `kata-ts pool serve` when one of the pod's shape is ready. */
-    enable_pool: z.boolean().default(false),
+    /**
+     * Shims take a pre-booted VM from the node's pool daemon (`kata-ts pool serve`, started by the
+     * first shim that finds none) when one of the pod's shape is ready. On by default: it holds
+     * pool_size x max_shapes ready VMs (~300 MiB each at 512 MiB, TCG; docs/pool.md).
+     */
+    enable_pool: z.boolean().default(true),
     /** Ready VMs kept per shape; each holds its guest's touched memory (~300 MiB at 512 MiB, TCG). */
     pool_size: z.int().min(1).max(64).default(1),
     /** Shapes pooled at once: the default shape, plus shapes pods asked for, first come first kept. */
-    max_shapes: z.int().min(1).max(64).default(2),
+    max_shapes: z.int().min(1).max(64).default(1),
     /** Seconds to wait after a VM is taken before booting its replacement (a burst of pods first). */
     refill_delay: z.number().min(0).max(3600).default(0),
     /** Nice value pooled VMs boot and wait at (19: only idle CPU); an adopted VM gets the shim's. */

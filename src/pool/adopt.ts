@@ -2,8 +2,8 @@
 // Adoption, in order, each undo pushed on the sandbox's stack as it succeeds: record the pids; take
 // ownership by renaming the VM's directory out of the pool into the sandbox state dir (the pool's
 // watchdog no longer sees it); move QEMU and virtiofsd into this
-// shim's cgroup (the pod's: the shim joined it before creating the pod) at this shim's priority;
-// attach over QMP; connect to the agent and check it answers; join the pod network.
+// shim's cgroup (the pod's: the shim joined it before creating the pod) at this shim's priority,
+// attach over QMP, connect to the agent and check it answers; meanwhile join the pod network.
 import { readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { getPriority, setPriority } from "node:os";
 import { join } from "node:path";
@@ -21,6 +21,7 @@ import { AdoptedHelper, AdoptedVm, killPid } from "./adopted-vm.js";
 import { poolPaths } from "./layout.js";
 import { joinPodNetwork, podInterfaceCount } from "./network.js";
 import { poolCall, type PooledVmHandle } from "./protocol.js";
+import { startPoolOwner } from "./owner.js";
 import { poolShape } from "./shape.js";
 
 const takeTimeoutMs = 3000;
@@ -58,7 +59,7 @@ async function joinMyCgroupAndPriority(pids: number[]): Promise<void> {
  * A VM of the pod's shape from the pool, or undefined (pool off or not running, no VM of that shape
  * ready, or a pod network a pooled VM cannot take): the pod then boots its own VM.
  */
-export async function takePooledVm(config: KataConfig, assets: GuestAssets, sizing: { vcpus: number; memoryMiB: number }, annotations: Record<string, string>, netnsPath: string, log: Logger): Promise<PooledVmHandle | undefined> {
+export async function takePooledVm(config: KataConfig, configSource: string | undefined, assets: GuestAssets, sizing: { vcpus: number; memoryMiB: number }, annotations: Record<string, string>, netnsPath: string, log: Logger): Promise<PooledVmHandle | undefined> {
   if (!config.factory.enable_pool) return undefined;
   if (config.runtime.hypervisor !== "qemu") {
     log.warn({ hypervisor: config.runtime.hypervisor }, "[factory] enable_pool is set but the VM pool keeps QEMU VMs only; booting one");
@@ -67,7 +68,13 @@ export async function takePooledVm(config: KataConfig, assets: GuestAssets, sizi
   try {
     if ((await podInterfaceCount(netnsPath)) !== 1) return undefined;
     const shape = poolShape(config, assets, sizing, annotations[config.factory.tenant_annotation] ?? "");
-    const res = await poolCall(poolPaths().socket, { op: "take", shape }, takeTimeoutMs);
+    const res = await poolCall(poolPaths().socket, { op: "take", shape }, takeTimeoutMs).catch(async (err: unknown) => {
+      // No daemon answering: this shim starts the node's pool (docs/pool.md "Who runs the pool").
+      if (err instanceof KataError && err.code === "UNAVAILABLE") {
+        await startPoolOwner(configSource === undefined || configSource === "built-in defaults" ? undefined : configSource, log);
+      }
+      throw err;
+    });
     if (!res.ok) throw new KataError("INTERNAL", `the VM pool refused: ${res.error}`);
     if (res.vm === undefined) log.info("no pooled VM of this pod's shape is ready; booting one");
     return res.vm;
@@ -95,17 +102,28 @@ export function adoptPooledVm(handle: PooledVmHandle, log: Logger): VmAdopter {
     ctx.undo.push("stop virtiofsd", () => virtiofsd.stop());
     // The VM is ours from here: stop it should anything below fail.
     ctx.undo.push("stop the adopted QEMU", () => killPid(handle.qemuPid, /^qemu/));
-    await clock.time("adopt.cgroup", async () => joinMyCgroupAndPriority([...(await withDescendants(handle.qemuPid)), ...(await withDescendants(handle.virtiofsdPid))]));
-    const vm = await clock.time("adopt.qmp", () => AdoptedVm.attach({ id: handle.vmId, pid: handle.qemuPid, stateDir: vmStateDir, accel: handle.accel }));
-    ctx.undo.push("stop VM", async () => {
-      await vm.stop({ timeoutMs: 3000 });
-    });
-    const agent = await clock.time("adopt.agent-connect", () => TtrpcClient.connect(vm.agentSocketPath, { timeoutMs: 5000 }));
-    ctx.undo.push("close the agent connection", () => Promise.resolve(agent.close()));
-    const health = await createClient(agent, Health).check({}, { timeoutMs: 10_000 });
-    if (health.status !== CheckResponse_ServingStatus.SERVING) throw new KataError("UNAVAILABLE", `pooled VM ${handle.vmId}'s agent is not serving`);
+    // Two independent halves at once: the VM (priority first, so the guest answers at full speed)
+    // up to its agent answering, and the pod network's host side. Each pushes its own undo steps.
+    const vmHalf = (async () => {
+      await clock.time("adopt.cgroup", async () => joinMyCgroupAndPriority([...(await withDescendants(handle.qemuPid)), ...(await withDescendants(handle.virtiofsdPid))]));
+      const vm = await clock.time("adopt.qmp", () => AdoptedVm.attach({ id: handle.vmId, pid: handle.qemuPid, stateDir: vmStateDir, accel: handle.accel }));
+      ctx.undo.push("stop VM", async () => {
+        await vm.stop({ timeoutMs: 3000 });
+      });
+      const agent = await clock.time("adopt.agent-connect", () => TtrpcClient.connect(vm.agentSocketPath, { timeoutMs: 5000 }));
+      ctx.undo.push("close the agent connection", () => Promise.resolve(agent.close()));
+      const health = await createClient(agent, Health).check({}, { timeoutMs: 10_000 });
+      if (health.status !== CheckResponse_ServingStatus.SERVING) throw new KataError("UNAVAILABLE", `pooled VM ${handle.vmId}'s agent is not serving`);
+      return { vm, agent };
+    })();
     const netnsPath = ctx.netnsPath;
-    const net = netnsPath === undefined ? undefined : await clock.time("adopt.network", () => joinPodNetwork(netnsPath, handle, ctx.undo));
+    const netHalf = netnsPath === undefined ? Promise.resolve(undefined) : clock.time("adopt.network", () => joinPodNetwork(netnsPath, handle, ctx.undo));
+    // Both settle before a failure is thrown: the caller unwinds the undo stack only once both stopped pushing.
+    const [vmUp, netUp] = await Promise.allSettled([vmHalf, netHalf]);
+    if (vmUp.status === "rejected") throw vmUp.reason;
+    if (netUp.status === "rejected") throw netUp.reason;
+    const { vm, agent } = vmUp.value;
+    const net = netUp.value;
     log.info({ vm: handle.vmId, bootedAt: handle.bootedAt, ms: Math.round(performance.now() - t0) }, "adopted a pooled VM");
     return { vm, agent, virtiofsd, ...(net === undefined ? {} : { net }) };
   };

@@ -14,6 +14,7 @@ import { poolPaths, type PoolPaths } from "./layout.js";
 import { poolCall, type PoolRequest, type PoolResponse, type PoolStatus } from "./protocol.js";
 import { Pools } from "./refill.js";
 import { parseShape, podAssets, poolShape, requirePoolVmm } from "./shape.js";
+import { joinPoolCgroup } from "./owner.js";
 import { startWatchdog, type Watchdog } from "./watchdog.js";
 
 export interface PoolServerOptions {
@@ -46,8 +47,10 @@ export class PoolServer {
     if (running?.ok === true) {
       throw new KataError("ALREADY_EXISTS", `a VM pool already serves ${paths.socket} (pid ${running.status?.pid ?? "?"}); stop it first: kata-ts pool stop`);
     }
+    await takePidFile(paths);
     await rm(paths.socket, { force: true });
-    await writeFile(paths.pidFile, `${process.pid}\n`);
+    // Its own cgroup, whoever started it (a shim runs in its pod's cgroup): outlives pods and containerd.
+    await joinPoolCgroup(process.pid).catch((err: unknown) => log.warn({ err: describeError(err) }, "the VM pool stays in the cgroup it was started in"));
     // Children (virtiofsd, QEMU) inherit this: pooled VMs boot and idle on spare CPU only.
     setPriority(0, config.factory.refill_nice);
     const watchdog = startWatchdog(paths.root, process.pid);
@@ -142,6 +145,28 @@ export class PoolServer {
         throw new KataError("INVALID_ARGUMENT", `unknown pool request ${JSON.stringify((req as { op?: unknown }).op)}`);
     }
   }
+}
+
+/**
+ * One daemon per pool root: the pid file is created exclusively; one left by a daemon that is gone
+ * (or whose pid now runs something else) is taken over.
+ */
+async function takePidFile(paths: PoolPaths): Promise<void> {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      await writeFile(paths.pidFile, `${process.pid}\n`, { flag: "wx" });
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    }
+    const holder = await poolPid(paths);
+    const cmd = holder === undefined ? "" : await readFile(`/proc/${holder}/cmdline`, "utf8").catch(() => "");
+    if (holder !== undefined && holder !== process.pid && cmd.includes("pool\0serve")) {
+      throw new KataError("ALREADY_EXISTS", `a VM pool daemon (pid ${holder}) already owns ${paths.root}; stop it first: kata-ts pool stop`);
+    }
+    await rm(paths.pidFile, { force: true });
+  }
+  throw new KataError("ALREADY_EXISTS", `another VM pool daemon is starting in ${paths.root}`);
 }
 
 /** The pid a pool wrote, if any (for `kata-ts pool stop` when the socket does not answer). */

@@ -151,13 +151,9 @@ export class Sandbox {
   private async setUp(opts: SandboxOptions): Promise<void> {
     const { layout } = this;
     const clock = opts.clock ?? new StepClock();
-    const hypervisor = opts.hypervisor ?? (await defaultHypervisor());
-    const caps = hypervisor.capabilities();
-    // Container root filesystems reach the guest through virtio-fs: a VMM without it cannot run a pod.
-    if (caps.sharedFs === undefined) {
-      throw new NoSharedFsError(caps.name, "run this pod");
-    }
-    const assets = opts.assets ?? (await loadGuestAssets());
+    // Booting needs a VMM with virtio-fs (container root filesystems reach the guest through it),
+    // checked before anything is created; an adopted VM runs already.
+    const booting = opts.adopt === undefined ? await this.bootPrerequisites(opts) : undefined;
     await mkdir(dirname(layout.stateDir), { recursive: true });
     try {
       await mkdir(layout.stateDir, { recursive: false });
@@ -168,10 +164,12 @@ export class Sandbox {
     this.undo.push("remove state dir", () => rm(layout.stateDir, { recursive: true, force: true }));
     await this.save();
 
-    if (opts.adopt !== undefined) {
+    if (booting === undefined) {
+      if (opts.adopt === undefined) throw new KataError("INTERNAL", "neither booting nor adopting a VM");
       this.undo.push("unmount shared dir", () => unmountAll(layout.sharedDir));
       return this.finishSetUp(opts, await this.adopt(opts.adopt, opts.netnsPath, clock), clock);
     }
+    const { hypervisor, caps, assets } = booting;
     await mkdir(layout.sharedDir, { recursive: true });
     this.undo.push("unmount shared dir", () => unmountAll(layout.sharedDir));
     await makeSharedMountPoint(layout.sharedDir);
@@ -202,6 +200,15 @@ export class Sandbox {
       await vm.stop({ timeoutMs: 3000 });
     });
     await this.finishSetUp(opts, { vm, agent: booted.agent, ...(net === undefined ? {} : { net }) }, clock);
+  }
+
+  private async bootPrerequisites(opts: SandboxOptions): Promise<{ hypervisor: Hypervisor; caps: ReturnType<Hypervisor["capabilities"]>; assets: GuestAssets }> {
+    const hypervisor = opts.hypervisor ?? (await defaultHypervisor());
+    const caps = hypervisor.capabilities();
+    if (caps.sharedFs === undefined) {
+      throw new NoSharedFsError(caps.name, "run this pod");
+    }
+    return { hypervisor, caps, assets: opts.assets ?? (await loadGuestAssets()) };
   }
 
   /** A VM up with its agent answering, booted or adopted: the guest side of the pod from here on. */

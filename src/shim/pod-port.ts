@@ -99,6 +99,8 @@ export interface SandboxRequest {
   spec: OciSpec;
   rootfs: RootfsMount[];
   config: KataConfig;
+  /** The file `config` came from ("built-in defaults" when none): what a pool daemon this pod starts reads too. */
+  configSource?: string;
   sizing: PodSizing;
 }
 

@@ -235,7 +235,7 @@ export class TaskService {
     const sizing = podSizing(selectedVmmConfig(config), spec.annotations ?? {}, await hostLimits(), source, config.runtime.hypervisor);
     if (sizing.vcpusCapped !== undefined) this.deps.log.warn({ id: req.id }, sizing.vcpusCapped);
     this.deps.log.info({ id: req.id, config: source, sizing }, "creating pod VM");
-    this.pod = await factory.createPod({ id: req.id, bundle: req.bundle, spec, rootfs: req.rootfs, config, sizing });
+    this.pod = await factory.createPod({ id: req.id, bundle: req.bundle, spec, rootfs: req.rootfs, config, configSource: source, sizing });
     // The ids come from the guest: only containers of this shim, at most one event per window each.
     const oom = new OomFilter((id) => this.containers.has(id), this.deps.log);
     this.oomFilter = oom;

@@ -210,8 +210,10 @@ async function createVmPod(req: SandboxRequest, clock: StepClock, log: Logger, a
   const network = requireOwnNetwork(req.spec);
   requireOwnPidAndIpc(req.spec);
   const sysctls = podSysctls(req.spec);
-  // The VMM first: a missing binary or a feature it lacks fails before anything is set up.
-  const hypervisor = await clock.time("hypervisor.open", () => openHypervisor(req.config));
+  // The VMM first: a missing binary or a feature it lacks fails before anything is set up. Probed
+  // while the pool is asked: an adopted VM runs already and does not wait for it.
+  const opening = clock.time("hypervisor.open", () => openHypervisor(req.config));
+  opening.catch(() => undefined);
   const assets = await clock.time("assets", () => podAssets(selectedVmmConfig(req.config)));
   const opts: SandboxOptions = {
     id: req.id,
@@ -223,14 +225,13 @@ async function createVmPod(req: SandboxRequest, clock: StepClock, log: Logger, a
     ...(network.kind === "netns" ? { netnsPath: network.path } : {}),
     ...(req.config.runtime.hypervisor === "qemu" ? { accel: req.config.hypervisor.qemu.accel } : {}),
     assets,
-    hypervisor,
     bootTimeoutMs: req.config.agent.dial_timeout * 1000,
     bootStallMs: req.config.agent.boot_stall_timeout * 1000,
     livenessTimeoutMs: req.config.agent.liveness_timeout * 1000,
     clock,
   };
   // A VM from the pool when one of this pod's shape is ready (src/pool); booted otherwise.
-  const pooled = network.kind === "netns" ? await clock.time("pool.take", () => takePooledVm(req.config, assets, req.sizing, req.spec.annotations ?? {}, network.path, log)) : undefined;
+  const pooled = network.kind === "netns" ? await clock.time("pool.take", () => takePooledVm(req.config, req.configSource, assets, req.sizing, req.spec.annotations ?? {}, network.path, log)) : undefined;
   if (pooled !== undefined) {
     try {
       const pod = new VmPod(await Sandbox.create({ ...opts, adopt: adoptPooledVm(pooled, log) }), log, req);
@@ -240,5 +241,5 @@ async function createVmPod(req: SandboxRequest, clock: StepClock, log: Logger, a
       log.warn({ err: describeError(err), vm: pooled.vmId }, "adopting the pooled VM failed (it is stopped); booting one");
     }
   }
-  return new VmPod(await Sandbox.create(opts), log, req);
+  return new VmPod(await Sandbox.create({ ...opts, hypervisor: await opening }), log, req);
 }

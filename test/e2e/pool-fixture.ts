@@ -1,8 +1,8 @@
 // The VM pool daemon for e2e tests: `kata-ts pool serve` with the harness's state dir (so shims
 // started by the harness's containerd find it), and what the tests look at: which QEMUs are still
 // pooled, which VM a pod runs in, the pool's netns names.
-import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
 import { open, readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { poolPaths, type PoolPaths } from "../../src/pool/layout.js";
@@ -13,9 +13,37 @@ import type { PrivateContainerd } from "../harness/containerd.js";
 const repoRoot = join(import.meta.dirname, "..", "..", "..");
 
 export interface PoolDaemon {
-  child: ChildProcess;
+  pid: number;
   paths: PoolPaths;
+  /** Resolves when the daemon's process is gone. */
   exited: Promise<void>;
+  /** Still running. */
+  running(): boolean;
+}
+
+/** The daemon a shim started (not our child): found by its pid file, watched in /proc. */
+export async function foundPoolDaemon(paths: PoolPaths, timeoutMs = 60_000): Promise<PoolDaemon> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const pid = Number((await readFile(paths.pidFile, "utf8").catch(() => "")).trim());
+    if (pid > 0 && (await poolStatus(paths).catch(() => undefined)) !== undefined) {
+      const alive = (): boolean => existsSync(`/proc/${pid}/cmdline`) && !readFileSyncSafe(`/proc/${pid}/stat`).includes(") Z ");
+      const exited = (async () => {
+        while (alive()) await new Promise((r) => setTimeout(r, 100));
+      })();
+      return { pid, paths, exited, running: alive };
+    }
+    if (Date.now() > deadline) throw new KataError("DEADLINE_EXCEEDED", `no VM pool daemon answered at ${paths.socket} within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+function readFileSyncSafe(path: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch {
+    return "";
+  }
 }
 
 export function poolPathsOf(ctd: PrivateContainerd): PoolPaths {
@@ -31,7 +59,7 @@ export async function startPoolDaemon(ctd: PrivateContainerd, configPath: string
   });
   await log.close();
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  return { child, paths: poolPathsOf(ctd), exited };
+  return { pid: child.pid ?? 0, paths: poolPathsOf(ctd), exited, running: () => child.exitCode === null && child.signalCode === null };
 }
 
 export async function poolStatus(paths: PoolPaths): Promise<PoolStatus> {
@@ -88,6 +116,22 @@ export async function niceOf(pid: number): Promise<number> {
   const stat = await readFile(`/proc/${pid}/stat`, "utf8");
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return Number(fields[16]); // field 19 of /proc/<pid>/stat
+}
+
+/** The session id (field 6 of /proc/<pid>/stat). */
+export async function sessionOf(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+  return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[3]);
+}
+
+/** The pid of the shim server of a pod: the process whose command line is `... serve` with its id. */
+export async function shimPidOf(ctd: PrivateContainerd, podSandboxId: string): Promise<number> {
+  for (const name of await readdir("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    const argv = (await readFile(`/proc/${name}/cmdline`, "utf8").catch(() => "")).split("\0");
+    if (argv.includes("serve") && argv.includes(podSandboxId) && argv.some((a) => a.includes(ctd.baseDir))) return Number(name);
+  }
+  throw new KataError("NOT_FOUND", `no shim server for pod ${podSandboxId}`);
 }
 
 export async function childrenOf(pid: number): Promise<number[]> {

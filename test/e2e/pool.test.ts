@@ -1,5 +1,6 @@
-// The VM pool end to end: a private containerd whose kata-ts handler has [factory] enable_pool on,
-// and `kata-ts pool serve` keeping one VM ready. Pods started over CRI take the pooled VM (their
+// The VM pool end to end, on by default: a private containerd whose kata-ts handler has the
+// default [factory] (only max_shapes raised, for the tenant case), the first pod's shim starting
+// the node's pool daemon, which keeps one VM ready. Pods started over CRI take the pooled VM (their
 // sandbox runs the very QEMU the pool booted) and are complete pods: own IP reachable from the
 // harness netns, port-forward, the veth's MAC, hostname, sysctls, rootfs, guest kernel, the pod's
 // cgroup. Two pods adopted one after the other share nothing; the pool refills; a SIGKILLed pool owner leaves
@@ -20,10 +21,12 @@ import { importTestImages } from "../harness/images.js";
 import { mountsUnder } from "../harness/mounts.js";
 import { HANDLER } from "./kata-pod-flow.js";
 import { httpBody, httpGetScript, inHarnessNetns, podNetnsPath, startWebPod, WEB_PORT, type WebPod } from "./network-pods.js";
-import { childrenOf, niceOf, pooledQemus, poolStatus, processesNamingPool, sandboxRecord, startPoolDaemon, waitPooled, type PoolDaemon } from "./pool-fixture.js";
+import { POOL_CGROUP } from "../../src/pool/owner.js";
+import { childrenOf, foundPoolDaemon, niceOf, pooledQemus, poolPathsOf, poolStatus, processesNamingPool, sandboxRecord, sessionOf, shimPidOf, startPoolDaemon, waitPooled, type PoolDaemon } from "./pool-fixture.js";
 
 const PORT_FORWARD_CLIENT = fileURLToPath(new URL("../harness/port-forward-client.js", import.meta.url));
-const kataConfig = "[factory]\nenable_pool = true\npool_size = 1\n";
+// The defaults (pool on, pool_size 1) but for a second shape, for the per-tenant case.
+const kataConfig = "[factory]\nmax_shapes = 2\n";
 let ctd: PrivateContainerd | undefined;
 let cri: CriClient | undefined;
 let configDir: string | undefined;
@@ -39,17 +42,15 @@ before(async () => {
   configDir = await mkdtemp(join(tmpdir(), "kts-pool-config-"));
   const kataConfigPath = join(configDir, "configuration.toml");
   await writeFile(kataConfigPath, kataConfig);
-  ctd = await startContainerd({ kataTs: { kataConfigPath } });
+  ctd = await startContainerd({ kataTs: { kataConfigPath }, pool: true });
   await importTestImages(ctd);
   cri = connectCri(ctd.address);
-  daemon = await startPoolDaemon(ctd, kataConfigPath);
-  for (const id of (await waitPooled(daemon.paths, 1)).keys()) seenVmIds.add(id);
 });
 
 after(async () => {
   for (const p of pods) await p.remove().catch(() => undefined);
-  if (daemon !== undefined && daemon.child.exitCode === null && daemon.child.signalCode === null) {
-    daemon.child.kill("SIGTERM");
+  if (daemon?.running() === true) {
+    process.kill(daemon.pid, "SIGTERM");
     await daemon.exited;
   }
   cri?.close();
@@ -68,6 +69,30 @@ async function startAdoptedPod(name: string, pooledPid: number, extra: { sysctls
   assert.equal((await sandboxRecord(ctd, pod.podSandboxId)).vmPid, pooledPid, `pod ${name} runs in the pooled VM`);
   return pod;
 }
+
+void test("the first pod's shim starts the node's pool daemon, which outlives it in a session and cgroup of its own, at low priority", { timeout: 600_000 }, async () => {
+  assert.ok(ctd && cri);
+  const paths = poolPathsOf(ctd);
+  assert.equal(await exists(paths.socket), false, "no pool daemon before the first pod");
+  // No pool yet: this pod boots its own VM, and its shim starts the daemon.
+  const first = await startWebPod(ctd, cri, { name: "pool-first", handler: HANDLER });
+  pods.push(first);
+  const d = await foundPoolDaemon(paths);
+  daemon = d;
+  const shimPid = await shimPidOf(ctd, first.podSandboxId);
+  assert.notEqual(await sessionOf(d.pid), await sessionOf(shimPid), "the daemon is in a session of its own");
+  const dirs = await cgroupDirsOf(d.pid);
+  assert.ok(dirs.length > 0 && dirs.every((dir) => dir.endsWith(`/${POOL_CGROUP}`)), `the daemon is in the pool's own cgroup, not the pod's: ${dirs.join(", ")}`);
+  assert.equal(await niceOf(d.pid), 19, "the daemon runs at the refill priority");
+  const vms = await waitPooled(d.paths, 1);
+  for (const id of vms.keys()) seenVmIds.add(id);
+  for (const pid of vms.values()) assert.deepEqual(await cgroupDirsOf(pid), dirs, "a pooled VM waits in the pool's cgroup");
+  // The pod that started it goes; the daemon stays.
+  await first.remove();
+  pods.splice(pods.indexOf(first), 1);
+  assert.equal(d.running(), true, "the daemon outlives the shim that started it");
+  assert.equal((await poolStatus(d.paths)).pid, d.pid);
+});
 
 void test("a pod adopted from the pool: its IP answers from the harness netns; port-forward, veth MAC, hostname, sysctls, rootfs, guest kernel, pod cgroup, priority", { timeout: 600_000 }, async () => {
   assert.ok(ctd && cri && daemon);
@@ -197,7 +222,7 @@ void test("pool owner SIGKILLed: adopted pods keep running and can be stopped; p
     adopted.add(rec.vmPid as number).add(rec.virtiofsdPid as number);
   }
   for (const p of [...adopted]) for (const kid of await childrenOf(p)) adopted.add(kid); // virtiofsd's sandboxed child
-  daemon.child.kill("SIGKILL");
+  process.kill(daemon.pid, "SIGKILL");
   await daemon.exited;
   const deadline = Date.now() + 30_000;
   while ((await exists(daemon.paths.root)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));

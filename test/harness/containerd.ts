@@ -61,6 +61,11 @@ export interface StartContainerdOptions {
   shims?: Record<string, string>;
   /** Called with the config path before containerd starts (after the kata-ts install). */
   beforeStart?: (configPath: string) => Promise<void>;
+  /**
+   * Leave the kata-ts VM pool as configured (on by default: the first shim starts a pool daemon).
+   * Default false: KATA_TS_POOL=off in containerd's environment turns it off for every shim.
+   */
+  pool?: boolean;
   /** Extra environment for containerd (and so for its shims). */
   env?: NodeJS.ProcessEnv;
   readyTimeoutMs?: number;
@@ -164,6 +169,8 @@ export async function startContainerd(opts: StartContainerdOptions = {}): Promis
       ...opts.env,
       PATH: `${binDir}:${opts.env?.PATH ?? process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin"}`,
       KATA_TS_STATE_DIR: dirs.kataStateDir,
+      // The VM pool is on by default; only the pool's own tests (and benches) run with it.
+      ...(opts.pool === true ? {} : { KATA_TS_POOL: "off" }),
     });
     const started = proc;
     await waitContainerdReady(address, () => started.exited, logPath, opts.readyTimeoutMs ?? 30_000);

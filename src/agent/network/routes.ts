@@ -2,7 +2,7 @@
 // on those devices are flushed first (including the kernel's own subnet routes, which the host's
 // list carries too); then link-scope routes go in before the routes whose gateways they reach.
 import { KataError } from "../../util/errors.js";
-import { ip, ipJson } from "./ip-tool.js";
+import { ipBatch, ipJson } from "./ip-tool.js";
 import type { GuestRoute } from "../../protocol/contract/network.js";
 
 interface IpRoute {
@@ -17,8 +17,13 @@ interface IpRoute {
 const scopeNames: Record<number, string> = { 0: "global", 253: "link", 254: "host" };
 
 export function routeArgs(r: GuestRoute): string[] {
+  return [r.family === 6 ? "-6" : "-4", ...routeLine(r)];
+}
+
+/** `route replace ...` without the family option (a batch line: the batch has the family). */
+export function routeLine(r: GuestRoute): string[] {
   if (r.device === "") throw new KataError("INVALID_ARGUMENT", `route to ${r.dest || "default"} names no device`);
-  const args = [r.family === 6 ? "-6" : "-4", "route", "replace", r.dest === "" ? "default" : r.dest];
+  const args = ["route", "replace", r.dest === "" ? "default" : r.dest];
   if (r.gateway !== "") args.push("via", r.gateway);
   args.push("dev", r.device);
   if (r.source !== "") args.push("src", r.source);
@@ -32,25 +37,37 @@ export function orderRoutes(routes: readonly GuestRoute[]): GuestRoute[] {
   return [...routes].sort((a, b) => Number(a.gateway !== "") - Number(b.gateway !== ""));
 }
 
+/**
+ * Per family, flush (IPv4), add and read back in one `ip -batch`: one process for IPv4, and one
+ * more only when IPv6 routes were asked for (the IPv6 routes the kernel made itself are then not
+ * read back).
+ */
 export async function replaceRoutes(routes: readonly GuestRoute[]): Promise<GuestRoute[]> {
-  const devices = [...new Set(routes.map((r) => r.device))];
-  for (const dev of devices) {
-    if (dev === "") continue;
-    await ip(["-4", "route", "flush", "dev", dev]);
+  const devices = [...new Set(routes.map((r) => r.device))].filter((d) => d !== "");
+  const ordered = orderRoutes(routes);
+  const v4: string[][] = devices.map((dev) => ["route", "flush", "dev", dev]);
+  for (const r of ordered.filter((x) => x.family !== 6)) v4.push(routeLine(r));
+  v4.push(["route", "show"]);
+  const out = toGuestRoutes((await ipBatch(4, v4)).at(-1) as IpRoute[], 4, devices);
+  const v6routes = ordered.filter((x) => x.family === 6);
+  if (v6routes.length > 0) {
+    const shown = await ipBatch(6, [...v6routes.map(routeLine), ["route", "show"]]);
+    out.push(...toGuestRoutes(shown.at(-1) as IpRoute[], 6, devices));
   }
-  for (const r of orderRoutes(routes)) await ip(routeArgs(r));
-  return readRoutes(devices);
+  return out;
 }
 
 export async function readRoutes(devices: readonly string[]): Promise<GuestRoute[]> {
+  return [...toGuestRoutes(await ipJson<IpRoute>(["-4", "route", "show"]), 4, devices), ...toGuestRoutes(await ipJson<IpRoute>(["-6", "route", "show"]), 6, devices)];
+}
+
+function toGuestRoutes(shown: readonly IpRoute[], family: 4 | 6, devices: readonly string[]): GuestRoute[] {
   const out: GuestRoute[] = [];
-  for (const family of [4, 6] as const) {
-    for (const r of await ipJson<IpRoute>([`-${family}`, "route", "show"])) {
-      if (r.dev === undefined || !devices.includes(r.dev)) continue;
-      if (family === 6 && r.dst.startsWith("fe80:")) continue;
-      const scope = Number(Object.entries(scopeNames).find(([, n]) => n === r.scope)?.[0] ?? 0);
-      out.push({ dest: r.dst === "default" ? "" : r.dst, gateway: r.gateway ?? "", device: r.dev, source: r.prefsrc ?? "", scope, family });
-    }
+  for (const r of shown) {
+    if (r.dev === undefined || !devices.includes(r.dev)) continue;
+    if (family === 6 && r.dst.startsWith("fe80:")) continue;
+    const scope = Number(Object.entries(scopeNames).find(([, n]) => n === r.scope)?.[0] ?? 0);
+    out.push({ dest: r.dst === "default" ? "" : r.dst, gateway: r.gateway ?? "", device: r.dev, source: r.prefsrc ?? "", scope, family });
   }
   return out;
 }

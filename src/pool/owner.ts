@@ -1,0 +1,66 @@
+// Who runs the pool daemon: the first shim that finds no pool answering starts one (on demand, no
+// installer service needed). The daemon must outlive that shim, its pod and containerd, so it is
+// started detached (its own session, no inherited stdio) and moved out of the shim's cgroup (the
+// pod's, removed with the pod) into a cgroup of its own, `kata-ts-pool`, at the root of every
+// hierarchy, with the lowest CPU weight: pooled VMs boot and idle on CPU that running pods leave.
+// Its output goes to <pool root>/pool.log.
+import { spawn } from "node:child_process";
+import { closeSync, openSync } from "node:fs";
+import { mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { joinCgroup } from "../sandbox/host-cgroup.js";
+import { KataError } from "../util/errors.js";
+import type { Logger } from "../util/log.js";
+import { poolPaths, type PoolPaths } from "./layout.js";
+import { poolCall } from "./protocol.js";
+
+/** The pool daemon's cgroup, under each hierarchy's root. */
+export const POOL_CGROUP = "kata-ts-pool";
+
+/** The kata-ts command beside this build (bin/kata-ts.js, as installed and in the repo). */
+const kataTsCli = fileURLToPath(new URL("../../../bin/kata-ts.js", import.meta.url));
+
+/**
+ * Moves `pid` into the pool's own cgroup in every hierarchy and gives that cgroup the lowest CPU
+ * weight (v2 cpu.weight 1, v1 cpu.shares 2). Idempotent.
+ */
+export async function joinPoolCgroup(pid: number): Promise<void> {
+  const joined = await joinCgroup(`/${POOL_CGROUP}`, pid);
+  for (const dir of joined.dirs) {
+    // Whichever the hierarchy has (v2 cpu.weight, v1 cpu.shares); the others are not there.
+    await writeFile(join(dir, "cpu.weight"), "1").catch(() => undefined);
+    await writeFile(join(dir, "cpu.shares"), "2").catch(() => undefined);
+  }
+}
+
+async function answering(paths: PoolPaths): Promise<boolean> {
+  const res = await poolCall(paths.socket, { op: "status" }, 2000).catch(() => undefined);
+  return res?.ok === true;
+}
+
+/**
+ * Starts `kata-ts pool serve` unless a pool answers already. Returns without waiting for it to
+ * pool anything (the calling pod boots its own VM). Two shims starting one at once are fine: the
+ * second daemon finds the first's lock and exits (PoolServer.start).
+ */
+export async function startPoolOwner(configPath: string | undefined, log: Logger, paths: PoolPaths = poolPaths()): Promise<number | undefined> {
+  if (await answering(paths)) return undefined;
+  await mkdir(paths.root, { recursive: true, mode: 0o700 });
+  const logFd = openSync(join(paths.root, "pool.log"), "a", 0o600);
+  let pid: number | undefined;
+  try {
+    const args = [kataTsCli, "pool", "serve", ...(configPath === undefined || configPath === "" ? [] : ["--config", configPath])];
+    const child = spawn(process.execPath, args, { detached: true, cwd: "/", stdio: ["ignore", logFd, logFd], env: process.env });
+    pid = child.pid;
+    child.unref();
+    if (pid === undefined) throw new KataError("INTERNAL", `could not start the VM pool daemon (${process.execPath} ${args.join(" ")})`);
+    child.once("error", (err) => log.warn({ err: err.message }, "the VM pool daemon did not start"));
+  } finally {
+    closeSync(logFd);
+  }
+  // Out of this shim's (the pod's) cgroup at once; the daemon does it again itself.
+  await joinPoolCgroup(pid).catch((err: unknown) => log.warn({ err: (err as Error).message, pid }, "moving the VM pool daemon into its own cgroup"));
+  log.info({ pid, socket: paths.socket, log: join(paths.root, "pool.log") }, "started the node's VM pool daemon");
+  return pid;
+}
