@@ -2,10 +2,12 @@
 // from RunPodSandbox until ContainerStatus says the pod's one container (busybox `sleep`) is
 // RUNNING, i.e. RunPodSandbox + CreateContainer + StartContainer + the first RUNNING poll; then one
 // ExecSync `true` round trip in that container. Runs interleave kata-ts and runc so that load from
-// elsewhere on the host hits both alike. Two kata-ts variants in the same run: `no-pool` (every pod
-// boots its VM) and `pool` (`kata-ts pool serve` running with one VM ready before each start: pool
-// warm). Then the host memory of one idle kata-ts pod: PSS (/proc/<pid>/smaps_rollup) of its shim
-// server, QEMU and virtiofsd. Prints figures; never asserts.
+// elsewhere on the host hits both alike. Two kata-ts variants in the same run: `no-pool` (the pool
+// off: every pod boots its VM) and `pool` (the default configuration, `kata-ts pool serve` running
+// with one VM ready before each start: pool warm). Then, with the pool, 10 pods started back to
+// back (pool size default; runc the same), the median of each adoption step from the shims' logs,
+// and the host memory of one idle kata-ts pod: PSS (/proc/<pid>/smaps_rollup) of its shim server,
+// QEMU and virtiofsd. Prints figures; never asserts.
 //   node dist/bench/pod-start.js [--runs 5] [--pool | --no-pool] [--json]
 // (both variants unless one is named; --json ends with {"figures": {...}}: kata_pod_start_ms is the
 // pool variant's when it ran; kata_nopool_pod_start_ms / kata_pool_pod_start_ms name each.)

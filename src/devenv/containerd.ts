@@ -7,6 +7,8 @@
 // NOTE: test/harness/containerd.ts is the fuller version of this for tests (leak checks, stale
 // sweeps). It was being changed when this was written, so this is a thin product-side sibling on
 // top of src/deploy + src/cri + src/images; the two could share this core once the harness settles.
+import { poolPaths } from "../pool/layout.js";
+import { stopPool } from "../pool/stop.js";
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { closeSync, openSync } from "node:fs";
@@ -81,6 +83,8 @@ export async function startDevContainerd(): Promise<DevContainerd> {
     stopped = true;
     if (child && child.exitCode === null && child.signalCode === null) {
       await removeAllPods(address);
+      // The pool daemon the kata-ts pod's shim started (the pool is on by default): its pooled VMs go with it.
+      await stopPool(poolPaths(join(baseDir, "kata-ts", "kata-ts-pool")), 60_000).catch(() => undefined);
       const exited = new Promise((r) => child?.once("exit", r));
       child.kill("SIGTERM");
       await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000).unref())]);

@@ -2,7 +2,7 @@
 // installer service needed). The daemon must outlive that shim, its pod and containerd, so it is
 // started detached (its own session, no inherited stdio) and moved out of the shim's cgroup (the
 // pod's, removed with the pod) into a cgroup of its own, `kata-ts-pool`, at the root of every
-// hierarchy, with the lowest CPU weight: pooled VMs boot and idle on CPU that running pods leave.
+// hierarchy, with a low CPU weight: pooled VMs boot and idle mostly on CPU that running pods leave.
 // Its output goes to <pool root>/pool.log.
 import { spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
@@ -22,15 +22,21 @@ export const POOL_CGROUP = "kata-ts-pool";
 const kataTsCli = fileURLToPath(new URL("../../../bin/kata-ts.js", import.meta.url));
 
 /**
- * Moves `pid` into the pool's own cgroup in every hierarchy and gives that cgroup the lowest CPU
- * weight (v2 cpu.weight 1, v1 cpu.shares 2). Idempotent.
+ * The pool cgroup's CPU weight against its siblings (the pods' k8s.io parent has the default 1024
+ * shares, v2 weight 100): under full contention the pool gets about 6 % of a CPU, enough to refill
+ * in a minute or so on a busy node, too little to starve running pods. (nice does not reach across
+ * cgroups; the lowest weight, 2, stalled the daemon's own start for minutes on a loaded host.)
  */
+const POOL_CPU_SHARES = 64;
+const POOL_CPU_WEIGHT = 6;
+
+/** Moves `pid` into the pool's own cgroup in every hierarchy, at the pool's CPU weight. Idempotent. */
 export async function joinPoolCgroup(pid: number): Promise<void> {
   const joined = await joinCgroup(`/${POOL_CGROUP}`, pid);
   for (const dir of joined.dirs) {
     // Whichever the hierarchy has (v2 cpu.weight, v1 cpu.shares); the others are not there.
-    await writeFile(join(dir, "cpu.weight"), "1").catch(() => undefined);
-    await writeFile(join(dir, "cpu.shares"), "2").catch(() => undefined);
+    await writeFile(join(dir, "cpu.weight"), String(POOL_CPU_WEIGHT)).catch(() => undefined);
+    await writeFile(join(dir, "cpu.shares"), String(POOL_CPU_SHARES)).catch(() => undefined);
   }
 }
 

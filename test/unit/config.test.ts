@@ -113,3 +113,25 @@ void test("config: lookup order is ConfigPath, KATA_TS_CONFIG, system, installed
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+void test("config: the VM pool is on by default, one VM of one shape; KATA_TS_POOL=off turns it off whatever the file says", async () => {
+  const cfg = defaultConfig();
+  assert.equal(cfg.factory.enable_pool, true);
+  assert.equal(cfg.factory.pool_size, 1);
+  assert.equal(cfg.factory.max_shapes, 1);
+  const dir = await mkdtemp(join(tmpdir(), "kts-config-pool-"));
+  try {
+    const file = join(dir, "configuration.toml");
+    await writeFile(file, "[factory]\nenable_pool = true\npool_size = 2\n");
+    assert.equal((await loadConfig({ configPath: file, env: {} })).config.factory.enable_pool, true);
+    const off = await loadConfig({ configPath: file, env: { KATA_TS_POOL: "off" } });
+    assert.equal(off.config.factory.enable_pool, false);
+    assert.equal(off.config.factory.pool_size, 2, "only enable_pool is overridden");
+    const none = join(dir, "none");
+    const defaults = await loadConfig({ env: { KATA_TS_POOL: "off" }, systemPath: none, installedPath: none });
+    assert.equal(defaults.source, "built-in defaults");
+    assert.equal(defaults.config.factory.enable_pool, false);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

@@ -1,10 +1,10 @@
 // `kata-ts pool serve|status|stop`: the node's pool of pre-booted VMs (src/pool, docs/pool.md).
 import { parseArgs } from "node:util";
-import { setTimeout as sleep } from "node:timers/promises";
 import { loadConfig } from "../../config/index.js";
 import { poolPaths } from "../../pool/layout.js";
 import { poolCall } from "../../pool/protocol.js";
-import { PoolServer, poolPid } from "../../pool/server.js";
+import { PoolServer } from "../../pool/server.js";
+import { stopPool } from "../../pool/stop.js";
 import { requirePoolVmm } from "../../pool/shape.js";
 import { KataError } from "../../util/errors.js";
 import { createLogger } from "../../util/log.js";
@@ -61,30 +61,6 @@ async function status(json: boolean): Promise<number> {
 }
 
 async function stop(timeoutS: number): Promise<number> {
-  const paths = poolPaths();
-  const pid = await poolPid(paths);
-  const asked = await poolCall(paths.socket, { op: "stop" }).catch(() => undefined);
-  if (asked === undefined) {
-    if (pid === undefined) {
-      process.stderr.write("kata-ts pool stop: no pool is running\n");
-      return 0;
-    }
-    try {
-      process.kill(pid, "SIGTERM");
-    } catch {
-      process.stderr.write(`kata-ts pool stop: pool pid ${pid} is gone already\n`);
-      return 0;
-    }
-  }
-  const deadline = Date.now() + timeoutS * 1000;
-  while (pid !== undefined && Date.now() < deadline) {
-    try {
-      process.kill(pid, 0);
-    } catch {
-      return 0;
-    }
-    await sleep(100);
-  }
-  if (pid === undefined) return 0;
-  throw new KataError("DEADLINE_EXCEEDED", `the pool (pid ${pid}) did not stop within ${timeoutS} s`);
+  if ((await stopPool(poolPaths(), timeoutS * 1000)) === "none") process.stderr.write("kata-ts pool stop: no pool is running\n");
+  return 0;
 }
