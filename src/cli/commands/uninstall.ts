@@ -3,6 +3,7 @@
 import { parseArgs } from "node:util";
 import { nodeDefaults, uninstallNode } from "../../deploy/node-install.js";
 import { describeError } from "../../util/errors.js";
+import { stopPool } from "../../pool/stop.js";
 import { installFlags, parseRestart } from "./install.js";
 
 const d = nodeDefaults();
@@ -28,6 +29,10 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   try {
+    // The VM pool daemon the shims started (docs/pool.md): its pooled VMs go with it.
+    const pool = await stopPool().catch((err: unknown) => `not stopped: ${describeError(err)}`);
+    if (pool === "stopped") process.stdout.write("kata-ts uninstall: stopped the VM pool\n");
+    else if (pool !== "none") process.stderr.write(`kata-ts uninstall: VM pool ${pool}\n`);
     const res = await uninstallNode({
       root: values.root,
       containerdConfigPath: values.config,
