@@ -17,6 +17,9 @@ import { parseShape, podAssets, poolShape, requirePoolVmm } from "./shape.js";
 import { joinPoolCgroup } from "./owner.js";
 import { startWatchdog, type Watchdog } from "./watchdog.js";
 
+/** The least a pooled VM's boot is given (a pod's boot gets agent.dial_timeout). */
+const pooledBootTimeoutMs = 600_000;
+
 export interface PoolServerOptions {
   config: KataConfig;
   log: Logger;
@@ -60,7 +63,9 @@ export class PoolServer {
       poolSize: f.pool_size,
       maxShapes: f.max_shapes,
       refillDelayMs: f.refill_delay * 1000,
-      boot: { bootTimeoutMs: config.agent.dial_timeout * 1000, ...(config.agent.boot_stall_timeout > 0 ? { stallMs: config.agent.boot_stall_timeout * 1000 } : {}) },
+      // No pod waits on a pooled boot, and at the pool's low CPU weight a busy host slows it down
+      // many times: a long deadline, and no console-silence stall check (the VM is starved, not stuck).
+      boot: { bootTimeoutMs: Math.max(config.agent.dial_timeout * 1000, pooledBootTimeoutMs) },
       log,
     });
     const server = createServer();

@@ -83,7 +83,7 @@ export async function pooledQemus(paths: PoolPaths): Promise<Map<string, number>
 }
 
 /** Wait until `want` VMs are pooled and answering (booted ready), none of them in `exclude`. */
-export async function waitPooled(paths: PoolPaths, want: number, exclude: ReadonlySet<number> = new Set(), timeoutMs = 300_000): Promise<Map<string, number>> {
+export async function waitPooled(paths: PoolPaths, want: number, exclude: ReadonlySet<number> = new Set(), timeoutMs = 540_000): Promise<Map<string, number>> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const status = await poolStatus(paths).catch(() => undefined);
