@@ -5,6 +5,10 @@
 // QEMU still starting under nsenter: no pid file needed, no reused pid hit), removes their netns
 // names, virtiofsd pid files, mounts and dirs, and finally the pool's own files. After a graceful stop it finds nothing.
 import { spawn, type ChildProcess } from "node:child_process";
+import { writeFile } from "node:fs/promises";
+import { setPriority } from "node:os";
+import { join } from "node:path";
+import { cgroupHierarchies } from "../sandbox/host-cgroup.js";
 import { virtiofsdPidFile } from "../sandbox/virtiofsd.js";
 
 const script = String.raw`
@@ -48,6 +52,21 @@ export function startWatchdog(poolRoot: string, daemonPid: number): Watchdog {
     detached: true,
     stdio: ["pipe", "ignore", "ignore"],
   });
+  // Not at the pool's low priority: when it is needed it must clean up promptly (it walks /proc
+  // with a grep per process). Back to nice 0 and out of the pool's cgroup, into the root one.
+  if (child.pid !== undefined) {
+    const pid = child.pid;
+    try {
+      setPriority(pid, 0);
+    } catch {
+      // not permitted: it stays at the daemon's nice value
+    }
+    void cgroupHierarchies()
+      .then(async (hs) => {
+        for (const h of hs) await writeFile(join(h.mount, "cgroup.procs"), String(pid)).catch(() => undefined);
+      })
+      .catch(() => undefined);
+  }
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   child.stdin?.on("error", () => undefined);
   return { release: () => child.stdin?.end(), exited, pid: child.pid };

@@ -177,8 +177,8 @@ void test("pools are per tenant: a pod of another tenant boots its own VM, and t
 // before it is over (its share mount p/shared once outlived RemovePodSandbox that way).
 void test("an adopted pod is watched like a booted one: its virtiofsd killed, the container exits 137 naming virtiofsd; the pod stops and is removed", { timeout: 600_000 }, async (t) => {
   assert.ok(ctd && cri && daemon);
-  // Another tenant's shape is pooled too by now: wait for a tenant-less VM.
-  for (let i = 0; i < 600 && !(await poolStatus(daemon.paths)).shapes.some((s) => s.tenant === "" && s.ready > 0); i++) await new Promise((r) => setTimeout(r, 500));
+  // Another tenant's shape is pooled too by now: wait for a tenant-less VM (the pool refills at low priority).
+  for (let i = 0; i < 1000 && !(await poolStatus(daemon.paths)).shapes.some((s) => s.tenant === "" && s.ready > 0); i++) await new Promise((r) => setTimeout(r, 500));
   const pooled = new Set((await pooledQemus(daemon.paths)).values());
   const pod = await startWebPod(ctd, cri, { name: "pool-vfs", handler: HANDLER });
   pods.push(pod);
