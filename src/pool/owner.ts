@@ -3,11 +3,11 @@
 // started detached (its own session, no inherited stdio) and moved out of the shim's cgroup (the
 // pod's, removed with the pod) into a cgroup of its own, `kata-ts-pool`, at the root of every
 // hierarchy, with a low CPU weight: pooled VMs boot and idle mostly on CPU that running pods leave.
-// Its output goes to <pool root>/pool.log.
+// Its output goes to <state root>/kata-ts-pool.log.
 import { spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { joinCgroup } from "../sandbox/host-cgroup.js";
 import { KataError } from "../util/errors.js";
@@ -40,6 +40,11 @@ export async function joinPoolCgroup(pid: number): Promise<void> {
   }
 }
 
+/** Beside the pool's dir, not in it: the watchdog and a stop remove that dir whole (rmdir). */
+export function poolLogPath(paths: PoolPaths): string {
+  return join(dirname(paths.root), "kata-ts-pool.log");
+}
+
 async function answering(paths: PoolPaths): Promise<boolean> {
   const res = await poolCall(paths.socket, { op: "status" }, 2000).catch(() => undefined);
   return res?.ok === true;
@@ -53,7 +58,7 @@ async function answering(paths: PoolPaths): Promise<boolean> {
 export async function startPoolOwner(configPath: string | undefined, log: Logger, paths: PoolPaths = poolPaths()): Promise<number | undefined> {
   if (await answering(paths)) return undefined;
   await mkdir(paths.root, { recursive: true, mode: 0o700 });
-  const logFd = openSync(join(paths.root, "pool.log"), "a", 0o600);
+  const logFd = openSync(poolLogPath(paths), "a", 0o600);
   let pid: number | undefined;
   try {
     const args = [kataTsCli, "pool", "serve", ...(configPath === undefined || configPath === "" ? [] : ["--config", configPath])];
@@ -67,6 +72,6 @@ export async function startPoolOwner(configPath: string | undefined, log: Logger
   }
   // Out of this shim's (the pod's) cgroup at once; the daemon does it again itself.
   await joinPoolCgroup(pid).catch((err: unknown) => log.warn({ err: (err as Error).message, pid }, "moving the VM pool daemon into its own cgroup"));
-  log.info({ pid, socket: paths.socket, log: join(paths.root, "pool.log") }, "started the node's VM pool daemon");
+  log.info({ pid, socket: paths.socket, log: poolLogPath(paths) }, "started the node's VM pool daemon");
   return pid;
 }
