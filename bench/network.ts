@@ -3,7 +3,7 @@
 // connect latency, HTTP GET latency (new connection each, busybox httpd), and TCP throughput both
 // ways (busybox nc with a sink and a /dev/zero source). Prints medians, p90s, MB/s and the
 // kata-ts/runc ratios; asserts nothing. Under TCG the guest's CPU is emulated: expect large ratios.
-// Run: npx tsc -p tsconfig.json && node dist/bench/network.js [--samples 50] [--mib 32]
+// Run: npx tsc -p tsconfig.json && node dist/bench/network.js [--samples 50] [--mib 32] [--json]
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -13,7 +13,7 @@ import { importTestImages } from "../test/harness/images.js";
 import { HANDLER, installHandler, shimOnPath } from "../test/e2e/kata-pod-flow.js";
 import { WEB_PORT, inHarnessNetns, startWebPod, type WebPod } from "../test/e2e/network-pods.js";
 
-const { values } = parseArgs({ options: { samples: { type: "string", default: "50" }, mib: { type: "string", default: "32" } } });
+const { values } = parseArgs({ options: { samples: { type: "string", default: "50" }, mib: { type: "string", default: "32" }, json: { type: "boolean", default: false } } });
 const SAMPLES = Number(values.samples);
 const MIB = Number(values.mib);
 const SINK_PORT = 5001;
@@ -83,6 +83,19 @@ try {
     row("download (from pod)", k.downloadMBps, r.downloadMBps, "MB/s"),
   ];
   process.stdout.write(`${lines.join("\n")}\n`);
+  if (values.json) {
+    const figures = {
+      kata_connect_p50_ms: pct(k.connectMs, 50),
+      runc_connect_p50_ms: pct(r.connectMs, 50),
+      kata_get_p50_ms: pct(k.getMs, 50),
+      runc_get_p50_ms: pct(r.getMs, 50),
+      kata_upload_mbps: k.uploadMBps,
+      runc_upload_mbps: r.uploadMBps,
+      kata_download_mbps: k.downloadMBps,
+      runc_download_mbps: r.downloadMBps,
+    };
+    process.stdout.write(`${JSON.stringify({ figures })}\n`);
+  }
 } finally {
   for (const p of pods) await p.remove().catch(() => undefined);
   cri?.close();

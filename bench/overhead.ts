@@ -75,7 +75,7 @@ function median(xs: number[]): number {
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { "window-s": { type: "string", default: "10" }, pods: { type: "string", default: "3" }, write: { type: "boolean", default: false } },
+    options: { "window-s": { type: "string", default: "10" }, pods: { type: "string", default: "3" }, write: { type: "boolean", default: false }, json: { type: "boolean", default: false } },
   });
   const windowS = Number(values["window-s"]);
   const pods = Number(values.pods);
@@ -111,6 +111,17 @@ async function main(): Promise<void> {
     if (values.write) {
       await writeFile(path, `${JSON.stringify(data, null, 2)}\n`);
       console.log(`wrote ${path}`);
+    }
+    if (values.json) {
+      const figures = {
+        idle_pss_mib: data.measuredPssMiB,
+        idle_cpu_millicores: data.measuredCpuMillicores,
+        busy_pss_mib: data.busyPssMiB,
+        busy_cpu_millicores: data.busyCpuMillicores,
+        pod_fixed_memory_mib: Number.parseInt(fixed.memory, 10),
+        pod_fixed_cpu_millicores: Number.parseInt(fixed.cpu, 10),
+      };
+      console.log(JSON.stringify({ figures }));
     }
   } finally {
     cri.close();

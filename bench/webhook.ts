@@ -2,7 +2,7 @@
 // with a certificate kata-ts generated; 1,000 AdmissionReviews (a mix of mutations, allowed and
 // refused validations, trusted and non-tenant pods) are sent over verified HTTPS keep-alive
 // connections, 50 at a time. Prints p50/p99 latency; asserts nothing.
-// Run: npx tsc -p tsconfig.json && node dist/bench/webhook.js [--requests 1000] [--concurrency 50]
+// Run: npx tsc -p tsconfig.json && node dist/bench/webhook.js [--requests 1000] [--concurrency 50] [--json]
 import { spawn } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { cpus, loadavg, tmpdir } from "node:os";
@@ -13,7 +13,7 @@ import { fileURLToPath } from "node:url";
 import { generateWebhookTls, writeWebhookTls } from "../src/tenancy/tls.js";
 import { call, pod, POLICY_YAML, review, webhookAgent } from "../test/integration/webhook-fixtures.js";
 
-const { values } = parseArgs({ options: { requests: { type: "string", default: "1000" }, concurrency: { type: "string", default: "50" } } });
+const { values } = parseArgs({ options: { requests: { type: "string", default: "1000" }, concurrency: { type: "string", default: "50" }, json: { type: "boolean", default: false } } });
 const REQUESTS = Number(values.requests);
 const CONCURRENCY = Number(values.concurrency);
 const CLI = fileURLToPath(new URL("../../bin/kata-ts.js", import.meta.url));
@@ -107,6 +107,16 @@ async function main(): Promise<void> {
         `  throughput ${(REQUESTS / wall).toFixed(0)} reviews/s over ${wall.toFixed(2)} s; client CPU ${((cpu.user + cpu.system) / 1e6).toFixed(2)} s\n` +
         `  server CPU ${serverCpu.toFixed(2)} s = ${((serverCpu * 1000) / REQUESTS).toFixed(2)} ms per review; host load average ${load1?.toFixed(1)} on ${cpus().length} CPUs\n`,
     );
+    if (values.json) {
+      const figures = {
+        latency_p50_ms: +f(percentile(latencies, 50)),
+        latency_p99_ms: +f(percentile(latencies, 99)),
+        reviews_per_s: Math.round(REQUESTS / wall),
+        server_cpu_ms_per_review: +((serverCpu * 1000) / REQUESTS).toFixed(2),
+        errors,
+      };
+      process.stdout.write(`${JSON.stringify({ figures })}\n`);
+    }
     if (errors > 0) process.exitCode = 1;
   } finally {
     agent.destroy();
