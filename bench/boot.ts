@@ -132,7 +132,8 @@ async function floorOnce(v: Variant, base: VmConfig, assets: GuestAssets): Promi
   const vm = await v.hv.create({ ...withVariant, id: `${base.id}-floor`, stateDir: `${base.stateDir}-floor`, kernelCmdline: pid1 });
   const started = performance.now();
   await vm.start();
-  const exit = await Promise.race([vm.wait(), sleep(180_000).then(() => undefined)]);
+  // unref'd: a pending 180 s deadline must not keep the bench alive after its last boot.
+  const exit = await Promise.race([vm.wait(), sleep(180_000, undefined, { ref: false }).then(() => undefined)]);
   const ms = performance.now() - started;
   if (exit?.reason !== "poweroff") {
     await vm.stop();
