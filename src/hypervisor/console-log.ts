@@ -7,7 +7,7 @@
 // at most two files of `maxBytes` each per VM. While a write is in progress the stream is paused,
 // so a guest that prints faster than the disk takes it is slowed down by the VMM's serial flow
 // control (a blocked socket or pipe), never buffered in this process.
-import { open, rename, rm, type FileHandle } from "node:fs/promises";
+import { link, open, rename, rm, type FileHandle } from "node:fs/promises";
 import net from "node:net";
 import type { Readable } from "node:stream";
 import { KataError } from "../util/errors.js";
@@ -115,11 +115,26 @@ export class ConsoleLog {
     }
   }
 
+  // console.log never goes missing, not even for a moment: a reader (an operator's `tail`, a
+  // test polling for the last line) sees the full old file or the fresh one. The old file gets its
+  // second name by a hard link and the fresh file replaces console.log by rename, both atomic.
   private async rotate(): Promise<void> {
+    const fresh = `${this.logPath}.next`;
+    const previous = `${this.logPath}.1`;
+    const next = await open(fresh, "w", 0o600);
+    try {
+      await rm(`${previous}.next`, { force: true });
+      await link(this.logPath, `${previous}.next`);
+      await rename(`${previous}.next`, previous);
+      await rename(fresh, this.logPath);
+    } catch (err) {
+      await next.close().catch(() => undefined);
+      await rm(fresh, { force: true });
+      await rm(`${previous}.next`, { force: true });
+      throw err;
+    }
     await this.file?.close();
-    this.file = undefined;
-    await rename(this.logPath, `${this.logPath}.1`);
-    this.file = await open(this.logPath, "w", 0o600);
+    this.file = next;
     this.fileBytes = 0;
   }
 

@@ -39,3 +39,32 @@ void test("console log: a cap below 4 KiB is refused", async () => {
     await assert.rejects(ConsoleLog.listen(`${dir}/c.sock`, `${dir}/c.log`, 100), (e: unknown) => isKataError(e, "INVALID_ARGUMENT"));
   });
 });
+
+void test("console log: a reader polling console.log while it rotates never finds it missing", async () => {
+  await withTempDir(async (dir) => {
+    const cap = 4096;
+    const log = await ConsoleLog.listen(`${dir}/console.sock`, `${dir}/console.log`, cap);
+    const vmm = net.createConnection(`${dir}/console.sock`);
+    await once(vmm, "connect");
+    let reading = true;
+    let reads = 0;
+    const reader = (async () => {
+      while (reading) {
+        await readFile(`${dir}/console.log`); // ENOENT here fails the test
+        reads++;
+      }
+    })();
+    // 200 rotations' worth, in 1 KiB writes, so the reader meets many rotations.
+    const chunk = Buffer.alloc(1024, "y");
+    for (let i = 0; i < 800; i++) {
+      if (!vmm.write(chunk)) await once(vmm, "drain");
+    }
+    vmm.end();
+    await log.close(10_000);
+    reading = false;
+    await reader;
+    assert.ok(reads > 0, "the reader read while the log rotated");
+    assert.equal(log.bytesReceived, 800 * 1024);
+    assert.deepEqual((await readdir(dir)).sort(), ["console.log", "console.log.1"], "no rotation leftovers");
+  });
+});
