@@ -1,6 +1,6 @@
 // `kata-ts run` as a user runs it: a real VM per run, stdio streamed, the container's exit code,
 // clear errors for bad input, and a clean teardown also on Ctrl-C (SIGINT).
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdir, writeFile } from "node:fs/promises";
@@ -8,20 +8,10 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { runSpec } from "../../src/sandbox/default-spec.js";
 import { cleanupStaleSandbox } from "../../src/sandbox/stale.js";
-import { leftovers, makeVmFixture, type VmFixture } from "./agent-container-vm-fixture.js";
+import { leftovers, useVmFixture } from "./agent-container-vm-fixture.js";
 
 const CLI = fileURLToPath(new URL("../../../bin/kata-ts.js", import.meta.url));
-let fx: VmFixture;
-
-before(async () => {
-  fx = await makeVmFixture();
-});
-
-after(async () => {
-  const left = fx ? leftovers(fx.dir, fx.stateRoot) : [];
-  await fx?.cleanup();
-  assert.deepEqual(left, []);
-});
+const fx = useVmFixture();
 
 interface Result {
   code: number | null;
@@ -31,7 +21,7 @@ interface Result {
 
 function kataTs(args: string[], opts: { stdin?: string; onStdout?: (text: string, child: ReturnType<typeof spawn>) => void } = {}): Promise<Result> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, KATA_TS_STATE_DIR: fx.stateRoot }, stdio: ["pipe", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, KATA_TS_STATE_DIR: fx().stateRoot }, stdio: ["pipe", "pipe", "pipe"] });
     let out = "";
     let err = "";
     const timer = setTimeout(() => child.kill("SIGKILL"), 300_000);
@@ -51,45 +41,45 @@ function kataTs(args: string[], opts: { stdin?: string; onStdout?: (text: string
 }
 
 void test("run: bad input fails fast with a clear message (no VM)", async () => {
-  const noRootfs = await kataTs(["run", "--rootfs", join(fx.dir, "missing"), "--", "true"]);
+  const noRootfs = await kataTs(["run", "--rootfs", join(fx().dir, "missing"), "--", "true"]);
   assert.equal(noRootfs.code, 1);
   assert.match(noRootfs.err, /rootfs .*missing does not exist/);
-  const noCmd = await kataTs(["run", "--rootfs", fx.rootfs]);
+  const noCmd = await kataTs(["run", "--rootfs", fx().rootfs]);
   assert.equal(noCmd.code, 2);
   assert.match(noCmd.err, /missing command/);
-  const badBundle = await kataTs(["run", "--bundle", join(fx.dir, "nobundle")]);
+  const badBundle = await kataTs(["run", "--bundle", join(fx().dir, "nobundle")]);
   assert.equal(badBundle.code, 1);
   assert.match(badBundle.err, /cannot read .*config\.json/);
-  assert.deepEqual(leftovers(fx.dir, fx.stateRoot), []);
+  assert.deepEqual(leftovers(fx().dir, fx().stateRoot), []);
 });
 
 void test("run: stdout, stderr and the exit code of the container", async () => {
-  const r = await kataTs(["run", "--rootfs", fx.rootfs, "--", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+  const r = await kataTs(["run", "--rootfs", fx().rootfs, "--", "sh", "-c", "echo out; echo err >&2; exit 3"]);
   assert.equal(r.out, "out\n");
   assert.match(r.err, /^err$/m);
   assert.equal(r.code, 3);
-  assert.deepEqual(leftovers(fx.dir, fx.stateRoot), []);
+  assert.deepEqual(leftovers(fx().dir, fx().stateRoot), []);
 });
 
 void test("run -i: stdin reaches the container; --bundle runs a bundle dir", async () => {
-  const r = await kataTs(["run", "-i", "--rootfs", fx.rootfs, "--", "sh", "-c", "cat; echo done"], { stdin: "line one\nline two\n" });
+  const r = await kataTs(["run", "-i", "--rootfs", fx().rootfs, "--", "sh", "-c", "cat; echo done"], { stdin: "line one\nline two\n" });
   assert.equal(r.code, 0);
   assert.equal(r.out, "line one\nline two\ndone\n");
 
-  const bundle = join(fx.dir, "bundle");
+  const bundle = join(fx().dir, "bundle");
   await mkdir(bundle);
   const spec = runSpec({ args: ["sh", "-c", "echo from-bundle:$K; exit 5"], env: ["K=v"] });
-  spec.root = { path: fx.rootfs, readonly: false };
+  spec.root = { path: fx().rootfs, readonly: false };
   await writeFile(join(bundle, "config.json"), JSON.stringify(spec));
   const b = await kataTs(["run", "--bundle", bundle]);
   assert.equal(b.out, "from-bundle:v\n");
   assert.equal(b.code, 5);
-  assert.deepEqual(leftovers(fx.dir, fx.stateRoot), []);
+  assert.deepEqual(leftovers(fx().dir, fx().stateRoot), []);
 });
 
 void test("run: Ctrl-C (SIGINT) tears the VM down and exits 130", async () => {
   let sent = false;
-  const r = await kataTs(["run", "--rootfs", fx.rootfs, "--", "sh", "-c", "echo started; sleep 1000"], {
+  const r = await kataTs(["run", "--rootfs", fx().rootfs, "--", "sh", "-c", "echo started; sleep 1000"], {
     onStdout: (text, child) => {
       if (!sent && text.includes("started")) {
         sent = true;
@@ -99,12 +89,12 @@ void test("run: Ctrl-C (SIGINT) tears the VM down and exits 130", async () => {
   });
   assert.ok(sent, `the container started (stderr: ${r.err})`);
   assert.equal(r.code, 130, `stderr: ${r.err}`);
-  assert.deepEqual(leftovers(fx.dir, fx.stateRoot), []);
+  assert.deepEqual(leftovers(fx().dir, fx().stateRoot), []);
 });
 
 void test("run: a crashed run (SIGKILL) leaves a state file from which everything is cleaned up", async () => {
   let killed = false;
-  const r = await kataTs(["run", "--id", "crashed", "--rootfs", fx.rootfs, "--", "sh", "-c", "echo started; sleep 1000"], {
+  const r = await kataTs(["run", "--id", "crashed", "--rootfs", fx().rootfs, "--", "sh", "-c", "echo started; sleep 1000"], {
     onStdout: (text, child) => {
       if (!killed && text.includes("started")) {
         killed = true;
@@ -113,9 +103,9 @@ void test("run: a crashed run (SIGKILL) leaves a state file from which everythin
     },
   });
   assert.ok(killed, `the container started (stderr: ${r.err})`);
-  const left = leftovers(fx.dir, fx.stateRoot);
+  const left = leftovers(fx().dir, fx().stateRoot);
   assert.ok(left.some((l) => l.includes("qemu")), `the VM outlived its owner: ${left.join("; ")}`);
-  process.env.KATA_TS_STATE_DIR = fx.stateRoot;
+  process.env.KATA_TS_STATE_DIR = fx().stateRoot;
   await cleanupStaleSandbox("crashed");
-  assert.deepEqual(leftovers(fx.dir, fx.stateRoot), []);
+  assert.deepEqual(leftovers(fx().dir, fx().stateRoot), []);
 });

@@ -8,21 +8,10 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { CheckResponseSchema, Health } from "../../src/protocol/gen/katats/agent/v1/health_pb.js";
 import { ResponseSchema } from "../../src/protocol/gen/ttrpc/request_pb.js";
 import { FrameDecoder, MESSAGE_LENGTH_MAX, TtrpcClient, TtrpcError, createClient, encodeFrame } from "../../src/protocol/ttrpc/index.js";
-import { withTempDir } from "./ttrpc-wire.js";
+import { prng, withTempDir } from "./ttrpc-wire.js";
 
 const CONNECTIONS = 4;
 const CALLS_PER_CONNECTION = 500;
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** One rogue answer to request `id`: sometimes right, mostly wrong in some way. */
 function rogueAnswer(id: number, rand: () => number): Buffer {

@@ -11,7 +11,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { CheckResponse_ServingStatus, Health } from "../../src/protocol/gen/katats/agent/v1/health_pb.js";
 import { AgentService, WriteStreamRequestSchema } from "../../src/protocol/gen/katats/agent/v1/agent_pb.js";
 import { Code, MESSAGE_LENGTH_MAX, TtrpcClient, createClient, encodeFrame } from "../../src/protocol/ttrpc/index.js";
-import { RawConn, decodeResponse, requestBytes, withTempDir } from "./ttrpc-wire.js";
+import { RawConn, decodeResponse, prng, requestBytes, withTempDir } from "./ttrpc-wire.js";
 
 const STRUCTURED_CONNS = 4;
 const STRUCTURED_FRAMES = 1500;
@@ -32,17 +32,6 @@ await server.listen(process.env.FUZZ_SOCK);
 process.stdout.write("listening\\n");
 process.on("SIGTERM", () => { void server.close().then(() => process.exit(0)); });
 `;
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Expect = "ok" | "unimplemented" | "invalid" | "any" | "exhausted";
 
