@@ -3,7 +3,9 @@
 // the pid, then the exit, WaitProcess and the two output EOFs; one agent RPC alone; and variants
 // that isolate one cost each: the exec'd binary on the guest's tmpfs instead of virtio-fs; with
 // AB_ASLR=1 the same exec in a second sandbox whose guest has address-space randomization off; with
-// AB_ASSETS=DIR in a second sandbox booted from the guest assets in DIR (an agent or image change).
+// AB_ASSETS=DIR in a second sandbox booted from the guest assets in DIR (an agent or image change);
+// with AB_TB=MiB in a second sandbox whose QEMU has that TCG translation cache size. BENCH_TB=MiB
+// gives every sandbox of the run that translation cache size (default: the configured one).
 // TCG's counters (HMP `info jit`) give the host code translated per exec.
 // Besides wall time it reports the host CPU time QEMU (the emulated guest) and virtiofsd spent per
 // exec: on a loaded host wall time mostly measures the load, CPU time the work.
@@ -17,6 +19,7 @@ import { runSpec } from "../src/sandbox/default-spec.js";
 import { Sandbox } from "../src/sandbox/sandbox.js";
 import { readRecord } from "../src/sandbox/state-file.js";
 import { loadGuestAssets } from "../src/guest/assets.js";
+import { QemuHypervisor } from "../src/hypervisor/qemu/index.js";
 import { makeBusyboxRootfs } from "../test/integration/agent-container-fixture.js";
 
 const { values: argv } = parseArgs({ options: { runs: { type: "string", default: "10" }, json: { type: "boolean", default: false } } });
@@ -64,7 +67,9 @@ async function main(): Promise<void> {
   const rootfs = join(dir, "rootfs");
   await makeBusyboxRootfs(rootfs);
   const id = `bench-exec-${process.pid}`;
-  const sb = await Sandbox.create({ id, bootTimeoutMs: 180_000 });
+  const benchTb = process.env.BENCH_TB;
+  const hv = benchTb !== undefined ? { hypervisor: await QemuHypervisor.open({ tcgTbSizeMiB: Number(benchTb) }) } : {};
+  const sb = await Sandbox.create({ id, bootTimeoutMs: 180_000, ...hv });
   let other: Sandbox | undefined;
   try {
     const rec = await readRecord(join(stateRoot, id, "state.json"));
@@ -74,8 +79,14 @@ async function main(): Promise<void> {
     // AB_ASLR=1: a second sandbox whose guest has address space randomization off (a TCG experiment).
     let sb2: { c: typeof cA; pids: number[] } | undefined;
     // AB_ASSETS=DIR: a second sandbox booted from other guest assets (an agent or image change).
-    if (process.env.AB_ASLR === "1" || process.env.AB_ASSETS !== undefined) {
-      const b = process.env.AB_ASSETS !== undefined ? { assets: await loadGuestAssets(process.env.AB_ASSETS) } : { sysctls: { "kernel.randomize_va_space": "0" } };
+    const abTb = process.env.AB_TB;
+    if (process.env.AB_ASLR === "1" || process.env.AB_ASSETS !== undefined || abTb !== undefined) {
+      const b =
+        process.env.AB_ASSETS !== undefined
+          ? { assets: await loadGuestAssets(process.env.AB_ASSETS), ...hv }
+          : abTb !== undefined
+            ? { hypervisor: await QemuHypervisor.open({ tcgTbSizeMiB: Number(abTb) }) }
+            : { sysctls: { "kernel.randomize_va_space": "0" }, ...hv };
       other = await Sandbox.create({ id: `${id}-b`, bootTimeoutMs: 180_000, ...b });
       const rec2 = await readRecord(join(stateRoot, `${id}-b`, "state.json"));
       const c2 = await other.createContainer({ id: "long", spec: runSpec({ args: ["sleep", "100000"] }), rootfs });
@@ -96,7 +107,9 @@ async function main(): Promise<void> {
       return { wall: t2 - t0, rpc: t1 - t0, cpu: (await cpuMs(pids)) - c0, status: st.status };
     };
     // busybox on the container's /dev (a tmpfs in the guest): exec'd without virtio-fs round trips.
+    // Copied in each sandbox.
     if ((await execOnce(["sh", "-c", "cp /bin/busybox /dev/bb"])).status !== 0) throw new Error("cannot copy busybox to /dev");
+    if (sb2 !== undefined && (await execOnce(["sh", "-c", "cp /bin/busybox /dev/bb"], "e", sb2)).status !== 0) throw new Error("cannot copy busybox to /dev");
     // TCG's own counters (HMP `info jit`): translation-cache flushes and blocks translated.
     type Qmp = { execute(c: "human-monitor-command", a: { "command-line": string }): Promise<string> };
     const qmpOf = (s: Sandbox) => (s.vm as unknown as { qmp?: Qmp }).qmp;
@@ -109,7 +122,9 @@ async function main(): Promise<void> {
     const variants: Record<string, () => Promise<Sample>> = {
       true: () => execOnce(["true"]),
       true_tmpfs: () => execOnce(["/dev/bb", "true"]),
-      ...(sb2 !== undefined ? { [process.env.AB_ASSETS !== undefined ? "true_b_assets" : "true_norandmaps"]: () => execOnce(["true"], "e", sb2) } : {}),
+      ...(sb2 !== undefined ? { [process.env.AB_ASSETS !== undefined ? "true_b_assets" : abTb !== undefined ? `true_b_tb${abTb}` : "true_norandmaps"]: () => execOnce(["true"], "e", sb2) } : {}),
+      // The same in the second sandbox: a difference between the two sandboxes' true_tmpfs is not the change's.
+      ...(sb2 !== undefined ? { true_tmpfs_b: () => execOnce(["/dev/bb", "true"], "e", sb2) } : {}),
       rpc: async () => {
         const c0 = await cpuMs(pidsA);
         const t0 = performance.now();
@@ -122,7 +137,7 @@ async function main(): Promise<void> {
     const codeKiB: Record<string, number[]> = {};
     for (let i = 0; i < N; i++) {
       for (const [name, fn] of Object.entries(variants)) {
-        const qmp = name.startsWith("true_b") || name === "true_norandmaps" ? qmpOf(other!) : qmpOf(sb);
+        const qmp = name.startsWith("true_b") || name.endsWith("_b") || name === "true_norandmaps" ? qmpOf(other!) : qmpOf(sb);
         const a0 = await jit(qmp);
         (samples[name] ??= []).push(await fn());
         const a1 = await jit(qmp);
