@@ -69,8 +69,15 @@ export class Virtiofsd {
     const args = [
       `--socket-path=${opts.socketPath}`,
       "-o", `source=${opts.sharedDir}`,
-      // Metadata may change on the host (binds appear, rootfs files change): do not cache forever.
-      "-o", "cache=auto",
+      // Metadata may change on the host (binds appear, rootfs files change, kubelet swaps a
+      // ConfigMap's ..data): entries and attributes expire after 1 s, as with cache=auto. But the
+      // file data the guest has cached is kept across opens (cache=always sets FOPEN_KEEP_CACHE;
+      // auto drops a file's pages at every open) and dropped when the refreshed attributes show a
+      // new size or mtime (FUSE auto_inval_data). With auto, every exec read the binary and its
+      // libraries over virtio-fs again into new guest pages, which TCG then translated anew:
+      // ~90 ms of QEMU CPU per exec of `true` (docs/containers.md "Where an exec goes").
+      "-o", "cache=always",
+      "-o", "timeout=1",
       // Each bind mount in the share shows up as its own mount in the guest (unique inode numbers).
       "-o", "announce_submounts",
     ];

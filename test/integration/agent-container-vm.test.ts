@@ -3,7 +3,8 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { PassThrough, Readable } from "node:stream";
-import { mkdir, readFile } from "node:fs/promises";
+import { mkdir, readFile, utimes, writeFile } from "node:fs/promises";
+import { setTimeout as sleep } from "node:timers/promises";
 import { join } from "node:path";
 import { Sandbox } from "../../src/sandbox/sandbox.js";
 import { runSpec, type RunSpecOptions } from "../../src/sandbox/default-spec.js";
@@ -138,6 +139,46 @@ void test("vm: a file written to a shared volume appears on the host", async () 
   const r = await runIn({ args: ["sh", "-c", "echo written-in-guest > /data/out.txt; ls /data"], volumes: [[vol, "/data"]] });
   assert.equal(r.status, 0);
   assert.equal(await readFile(join(vol, "out.txt"), "utf8"), "written-in-guest\n");
+});
+
+void test("vm: shared files: the guest keeps a file's cached pages across opens while its size and mtime stay; a host change shows within seconds", async () => {
+  const vol = join(fx.dir, "cached-volume");
+  await mkdir(vol);
+  const file = join(vol, "f");
+  await writeFile(file, "one\n");
+  const fixedTime = 1_700_000_000; // whole seconds: restored exactly below (a Date would lose the ns)
+  await utimes(file, fixedTime, fixedTime);
+  const ctr = await sb.createContainer({ id: "cachec", spec: runSpec({ args: ["sleep", "1000"], volumes: [[vol, "/data"]] }), rootfs: fx.rootfs });
+  let k = 0;
+  const cat = async (): Promise<string> => {
+    const p = await ctr.exec(`cat${++k}`, { args: ["cat", "/data/f"], cwd: "/", user: { uid: 0, gid: 0 }, env: ["PATH=/bin"] });
+    const o = collect();
+    await p.pumpOutput("stdout", o.stream);
+    assert.equal((await p.wait(AbortSignal.timeout(60_000))).status, 0);
+    return o.text();
+  };
+  try {
+    await ctr.start();
+    assert.equal(await cat(), "one\n");
+    // Same size, mtime put back: nothing tells the guest the data changed, so it keeps its pages
+    // (virtio-fs cache=always). This is what lets each exec reuse the image's binaries in guest
+    // memory; with cache=auto every open dropped them (docs/containers.md).
+    await writeFile(file, "two\n");
+    await utimes(file, fixedTime, fixedTime);
+    await sleep(1500); // past the 1 s attribute timeout: the guest has looked at the attributes again
+    assert.equal(await cat(), "one\n", "cached pages kept while size and mtime are unchanged");
+    // A real change (new mtime and size) reaches the guest once its attributes expire (1 s).
+    await writeFile(file, "three\n");
+    const deadline = Date.now() + 30_000;
+    let seen = await cat();
+    while (seen !== "three\n" && Date.now() < deadline) {
+      await sleep(500);
+      seen = await cat();
+    }
+    assert.equal(seen, "three\n", "a host-side change is seen by a new reader in the guest");
+  } finally {
+    await ctr.delete();
+  }
 });
 
 void test("vm: a container over its memory limit is OOM-killed and the OOM event names it", async () => {
