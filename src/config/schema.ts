@@ -23,10 +23,13 @@ const guestKeys = {
 /**
  * TCG's translation cache in MiB (QEMU `-accel tcg,tb-size=N`). QEMU fills the whole buffer before
  * it flushes, so every byte of it ends up resident: it is QEMU's largest cost after guest RAM.
- * Too small and the guest's hot code no longer fits (8 MiB made boot 3-4x slower here); measured
- * trade-off in docs/hypervisor.md "TCG translation cache". Ignored under KVM.
+ * Too small and the guest's hot code no longer fits (8 MiB made boot 3-4x slower here). 32 MiB
+ * fits boot and idle, but not an exec into a container (kernel fork/exec, agent, crun, the app:
+ * ~35-40 MiB of host code), which then flushed the cache about once per exec and cost 3-3.5x
+ * the emulated CPU of 64 MiB. Measured trade-off in docs/density.md and docs/containers.md
+ * "Exec round trip, third pass". Ignored under KVM.
  */
-export const defaultTcgTbSizeMiB = 32;
+export const defaultTcgTbSizeMiB = 64;
 
 export const qemuSchema = z
   .strictObject({
