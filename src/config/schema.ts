@@ -63,6 +63,8 @@ export const firecrackerSchema = z
     ...guestKeys,
     /** Firecracker takes at most 32 vCPUs. */
     default_vcpus: z.int().min(1).max(32).default(1),
+    /** Placeholder drives each VM boots with, one per container at a time (Firecracker cannot hotplug drives). */
+    block_slots: z.int().min(1).max(16).default(8),
   })
   .prefault({});
 

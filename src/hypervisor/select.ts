@@ -16,7 +16,7 @@ export async function openHypervisor(config: KataConfig): Promise<Hypervisor> {
       return CloudHypervisor.open({ binary: ch.path, rootImage: ch.image_device });
     }
     case "firecracker":
-      return Firecracker.open({ binary: config.hypervisor.firecracker.path });
+      return Firecracker.open({ binary: config.hypervisor.firecracker.path, blockSlots: config.hypervisor.firecracker.block_slots });
   }
 }
 

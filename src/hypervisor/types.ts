@@ -49,6 +49,11 @@ export interface VmConfig {
    * can open the taps of netDevices that live there. Default: the caller's.
    */
   netnsPath?: string;
+  /**
+   * Block devices to reserve at start for images attached while the VM runs (`Vm.blocks`), for a
+   * VMM that cannot hotplug them (Firecracker boots with this many placeholders). Default 0.
+   */
+  blockSlots?: number;
 }
 
 /** created -> running -> stopping -> stopped. Any state may go straight to stopped (failure). */
@@ -78,6 +83,24 @@ export interface StopOptions {
   timeoutMs?: number;
 }
 
+/** An image pointed at by one of a running VM's block devices. */
+export interface AttachedBlock {
+  /** The driver's name for the device (Firecracker: its drive id). */
+  slot: string;
+  /** The device node the guest sees, e.g. /dev/vdb. */
+  guestDevice: string;
+  /** The image's size: the guest's device has it once the guest kernel took the update. */
+  sizeBytes: number;
+}
+
+/** Block devices of a running VM that can be pointed at host images (read-only) and back. */
+export interface BlockAttach {
+  /** Points a free reserved device at `imagePath`; RESOURCE_EXHAUSTED when every one is in use. */
+  attach(imagePath: string): Promise<AttachedBlock>;
+  /** Points the device back at its placeholder (the guest must have stopped using it); idempotent. */
+  detach(slot: string): Promise<void>;
+}
+
 export interface Vm {
   readonly id: string;
   readonly state: VmState;
@@ -92,6 +115,8 @@ export interface Vm {
   readonly agentEndpoint: AgentEndpoint;
   /** The accelerator in use (known after start). */
   readonly accel: ResolvedAccel | undefined;
+  /** Present when the VM was created with blockSlots (and the VMM supports them). */
+  readonly blocks?: BlockAttach;
   start(): Promise<void>;
   /** Graceful within the deadline, then kill; always reaps the VMM and removes the state dir. Idempotent. */
   stop(opts?: StopOptions): Promise<VmExit>;
@@ -130,6 +155,16 @@ export interface PmemCapability {
   kind: "virtio-pmem";
 }
 
+/**
+ * Container root filesystems as block devices attached while the VM runs: for a VMM without
+ * virtio-fs. The VM boots with `slots` placeholder devices (Firecracker cannot hotplug drives).
+ */
+export interface BlockRootfsCapability {
+  kind: "placeholder-drives";
+  /** Devices reserved per VM: at most this many containers at once in a pod. */
+  slots: number;
+}
+
 export interface HypervisorCapabilities {
   /** The configuration name: "qemu", "cloud-hypervisor", "firecracker". */
   name: string;
@@ -140,6 +175,8 @@ export interface HypervisorCapabilities {
   /** Absent: the VMM has no virtio-fs, so container root filesystems and volumes cannot be shared that way. */
   sharedFs?: SharedFsCapability;
   pmem?: PmemCapability;
+  /** Absent: container root filesystems reach the guest only through sharedFs. */
+  blockRootfs?: BlockRootfsCapability;
   network?: NetworkCapability;
   seccomp?: SeccompCapability;
 }

@@ -21,11 +21,13 @@ import { defaultHypervisor } from "../hypervisor/select.js";
 import type { Accel, Hypervisor, Vm, VmConfig } from "../hypervisor/types.js";
 import type { OciSpec } from "../protocol/contract/oci.js";
 import { ADOPTED_VM_DIR, type AdoptedHelperProcess, type AdoptedVmParts, type VmAdopter } from "./adoption.js";
-import { AgentClient } from "./agent-client.js";
+import { AgentClient, type GuestMountSpec } from "./agent-client.js";
 import { SandboxContainer } from "./container.js";
 import { SHARED_FS_TAG } from "../protocol/contract/guest.js";
 import { sandboxLayout, type SandboxLayout } from "./guest-layout.js";
 import { shareContainer } from "./host-spec.js";
+import { attachBlockContainer } from "./block-rootfs.js";
+import { sandboxImagesDir } from "../util/paths.js";
 import { Lifecycle } from "./lifecycle.js";
 import { makeSharedMountPoint, unmountAll } from "./mounts.js";
 import { PodWatch, type SandboxLoss } from "./pod-watch.js";
@@ -108,6 +110,10 @@ export class Sandbox {
   /** Resolves when the sandbox is lost while it runs (a part died or the guest wedged); never after destroy() began. */
   readonly lost = new Promise<SandboxLoss>((resolve) => (this.resolveLost = resolve));
   private destroying: Promise<void> | undefined;
+  /** How container root filesystems reach the guest: the virtio-fs share, or block images (a VMM without virtio-fs). */
+  private rootfsVia: "share" | "block" = "share";
+  /** The VMM's configuration name, for messages. */
+  private vmmName = "qemu";
 
   private constructor(
     readonly id: string,
@@ -151,8 +157,8 @@ export class Sandbox {
   private async setUp(opts: SandboxOptions): Promise<void> {
     const { layout } = this;
     const clock = opts.clock ?? new StepClock();
-    // Booting needs a VMM with virtio-fs (container root filesystems reach the guest through it),
-    // checked before anything is created; an adopted VM runs already.
+    // Booting needs a VMM that can bring container root filesystems into the guest (virtio-fs, or
+    // block images), checked before anything is created; an adopted VM runs already.
     const booting = opts.adopt === undefined ? await this.bootPrerequisites(opts) : undefined;
     await mkdir(dirname(layout.stateDir), { recursive: true });
     try {
@@ -170,9 +176,16 @@ export class Sandbox {
       return this.finishSetUp(opts, await this.adopt(opts.adopt, opts.netnsPath, clock), clock);
     }
     const { hypervisor, caps, assets } = booting;
-    await mkdir(layout.sharedDir, { recursive: true });
-    this.undo.push("unmount shared dir", () => unmountAll(layout.sharedDir));
-    await makeSharedMountPoint(layout.sharedDir);
+    this.vmmName = caps.name;
+    const blockSlots = caps.sharedFs === undefined ? caps.blockRootfs?.slots : undefined;
+    if (blockSlots === undefined) {
+      await mkdir(layout.sharedDir, { recursive: true });
+      this.undo.push("unmount shared dir", () => unmountAll(layout.sharedDir));
+      await makeSharedMountPoint(layout.sharedDir);
+    } else {
+      this.rootfsVia = "block";
+      this.undo.push("remove container rootfs images", () => rm(sandboxImagesDir(opts.id), { recursive: true, force: true }));
+    }
 
     const netnsPath = opts.netnsPath;
     const net = netnsPath === undefined ? undefined : await clock.time("network.host", () => attachPodNetwork(netnsPath, this.undo));
@@ -191,7 +204,7 @@ export class Sandbox {
       rootfsDevice: assets.rootfsDevice,
       kernelCmdline: assets.kernelCmdline,
       accel,
-      sharedFs: { socketPath: layout.virtiofsdSocket, tag: SHARED_FS_TAG },
+      ...(blockSlots === undefined ? { sharedFs: { socketPath: layout.virtiofsdSocket, tag: SHARED_FS_TAG } } : { blockSlots }),
       ...(net === undefined ? {} : { netDevices: net.netDevices, netnsPath: net.netnsPath }),
     };
     const booted = await clock.time("boot", () => this.bootWithRetry(config, { ...opts, hypervisor }));
@@ -205,8 +218,8 @@ export class Sandbox {
   private async bootPrerequisites(opts: SandboxOptions): Promise<{ hypervisor: Hypervisor; caps: ReturnType<Hypervisor["capabilities"]>; assets: GuestAssets }> {
     const hypervisor = opts.hypervisor ?? (await defaultHypervisor());
     const caps = hypervisor.capabilities();
-    if (caps.sharedFs === undefined) {
-      throw new NoSharedFsError(caps.name, "run this pod");
+    if (caps.sharedFs === undefined && caps.blockRootfs === undefined) {
+      throw new NoSharedFsError(caps.name, "run this pod", `nor can it take container root filesystems as block images; run the pod with hypervisor = "qemu" or "cloud-hypervisor"`);
     }
     return { hypervisor, caps, assets: opts.assets ?? (await loadGuestAssets()) };
   }
@@ -225,7 +238,7 @@ export class Sandbox {
     this.watch = new PodWatch({ vm: up.vm, agent, livenessTimeoutMs, ...virtiofsd }, (loss) => this.onLost(loss));
     // Fresh host randomness first: a pooled VM booted before its pod (src/agent/entropy.ts).
     const entropy = new Uint8Array(randomBytes(64));
-    await agent.createSandbox({ sandboxId: opts.id, hostname: opts.hostname ?? "", dns: opts.dns ?? [], sharedFsTag: SHARED_FS_TAG, entropy, sysctls: opts.sysctls ?? {} });
+    await agent.createSandbox({ sandboxId: opts.id, hostname: opts.hostname ?? "", dns: opts.dns ?? [], sharedFsTag: this.rootfsVia === "share" ? SHARED_FS_TAG : "", entropy, sysctls: opts.sysctls ?? {} });
     if (up.net !== undefined) await configureGuestNetwork(agent, up.net);
     this.life.move("ready", "create");
     await clock.time("sandbox.save", () => this.save());
@@ -261,8 +274,9 @@ export class Sandbox {
     const attempts = opts.bootAttempts ?? defaultBootAttempts;
     const stallMs = opts.bootStallMs === undefined ? defaultBootStallMs : opts.bootStallMs === 0 ? undefined : opts.bootStallMs;
     for (let attempt = 1; ; attempt++) {
-      const vfs = await Virtiofsd.start({ sharedDir: layout.sharedDir, socketPath: layout.virtiofsdSocket, logPath: layout.virtiofsdLog });
-      this.record.virtiofsdPid = vfs.pid;
+      // No share, no virtiofsd (container root filesystems come as block images).
+      const vfs = config.sharedFs === undefined ? undefined : await Virtiofsd.start({ sharedDir: layout.sharedDir, socketPath: layout.virtiofsdSocket, logPath: layout.virtiofsdLog });
+      this.record.virtiofsdPid = vfs?.pid;
       try {
         // bootVm stops the VM itself when the boot fails; only a booted VM joins the undo stack.
         const booted = await bootVm(config, {
@@ -276,11 +290,11 @@ export class Sandbox {
             await this.save();
           },
         });
-        this.undo.push("stop virtiofsd", () => vfs.stop());
+        if (vfs !== undefined) this.undo.push("stop virtiofsd", () => vfs.stop());
         this.virtiofsd = vfs;
         return booted;
       } catch (err) {
-        await vfs.stop();
+        await vfs?.stop();
         const left = deadline - Date.now();
         if (!(err instanceof BootStalledError) || attempt >= attempts || left < minRetryMs) throw err;
         log.warn({ sandbox: this.id, attempt, attempts, err: err.message }, "the guest got stuck while booting; booting it again");
@@ -294,8 +308,8 @@ export class Sandbox {
     if (this.containers.has(c.id)) throw new KataError("ALREADY_EXISTS", `sandbox ${this.id} already has a container ${c.id}`);
     const undo = new UndoStack();
     try {
-      const shared = await shareContainer(this.layout, c.id, c.spec, c.rootfs, undo);
-      await this.agent.createContainer({ containerId: c.id, spec: shared.spec, rootfs: shared.guestRootfs, mounts: [], openStdin: c.openStdin ?? false, sandboxPidns: c.sandboxPidns ?? false });
+      const guest = await this.containerRootfs(c, undo);
+      await this.agent.createContainer({ containerId: c.id, spec: guest.spec, rootfs: guest.guestRootfs, mounts: guest.mounts, openStdin: c.openStdin ?? false, sandboxPidns: c.sandboxPidns ?? false });
     } catch (err) {
       await undo.unwind().catch(() => undefined);
       throw err;
@@ -309,6 +323,14 @@ export class Sandbox {
     this.record.containers[c.id] = { status: "created", hostRootfs: c.rootfs };
     await this.save();
     return ctr;
+  }
+
+  /** The container's rootfs and host mounts brought to the guest: over the share, or as a block image. */
+  private async containerRootfs(c: ContainerOptions, undo: UndoStack): Promise<{ spec: OciSpec; guestRootfs: string; mounts: GuestMountSpec[] }> {
+    if (this.rootfsVia === "share") return { ...(await shareContainer(this.layout, c.id, c.spec, c.rootfs, undo)), mounts: [] };
+    const blocks = this.vmValue?.blocks;
+    if (blocks === undefined) throw new KataError("INTERNAL", `sandbox ${this.id}: its VM has no block slots for container root filesystems`);
+    return attachBlockContainer(this.vmmName, blocks, sandboxImagesDir(this.id), c.id, c.spec, c.rootfs, undo);
   }
 
   container(id: string): SandboxContainer {

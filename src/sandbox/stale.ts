@@ -1,6 +1,6 @@
 // Cleans up a sandbox whose owner is gone (crashed `kata-ts run`, restarted shim): reads its state
 // file, kills the VM and virtiofsd by pid (only if the pid still runs that program), removes
-// virtiofsd's pid file, unmounts the share and removes the state dir.
+// virtiofsd's pid file, unmounts the share and removes the state dir and block images.
 import { readFile, rm } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { readRecord } from "./state-file.js";
@@ -8,6 +8,7 @@ import { sandboxLayout } from "./guest-layout.js";
 import { unmountAll } from "./mounts.js";
 import { detachStalePodNetwork } from "./network/pod-network.js";
 import { virtiofsdPidFile } from "./virtiofsd.js";
+import { sandboxImagesDir } from "../util/paths.js";
 
 async function commOf(pid: number): Promise<string | undefined> {
   return (await readFile(`/proc/${pid}/comm`, "utf8").catch(() => undefined))?.trim();
@@ -24,11 +25,13 @@ async function killIf(pid: number | undefined, expect: RegExp): Promise<void> {
 export async function cleanupStaleSandbox(id: string): Promise<void> {
   const layout = sandboxLayout(id);
   const rec = await readRecord(layout.stateFile).catch(() => undefined);
-  await killIf(rec?.vmPid, /^qemu/);
+  await killIf(rec?.vmPid, /^(qemu|firecracker|cloud-hyperviso)/);
   await killIf(rec?.virtiofsdPid, /^virtiofsd/);
   await rm(virtiofsdPidFile(layout.virtiofsdSocket), { force: true });
   if (rec?.virtiofsdPidFile !== undefined) await rm(rec.virtiofsdPidFile, { force: true });
   if (rec?.network !== undefined) await detachStalePodNetwork(rec.network);
   await unmountAll(layout.stateDir);
   await rm(layout.stateDir, { recursive: true, force: true });
+  // Container root filesystem images (Firecracker), once the VM that had them open is gone.
+  await rm(sandboxImagesDir(id), { recursive: true, force: true });
 }

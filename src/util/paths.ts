@@ -20,3 +20,11 @@ export function cacheDir(): string {
 export function sandboxStateDir(sandboxId: string): string {
   return join(stateRoot(), sandboxId);
 }
+
+/**
+ * Block images of container root filesystems (VMMs without virtio-fs): /var/lib/kata-ts/images/<sandbox-id>/,
+ * on disk rather than under the state root, which is a tmpfs (RAM) on most hosts.
+ */
+export function sandboxImagesDir(sandboxId: string): string {
+  return join(process.env.KATA_TS_IMAGES_DIR ?? "/var/lib/kata-ts/images", sandboxId);
+}

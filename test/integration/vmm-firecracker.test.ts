@@ -1,16 +1,13 @@
 // The Firecracker driver against a stand-in firecracker (a real process serving the REST API on a
 // real unix socket) that checks every request against the published swagger schemas: the shared
-// conformance suite, then what this driver sends, and the features Firecracker cannot provide.
+// conformance suite, then what this driver sends, and the features Firecracker cannot provide
+// (block root filesystems: vmm-firecracker-block.test.ts).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Firecracker, type FirecrackerOptions } from "../../src/hypervisor/firecracker/index.js";
 import { bootVm } from "../../src/sandbox/agent-boot.js";
-import { parseConfig } from "../../src/config/index.js";
-import { vmPodFactory } from "../../src/shim/vm-pod.js";
-import { createLogger } from "../../src/util/log.js";
-import { sandboxLayout } from "../../src/sandbox/guest-layout.js";
 import { isKataError } from "../../src/util/errors.js";
 import { NoSharedFsError } from "../../src/hypervisor/no-shared-fs.js";
 import type { Standin } from "../harness/vmm-standin/fixture.js";
@@ -86,20 +83,4 @@ void test("firecracker: a VM with a virtio-fs share is refused before anything s
   await assert.rejects(hv.create(config), (e) => e instanceof NoSharedFsError && isKataError(e, "FAILED_PRECONDITION") && /firecracker cannot share host directories.*no virtio-fs/.test(e.message));
   assert.equal(await exists(config.stateDir), false);
   assert.equal(hv.capabilities().sharedFs, undefined);
-});
-
-void test("firecracker: RunPodSandbox's pod creation (the shim's pod factory, configured hypervisor = \"firecracker\") fails at once naming the missing virtio-fs, and leaves nothing", async () => {
-  const { s } = await driver("pod");
-  const id = `fcpod-${process.pid}`;
-  const config = parseConfig(`[runtime]\nhypervisor = "firecracker"\n[hypervisor.firecracker]\npath = "${s.binary}"\n`, "test.toml");
-  const err = await vmPodFactory(createLogger("test"))
-    .createPod({ id, bundle: join(suite.root, "bundle"), spec: { linux: { namespaces: [{ type: "network" }, { type: "pid" }, { type: "ipc" }, { type: "uts" }, { type: "mount" }] } }, rootfs: [], config, sizing: { vcpus: 1, memoryMiB: 512 } })
-    .then(
-      () => assert.fail("the pod should not start"),
-      (e: unknown) => e,
-    );
-  assert.ok(err instanceof NoSharedFsError && isKataError(err, "FAILED_PRECONDITION"), String(err));
-  assert.match(err.message, /firecracker cannot run this pod: it has no virtio-fs/);
-  assert.equal(await exists(sandboxLayout(id).stateDir), false, "no sandbox state dir");
-  assert.deepEqual(await s.requests(), [], "the VMM was never started");
 });

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { VmConfig } from "../../src/hypervisor/types.js";
-import { standin, type Standin, type StandinKind } from "../harness/vmm-standin/fixture.js";
+import { standin, type Standin, type StandinGuestKind, type StandinKind } from "../harness/vmm-standin/fixture.js";
 import type { Fault } from "../harness/vmm-standin/common.js";
 import { cleanupRoot, processesMentioning, tempRoot } from "./vm-support.js";
 
@@ -42,7 +42,7 @@ export interface StandinSuite {
   readonly root: string;
   readonly files: GuestFiles;
   /** A stand-in VMM binary playing `fault`, checked after the suite. */
-  standin(name: string, fault?: Fault): Promise<Standin>;
+  standin(name: string, fault?: Fault, guest?: StandinGuestKind): Promise<Standin>;
 }
 
 /** Registers the suite's before/after hooks; `api` names the published API in the failure message. */
@@ -69,8 +69,8 @@ export function standinSuite(kind: StandinKind, api: string): StandinSuite {
       if (files === undefined) throw new Error("stand-in suite used before its before hook ran");
       return files;
     },
-    async standin(name, fault = "none") {
-      const s = await standin(kind, root, name, fault);
+    async standin(name, fault = "none", guest = "emulated") {
+      const s = await standin(kind, root, name, fault, guest);
       standins.push(s);
       return s;
     },

@@ -29,7 +29,11 @@ void test("select: the configured VMM is the one opened, with its section's bina
   }
   const fcCaps = (await openHypervisor(parseConfig(`[runtime]\nhypervisor = "firecracker"\n${sections}`, "t.toml"))).capabilities();
   assert.equal(fcCaps.sharedFs, undefined, "firecracker says it has no virtio-fs");
+  assert.deepEqual(fcCaps.blockRootfs, { kind: "placeholder-drives", slots: 8 }, "but takes container root filesystems as block images (8 slots by default)");
   assert.deepEqual(fcCaps.accels, ["kvm"]);
+  const three = await openHypervisor(parseConfig(`[runtime]\nhypervisor = "firecracker"\n${sections}block_slots = 3\n`, "t.toml"));
+  assert.deepEqual(three.capabilities().blockRootfs, { kind: "placeholder-drives", slots: 3 }, "[hypervisor.firecracker] block_slots");
+  assert.throws(() => parseConfig(`[hypervisor.firecracker]\nblock_slots = 17\n`, "t.toml"), /block_slots/);
 });
 
 void test("select: a configured VMM whose binary is missing fails with NOT_FOUND naming the config key", async () => {

@@ -5,6 +5,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { run } from "../../util/exec.js";
 import { isBindMount } from "../../protocol/contract/guest.js";
 import { KataError } from "../../util/errors.js";
+import { splitDevSize, waitForDeviceSize } from "./block-device.js";
 import { applySysctls } from "./sysctl.js";
 
 export interface GuestMount {
@@ -37,7 +38,13 @@ export async function mountOne(m: GuestMount): Promise<void> {
   if (!m.target.startsWith("/")) throw new KataError("INVALID_ARGUMENT", `mount target ${JSON.stringify(m.target)} must be absolute`);
   await mkdir(m.target, { recursive: true });
   const isBind = isBindMount({ type: m.fstype, options: m.options });
-  const opts = m.options.filter((o) => o !== "bind" && o !== "rbind");
+  const devSize = splitDevSize(m.options);
+  if (devSize.bytes !== undefined) await waitForDeviceSize(m.source, devSize.bytes);
+  const opts = devSize.options.filter((o) => o !== "bind" && o !== "rbind");
+  // An overlay's upper and work dirs must exist (on the tmpfs mounted just before it).
+  if (m.fstype === "overlay") {
+    for (const o of opts) if (o.startsWith("upperdir=") || o.startsWith("workdir=")) await mkdir(o.slice(o.indexOf("=") + 1), { recursive: true });
+  }
   const args = isBind
     ? [m.options.includes("rbind") ? "--rbind" : "--bind", m.source, m.target]
     : ["-t", m.fstype, ...(opts.length > 0 ? ["-o", opts.join(",")] : []), m.source, m.target];

@@ -1,5 +1,5 @@
 // The part of Firecracker's REST API kata-ts uses, typed from its swagger document (firecracker
-// repository, src/firecracker/swagger/firecracker.yaml). Every request is a PUT answered 204 on
+// repository, src/firecracker/swagger/firecracker.yaml). Every request is a PUT (PATCH for a drive after boot) answered 204 on
 // success, 400 with an Error body ({ fault_message }) on bad input. Pre-boot configuration first,
 // then PUT /actions { action_type: "InstanceStart" }.
 
@@ -33,6 +33,12 @@ export interface FcDrive {
   /** true: Firecracker adds root=/dev/vda itself; kata-ts passes its own root= so it stays false. */
   is_root_device: boolean;
   is_read_only: boolean;
+}
+
+/** PATCH /drives/{drive_id} (post-boot only): a new backing file for an existing drive. */
+export interface FcPartialDrive {
+  drive_id: string;
+  path_on_host?: string;
 }
 
 /** PUT /network-interfaces/{iface_id} */

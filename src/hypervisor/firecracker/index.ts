@@ -3,9 +3,9 @@
 // The agent channel is its hybrid vsock; the guest serial console is the process's stdout.
 //
 // Firecracker has no virtio-fs, so the host directories kata-ts shares with QEMU and Cloud
-// Hypervisor (container root filesystems, volumes) cannot reach the guest: a VM that asks for a
-// shared file system is refused before anything starts. docs/hypervisor.md says what would bring
-// container root filesystems in as block devices.
+// Hypervisor cannot reach the guest: a VM that asks for a shared file system is refused before
+// anything starts. Container root filesystems come in as block images instead, through drives
+// reserved at boot and re-pointed while the VM runs (drive-slots.ts; docs/hypervisor.md).
 import { KataError } from "../../util/errors.js";
 import { ApiClient, codeForStatus, type ApiResponse } from "../rest/api-client.js";
 import { restVmLayout, type RestVmLayout } from "../rest/layout.js";
@@ -13,6 +13,7 @@ import type { RestVmmDriver } from "../rest/driver.js";
 import { RestVm, restVmOptions, type RestVmOptions } from "../rest/rest-vm.js";
 import { binaryVersion, validateRestVmConfig } from "../rest/validate.js";
 import type { Hypervisor, HypervisorCapabilities, VmConfig } from "../types.js";
+import { DriveSlots } from "./drive-slots.js";
 import { maxNetDevices } from "../validate.js";
 import { NoSharedFsError } from "../no-shared-fs.js";
 import type { FcError, FcInstanceInfo } from "./api-types.js";
@@ -25,7 +26,11 @@ export const firecrackerInstallHint =
 /** startTimeoutMs, consoleLogMaxBytes (cap of console.log, rotated once; default 1 MiB): as for every VMM. */
 export interface FirecrackerOptions extends RestVmOptions {
   binary?: string;
+  /** Placeholder drives per VM for container root filesystems (capabilities().blockRootfs); default 8, as Kata's. */
+  blockSlots?: number;
 }
+
+export const defaultBlockSlots = 8;
 
 /** Firecracker's documented vCPU range. */
 const maxVcpus = 32;
@@ -50,7 +55,10 @@ class FcDriver implements RestVmmDriver {
   readonly name = "firecracker";
   readonly installHint = firecrackerInstallHint;
 
-  constructor(readonly binary: string) {}
+  constructor(
+    readonly binary: string,
+    private readonly slots: DriveSlots | undefined,
+  ) {}
 
   args(config: VmConfig, layout: RestVmLayout): string[] {
     return ["--api-sock", layout.apiSocketPath, "--id", config.id];
@@ -66,7 +74,8 @@ class FcDriver implements RestVmmDriver {
   }
 
   async boot(api: ApiClient, config: VmConfig, layout: RestVmLayout): Promise<void> {
-    for (const req of firecrackerRequests(config, layout.vsockSocketPath)) {
+    const slotDrives = this.slots === undefined ? [] : await this.slots.placeholders();
+    for (const req of firecrackerRequests(config, layout.vsockSocketPath, slotDrives)) {
       await api.call("PUT", req.path, req.body);
     }
   }
@@ -74,6 +83,20 @@ class FcDriver implements RestVmmDriver {
   /** Firecracker has no "stop the VM" request (SendCtrlAltDel needs the guest's cooperation): SIGTERM ends it. */
   shutdown(): Promise<boolean> {
     return Promise.resolve(false);
+  }
+}
+
+/** A Firecracker VM; with config.blockSlots, `blocks` re-points its placeholder drives while it runs. */
+export class FirecrackerVm extends RestVm {
+  readonly blocks: DriveSlots | undefined;
+
+  constructor(config: VmConfig, layout: RestVmLayout, binary: string, opts: RestVmOptions) {
+    const self: { vm?: FirecrackerVm } = {};
+    const n = config.blockSlots ?? 0;
+    const slots = n > 0 ? new DriveSlots(n, layout.stateDir, () => self.vm?.runningApi) : undefined;
+    super(config, layout, new FcDriver(binary, slots), opts);
+    self.vm = this;
+    this.blocks = slots;
   }
 }
 
@@ -88,11 +111,14 @@ export class Firecracker implements Hypervisor {
     return new Firecracker(opts, version);
   }
 
-  async create(config: VmConfig): Promise<RestVm> {
+  async create(config: VmConfig): Promise<FirecrackerVm> {
     if (config.sharedFs !== undefined) throw firecrackerCannot(`share host directories with the guest (virtio-fs tag ${config.sharedFs.tag})`);
     await validateRestVmConfig("firecracker", config, { maxVcpus });
-    const driver = new FcDriver(this.opts.binary ?? firecrackerBinary);
-    return new RestVm(config, restVmLayout(config.stateDir), driver, restVmOptions(this.opts));
+    return new FirecrackerVm(config, restVmLayout(config.stateDir), this.opts.binary ?? firecrackerBinary, restVmOptions(this.opts));
+  }
+
+  private get blockSlots(): number {
+    return this.opts.blockSlots ?? defaultBlockSlots;
   }
 
   capabilities(): HypervisorCapabilities {
@@ -101,6 +127,7 @@ export class Firecracker implements Hypervisor {
       version: this.version,
       accels: ["kvm"],
       agentChannel: { transport: "hybrid-vsock" },
+      ...(this.blockSlots > 0 ? { blockRootfs: { kind: "placeholder-drives" as const, slots: this.blockSlots } } : {}),
       network: { kind: "tap", maxDevices: maxNetDevices },
       seccomp: { enabled: true, detail: "firecracker's built-in seccomp filters (default on)" },
     };

@@ -25,7 +25,8 @@ export function blockRootParams(params: readonly string[]): string[] {
   return params.flatMap((p) => (p === "root=/dev/pmem0" ? ["root=/dev/vda"] : p === "rootflags=dax=always" ? [] : [p]));
 }
 
-export function firecrackerRequests(config: VmConfig, vsockSocketPath: string): FcRequest[] {
+/** `slotDrives`: the placeholder drives after the root image (drive-slots.ts), in guest order. */
+export function firecrackerRequests(config: VmConfig, vsockSocketPath: string, slotDrives: readonly FcDrive[] = []): FcRequest[] {
   const requests: FcRequest[] = [
     { path: "/machine-config", body: { vcpu_count: config.vcpus, mem_size_mib: config.memoryMiB, smt: false } },
     {
@@ -37,6 +38,7 @@ export function firecrackerRequests(config: VmConfig, vsockSocketPath: string): 
       },
     },
     { path: "/drives/rootfs", body: { drive_id: "rootfs", path_on_host: config.rootfsPath, is_root_device: false, is_read_only: true } },
+    ...slotDrives.map((d) => ({ path: `/drives/${d.drive_id}`, body: d })),
   ];
   (config.netDevices ?? []).forEach((n, i) => {
     const id = `eth${i}`;

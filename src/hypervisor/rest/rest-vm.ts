@@ -35,6 +35,11 @@ export class RestVm extends VmmVm {
     this.vmmName = driver.name;
   }
 
+  /** The VMM's API while the VM runs (after boot, until it ended). */
+  protected get runningApi(): ApiClient | undefined {
+    return this.state === "running" ? this.api : undefined;
+  }
+
   get apiSocketPath(): string {
     return this.layout.apiSocketPath;
   }

@@ -48,3 +48,25 @@ export function agentChannelFromCmdline(cmdline: string): AgentChannel {
   }
   return { kind: "vsock", port };
 }
+
+/**
+ * Container root filesystems that reach the guest as block devices (VMMs without virtio-fs:
+ * Firecracker) are mounted under GUEST_BLOCK_ROOT/<container id>: the image (read-only erofs), a
+ * tmpfs for the container's writes, and the overlay of both that crun takes as the rootfs.
+ */
+export const GUEST_BLOCK_ROOT = "/run/kata-ts/block";
+
+/**
+ * A mount option only kata-ts reads (the agent strips it before mount): `kata-ts.dev-size=<bytes>`
+ * on a block device mount means "wait until the device has this size". The host points a
+ * placeholder drive at the image while the guest runs, and the guest kernel learns the new
+ * capacity asynchronously (a virtio config-change interrupt); mounting before that reads a device
+ * of the old size.
+ */
+export const DEV_SIZE_OPTION = "kata-ts.dev-size";
+
+/** The guest paths of one container's block rootfs. */
+export function guestBlockRootfsPaths(containerId: string): { image: string; rw: string; rootfs: string } {
+  const dir = `${GUEST_BLOCK_ROOT}/${containerId}`;
+  return { image: `${dir}/image`, rw: `${dir}/rw`, rootfs: `${dir}/rootfs` };
+}

@@ -35,6 +35,13 @@ export const Drive = z.strictObject({
   socket: z.string().optional(),
 });
 
+/** PATCH /drives/{drive_id}, post-boot only: a new backing file (or rate limiter) for a drive configured before boot. */
+export const PartialDrive = z.strictObject({
+  drive_id: z.string(),
+  path_on_host: z.string().optional(),
+  rate_limiter: RateLimiter.optional(),
+});
+
 export const NetworkInterface = z.strictObject({
   guest_mac: z.string().optional(),
   host_dev_name: z.string(),
@@ -54,13 +61,15 @@ export const InstanceActionInfo = z.strictObject({
   action_type: z.enum(["FlushMetrics", "InstanceStart", "SendCtrlAltDel"]),
 });
 
-/** Path pattern -> method and body schema; {id} path parameters must match the body's id field. */
-export const fcEndpoints: Array<{ pattern: RegExp; method: "GET" | "PUT"; body?: z.ZodType; idField?: string }> = [
-  { pattern: /^\/$/, method: "GET" },
-  { pattern: /^\/machine-config$/, method: "PUT", body: MachineConfiguration },
-  { pattern: /^\/boot-source$/, method: "PUT", body: BootSource },
-  { pattern: /^\/drives\/([^/]+)$/, method: "PUT", body: Drive, idField: "drive_id" },
-  { pattern: /^\/network-interfaces\/([^/]+)$/, method: "PUT", body: NetworkInterface, idField: "iface_id" },
-  { pattern: /^\/vsock$/, method: "PUT", body: Vsock },
-  { pattern: /^\/actions$/, method: "PUT", body: InstanceActionInfo },
+export type FcMethod = "GET" | "PUT" | "PATCH";
+
+/** Path pattern -> the methods kata-ts uses on it, each with its body schema; {id} path parameters must match the body's id field. */
+export const fcEndpoints: Array<{ pattern: RegExp; methods: Partial<Record<FcMethod, { body?: z.ZodType }>>; idField?: string }> = [
+  { pattern: /^\/$/, methods: { GET: {} } },
+  { pattern: /^\/machine-config$/, methods: { PUT: { body: MachineConfiguration } } },
+  { pattern: /^\/boot-source$/, methods: { PUT: { body: BootSource } } },
+  { pattern: /^\/drives\/([^/]+)$/, methods: { PUT: { body: Drive }, PATCH: { body: PartialDrive } }, idField: "drive_id" },
+  { pattern: /^\/network-interfaces\/([^/]+)$/, methods: { PUT: { body: NetworkInterface } }, idField: "iface_id" },
+  { pattern: /^\/vsock$/, methods: { PUT: { body: Vsock } } },
+  { pattern: /^\/actions$/, methods: { PUT: { body: InstanceActionInfo } } },
 ];

@@ -1,14 +1,19 @@
 // A stand-in Firecracker: serves the REST API on --api-sock, checks every request against the
 // published swagger schemas (fc-spec.ts), and answers as firecracker does: 204 on success, 400 with
-// { fault_message } otherwise; pre-boot requests after InstanceStart are refused. The guest serial
-// console goes to stdout, as Firecracker's does.
+// { fault_message } otherwise. Pre-boot requests (PUT of anything but /actions) are refused after
+// InstanceStart; PATCH /drives/{id} is post-boot only, for a drive configured before boot, and
+// its path_on_host must open. The guest serial console goes to stdout, as Firecracker's does.
+// The guest is emulated (guest.ts: the agent's Health service on the hybrid vsock), or with
+// STANDIN_GUEST=qemu the real guest under QEMU (qemu-guest.ts).
 import http from "node:http";
+import { dirname, join } from "node:path";
 import { z } from "zod";
-import { BootSource, fcEndpoints, Vsock } from "./fc-spec.js";
+import { BootSource, fcEndpoints, MachineConfiguration, Vsock, type FcMethod } from "./fc-spec.js";
 import { crashSoon, stdoutConsole, firstMissing, guestDelayMs, type Fault } from "./common.js";
 import { StandinGuest } from "./guest.js";
 import { answer, readRequest } from "./http.js";
 import type { StandinLog } from "./log.js";
+import { QemuGuest } from "./qemu-guest.js";
 
 export const fcVersion = "1.7.0";
 
@@ -22,13 +27,23 @@ export function parseFcArgs(argv: string[]): { apiSocket: string; id: string } {
 
 const fault400 = (res: http.ServerResponse, message: string): void => answer(res, 400, { fault_message: message });
 
-export function fcServer(log: StandinLog, fault: Fault, id: string): http.Server {
+interface StandinDrive {
+  path_on_host?: string | undefined;
+  is_read_only?: boolean | undefined;
+  is_root_device: boolean;
+}
+
+export function fcServer(log: StandinLog, fault: Fault, id: string, apiSocket: string): http.Server {
   let started = false;
   let bootSource: z.output<typeof BootSource> | undefined;
+  let machine: z.output<typeof MachineConfiguration> | undefined;
   let vsock: z.output<typeof Vsock> | undefined;
-  const drives = new Map<string, { path_on_host?: string | undefined }>();
+  /** In the order configured, as Firecracker attaches them (a root device first). */
+  const drives = new Map<string, StandinDrive>();
   let guest: StandinGuest | undefined;
+  let realGuest: QemuGuest | undefined;
   const violation = (what: string): void => log.write({ violation: what });
+  // A real guest's QEMU is in the stand-in's process group: the driver's SIGTERM/SIGKILL of the group ends it too.
 
   return http.createServer((req, res) => {
     void (async () => {
@@ -39,8 +54,9 @@ export function fcServer(log: StandinLog, fault: Fault, id: string): http.Server
         violation(`${r.method} ${r.path}: no such path in the swagger document`);
         return fault400(res, `Invalid request path: ${r.path}`);
       }
-      if (r.method !== endpoint.method) {
-        violation(`${r.method} ${r.path}: kata-ts uses only ${endpoint.method} on it`);
+      const method = endpoint.methods[r.method as FcMethod];
+      if (method === undefined) {
+        violation(`${r.method} ${r.path}: kata-ts uses only ${Object.keys(endpoint.methods).join(", ")} on it`);
         return fault400(res, `Invalid request method: ${r.method}`);
       }
       if (r.problem !== undefined) {
@@ -48,8 +64,8 @@ export function fcServer(log: StandinLog, fault: Fault, id: string): http.Server
         return fault400(res, r.problem);
       }
       let body: Record<string, unknown> = {};
-      if (endpoint.body !== undefined) {
-        const parsed = endpoint.body.safeParse(r.body);
+      if (method.body !== undefined) {
+        const parsed = method.body.safeParse(r.body);
         if (!parsed.success) {
           const why = z.prettifyError(parsed.error);
           violation(`${r.method} ${r.path}: body does not match the spec: ${why}`);
@@ -65,10 +81,28 @@ export function fcServer(log: StandinLog, fault: Fault, id: string): http.Server
       if (r.path === "/") {
         return answer(res, 200, { app_name: "Firecracker", id, state: started ? "Running" : "Not started", vmm_version: fcVersion });
       }
+      if (r.method === "PATCH") {
+        // Only drives take PATCH here (fc-spec.ts): post-boot, an existing drive, a file that opens.
+        if (!started) return fault400(res, "The requested operation is not supported before starting the microVM.");
+        const driveId = String(body.drive_id);
+        const drive = drives.get(driveId);
+        if (drive === undefined) return fault400(res, `Unable to patch the block device: no drive with id ${driveId} was configured before boot (stand-in wording)`);
+        const path = body.path_on_host as string | undefined;
+        if (path !== undefined) {
+          if (firstMissing([path]) !== undefined) return fault400(res, `Unable to patch the block device: cannot open ${path}: No such file or directory (os error 2)`);
+          await realGuest?.patchDrive(driveId, path);
+          drive.path_on_host = path;
+        }
+        return answer(res, 204);
+      }
       if (started && r.path !== "/actions") return fault400(res, "The requested operation is not supported after starting the microVM.");
       if (fault === "api-error" && r.path === "/machine-config") return fault400(res, "The memory size (MiB) is either 0, or not a multiple of the configured page size. (stand-in fault)");
+      if (r.path === "/machine-config") machine = MachineConfiguration.parse(body);
       if (r.path === "/boot-source") bootSource = BootSource.parse(body);
-      if (r.path.startsWith("/drives/")) drives.set(String(body.drive_id), { path_on_host: body.path_on_host as string | undefined });
+      if (r.path.startsWith("/drives/")) {
+        const d = { path_on_host: body.path_on_host as string | undefined, is_read_only: body.is_read_only as boolean | undefined, is_root_device: body.is_root_device === true };
+        drives.set(String(body.drive_id), d);
+      }
       if (r.path === "/vsock") vsock = Vsock.parse(body);
       if (r.path !== "/actions") return answer(res, 204);
       if (body.action_type !== "InstanceStart") return answer(res, 204);
@@ -77,9 +111,31 @@ export function fcServer(log: StandinLog, fault: Fault, id: string): http.Server
       const missing = firstMissing([bootSource.kernel_image_path, bootSource.initrd_path, ...[...drives.values()].map((d) => d.path_on_host)]);
       if (missing !== undefined) return fault400(res, `Start microvm error: Cannot open ${missing}: No such file or directory (os error 2)`);
       if (vsock !== undefined) guest = await StandinGuest.listen(vsock.uds_path, violation);
+      if (process.env.STANDIN_GUEST === "qemu") {
+        const ordered = [...drives.entries()].sort(([, a], [, b]) => Number(b.is_root_device) - Number(a.is_root_device));
+        realGuest = await QemuGuest.start({
+          dir: join(dirname(apiSocket), "standin-qemu"),
+          kernel: bootSource.kernel_image_path,
+          initrd: bootSource.initrd_path,
+          bootArgs: bootSource.boot_args ?? "",
+          vcpus: machine?.vcpu_count ?? 1,
+          memoryMiB: machine?.mem_size_mib ?? 128,
+          drives: ordered.map(([driveId, d]) => ({ id: driveId, path: d.path_on_host ?? "", readOnly: d.is_read_only === true })),
+        });
+        const g = realGuest;
+        guest?.forwardTo(() => g.connectAgent());
+        g.exited
+          .then((code) => {
+            // The guest powered off (or QEMU died): Firecracker exits with the VM.
+            process.stderr.write(`stand-in: the guest's QEMU exited (${code})\n`);
+            process.exit(code === 0 ? 0 : 1);
+          })
+          .catch(() => undefined);
+      }
       started = true;
       answer(res, 204);
       if (fault === "crash-on-boot") return crashSoon();
+      if (realGuest !== undefined) return;
       setTimeout(() => {
         void stdoutConsole(fault).then(() => {
           if (fault !== "silent-guest") guest?.agentUp(bootSource?.boot_args ?? "");

@@ -23,12 +23,15 @@ export interface Standin {
 const mainJs = fileURLToPath(new URL("./main.js", import.meta.url));
 const quote = (s: string): string => `'${s.replaceAll("'", "'\\''")}'`;
 
-export async function standin(kind: StandinKind, dir: string, name: string, fault: Fault = "none"): Promise<Standin> {
+/** "emulated": the agent's Health service on the hybrid vsock (guest.ts); "qemu": the real guest under QEMU (qemu-guest.ts, Firecracker only). */
+export type StandinGuestKind = "emulated" | "qemu";
+
+export async function standin(kind: StandinKind, dir: string, name: string, fault: Fault = "none", guest: StandinGuestKind = "emulated"): Promise<Standin> {
   const binary = join(dir, `${name}.sh`);
   const logPath = join(dir, `${name}.log`);
   await writeFile(
     binary,
-    `#!/bin/sh\nSTANDIN_LOG=${quote(logPath)} STANDIN_FAULT=${fault} exec ${quote(process.execPath)} ${quote(mainJs)} ${kind} "$@"\n`,
+    `#!/bin/sh\nSTANDIN_LOG=${quote(logPath)} STANDIN_FAULT=${fault} STANDIN_GUEST=${guest} exec ${quote(process.execPath)} ${quote(mainJs)} ${kind} "$@"\n`,
   );
   await chmod(binary, 0o755);
   await writeFile(logPath, "");

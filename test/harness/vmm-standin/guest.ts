@@ -16,6 +16,8 @@ export class StandinGuest {
   private nextHostPort = 1_073_741_824;
   private readonly ttrpc = new TtrpcServer().register(Health, healthService());
   private readonly sockets = new Set<net.Socket>();
+  /** A real guest's agent (qemu-guest.ts): each accepted CONNECT is piped to a new stream to it. */
+  private forward: (() => net.Socket) | undefined;
 
   private constructor(
     private readonly server: net.Server,
@@ -57,6 +59,15 @@ export class StandinGuest {
     this.listening = true;
   }
 
+  /**
+   * The agent is a real guest's, reached through `connect`: CONNECT is accepted at once (the
+   * stream then waits until the guest agent opens its port, as QEMU's chardev does).
+   */
+  forwardTo(connect: () => net.Socket): void {
+    this.forward = connect;
+    this.listening = true;
+  }
+
   async close(): Promise<void> {
     this.listening = false;
     for (const s of this.sockets) s.destroy();
@@ -94,7 +105,17 @@ export class StandinGuest {
       sock.write(`OK ${this.nextHostPort++}\n`);
       const rest = Buffer.from(line.slice(nl + 1), "latin1");
       if (rest.length > 0) sock.unshift(rest);
-      this.ttrpc.serve(sock);
+      if (this.forward === undefined) {
+        this.ttrpc.serve(sock);
+        return;
+      }
+      const upstream = this.forward();
+      this.sockets.add(upstream);
+      upstream.on("error", () => sock.destroy());
+      upstream.once("close", () => sock.destroy());
+      sock.once("close", () => upstream.destroy());
+      sock.pipe(upstream);
+      upstream.pipe(sock);
     };
     sock.on("data", onData);
   }

@@ -26,7 +26,7 @@ async function main(): Promise<void> {
   } else if (kind === "firecracker") {
     const args = parseFcArgs(argv);
     socket = args.apiSocket;
-    server = fcServer(log, fault, args.id);
+    server = fcServer(log, fault, args.id, args.apiSocket);
   } else {
     throw new Error(`unknown VMM kind ${kind ?? "(none)"}: cloud-hypervisor | firecracker`);
   }
