@@ -8,7 +8,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { DEV_SIZE_OPTION } from "../../protocol/contract/guest.js";
 import { KataError } from "../../util/errors.js";
 
-const waitMs = 10_000;
+/** Immediate under a real VMM; generous for a loaded TCG guest, and reached only when the update never comes. */
+const waitMs = 30_000;
 
 /** The byte count of a `kata-ts.dev-size=N` option, and the options without it. */
 export function splitDevSize(options: readonly string[]): { bytes: number | undefined; options: string[] } {

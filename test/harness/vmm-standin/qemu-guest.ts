@@ -50,10 +50,13 @@ export class QemuGuest {
   private constructor(
     private readonly layout: VmLayout,
     private readonly qemu: ChildProcess,
-    private readonly qmp: QmpClient,
+    /** QMP once QEMU serves it: InstanceStart is answered without waiting for it, as Firecracker answers at once. */
+    private readonly qmp: Promise<QmpClient>,
     private readonly consoleServer: net.Server,
   ) {
     this.exited = new Promise((resolve) => qemu.once("exit", (code) => resolve(code)));
+    qmp.catch(() => undefined); // a QEMU that never served QMP is reported by its exit
+
   }
 
   get agentSocketPath(): string {
@@ -79,22 +82,13 @@ export class QemuGuest {
     const rootDevice = args.indexOf("virtio-blk-device,drive=rootfs");
     args.splice(rootDevice + 1, 0, ...others.flatMap((d) => slotDriveArgs(d)));
     const qemu = spawn(qemuBinary, args, { stdio: ["ignore", "ignore", "inherit"] });
-    let qmp: QmpClient | undefined;
-    for (let i = 0; i < 200 && qmp === undefined && qemu.exitCode === null; i++) {
-      qmp = await QmpClient.connect(layout.qmpSocketPath, { timeoutMs: 1000 }).catch(() => undefined);
-      if (qmp === undefined) await sleep(50);
-    }
-    if (qmp === undefined) {
-      qemu.kill("SIGKILL");
-      consoleServer.close();
-      throw new Error("stand-in guest: QEMU did not open its QMP socket");
-    }
-    return new QemuGuest(layout, qemu, qmp, consoleServer);
+    return new QemuGuest(layout, qemu, connectQmp(layout.qmpSocketPath, qemu), consoleServer);
   }
 
   /** PATCH /drives/{id} path_on_host, as the guest sees it. */
   async patchDrive(id: string, path: string): Promise<void> {
-    const execute = this.qmp.execute.bind(this.qmp) as unknown as Execute;
+    const qmp = await this.qmp;
+    const execute = qmp.execute.bind(qmp) as unknown as Execute;
     const file = `${id}-f${++this.generation}`;
     const size = (await stat(path)).size;
     await execute("blockdev-add", { driver: "file", "node-name": file, filename: path, "read-only": false });
@@ -112,10 +106,19 @@ export class QemuGuest {
   }
 
   stop(): void {
-    this.qmp.close();
+    void this.qmp.then((q) => q.close(), () => undefined);
     this.qemu.kill("SIGKILL");
     this.consoleServer.close();
   }
+}
+
+async function connectQmp(socketPath: string, qemu: ChildProcess): Promise<QmpClient> {
+  for (let i = 0; i < 1200 && qemu.exitCode === null; i++) {
+    const qmp = await QmpClient.connect(socketPath, { timeoutMs: 1000 }).catch(() => undefined);
+    if (qmp !== undefined) return qmp;
+    await sleep(50);
+  }
+  throw new Error("stand-in guest: QEMU did not open its QMP socket");
 }
 
 /**
