@@ -75,6 +75,12 @@ export class StandinGuest {
     await rm(this.path, { force: true });
   }
 
+  /** Answers OK; bytes sent after the CONNECT line belong to the agent stream. */
+  private accepted(sock: net.Socket, rest: Buffer): void {
+    sock.write(`OK ${this.nextHostPort++}\n`);
+    if (rest.length > 0) sock.unshift(rest);
+  }
+
   private accept(sock: net.Socket): void {
     this.sockets.add(sock);
     sock.once("close", () => this.sockets.delete(sock));
@@ -102,20 +108,25 @@ export class StandinGuest {
         sock.destroy();
         return;
       }
-      sock.write(`OK ${this.nextHostPort++}\n`);
       const rest = Buffer.from(line.slice(nl + 1), "latin1");
-      if (rest.length > 0) sock.unshift(rest);
       if (this.forward === undefined) {
+        this.accepted(sock, rest);
         this.ttrpc.serve(sock);
         return;
       }
+      // A real guest: OK only once its agent's port accepts the stream (until QEMU has created the
+      // chardev socket nothing listens, and the VMM closes the connection, as for a guest not ready).
+      sock.pause(); // what the host sends meanwhile waits for the pipe
       const upstream = this.forward();
       this.sockets.add(upstream);
-      upstream.on("error", () => sock.destroy());
+      upstream.once("error", () => sock.destroy());
       upstream.once("close", () => sock.destroy());
       sock.once("close", () => upstream.destroy());
-      sock.pipe(upstream);
-      upstream.pipe(sock);
+      upstream.once("connect", () => {
+        this.accepted(sock, rest);
+        sock.pipe(upstream);
+        upstream.pipe(sock);
+      });
     };
     sock.on("data", onData);
   }
