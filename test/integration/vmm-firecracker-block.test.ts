@@ -8,7 +8,7 @@ import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { PassThrough } from "node:stream";
-import { readdir, writeFile } from "node:fs/promises";
+import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Firecracker } from "../../src/hypervisor/firecracker/index.js";
@@ -132,6 +132,9 @@ void test("firecracker (stand-in running the real guest): containers start from 
   const sb = await Sandbox.create({ id: "fcblk", hypervisor: hv, assets, memoryMiB: 512, bootTimeoutMs: 300_000, bootStallMs: 0 });
   try {
     assert.equal(sb.vm?.blocks !== undefined, true);
+    const running = await Promise.all((await processesMentioning(realRoot)).map((pid) => readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")));
+    assert.equal(running.some((c) => c.includes("virtiofsd")), false, "no virtiofsd for a pod whose container root filesystems are block images");
+    assert.equal(await exists(join(realRoot, "state", "fcblk", "shared")), false, "and no share dir");
     const a = await runIn(sb, "ca", rootfsA, "cat /etc/marker; echo written > /new; cat /new; grep ' / ' /proc/mounts | cut -d' ' -f3");
     assert.deepEqual(a, { status: 0, out: "image a\nwritten\noverlay\n" }, "the container read its image and wrote to its overlay");
     assert.deepEqual(await readdir(imagesDir), [], "the image went with the container");
