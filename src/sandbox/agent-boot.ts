@@ -154,9 +154,14 @@ async function waitForCheck(health: BootedVm["health"], vm: Vm, deadline: number
       if (res.status === CheckResponse_ServingStatus.SERVING) return attempt;
     } catch (err) {
       // DEADLINE_EXCEEDED per attempt is the normal "not yet"; a closed connection means QEMU is gone.
+      // Over a VMM's hybrid vsock a closed stream does not prove the VMM is gone, so its exit is
+      // awaited only briefly (and never past the boot deadline): a VM that still runs behind a
+      // closed agent connection fails the boot instead of hanging it.
       if (err instanceof KataError && err.code === "UNAVAILABLE") {
-        await vm.wait().then((exit) => (ended = exit));
-        continue;
+        const graceMs = Math.max(0, Math.min(exitGraceMs, deadline - Date.now()));
+        await Promise.race([vm.wait(), sleep(graceMs, undefined, { ref: false })]);
+        if (ended !== undefined) continue;
+        throw new KataError("UNAVAILABLE", `the agent's connection closed while the VM still runs (${err.message})`, { cause: err });
       }
       if (err instanceof KataError && err.code === "CANCELLED") throw new KataError("CANCELLED", "boot cancelled by the caller");
       if (!(err instanceof KataError && err.code === "DEADLINE_EXCEEDED")) throw err;

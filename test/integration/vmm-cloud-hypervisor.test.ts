@@ -31,6 +31,7 @@ vmmConformance({
   deadlineMs: 10_000,
   apiError: { hypervisor: async () => (await driver("apierr", "api-error")).hv, message: /cloud-hypervisor refused PUT \/api\/v1\/vm\.create \(HTTP 400\): .*Invalid image type/ },
   silentGuest: async () => (await driver("silent", "silent-guest")).hv,
+  hangupGuest: async () => (await driver("hangup", "agent-hangup")).hv,
   crashingVmm: async () => (await driver("selfcrash", "crash-on-boot")).hv,
   consoleFlood: { hypervisor: async (cap) => (await driver("flood", "console-flood", { consoleLogMaxBytes: cap })).hv, bytes: floodBytes },
 });

@@ -24,6 +24,8 @@ export interface VmmUnderTest {
   apiError?: { hypervisor(): Promise<Hypervisor>; message: RegExp };
   /** A driver whose guest never answers (checked within a short deadline). */
   silentGuest?: () => Promise<Hypervisor>;
+  /** A VMM whose vsock accepts the agent's CONNECT and closes the stream while the VMM runs on. */
+  hangupGuest?: () => Promise<Hypervisor>;
   /** A driver whose VMM dies on its own right after accepting the boot. */
   crashingVmm?: () => Promise<Hypervisor>;
   /**
@@ -132,6 +134,20 @@ export function vmmConformance(s: VmmUnderTest): void {
       } finally {
         await vm.stop({ timeoutMs: 5000 });
       }
+      await assertNothingLeft(config);
+    });
+  }
+
+  const hangup = s.hangupGuest;
+  if (hangup !== undefined) {
+    void test(`${s.name}: an agent stream closed right after CONNECT while the VMM runs on fails the boot (UNAVAILABLE) well before the deadline, nothing left`, async () => {
+      const config = s.config("hangup");
+      const deadlineMs = 60_000;
+      const started = Date.now();
+      const err = await bootError(config, { deadlineMs, hypervisor: await hangup() });
+      assert.equal(err.code, "UNAVAILABLE", err.message);
+      assert.match(err.message, /connection closed while the VM still runs/);
+      assert.ok(Date.now() - started < deadlineMs / 2, `failed at once, not at the deadline (${Date.now() - started} ms)`);
       await assertNothingLeft(config);
     });
   }

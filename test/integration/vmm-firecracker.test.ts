@@ -33,6 +33,7 @@ vmmConformance({
   deadlineMs: 10_000,
   apiError: { hypervisor: async () => (await driver("apierr", "api-error")).hv, message: /firecracker refused PUT \/machine-config \(HTTP 400\): The memory size/ },
   silentGuest: async () => (await driver("silent", "silent-guest")).hv,
+  hangupGuest: async () => (await driver("hangup", "agent-hangup")).hv,
   crashingVmm: async () => (await driver("selfcrash", "crash-on-boot")).hv,
   consoleFlood: { hypervisor: async (cap) => (await driver("flood", "console-flood", { consoleLogMaxBytes: cap })).hv, bytes: floodBytes },
 });

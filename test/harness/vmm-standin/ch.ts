@@ -65,6 +65,7 @@ export function chServer(log: StandinLog, fault: Fault): http.Server {
           const missing = firstMissing([cfg.payload.kernel, cfg.payload.initramfs, ...(cfg.disks ?? []).map((d) => d.path), ...(cfg.pmem ?? []).map((p) => p.file)]);
           if (missing !== undefined) return answer(res, 500, `Error from API: The VM could not be created: Cannot open ${missing}: No such file or directory (os error 2)`, "text/plain");
           if (cfg.vsock !== undefined) guest = await StandinGuest.listen(cfg.vsock.socket, violation);
+          if (guest !== undefined) guest.hangUpAfterOk = fault === "agent-hangup";
           config = cfg;
           state = "Created";
           return answer(res, 204);

@@ -8,15 +8,17 @@ import { appendFileSync, existsSync } from "node:fs";
  * - silent-guest: boot, but the guest agent never listens.
  * - console-flood: the guest prints floodBytes to its serial console while booting (a guest that
  *   writes /dev/console in a loop), then its agent listens.
+ * - agent-hangup: boot; the vsock accepts the agent's CONNECT (OK) and then closes the stream,
+ *   every time, while the VMM runs on (a closed stream is not a dead VMM).
  */
-export type Fault = "none" | "api-error" | "crash-on-boot" | "silent-guest" | "console-flood";
+export type Fault = "none" | "api-error" | "crash-on-boot" | "silent-guest" | "console-flood" | "agent-hangup";
 
 /** What a console-flood guest prints: 512 KiB, eight times a 64 KiB console cap. */
 export const floodBytes = 512 << 10;
 
 export function faultFromEnv(): Fault {
   const f = process.env.STANDIN_FAULT ?? "none";
-  if (f === "none" || f === "api-error" || f === "crash-on-boot" || f === "silent-guest" || f === "console-flood") return f;
+  if (f === "none" || f === "api-error" || f === "crash-on-boot" || f === "silent-guest" || f === "console-flood" || f === "agent-hangup") return f;
   process.stderr.write(`stand-in: unknown STANDIN_FAULT ${f}\n`);
   process.exit(2);
 }

@@ -111,6 +111,7 @@ export function fcServer(log: StandinLog, fault: Fault, id: string, apiSocket: s
       const missing = firstMissing([bootSource.kernel_image_path, bootSource.initrd_path, ...[...drives.values()].map((d) => d.path_on_host)]);
       if (missing !== undefined) return fault400(res, `Start microvm error: Cannot open ${missing}: No such file or directory (os error 2)`);
       if (vsock !== undefined) guest = await StandinGuest.listen(vsock.uds_path, violation);
+      if (guest !== undefined) guest.hangUpAfterOk = fault === "agent-hangup";
       if (process.env.STANDIN_GUEST === "qemu") {
         const ordered = [...drives.entries()].sort(([, a], [, b]) => Number(b.is_root_device) - Number(a.is_root_device));
         realGuest = await QemuGuest.start({

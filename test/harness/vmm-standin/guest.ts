@@ -13,6 +13,8 @@ export const agentPort = 1024;
 
 export class StandinGuest {
   private listening = false;
+  /** The agent-hangup fault: each accepted stream is closed right after its OK. */
+  hangUpAfterOk = false;
   private nextHostPort = 1_073_741_824;
   private readonly ttrpc = new TtrpcServer().register(Health, healthService());
   private readonly sockets = new Set<net.Socket>();
@@ -111,6 +113,10 @@ export class StandinGuest {
       const rest = Buffer.from(line.slice(nl + 1), "latin1");
       if (this.forward === undefined) {
         this.accepted(sock, rest);
+        if (this.hangUpAfterOk) {
+          sock.end();
+          return;
+        }
         this.ttrpc.serve(sock);
         return;
       }
