@@ -1,5 +1,5 @@
 // The QEMU command line for the root image: virtio-blk (Debian kernel) or virtio-pmem (DAX), and
-// the balloon with free page reporting.
+// the balloon with free page reporting, the agent's virtio-serial bus.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { qemuArgs } from "../../src/hypervisor/qemu/cmdline.js";
@@ -27,4 +27,10 @@ void test("qemu args: a virtio-blk root keeps the plain machine and memory; the 
   assert.ok(args.includes("virtio-blk-device,drive=rootfs"));
   assert.ok(args.includes("virtio-balloon-device,id=balloon0,free-page-reporting=on"));
   assert.ok(!qemuArgs(base, vmLayout("/s"), { ...tuning, freePageReporting: false }).some((a) => a.startsWith("virtio-balloon")));
+});
+
+void test("qemu args: the agent's virtio-serial bus has room for port 0 and the agent port only (each possible port costs guest RAM)", () => {
+  const args = qemuArgs(base, vmLayout("/s"), tuning);
+  assert.ok(args.includes("virtio-serial-device,id=vser0,max_ports=2"));
+  assert.equal(args.filter((a) => a.startsWith("virtserialport,")).length, 1);
 });

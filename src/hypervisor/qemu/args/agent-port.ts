@@ -3,6 +3,13 @@
 // guest agent finds the port by name under /sys/class/virtio-ports.
 import { qemuOpts } from "./opts.js";
 
+/**
+ * Port 0 (a console nobody uses) and the agent's port. QEMU's default is 31, and the guest driver
+ * sets up an input and an output virtqueue for every possible port: 2 MiB of guest RAM for 29
+ * ports that never exist (docs/guest.md "Guest RAM after boot").
+ */
+export const SERIAL_MAX_PORTS = 2;
+
 export interface AgentPortOptions {
   socketPath: string;
   portName: string;
@@ -11,7 +18,7 @@ export interface AgentPortOptions {
 export function renderAgentPort(opts: AgentPortOptions): string[] {
   return [
     "-device",
-    qemuOpts("virtio-serial-device", { id: "vser0" }),
+    qemuOpts("virtio-serial-device", { id: "vser0", max_ports: SERIAL_MAX_PORTS }),
     "-chardev",
     qemuOpts("socket", { id: "agent0", path: opts.socketPath, server: true, wait: false }),
     "-device",
