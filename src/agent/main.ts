@@ -16,11 +16,13 @@ import { log } from "./log.js";
 import { createAgentServer } from "./server.js"; // AgentService (container engineer) is registered there
 import { AGENT_VERSION } from "./version.js";
 import { readFile } from "node:fs/promises";
+import { performance } from "node:perf_hooks";
 import { agentChannelFromCmdline } from "../protocol/contract/guest.js";
 import { VirtioPort, waitForVirtioPort } from "./virtio-port.js";
 import { serveOverBridge, vsockListenAddress } from "./vsock-bridge.js";
 import { vsockPresent } from "./vsock.js";
-import { warmUpFirstRequest } from "./warmup.js";
+import { warmUpFirstRequest, warmUpStartPath } from "./warmup.js";
+import { reportMemoryLater } from "./memory-report.js";
 
 
 // node holds diagnostics channels weakly. One that no live code references (the bundle drops
@@ -31,15 +33,17 @@ import { warmUpFirstRequest } from "./warmup.js";
 );
 
 async function main(): Promise<void> {
-  log(`kata-ts agent ${AGENT_VERSION} starting (node ${process.version})`);
+  log(`kata-ts agent ${AGENT_VERSION} starting (node ${process.version}; ${nodeStartPhases()})`);
   const server = createAgentServer();
   // The VMM driver names the channel it offers on the kernel command line (virtio-serial by default).
-  const channel = agentChannelFromCmdline(await readFile("/proc/cmdline", "utf8"));
+  const cmdline = await readFile("/proc/cmdline", "utf8");
+  const channel = agentChannelFromCmdline(cmdline);
   if (channel.kind === "vsock") {
     if (!vsockPresent()) log("kernel parameter asks for vsock, but no virtio vsock device is bound: no host connection can reach the bridge");
     const bridged = await serveOverBridge((sock) => server.serve(sock), { listen: vsockListenAddress(channel.port), log });
     log(`kata-ts agent ${AGENT_VERSION} (node ${process.version}) ready on vsock port ${channel.port} (bridge pid ${bridged.bridgePid})`);
     void releaseBootMemory(log);
+    void reportMemoryLater(cmdline, log);
     await bridged.ended;
     return;
   }
@@ -48,7 +52,18 @@ async function main(): Promise<void> {
   log(`kata-ts agent ${AGENT_VERSION} (node ${process.version}) ready on ${path}`);
   // Not awaited: the host's first calls are served meanwhile; writing two sysctl files takes ms.
   void releaseBootMemory(log);
+  void reportMemoryLater(cmdline, log);
   await port.serve((stream) => server.serve(stream));
+}
+
+/**
+ * Where node's own start went: performance.nodeTiming's milestones in ms since the process's time
+ * origin (node's C++ main, V8 initialized, the environment deserialized from the snapshot) and when
+ * main() ran; the gap before main is node's pre-execution JavaScript. docs/guest.md reads them.
+ */
+function nodeStartPhases(): string {
+  const t = performance.nodeTiming;
+  return `phases ms: node ${t.nodeStart.toFixed(0)} v8 ${t.v8Start.toFixed(0)} env ${t.environment.toFixed(0)} main ${performance.now().toFixed(0)}`;
 }
 
 function run(): void {
@@ -67,7 +82,10 @@ function run(): void {
 if (startupSnapshot.isBuildingSnapshot()) {
   startupSnapshot.setDeserializeMainFunction(run);
   // The builder runs the event loop until it is empty before it serializes the heap.
-  warmUpFirstRequest(createAgentServer()).catch((err: unknown) => log(`snapshot warm-up failed: ${describeError(err)}`));
+  const server = createAgentServer();
+  warmUpFirstRequest(server)
+    .then((request) => warmUpStartPath(server, request, log))
+    .catch((err: unknown) => log(`snapshot warm-up failed: ${describeError(err)}`));
 } else {
   run();
 }

@@ -1,18 +1,34 @@
-// Image build time only, inside node's snapshot builder: one Health.Check through the agent's real
-// ttRPC server and a client over an in-memory pipe. The code the first host request runs (framing,
-// protobuf encode/decode, dispatch, the handler) is then compiled before the heap is serialized,
+// Image build time only, inside node's snapshot builder: the agent's start-up path and one
+// Health.Check are run once, so the code they need is compiled before the heap is serialized
 // instead of being compiled lazily in the guest, where V8's parser and compiler run under TCG.
+// - the first request: the agent's real ttRPC server and a client over an in-memory pipe (framing,
+//   protobuf encode/decode, dispatch, the handler);
+// - the same request read from and answered into a file through VirtioPort (the port's reader
+//   loop, its session stream and fs.read/fs.write callbacks);
+// - what main() runs before it is ready and just after: a log line (node's stderr stream on the
+//   console tty), fs/promises reads and writes (the command line, releaseBootMemory's sysctl
+//   writes, here to scratch files), the port lookup.
+// Measured in the guest before this (load ~20, ms of guest time): the first log line 129-572 and
+// the first fs/promises read 144-557 of main()'s 240-1230 ms to ready (docs/guest.md).
+import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Duplex } from "node:stream";
+import { setTimeout as sleep } from "node:timers/promises";
 import { createClient, TtrpcClient, type TtrpcServer } from "../protocol/ttrpc/index.js";
 import { Health } from "../protocol/gen/katats/agent/v1/health_pb.js";
+import { releaseBootMemory } from "./boot-memory.js";
+import { findVirtioPort, VirtioPort } from "./virtio-port.js";
 
 /** One end of an in-memory pipe: what is written to it is read from its peer. */
 class PipeEnd extends Duplex {
   peer: PipeEnd | undefined;
+  readonly written: Buffer[] = [];
   override _read(): void {
     // Data arrives through the peer's _write.
   }
   override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
+    this.written.push(Buffer.from(chunk));
     this.peer?.push(chunk);
     done();
   }
@@ -22,7 +38,8 @@ class PipeEnd extends Duplex {
   }
 }
 
-export async function warmUpFirstRequest(server: TtrpcServer): Promise<void> {
+/** Answers one Health.Check over an in-memory pipe; returns the bytes of the client's request. */
+export async function warmUpFirstRequest(server: TtrpcServer): Promise<Buffer> {
   const a = new PipeEnd();
   const b = new PipeEnd();
   a.peer = b;
@@ -31,9 +48,31 @@ export async function warmUpFirstRequest(server: TtrpcServer): Promise<void> {
   const client = new TtrpcClient(a);
   try {
     await createClient(client, Health).check({}, { timeoutMs: 60_000 });
+    return Buffer.concat(a.written);
   } finally {
     client.close();
     a.destroy();
     b.destroy();
+  }
+}
+
+/** The start-up path of main() and the port's reader, with `request` (a ttRPC request's bytes) served from a scratch file. */
+export async function warmUpStartPath(server: TtrpcServer, request: Buffer, log: (message: string) => void): Promise<void> {
+  log("snapshot warm-up: start-up path");
+  findVirtioPort("kata-ts-warm-up");
+  const dir = await mkdtemp(join(tmpdir(), "kata-ts-warm-up-"));
+  try {
+    const [order, drop, portFile] = ["order", "drop", "port"].map((f) => join(dir, f)) as [string, string, string];
+    await Promise.all([writeFile(order, ""), writeFile(drop, ""), writeFile(portFile, request)]);
+    await readFile("/proc/cmdline", "utf8");
+    await releaseBootMemory(log, { reportingOrder: order, dropCaches: drop, cmdline: "/proc/cmdline" });
+    const port = new VirtioPort(portFile);
+    const served = port.serve((stream) => server.serve(stream));
+    // The reply is written after the request in the same file.
+    for (let i = 0; i < 500 && (await stat(portFile)).size <= request.length; i++) await sleep(10);
+    port.close();
+    await served.catch(() => undefined);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
 }
