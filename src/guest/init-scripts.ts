@@ -20,6 +20,8 @@ export const AGENT_SNAPSHOT_PATH = "/usr/lib/kata-ts/agent.snapshot";
 export const SNAPSHOT_BUILD_PARAM = "kata_ts.snapshot=build";
 /** Console line the snapshot-building run prints: "<prefix> <bytes>". */
 export const SNAPSHOT_BYTES_PREFIX = "kata-ts-init: snapshot bytes";
+/** Kernel parameter: the root disk's read-ahead in KiB, set before the agent starts (off by default). */
+export const READAHEAD_PARAM = "kata_ts.readahead_kb";
 /** node's exit status when it cannot use a startup snapshot (built by another node or for another CPU). */
 export const NODE_SNAPSHOT_FAILURE = 14;
 
@@ -91,7 +93,8 @@ ln -sf /proc/self/fd/1 /dev/stdout
 ln -sf /proc/self/fd/2 /dev/stderr
 : >/run/resolv.conf
 busybox ip link set lo up  # static busybox is already in memory; iproute2 pulls in libbpf, libelf, ...
-case " $(cat /proc/cmdline) " in
+read -r cmdline </proc/cmdline
+case " $cmdline " in
   *" ${SNAPSHOT_BUILD_PARAM} "*)
     # build-assets: make the agent's V8 snapshot with this very node on this machine model, hand it
     # to the host on its output disk (the second virtio-blk disk, or the only one when the root is
@@ -124,6 +127,16 @@ start_agent() {
   fi
   agent=$!
 }
+# ${READAHEAD_PARAM}=N: the root disk's read-ahead in KiB (kernel default 128), a density knob: node's
+# code is read from the image by page faults, each reading N KiB around it, and what is read stays
+# mapped. The snapshot is read first, at the default, because it is read whole (docs/guest.md).
+for arg in $cmdline; do
+  case "$arg" in
+    ${READAHEAD_PARAM}=*)
+      [ -e ${AGENT_SNAPSHOT_PATH} ] && cat ${AGENT_SNAPSHOT_PATH} >/dev/null
+      echo "\${arg#*=}" >/sys/block/vda/queue/read_ahead_kb || echo "kata-ts-init: $arg not applied" >/dev/console ;;
+  esac
+done
 mode=script
 [ -e ${AGENT_SNAPSHOT_PATH} ] && mode=snapshot
 read -r up _ </proc/uptime

@@ -10,7 +10,7 @@ import { INITRD_FILE, KERNEL_FILE, ROOTFS_FILE, guestKernelCmdline, inputsKey, k
 import { DebianCloudKernel } from "../../src/guest/kernel/debian-cloud.js";
 import { ProjectKernel } from "../../src/guest/kernel/project.js";
 import { listTreeSorted, parseLdd } from "../../src/guest/fsutil.js";
-import { AGENT_EXIT_PREFIX, initramfsInit, rootInit } from "../../src/guest/init-scripts.js";
+import { AGENT_EXIT_PREFIX, READAHEAD_PARAM, initramfsInit, rootInit } from "../../src/guest/init-scripts.js";
 import { describeArtifact, readManifest, writeManifest, type GuestManifest } from "../../src/guest/manifest.js";
 import { isKataError } from "../../src/util/errors.js";
 
@@ -132,6 +132,10 @@ void test("assets: init scripts carry the contract strings", () => {
   assert.ok(stage2.includes("$norand node '--max-semi-space-size=1' /usr/lib/kata-ts/agent.cjs"));
   // Under TCG only, the agent (and the crun it runs) starts without address-space randomization.
   assert.ok(stage2.includes(`grep -q '^model name.*TCG' /proc/cpuinfo && [ -x /usr/bin/setarch ] && norand="setarch -R"`));
+  // kata_ts.readahead_kb=N sets the root disk's read-ahead before node starts, after the snapshot was read whole.
+  const readahead = stage2.slice(stage2.indexOf(`${READAHEAD_PARAM}=*)`));
+  assert.ok(readahead.indexOf("cat /usr/lib/kata-ts/agent.snapshot >/dev/null") < readahead.indexOf(">/sys/block/vda/queue/read_ahead_kb"));
+  assert.ok(stage2.indexOf(`${READAHEAD_PARAM}=*)`) < stage2.indexOf("start_agent $mode"));
   const stage1 = initramfsInit("6.1.0-56-cloud-amd64");
   assert.ok(stage1.includes("/lib/modules/6.1.0-56-cloud-amd64/modules.load"));
   assert.ok(stage1.includes("exec switch_root /newroot"));
