@@ -19,6 +19,7 @@ import { createClient, TtrpcClient, type TtrpcServer } from "../protocol/ttrpc/i
 import { Health } from "../protocol/gen/katats/agent/v1/health_pb.js";
 import { releaseBootMemory } from "./boot-memory.js";
 import { findVirtioPort, VirtioPort } from "./virtio-port.js";
+import { KataError } from "../util/errors.js";
 
 /** One end of an in-memory pipe: what is written to it is read from its peer. */
 class PipeEnd extends Duplex {
@@ -57,7 +58,8 @@ export async function warmUpFirstRequest(server: TtrpcServer): Promise<Buffer> {
 }
 
 /** The start-up path of main() and the port's reader, with `request` (a ttRPC request's bytes) served from a scratch file. */
-export async function warmUpStartPath(server: TtrpcServer, request: Buffer, log: (message: string) => void): Promise<void> {
+/** Returns the size of the reply written through VirtioPort. */
+export async function warmUpStartPath(server: TtrpcServer, request: Buffer, log: (message: string) => void): Promise<number> {
   log("snapshot warm-up: start-up path");
   findVirtioPort("kata-ts-warm-up");
   const dir = await mkdtemp(join(tmpdir(), "kata-ts-warm-up-"));
@@ -69,9 +71,15 @@ export async function warmUpStartPath(server: TtrpcServer, request: Buffer, log:
     const port = new VirtioPort(portFile);
     const served = port.serve((stream) => server.serve(stream));
     // The reply is written after the request in the same file.
-    for (let i = 0; i < 500 && (await stat(portFile)).size <= request.length; i++) await sleep(10);
+    let replyBytes = 0;
+    for (let i = 0; i < 500 && replyBytes === 0; i++) {
+      await sleep(10);
+      replyBytes = (await stat(portFile)).size - request.length;
+    }
     port.close();
     await served.catch(() => undefined);
+    if (replyBytes <= 0) throw new KataError("DEADLINE_EXCEEDED", "the request served through VirtioPort from a file got no reply within 5 s");
+    return replyBytes;
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
