@@ -70,14 +70,18 @@ export async function warmUpStartPath(server: TtrpcServer, request: Buffer, log:
     await releaseBootMemory(log, { reportingOrder: order, dropCaches: drop, cmdline: "/proc/cmdline" });
     const port = new VirtioPort(portFile);
     const served = port.serve((stream) => server.serve(stream));
-    // The reply is written after the request in the same file.
+    // The reply is written after the request in the same file. The port is closed whatever
+    // happens: its idle poll would keep the builder's event loop, and so the build VM, alive.
     let replyBytes = 0;
-    for (let i = 0; i < 500 && replyBytes === 0; i++) {
-      await sleep(10);
-      replyBytes = (await stat(portFile)).size - request.length;
+    try {
+      for (let i = 0; i < 500 && replyBytes <= 0; i++) {
+        await sleep(10);
+        replyBytes = (await stat(portFile)).size - request.length;
+      }
+    } finally {
+      port.close();
+      await served.catch(() => undefined);
     }
-    port.close();
-    await served.catch(() => undefined);
     if (replyBytes <= 0) throw new KataError("DEADLINE_EXCEEDED", "the request served through VirtioPort from a file got no reply within 5 s");
     return replyBytes;
   } finally {
