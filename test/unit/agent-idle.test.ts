@@ -112,3 +112,23 @@ void test("boot memory: kernel parameters override the order and turn the cache 
     assert.equal(warnings.length, 0, warnings.join("; "));
   });
 });
+
+void test("oom watcher: a memory.events that appears later (crun enables the memory controller) moves the container from the poll to a watch", async () => {
+  await withTmp(async (dir) => {
+    // The agent watches before crun runs: the file is not there yet, so the first watch fails.
+    const w = new OomWatcher(20);
+    try {
+      w.watch("c4", dir);
+      assert.equal(w.polled, 1, "no memory.events yet: polled");
+      await writeFile(join(dir, "memory.events"), events(0));
+      const deadline = Date.now() + 10_000;
+      while (w.polled > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(w.polled, 0, "the poll set the watch once the file existed, and stopped");
+      const next = w.next(AbortSignal.timeout(10_000));
+      await writeFile(join(dir, "memory.events"), events(1));
+      assert.equal(await next, "c4", "the kill is noticed through the watch");
+    } finally {
+      w.stop();
+    }
+  });
+});

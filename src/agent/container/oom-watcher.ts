@@ -2,8 +2,14 @@
 // oom_kill grows. GetOOMEvent takes from the queue, waiting while it is empty.
 // The kernel notifies inotify watchers of memory.events when it changes (kernfs_notify), so an
 // idle guest has nothing to wake up for; a 200 ms poll instead cost every idle pod a guest wakeup
-// five times a second (docs/guest.md "Idle CPU"). When a watch cannot be set (no inotify in the
-// kernel, out of watches) that container falls back to polling.
+// five times a second (docs/guest.md "Idle CPU"). When a watch cannot be set that container is
+// polled, and each poll tries the watch again: the usual reason is that memory.events does not
+// exist yet (the agent watches a container's cgroup before crun runs, and the memory controller
+// appears in that cgroup only once crun has enabled it in the parent's subtree_control), so the
+// first poll after crun started moves the container to a watch and the poll timer stops. Without
+// this, every pod's first container was polled for the pod's lifetime (measured: the agent's
+// main thread woke ~5 times a second, ~60 guest context switches a second, docs/density.md).
+// A kernel without inotify, or out of watches, keeps polling.
 import { watch, type FSWatcher } from "node:fs";
 import { join } from "node:path";
 import { KataError } from "../../util/errors.js";
@@ -40,13 +46,22 @@ export class OomWatcher {
   watch(containerId: string, cgroupDir: string): void {
     const w: Watched = { dir: cgroupDir, kills: 0n, reading: Promise.resolve() };
     this.watched.set(containerId, w);
-    try {
-      w.watcher = this.watchFile(join(cgroupDir, "memory.events"), () => void this.check(containerId));
-      w.watcher.on("error", () => this.fallBackToPolling(containerId));
-    } catch {
-      this.fallBackToPolling(containerId);
-    }
+    if (!this.trySetWatch(containerId, w)) this.fallBackToPolling(containerId);
     void this.check(containerId); // a kill before the watch was set still counts
+  }
+
+  /** Sets the inotify watch on the container's memory.events; false when it cannot be set now. */
+  private trySetWatch(containerId: string, w: Watched): boolean {
+    try {
+      const watcher = this.watchFile(join(w.dir, "memory.events"), () => void this.check(containerId));
+      w.watcher = watcher;
+      watcher.on("error", () => {
+        if (w.watcher === watcher) this.fallBackToPolling(containerId);
+      });
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   /** Reads once more (a kill just before the container exited still counts), then forgets it. */
@@ -91,7 +106,13 @@ export class OomWatcher {
     delete w.watcher;
     if (this.timer === undefined) {
       this.timer = setInterval(() => {
-        for (const [id, x] of this.watched) if (x.watcher === undefined) void this.check(id);
+        for (const [id, x] of this.watched) {
+          if (x.watcher !== undefined) continue;
+          // Watched from now on; the read below still counts a kill that came before the watch.
+          this.trySetWatch(id, x);
+          void this.check(id);
+        }
+        this.stopPollingIfIdle();
       }, this.pollIntervalMs);
       this.timer.unref();
     }
