@@ -8,6 +8,7 @@
 // Idle CPU: utime+stime of the same processes over --cpu-window-s after the settling time, per
 // pod by role, in millicores (an idle TCG guest still costs host CPU; on 2 cores that can cap
 // density before memory does).
+// Ctrl-C or SIGTERM stops and removes every pod the bench started, then its containerd.
 //   node dist/bench/density.js [--pods 10] [--settle-s 15] [--cpu-window-s 30] [--no-runc] [--json]
 import { mkdir, readFile } from "node:fs/promises";
 import { loadavg } from "node:os";
@@ -20,6 +21,7 @@ import { BUSYBOX_IMAGE_REF, importTestImages } from "../test/harness/images.js";
 import { processesMentioning } from "../test/harness/processes.js";
 import { podRole, pssKiB } from "./lib/pod-pss.js";
 import { podSideProcesses } from "./lib/process-tree.js";
+import { PodsCleanup } from "./lib/pods-cleanup.js";
 
 type Handler = "kata-ts" | "runc";
 
@@ -53,11 +55,12 @@ async function memAvailableKiB(): Promise<number> {
   return Number(/^MemAvailable:\s+(\d+) kB/m.exec(info)?.[1] ?? 0);
 }
 
-async function startIdlePod(ctd: PrivateContainerd, cri: CriClient, handler: Handler, name: string): Promise<string> {
+async function startIdlePod(ctd: PrivateContainerd, cri: CriClient, cleanup: PodsCleanup, handler: Handler, name: string): Promise<string> {
   const logDirectory = join(ctd.baseDir, "pods", name);
   await mkdir(logDirectory, { recursive: true });
   const config = podSandboxConfig({ name, uid: `uid-${name}`, logDirectory });
   const { podSandboxId } = await cri.runtime.runPodSandbox({ config, runtimeHandler: handler });
+  cleanup.add(podSandboxId);
   const { containerId } = await cri.runtime.createContainer({
     podSandboxId,
     sandboxConfig: config,
@@ -66,13 +69,6 @@ async function startIdlePod(ctd: PrivateContainerd, cri: CriClient, handler: Han
   await cri.runtime.startContainer({ containerId });
   await waitForContainerState(cri, containerId, ContainerState.CONTAINER_RUNNING, { timeoutMs: 180_000, pollMs: 50 });
   return podSandboxId;
-}
-
-async function removePods(cri: CriClient, ids: readonly string[]): Promise<void> {
-  for (const podSandboxId of ids) {
-    await cri.runtime.stopPodSandbox({ podSandboxId }).catch(() => undefined);
-    await cri.runtime.removePodSandbox({ podSandboxId }).catch(() => undefined);
-  }
 }
 
 /** PSS of every pod-side process, by role (kata-ts roles, else "other": runc shims, containers). */
@@ -91,14 +87,14 @@ async function roleOf(pid: number): Promise<string> {
   return podRole({ pid, cmdline }) ?? "other";
 }
 
-async function measure(ctd: PrivateContainerd, cri: CriClient, handler: Handler, pods: number, settleS: number, cpuWindowS: number): Promise<DensityFigures> {
+async function measure(ctd: PrivateContainerd, cri: CriClient, cleanup: PodsCleanup, handler: Handler, pods: number, settleS: number, cpuWindowS: number): Promise<DensityFigures> {
   const before = await memAvailableKiB();
   const ids: string[] = [];
   const startMs: number[] = [];
   try {
     for (let i = 0; i < pods; i++) {
       const t0 = performance.now();
-      ids.push(await startIdlePod(ctd, cri, handler, `density-${handler}-${i}`));
+      ids.push(await startIdlePod(ctd, cri, cleanup, handler, `density-${handler}-${i}`));
       startMs.push(performance.now() - t0);
       console.log(`${handler}: pod ${i + 1}/${pods} running (${(startMs.at(-1)! / 1000).toFixed(2)} s)`);
     }
@@ -122,7 +118,7 @@ async function measure(ctd: PrivateContainerd, cri: CriClient, handler: Handler,
       startMs,
     };
   } finally {
-    await removePods(cri, ids);
+    await cleanup.remove(ids);
   }
 }
 
@@ -138,15 +134,16 @@ async function main(): Promise<void> {
   if (!Number.isInteger(pods) || pods < 1) throw new Error(`--pods must be a positive integer, got ${values.pods}`);
   const ctd = await startContainerd();
   const cri = connectCri(ctd.address);
+  const cleanup = new PodsCleanup(ctd, cri);
   try {
     await importTestImages(ctd);
-    const kata = await measure(ctd, cri, "kata-ts", pods, settleS, cpuWindowS);
+    const kata = await measure(ctd, cri, cleanup, "kata-ts", pods, settleS, cpuWindowS);
     const parts = Object.entries(kata.byRoleMiB).map(([r, m]) => `${r} ${m.toFixed(1)}`).join(", ");
     console.log(`kata-ts, ${pods} idle pods: PSS per pod ${kata.pssPerPodMiB.toFixed(1)} MiB (${parts}); MemAvailable drop per pod ${kata.memAvailablePerPodMiB.toFixed(1)} MiB`);
     const cpuParts = Object.entries(kata.cpuByRoleMillicores).map(([r, m]) => `${r} ${m.toFixed(1)}`).join(", ");
     const cpuTotal = Object.values(kata.cpuByRoleMillicores).reduce((a, b) => a + b, 0);
     console.log(`kata-ts, idle CPU per pod over ${cpuWindowS} s: ${cpuTotal.toFixed(1)} millicores (${cpuParts})`);
-    const runc = values["no-runc"] ? undefined : await measure(ctd, cri, "runc", pods, settleS, cpuWindowS);
+    const runc = values["no-runc"] ? undefined : await measure(ctd, cri, cleanup, "runc", pods, settleS, cpuWindowS);
     if (runc !== undefined) {
       console.log(`runc, ${pods} idle pods: PSS per pod ${runc.pssPerPodMiB.toFixed(1)} MiB; MemAvailable drop per pod ${runc.memAvailablePerPodMiB.toFixed(1)} MiB`);
     }
@@ -167,8 +164,10 @@ async function main(): Promise<void> {
       console.log(JSON.stringify({ figures }));
     }
   } finally {
+    await cleanup.removeAll();
     cri.close();
     await ctd.stop();
+    cleanup.dispose();
   }
 }
 

@@ -1,12 +1,17 @@
 // PodOverhead, measured: the host cost of one kata-ts pod beyond its containers, through the real
-// CRI path (private containerd, kata-ts handler, real VM). For idle pods (one `sleep` container;
-// the median of --pods of them) and a busy one (64 MiB written to the guest's /dev/shm, then a CPU loop) it sums the PSS
-// (/proc/<pid>/smaps_rollup) of the pod's shim server, QEMU and virtiofsd, and their CPU use over
-// a sampling window (utime+stime from /proc/<pid>/stat). Prints figures; never asserts.
-//   node dist/bench/overhead.js [--window-s N] [--pods N] [--write]
-// --write stores the idle figures in src/deploy/manifests/overhead.json, which the RuntimeClass's
-// overhead.podFixed is computed from (measured + marginPercent).
+// CRI path (private containerd, kata-ts handler, real VM), with --pods idle pods (one `sleep`
+// container each) running at once, as on a node: the PSS (/proc/<pid>/smaps_rollup) of every
+// pod's shim server, QEMU and virtiofsd summed and divided by the number of pods (PSS splits
+// pages the pods share, such as QEMU's and node's binaries and the guest kernel file, between
+// them, so one pod measured alone over-counts them), and their CPU use over a sampling window
+// (utime+stime from /proc/<pid>/stat) per pod. Then, with the idle pods still running, a busy
+// pod (64 MiB written to the guest's /dev/shm, then a CPU loop) and its own processes' figures.
+// Prints figures; never asserts. Ctrl-C or SIGTERM removes every pod it started.
+//   node dist/bench/overhead.js [--window-s N] [--pods N] [--write] [--json]
+// --write stores the per-pod idle figures in src/deploy/manifests/overhead.json, which the
+// RuntimeClass's overhead.podFixed is computed from (measured + marginPercent).
 import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { loadavg } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { connectCri, type CriClient } from "../src/cri/client.js";
@@ -15,6 +20,7 @@ import { overheadDataPath, overheadDataSchema, podFixedOverhead, type OverheadDa
 import { startContainerd, type PrivateContainerd } from "../test/harness/containerd.js";
 import { BUSYBOX_IMAGE_REF, importTestImages } from "../test/harness/images.js";
 import { podProcesses, pssKiB } from "./lib/pod-pss.js";
+import { PodsCleanup } from "./lib/pods-cleanup.js";
 
 const CLK_TCK = 100; // USER_HZ on Linux x86-64
 
@@ -24,9 +30,10 @@ interface Sample {
   byRole: Record<string, number>;
 }
 
-async function sample(baseDir: string): Promise<Sample> {
+/** PSS and CPU ticks of the pod processes under the harness (of one pod when `podId` is given). */
+async function sample(baseDir: string, podId?: string): Promise<Sample> {
   const s: Sample = { pssKiB: 0, cpuTicks: 0, byRole: {} };
-  for (const { pid, role } of await podProcesses(baseDir)) {
+  for (const { pid, role } of await podProcesses(baseDir, podId)) {
     const pss = await pssKiB(pid);
     const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
@@ -37,64 +44,69 @@ async function sample(baseDir: string): Promise<Sample> {
   return s;
 }
 
-async function measurePod(ctd: PrivateContainerd, cri: CriClient, name: string, command: string[], windowS: number) {
+async function startPod(ctd: PrivateContainerd, cri: CriClient, cleanup: PodsCleanup, name: string, command: string[]): Promise<string> {
   const logDirectory = join(ctd.baseDir, "pods", name);
   await mkdir(logDirectory, { recursive: true });
   const config = podSandboxConfig({ name, uid: `uid-${name}`, logDirectory });
   const { podSandboxId } = await cri.runtime.runPodSandbox({ config, runtimeHandler: "kata-ts" });
-  try {
-    const { containerId } = await cri.runtime.createContainer({
-      podSandboxId,
-      sandboxConfig: config,
-      config: { metadata: { name }, image: { image: BUSYBOX_IMAGE_REF }, command, logPath: `${name}.log` },
-    });
-    await cri.runtime.startContainer({ containerId });
-    await waitForContainerState(cri, containerId, ContainerState.CONTAINER_RUNNING, { timeoutMs: 120_000 });
-    await new Promise((r) => setTimeout(r, 5_000)); // let boot-time work settle
-    const a = await sample(ctd.baseDir);
-    const t0 = process.hrtime.bigint();
-    await new Promise((r) => setTimeout(r, windowS * 1000));
-    const b = await sample(ctd.baseDir);
-    const secs = Number(process.hrtime.bigint() - t0) / 1e9;
-    return {
-      pssMiB: b.pssKiB / 1024,
-      cpuMillicores: ((b.cpuTicks - a.cpuTicks) / CLK_TCK / secs) * 1000,
-      byRoleMiB: Object.fromEntries(Object.entries(b.byRole).map(([k, v]) => [k, +(v / 1024).toFixed(1)])),
-    };
-  } finally {
-    await cri.runtime.stopPodSandbox({ podSandboxId }).catch(() => undefined);
-    await cri.runtime.removePodSandbox({ podSandboxId }).catch(() => undefined);
-  }
+  cleanup.add(podSandboxId);
+  const { containerId } = await cri.runtime.createContainer({
+    podSandboxId,
+    sandboxConfig: config,
+    config: { metadata: { name }, image: { image: BUSYBOX_IMAGE_REF }, command, logPath: `${name}.log` },
+  });
+  await cri.runtime.startContainer({ containerId });
+  await waitForContainerState(cri, containerId, ContainerState.CONTAINER_RUNNING, { timeoutMs: 180_000 });
+  return podSandboxId;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+/** PSS per pod (MiB) at the end of the window, CPU per pod (millicores) over it, for `pods` pods. */
+async function window(baseDir: string, windowS: number, pods: number, podId?: string) {
+  const a = await sample(baseDir, podId);
+  const t0 = process.hrtime.bigint();
+  await new Promise((r) => setTimeout(r, windowS * 1000));
+  const b = await sample(baseDir, podId);
+  const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+  return {
+    pssMiB: b.pssKiB / 1024 / pods,
+    cpuMillicores: ((b.cpuTicks - a.cpuTicks) / CLK_TCK / secs / pods) * 1000,
+    byRoleMiB: Object.fromEntries(Object.entries(b.byRole).map(([k, v]) => [k, +(v / 1024 / pods).toFixed(1)])),
+  };
 }
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { "window-s": { type: "string", default: "10" }, pods: { type: "string", default: "3" }, write: { type: "boolean", default: false }, json: { type: "boolean", default: false } },
+    options: {
+      "window-s": { type: "string", default: "15" },
+      pods: { type: "string", default: "5" },
+      "settle-s": { type: "string", default: "15" },
+      write: { type: "boolean", default: false },
+      json: { type: "boolean", default: false },
+    },
   });
   const windowS = Number(values["window-s"]);
   const pods = Number(values.pods);
+  const settleS = Number(values["settle-s"]);
+  if (!Number.isInteger(pods) || pods < 1) throw new Error(`--pods must be a positive integer, got ${values.pods}`);
   const ctd = await startContainerd();
   const cri = connectCri(ctd.address);
+  const cleanup = new PodsCleanup(ctd, cri);
   try {
     await importTestImages(ctd);
-    // Idle pods one after another; the median of each figure (other work on the host adds noise).
-    const idles = [];
     for (let i = 0; i < pods; i++) {
-      const m = await measurePod(ctd, cri, `idle${i}`, ["sleep", "3600"], windowS);
-      console.log(`idle pod ${i + 1}/${pods}: PSS ${m.pssMiB.toFixed(1)} MiB ${JSON.stringify(m.byRoleMiB)}, CPU ${m.cpuMillicores.toFixed(0)} millicores`);
-      idles.push(m);
+      await startPod(ctd, cri, cleanup, `idle${i}`, ["sleep", "3600"]);
+      console.log(`idle pod ${i + 1}/${pods} running`);
     }
-    const idle = { pssMiB: median(idles.map((m) => m.pssMiB)), cpuMillicores: median(idles.map((m) => m.cpuMillicores)) };
-    console.log(`idle pod, median of ${pods}: PSS ${idle.pssMiB.toFixed(1)} MiB, CPU ${idle.cpuMillicores.toFixed(0)} millicores`);
+    await new Promise((r) => setTimeout(r, settleS * 1000)); // let boot-time work settle
+    const idle = await window(ctd.baseDir, windowS, pods);
+    console.log(`${pods} idle pods at once, per pod: PSS ${idle.pssMiB.toFixed(1)} MiB ${JSON.stringify(idle.byRoleMiB)}, CPU ${idle.cpuMillicores.toFixed(0)} millicores`);
     const busyCmd = ["sh", "-c", "dd if=/dev/zero of=/dev/shm/fill bs=1M count=64 2>/dev/null; while :; do :; done"];
-    const busy = await measurePod(ctd, cri, "busy", busyCmd, windowS);
-    console.log(`busy pod: PSS ${busy.pssMiB.toFixed(1)} MiB ${JSON.stringify(busy.byRoleMiB)}, CPU ${busy.cpuMillicores.toFixed(0)} millicores`);
+    const busyId = await startPod(ctd, cri, cleanup, "busy", busyCmd);
+    await new Promise((r) => setTimeout(r, 5_000));
+    const busy = await window(ctd.baseDir, windowS, 1, busyId);
+    console.log(`busy pod beside them: PSS ${busy.pssMiB.toFixed(1)} MiB ${JSON.stringify(busy.byRoleMiB)}, CPU ${busy.cpuMillicores.toFixed(0)} millicores`);
+    const load = loadavg().map((l) => l.toFixed(1)).join(" ");
+    console.log(`(load average at the end ${load})`);
     const path = overheadDataPath();
     const old = overheadDataSchema.parse(JSON.parse(await readFile(path, "utf8")));
     const data: OverheadData = {
@@ -104,16 +116,17 @@ async function main(): Promise<void> {
       busyCpuMillicores: Math.round(busy.cpuMillicores),
       marginPercent: old.marginPercent,
       measuredAt: new Date().toISOString(),
-      command: `node dist/bench/overhead.js --window-s ${windowS} --pods ${pods} --write`,
+      command: `node dist/bench/overhead.js --window-s ${windowS} --pods ${pods} --settle-s ${settleS} --write (per pod with ${pods} idle pods running; load average ${load})`,
     };
     const fixed = podFixedOverhead(data);
-    console.log(`RuntimeClass overhead.podFixed (idle + ${data.marginPercent}% margin): memory ${fixed.memory}, cpu ${fixed.cpu}`);
+    console.log(`RuntimeClass overhead.podFixed (idle per pod at ${pods} pods + ${data.marginPercent}% margin): memory ${fixed.memory}, cpu ${fixed.cpu}`);
     if (values.write) {
       await writeFile(path, `${JSON.stringify(data, null, 2)}\n`);
       console.log(`wrote ${path}`);
     }
     if (values.json) {
       const figures = {
+        pods,
         idle_pss_mib: data.measuredPssMiB,
         idle_cpu_millicores: data.measuredCpuMillicores,
         busy_pss_mib: data.busyPssMiB,
@@ -124,8 +137,10 @@ async function main(): Promise<void> {
       console.log(JSON.stringify({ figures }));
     }
   } finally {
+    await cleanup.removeAll();
     cri.close();
     await ctd.stop();
+    cleanup.dispose();
   }
 }
 

@@ -90,6 +90,11 @@ export const agentSchema = z
      * guest counts as wedged (paused, stopped, hung): the pod's VM is killed and its containers exit.
      */
     liveness_timeout: z.number().min(1).max(3600).default(30),
+    /**
+     * Seconds between those health checks, at most (and at most a third of liveness_timeout). Each
+     * check wakes the shim, QEMU and the guest: on an idle TCG pod that was measurable CPU at 5 s.
+     */
+    liveness_interval: z.number().min(1).max(3600).default(10),
     /** Seconds any single agent request may take (WaitProcess is exempt: it blocks by design). */
     request_timeout: z.number().positive().max(3600).default(30),
     debug: z.boolean().default(false),

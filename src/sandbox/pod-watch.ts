@@ -32,6 +32,8 @@ export interface WatchedParts {
   };
   /** The agent is judged dead when no Health.Check was answered for this long (0: never). */
   livenessTimeoutMs: number;
+  /** How often the agent is asked, at most (also at most a third of the timeout); default 10 s. */
+  checkIntervalMs?: number;
 }
 
 /**
@@ -41,8 +43,11 @@ export interface WatchedParts {
  */
 const virtiofsdGraceMs = 300;
 const agentCloseGraceMs = 1000;
-/** How often the agent is asked, at most (and a third of the liveness timeout). */
-const checkIntervalMaxMs = 5000;
+/**
+ * How often the agent is asked by default, at most (and a third of the liveness timeout). Every
+ * check wakes the shim, QEMU and the idle guest (agent.liveness_interval, docs/density.md).
+ */
+const defaultCheckIntervalMs = 10_000;
 
 export class PodWatch {
   private reported = false;
@@ -83,7 +88,7 @@ export class PodWatch {
   }
 
   private async checkLoop(timeoutMs: number): Promise<void> {
-    const intervalMs = Math.min(checkIntervalMaxMs, Math.max(Math.floor(timeoutMs / 3), 100));
+    const intervalMs = Math.min(this.parts.checkIntervalMs ?? defaultCheckIntervalMs, Math.max(Math.floor(timeoutMs / 3), 100));
     const signal = this.stopper.signal;
     let lastAnswer = Date.now();
     let waitAtAnswer = await runQueueWaitSeconds(this.parts.vm.pid);

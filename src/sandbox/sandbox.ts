@@ -68,6 +68,8 @@ export interface SandboxOptions {
   netnsPath?: string;
   /** No Health.Check answered for this long: the sandbox is lost and its VM killed (0: never). */
   livenessTimeoutMs?: number;
+  /** At most this long between two Health.Checks (agent.liveness_interval); default 10 s. */
+  livenessIntervalMs?: number;
   /** The pod's sysctls (linux.sysctl of the sandbox spec), set in the guest before any container. */
   sysctls?: Record<string, string>;
   /** Take this VM booted ahead of the pod (src/pool) instead of booting one. */
@@ -235,7 +237,8 @@ export class Sandbox {
     this.adoptedVirtiofsd = up.virtiofsd;
     const watchedVfs = up.virtiofsd ?? this.virtiofsd;
     const virtiofsd = watchedVfs === undefined ? {} : { virtiofsd: watchedVfs };
-    this.watch = new PodWatch({ vm: up.vm, agent, livenessTimeoutMs, ...virtiofsd }, (loss) => this.onLost(loss));
+    const interval = opts.livenessIntervalMs === undefined ? {} : { checkIntervalMs: opts.livenessIntervalMs };
+    this.watch = new PodWatch({ vm: up.vm, agent, livenessTimeoutMs, ...interval, ...virtiofsd }, (loss) => this.onLost(loss));
     // Fresh host randomness first: a pooled VM booted before its pod (src/agent/entropy.ts).
     const entropy = new Uint8Array(randomBytes(64));
     await agent.createSandbox({ sandboxId: opts.id, hostname: opts.hostname ?? "", dns: opts.dns ?? [], sharedFsTag: this.rootfsVia === "share" ? SHARED_FS_TAG : "", entropy, sysctls: opts.sysctls ?? {} });

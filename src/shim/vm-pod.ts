@@ -228,6 +228,7 @@ async function createVmPod(req: SandboxRequest, clock: StepClock, log: Logger, a
     bootTimeoutMs: req.config.agent.dial_timeout * 1000,
     bootStallMs: req.config.agent.boot_stall_timeout * 1000,
     livenessTimeoutMs: req.config.agent.liveness_timeout * 1000,
+    livenessIntervalMs: req.config.agent.liveness_interval * 1000,
     clock,
   };
   // A VM from the pool when one of this pod's shape is ready (src/pool); booted otherwise.

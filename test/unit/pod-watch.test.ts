@@ -22,14 +22,18 @@ interface Rig {
   endVm: (exit: VmExit) => void;
   endVirtiofsd: (exit: VirtiofsdExit) => void;
   losses: SandboxLoss[];
-  watch: (livenessTimeoutMs: number) => PodWatch;
+  watch: (livenessTimeoutMs: number, checkIntervalMs?: number) => PodWatch;
+  /** Health.Checks the agent has received. */
+  checks: () => number;
   dispose: () => Promise<void>;
 }
 
 async function rig(): Promise<Rig> {
   let wedged = false;
+  let checks = 0;
   const server = new TtrpcServer().register(Health, {
     check: async (_req, ctx) => {
+      checks++;
       if (wedged) await new Promise((resolve) => ctx.signal.addEventListener("abort", resolve, { once: true }));
       return { status: CheckResponse_ServingStatus.SERVING };
     },
@@ -48,9 +52,11 @@ async function rig(): Promise<Rig> {
     endVm,
     endVirtiofsd,
     losses,
-    watch: (livenessTimeoutMs) => {
+    checks: () => checks,
+    watch: (livenessTimeoutMs, checkIntervalMs) => {
+      const interval = checkIntervalMs === undefined ? {} : { checkIntervalMs };
       watch = new PodWatch(
-        { vm: { pid: 4242, wait: () => vmEnded }, virtiofsd: { pid: 4343, exited: vfsExited }, agent, livenessTimeoutMs },
+        { vm: { pid: 4242, wait: () => vmEnded }, virtiofsd: { pid: 4343, exited: vfsExited }, agent, livenessTimeoutMs, ...interval },
         (loss) => losses.push(loss),
       );
       return watch;
@@ -129,5 +135,34 @@ void test("pod watch: virtiofsd dying loses the pod; a requested stop does not; 
     assert.equal(stopped.losses.length, 0, "nothing is reported after stop()");
   } finally {
     await stopped.dispose();
+  }
+});
+
+void test("pod watch: checks come every checkIntervalMs (agent.liveness_interval), 10 s by default, never more than a third of the timeout apart", async () => {
+  const fast = await rig();
+  try {
+    fast.watch(30_000, 200);
+    await sleep(1100);
+    const n = fast.checks();
+    assert.ok(n >= 3 && n <= 6, `about 5 checks in 1.1 s at a 200 ms interval, got ${n}`);
+  } finally {
+    await fast.dispose();
+  }
+  const idle = await rig();
+  try {
+    idle.watch(30_000); // default interval: 10 s, so none within a second (an idle pod is left alone)
+    await sleep(1100);
+    assert.equal(idle.checks(), 0);
+  } finally {
+    await idle.dispose();
+  }
+  const capped = await rig();
+  try {
+    capped.watch(900, 60_000); // the interval never exceeds a third of the timeout (300 ms here)
+    await sleep(1100);
+    assert.ok(capped.checks() >= 2, `checks every 300 ms despite a 60 s interval, got ${capped.checks()}`);
+    assert.equal(capped.losses.length, 0);
+  } finally {
+    await capped.dispose();
   }
 });
