@@ -123,6 +123,11 @@ async function measure(ctd: PrivateContainerd, cri: CriClient, cleanup: PodsClea
 }
 
 const mib = (x: number) => Number(x.toFixed(1));
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((x, y) => x - y);
+  const mid = Math.floor(s.length / 2);
+  return s.length === 0 ? 0 : s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+};
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -155,6 +160,7 @@ async function main(): Promise<void> {
         memavailable_per_pod_mib: mib(kata.memAvailablePerPodMiB),
         ...Object.fromEntries(Object.entries(kata.byRoleMiB).map(([r, m]) => [`${r}_pss_per_pod_mib`, mib(m)])),
         idle_cpu_per_pod_millicores: mib(Object.values(kata.cpuByRoleMillicores).reduce((a, b) => a + b, 0)),
+        pod_start_median_s: mib(median(kata.startMs) / 1000),
         ...Object.fromEntries(Object.entries(kata.cpuByRoleMillicores).map(([r, m]) => [`${r}_cpu_per_pod_millicores`, mib(m)])),
       };
       if (runc !== undefined) {
