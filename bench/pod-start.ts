@@ -8,25 +8,38 @@
 // back (pool size default; runc the same), the median of each adoption step from the shims' logs,
 // and the host memory of one idle kata-ts pod: PSS (/proc/<pid>/smaps_rollup) of its shim server,
 // QEMU and virtiofsd. Prints figures; never asserts.
-//   node dist/bench/pod-start.js [--runs 5] [--pool | --no-pool] [--json]
+//   node dist/bench/pod-start.js [--runs 5] [--pool | --no-pool] [--burst 10] [--log FILE] [--json]
+// (--burst 0 skips the back-to-back pods; --log keeps containerd's log, with the shims' lines, in FILE)
 // (both variants unless one is named; --json ends with {"figures": {...}}: kata_pod_start_ms is the
 // pool variant's when it ran; kata_nopool_pod_start_ms / kata_pool_pod_start_ms name each.)
 // (bench/overhead.ts measures the same PSS sum, plus CPU, for the RuntimeClass overhead; both use
 // bench/lib/pod-pss.ts.)
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { connectCri, type CriClient } from "../src/cri/client.js";
 import { ContainerState, podSandboxConfig, waitForContainerState } from "../src/cri/pod.js";
+import { NamespaceMode } from "../src/cri/gen/runtime/v1/api_pb.js";
 import { startContainerd, type PrivateContainerd } from "../test/harness/containerd.js";
 import { BUSYBOX_IMAGE_REF, importTestImages } from "../test/harness/images.js";
 import { poolStatus, startPoolDaemon, waitPooled, type PoolDaemon } from "../test/e2e/pool-fixture.js";
 import { podPss } from "./lib/pod-pss.js";
 
-type Handler = "kata-ts" | "runc";
+type Handler = "kata-ts" | "kata-ts-a" | "runc";
 const EXECS_PER_POD = 3;
-type Variant = "runc" | "no-pool" | "pool";
+type Variant = "runc" | "no-pool" | "pool" | "pool-a";
+
+/**
+ * What kubelet sends for a pod without shareProcessNamespace (what `kubectl run` makes): the
+ * network and IPC namespaces are the pod's, the PID namespace is each container's own. CRI's zero
+ * value (POD) would share the PID namespace, which makes kata-ts run a pause container in the
+ * guest (docs/pool.md); --share-pid measures that case.
+ */
+function namespaceOptions(sharePid: boolean) {
+  return { network: NamespaceMode.POD, ipc: NamespaceMode.POD, pid: sharePid ? NamespaceMode.POD : NamespaceMode.CONTAINER };
+}
+let sharePid = false;
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -38,13 +51,13 @@ function median(xs: number[]): number {
 async function startPod(ctd: PrivateContainerd, cri: CriClient, handler: Handler, name: string): Promise<{ ms: number; podSandboxId: string; execMs: number }> {
   const logDirectory = join(ctd.baseDir, "pods", name);
   await mkdir(logDirectory, { recursive: true });
-  const config = podSandboxConfig({ name, uid: `uid-${name}`, logDirectory });
+  const config = podSandboxConfig({ name, uid: `uid-${name}`, logDirectory, namespaceOptions: namespaceOptions(sharePid) });
   const t0 = performance.now();
   const { podSandboxId } = await cri.runtime.runPodSandbox({ config, runtimeHandler: handler });
   const { containerId } = await cri.runtime.createContainer({
     podSandboxId,
     sandboxConfig: config,
-    config: { metadata: { name: "sleeper" }, image: { image: BUSYBOX_IMAGE_REF }, command: ["sleep", "3600"], logPath: "sleeper.log" },
+    config: { metadata: { name: "sleeper" }, image: { image: BUSYBOX_IMAGE_REF }, command: ["sleep", "3600"], logPath: "sleeper.log", linux: { securityContext: { namespaceOptions: namespaceOptions(sharePid) } } },
   });
   await cri.runtime.startContainer({ containerId });
   await waitForContainerState(cri, containerId, ContainerState.CONTAINER_RUNNING, { timeoutMs: 120_000, pollMs: 20 });
@@ -73,16 +86,20 @@ async function backToBack(ctd: PrivateContainerd, cri: CriClient, handler: Handl
   }
 }
 
-/** Median ms per step of the adopted pods' starts, from the shims' "pod VM ready" log lines. */
-function printSteps(containerdLog: string): void {
-  const perStep = new Map<string, number[]>();
+/** Median ms per step of the adopted pods' starts, from the shims' "pod VM ready" log lines, per variant. */
+function printSteps(containerdLog: string, variantOf: Map<string, Variant>): void {
+  const perVariant = new Map<Variant, Map<string, number[]>>();
   for (const line of containerdLog.split("\n")) {
     if (!line.includes('"pod VM ready"') || !line.includes('"pooled":true')) continue;
-    const steps = (JSON.parse(line) as { steps?: Record<string, number> }).steps ?? {};
-    for (const [k, v] of Object.entries(steps)) perStep.set(k, [...(perStep.get(k) ?? []), v]);
+    const entry = JSON.parse(line) as { id?: string; steps?: Record<string, number> };
+    const variant = variantOf.get(entry.id ?? "") ?? "pool";
+    const perStep = perVariant.get(variant) ?? new Map<string, number[]>();
+    perVariant.set(variant, perStep);
+    for (const [k, v] of Object.entries(entry.steps ?? {})) perStep.set(k, [...(perStep.get(k) ?? []), v]);
   }
-  if (perStep.size === 0) return;
-  console.log(`adopted pod, shim steps (median ms of ${perStep.get("total")?.length ?? 0}): ${[...perStep].map(([k, v]) => `${k} ${Math.round(median(v))}`).join(", ")}`);
+  for (const [variant, perStep] of perVariant) {
+    console.log(`adopted pod (${variant}), shim steps (median ms of ${perStep.get("total")?.length ?? 0}): ${[...perStep].map(([k, v]) => `${k} ${Math.round(median(v))}`).join(", ")}`);
+  }
 }
 
 async function removePod(cri: CriClient, podSandboxId: string): Promise<void> {
@@ -94,8 +111,12 @@ const fmt = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { runs: { type: "string", default: "5" }, pool: { type: "boolean", default: false }, "no-pool": { type: "boolean", default: false }, json: { type: "boolean", default: false } },
+    options: { runs: { type: "string", default: "5" }, pool: { type: "boolean", default: false }, "no-pool": { type: "boolean", default: false }, json: { type: "boolean", default: false }, burst: { type: "string", default: "10" }, log: { type: "string" }, "share-pid": { type: "boolean", default: false }, "ab-shim": { type: "string" } },
   });
+  sharePid = values["share-pid"];
+  // --ab-shim A/main.js: another build's shim entry (e.g. main's dist) as handler kata-ts-a; its
+  // pooled pods start interleaved with this build's, against the same pool daemon (this build's).
+  const abShim = values["ab-shim"];
   const runs = Number(values.runs);
   const variants: Variant[] = ["runc", ...(values.pool && !values["no-pool"] ? [] : (["no-pool"] as const)), ...(values["no-pool"] && !values.pool ? [] : (["pool"] as const))];
   const configDir = await mkdtempDir();
@@ -104,60 +125,78 @@ async function main(): Promise<void> {
   // variant runs with the defaults (pool on, pool_size 1), the other with the pool off.
   const useConfig = (variant: Variant) => writeFile(kataConfigPath, variant === "pool" ? "" : "[factory]\nenable_pool = false\n");
   await useConfig("no-pool");
-  const ctd = await startContainerd({ kataTs: { kataConfigPath }, pool: true });
+  const abRuntimeType = "io.containerd.katatsa.v2";
+  const ctd = await startContainerd({
+    kataTs: { kataConfigPath },
+    pool: true,
+    ...(abShim === undefined
+      ? {}
+      : {
+          shims: { [abRuntimeType]: abShim },
+          runtimes: { "kata-ts-a": { runtime_type: abRuntimeType, privileged_without_host_devices: true, pod_annotations: ["io.katats.*"], options: { ConfigPath: kataConfigPath } } },
+        }),
+  });
   const cri = connectCri(ctd.address);
   let daemon: PoolDaemon | undefined;
   try {
     await importTestImages(ctd);
     const figures: Record<string, number> = {};
-    const times: Record<Variant, number[]> = { runc: [], "no-pool": [], pool: [] };
-    const execs: Record<Variant, number[]> = { runc: [], "no-pool": [], pool: [] };
+    const variantOf = new Map<string, Variant>();
+    const times: Record<Variant, number[]> = { runc: [], "no-pool": [], pool: [], "pool-a": [] };
+    const execs: Record<Variant, number[]> = { runc: [], "no-pool": [], pool: [], "pool-a": [] };
     for (const variant of variants.filter((v) => v !== "runc")) {
       await useConfig(variant);
       if (variant === "pool") daemon = await startPoolDaemon(ctd, kataConfigPath);
+      const order: Variant[] = variant === "pool" && abShim !== undefined ? ["pool-a", "pool", "runc"] : [variant, "runc"];
       for (let i = 0; i < runs; i++) {
-        if (daemon !== undefined) await waitPooled(daemon.paths, 1); // pool warm
-        for (const v of [variant, "runc"] as const) {
-          const handler: Handler = v === "runc" ? "runc" : "kata-ts";
+        // A/B: who goes first alternates, so neither always follows runc.
+        const round = variant === "pool" && abShim !== undefined && i % 2 === 1 ? (["pool", "pool-a", "runc"] as Variant[]) : order;
+        for (const v of round) {
+          if (daemon !== undefined && v !== "runc") await waitPooled(daemon.paths, 1); // pool warm
+          const handler: Handler = v === "runc" ? "runc" : v === "pool-a" ? "kata-ts-a" : "kata-ts";
           const { ms, execMs, podSandboxId } = await startPod(ctd, cri, handler, `start-${v}-${i}`);
           times[v].push(ms);
+          variantOf.set(podSandboxId, v);
           execs[v].push(execMs);
           console.log(`run ${i + 1}/${runs} ${v.padEnd(7)} ${fmt(ms)}  exec ${execMs.toFixed(0)} ms`);
           await removePod(cri, podSandboxId);
         }
       }
     }
-    if (daemon !== undefined) {
+    if (daemon !== undefined && Number(values.burst) > 0) {
       // 10 pods back to back with the default pool (one ready VM of the default shape): the first
       // takes the pooled VM, the others boot while the pool refills behind them.
       await waitPooled(daemon.paths, 1);
-      const burst = await backToBack(ctd, cri, "kata-ts", 10);
-      const burstRunc = await backToBack(ctd, cri, "runc", 10);
+      const burst = await backToBack(ctd, cri, "kata-ts", Number(values.burst));
+      const burstRunc = await backToBack(ctd, cri, "runc", Number(values.burst));
       const adopted = (await poolStatus(daemon.paths)).taken - times.pool.length;
-      console.log(`10 pods back to back (pool size default): kata-ts ${fmt(burst)} (${adopted} adopted)  runc ${fmt(burstRunc)}`);
+      console.log(`${values.burst} pods back to back (pool size default): kata-ts ${fmt(burst)} (${adopted} adopted)  runc ${fmt(burstRunc)}`);
       figures.kata_pool_10pods_ms = Math.round(burst);
       figures.kata_pool_10pods_adopted = adopted;
       figures.runc_10pods_ms = Math.round(burstRunc);
+    }
+    if (daemon !== undefined) {
       // The idle pod below boots its own VM (an adopted one is not a child of its shim).
       process.kill(daemon.pid, "SIGTERM");
       await daemon.exited;
       daemon = undefined;
     }
     await useConfig("no-pool");
-    printSteps(await readFile(ctd.logPath, "utf8"));
+    printSteps(await readFile(ctd.logPath, "utf8"), variantOf);
     const r = median(times.runc);
     const rExec = median(execs.runc);
     figures.runc_pod_start_ms = Math.round(r);
     figures.runc_exec_ms = Math.round(rExec);
-    for (const v of variants.filter((x) => x !== "runc")) {
+    for (const v of [...variants.filter((x) => x !== "runc"), ...(abShim === undefined ? [] : (["pool-a"] as const))]) {
       const k = median(times[v]);
       const kExec = median(execs[v]);
       console.log(`RunPodSandbox -> container RUNNING, median of ${runs}: kata-ts ${v} ${fmt(k)}  runc ${fmt(r)}  ratio ${(k / r).toFixed(1)}x; exec ${kExec.toFixed(0)} ms vs ${rExec.toFixed(0)} ms`);
-      const key = v === "pool" ? "kata_pool" : "kata_nopool";
+      const key = v === "pool" ? "kata_pool" : v === "pool-a" ? "kata_pool_a" : "kata_nopool";
       figures[`${key}_pod_start_ms`] = Math.round(k);
       figures[`${key}_exec_ms`] = Math.round(kExec);
       figures[`${key}_ratio`] = Number((k / r).toFixed(2));
       figures[`${key}_exec_ratio`] = Number((kExec / rExec).toFixed(2));
+      if (v === "pool-a") continue;
       // The headline figures: the pool variant's when it ran.
       figures.kata_pod_start_ms = Math.round(k);
       figures.ratio = Number((k / r).toFixed(2));
@@ -184,6 +223,7 @@ async function main(): Promise<void> {
       await daemon.exited;
     }
     cri.close();
+    if (values.log !== undefined) await copyFile(ctd.logPath, values.log).catch(() => undefined);
     await ctd.stop();
     await rm(configDir, { recursive: true, force: true });
   }

@@ -5,7 +5,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { KataError } from "../util/errors.js";
 import type { CriClient } from "./client.js";
-import { ContainerState, type LinuxContainerResourcesSchema, type PodSandboxConfigSchema } from "./gen/runtime/v1/api_pb.js";
+import { ContainerState, type LinuxContainerResourcesSchema, type NamespaceOptionSchema, type PodSandboxConfigSchema } from "./gen/runtime/v1/api_pb.js";
 
 export { ContainerState, PodSandboxState } from "./gen/runtime/v1/api_pb.js";
 
@@ -23,6 +23,8 @@ export interface PodSpecInput {
   privileged?: boolean;
   /** The pod's summed container limits, as kubelet (1.23+) sends them on the sandbox config. */
   resources?: MessageInitShape<typeof LinuxContainerResourcesSchema>;
+  /** Default: CRI's zero values (every namespace the pod's, PID included: shareProcessNamespace). */
+  namespaceOptions?: MessageInitShape<typeof NamespaceOptionSchema>;
 }
 
 export type PodSandboxConfigInit = MessageInitShape<typeof PodSandboxConfigSchema>;
@@ -38,7 +40,7 @@ export function podSandboxConfig(p: PodSpecInput): PodSandboxConfigInit {
     annotations: p.annotations ?? {},
     linux: {
       cgroupParent: p.cgroupParent ?? "",
-      securityContext: { namespaceOptions: {}, privileged: p.privileged ?? false },
+      securityContext: { namespaceOptions: p.namespaceOptions ?? {}, privileged: p.privileged ?? false },
       ...(p.resources === undefined ? {} : { resources: p.resources }),
     },
   };

@@ -94,3 +94,6 @@ export function formatShimFlags(flags: Partial<ShimFlags>): string[] {
   if (flags.debug === true) out.push("-debug");
   return out;
 }
+
+/** Environment variable by which `start` hands its process's start time (epoch ms) to the server it spawns. */
+export const START_AT_ENV = "KATA_TS_SHIM_START_AT";

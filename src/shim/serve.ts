@@ -4,7 +4,7 @@ import { Task } from "../protocol/gen/containerd/task/v2/shim_pb.js";
 import { TtrpcServer } from "../protocol/ttrpc/index.js";
 import { describeError, KataError } from "../util/errors.js";
 import { EventPublisher } from "./events.js";
-import type { ShimFlags } from "./flags.js";
+import { START_AT_ENV, type ShimFlags } from "./flags.js";
 import type { ShimEntry } from "./run.js";
 import { shimLogger } from "./shim-log.js";
 import { TaskService } from "./task-service.js";
@@ -48,5 +48,9 @@ export async function serve(flags: ShimFlags, loadPodFactory: ShimEntry["loadPod
   process.on("SIGPIPE", () => undefined);
   process.on("unhandledRejection", (err) => log.error({ err: describeError(err) }, "unhandled rejection"));
   await server.listen(flags.socket);
-  log.info({ socket: flags.socket, bundle, namespace: flags.namespace }, "shim serving");
+  // When `start` and this process began, and listening: the shim's share of a pod start (docs/pool.md).
+  const startAt = Number(process.env[START_AT_ENV]);
+  const startup = { serveProcessAt: Math.round(performance.timeOrigin), listeningAt: Date.now(), ...(Number.isFinite(startAt) && startAt > 0 ? { startProcessAt: startAt } : {}) };
+  delete process.env[START_AT_ENV];
+  log.info({ socket: flags.socket, bundle, namespace: flags.namespace, ...startup }, "shim serving");
 }

@@ -9,7 +9,7 @@ import net from "node:net";
 import { dirname, join } from "node:path";
 import { KataError } from "../util/errors.js";
 import { groupIdOf, socketPath, socketUri } from "./address.js";
-import { formatShimFlags, type ShimFlags } from "./flags.js";
+import { formatShimFlags, START_AT_ENV, type ShimFlags } from "./flags.js";
 import { readSpec } from "./oci-spec.js";
 import { decodeRuntimeOptionsBytes } from "./runtime-options.js";
 import { openBundleLog } from "./shim-log.js";
@@ -48,7 +48,8 @@ async function spawnServer(serverScript: string, flags: ShimFlags, bundle: strin
     detached: true,
     stdio: ["ignore", "ignore", logFd],
     // Each stdin FIFO open waits on a thread-pool thread until containerd opens its end.
-    env: { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? "16" },
+    // START_AT_ENV: when `start` began (its process's time origin), for the server's start-up timeline.
+    env: { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? "16", [START_AT_ENV]: String(Math.round(performance.timeOrigin)) },
   });
   closeSync(logFd);
   let exited: string | undefined;

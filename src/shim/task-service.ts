@@ -111,11 +111,12 @@ export class TaskService {
   async start(ref: TaskRef): Promise<number> {
     const proc = this.process(ref);
     const t0 = performance.now();
+    const startedAt = Date.now();
     await proc.start(() => {
       if (ref.execId === "") this.deps.events.publish({ topic: "/tasks/start", containerId: ref.containerId, pid: proc.pid });
       else this.deps.events.publish({ topic: "/tasks/exec-started", containerId: ref.containerId, execId: ref.execId, pid: proc.pid });
     });
-    if (ref.execId === "") this.deps.log.info({ container: ref.containerId, ms: Math.round(performance.now() - t0) }, "task started");
+    if (ref.execId === "") this.deps.log.info({ container: ref.containerId, startedAt, ms: Math.round(performance.now() - t0) }, "task started");
     return proc.pid;
   }
 

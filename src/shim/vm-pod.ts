@@ -69,7 +69,7 @@ export class VmPod implements Pod {
         // Shares the rootfs and volumes on the host, then agent.CreateContainer.
         const container = await clock.time("container.share+create", () => this.sandbox.createContainer({ id: req.id, spec, rootfs, openStdin: req.stdio.stdin !== "", sandboxPidns }));
         const opts = { terminal: req.stdio.terminal, stdin: req.stdio.stdin !== "" };
-        this.log.info({ container: req.id, steps: clock.summary() }, "container created");
+        this.log.info({ container: req.id, steps: clock.summary(), startedAt: clock.startedAt, timeline: clock.timeline() }, "container created");
         return this.track(new VmProcess(this.pid, containerInit(container), opts, this.log, this.sandbox.lost));
       } catch (err) {
         await this.releaseRootfs(req.id);
@@ -195,7 +195,7 @@ export function vmPodFactory(log: Logger): PodFactory {
       let pooledVm = false;
       try {
         const pod = await createVmPod(req, clock, log, () => (pooledVm = true));
-        log.info({ id: req.id, pooled: pooledVm, steps: clock.summary() }, "pod VM ready");
+        log.info({ id: req.id, pooled: pooledVm, steps: clock.summary(), startedAt: clock.startedAt, timeline: clock.timeline() }, "pod VM ready");
         return pod;
       } finally {
         untrace();
