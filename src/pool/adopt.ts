@@ -19,12 +19,19 @@ import { describeError, KataError } from "../util/errors.js";
 import type { Logger } from "../util/log.js";
 import { AdoptedHelper, AdoptedVm, killPid } from "./adopted-vm.js";
 import { poolPaths } from "./layout.js";
-import { joinPodNetwork, podInterfaceCount } from "./network.js";
+import { joinPodNetwork, readPodNetns } from "./network.js";
+import type { NetnsSnapshot } from "../sandbox/network/inspect.js";
 import { poolCall, type PooledVmHandle } from "./protocol.js";
 import { startPoolOwner } from "./owner.js";
 import { poolShape } from "./shape.js";
 
 const takeTimeoutMs = 3000;
+
+/** A VM the pool gave this pod, and the pod netns as read before asking (for the join). */
+export interface TakenVm {
+  handle: PooledVmHandle;
+  podNetns: NetnsSnapshot;
+}
 
 /** The pid and its descendants (virtiofsd forks a sandboxed child). */
 async function withDescendants(pid: number): Promise<number[]> {
@@ -59,14 +66,15 @@ async function joinMyCgroupAndPriority(pids: number[]): Promise<void> {
  * A VM of the pod's shape from the pool, or undefined (pool off or not running, no VM of that shape
  * ready, or a pod network a pooled VM cannot take): the pod then boots its own VM.
  */
-export async function takePooledVm(config: KataConfig, configSource: string | undefined, assets: GuestAssets, sizing: { vcpus: number; memoryMiB: number }, annotations: Record<string, string>, netnsPath: string, log: Logger): Promise<PooledVmHandle | undefined> {
+export async function takePooledVm(config: KataConfig, configSource: string | undefined, assets: GuestAssets, sizing: { vcpus: number; memoryMiB: number }, annotations: Record<string, string>, netnsPath: string, log: Logger): Promise<TakenVm | undefined> {
   if (!config.factory.enable_pool) return undefined;
   if (config.runtime.hypervisor !== "qemu") {
     log.warn({ hypervisor: config.runtime.hypervisor }, "[factory] enable_pool is set but the VM pool keeps QEMU VMs only; booting one");
     return undefined;
   }
   try {
-    if ((await podInterfaceCount(netnsPath)) !== 1) return undefined;
+    const podNetns = await readPodNetns(netnsPath);
+    if (podNetns.interfaces.length !== 1) return undefined;
     const shape = poolShape(config, assets, sizing, annotations[config.factory.tenant_annotation] ?? "");
     const res = await poolCall(poolPaths().socket, { op: "take", shape }, takeTimeoutMs).catch(async (err: unknown) => {
       // No daemon answering: this shim starts the node's pool (docs/pool.md "Who runs the pool").
@@ -76,15 +84,19 @@ export async function takePooledVm(config: KataConfig, configSource: string | un
       throw err;
     });
     if (!res.ok) throw new KataError("INTERNAL", `the VM pool refused: ${res.error}`);
-    if (res.vm === undefined) log.info("no pooled VM of this pod's shape is ready; booting one");
-    return res.vm;
+    if (res.vm === undefined) {
+      log.info("no pooled VM of this pod's shape is ready; booting one");
+      return undefined;
+    }
+    return { handle: res.vm, podNetns };
   } catch (err) {
     log.warn({ err: describeError(err) }, "no VM from the pool; booting one");
     return undefined;
   }
 }
 
-export function adoptPooledVm(handle: PooledVmHandle, log: Logger): VmAdopter {
+export function adoptPooledVm(taken: TakenVm, log: Logger): VmAdopter {
+  const { handle, podNetns } = taken;
   return async (ctx) => {
     const t0 = performance.now();
     const { clock } = ctx;
@@ -117,14 +129,17 @@ export function adoptPooledVm(handle: PooledVmHandle, log: Logger): VmAdopter {
       return { vm, agent };
     })();
     const netnsPath = ctx.netnsPath;
-    const netHalf = netnsPath === undefined ? Promise.resolve(undefined) : clock.time("adopt.network", () => joinPodNetwork(netnsPath, handle, ctx.undo));
-    // Both settle before a failure is thrown: the caller unwinds the undo stack only once both stopped pushing.
-    const [vmUp, netUp] = await Promise.allSettled([vmHalf, netHalf]);
-    if (vmUp.status === "rejected") throw vmUp.reason;
-    if (netUp.status === "rejected") throw netUp.reason;
-    const { vm, agent } = vmUp.value;
-    const net = netUp.value;
+    const netHalf = netnsPath === undefined ? Promise.resolve(undefined) : clock.time("adopt.network", () => joinPodNetwork(netnsPath, podNetns, handle, ctx.undo));
+    netHalf.catch(() => undefined); // handed over below, or awaited here
+    const vmUp = await Promise.allSettled([vmHalf]);
+    if (vmUp[0].status === "rejected") {
+      // Settled before the failure is thrown: the caller unwinds the undo stack only once it stopped pushing.
+      await netHalf.catch(() => undefined);
+      throw vmUp[0].reason;
+    }
+    const { vm, agent } = vmUp[0].value;
     log.info({ vm: handle.vmId, bootedAt: handle.bootedAt, ms: Math.round(performance.now() - t0) }, "adopted a pooled VM");
-    return { vm, agent, virtiofsd, ...(net === undefined ? {} : { net }) };
+    // The network's host side may still be running: the guest's set-up starts meanwhile.
+    return { vm, agent, virtiofsd, net: netHalf };
   };
 }

@@ -5,18 +5,19 @@
 import { KataError } from "../util/errors.js";
 import { run } from "../util/exec.js";
 import { addPortForward, type PodNetwork } from "../sandbox/network/pod-network.js";
-import { inspectNetns } from "../sandbox/network/inspect.js";
+import { inspectNetns, type NetnsSnapshot } from "../sandbox/network/inspect.js";
 import { mirrorVethToExistingTap, removeTap } from "../sandbox/network/tc-mirror.js";
 import type { UndoStack } from "../sandbox/undo-stack.js";
 import type { PooledVmHandle } from "./protocol.js";
 
-/** Pooled VMs have one NIC: a pod netns with another number of interfaces boots its own VM. */
-export async function podInterfaceCount(netnsPath: string): Promise<number> {
-  return (await inspectNetns(netnsPath)).interfaces.length;
+/** What CNI made in the pod netns: read once, before the take (pooled VMs have one NIC), used by the join. */
+export function readPodNetns(netnsPath: string): Promise<NetnsSnapshot> {
+  return inspectNetns(netnsPath);
 }
 
-export async function joinPodNetwork(netnsPath: string, vm: PooledVmHandle, undo: UndoStack): Promise<PodNetwork> {
-  const { interfaces, routes } = await inspectNetns(netnsPath);
+/** `pod` is the netns as read before the take (readPodNetns): nothing changes it between take and join. */
+export async function joinPodNetwork(netnsPath: string, pod: NetnsSnapshot, vm: PooledVmHandle, undo: UndoStack): Promise<PodNetwork> {
+  const { interfaces, routes } = pod;
   const [iface] = interfaces;
   if (iface === undefined || interfaces.length !== 1) {
     throw new KataError("FAILED_PRECONDITION", `a pooled VM has one NIC; the pod netns ${netnsPath} has ${interfaces.length} interfaces`);

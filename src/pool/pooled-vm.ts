@@ -11,6 +11,7 @@ import { QemuHypervisor, type QemuVm } from "../hypervisor/qemu/index.js";
 import type { VmExit } from "../hypervisor/types.js";
 import { SHARED_FS_TAG } from "../protocol/contract/guest.js";
 import { bootVm } from "../sandbox/agent-boot.js";
+import { AgentClient } from "../sandbox/agent-client.js";
 import { makeSharedMountPoint, unmountAll } from "../sandbox/mounts.js";
 import { tapName } from "../sandbox/network/inspect.js";
 import { UndoStack } from "../sandbox/undo-stack.js";
@@ -95,8 +96,16 @@ export class PooledVm {
       undo.push("stop QEMU", async () => {
         await vm.stop({ timeoutMs: 3000 });
       });
-      // The adopter opens its own agent connection; the guest agent starts a new session for it.
-      booted.agent.close();
+      // Pod-neutral warm-up, paid here rather than while a pod waits: a fresh guest's first `ip`
+      // (the agent's network set-up runs one per call) costs 1-2 s under TCG, its binary and
+      // libraries paged in from the image and the agent's exec path compiled; later ones a fraction
+      // of that. A read-only route listing (UpdateRoutes with no routes) does it; nothing of a pod
+      // is involved. The adopter opens its own agent connection; the guest starts a new session.
+      try {
+        await new AgentClient(booted.agent).updateRoutes([]);
+      } finally {
+        booted.agent.close();
+      }
       const handle: PooledVmHandle = {
         vmId,
         dir: paths.dir,

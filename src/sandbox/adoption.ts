@@ -27,7 +27,13 @@ export interface AdoptedVmParts {
   agent: TtrpcClient;
   /** The VM's virtiofsd, watched like one the sandbox started (pod-watch.ts). */
   virtiofsd: AdoptedHelperProcess;
-  net?: PodNetwork;
+  /**
+   * The pod network's host side (tap moved into the pod netns, tc mirror), still being set up when
+   * the VM half is done: the guest's own set-up (CreateSandbox) runs meanwhile. It resolves
+   * undefined for a pod without a netns. It pushes undo steps until it settles: the sandbox waits
+   * for it to settle before unwinding.
+   */
+  net: Promise<PodNetwork | undefined>;
 }
 
 /** A helper process the sandbox did not start: its pid, its end, and a way to stop it. */

@@ -175,7 +175,8 @@ export class Sandbox {
     if (booting === undefined) {
       if (opts.adopt === undefined) throw new KataError("INTERNAL", "neither booting nor adopting a VM");
       this.undo.push("unmount shared dir", () => unmountAll(layout.sharedDir));
-      return this.finishSetUp(opts, await this.adopt(opts.adopt, opts.netnsPath, clock), clock);
+      const parts = await this.adopt(opts.adopt, opts.netnsPath, clock);
+      return this.finishSetUp(opts, parts, clock);
     }
     const { hypervisor, caps, assets } = booting;
     this.vmmName = caps.name;
@@ -227,7 +228,7 @@ export class Sandbox {
   }
 
   /** A VM up with its agent answering, booted or adopted: the guest side of the pod from here on. */
-  private async finishSetUp(opts: SandboxOptions, up: { vm: Vm; agent: BootedVm["agent"]; net?: PodNetwork; virtiofsd?: AdoptedHelperProcess }, clock: StepClock): Promise<void> {
+  private async finishSetUp(opts: SandboxOptions, up: { vm: Vm; agent: BootedVm["agent"]; net?: PodNetwork | Promise<PodNetwork | undefined>; virtiofsd?: AdoptedHelperProcess }, clock: StepClock): Promise<void> {
     this.vmValue = up.vm;
     const agent = new AgentClient(up.agent);
     this.agentClient = agent;
@@ -241,8 +242,17 @@ export class Sandbox {
     this.watch = new PodWatch({ vm: up.vm, agent, livenessTimeoutMs, ...interval, ...virtiofsd }, (loss) => this.onLost(loss));
     // Fresh host randomness first: a pooled VM booted before its pod (src/agent/entropy.ts).
     const entropy = new Uint8Array(randomBytes(64));
-    await agent.createSandbox({ sandboxId: opts.id, hostname: opts.hostname ?? "", dns: opts.dns ?? [], sharedFsTag: this.rootfsVia === "share" ? SHARED_FS_TAG : "", entropy, sysctls: opts.sysctls ?? {} });
-    if (up.net !== undefined) await configureGuestNetwork(agent, up.net);
+    const created = agent.createSandbox({ sandboxId: opts.id, hostname: opts.hostname ?? "", dns: opts.dns ?? [], sharedFsTag: this.rootfsVia === "share" ? SHARED_FS_TAG : "", entropy, sysctls: opts.sysctls ?? {} });
+    // An adopted VM's network host side may still be being set up: CreateSandbox runs beside it.
+    // Both settle before a failure is thrown (the network pushes undo steps until it settles).
+    const [guest, host] = await Promise.allSettled([created, Promise.resolve(up.net)]);
+    if (host.status === "rejected") throw host.reason;
+    if (guest.status === "rejected") throw guest.reason;
+    const net = host.value;
+    if (net !== undefined) {
+      this.record.network = podNetworkRecord(net);
+      await configureGuestNetwork(agent, net);
+    }
     this.life.move("ready", "create");
     await clock.time("sandbox.save", () => this.save());
   }
@@ -262,7 +272,6 @@ export class Sandbox {
         await this.save();
       },
     });
-    if (parts.net !== undefined) this.record.network = podNetworkRecord(parts.net);
     return parts;
   }
 

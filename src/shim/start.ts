@@ -11,8 +11,6 @@ import { KataError } from "../util/errors.js";
 import { groupIdOf, socketPath, socketUri } from "./address.js";
 import { formatShimFlags, START_AT_ENV, type ShimFlags } from "./flags.js";
 import { readSpec } from "./oci-spec.js";
-import { decodeRuntimeOptionsBytes } from "./runtime-options.js";
-import { openBundleLog } from "./shim-log.js";
 
 const listenDeadlineMs = 10_000;
 
@@ -28,19 +26,22 @@ export const serverNodeFlags: readonly string[] = ["--max-semi-space-size=1"];
 export async function start(flags: ShimFlags, stdin: Uint8Array, serverScript: string, socketDir?: string): Promise<string> {
   const bundle = flags.bundle || process.cwd();
   if (flags.id === "" || flags.namespace === "") throw new KataError("INVALID_ARGUMENT", "start needs -id and -namespace");
-  const options = decodeRuntimeOptionsBytes(stdin);
   const spec = await readSpec(bundle);
   const path = socketPath(flags.address, flags.namespace, groupIdOf(flags.id, spec.annotations), socketDir);
   const uri = socketUri(path);
   if (!(await isListening(path))) {
+    // Loaded only to start a server: a CRI app container's `start` (its pod's server listens
+    // already) stays a bare Node start-up on the StartContainer path (protobuf alone ~0.1 CPU-s).
+    const [{ decodeRuntimeOptionsBytes }, { openBundleLog }] = await Promise.all([import("./runtime-options.js"), import("./shim-log.js")]);
+    const options = decodeRuntimeOptionsBytes(stdin);
     await mkdir(dirname(path), { recursive: true, mode: 0o711 });
-    await spawnServer(serverScript, flags, bundle, path, options.configPath);
+    await spawnServer(serverScript, flags, bundle, path, options.configPath, openBundleLog);
   }
   await writeFile(join(bundle, "address"), uri);
   return uri;
 }
 
-async function spawnServer(serverScript: string, flags: ShimFlags, bundle: string, path: string, configPath: string): Promise<void> {
+async function spawnServer(serverScript: string, flags: ShimFlags, bundle: string, path: string, configPath: string, openBundleLog: (bundle: string) => number): Promise<void> {
   const args = [...serverNodeFlags, serverScript, ...formatShimFlags({ ...flags, bundle, socket: path, configPath }), "serve"];
   const logFd = openBundleLog(bundle);
   const child = spawn(process.execPath, args, {

@@ -239,7 +239,7 @@ async function createVmPod(req: SandboxRequest, clock: StepClock, log: Logger, a
       adopted();
       return pod;
     } catch (err) {
-      log.warn({ err: describeError(err), vm: pooled.vmId }, "adopting the pooled VM failed (it is stopped); booting one");
+      log.warn({ err: describeError(err), vm: pooled.handle.vmId }, "adopting the pooled VM failed (it is stopped); booting one");
     }
   }
   return new VmPod(await Sandbox.create({ ...opts, hypervisor: await opening }), log, req);

@@ -19,6 +19,26 @@ void test("StepClock: each step adds its wall time, also when it throws; summary
   assert.ok((s.total ?? 0) >= 29);
 });
 
+void test("StepClock timeline: when each step ran, parallel steps overlapping, in start order, from a wall-clock start", async () => {
+  const before = Date.now();
+  const clock = new StepClock();
+  assert.ok(clock.startedAt >= before && clock.startedAt <= Date.now());
+  await clock.time("first", () => sleep(20));
+  // Two at once: both start after "first" ended, and overlap each other.
+  await Promise.all([clock.time("slow", () => sleep(40)), sleep(5).then(() => clock.time("fast", () => sleep(10)))]);
+  // A round trip reported when it settled (as agent calls are): its span ends now.
+  clock.add("call", 15);
+  const tl = clock.timeline();
+  assert.deepEqual(Object.keys(tl), ["first", "slow", "fast", "call"]);
+  const [f0, f1] = tl.first ?? [NaN, NaN];
+  const [s0, s1] = tl.slow ?? [NaN, NaN];
+  const [q0, q1] = tl.fast ?? [NaN, NaN];
+  const [c0, c1] = tl.call ?? [NaN, NaN];
+  assert.ok(f0 >= 0 && f0 <= 5 && f1 >= 19, JSON.stringify(tl));
+  assert.ok(s0 >= f1 - 1 && q0 >= s0 && q1 <= s1 + 1, `the fast step runs inside the slow one: ${JSON.stringify(tl)}`);
+  assert.ok(c1 - c0 === 15 && c1 <= clock.elapsed() + 1, JSON.stringify(tl));
+});
+
 void test("ipBatch refuses lines a batch cannot carry (options, blanks, quotes) before running ip", async () => {
   await assert.rejects(ipBatch(4, [["-4", "route", "show"]]), /not allowed in a batch/);
   await assert.rejects(ipBatch(undefined, [["link", "set", "dev", "eth 0", "up"]]), /not allowed in a batch/);
