@@ -131,13 +131,15 @@ export function adoptPooledVm(taken: TakenVm, log: Logger): VmAdopter {
     const netnsPath = ctx.netnsPath;
     const netHalf = netnsPath === undefined ? Promise.resolve(undefined) : clock.time("adopt.network", () => joinPodNetwork(netnsPath, podNetns, handle, ctx.undo));
     netHalf.catch(() => undefined); // handed over below, or awaited here
-    const vmUp = await Promise.allSettled([vmHalf]);
-    if (vmUp[0].status === "rejected") {
+    let vmUp: Awaited<typeof vmHalf>;
+    try {
+      vmUp = await vmHalf;
+    } catch (err) {
       // Settled before the failure is thrown: the caller unwinds the undo stack only once it stopped pushing.
       await netHalf.catch(() => undefined);
-      throw vmUp[0].reason;
+      throw err;
     }
-    const { vm, agent } = vmUp[0].value;
+    const { vm, agent } = vmUp;
     log.info({ vm: handle.vmId, bootedAt: handle.bootedAt, ms: Math.round(performance.now() - t0) }, "adopted a pooled VM");
     // The network's host side may still be running: the guest's set-up starts meanwhile.
     return { vm, agent, virtiofsd, net: netHalf };
