@@ -71,14 +71,11 @@ export interface NetnsSnapshot {
 }
 
 export async function inspectNetns(netnsPath: string): Promise<NetnsSnapshot> {
-  // Three reads at once: each is a process pair (nsenter, ip) on a pod start's path.
-  const [links, v4, v6] = await Promise.all([
-    ipJsonIn<IpAddrJson>(netnsPath, ["addr", "show"]),
-    ipJsonIn<IpRouteJson>(netnsPath, ["-4", "route", "show"]),
-    ipJsonIn<IpRouteJson>(netnsPath, ["-6", "route", "show"]),
-  ]);
-  const interfaces = parseInterfaces(links);
+  const interfaces = parseInterfaces(await ipJsonIn<IpAddrJson>(netnsPath, ["addr", "show"]));
   const names = interfaces.map((i) => i.name);
-  const routes = [...parseRoutes(4, v4, names), ...parseRoutes(6, v6, names)];
+  const routes = [
+    ...parseRoutes(4, await ipJsonIn<IpRouteJson>(netnsPath, ["-4", "route", "show"]), names),
+    ...parseRoutes(6, await ipJsonIn<IpRouteJson>(netnsPath, ["-6", "route", "show"]), names),
+  ];
   return { interfaces, routes };
 }
