@@ -14,10 +14,10 @@ export class NoSharedFsError extends KataError {
 }
 
 /** A bind mount on a VMM without virtio-fs, naming the mount and the ways out. */
-export function bindMountRefused(vmm: string, containerId: string, m: { destination: string; source?: string | undefined }): NoSharedFsError {
+export function bindMountRefused(vmm: string, containerId: string, m: { destination: string; source?: string | undefined }, why?: string): NoSharedFsError {
   return new NoSharedFsError(
     vmm,
-    `give container ${containerId} the bind mount of ${m.source ?? "(no source)"} at ${m.destination}`,
+    `give container ${containerId} the bind mount of ${m.source ?? "(no source)"} at ${m.destination}${why === undefined ? "" : ` (${why})`}`,
     `remove that mount (a volume, hostPath or a file the CRI plugin binds in such as /etc/hosts), use an emptyDir with medium: Memory (a tmpfs in the guest), or ${otherVmms}`,
   );
 }

@@ -19,6 +19,15 @@ export interface StreamChunk {
   eof: boolean;
 }
 
+/** A host file copied into the guest with CreateContainer (copied-files.ts). */
+export interface GuestFileSpec {
+  name: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  data: Uint8Array;
+}
+
 export interface GuestMountSpec {
   source: string;
   target: string;
@@ -69,13 +78,14 @@ export class AgentClient {
     await this.agent.destroySandbox({}, { timeoutMs: CALL_MS });
   }
 
-  async createContainer(c: { containerId: string; spec: OciSpec; rootfs: string; mounts: GuestMountSpec[]; openStdin: boolean; sandboxPidns?: boolean }): Promise<number> {
+  async createContainer(c: { containerId: string; spec: OciSpec; rootfs: string; mounts: GuestMountSpec[]; files?: GuestFileSpec[]; openStdin: boolean; sandboxPidns?: boolean }): Promise<number> {
     const res = await this.agent.createContainer(
       {
         containerId: c.containerId,
         ociSpecJson: JSON.stringify(c.spec),
         rootfs: c.rootfs,
         mounts: c.mounts,
+        files: c.files ?? [],
         openStdin: c.openStdin,
         sandboxPidns: c.sandboxPidns ?? false,
       },

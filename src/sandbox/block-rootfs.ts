@@ -2,15 +2,16 @@
 // host builds an erofs image of the rootfs directory (rootfs-image.ts), points one of the VM's
 // reserved drives at it (Vm.blocks), and asks the agent to mount it with a tmpfs overlay on top
 // for the container's writes; crun takes the overlay as the rootfs. Host files cannot follow
-// (no share), so a bind mount is refused with the mount named. Undone in reverse: the agent's
+// (no share): small regular files are copied in and /dev/shm is a guest tmpfs (copied-files.ts),
+// any other bind mount is refused with the mount named. Undone in reverse: the agent's
 // RemoveContainer unmounts first, then the drive goes back to its placeholder and the image is
 // removed.
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { bindMountRefused } from "../hypervisor/no-shared-fs.js";
 import type { BlockAttach } from "../hypervisor/types.js";
-import type { GuestMountSpec } from "./agent-client.js";
-import { DEV_SIZE_OPTION, guestBlockRootfsPaths, isBindMount } from "../protocol/contract/guest.js";
+import type { GuestFileSpec, GuestMountSpec } from "./agent-client.js";
+import { copyBindMounts } from "./copied-files.js";
+import { DEV_SIZE_OPTION, guestBlockRootfsPaths } from "../protocol/contract/guest.js";
 import type { OciSpec } from "../protocol/contract/oci.js";
 import { buildRootfsImage } from "./rootfs-image.js";
 import type { UndoStack } from "./undo-stack.js";
@@ -20,6 +21,8 @@ export interface BlockContainer {
   guestRootfs: string;
   /** What the agent mounts before it creates the container, in order. */
   mounts: GuestMountSpec[];
+  /** Host files the agent writes into the container's file dir (copied-files.ts). */
+  files: GuestFileSpec[];
 }
 
 /** The mounts that make `device` (an erofs image of `sizeBytes`) a writable rootfs in the guest. */
@@ -45,12 +48,12 @@ export async function attachBlockContainer(
   hostRootfs: string,
   undo: UndoStack,
 ): Promise<BlockContainer> {
-  const bind = (spec.mounts ?? []).find((m) => isBindMount(m));
-  if (bind !== undefined) throw bindMountRefused(vmm, id, bind);
+  // Before the image: a refused mount costs no image build.
+  const copied = await copyBindMounts(vmm, id, spec);
   await mkdir(imagesDir, { recursive: true });
   const image = await buildRootfsImage(hostRootfs, join(imagesDir, `${id}.erofs`));
   undo.push(`remove rootfs image ${image.path}`, () => rm(image.path, { force: true }));
   const attached = await blocks.attach(image.path);
   undo.push(`detach ${attached.slot}`, () => blocks.detach(attached.slot));
-  return { spec, ...blockRootfsMounts(id, attached.guestDevice, attached.sizeBytes) };
+  return { spec: copied.spec, files: copied.files, ...blockRootfsMounts(id, attached.guestDevice, attached.sizeBytes) };
 }

@@ -21,7 +21,7 @@ import { defaultHypervisor } from "../hypervisor/select.js";
 import type { Accel, Hypervisor, Vm, VmConfig } from "../hypervisor/types.js";
 import type { OciSpec } from "../protocol/contract/oci.js";
 import { ADOPTED_VM_DIR, type AdoptedHelperProcess, type AdoptedVmParts, type VmAdopter } from "./adoption.js";
-import { AgentClient, type GuestMountSpec } from "./agent-client.js";
+import { AgentClient, type GuestFileSpec, type GuestMountSpec } from "./agent-client.js";
 import { SandboxContainer } from "./container.js";
 import { SHARED_FS_TAG } from "../protocol/contract/guest.js";
 import { sandboxLayout, type SandboxLayout } from "./guest-layout.js";
@@ -321,7 +321,7 @@ export class Sandbox {
     const undo = new UndoStack();
     try {
       const guest = await this.containerRootfs(c, undo);
-      await this.agent.createContainer({ containerId: c.id, spec: guest.spec, rootfs: guest.guestRootfs, mounts: guest.mounts, openStdin: c.openStdin ?? false, sandboxPidns: c.sandboxPidns ?? false });
+      await this.agent.createContainer({ containerId: c.id, spec: guest.spec, rootfs: guest.guestRootfs, mounts: guest.mounts, files: guest.files, openStdin: c.openStdin ?? false, sandboxPidns: c.sandboxPidns ?? false });
     } catch (err) {
       await undo.unwind().catch(() => undefined);
       throw err;
@@ -338,8 +338,8 @@ export class Sandbox {
   }
 
   /** The container's rootfs and host mounts brought to the guest: over the share, or as a block image. */
-  private async containerRootfs(c: ContainerOptions, undo: UndoStack): Promise<{ spec: OciSpec; guestRootfs: string; mounts: GuestMountSpec[] }> {
-    if (this.rootfsVia === "share") return { ...(await shareContainer(this.layout, c.id, c.spec, c.rootfs, undo)), mounts: [] };
+  private async containerRootfs(c: ContainerOptions, undo: UndoStack): Promise<{ spec: OciSpec; guestRootfs: string; mounts: GuestMountSpec[]; files: GuestFileSpec[] }> {
+    if (this.rootfsVia === "share") return { ...(await shareContainer(this.layout, c.id, c.spec, c.rootfs, undo)), mounts: [], files: [] };
     const blocks = this.vmValue?.blocks;
     if (blocks === undefined) throw new KataError("INTERNAL", `sandbox ${this.id}: its VM has no block slots for container root filesystems`);
     return attachBlockContainer(this.vmmName, blocks, sandboxImagesDir(this.id), c.id, c.spec, c.rootfs, undo);

@@ -8,7 +8,9 @@ import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { PassThrough } from "node:stream";
-import { readdir, readFile, writeFile } from "node:fs/promises";
+import { chmod, chown, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import type { OciMount } from "../../src/protocol/contract/oci.js";
+import { GUEST_FILES_LIMIT_BYTES } from "../../src/protocol/contract/guest.js";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Firecracker } from "../../src/hypervisor/firecracker/index.js";
@@ -95,8 +97,11 @@ void test("firecracker: block slots are placeholder drives configured before boo
 // ---- the real guest: containers start from their block images ----
 
 
-async function runIn(sb: Sandbox, id: string, rootfs: string, script: string): Promise<{ status: number; out: string }> {
-  const ctr = await sb.createContainer({ id, spec: runSpec({ args: ["sh", "-c", script] }), rootfs });
+async function runIn(sb: Sandbox, id: string, rootfs: string, script: string, binds: OciMount[] = []): Promise<{ status: number; out: string }> {
+  const spec = runSpec({ args: ["sh", "-c", script] });
+  // The binds replace same-destination mounts (the CRI plugin's /dev/shm replaces the default tmpfs).
+  spec.mounts = [...(spec.mounts ?? []).filter((m) => !binds.some((b) => b.destination === m.destination)), ...binds];
+  const ctr = await sb.createContainer({ id, spec, rootfs });
   try {
     const p = await ctr.start();
     const out = new PassThrough();
@@ -111,7 +116,7 @@ async function runIn(sb: Sandbox, id: string, rootfs: string, script: string): P
   }
 }
 
-void test("firecracker (stand-in running the real guest): containers start from block images of their rootfs, write to an overlay, are refused bind mounts by name; images, slots and placeholders are cleaned up", { timeout: 600_000 }, async () => {
+void test("firecracker (stand-in running the real guest): containers start from block images of their rootfs, write to an overlay, get small bind-mounted files copied in and /dev/shm as the pod's guest tmpfs, are refused other bind mounts by name; images, slots and placeholders are cleaned up", { timeout: 600_000 }, async () => {
   const realRoot = suite.root;
   process.env.KATA_TS_STATE_DIR = join(realRoot, "state");
   process.env.KATA_TS_IMAGES_DIR = join(realRoot, "images");
@@ -135,19 +140,57 @@ void test("firecracker (stand-in running the real guest): containers start from 
     const running = await Promise.all((await processesMentioning(realRoot)).map((pid) => readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")));
     assert.equal(running.some((c) => c.includes("virtiofsd")), false, "no virtiofsd for a pod whose container root filesystems are block images");
     assert.equal(await exists(join(realRoot, "state", "fcblk", "shared")), false, "and no share dir");
-    const a = await runIn(sb, "ca", rootfsA, "cat /etc/marker; echo written > /new; cat /new; grep ' / ' /proc/mounts | cut -d' ' -f3");
-    assert.deepEqual(a, { status: 0, out: "image a\nwritten\noverlay\n" }, "the container read its image and wrote to its overlay");
+    // What the CRI plugin binds into every container: small files (copied in) and the sandbox's /dev/shm (a guest tmpfs).
+    const hosts = join(realRoot, "hosts");
+    await writeFile(hosts, "127.0.0.1 localhost\n10.0.0.9 web\n");
+    await chown(hosts, 1234, 5678);
+    await chmod(hosts, 0o640);
+    const roFile = join(realRoot, "ro-file");
+    await writeFile(roFile, "read only\n");
+    const binds: OciMount[] = [
+      { destination: "/etc/hosts", type: "bind", source: hosts, options: ["rbind", "rprivate", "rw"] },
+      { destination: "/etc/ro-file", type: "bind", source: roFile, options: ["rbind", "rprivate", "ro"] },
+      { destination: "/dev/shm", type: "bind", source: join(realRoot, "no-such-shm"), options: ["rbind", "rprivate", "rw"] },
+    ];
+    const a = await runIn(
+      sb,
+      "ca",
+      rootfsA,
+      [
+        "cat /etc/marker; echo written > /new; cat /new; grep ' / ' /proc/mounts | cut -d' ' -f3",
+        "cat /etc/hosts; stat -c '%a %u:%g' /etc/hosts; echo appended >> /etc/hosts && tail -n1 /etc/hosts",
+        "cat /etc/ro-file; (echo x > /etc/ro-file) 2>/dev/null && echo WROTE || echo ro-refused",
+        "grep ' /dev/shm ' /proc/mounts | cut -d' ' -f3; echo shared > /dev/shm/x",
+      ].join("; "),
+      binds,
+    );
+    assert.deepEqual(
+      a,
+      { status: 0, out: "image a\nwritten\noverlay\n127.0.0.1 localhost\n10.0.0.9 web\n640 1234:5678\nappended\nread only\nro-refused\ntmpfs\n" },
+      "the container read its image, wrote to its overlay, saw the copied files with their mode and owner (the read-only one unwritable) and a tmpfs /dev/shm",
+    );
+    assert.equal(await readFile(hosts, "utf8"), "127.0.0.1 localhost\n10.0.0.9 web\n", "a copy: the container's write stays in the guest");
     assert.deepEqual(await readdir(imagesDir), [], "the image went with the container");
     // The slot freed by ca is pointed at b's image: the guest reads b's files, not a's cached ones.
-    const b = await runIn(sb, "cb", rootfsB, "cat /etc/marker; test -e /new || echo fresh");
-    assert.deepEqual(b, { status: 0, out: "image b\nfresh\n" });
+    // /dev/shm is the pod's: b sees what a left there.
+    const b = await runIn(sb, "cb", rootfsB, "cat /etc/marker; test -e /new || echo fresh; cat /dev/shm/x", binds.slice(2));
+    assert.deepEqual(b, { status: 0, out: "image b\nfresh\nshared\n" });
 
+    const refused = async (id: string, source: string, destination: string, why: RegExp): Promise<void> => {
+      const spec = runSpec({ args: ["true"] });
+      spec.mounts = [...(spec.mounts ?? []), { destination, type: "bind", source, options: ["rbind", "rw"] }];
+      await assert.rejects(
+        sb.createContainer({ id, spec, rootfs: rootfsA }),
+        (e) => e instanceof NoSharedFsError && isKataError(e, "FAILED_PRECONDITION") && e.message.includes(`bind mount of ${source} at ${destination}`) && why.test(e.message),
+        destination,
+      );
+    };
     const volume = join(realRoot, "volume");
-    const spec = runSpec({ args: ["true"], volumes: [[volume, "/data"]] });
-    await assert.rejects(
-      sb.createContainer({ id: "cv", spec, rootfs: rootfsA }),
-      (e) => e instanceof NoSharedFsError && isKataError(e, "FAILED_PRECONDITION") && e.message.includes(`bind mount of ${volume} at /data`) && /no virtio-fs/.test(e.message),
-    );
+    await mkdir(volume);
+    await refused("cv", volume, "/data", /a directory.*no virtio-fs/);
+    const big = join(realRoot, "big");
+    await writeFile(big, Buffer.alloc(GUEST_FILES_LIMIT_BYTES + 1));
+    await refused("cbig", big, "/etc/big", new RegExp(`up to ${GUEST_FILES_LIMIT_BYTES} bytes.*${GUEST_FILES_LIMIT_BYTES + 1} bytes.*over that limit`));
     assert.deepEqual(await readdir(imagesDir), [], "no image for a refused container");
     const patches = (await s.entries()).flatMap((e) => (e.request?.method === "PATCH" ? [`${e.request.path} ${String((e.request.body as { path_on_host: string }).path_on_host).split("/").pop()}`] : []));
     assert.deepEqual(patches, ["/drives/ctr0 ca.erofs", "/drives/ctr0 ctr0.placeholder", "/drives/ctr0 cb.erofs", "/drives/ctr0 ctr0.placeholder"]);

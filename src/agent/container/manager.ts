@@ -27,6 +27,8 @@ export interface ManagerConfig {
   bindSourceRoots: string[];
   /** Where memory-backed emptyDir volumes are mounted (pod-tmpfs.ts); also a bind source root. */
   podTmpfsRoot?: string;
+  /** Block root filesystems and their copied-in files (guest-files.ts): also a bind source root, never pinned. */
+  blockRoot?: string;
   /** The kernel log read for bug reports when crun is stuck (the guest's /dev/kmsg); undefined: none. */
   kernelLog?: string;
   /** Hold each container's virtio-fs submounts in the agent's namespace (share-pins.ts); undefined: off. */
@@ -100,7 +102,7 @@ export class ContainerManager {
     const { spec } = toGuestSpec(hostSpec, {
       containerId: id,
       rootfs: input.rootfs,
-      bindSourceRoots: this.cfg.podTmpfsRoot === undefined ? this.cfg.bindSourceRoots : [...this.cfg.bindSourceRoots, this.cfg.podTmpfsRoot],
+      bindSourceRoots: [...this.cfg.bindSourceRoots, ...[this.cfg.podTmpfsRoot, this.cfg.blockRoot].filter((r): r is string => r !== undefined)],
       sandboxPidnsPath: input.sandboxPidns ? this.sandboxPidnsPath(input.sandboxId) : undefined,
       cgroupsPath: `${parent}/ctr`,
     });

@@ -6,10 +6,11 @@ import type { ServiceImpl } from "../../protocol/ttrpc/index.js";
 import type { AgentService, Mount } from "../../protocol/gen/katats/agent/v1/agent_pb.js";
 import { KataError } from "../../util/errors.js";
 import type { OciProcess } from "../../protocol/contract/oci.js";
-import { GUEST_SHARED_DIR } from "../../protocol/contract/guest.js";
+import { GUEST_BLOCK_ROOT, GUEST_SHARED_DIR } from "../../protocol/contract/guest.js";
 import { BUNDLE_ROOT, CGROUP_ROOT, CRUN_ROOT, POD_TMPFS_ROOT, RESOLV_CONF } from "./guest-layout.js";
 import { ContainerManager, type ManagerConfig } from "./manager.js";
 import { GuestSandbox, type GuestMount } from "./sandbox-setup.js";
+import { checkGuestFiles, writeGuestFiles } from "./guest-files.js";
 import { networkHandlers } from "../network/service.js";
 import { mixEntropy } from "../entropy.js";
 
@@ -28,6 +29,7 @@ export function guestManagerConfig(): ManagerConfig {
     bundleRoot: BUNDLE_ROOT,
     cgroupRoot: CGROUP_ROOT,
     bindSourceRoots: [GUEST_SHARED_DIR],
+    blockRoot: GUEST_BLOCK_ROOT,
     podTmpfsRoot: POD_TMPFS_ROOT,
     kernelLog: "/dev/kmsg",
     sharePins: { fuseConnections: "/sys/fs/fuse/connections" },
@@ -76,8 +78,11 @@ export function agentService(deps: AgentServiceDeps = defaultAgentDeps()): Servi
       return {};
     },
     async createContainer(req) {
-      await sandbox.mountForContainer(req.containerId, mounts(req.mounts));
+      const guestMounts = mounts(req.mounts);
+      checkGuestFiles(req.containerId, req.files, guestMounts.map((m) => m.target));
+      await sandbox.mountForContainer(req.containerId, guestMounts);
       try {
+        await writeGuestFiles(req.containerId, req.files);
         return await manager.createContainer({
           containerId: req.containerId,
           specJson: req.ociSpecJson,

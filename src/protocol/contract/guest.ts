@@ -70,3 +70,16 @@ export function guestBlockRootfsPaths(containerId: string): { image: string; rw:
   const dir = `${GUEST_BLOCK_ROOT}/${containerId}`;
   return { image: `${dir}/image`, rw: `${dir}/rw`, rootfs: `${dir}/rootfs` };
 }
+
+/**
+ * Where the agent writes a container's copied-in host files (CreateContainerRequest.files) on a
+ * block rootfs: on the container's own tmpfs, so they go when it is unmounted at RemoveContainer.
+ */
+export function guestBlockFilesDir(containerId: string): string {
+  return `${guestBlockRootfsPaths(containerId).rw}/files`;
+}
+
+/** A copied-in file's name: plain, no path separators, not "." or "..". */
+export const GUEST_FILE_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}$/;
+/** The most bytes of host files one container may have copied in (the agent checks it too). */
+export const GUEST_FILES_LIMIT_BYTES = 1024 * 1024;
