@@ -210,10 +210,6 @@ async function createVmPod(req: SandboxRequest, clock: StepClock, log: Logger, a
   const network = requireOwnNetwork(req.spec);
   requireOwnPidAndIpc(req.spec);
   const sysctls = podSysctls(req.spec);
-  // The VMM first: a missing binary or a feature it lacks fails before anything is set up. Probed
-  // while the pool is asked: an adopted VM runs already and does not wait for it.
-  const opening = clock.time("hypervisor.open", () => openHypervisor(req.config));
-  opening.catch(() => undefined);
   const assets = await clock.time("assets", () => podAssets(selectedVmmConfig(req.config)));
   const opts: SandboxOptions = {
     id: req.id,
@@ -242,5 +238,9 @@ async function createVmPod(req: SandboxRequest, clock: StepClock, log: Logger, a
       log.warn({ err: describeError(err), vm: pooled.handle.vmId }, "adopting the pooled VM failed (it is stopped); booting one");
     }
   }
-  return new VmPod(await Sandbox.create({ ...opts, hypervisor: await opening }), log, req);
+  // The VMM is probed (its version, and a QEMU started to test its seccomp sandbox) only for a VM
+  // this shim boots, before anything of the boot is set up: an adopted VM runs already, and the
+  // probe's QEMU start would compete with the adoption for the host's CPUs.
+  const hypervisor = await clock.time("hypervisor.open", () => openHypervisor(req.config));
+  return new VmPod(await Sandbox.create({ ...opts, hypervisor }), log, req);
 }
