@@ -9,6 +9,8 @@ import { ImageService, RuntimeService } from "./gen/runtime/v1/api_pb.js";
 
 export interface CriCallOptions {
   timeoutMs?: number;
+  /** Cancels the call, as kubelet does when its context ends (the call fails with CANCELLED). */
+  signal?: AbortSignal;
 }
 
 export type CriServiceClient<S extends GenServiceMethods> = {
@@ -62,7 +64,7 @@ function bindService<S extends GenServiceMethods>(client: grpc.Client, service: 
     typed[method.localName] = (input: unknown = {}, opts: CriCallOptions = {}) =>
       new Promise((resolve, reject) => {
         const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUTS_MS[method.name] ?? FALLBACK_TIMEOUT_MS;
-        client.makeUnaryRequest(
+        const call = client.makeUnaryRequest(
           path,
           (msg: unknown) => Buffer.from(toBinary(method.input, msg as never)),
           (buf: Buffer) => fromBinary(method.output, buf),
@@ -77,6 +79,10 @@ function bindService<S extends GenServiceMethods>(client: grpc.Client, service: 
             }
           },
         );
+        if (opts.signal !== undefined) {
+          if (opts.signal.aborted) call.cancel();
+          else opts.signal.addEventListener("abort", () => call.cancel(), { once: true });
+        }
       });
   }
   return typed as CriServiceClient<S>;

@@ -24,6 +24,8 @@ import type { PoolShape } from "./shape.js";
 export interface BootPolicy {
   bootTimeoutMs: number;
   stallMs?: number;
+  /** The pool stops: the boot ends (CANCELLED) and undoes what it set up. */
+  signal?: AbortSignal;
 }
 
 /** A locally administered unicast MAC (02:...). */
@@ -87,6 +89,7 @@ export class PooledVm {
         {
           deadlineMs: policy.bootTimeoutMs,
           ...(policy.stallMs === undefined ? {} : { stallMs: policy.stallMs }),
+          ...(policy.signal === undefined ? {} : { signal: policy.signal }),
           hypervisor,
           // QEMU is in the netns (and opened its tap there): the name is no longer needed.
           onStarted: dropNetnsName,

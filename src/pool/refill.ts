@@ -38,6 +38,8 @@ async function rssKiB(pid: number): Promise<number> {
 export class Pools {
   private readonly shapes = new Map<string, ShapePool>();
   private stopping = false;
+  /** Aborts a boot in flight when the pool stops (a pooled boot under load may take minutes). */
+  private readonly stopBoots = new AbortController();
   private wake: (() => void) | undefined;
   private worker: Promise<void> | undefined;
   counters = { taken: 0, booted: 0, bootFailures: 0 };
@@ -85,9 +87,10 @@ export class Pools {
     this.worker ??= this.run();
   }
 
-  /** Stop refilling, wait for a boot in flight, and destroy every pooled VM. */
+  /** Stop refilling, cut a boot in flight short (it undoes itself), and destroy every pooled VM. */
   async stop(): Promise<void> {
     this.stopping = true;
+    this.stopBoots.abort();
     this.kick();
     await this.worker;
     for (const p of this.shapes.values()) {
@@ -123,7 +126,7 @@ export class Pools {
     pool.booting++;
     const t0 = Date.now();
     try {
-      const vm = await PooledVm.boot(pool.shape, this.opts.vmsDir, this.opts.boot);
+      const vm = await PooledVm.boot(pool.shape, this.opts.vmsDir, { ...this.opts.boot, signal: this.stopBoots.signal });
       pool.failures = 0;
       this.counters.booted++;
       if (this.stopping) {

@@ -110,6 +110,8 @@ async function connectAgent(vm: Vm, deadline: number, signal?: AbortSignal): Pro
   });
   const onCaller = (): void => stop.abort();
   signal?.addEventListener("abort", onCaller, { once: true });
+  // Aborted while the VMM started: no event comes any more.
+  if (signal?.aborted === true) stop.abort();
   try {
     const stream = await dialAgent(vm.agentEndpoint, { timeoutMs: Math.max(deadline - Date.now(), 1), signal: stop.signal });
     const client = new TtrpcClient(stream);

@@ -76,6 +76,8 @@ export interface SandboxOptions {
   adopt?: VmAdopter;
   /** Times the set-up steps (the shim logs them: docs/pool.md "Where a pod start goes"). */
   clock?: StepClock;
+  /** Cuts the set-up short (CANCELLED) at its next step, the boot included; what was set up is undone. */
+  signal?: AbortSignal;
 }
 
 export interface ContainerOptions {
@@ -95,6 +97,11 @@ const TABLE: Record<SandboxStatus, readonly SandboxStatus[]> = {
   stopping: ["stopped"],
   stopped: [],
 };
+
+/** Throws CANCELLED once the caller cut the set-up short; the caller's catch undoes what was done. */
+function checkNotCancelled(signal: AbortSignal | undefined, id: string): void {
+  if (signal?.aborted === true) throw new KataError("CANCELLED", `sandbox ${id}: set-up cancelled (the pod's start was cut off); what was set up is removed`);
+}
 
 export class Sandbox {
   private readonly life: Lifecycle<SandboxStatus>;
@@ -173,11 +180,15 @@ export class Sandbox {
     await this.save();
 
     if (booting === undefined) {
+      // No cancellation check before adopting: a VM taken from the pool is the pod's to stop, and
+      // only adoption (which pushes its undo steps) makes it so.
       if (opts.adopt === undefined) throw new KataError("INTERNAL", "neither booting nor adopting a VM");
       this.undo.push("unmount shared dir", () => unmountAll(layout.sharedDir));
       const parts = await this.adopt(opts.adopt, opts.netnsPath, clock);
+      checkNotCancelled(opts.signal, opts.id);
       return this.finishSetUp(opts, parts, clock);
     }
+    checkNotCancelled(opts.signal, opts.id);
     const { hypervisor, caps, assets } = booting;
     this.vmmName = caps.name;
     const blockSlots = caps.sharedFs === undefined ? caps.blockRootfs?.slots : undefined;
@@ -192,7 +203,12 @@ export class Sandbox {
 
     const netnsPath = opts.netnsPath;
     const net = netnsPath === undefined ? undefined : await clock.time("network.host", () => attachPodNetwork(netnsPath, this.undo));
-    if (net !== undefined) this.record.network = podNetworkRecord(net);
+    if (net !== undefined) {
+      // On disk before the next step: a shim killed from here on leaves a tap that `shim delete` must find.
+      this.record.network = podNetworkRecord(net);
+      await this.save();
+    }
+    checkNotCancelled(opts.signal, opts.id);
     // Resolved here without a prober: a pod boot never runs the KVM probe boot (`kata-ts check` does);
     // auto uses the cached probe answer, else TCG. A VMM without TCG runs under KVM or not at all.
     const accel = caps.accels.includes("tcg") ? await resolveAccel(opts.accel ?? "auto") : "kvm";
@@ -215,6 +231,7 @@ export class Sandbox {
     this.undo.push("stop VM", async () => {
       await vm.stop({ timeoutMs: 3000 });
     });
+    checkNotCancelled(opts.signal, opts.id);
     await this.finishSetUp(opts, { vm, agent: booted.agent, ...(net === undefined ? {} : { net }) }, clock);
   }
 
@@ -250,9 +267,12 @@ export class Sandbox {
     if (guest.status === "rejected") throw guest.reason;
     const net = host.value;
     if (net !== undefined) {
+      // On disk before the next step: a shim killed from here on leaves a tap that `shim delete` must find.
       this.record.network = podNetworkRecord(net);
+      await this.save();
       await configureGuestNetwork(agent, net);
     }
+    checkNotCancelled(opts.signal, opts.id);
     this.life.move("ready", "create");
     await clock.time("sandbox.save", () => this.save());
   }
@@ -288,13 +308,17 @@ export class Sandbox {
     for (let attempt = 1; ; attempt++) {
       // No share, no virtiofsd (container root filesystems come as block images).
       const vfs = config.sharedFs === undefined ? undefined : await Virtiofsd.start({ sharedDir: layout.sharedDir, socketPath: layout.virtiofsdSocket, logPath: layout.virtiofsdLog });
-      this.record.virtiofsdPid = vfs?.pid;
       try {
+        // On disk before the VMM starts: a shim killed from here on leaves a virtiofsd to find.
+        this.record.virtiofsdPid = vfs?.pid;
+        if (vfs !== undefined) await this.save();
+        checkNotCancelled(opts.signal, opts.id);
         // bootVm stops the VM itself when the boot fails; only a booted VM joins the undo stack.
         const booted = await bootVm(config, {
           deadlineMs: Math.max(deadline - Date.now(), 1),
           ...(stallMs === undefined ? {} : { stallMs }),
           ...(opts.hypervisor === undefined ? {} : { hypervisor: opts.hypervisor }),
+          ...(opts.signal === undefined ? {} : { signal: opts.signal }),
           // Recorded while the guest boots, so a crashed owner's VM is still found (stale.ts).
           onStarted: async (vm) => {
             this.record.vmPid = vm.pid;

@@ -1,7 +1,9 @@
 // Cleans up a sandbox whose owner is gone (crashed `kata-ts run`, restarted shim): reads its state
-// file, kills the VM and virtiofsd by pid (only if the pid still runs that program), removes
-// virtiofsd's pid file, unmounts the share and removes the state dir and block images.
-import { readFile, rm } from "node:fs/promises";
+// file, kills the VM and virtiofsd by pid (only if the pid still runs that program), and also any
+// QEMU or virtiofsd whose command line names the sandbox's state dir (an owner killed between a
+// spawn and the save of its pid left one the state file does not name), removes virtiofsd's pid
+// file, the pod network's host side, unmounts the share and removes the state dir and block images.
+import { readdir, readFile, rm } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { readRecord } from "./state-file.js";
 import { sandboxLayout } from "./guest-layout.js";
@@ -22,11 +24,27 @@ async function killIf(pid: number | undefined, expect: RegExp): Promise<void> {
   for (let i = 0; i < 100 && (await commOf(pid)) !== undefined; i++) await sleep(20);
 }
 
+const helperComm = /^(qemu|firecracker|cloud-hyperviso|virtiofsd)/;
+
+/** Live VMM and virtiofsd processes whose command line names a path under `dir`. */
+async function helpersNaming(dir: string): Promise<number[]> {
+  const out: number[] = [];
+  for (const name of await readdir("/proc").catch(() => [] as string[])) {
+    if (!/^\d+$/.test(name)) continue;
+    const comm = await commOf(Number(name));
+    if (comm === undefined || !helperComm.test(comm)) continue;
+    const argv = (await readFile(`/proc/${name}/cmdline`, "utf8").catch(() => "")).split("\0");
+    if (argv.some((a) => a.includes(`${dir}/`))) out.push(Number(name));
+  }
+  return out;
+}
+
 export async function cleanupStaleSandbox(id: string): Promise<void> {
   const layout = sandboxLayout(id);
   const rec = await readRecord(layout.stateFile).catch(() => undefined);
   await killIf(rec?.vmPid, /^(qemu|firecracker|cloud-hyperviso)/);
   await killIf(rec?.virtiofsdPid, /^virtiofsd/);
+  for (const pid of await helpersNaming(layout.stateDir)) await killIf(pid, helperComm);
   await rm(virtiofsdPidFile(layout.virtiofsdSocket), { force: true });
   if (rec?.virtiofsdPidFile !== undefined) await rm(rec.virtiofsdPidFile, { force: true });
   if (rec?.network !== undefined) await detachStalePodNetwork(rec.network);

@@ -102,6 +102,11 @@ export interface SandboxRequest {
   /** The file `config` came from ("built-in defaults" when none): what a pool daemon this pod starts reads too. */
   configSource?: string;
   sizing: PodSizing;
+  /**
+   * Aborted when the pod's start is cut off (containerd deletes the task or the shim is told to
+   * exit while the VM boots): the creation stops at the next step and undoes what it did.
+   */
+  signal?: AbortSignal;
 }
 
 /** Entry points into the sandbox layer. */

@@ -12,6 +12,12 @@ import { taskImpl } from "./translate.js";
 
 /** How long answers still being sent (the Delete that tore the pod down) may take before the shim exits. */
 const drainMs = 2000;
+/**
+ * A shim that holds no task this long exits. containerd sends Create right after `start` printed
+ * the address, and Shutdown after the last Delete; but a RunPodSandbox cancelled while `start` ran
+ * kills `start` and deletes the bundle, and nobody ever talks to the server it spawned.
+ */
+const idleEmptyExitMs = 30_000;
 
 export async function serve(flags: ShimFlags, loadPodFactory: ShimEntry["loadPodFactory"]): Promise<void> {
   const bundle = flags.bundle || process.cwd();
@@ -43,6 +49,9 @@ export async function serve(flags: ShimFlags, loadPodFactory: ShimEntry["loadPod
   };
 
   server.register(Task, taskImpl(svc, { shutdown: () => stop("Shutdown with no containers left") }));
+  setInterval(() => {
+    if (svc.idleEmptyMs >= idleEmptyExitMs) stop(`no task for ${idleEmptyExitMs / 1000} s (containerd gave up on this shim's start)`);
+  }, 5000).unref();
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
   process.on("SIGPIPE", () => undefined);

@@ -4,9 +4,9 @@
 // and runs in it. CRI app containers join the existing pod. translate.ts maps protobuf to these calls.
 import { setTimeout as sleep } from "node:timers/promises";
 import { loadConfig, selectedVmmConfig } from "../config/index.js";
-import { KataError } from "../util/errors.js";
+import { describeError, KataError } from "../util/errors.js";
 import type { Logger } from "../util/log.js";
-import type { ContainerStats, OciProcess, OciSpec, Pod, PodFactory, ProcessExit, RootfsMount, StdioPaths } from "./pod-port.js";
+import type { ContainerStats, OciProcess, OciSpec, Pod, PodFactory, PodProcess, ProcessExit, RootfsMount, StdioPaths } from "./pod-port.js";
 import { OomFilter } from "./oom-events.js";
 import { hostLimits } from "../host/limits.js";
 import { annotations, podSizing } from "./pod-sizing.js";
@@ -55,6 +55,8 @@ interface ShimContainer {
   ownsPod: boolean;
   init: ShimProcess;
   execs: Map<string, ShimProcess>;
+  /** While Create runs: aborting it cuts the creation short; `settled` resolves once it undid its work. */
+  creation?: { abort: AbortController; settled: Promise<void> };
 }
 
 /** How long an exit waits for the guest's OOM kill count before it is reported anyway. */
@@ -74,6 +76,10 @@ export class TaskService {
   /** The pod's teardown once one started (destroyPod). */
   private podTeardown: Promise<void> = Promise.resolve();
   private oomFilter: OomFilter | undefined;
+  /** A Shutdown that came while a cut-off creation was still undoing its work: honoured once it has. */
+  private shutdownWhenEmpty: (() => void) | undefined;
+  /** When the shim last held no task (its start, or the last task's removal); undefined while it holds some. */
+  private emptySince: number | undefined = Date.now();
 
   constructor(private readonly deps: TaskServiceDeps) {}
 
@@ -81,28 +87,48 @@ export class TaskService {
     return this.containers.size;
   }
 
+  /** How long the shim has held no task at all (0 while it holds one). */
+  get idleEmptyMs(): number {
+    return this.emptySince === undefined ? 0 : Date.now() - this.emptySince;
+  }
+
   async create(req: CreateTask): Promise<number> {
     if (this.containers.has(req.id)) throw new KataError("ALREADY_EXISTS", `task ${req.id} already exists in this shim`);
     const spec = await readSpec(req.bundle);
     const type = spec.annotations?.[annotations.containerType];
     const proc = new ShimProcess(req.id, "", req.stdio, this.deps.log);
-    const container: ShimContainer = { id: req.id, bundle: req.bundle, rootfs: req.rootfs, ownsPod: false, init: proc, execs: new Map() };
+    const abort = new AbortController();
+    let settle!: () => void;
+    const container: ShimContainer = { id: req.id, bundle: req.bundle, rootfs: req.rootfs, ownsPod: false, init: proc, execs: new Map(), creation: { abort, settled: new Promise((r) => (settle = r)) } };
     this.containers.set(req.id, container);
+    this.emptySince = undefined;
+    // Set once the pod holds the app container: undone if a later step fails.
+    let appContainerCreated = false;
     try {
       if (type !== "container") {
-        await this.createPod(req, spec);
+        await this.createPod(req, spec, abort.signal);
         container.ownsPod = true;
       }
       const pod = this.requirePod(req.id);
-      const handle =
-        type === "sandbox"
-          ? pod.sandboxProcess()
-          : await pod.createContainer({ id: req.id, bundle: req.bundle, spec, rootfs: req.rootfs, stdio: req.stdio });
+      let handle: PodProcess;
+      if (type === "sandbox") handle = pod.sandboxProcess();
+      else {
+        handle = await pod.createContainer({ id: req.id, bundle: req.bundle, spec, rootfs: req.rootfs, stdio: req.stdio });
+        appContainerCreated = true;
+      }
+      if (abort.signal.aborted) throw new KataError("CANCELLED", `task ${req.id}: deleted while it was being created; what was created is removed`);
       await proc.attach(handle, (exit) => this.exited(proc, exit), (exit) => this.oomBeforeExit(proc, exit));
     } catch (err) {
       this.containers.delete(req.id);
       if (container.ownsPod) await this.destroyPod();
+      else if (appContainerCreated) {
+        await this.pod?.removeContainer(req.id).catch((e: unknown) => this.deps.log.warn({ err: describeError(e), container: req.id }, "removing a container whose creation failed"));
+      }
       throw err;
+    } finally {
+      container.creation = undefined;
+      settle();
+      this.shutdownIfEmpty();
     }
     this.deps.events.publish({ topic: "/tasks/create", containerId: req.id, bundle: req.bundle, rootfs: req.rootfs, io: req.stdio, pid: proc.pid });
     return proc.pid;
@@ -145,7 +171,18 @@ export class TaskService {
   }
 
   async delete(ref: TaskRef): Promise<{ pid: number; exit: ProcessExit }> {
-    const container = this.container(ref.containerId);
+    let container = this.container(ref.containerId);
+    if (ref.execId === "" && container.creation !== undefined) {
+      // containerd gave up on the Create (its caller's deadline, a cancelled RunPodSandbox) and
+      // deletes the task: cut the creation short (a booting VM is stopped) and answer once what it
+      // set up is gone. NOT_FOUND is what containerd expects of a task that never came to be.
+      this.deps.log.warn({ container: ref.containerId }, "task deleted while being created: cutting the creation short");
+      container.creation.abort.abort();
+      await container.creation.settled;
+      const still = this.containers.get(ref.containerId);
+      if (still === undefined) throw new KataError("NOT_FOUND", `task ${ref.containerId} was deleted while being created; its creation was cut short and undone`);
+      container = still; // created just before the abort was seen: delete it as any other
+    }
     const proc = this.process(ref);
     if (ref.execId !== "") {
       const exit = await proc.delete();
@@ -161,6 +198,7 @@ export class TaskService {
       await this.pod?.removeContainer(ref.containerId);
     }
     this.deps.events.publish({ topic: "/tasks/delete", containerId: ref.containerId, id: ref.containerId, pid: proc.pid, exitStatus: exit.exitStatus, exitedAt: exit.exitedAt });
+    this.shutdownIfEmpty();
     return { pid: proc.pid, exit };
   }
 
@@ -220,12 +258,33 @@ export class TaskService {
     return this.containers.get(containerId)?.init.pid ?? this.pod?.pid ?? 0;
   }
 
-  /** On shim exit: nothing must outlive the shim. */
+  /**
+   * containerd's Shutdown: `exit` now when no task is left. A Shutdown that comes while a creation
+   * that was cut off still undoes its work (containerd waits 5 s for the Delete that cut it off,
+   * then shuts the shim down anyway) is honoured once it has: no idle shim stays behind.
+   */
+  requestShutdown(exit: () => void): void {
+    if (this.containers.size === 0) exit();
+    else if ([...this.containers.values()].some((c) => c.creation?.abort.signal.aborted === true)) this.shutdownWhenEmpty = exit;
+  }
+
+  /** On shim exit: nothing must outlive the shim, a pod still being created included. */
   async close(): Promise<void> {
+    const creating = [...this.containers.values()].flatMap((c) => (c.creation === undefined ? [] : [c.creation]));
+    for (const c of creating) c.abort.abort();
+    await Promise.all(creating.map((c) => c.settled));
     await this.destroyPod();
   }
 
-  private async createPod(req: CreateTask, spec: OciSpec): Promise<void> {
+  private shutdownIfEmpty(): void {
+    if (this.containers.size === 0) this.emptySince ??= Date.now();
+    const exit = this.shutdownWhenEmpty;
+    if (exit === undefined || this.containers.size > 0) return;
+    this.shutdownWhenEmpty = undefined;
+    exit();
+  }
+
+  private async createPod(req: CreateTask, spec: OciSpec, signal: AbortSignal): Promise<void> {
     if (this.pod !== undefined) throw new KataError("ALREADY_EXISTS", `this shim already runs a pod; task ${req.id} cannot start another`);
     const factory = this.deps.factory;
     if (factory === undefined) throw new KataError("UNAVAILABLE", "this kata-ts build has no sandbox layer: cannot create a pod VM");
@@ -236,7 +295,13 @@ export class TaskService {
     const sizing = podSizing(selectedVmmConfig(config), spec.annotations ?? {}, await hostLimits(), source, config.runtime.hypervisor);
     if (sizing.vcpusCapped !== undefined) this.deps.log.warn({ id: req.id }, sizing.vcpusCapped);
     this.deps.log.info({ id: req.id, config: source, sizing }, "creating pod VM");
-    this.pod = await factory.createPod({ id: req.id, bundle: req.bundle, spec, rootfs: req.rootfs, config, configSource: source, sizing });
+    const pod = await factory.createPod({ id: req.id, bundle: req.bundle, spec, rootfs: req.rootfs, config, configSource: source, sizing, signal });
+    if (signal.aborted) {
+      // Cut off just as the pod came up: it is nobody's, so it goes now.
+      await pod.destroy();
+      throw new KataError("CANCELLED", `pod ${req.id}: its start was cut off; the pod is removed`);
+    }
+    this.pod = pod;
     // The ids come from the guest: only containers of this shim, at most one event per window each.
     const oom = new OomFilter((id) => this.containers.has(id), this.deps.log);
     this.oomFilter = oom;

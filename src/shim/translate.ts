@@ -102,7 +102,7 @@ export function taskImpl(svc: TaskService, control: ShimControl): ServiceImpl<Ta
     },
     async shutdown() {
       // containerd sends Shutdown after each task Delete; the shim stays while it holds containers.
-      if (svc.containerCount === 0) control.shutdown();
+      svc.requestShutdown(() => control.shutdown());
       return {};
     },
     async pause(r) {

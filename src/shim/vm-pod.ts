@@ -226,6 +226,7 @@ async function createVmPod(req: SandboxRequest, clock: StepClock, log: Logger, a
     livenessTimeoutMs: req.config.agent.liveness_timeout * 1000,
     livenessIntervalMs: req.config.agent.liveness_interval * 1000,
     clock,
+    ...(req.signal === undefined ? {} : { signal: req.signal }),
   };
   // A VM from the pool when one of this pod's shape is ready (src/pool); booted otherwise.
   const pooled = network.kind === "netns" ? await clock.time("pool.take", () => takePooledVm(req.config, req.configSource, assets, req.sizing, req.spec.annotations ?? {}, network.path, log)) : undefined;
@@ -235,6 +236,8 @@ async function createVmPod(req: SandboxRequest, clock: StepClock, log: Logger, a
       adopted();
       return pod;
     } catch (err) {
+      // A start cut off while adopting is over: no VM is booted for it.
+      if (req.signal?.aborted === true) throw err;
       log.warn({ err: describeError(err), vm: pooled.handle.vmId }, "adopting the pooled VM failed (it is stopped); booting one");
     }
   }
