@@ -87,3 +87,84 @@ void test("close() waits for the pod teardown a Delete started, and the pod is d
     await rm(bundle, { recursive: true, force: true });
   }
 });
+
+/** A sandbox bundle and a TaskService whose pod creation runs until it is aborted (then undoes itself). */
+async function creatingShim(opts: { podAtAbort?: ReturnType<typeof slowPod> } = {}) {
+  const bundle = await mkdtemp(join(tmpdir(), "kts-cutoff-"));
+  await writeFile(join(bundle, "configuration.toml"), "");
+  await writeFile(join(bundle, "config.json"), JSON.stringify({ ociVersion: "1.0.2", annotations: { "io.kubernetes.cri.container-type": "sandbox" } }));
+  const state = { started: false, undone: false };
+  let started!: () => void;
+  const creationStarted = new Promise<void>((r) => (started = r));
+  const factory: PodFactory = {
+    createPod: (req) =>
+      new Promise<Pod>((resolve, reject) => {
+        state.started = true;
+        started();
+        req.signal?.addEventListener("abort", () => {
+          // The boot notices the abort a moment later and undoes what it set up, or (podAtAbort) has just finished.
+          setTimeout(() => {
+            if (opts.podAtAbort !== undefined) return resolve(opts.podAtAbort.pod);
+            state.undone = true;
+            reject(new Error("boot cancelled"));
+          }, 30);
+        });
+      }),
+    cleanupPod: () => Promise.resolve(),
+  };
+  const svc = new TaskService({ factory, events: { publish: () => undefined }, log: createLogger("test"), configPath: "" });
+  const stdio = { stdin: "", stdout: "", stderr: "", terminal: false };
+  const creating = svc.create({ id: "sb", bundle, rootfs: [], stdio, configPath: join(bundle, "configuration.toml") }).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  await creationStarted;
+  return { svc, state, creating, cleanup: () => rm(bundle, { recursive: true, force: true }) };
+}
+
+void test("Delete of a task whose pod is still being created cuts the creation short and answers NOT_FOUND once it is undone; a Shutdown meanwhile is honoured then", async () => {
+  const { svc, state, creating, cleanup } = await creatingShim();
+  try {
+    const deleting = svc.delete({ containerId: "sb", execId: "" }).then(
+      () => assert.fail("Delete of a task cut off while creating answers NOT_FOUND"),
+      (e: unknown) => e,
+    );
+    let exits = 0;
+    svc.requestShutdown(() => exits++); // containerd's Shutdown, before the Delete has answered
+    assert.equal(exits, 0, "no exit while the creation still undoes its work");
+    const err = await deleting;
+    assert.equal(state.undone, true, "Delete answered only after the creation undid its work");
+    assert.match(String((err as Error).message), /deleted while being created/);
+    assert.equal((err as { code?: string }).code, "NOT_FOUND");
+    assert.ok(await creating, "Create failed");
+    assert.equal(svc.containerCount, 0);
+    assert.equal(exits, 1, "the deferred Shutdown ran once the shim held no task");
+  } finally {
+    await cleanup();
+  }
+});
+
+void test("close() while a pod is being created aborts the creation and returns once it is undone", async () => {
+  const { svc, state, creating, cleanup } = await creatingShim();
+  try {
+    await svc.close();
+    assert.equal(state.undone, true);
+    assert.ok(await creating, "Create failed");
+  } finally {
+    await cleanup();
+  }
+});
+
+void test("a pod that comes up just as its creation is cut off is destroyed, not kept", async () => {
+  const late = slowPod();
+  late.release();
+  const { svc, creating, cleanup } = await creatingShim({ podAtAbort: late });
+  try {
+    await svc.delete({ containerId: "sb", execId: "" }).catch(() => undefined);
+    assert.ok(await creating, "Create failed");
+    assert.equal(late.destroys, 1, "the pod nobody owns was destroyed");
+    assert.equal(svc.containerCount, 0);
+  } finally {
+    await cleanup();
+  }
+});
