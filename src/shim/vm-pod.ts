@@ -60,11 +60,12 @@ export class VmPod implements Pod {
     const clock = new StepClock();
     const untrace = traceAgentCalls(clock);
     try {
-      if (req.rootfs.length > 0) {
-        await clock.time("container.rootfs-mount", () => mountRootfs(req.rootfs, rootfs));
-        this.rootfsDirs.set(req.id, rootfs);
-      }
       try {
+        if (req.rootfs.length > 0) {
+          // Recorded first: a mount list that fails half-way leaves its first mounts to undo.
+          this.rootfsDirs.set(req.id, rootfs);
+          await clock.time("container.rootfs-mount", () => mountRootfs(req.rootfs, rootfs));
+        }
         const spec = await guestMemoryVolumes(req.spec as AgentOciSpec);
         // Shares the rootfs and volumes on the host, then agent.CreateContainer.
         const container = await clock.time("container.share+create", () => this.sandbox.createContainer({ id: req.id, spec, rootfs, openStdin: req.stdio.stdin !== "", sandboxPidns }));
@@ -86,11 +87,11 @@ export class VmPod implements Pod {
     if (sb === undefined) return Promise.reject(new KataError("FAILED_PRECONDITION", "this pod has no sandbox container whose PID namespace could be shared"));
     this.pidnsHolder ??= (async () => {
       const rootfs = join(sb.bundle, "rootfs");
-      if (sb.rootfs.length > 0) {
-        await mountRootfs(sb.rootfs, rootfs);
-        this.rootfsDirs.set(sb.id, rootfs);
-      }
       try {
+        if (sb.rootfs.length > 0) {
+          this.rootfsDirs.set(sb.id, rootfs);
+          await mountRootfs(sb.rootfs, rootfs);
+        }
         const holder = await this.sandbox.createContainer({ id: sb.id, spec: sb.spec as AgentOciSpec, rootfs, openStdin: false });
         await holder.start();
       } catch (err) {
