@@ -6,7 +6,7 @@
 // default `kata-ts` handler it has `kata-ts-broken`, whose ConfigPath names a file with a typo.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdir, readFile, readdir, stat, writeFile } from "node:fs/promises";
+import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { status as grpcStatus } from "@grpc/grpc-js";
 import { CriError } from "../../src/cri/client.js";
@@ -15,9 +15,8 @@ import { installContainerdHandler } from "../../src/deploy/containerd-install.js
 import { packagedShimPath } from "../../src/deploy/paths.js";
 import { useCriFixture } from "../harness/cri-fixture.js";
 import { BUSYBOX_IMAGE_REF } from "../harness/images.js";
-import { mountsUnder } from "../harness/mounts.js";
 import { processesMentioning, type ProcInfo } from "../harness/processes.js";
-import { virtiofsdPidFiles } from "../harness/leaks.js";
+import { podLeftovers as leftoversOf, waitUntilEmpty } from "./pod-leftovers.js";
 
 const HANDLER = "kata-ts";
 const BROKEN_HANDLER = "kata-ts-broken";
@@ -45,17 +44,6 @@ const fx = useCriFixture({
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Poll `probe` until it returns an empty list; throws with the last list after `timeoutMs`. */
-async function waitUntilEmpty(what: string, probe: () => Promise<string[]>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const left = await probe();
-    if (left.length === 0) return;
-    if (Date.now() > deadline) assert.fail(`${what} still there after ${timeoutMs} ms:\n  ${left.join("\n  ")}`);
-    await sleep(250);
-  }
-}
-
 function isQemu(p: ProcInfo): boolean {
   return p.cmdline.some((a) => a.includes("qemu-system"));
 }
@@ -80,16 +68,9 @@ async function podProcesses(podId: string): Promise<ProcInfo[]> {
 }
 
 /** Everything a pod may leave behind, while containerd still runs: processes, mounts, kata-ts state. */
-async function podLeftovers(): Promise<string[]> {
+function podLeftovers(): Promise<string[]> {
   assert.ok(fx.ctd);
-  const out: string[] = [];
-  for (const p of await processesMentioning(fx.ctd.baseDir)) if (p.pid !== fx.ctd.pid) out.push(`process ${p.pid}: ${p.cmdline.join(" ")}`);
-  for (const m of await mountsUnder([fx.ctd.baseDir])) out.push(`mount ${m}`);
-  for (const e of await readdir(fx.ctd.kataStateDir, { withFileTypes: true }).catch(() => [])) {
-    if (e.isDirectory()) out.push(`kata-ts state ${join(fx.ctd.kataStateDir, e.name)}`);
-  }
-  for (const f of await virtiofsdPidFiles(fx.ctd.baseDir)) out.push(`virtiofsd pid file ${f}`);
-  return out;
+  return leftoversOf(fx.ctd);
 }
 
 /** A kata-ts pod with one running `sleep` container. */
