@@ -12,7 +12,7 @@ import { test, after, before } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rmdir, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { status as grpcStatus } from "@grpc/grpc-js";
 import { CriError } from "../../src/cri/client.js";
@@ -64,6 +64,10 @@ before(async () => {
 });
 after(async () => {
   holder?.kill("SIGKILL");
+  // A failed case may have left the sandbox's cgroups below ours (empty: their processes are gone).
+  for (const dir of podCgroup?.dirs ?? []) {
+    for (const e of await readdir(dir, { withFileTypes: true }).catch(() => [])) if (e.isDirectory()) await rmdir(join(dir, e.name)).catch(() => undefined);
+  }
   await podCgroup?.release();
 });
 
