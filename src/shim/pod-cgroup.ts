@@ -37,10 +37,11 @@ export function withPodCgroup(inner: PodFactory, log: Logger): PodFactory {
       return joined === undefined ? pod : new PodInCgroup(pod, joined, log);
     },
     async cleanupPod(id: string): Promise<void> {
-      await inner.cleanupPod(id);
       // `shim delete` runs in the pod's bundle (containerd sets the cwd): a dead shim's pod cgroup
-      // is named in its spec. The VM's processes are gone once the inner cleanup returns.
+      // is named in its spec, read first (containerd may remove the bundle meanwhile). The VM's
+      // processes are gone once the inner cleanup returns.
       const spec = await readSpec(process.cwd()).catch(() => undefined);
+      await inner.cleanupPod(id);
       if (spec && spec.annotations?.[annotations.containerType] !== "container") await removeCgroup(sandboxCgroupsPath(spec));
     },
   };

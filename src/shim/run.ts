@@ -33,7 +33,11 @@ async function dispatch(argv: string[], entry: ShimEntry): Promise<number> {
       process.stdout.write(await (await import("./start.js")).start(flags, await readStdin(), entry.serverScript));
       return 0;
     case "delete":
-      process.stdout.write(await (await import("./delete.js")).deleteAction(flags, entry.loadPodFactory));
+      process.stdout.write(await (await import("./delete.js")).deleteAction(flags, entry.loadPodFactory, entry.serverScript));
+      return 0;
+    case "cleanup":
+      // Internal: delete's work, in a detached process that outlives a killed `delete`.
+      await (await import("./delete.js")).cleanupAction(flags, entry.loadPodFactory);
       return 0;
     case "serve":
       await (await import("./serve.js")).serve(flags, entry.loadPodFactory);
