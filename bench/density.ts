@@ -9,16 +9,16 @@
 // pod by role, in millicores (an idle TCG guest still costs host CPU; on 2 cores that can cap
 // density before memory does).
 // Ctrl-C or SIGTERM stops and removes every pod the bench started, then its containerd.
-//   node dist/bench/density.js [--pods 10] [--settle-s 15] [--cpu-window-s 30] [--no-runc] [--json]
+// Usage: see USAGE below (`node dist/bench/density.js --help`).
 import { mkdir, readFile } from "node:fs/promises";
 import { loadavg } from "node:os";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { connectCri, type CriClient } from "../src/cri/client.js";
 import { ContainerState, podSandboxConfig, waitForContainerState } from "../src/cri/pod.js";
 import { startContainerd, type PrivateContainerd } from "../test/harness/containerd.js";
 import { BUSYBOX_IMAGE_REF, importTestImages } from "../test/harness/images.js";
 import { processesMentioning } from "../test/harness/processes.js";
+import { checkOptions, intOption, numberOption, parseBenchArgs } from "./lib/args.js";
 import { podRole, pssKiB } from "./lib/pod-pss.js";
 import { podSideProcesses } from "./lib/process-tree.js";
 import { PodsCleanup } from "./lib/pods-cleanup.js";
@@ -33,6 +33,19 @@ interface DensityFigures {
   cpuByRoleMillicores: Record<string, number>;
   startMs: number[];
 }
+
+const USAGE = `usage: node dist/bench/density.js [--pods N] [--settle-s S] [--cpu-window-s S] [--no-runc] [--json]
+
+Starts N idle pods (busybox sleep) through CRI on a private containerd with kata-ts, then the same
+with runc, and prints the host cost per pod: PSS of the pod-side processes, MemAvailable drop,
+idle CPU. Ctrl-C or SIGTERM removes every pod the bench started.
+
+  --pods N            idle pods running at once, per runtime (default 10)
+  --settle-s S        seconds after the last pod starts before memory is read (default 15)
+  --cpu-window-s S    seconds over which idle CPU is measured, after the settling time (default 30)
+  --no-runc           skip the runc pods (kata-ts only)
+  --json              end with one line {"figures": {...}}
+  --help              this text`;
 
 const CLK_TCK = 100; // USER_HZ on Linux x86-64
 
@@ -130,13 +143,21 @@ const median = (xs: number[]): number => {
 };
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: { pods: { type: "string", default: "10" }, "settle-s": { type: "string", default: "15" }, "cpu-window-s": { type: "string", default: "30" }, "no-runc": { type: "boolean", default: false }, json: { type: "boolean", default: false } },
+  const values = parseBenchArgs(USAGE, {
+    options: {
+      pods: { type: "string", default: "10" },
+      "settle-s": { type: "string", default: "15" },
+      "cpu-window-s": { type: "string", default: "30" },
+      "no-runc": { type: "boolean", default: false },
+      json: { type: "boolean", default: false },
+      help: { type: "boolean", default: false },
+    },
   });
-  const pods = Number(values.pods);
-  const settleS = Number(values["settle-s"]);
-  const cpuWindowS = Number(values["cpu-window-s"]);
-  if (!Number.isInteger(pods) || pods < 1) throw new Error(`--pods must be a positive integer, got ${values.pods}`);
+  const { pods, settleS, cpuWindowS } = checkOptions(USAGE, () => ({
+    pods: intOption("pods", values.pods, 1),
+    settleS: numberOption("settle-s", values["settle-s"], 0),
+    cpuWindowS: numberOption("cpu-window-s", values["cpu-window-s"], 1),
+  }));
   const ctd = await startContainerd();
   const cri = connectCri(ctd.address);
   const cleanup = new PodsCleanup(ctd, cri);

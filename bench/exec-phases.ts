@@ -9,22 +9,39 @@
 // TCG's counters (HMP `info jit`) give the host code translated per exec.
 // Besides wall time it reports the host CPU time QEMU (the emulated guest) and virtiofsd spent per
 // exec: on a loaded host wall time mostly measures the load, CPU time the work.
-//   node dist/bench/exec-phases.js [--runs 10] [--json]
+// Usage: see USAGE below (`node dist/bench/exec-phases.js --help`).
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
-import { parseArgs } from "node:util";
 import { runSpec } from "../src/sandbox/default-spec.js";
 import { Sandbox } from "../src/sandbox/sandbox.js";
 import { readRecord } from "../src/sandbox/state-file.js";
 import { loadGuestAssets } from "../src/guest/assets.js";
 import { QemuHypervisor } from "../src/hypervisor/qemu/index.js";
 import { makeBusyboxRootfs } from "../test/integration/agent-container-fixture.js";
+import { checkOptions, intEnv, intOption, parseBenchArgs } from "./lib/args.js";
 
-const { values: argv } = parseArgs({ options: { runs: { type: "string", default: "10" }, json: { type: "boolean", default: false } } });
-const N = Number(argv.runs);
-if (!Number.isInteger(N) || N < 1) throw new Error(`--runs must be a positive integer, got ${JSON.stringify(argv.runs)}`);
+const USAGE = `usage: node dist/bench/exec-phases.js [--runs N] [--json]     (environment: see below)
+
+In one sandbox (a real VM), interleaved: exec of \`true\` through the sandbox layer (until the agent
+has the pid, then to the exit and output EOFs), \`true\` from the guest's tmpfs instead of virtio-fs,
+and one agent RPC alone; wall time, QEMU+virtiofsd CPU time and TCG code generated per exec (medians).
+
+  --runs N      rounds of every variant (default 10)
+  --json        end with one line {"figures": {...}}
+  --help        this text
+
+Environment:
+  BENCH_TB=MiB  TCG translation cache size of every sandbox of the run (default: the configured one)
+  AB_ASLR=1     also a second sandbox whose guest has address-space randomization off
+  AB_ASSETS=DIR also a second sandbox booted from the guest assets in DIR (an agent or image change)
+  AB_TB=MiB     also a second sandbox whose QEMU has that TCG translation cache size
+                (one second sandbox at most: AB_ASSETS, else AB_TB, else AB_ASLR)
+  SHOW_JIT=1    print QEMU's \`info jit\` at the end`;
+
+const argv = parseBenchArgs(USAGE, { options: { runs: { type: "string", default: "10" }, json: { type: "boolean", default: false }, help: { type: "boolean", default: false } } });
+const { N, benchTbMiB, abTbMiB } = checkOptions(USAGE, () => ({ N: intOption("runs", argv.runs, 1), benchTbMiB: intEnv("BENCH_TB", 1), abTbMiB: intEnv("AB_TB", 1) }));
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -67,8 +84,7 @@ async function main(): Promise<void> {
   const rootfs = join(dir, "rootfs");
   await makeBusyboxRootfs(rootfs);
   const id = `bench-exec-${process.pid}`;
-  const benchTb = process.env.BENCH_TB;
-  const hv = benchTb !== undefined ? { hypervisor: await QemuHypervisor.open({ tcgTbSizeMiB: Number(benchTb) }) } : {};
+  const hv = benchTbMiB !== undefined ? { hypervisor: await QemuHypervisor.open({ tcgTbSizeMiB: benchTbMiB }) } : {};
   const sb = await Sandbox.create({ id, bootTimeoutMs: 180_000, ...hv });
   let other: Sandbox | undefined;
   try {
@@ -79,13 +95,12 @@ async function main(): Promise<void> {
     // AB_ASLR=1: a second sandbox whose guest has address space randomization off (a TCG experiment).
     let sb2: { c: typeof cA; pids: number[] } | undefined;
     // AB_ASSETS=DIR: a second sandbox booted from other guest assets (an agent or image change).
-    const abTb = process.env.AB_TB;
-    if (process.env.AB_ASLR === "1" || process.env.AB_ASSETS !== undefined || abTb !== undefined) {
+    if (process.env.AB_ASLR === "1" || process.env.AB_ASSETS !== undefined || abTbMiB !== undefined) {
       const b =
         process.env.AB_ASSETS !== undefined
           ? { assets: await loadGuestAssets(process.env.AB_ASSETS), ...hv }
-          : abTb !== undefined
-            ? { hypervisor: await QemuHypervisor.open({ tcgTbSizeMiB: Number(abTb) }) }
+          : abTbMiB !== undefined
+            ? { hypervisor: await QemuHypervisor.open({ tcgTbSizeMiB: abTbMiB }) }
             : { sysctls: { "kernel.randomize_va_space": "0" }, ...hv };
       other = await Sandbox.create({ id: `${id}-b`, bootTimeoutMs: 180_000, ...b });
       const rec2 = await readRecord(join(stateRoot, `${id}-b`, "state.json"));
@@ -122,7 +137,7 @@ async function main(): Promise<void> {
     const variants: Record<string, () => Promise<Sample>> = {
       true: () => execOnce(["true"]),
       true_tmpfs: () => execOnce(["/dev/bb", "true"]),
-      ...(sb2 !== undefined ? { [process.env.AB_ASSETS !== undefined ? "true_b_assets" : abTb !== undefined ? `true_b_tb${abTb}` : "true_norandmaps"]: () => execOnce(["true"], "e", sb2) } : {}),
+      ...(sb2 !== undefined ? { [process.env.AB_ASSETS !== undefined ? "true_b_assets" : abTbMiB !== undefined ? `true_b_tb${abTbMiB}` : "true_norandmaps"]: () => execOnce(["true"], "e", sb2) } : {}),
       // The same in the second sandbox: a difference between the two sandboxes' true_tmpfs is not the change's.
       ...(sb2 !== undefined ? { true_tmpfs_b: () => execOnce(["/dev/bb", "true"], "e", sb2) } : {}),
       rpc: async () => {

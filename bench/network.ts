@@ -3,19 +3,29 @@
 // connect latency, HTTP GET latency (new connection each, busybox httpd), and TCP throughput both
 // ways (busybox nc with a sink and a /dev/zero source). Prints medians, p90s, MB/s and the
 // kata-ts/runc ratios; asserts nothing. Under TCG the guest's CPU is emulated: expect large ratios.
-// Run: npx tsc -p tsconfig.json && node dist/bench/network.js [--samples 50] [--mib 32] [--json]
+// Run: npx tsc -p tsconfig.json && node dist/bench/network.js (options: see USAGE below, or --help)
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
 import { connectCri, type CriClient } from "../src/cri/client.js";
 import { assertNoLeaks, startContainerd, type PrivateContainerd } from "../test/harness/containerd.js";
 import { importTestImages } from "../test/harness/images.js";
 import { HANDLER, installHandler, shimOnPath } from "../test/e2e/kata-pod-flow.js";
 import { WEB_PORT, inHarnessNetns, startWebPod, type WebPod } from "../test/e2e/network-pods.js";
+import { checkOptions, intOption, parseBenchArgs } from "./lib/args.js";
 
-const { values } = parseArgs({ options: { samples: { type: "string", default: "50" }, mib: { type: "string", default: "32" }, json: { type: "boolean", default: false } } });
-const SAMPLES = Number(values.samples);
-const MIB = Number(values.mib);
+const USAGE = `usage: node dist/bench/network.js [--samples N] [--mib N] [--json]
+
+One kata-ts pod and one runc pod (busybox httpd and nc) on a private containerd with bridge CNI; a
+client in the harness netns measures TCP connect and HTTP GET latency and TCP throughput both ways,
+and prints p50/p90, MB/s and the kata-ts/runc ratios.
+
+  --samples N   connects and GETs per pod, each on a new connection (default 50)
+  --mib N       MiB sent each way per throughput measurement (default 32)
+  --json        end with one line {"figures": {...}}
+  --help        this text`;
+
+const values = parseBenchArgs(USAGE, { options: { samples: { type: "string", default: "50" }, mib: { type: "string", default: "32" }, json: { type: "boolean", default: false }, help: { type: "boolean", default: false } } });
+const { SAMPLES, MIB } = checkOptions(USAGE, () => ({ SAMPLES: intOption("samples", values.samples, 1), MIB: intOption("mib", values.mib, 1) }));
 const SINK_PORT = 5001;
 const SOURCE_PORT = 5002;
 const CLIENT = join(fileURLToPath(new URL(".", import.meta.url)), "network-client.js");

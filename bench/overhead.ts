@@ -7,20 +7,35 @@
 // (utime+stime from /proc/<pid>/stat) per pod. Then, with the idle pods still running, a busy
 // pod (64 MiB written to the guest's /dev/shm, then a CPU loop) and its own processes' figures.
 // Prints figures; never asserts. Ctrl-C or SIGTERM removes every pod it started.
-//   node dist/bench/overhead.js [--window-s N] [--pods N] [--write] [--json]
+// Usage: see USAGE below (`node dist/bench/overhead.js --help`).
 // --write stores the per-pod idle figures in src/deploy/manifests/overhead.json, which the
 // RuntimeClass's overhead.podFixed is computed from (measured + marginPercent).
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { loadavg } from "node:os";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { connectCri, type CriClient } from "../src/cri/client.js";
 import { ContainerState, podSandboxConfig, waitForContainerState } from "../src/cri/pod.js";
 import { overheadDataPath, overheadDataSchema, podFixedOverhead, type OverheadData } from "../src/deploy/manifests/overhead.js";
 import { startContainerd, type PrivateContainerd } from "../test/harness/containerd.js";
 import { BUSYBOX_IMAGE_REF, importTestImages } from "../test/harness/images.js";
+import { checkOptions, intOption, numberOption, parseBenchArgs } from "./lib/args.js";
 import { podProcesses, pssKiB } from "./lib/pod-pss.js";
 import { PodsCleanup } from "./lib/pods-cleanup.js";
+
+const USAGE = `usage: node dist/bench/overhead.js [--pods N] [--settle-s S] [--window-s S] [--write] [--json]
+
+The host cost of one kata-ts pod beyond its containers, through CRI on a private containerd: N idle
+pods (busybox sleep) at once, their shim servers', QEMUs' and virtiofsds' PSS and CPU per pod; then a
+busy pod beside them. Prints the RuntimeClass overhead.podFixed those figures give. Ctrl-C or SIGTERM
+removes every pod the bench started.
+
+  --pods N        idle pods running at once (default 5)
+  --settle-s S    seconds after the last idle pod starts before the window (default 15)
+  --window-s S    seconds over which CPU is measured, idle and busy (default 15)
+  --write         store the idle per-pod figures in src/deploy/manifests/overhead.json, which the
+                  RuntimeClass's overhead.podFixed is computed from
+  --json          end with one line {"figures": {...}}
+  --help          this text`;
 
 const CLK_TCK = 100; // USER_HZ on Linux x86-64
 
@@ -75,19 +90,21 @@ async function window(baseDir: string, windowS: number, pods: number, podId?: st
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
+  const values = parseBenchArgs(USAGE, {
     options: {
       "window-s": { type: "string", default: "15" },
       pods: { type: "string", default: "5" },
       "settle-s": { type: "string", default: "15" },
       write: { type: "boolean", default: false },
       json: { type: "boolean", default: false },
+      help: { type: "boolean", default: false },
     },
   });
-  const windowS = Number(values["window-s"]);
-  const pods = Number(values.pods);
-  const settleS = Number(values["settle-s"]);
-  if (!Number.isInteger(pods) || pods < 1) throw new Error(`--pods must be a positive integer, got ${values.pods}`);
+  const { windowS, pods, settleS } = checkOptions(USAGE, () => ({
+    windowS: numberOption("window-s", values["window-s"], 1),
+    pods: intOption("pods", values.pods, 1),
+    settleS: numberOption("settle-s", values["settle-s"], 0),
+  }));
   const ctd = await startContainerd();
   const cri = connectCri(ctd.address);
   const cleanup = new PodsCleanup(ctd, cri);

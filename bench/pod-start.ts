@@ -8,23 +8,39 @@
 // back (pool size default; runc the same), the median of each adoption step from the shims' logs,
 // and the host memory of one idle kata-ts pod: PSS (/proc/<pid>/smaps_rollup) of its shim server,
 // QEMU and virtiofsd. Prints figures; never asserts.
-//   node dist/bench/pod-start.js [--runs 5] [--pool | --no-pool] [--burst 10] [--log FILE] [--json]
-// (--burst 0 skips the back-to-back pods; --log keeps containerd's log, with the shims' lines, in FILE)
-// (both variants unless one is named; --json ends with {"figures": {...}}: kata_pod_start_ms is the
-// pool variant's when it ran; kata_nopool_pod_start_ms / kata_pool_pod_start_ms name each.)
+// Usage: see USAGE below (`node dist/bench/pod-start.js --help`).
 // (bench/overhead.ts measures the same PSS sum, plus CPU, for the RuntimeClass overhead; both use
 // bench/lib/pod-pss.ts.)
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { connectCri, type CriClient } from "../src/cri/client.js";
 import { ContainerState, podSandboxConfig, waitForContainerState } from "../src/cri/pod.js";
 import { NamespaceMode } from "../src/cri/gen/runtime/v1/api_pb.js";
 import { startContainerd, type PrivateContainerd } from "../test/harness/containerd.js";
 import { BUSYBOX_IMAGE_REF, importTestImages } from "../test/harness/images.js";
 import { poolStatus, startPoolDaemon, waitPooled, type PoolDaemon } from "../test/e2e/pool-fixture.js";
+import { checkOptions, intOption, parseBenchArgs } from "./lib/args.js";
 import { podPss } from "./lib/pod-pss.js";
+
+const USAGE = `usage: node dist/bench/pod-start.js [--runs N] [--pool | --no-pool] [--burst N] [--log FILE] [--share-pid] [--ab-shim FILE] [--json]
+
+Pod start through CRI on a private containerd, kata-ts against runc, interleaved: RunPodSandbox until
+the pod's container is RUNNING, then ExecSync \`true\`; kata-ts without the VM pool and with a warm
+pool; then pods back to back with the pool, and the host PSS of one idle kata-ts pod.
+
+  --runs N         pod starts per variant, each beside a runc one (default 5)
+  --pool           only the pool variant (the default configuration, a VM ready before each start)
+  --no-pool        only the no-pool variant (every pod boots its VM); default: both variants
+  --burst N        pods started back to back with the pool, kata-ts then runc; 0 skips (default 10)
+  --log FILE       keep containerd's log, with the shims' lines, in FILE (default: not kept)
+  --share-pid      pods share one PID namespace (CRI's POD mode: a pause container in the guest);
+                   default: each container its own, as kubelet sends without shareProcessNamespace
+  --ab-shim FILE   another build's shim entry (e.g. its dist/src/shim/main.js) as handler kata-ts-a,
+                   its pooled starts interleaved with this build's against the same pool (default: none)
+  --json           end with one line {"figures": {...}}: kata_pod_start_ms is the pool variant's when
+                   it ran; kata_nopool_pod_start_ms / kata_pool_pod_start_ms name each
+  --help           this text`;
 
 type Handler = "kata-ts" | "kata-ts-a" | "runc";
 const EXECS_PER_POD = 3;
@@ -110,14 +126,24 @@ async function removePod(cri: CriClient, podSandboxId: string): Promise<void> {
 const fmt = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: { runs: { type: "string", default: "5" }, pool: { type: "boolean", default: false }, "no-pool": { type: "boolean", default: false }, json: { type: "boolean", default: false }, burst: { type: "string", default: "10" }, log: { type: "string" }, "share-pid": { type: "boolean", default: false }, "ab-shim": { type: "string" } },
+  const values = parseBenchArgs(USAGE, {
+    options: {
+      runs: { type: "string", default: "5" },
+      pool: { type: "boolean", default: false },
+      "no-pool": { type: "boolean", default: false },
+      json: { type: "boolean", default: false },
+      burst: { type: "string", default: "10" },
+      log: { type: "string" },
+      "share-pid": { type: "boolean", default: false },
+      "ab-shim": { type: "string" },
+      help: { type: "boolean", default: false },
+    },
   });
+  const { runs, burstPods } = checkOptions(USAGE, () => ({ runs: intOption("runs", values.runs, 1), burstPods: intOption("burst", values.burst, 0) }));
   sharePid = values["share-pid"];
   // --ab-shim A/main.js: another build's shim entry (e.g. main's dist) as handler kata-ts-a; its
   // pooled pods start interleaved with this build's, against the same pool daemon (this build's).
   const abShim = values["ab-shim"];
-  const runs = Number(values.runs);
   const variants: Variant[] = ["runc", ...(values.pool && !values["no-pool"] ? [] : (["no-pool"] as const)), ...(values["no-pool"] && !values.pool ? [] : (["pool"] as const))];
   const configDir = await mkdtempDir();
   const kataConfigPath = join(configDir, "configuration.toml");
@@ -163,14 +189,14 @@ async function main(): Promise<void> {
         }
       }
     }
-    if (daemon !== undefined && Number(values.burst) > 0) {
+    if (daemon !== undefined && burstPods > 0) {
       // 10 pods back to back with the default pool (one ready VM of the default shape): the first
       // takes the pooled VM, the others boot while the pool refills behind them.
       await waitPooled(daemon.paths, 1);
-      const burst = await backToBack(ctd, cri, "kata-ts", Number(values.burst));
-      const burstRunc = await backToBack(ctd, cri, "runc", Number(values.burst));
+      const burst = await backToBack(ctd, cri, "kata-ts", burstPods);
+      const burstRunc = await backToBack(ctd, cri, "runc", burstPods);
       const adopted = (await poolStatus(daemon.paths)).taken - times.pool.length;
-      console.log(`${values.burst} pods back to back (pool size default): kata-ts ${fmt(burst)} (${adopted} adopted)  runc ${fmt(burstRunc)}`);
+      console.log(`${burstPods} pods back to back (pool size default): kata-ts ${fmt(burst)} (${adopted} adopted)  runc ${fmt(burstRunc)}`);
       figures.kata_pool_10pods_ms = Math.round(burst);
       figures.kata_pool_10pods_adopted = adopted;
       figures.runc_10pods_ms = Math.round(burstRunc);

@@ -4,22 +4,33 @@
 // sandbox layer's (what the shim does for it: ExecProcess, then Wait and the output pumps) against
 // `runc exec`; the round trip a Kubernetes user sees, CRI ExecSync through containerd and the shim,
 // is bench/pod-start.ts's kata_exec_ms; bench/exec-phases.ts splits an exec into its costs.
-//   node dist/bench/run.js [--runs 3] [--json]     (as root; BENCH_N=5 is the same as --runs 5)
-// --json: the last line is {"figures": {...}} with kata/runc medians (ms, MiB/s) and ratios.
+// Usage: see USAGE below (`node dist/bench/run.js --help`); as root.
 import { spawn } from "node:child_process";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
 import { runSpec, type RunSpecOptions } from "../src/sandbox/default-spec.js";
 import { Sandbox } from "../src/sandbox/sandbox.js";
 import { makeBusyboxRootfs } from "../test/integration/agent-container-fixture.js";
+import { checkOptions, intEnv, intOption, parseBenchArgs } from "./lib/args.js";
 
-const { values: argv } = parseArgs({ options: { runs: { type: "string", default: process.env.BENCH_N ?? "3" }, json: { type: "boolean", default: false } } });
-const N = Number(argv.runs);
-if (!Number.isInteger(N) || N < 1) throw new Error(`--runs must be a positive integer, got ${JSON.stringify(argv.runs)}`);
+const USAGE = `usage: node dist/bench/run.js [--runs N] [--json]     (as root; environment: see below)
+
+kata-ts against runc on the same busybox rootfs: \`kata-ts run -- true\` against \`runc run\`,
+container start in a running sandbox, exec round trip into a running container, 100 MiB of
+stdout. Prints medians and kata-ts/runc ratios.
+
+  --runs N      runs of each measurement; exec gets 2N (default 3, or BENCH_N)
+  --json        end with one line {"figures": {...}}: kata/runc medians (ms, MiB/s) and ratios
+  --help        this text
+
+Environment:
+  BENCH_N=N     the default of --runs (BENCH_N=5 is the same as --runs 5)`;
+
+const argv = parseBenchArgs(USAGE, { options: { runs: { type: "string" }, json: { type: "boolean", default: false }, help: { type: "boolean", default: false } } });
+const N = checkOptions(USAGE, () => (argv.runs !== undefined ? intOption("runs", argv.runs, 1) : (intEnv("BENCH_N", 1) ?? 3)));
 const CLI = fileURLToPath(new URL("../../bin/kata-ts.js", import.meta.url));
 const MIB100 = 100 * 1024 * 1024;
 // dd with 1 MiB blocks rather than head: fewer syscalls, which under TCG cost far more than on the host.

@@ -6,16 +6,29 @@
 // A/B behind start.ts's serverNodeFlags (docs/shim.md); bench/density.ts measures whole pods.
 // PSS is not load-sensitive; CPU per call is, a little (cache contention): compare rows of one run.
 // Prints figures; never asserts.
-//   node dist/bench/shim-memory.js [--servers 4] [--settle-s 10] [--rpcs 20000] [--recover-s 60] [--json]
+// Usage: see USAGE below (`node dist/bench/shim-memory.js --help`).
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { Task } from "../src/protocol/gen/containerd/task/v2/shim_pb.js";
 import { createClient, TtrpcClient } from "../src/protocol/ttrpc/index.js";
 import { serverNodeFlags } from "../src/shim/start.js";
+import { checkOptions, intOption, numberOption, parseBenchArgs } from "./lib/args.js";
 import { pssKiB } from "./lib/pod-pss.js";
+
+const USAGE = `usage: node dist/bench/shim-memory.js [--servers N] [--settle-s S] [--rpcs N] [--recover-s S] [--json]
+
+What one idle shim server costs on the host, without VMs: for each V8 flag variant (and a bare Node
+process as the floor), N shim servers are spawned; prints PSS per server after the settling time,
+one server's CPU per ttRPC call, its PSS right after the calls and once idle again.
+
+  --servers N     shim servers per variant (default 4)
+  --settle-s S    seconds after spawning before the idle PSS is read (default 10)
+  --rpcs N        ttRPC calls (Connect + State) sent to one server, at least 2 (default 20000)
+  --recover-s S   seconds after the calls before the "idle again" PSS is read (default 60)
+  --json          end with one line {"figures": {...}}
+  --help          this text`;
 
 const shimMain = join(import.meta.dirname, "..", "src", "shim", "main.js");
 const bareServer = "require('node:net').createServer().listen(process.argv.at(-2))";
@@ -110,16 +123,22 @@ async function measure(v: Variant, servers: number, settleS: number, rpcs: numbe
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: { servers: { type: "string", default: "4" }, "settle-s": { type: "string", default: "10" }, rpcs: { type: "string", default: "20000" }, "recover-s": { type: "string", default: "60" }, json: { type: "boolean", default: false } },
+  const values = parseBenchArgs(USAGE, {
+    options: {
+      servers: { type: "string", default: "4" },
+      "settle-s": { type: "string", default: "10" },
+      rpcs: { type: "string", default: "20000" },
+      "recover-s": { type: "string", default: "60" },
+      json: { type: "boolean", default: false },
+      help: { type: "boolean", default: false },
+    },
   });
-  const servers = Number(values.servers);
-  const settleS = Number(values["settle-s"]);
-  const rpcs = Number(values.rpcs);
-  const recoverS = Number(values["recover-s"]);
-  if (!Number.isInteger(servers) || servers < 1) throw new Error(`--servers must be a positive integer, got ${values.servers}`);
-  if (!Number.isInteger(rpcs) || rpcs < 2) throw new Error(`--rpcs must be an integer >= 2, got ${values.rpcs}`);
-  if (!(recoverS >= 0)) throw new Error(`--recover-s must be a number >= 0, got ${values["recover-s"]}`);
+  const { servers, settleS, rpcs, recoverS } = checkOptions(USAGE, () => ({
+    servers: intOption("servers", values.servers, 1),
+    settleS: numberOption("settle-s", values["settle-s"], 0),
+    rpcs: intOption("rpcs", values.rpcs, 2),
+    recoverS: numberOption("recover-s", values["recover-s"], 0),
+  }));
   const figures: Record<string, number> = { servers };
   for (const v of variants) {
     const m = await measure(v, servers, settleS, rpcs, recoverS);

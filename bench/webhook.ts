@@ -2,20 +2,30 @@
 // with a certificate kata-ts generated; 1,000 AdmissionReviews (a mix of mutations, allowed and
 // refused validations, trusted and non-tenant pods) are sent over verified HTTPS keep-alive
 // connections, 50 at a time. Prints p50/p99 latency; asserts nothing.
-// Run: npx tsc -p tsconfig.json && node dist/bench/webhook.js [--requests 1000] [--concurrency 50] [--json]
+// Run: npx tsc -p tsconfig.json && node dist/bench/webhook.js (options: see USAGE below, or --help)
 import { spawn } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { generateWebhookTls, writeWebhookTls } from "../src/tenancy/tls.js";
 import { call, pod, POLICY_YAML, review, webhookAgent } from "../test/integration/webhook-fixtures.js";
+import { checkOptions, intOption, parseBenchArgs } from "./lib/args.js";
 
-const { values } = parseArgs({ options: { requests: { type: "string", default: "1000" }, concurrency: { type: "string", default: "50" }, json: { type: "boolean", default: false } } });
-const REQUESTS = Number(values.requests);
-const CONCURRENCY = Number(values.concurrency);
+const USAGE = `usage: node dist/bench/webhook.js [--requests N] [--concurrency N] [--json]
+
+Runs \`kata-ts tenancy webhook\` in its own process with a generated certificate and sends it
+AdmissionReviews (a mix of mutations and validations) over verified HTTPS keep-alive connections;
+prints latency p50/p90/p99, throughput and server CPU per review. Exits 1 if a review failed.
+
+  --requests N      AdmissionReviews sent, after a warm-up (default 1000)
+  --concurrency N   connections sending at once (default 50)
+  --json            end with one line {"figures": {...}}
+  --help            this text`;
+
+const values = parseBenchArgs(USAGE, { options: { requests: { type: "string", default: "1000" }, concurrency: { type: "string", default: "50" }, json: { type: "boolean", default: false }, help: { type: "boolean", default: false } } });
+const { REQUESTS, CONCURRENCY } = checkOptions(USAGE, () => ({ REQUESTS: intOption("requests", values.requests, 1), CONCURRENCY: intOption("concurrency", values.concurrency, 1) }));
 const CLI = fileURLToPath(new URL("../../bin/kata-ts.js", import.meta.url));
 
 const kata = { runtimeClassName: "kata-ts", overhead: { cpu: "250m", memory: "160Mi" } };

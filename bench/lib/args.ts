@@ -32,7 +32,33 @@ export function exitWithUsage(usage: string, problem: string): never {
 
 /** A whole number >= min from an option's text, or a UsageError naming the option. */
 export function intOption(name: string, text: string, min: number): number {
-  const n = Number(text);
+  const n = text.trim() === "" ? Number.NaN : Number(text);
   if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer >= ${min}, got ${JSON.stringify(text)}`);
   return n;
+}
+
+/** A number >= min (fractions allowed, e.g. seconds) from an option's text, or a UsageError naming the option. */
+export function numberOption(name: string, text: string, min: number): number {
+  const n = text.trim() === "" ? Number.NaN : Number(text);
+  if (!Number.isFinite(n) || n < min) throw new UsageError(`--${name} must be a number >= ${min}, got ${JSON.stringify(text)}`);
+  return n;
+}
+
+/** A whole number >= min from an environment variable, undefined when it is unset, or a UsageError naming it. */
+export function intEnv(name: string, min: number): number | undefined {
+  const text = process.env[name];
+  if (text === undefined) return undefined;
+  const n = text.trim() === "" ? Number.NaN : Number(text);
+  if (!Number.isInteger(n) || n < min) throw new UsageError(`${name} must be an integer >= ${min}, got ${JSON.stringify(text)}`);
+  return n;
+}
+
+/** Runs the option checks; a UsageError becomes the message plus the usage and exit status 2. */
+export function checkOptions<T>(usage: string, check: () => T): T {
+  try {
+    return check();
+  } catch (err) {
+    if (err instanceof UsageError) exitWithUsage(usage, err.message);
+    throw err;
+  }
 }
