@@ -23,13 +23,14 @@ const guestKeys = {
 /**
  * TCG's translation cache in MiB (QEMU `-accel tcg,tb-size=N`). QEMU fills the whole buffer before
  * it flushes, so every byte of it ends up resident: it is QEMU's largest cost after guest RAM.
- * Too small and the guest's hot code no longer fits (8 MiB made boot 3-4x slower here). 32 MiB
- * fits boot and idle, but not an exec into a container (kernel fork/exec, agent, crun, the app:
- * ~35-40 MiB of host code), which then flushed the cache about once per exec and cost 3-3.5x
- * the emulated CPU of 64 MiB. Measured trade-off in docs/density.md and docs/containers.md
- * "Exec round trip, third pass". Ignored under KVM.
+ * Too small and the guest's hot code no longer fits (8 MiB made boot 3-4x slower here). What fills
+ * it on an exec into a container is mostly the agent's V8 JIT output (new guest code to translate
+ * each time); with the agent `--jitless` (src/guest/build.ts) 40 MiB saw no flush over 25 execs
+ * and exec and StartContainer cost no more CPU than 64 MiB with the JIT; 32 MiB flushed ~0.2 times
+ * per exec and StartContainer cost ~30 % more CPU. Measured in docs/density.md "TCG translation
+ * cache". Ignored under KVM.
  */
-export const defaultTcgTbSizeMiB = 64;
+export const defaultTcgTbSizeMiB = 40;
 
 export const qemuSchema = z
   .strictObject({
