@@ -4,7 +4,7 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdir } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import { release } from "node:os";
 import { join } from "node:path";
 import { bootVm } from "../../src/sandbox/agent-boot.js";
@@ -41,6 +41,13 @@ void test("the real guest boots; its agent answers Health.Check and Version over
     assert.notEqual(version.kernelRelease, release(), "the guest kernel is not the host's");
     assert.ok(version.uptimeSeconds > 0);
     assert.match(version.bootId, /^[0-9a-f-]{36}$/);
+    // The agent's node flags (--jitless) are part of V8's snapshot check: a snapshot built under
+    // other flags is rejected and the init falls back to the slower script, which nothing else sees.
+    const consoleText = await readFile(vm.consoleLogPath, "utf8");
+    if (guest.manifest.agent.snapshot !== undefined) {
+      assert.match(consoleText, /starting agent \(snapshot\)/, "the agent starts from its snapshot");
+      assert.doesNotMatch(consoleText, /snapshot not usable/, `node accepted the snapshot built under ${JSON.stringify(guest.manifest.agent.nodeArgs)}`);
+    }
   } finally {
     agent.close();
   }
