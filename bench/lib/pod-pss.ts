@@ -2,6 +2,7 @@
 // /proc/<pid>/smaps_rollup reports it. Shared by bench/overhead.ts (PSS + CPU, for the
 // RuntimeClass overhead) and bench/pod-start.ts (PSS of one idle pod). Figures only, no asserts.
 import { readFile } from "node:fs/promises";
+import { isShimServerCmdline } from "../../src/shim/bundle-path.js";
 import { processesMentioning, type ProcInfo } from "../../test/harness/processes.js";
 
 export type PodRole = "shim" | "qemu" | "virtiofsd";
@@ -15,7 +16,7 @@ export interface PodProcess {
 export function podRole(p: ProcInfo): PodRole | undefined {
   if (p.cmdline.some((a) => a.includes("qemu-system"))) return "qemu";
   if (p.cmdline.some((a) => a.endsWith("virtiofsd"))) return "virtiofsd";
-  if (p.cmdline.includes("serve") && p.cmdline.some((a) => a.endsWith("/shim/main.js"))) return "shim";
+  if (isShimServerCmdline(p.cmdline)) return "shim";
   return undefined;
 }
 

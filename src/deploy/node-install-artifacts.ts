@@ -2,6 +2,7 @@
 // node needs nothing else from this checkout or package:
 //   bin/node                         the Node binary that runs the shim (copied from the installer's)
 //   bin/containerd-shim-kata-ts-v2   launcher: sets the installed assets dir, loads lib/dist/src/shim
+//                                    (its single-file bundle when the build made one)
 //   bin/kata-ts                      launcher for the CLI (uninstall from the node itself)
 //   lib/                             package.json + lock, compiled dist/src, production node_modules
 //   share/assets/                    guest kernel, initrd, rootfs image, manifest.json
@@ -14,6 +15,7 @@ import { cp, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:
 import { basename, dirname, join, relative } from "node:path";
 import { run } from "../util/exec.js";
 import { KataError } from "../util/errors.js";
+import { shimEntryIn } from "../shim/bundle-path.js";
 
 export const DEFAULT_INSTALL_ROOT = "/opt/kata-ts";
 const STAMP = ".install.json";
@@ -93,18 +95,17 @@ async function copyTree(src: string, intoDir: string): Promise<void> {
   await run("cp", ["-a", "--", src, intoDir], { timeoutMs: 300_000 });
 }
 
-/** A launcher: the installed node runs `entry`, with the installed guest assets unless overridden. */
+/**
+ * A launcher: the installed node runs `entry`, with the installed guest assets unless overridden.
+ * A CommonJS entry (the shim's bundle) is required: import() would scan it for named exports first.
+ */
 function launcher(layout: InstalledLayout, entry: string): string {
-  return [
-    `#!${layout.nodePath}`,
-    "// Written by kata-ts install; removed by kata-ts uninstall.",
-    `process.env.KATA_TS_ASSETS_DIR ??= ${JSON.stringify(layout.assetsDir)};`,
-    `import(${JSON.stringify(join(layout.root, "lib", entry))}).catch((err) => {`,
-    `  process.stderr.write(${JSON.stringify(`${entry}: `)} + String(err) + "\\n");`,
-    "  process.exitCode = 1;",
-    "});",
-    "",
-  ].join("\n");
+  const path = JSON.stringify(join(layout.root, "lib", entry));
+  const fail = `process.stderr.write(${JSON.stringify(`${entry}: `)} + String(err) + "\\n"); process.exitCode = 1;`;
+  const load = entry.endsWith(".cjs")
+    ? ['import { createRequire } from "node:module";', `try { createRequire(import.meta.url)(${path}); } catch (err) { ${fail} }`]
+    : [`import(${path}).catch((err) => { ${fail} });`];
+  return [`#!${layout.nodePath}`, "// Written by kata-ts install; removed by kata-ts uninstall.", `process.env.KATA_TS_ASSETS_DIR ??= ${JSON.stringify(layout.assetsDir)};`, ...load, ""].join("\n");
 }
 
 /** Install or refresh the tree; returns false when the installed tree already matches the sources. */
@@ -145,7 +146,9 @@ export async function installArtifacts(root: string, src: ArtifactSources): Prom
     await rename(join(staging, "share", basename(src.assetsDir)), join(staging, "share", "assets"));
     await mkdir(dirname(join(staging, relative(root, layout.configPath))), { recursive: true });
     await cp(join(src.packageRoot, "config", "configuration.toml.example"), join(staging, relative(root, layout.configPath)));
-    await writeFile(join(staging, "bin", "containerd-shim-kata-ts-v2"), launcher(layout, "dist/src/shim/main.js"), { mode: 0o755 });
+    // The shim's bundle when the build made one (npm run build), else its tsc output.
+    const shimEntry = relative(src.packageRoot, shimEntryIn(join(src.packageRoot, "dist", "src", "shim")));
+    await writeFile(join(staging, "bin", "containerd-shim-kata-ts-v2"), launcher(layout, shimEntry), { mode: 0o755 });
     await writeFile(join(staging, "bin", "kata-ts"), launcher(layout, "dist/src/cli/main.js"), { mode: 0o755 });
     await writeFile(join(staging, STAMP), `${JSON.stringify({ digest, installedAt: new Date().toISOString() }, null, 2)}\n`);
     // Swap: old tree aside, new tree in, old tree gone (running shims keep their open files).

@@ -14,6 +14,7 @@ import { installNode, uninstallNode, type NodeInstallResult } from "../../src/de
 import { cgroupDirsOf, cgroupHierarchies } from "../../src/sandbox/host-cgroup.js";
 import { assertNoLeaks, startContainerd, type PrivateContainerd } from "../harness/containerd.js";
 import { BUSYBOX_IMAGE_REF, importTestImages } from "../harness/images.js";
+import { isShimServerCmdline } from "../../src/shim/bundle-path.js";
 import { processesMentioning } from "../harness/processes.js";
 
 let ctd: PrivateContainerd | undefined;
@@ -51,7 +52,7 @@ async function podHostProcesses(baseDir: string) {
   const procs = await processesMentioning(baseDir);
   const pick = (re: RegExp) => procs.filter((p) => p.cmdline.some((a) => re.test(a)));
   return {
-    shim: procs.filter((p) => p.cmdline.includes("serve") && p.cmdline.some((a) => a.endsWith("/shim/main.js"))),
+    shim: procs.filter((p) => isShimServerCmdline(p.cmdline)),
     qemu: pick(/qemu-system/),
     virtiofsd: pick(/virtiofsd$/),
   };

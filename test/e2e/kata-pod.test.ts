@@ -13,6 +13,7 @@ import { loadGuestAssets } from "../../src/guest/assets.js";
 import { assertNoLeaks, startContainerd, type PrivateContainerd } from "../harness/containerd.js";
 import { ContainerState, podSandboxConfig, waitForContainerState } from "../../src/cri/pod.js";
 import { BUSYBOX_IMAGE_REF, importTestImages } from "../harness/images.js";
+import { isShimServerCmdline } from "../../src/shim/bundle-path.js";
 import { processesMentioning } from "../harness/processes.js";
 import { cgroupDirsOf, cgroupHierarchies } from "../../src/sandbox/host-cgroup.js";
 import { HANDLER, runKataPodFlow } from "./kata-pod-flow.js";
@@ -109,7 +110,7 @@ void test("kata-ts pod under kubelet's systemd cgroup driver: shim, QEMU and vir
   const scope = `${cgroupParent}/cri-containerd-${podSandboxId}.scope`;
   try {
     const procs = (await processesMentioning(ctd.baseDir)).filter((p) =>
-      p.cmdline.some((a) => /qemu-system|virtiofsd$/.test(a)) || (p.cmdline.includes("serve") && p.cmdline.some((a) => a.endsWith("/shim/main.js"))),
+      p.cmdline.some((a) => /qemu-system|virtiofsd$/.test(a)) || isShimServerCmdline(p.cmdline),
     );
     assert.equal(procs.length >= 3, true, `shim, QEMU and virtiofsd found: ${procs.map((p) => p.cmdline[0]).join(", ")}`);
     const expected = hierarchies.map((h) => join(h.mount, scope)).sort();

@@ -14,6 +14,7 @@ import { AnySchema, anyPack } from "@bufbuild/protobuf/wkt";
 import { DeleteResponseSchema, Task } from "../../src/protocol/gen/containerd/task/v2/shim_pb.js";
 import { OptionsSchema } from "../../src/protocol/gen/runtimeoptions/v1/api_pb.js";
 import { TtrpcClient, TtrpcError, createClient, Code } from "../../src/protocol/ttrpc/index.js";
+import { shimEntryIn } from "../../src/shim/bundle-path.js";
 
 const repoRoot = join(import.meta.dirname, "..", "..", "..");
 const shimBin = join(repoRoot, "bin", "containerd-shim-kata-ts-v2");
@@ -108,6 +109,7 @@ void test("shim contract: start prints only the address, server answers Connect/
     assert.equal(cmdline.at(-2), "serve");
     assert.ok(cmdline.includes(join(dir, "none.toml")), "ConfigPath from start's stdin reaches the server");
     assert.deepEqual(cmdline.slice(1, 2), ["--max-semi-space-size=1"], "the server runs with the small-heap V8 flags (docs/shim.md)");
+    assert.equal(cmdline[2], shimEntryIn(join(repoRoot, "dist", "src", "shim")), "the server is the script the launcher chose (the bundle once built)");
 
     // Nothing was created: gone is NOT_FOUND (Pause too), unsupported is UNIMPLEMENTED.
     await expectStatus(task.state({ id: "sb" }), Code.NOT_FOUND);
