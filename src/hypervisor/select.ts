@@ -1,8 +1,8 @@
 // The one place that turns configuration into a VMM driver: `[runtime] hypervisor` names it and
 // `[hypervisor.<name>]` holds its settings. Everything else takes a Hypervisor and never names one.
+// The drivers of the REST VMMs are loaded only when configured: they pull in node:http, which a
+// shim running QEMU pods would otherwise load and hold in every pod's process (docs/shim.md).
 import { defaultConfig, type KataConfig } from "../config/schema.js";
-import { CloudHypervisor } from "./cloud-hypervisor/index.js";
-import { Firecracker } from "./firecracker/index.js";
 import { QemuHypervisor } from "./qemu/index.js";
 import type { Hypervisor } from "./types.js";
 
@@ -13,10 +13,13 @@ export async function openHypervisor(config: KataConfig): Promise<Hypervisor> {
       return QemuHypervisor.open({ binary: config.hypervisor.qemu.path, tcgTbSizeMiB: config.hypervisor.qemu.tcg_tb_size });
     case "cloud-hypervisor": {
       const ch = config.hypervisor["cloud-hypervisor"];
+      const { CloudHypervisor } = await import("./cloud-hypervisor/index.js");
       return CloudHypervisor.open({ binary: ch.path, rootImage: ch.image_device });
     }
-    case "firecracker":
+    case "firecracker": {
+      const { Firecracker } = await import("./firecracker/index.js");
       return Firecracker.open({ binary: config.hypervisor.firecracker.path, blockSlots: config.hypervisor.firecracker.block_slots });
+    }
   }
 }
 
