@@ -1,5 +1,5 @@
 // What one idle shim server costs on the host, without VMs: N production shim servers
-// (dist/src/shim/main.js `serve`, with its pod factory loaded as for a real pod) spawned with
+// (the bundle, else dist/src/shim/main.js, `serve`, with its pod factory loaded as for a real pod) spawned with
 // different V8 flags: their PSS per server after a settling time, then one server's CPU per ttRPC
 // call (Connect + State), its PSS right after those calls (a shim busy with Stats polls, liveness
 // checks, execs) and once idle again. A bare Node process listening on a socket is the floor. This is the
@@ -13,6 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Task } from "../src/protocol/gen/containerd/task/v2/shim_pb.js";
 import { createClient, TtrpcClient } from "../src/protocol/ttrpc/index.js";
+import { shimEntryIn } from "../src/shim/bundle-path.js";
 import { serverNodeFlags } from "../src/shim/start.js";
 import { checkOptions, intOption, numberOption, parseBenchArgs } from "./lib/args.js";
 import { pssKiB } from "./lib/pod-pss.js";
@@ -30,7 +31,8 @@ one server's CPU per ttRPC call, its PSS right after the calls and once idle aga
   --json          end with one line {"figures": {...}}
   --help          this text`;
 
-const shimMain = join(import.meta.dirname, "..", "src", "shim", "main.js");
+// The script production launchers run: the bundle once built (src/shim/bundle-path.ts).
+const shimMain = shimEntryIn(join(import.meta.dirname, "..", "src", "shim"));
 const bareServer = "require('node:net').createServer().listen(process.argv.at(-2))";
 
 interface Variant {

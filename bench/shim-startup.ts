@@ -166,7 +166,7 @@ async function main(): Promise<void> {
     const rs = results.get(s.name)!;
     const parts = keys.map((k) => {
       const m = median(rs.map((r) => r[k]));
-      figures[`${s.name}_${k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}`] = Number(m.toFixed(1));
+      figures[`${s.name}_${k.replace("MiB", "Mib").replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}`] = Number(m.toFixed(1));
       return `${k} ${m.toFixed(k === "servePssMiB" ? 1 : 0)}`;
     });
     console.log(`${s.name} (${s.entry}), medians of ${runs}: ${parts.join(", ")}`);
