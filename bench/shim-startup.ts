@@ -11,7 +11,7 @@ import { spawn } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { checkOptions, intOption, numberOption, parseBenchArgs } from "./lib/args.js";
+import { checkOptions, intOption, numberOption, parseBenchArgs, UsageError } from "./lib/args.js";
 import { pssKiB } from "./lib/pod-pss.js";
 import { shimBundlePath } from "../src/shim/bundle-path.js";
 
@@ -149,7 +149,7 @@ async function main(): Promise<void> {
     settleS: numberOption("settle-s", values["settle-s"], 0),
     shims: (values.shim ?? [`tsc=${join(import.meta.dirname, "..", "src", "shim", "main.js")}`, `bundle=${shimBundlePath}`]).map((s) => {
       const eq = s.indexOf("=");
-      if (eq <= 0 || eq === s.length - 1) throw new Error(`--shim must be NAME=FILE, got ${JSON.stringify(s)}`);
+      if (eq <= 0 || eq === s.length - 1) throw new UsageError(`--shim must be NAME=FILE, got ${JSON.stringify(s)}`);
       return { name: s.slice(0, eq), entry: resolve(s.slice(eq + 1)) };
     }),
   }));

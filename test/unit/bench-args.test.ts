@@ -21,6 +21,7 @@ const cases: [string, RegExp, string[], RegExp, Record<string, string>?][] = [
   ["overhead", /--window-s S\s+.*\(default 15\)/, ["--window-s", "x"], /--window-s must be a number >= 1, got "x"/],
   ["pod-start", /--burst N\s+.*\(default 10\)/, ["--runs", "abc"], /--runs must be an integer >= 1, got "abc"/],
   ["run", /BENCH_N=N/, [], /BENCH_N must be an integer >= 1, got "x"/, { BENCH_N: "x" }],
+  ["shim-startup", /--runs N\s+.*\(default 10\)/, ["--shim", "nofile"], /--shim must be NAME=FILE, got "nofile"/],
   ["shim-memory", /--rpcs N\s+.*\(default 20000\)/, ["--rpcs", "1"], /--rpcs must be an integer >= 2, got "1"/],
   ["vmm-variants", /--per N\s+.*\(default 2\)/, ["--variant", "a:tb=x"], /variant "a:tb=x": tb must be a whole number of MiB, got "x"/],
   ["vmm-variants", /--variant SPEC/, ["--variant", "a:", "--per", "0"], /--per must be an integer >= 1, got "0"/],
