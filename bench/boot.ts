@@ -19,6 +19,7 @@ import { exitWithUsage, intOption, parseBenchArgs, UsageError } from "./lib/args
 import { describeSpread, figuresLine, median } from "./lib/figures.js";
 import { mappingResidentKiB, smapsBreakdown, smapsRollup, type SmapsBreakdown } from "./lib/vmm-memory.js";
 import { defaultTcgTbSizeMiB } from "../src/hypervisor/qemu/index.js";
+import { processCpuSeconds } from "../src/util/proc-sched.js";
 
 const tunings: Record<string, QemuHypervisorOptions> = {
   default: {},
@@ -40,7 +41,9 @@ const USAGE = `usage: node dist/bench/boot.js [--boots N] [--variants V1,V2,...]
 
 Boots the guest from the installed assets (KATA_TS_ASSETS_DIR moves them) under TCG, 1 vCPU, and
 prints per variant: boot to agent ready (QEMU spawn -> Health.Check answered), the floor (the same
-kernel booting busybox poweroff as PID 1), guest uptime at ready, QEMU RSS/PSS and guest RAM touched.
+kernel booting busybox poweroff as PID 1), QEMU's CPU time for both (what host load stretches
+least: compare variants by it on a busy host), guest uptime at ready, QEMU RSS/PSS and guest RAM
+touched.
 Variants take turns boot by boot, so a change in host load hits all alike.
 
   --boots N       boots per variant (default 7: the issue's medians of 7)
@@ -52,7 +55,7 @@ Variants take turns boot by boot, so a change in host load hits all alike.
   --settle-s N    seconds free page reporting gets before "guest RAM later" and the PSS by mapping
                   are read (default 6; a low reporting order needs 20-40)
   --json          end with one line {"figures": {boot_to_agent_ms, floor_ms, guest_ram_touched_mib,
-                  vmm_pss_mib, vmm_rss_mib}} (medians of the first variant)
+                  vmm_pss_mib, vmm_rss_mib, boot_to_agent_cpu_ms, floor_cpu_ms}} (medians of the first variant)
   --help          this text`;
 
 interface Variant {
@@ -96,6 +99,10 @@ async function variant(name: string, assets: GuestAssets): Promise<Variant> {
 interface Sample {
   readyMs: number;
   floorMs: number;
+  /** QEMU's CPU time (user + system) from spawn to the agent's answer: what load does not stretch. */
+  readyCpuMs: number;
+  /** QEMU's CPU time over the floor boot (last reading before it exited, 10 ms apart). */
+  floorCpuMs: number;
   guestUptimeS: number;
   rssKiB: number;
   pssKiB: number;
@@ -106,11 +113,12 @@ interface Sample {
   breakdown: SmapsBreakdown;
 }
 
-async function bootOnce(v: Variant, base: VmConfig, assets: GuestAssets): Promise<Omit<Sample, "floorMs">> {
+async function bootOnce(v: Variant, base: VmConfig, assets: GuestAssets): Promise<Omit<Sample, "floorMs" | "floorCpuMs">> {
   const config = v.config(base);
   const booted = await bootVm(config, { deadlineMs: 180_000, hypervisor: v.hv });
   try {
     const pid = booted.vm.pid ?? 0;
+    const readyCpuMs = ((await processCpuSeconds(pid)) ?? NaN) * 1000;
     const version = await booted.health.version({}, { timeoutMs: 10_000 });
     const mem = await smapsRollup(pid);
     const guestRamKiB = await mappingResidentKiB(pid, config.memoryMiB * 1024);
@@ -118,7 +126,7 @@ async function bootOnce(v: Variant, base: VmConfig, assets: GuestAssets): Promis
     await sleep(SETTLE_MS);
     const guestRamSettledKiB = await mappingResidentKiB(pid, config.memoryMiB * 1024);
     const breakdown = await smapsBreakdown(pid, config.memoryMiB * 1024, v.tbSizeMiB * 1024);
-    return { readyMs: booted.timings.agentReadyMs, guestUptimeS: version.uptimeSeconds, ...mem, guestRamKiB, guestRamSettledKiB, rootfsMappedKiB, breakdown };
+    return { readyMs: booted.timings.agentReadyMs, readyCpuMs, guestUptimeS: version.uptimeSeconds, ...mem, guestRamKiB, guestRamSettledKiB, rootfsMappedKiB, breakdown };
   } finally {
     booted.agent.close();
     await booted.vm.stop();
@@ -126,20 +134,31 @@ async function bootOnce(v: Variant, base: VmConfig, assets: GuestAssets): Promis
 }
 
 /** The floor: QEMU spawn -> the guest powered off, with busybox poweroff as PID 1. */
-async function floorOnce(v: Variant, base: VmConfig, assets: GuestAssets): Promise<number> {
+async function floorOnce(v: Variant, base: VmConfig, assets: GuestAssets): Promise<{ ms: number; cpuMs: number }> {
   const withVariant = v.config(base);
   const pid1 = busyboxPid1Cmdline({ ...assets, kernelCmdline: withVariant.kernelCmdline }, "poweroff", ["-f"]);
   const vm = await v.hv.create({ ...withVariant, id: `${base.id}-floor`, stateDir: `${base.stateDir}-floor`, kernelCmdline: pid1 });
   const started = performance.now();
   await vm.start();
+  // QEMU's CPU time cannot be read once it has exited and been reaped: sample it until then.
+  let cpuS = 0;
+  let exited = false;
+  const sampling = (async () => {
+    while (!exited) {
+      cpuS = (await processCpuSeconds(vm.pid)) ?? cpuS;
+      await sleep(10);
+    }
+  })();
   // unref'd: a pending 180 s deadline must not keep the bench alive after its last boot.
   const exit = await Promise.race([vm.wait(), sleep(180_000, undefined, { ref: false }).then(() => undefined)]);
   const ms = performance.now() - started;
+  exited = true;
+  await sampling;
   if (exit?.reason !== "poweroff") {
     await vm.stop();
     throw new Error(`floor boot of ${v.name} did not power off (${exit === undefined ? "timed out" : exit.reason})`);
   }
-  return ms;
+  return { ms, cpuMs: cpuS * 1000 };
 }
 
 async function main(): Promise<void> {
@@ -188,8 +207,8 @@ async function main(): Promise<void> {
           ...(assets.initrdPath === undefined ? {} : { initrdPath: assets.initrdPath }),
           rootfsPath: assets.rootfsPath, rootfsDevice: assets.rootfsDevice, kernelCmdline: assets.kernelCmdline, accel: "tcg",
         };
-        const floorMs = await floorOnce(v, base, assets);
-        samples.get(v.name)!.push({ ...(await bootOnce(v, base, assets)), floorMs });
+        const floor = await floorOnce(v, base, assets);
+        samples.get(v.name)!.push({ ...(await bootOnce(v, base, assets)), floorMs: floor.ms, floorCpuMs: floor.cpuMs });
       }
     }
     for (const [name, xs] of samples) {
@@ -197,6 +216,8 @@ async function main(): Promise<void> {
       console.log(`\n[${name}]`);
       console.log(`  boot-to-agent-ready (ms):        ${describeSpread(col((s) => Math.round(s.readyMs)))}`);
       console.log(`  floor: PID 1 powers off (ms):    ${describeSpread(col((s) => Math.round(s.floorMs)))}`);
+      console.log(`  QEMU CPU to agent ready (ms):    ${describeSpread(col((s) => Math.round(s.readyCpuMs)))}`);
+      console.log(`  QEMU CPU, floor (ms):            ${describeSpread(col((s) => Math.round(s.floorCpuMs)))}`);
       console.log(`  guest uptime at ready (s):       ${describeSpread(col((s) => s.guestUptimeS))}`);
       console.log(`  QEMU RSS after boot (MiB):       ${describeSpread(col((s) => s.rssKiB / 1024))}`);
       console.log(`  QEMU PSS after boot (MiB):       ${describeSpread(col((s) => s.pssKiB / 1024))}`);
@@ -211,6 +232,8 @@ async function main(): Promise<void> {
           guest_ram_touched_mib: median(col((s) => s.guestRamKiB / 1024)),
           vmm_pss_mib: median(col((s) => s.pssKiB / 1024)),
           vmm_rss_mib: median(col((s) => s.rssKiB / 1024)),
+          boot_to_agent_cpu_ms: median(col((s) => s.readyCpuMs)),
+          floor_cpu_ms: median(col((s) => s.floorCpuMs)),
         });
       }
     }
