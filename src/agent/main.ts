@@ -14,10 +14,12 @@ import { describeError } from "../util/errors.js";
 import { releaseBootMemory } from "./boot-memory.js";
 import { log } from "./log.js";
 import { createAgentServer } from "./server.js"; // AgentService (container engineer) is registered there
+import { defaultAgentDeps } from "./container/service.js";
+import { warmUpInBackground } from "./container/warm-up.js";
 import { AGENT_VERSION } from "./version.js";
 import { readFile } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
-import { agentChannelFromCmdline } from "../protocol/contract/guest.js";
+import { agentChannelFromCmdline, wantsContainerWarmUp } from "../protocol/contract/guest.js";
 import { VirtioPort, waitForVirtioPort } from "./virtio-port.js";
 import { serveOverBridge, vsockListenAddress } from "./vsock-bridge.js";
 import { vsockPresent } from "./vsock.js";
@@ -34,7 +36,8 @@ import { reportMemoryLater } from "./memory-report.js";
 
 async function main(): Promise<void> {
   log(`kata-ts agent ${AGENT_VERSION} starting (node ${process.version}; ${nodeStartPhases()})`);
-  const server = createAgentServer();
+  const deps = defaultAgentDeps();
+  const server = createAgentServer(deps);
   // The VMM driver names the channel it offers on the kernel command line (virtio-serial by default).
   const cmdline = await readFile("/proc/cmdline", "utf8");
   const channel = agentChannelFromCmdline(cmdline);
@@ -51,8 +54,11 @@ async function main(): Promise<void> {
   const port = new VirtioPort(path);
   log(`kata-ts agent ${AGENT_VERSION} (node ${process.version}) ready on ${path}`);
   // Not awaited: the host's first calls are served meanwhile; writing two sysctl files takes ms.
-  void releaseBootMemory(log);
+  const released = releaseBootMemory(log);
   void reportMemoryLater(cmdline, log);
+  // A VM booted ahead of its pod (kata_ts.warm_up=containers): once the boot page cache is
+  // dropped, so that what the warm-up reads stays.
+  if (wantsContainerWarmUp(cmdline)) void released.then(() => warmUpInBackground(deps.manager, log));
   await port.serve((stream) => server.serve(stream));
 }
 

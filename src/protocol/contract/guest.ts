@@ -24,6 +24,21 @@ export function isBindMount(m: Pick<OciMount, "type" | "options">): boolean {
  */
 export const AGENT_CHANNEL_PARAM = "kata_ts.agent";
 
+/**
+ * Kernel parameter `kata_ts.warm_up=containers`: once ready, the agent runs one container of its own
+ * image through crun (create, start, exec, remove) so that a pod's first container start and exec
+ * find crun, its libraries and the agent's code warm (src/agent/container/warm-up.ts). The VM pool
+ * sets it on the VMs it boots ahead of their pods; a VM booted for a waiting pod does not.
+ */
+export const WARM_UP_PARAM = "kata_ts.warm_up";
+export const WARM_UP_CONTAINERS = `${WARM_UP_PARAM}=containers`;
+
+/** Whether a kernel command line (/proc/cmdline) asks the agent for the container warm-up. */
+export function wantsContainerWarmUp(cmdline: string): boolean {
+  const values = cmdline.split(/\s+/).filter((p) => p.startsWith(`${WARM_UP_PARAM}=`));
+  return values.at(-1) === WARM_UP_CONTAINERS;
+}
+
 /** The agent channel a VM offers, as the guest reads it from its kernel command line. */
 export type AgentChannel = { kind: "virtio-serial"; portName: string } | { kind: "vsock"; port: number };
 

@@ -1,0 +1,106 @@
+// A container's first start in a fresh guest costs several times a later one under TCG: crun, its
+// ten libraries and the kernel's namespace, mount and cgroup paths are met for the first time
+// (their pages read from the image, their code translated by TCG, which finds it again later at the
+// same addresses: the agent and its crun run without address-space randomization), and the
+// agent's own start and exec code is compiled by V8. warmUpContainers runs that path once with
+// nothing of a pod: a container of the guest's own read-only root (its busybox) is created, started,
+// exec'd into once and removed, through the same manager calls a pod's containers take. The agent
+// runs it once ready when the kernel command line asks (kata_ts.warm_up=containers, which the VM
+// pool sets on the VMs it boots ahead of their pods), so a pod's first container finds it warm. It
+// runs only the image's own binaries, so a pooled VM has still run no one's code. It costs the
+// guest the CPU of one container start and exec, and a few MiB of page cache (docs/containers.md).
+// A pod adopting the VM meanwhile is not held back: its calls run beside the warm-up.
+import { mkdir, rmdir } from "node:fs/promises";
+import { describeError, KataError } from "../../util/errors.js";
+import { run } from "../../util/exec.js";
+import type { OciSpec } from "../../protocol/contract/oci.js";
+import type { ContainerManager } from "./manager.js";
+
+/** The warm-up container's id: never a CRI id (those are 64 hex digits), and gone before any pod's. */
+export const WARM_UP_ID = "kata-ts-warm-up";
+
+/** Where the guest root is bound (without its submounts) as the warm-up container's rootfs. */
+export const WARM_UP_ROOTFS = "/run/kata-ts/warm-up-rootfs";
+
+const CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_NET_BIND_SERVICE"];
+
+/** What a pod's container spec looks like to crun (containerd's defaults), with the guest root as rootfs. */
+export function warmUpSpec(): OciSpec {
+  return {
+    ociVersion: "1.0.2",
+    process: {
+      terminal: false,
+      user: { uid: 0, gid: 0 },
+      args: ["sleep", "600"],
+      env: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
+      cwd: "/",
+      capabilities: { bounding: CAPS, effective: CAPS, permitted: CAPS },
+      noNewPrivileges: true,
+    },
+    root: { path: "rootfs", readonly: true },
+    hostname: "kata-ts-warm-up",
+    mounts: [
+      { destination: "/proc", type: "proc", source: "proc", options: ["nosuid", "noexec", "nodev"] },
+      { destination: "/dev", type: "tmpfs", source: "tmpfs", options: ["nosuid", "strictatime", "mode=755", "size=65536k"] },
+      { destination: "/dev/pts", type: "devpts", source: "devpts", options: ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"] },
+      { destination: "/dev/shm", type: "tmpfs", source: "shm", options: ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"] },
+      { destination: "/dev/mqueue", type: "mqueue", source: "mqueue", options: ["nosuid", "noexec", "nodev"] },
+      { destination: "/sys", type: "sysfs", source: "sysfs", options: ["nosuid", "noexec", "nodev", "ro"] },
+      { destination: "/sys/fs/cgroup", type: "cgroup", source: "cgroup", options: ["nosuid", "noexec", "nodev", "relatime", "ro"] },
+    ],
+    linux: {
+      namespaces: [{ type: "pid" }, { type: "ipc" }, { type: "uts" }, { type: "mount" }, { type: "cgroup" }],
+      maskedPaths: ["/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
+      readonlyPaths: ["/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
+    },
+  };
+}
+
+/** warmUpContainers, logged: a warm-up that fails leaves a guest that is only slower. */
+export async function warmUpInBackground(manager: ContainerManager, log: (message: string) => void): Promise<void> {
+  const t0 = performance.now();
+  try {
+    await warmUpContainers(manager);
+    log(`container warm-up done in ${(performance.now() - t0).toFixed(0)} ms`);
+  } catch (err) {
+    log(`container warm-up failed after ${(performance.now() - t0).toFixed(0)} ms (the first container start will be slower): ${describeError(err)}`);
+  }
+}
+
+/**
+ * Creates, starts, execs `true` in, and removes the warm-up container; the container is removed
+ * whatever fails. Throws when a step fails (the caller decides whether that matters: a warm-up
+ * that failed leaves a guest that is only slower).
+ */
+export async function warmUpContainers(manager: ContainerManager, rootfs = WARM_UP_ROOTFS, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  // The guest root without what is mounted on it (a container's own /sys, /proc cannot go on top of
+  // the guest's: the kernel refuses the same sysfs twice on one mount point, EBUSY).
+  await mkdir(rootfs, { recursive: true });
+  await run("mount", ["--bind", "/", rootfs], { timeoutMs: 30_000 });
+  try {
+    await runWarmUpContainer(manager, rootfs, deadline);
+  } finally {
+    await run("umount", [rootfs], { timeoutMs: 30_000 });
+    await rmdir(rootfs).catch(() => undefined);
+  }
+}
+
+async function runWarmUpContainer(manager: ContainerManager, rootfs: string, deadline: number): Promise<void> {
+  await manager.createContainer({ containerId: WARM_UP_ID, specJson: JSON.stringify(warmUpSpec()), rootfs, openStdin: false, sandboxPidns: false });
+  try {
+    await manager.startContainer(WARM_UP_ID, deadline);
+    await manager.execProcess({
+      containerId: WARM_UP_ID,
+      execId: "warm-up",
+      process: { args: ["true"], env: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], cwd: "/", user: { uid: 0, gid: 0 } },
+      terminal: false,
+      openStdin: false,
+      deadline,
+    });
+    const exit = await manager.waitProcess(WARM_UP_ID, "warm-up", AbortSignal.timeout(Math.max(1, deadline - Date.now())));
+    if (exit.status !== 0) throw new KataError("INTERNAL", `the warm-up exec of true exited with status ${exit.status}`);
+  } finally {
+    await manager.removeContainer(WARM_UP_ID, true);
+  }
+}
