@@ -9,7 +9,7 @@ import { mkdir, rm } from "node:fs/promises";
 import { resolveAccel } from "../hypervisor/accel.js";
 import { QemuHypervisor, type QemuVm } from "../hypervisor/qemu/index.js";
 import type { VmExit } from "../hypervisor/types.js";
-import { SHARED_FS_TAG, WARM_UP_CONTAINERS } from "../protocol/contract/guest.js";
+import { SHARED_FS_TAG } from "../protocol/contract/guest.js";
 import { bootVm } from "../sandbox/agent-boot.js";
 import { AgentClient } from "../sandbox/agent-client.js";
 import { makeSharedMountPoint, unmountAll } from "../sandbox/mounts.js";
@@ -80,8 +80,7 @@ export class PooledVm {
           ...(shape.initrdPath === undefined ? {} : { initrdPath: shape.initrdPath }),
           rootfsPath: shape.rootfsPath,
           ...(shape.rootfsDevice === undefined ? {} : { rootfsDevice: shape.rootfsDevice }),
-          // The agent warms crun up once ready, before a pod comes (docs/containers.md).
-          kernelCmdline: [...shape.kernelCmdline, WARM_UP_CONTAINERS],
+          kernelCmdline: shape.kernelCmdline,
           accel: await resolveAccel(shape.accel),
           sharedFs: { socketPath: paths.virtiofsdSocket, tag: SHARED_FS_TAG },
           netDevices: [{ tapName: tap, mac }],
