@@ -35,6 +35,11 @@ const tunings: Record<string, QemuHypervisorOptions> = {
   "tb-1024": { tcgTbSizeMiB: 1024 },
   "no-seccomp": { seccomp: false },
   "no-balloon": { freePageReporting: false },
+  /** Machine and image device ([hypervisor.qemu] machine, image_device), whatever the defaults are. */
+  "microvm-disk": { machine: "microvm", imageDevice: "disk" },
+  "q35-disk": { machine: "q35", imageDevice: "disk" },
+  /** The image as virtio-pmem mounted with DAX: executed from the host's page cache. */
+  "q35-pmem": { machine: "q35", imageDevice: "pmem" },
 };
 
 const USAGE = `usage: node dist/bench/boot.js [--boots N] [--variants V1,V2,...] [--memory MiB] [--settle-s N] [--json]
@@ -49,7 +54,7 @@ Variants take turns boot by boot, so a change in host load hits all alike.
   --boots N       boots per variant (default 7: the issue's medians of 7)
   --variants L    comma-separated; the first one's medians are the --json figures (default: default)
                   ${Object.keys(tunings).join(", ")},
-                  no-dax (root on virtio-blk instead of virtio-pmem), cmdline:P1+P2 (kernel parameters added),
+                  cmdline:P1+P2 (kernel parameters added),
                   assets:DIR (the guest built by kata-ts build-assets --dir DIR, e.g. with a changed agent)
   --memory MiB    guest memory (default 512)
   --settle-s N    seconds free page reporting gets before "guest RAM later" and the PSS by mapping
@@ -73,7 +78,7 @@ interface Variant {
  */
 let SETTLE_MS = 6000;
 
-async function variant(name: string, assets: GuestAssets): Promise<Variant> {
+async function variant(name: string): Promise<Variant> {
   if (name.startsWith("cmdline:")) {
     const extra = name.slice("cmdline:".length).split("+").filter((p) => p !== "");
     return { name, hv: await QemuHypervisor.open(), tbSizeMiB: defaultTcgTbSizeMiB, config: (b) => ({ ...b, kernelCmdline: [...b.kernelCmdline, ...extra] }) };
@@ -86,13 +91,8 @@ async function variant(name: string, assets: GuestAssets): Promise<Variant> {
       config: (b) => ({ ...b, kernelPath: other.kernelPath, rootfsPath: other.rootfsPath, rootfsDevice: other.rootfsDevice, kernelCmdline: other.kernelCmdline }),
     };
   }
-  if (name === "no-dax") {
-    if (assets.rootfsDevice !== "virtio-pmem") throw new UsageError("variant no-dax: these assets do not use virtio-pmem (their root is already on virtio-blk)");
-    const cmdline = assets.kernelCmdline.map((p) => (p === "root=/dev/pmem0" ? "root=/dev/vda" : p)).filter((p) => !p.startsWith("rootflags="));
-    return { name, hv: await QemuHypervisor.open(), tbSizeMiB: defaultTcgTbSizeMiB, config: (b) => ({ ...b, rootfsDevice: "virtio-blk", kernelCmdline: cmdline }) };
-  }
   const opts = tunings[name];
-  if (opts === undefined) throw new UsageError(`unknown variant ${JSON.stringify(name)}; known: ${Object.keys(tunings).join(", ")}, no-dax, cmdline:P1+P2, assets:DIR`);
+  if (opts === undefined) throw new UsageError(`unknown variant ${JSON.stringify(name)}; known: ${Object.keys(tunings).join(", ")}, cmdline:P1+P2, assets:DIR`);
   return { name, hv: await QemuHypervisor.open(opts), tbSizeMiB: opts.tcgTbSizeMiB ?? defaultTcgTbSizeMiB, config: (b) => b };
 }
 
@@ -122,7 +122,7 @@ async function bootOnce(v: Variant, base: VmConfig, assets: GuestAssets): Promis
     const version = await booted.health.version({}, { timeoutMs: 10_000 });
     const mem = await smapsRollup(pid);
     const guestRamKiB = await mappingResidentKiB(pid, config.memoryMiB * 1024);
-    const rootfsMappedKiB = config.rootfsDevice === "virtio-pmem" ? await mappingResidentKiB(pid, assets.manifest.artifacts.rootfs.size / 1024, assets.rootfsPath) : 0;
+    const rootfsMappedKiB = (await mappingResidentKiB(pid, assets.manifest.artifacts.rootfs.size / 1024, config.rootfsPath)) || 0;
     await sleep(SETTLE_MS);
     const guestRamSettledKiB = await mappingResidentKiB(pid, config.memoryMiB * 1024);
     const breakdown = await smapsBreakdown(pid, config.memoryMiB * 1024, v.tbSizeMiB * 1024);
@@ -190,7 +190,7 @@ async function main(): Promise<void> {
   console.log(`host load average at start: ${loadavg().map((x) => x.toFixed(2)).join(" ")}; boots per variant: ${boots}; guest memory ${memoryMiB} MiB, 1 vCPU, TCG`);
   const variants: Variant[] = [];
   try {
-    for (const name of values.variants.split(",")) variants.push(await variant(name, assets));
+    for (const name of values.variants.split(",")) variants.push(await variant(name));
   } catch (err) {
     if (err instanceof UsageError) exitWithUsage(USAGE, err.message);
     throw err;

@@ -32,6 +32,15 @@ const guestKeys = {
  */
 export const defaultTcgTbSizeMiB = 40;
 
+/**
+ * QEMU's machine type and how the guest image is attached (docs/hypervisor.md, docs/guest.md):
+ * "microvm" + "disk" (virtio-mmio, the image a read-only virtio-blk disk read into each guest's page
+ * cache) or "q35" + "pmem" (virtio-pci, the image mapped read-only from the host's page cache and
+ * mounted with DAX: shared by every VM). microvm cannot map virtio-pmem (QEMU 7.2).
+ */
+export const defaultQemuMachine = "microvm";
+export const defaultQemuImageDevice = "disk";
+
 export const qemuSchema = z
   .strictObject({
     /** QEMU binary; a bare name is looked up on PATH. */
@@ -41,8 +50,16 @@ export const qemuSchema = z
     accel: z.enum(["auto", "kvm", "tcg"]).default("auto"),
     /** TCG translation cache, MiB (see defaultTcgTbSizeMiB). */
     tcg_tb_size: z.int().min(4).max(4096).default(defaultTcgTbSizeMiB),
+    /** Machine type: "microvm" (virtio-mmio) or "q35" (virtio-pci, qboot firmware; can map virtio-pmem). */
+    machine: z.enum(["microvm", "q35"]).default(defaultQemuMachine),
+    /** How the guest image is attached: "disk" (read-only virtio-blk) or "pmem" (read-only virtio-pmem, DAX; needs machine = "q35"). */
+    image_device: z.enum(["disk", "pmem"]).default(defaultQemuImageDevice),
     /** virtiofsd used to share container root filesystems with the guest. */
     virtio_fs_daemon: z.string().min(1).default("/usr/lib/qemu/virtiofsd"),
+  })
+  .refine((q) => !(q.image_device === "pmem" && q.machine === "microvm"), {
+    message: 'image_device = "pmem" needs machine = "q35": QEMU\'s microvm never maps a memory device into the guest, so the guest would get no /dev/pmem0 (or set image_device = "disk")',
+    path: ["image_device"],
   })
   .prefault({});
 

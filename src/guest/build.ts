@@ -24,7 +24,7 @@ import { GUEST_MODULES, OPTIONAL_MODULES } from "./modules.js";
 import { buildErofs, stageRootfs } from "./rootfs.js";
 
 /** Bump when the builder's output changes for the same inputs. */
-const BUILDER_VERSION = "3";
+const BUILDER_VERSION = "4";
 
 export const KERNEL_FILE = "vmlinux";
 export const INITRD_FILE = "initrd.cpio";
@@ -160,7 +160,7 @@ async function buildWith(inputs: Inputs, source: KernelSource, opts: BuildOption
   const initrdPath = kernel.modulesRoot === undefined ? undefined : join(out, INITRD_FILE);
   const rootfs = join(out, ROOTFS_FILE);
   const stage = await stageRootfs({ workDir, agentCode: inputs.bundle.code, nodeArgs: AGENT_NODE_ARGS, out: rootfs });
-  await writeRootImage(stage, rootfs, kernel.rootDevice);
+  await writeRootImage(stage, rootfs);
   log(`rootfs: erofs image written (attached as ${kernel.rootDevice})`);
   let snapshot = false;
   if (opts.snapshot ?? true) {
@@ -175,7 +175,7 @@ async function buildWith(inputs: Inputs, source: KernelSource, opts: BuildOption
         workDir,
       });
       await writeNewFile(join(stage, AGENT_SNAPSHOT_PATH), blob);
-      await writeRootImage(stage, rootfs, kernel.rootDevice);
+      await writeRootImage(stage, rootfs);
       snapshot = true;
       log(`rootfs: rebuilt with a ${blob.length}-byte agent snapshot`);
     } catch (err) {
@@ -217,12 +217,13 @@ async function buildWith(inputs: Inputs, source: KernelSource, opts: BuildOption
 }
 
 /**
- * The erofs image; for virtio-pmem padded with zeros to a multiple of the device-memory alignment
- * (erofs ignores what follows its last block).
+ * The erofs image, padded with zeros to a multiple of the device-memory alignment (erofs ignores
+ * what follows its last block), whatever the manifest's device: the VMM's configuration may attach
+ * the same image as virtio-pmem (QEMU q35 `image_device = "pmem"`, Cloud Hypervisor), which maps it in
+ * 2 MiB units, and a memory-backend-file cannot be larger than its file.
  */
-async function writeRootImage(stage: string, out: string, device: RootDevice): Promise<void> {
+async function writeRootImage(stage: string, out: string): Promise<void> {
   await buildErofs(stage, out);
-  if (device !== "virtio-pmem") return;
   const size = (await stat(out)).size;
   await truncate(out, Math.ceil(size / pmemAlignment) * pmemAlignment);
 }

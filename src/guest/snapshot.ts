@@ -9,7 +9,7 @@ import { spawn } from "node:child_process";
 import { open, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { KataError } from "../util/errors.js";
-import { renderMachine } from "../hypervisor/qemu/args/machine.js";
+import { renderMachine, virtioDevice, virtioTransport } from "../hypervisor/qemu/args/machine.js";
 import { renderMemory } from "../hypervisor/qemu/args/memory.js";
 import { renderPmem } from "../hypervisor/qemu/args/pmem.js";
 import { qemuBinary } from "../hypervisor/qemu/probe.js";
@@ -44,8 +44,11 @@ export async function hostTscKhz(): Promise<number | undefined> {
 export function snapshotVmArgs(opts: SnapshotVmOptions, consolePath: string, outDisk: string, tscKhz: number | undefined, rootfsBytes = 0): string[] {
   const append = ["console=ttyS0", ...opts.kernelCmdline, SNAPSHOT_BUILD_PARAM, ...(tscKhz === undefined ? [] : [`tsc_early_khz=${tscKhz}`])];
   const pmem = opts.rootfsDevice === "virtio-pmem";
+  // A pmem root needs a machine that maps memory devices (q35; microvm does not).
+  const machine = pmem ? "q35" : "microvm";
+  const blk = virtioDevice("virtio-blk", virtioTransport(machine));
   return [
-    ...renderMachine({ pcie: pmem }),
+    ...renderMachine({ type: machine }),
     ...["-accel", "tcg", "-cpu", "max", "-smp", "1"],
     ...renderMemory({ sizeMiB: opts.memoryMiB ?? 512, shared: false, ...(pmem ? { deviceMemoryBytes: rootfsBytes } : {}) }),
     ...["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"],
@@ -53,8 +56,8 @@ export function snapshotVmArgs(opts: SnapshotVmOptions, consolePath: string, out
     ...["-serial", `file:${consolePath}`],
     ...(pmem
       ? renderPmem({ id: "root", path: opts.rootfsPath, sizeBytes: rootfsBytes })
-      : ["-device", "virtio-blk-device,drive=root", "-drive", `id=root,file=${opts.rootfsPath},format=raw,if=none,readonly=on`]),
-    ...["-device", "virtio-blk-device,drive=out", "-drive", `id=out,file=${outDisk},format=raw,if=none`],
+      : ["-device", `${blk},drive=root`, "-drive", `id=root,file=${opts.rootfsPath},format=raw,if=none,readonly=on`]),
+    ...["-device", `${blk},drive=out`, "-drive", `id=out,file=${outDisk},format=raw,if=none`],
   ];
 }
 

@@ -9,8 +9,10 @@ import type { Hypervisor } from "./types.js";
 export async function openHypervisor(config: KataConfig): Promise<Hypervisor> {
   const name = config.runtime.hypervisor;
   switch (name) {
-    case "qemu":
-      return QemuHypervisor.open({ binary: config.hypervisor.qemu.path, tcgTbSizeMiB: config.hypervisor.qemu.tcg_tb_size });
+    case "qemu": {
+      const q = config.hypervisor.qemu;
+      return QemuHypervisor.open({ binary: q.path, tcgTbSizeMiB: q.tcg_tb_size, machine: q.machine, imageDevice: q.image_device });
+    }
     case "cloud-hypervisor": {
       const ch = config.hypervisor["cloud-hypervisor"];
       const { CloudHypervisor } = await import("./cloud-hypervisor/index.js");

@@ -69,7 +69,7 @@ export class PooledVm {
       undo.push("stop virtiofsd", () => vfs.stop());
       const mac = randomMac();
       const tap = tapName(0);
-      const hypervisor = await QemuHypervisor.open({ binary: shape.qemuPath });
+      const hypervisor = await QemuHypervisor.open({ binary: shape.qemuPath, machine: shape.qemuMachine, imageDevice: shape.imageDevice });
       const booted = await bootVm(
         {
           id: vmId,

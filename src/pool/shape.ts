@@ -3,7 +3,7 @@
 // The shim and the pool daemon compute it the same way from configuration.toml, so a pooled VM is
 // handed only to a pod that would have booted exactly that VM.
 import { createHash } from "node:crypto";
-import type { KataConfig, VmmSectionConfig } from "../config/index.js";
+import type { KataConfig, QemuConfig, VmmSectionConfig } from "../config/index.js";
 import { loadGuestAssets, type GuestAssets } from "../guest/assets.js";
 import type { VmConfig } from "../hypervisor/types.js";
 import { KataError } from "../util/errors.js";
@@ -11,6 +11,9 @@ import { KataError } from "../util/errors.js";
 /** The VmConfig fields a pooled VM is booted with (the rest is per VM: id, state dir, share, NICs). */
 export type PoolShape = Pick<VmConfig, "accel" | "vcpus" | "memoryMiB" | "kernelPath" | "initrdPath" | "rootfsPath" | "rootfsDevice" | "kernelCmdline"> & {
   qemuPath: string;
+  /** [hypervisor.qemu] machine and image_device: the pooled VM is that machine with the image so attached. */
+  qemuMachine: QemuConfig["machine"];
+  imageDevice: QemuConfig["image_device"];
   /** "" for pods without the tenant annotation. */
   tenant: string;
 };
@@ -46,6 +49,8 @@ export function poolShape(config: KataConfig, assets: GuestAssets, sizing: { vcp
   const qemu = config.hypervisor.qemu;
   return {
     qemuPath: qemu.path,
+    qemuMachine: qemu.machine,
+    imageDevice: qemu.image_device,
     accel: qemu.accel,
     vcpus: sizing.vcpus,
     memoryMiB: sizing.memoryMiB,
@@ -60,7 +65,7 @@ export function poolShape(config: KataConfig, assets: GuestAssets, sizing: { vcp
 
 /** Equal for equal shapes, whatever the key order. */
 export function shapeKey(s: PoolShape): string {
-  const canonical = JSON.stringify([s.qemuPath, s.accel, s.vcpus, s.memoryMiB, s.kernelPath, s.initrdPath ?? "", s.rootfsPath, s.rootfsDevice ?? "", s.kernelCmdline, s.tenant]);
+  const canonical = JSON.stringify([s.qemuPath, s.qemuMachine, s.imageDevice, s.accel, s.vcpus, s.memoryMiB, s.kernelPath, s.initrdPath ?? "", s.rootfsPath, s.rootfsDevice ?? "", s.kernelCmdline, s.tenant]);
   return createHash("sha256").update(canonical).digest("hex").slice(0, 16);
 }
 
@@ -69,7 +74,7 @@ export function parseShape(v: unknown): PoolShape {
   const o = v as Partial<PoolShape> | null;
   const str = (x: unknown): x is string => typeof x === "string" && x !== "";
   const ok =
-    o !== null && typeof o === "object" && str(o.qemuPath) && (o.accel === "auto" || o.accel === "kvm" || o.accel === "tcg") &&
+    o !== null && typeof o === "object" && str(o.qemuPath) && (o.qemuMachine === "microvm" || o.qemuMachine === "q35") && (o.imageDevice === "disk" || o.imageDevice === "pmem") && (o.accel === "auto" || o.accel === "kvm" || o.accel === "tcg") &&
     Number.isInteger(o.vcpus) && (o.vcpus ?? 0) >= 1 && Number.isInteger(o.memoryMiB) && (o.memoryMiB ?? 0) >= 64 &&
     str(o.kernelPath) && (o.initrdPath === undefined || str(o.initrdPath)) && str(o.rootfsPath) && (o.rootfsDevice === undefined || o.rootfsDevice === "virtio-blk" || o.rootfsDevice === "virtio-pmem") &&
     Array.isArray(o.kernelCmdline) && o.kernelCmdline.every((p) => typeof p === "string") &&

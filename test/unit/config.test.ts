@@ -135,3 +135,14 @@ void test("config: the VM pool is on by default, one VM of one shape; KATA_TS_PO
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+void test("config: [hypervisor.qemu] image_device = \"pmem\" needs machine = \"q35\"; the error names both keys and why", () => {
+  const q35 = parseConfig('[hypervisor.qemu]\nmachine = "q35"\nimage_device = "pmem"\n', "c.toml");
+  assert.equal(q35.hypervisor.qemu.machine, "q35");
+  assert.equal(q35.hypervisor.qemu.image_device, "pmem");
+  assert.throws(
+    () => parseConfig('[hypervisor.qemu]\nmachine = "microvm"\nimage_device = "pmem"\n', "c.toml"),
+    (err: unknown) => isKataError(err, "INVALID_ARGUMENT") && /c\.toml: hypervisor\.qemu\.image_device: .*machine = "q35".*microvm never maps/.test((err as Error).message),
+  );
+  assert.throws(() => parseConfig('[hypervisor.qemu]\nmachine = "pc"\n', "c.toml"), (err: unknown) => isKataError(err, "INVALID_ARGUMENT") && /hypervisor\.qemu\.machine/.test((err as Error).message));
+});

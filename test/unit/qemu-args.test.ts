@@ -1,4 +1,4 @@
-// The QEMU command line for the root image: virtio-blk (Debian kernel) or virtio-pmem (DAX), and
+// The QEMU command line for the machine and root image: microvm + virtio-blk, or q35 + virtio-pmem (DAX), and
 // the balloon with free page reporting, the agent's virtio-serial bus.
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -10,14 +10,36 @@ import { isKataError } from "../../src/util/errors.js";
 const base: VmConfig = { id: "t", stateDir: "/s", vcpus: 1, memoryMiB: 512, kernelPath: "/a/vmlinux", rootfsPath: "/a/rootfs.erofs", kernelCmdline: ["ro"], accel: "tcg" };
 const tuning = { accel: "tcg" as const, seccomp: false };
 
-void test("qemu args: a virtio-pmem root maps the image read-only and private, on a PCIe microvm with room for it", () => {
-  const args = qemuArgs({ ...base, rootfsDevice: "virtio-pmem" }, vmLayout("/s"), { ...tuning, rootfsBytes: 100 * 1048576 });
-  assert.equal(args[args.indexOf("-machine") + 1], "microvm,acpi=on,pcie=on");
+void test("qemu args: a virtio-pmem root maps the image read-only and private, on q35 with room for it, every device on PCI", () => {
+  const q35 = { ...tuning, machine: "q35" as const, rootDevice: "virtio-pmem" as const, rootfsBytes: 100 * 1048576 };
+  const cmdline = ["root=/dev/vda", "rootfstype=erofs", "ro", "init=/sbin/kata-ts-init"];
+  const args = qemuArgs({ ...base, kernelCmdline: cmdline, sharedFs: { socketPath: "/s/fs.sock", tag: "t" } }, vmLayout("/s"), q35);
+  assert.equal(args[args.indexOf("-machine") + 1], "q35,sata=off,smbus=off,hpet=off,vmport=off,memory-backend=mem");
+  assert.equal(args[args.indexOf("-bios") + 1], "qboot.rom");
   assert.equal(args[args.indexOf("-m") + 1], "512M,slots=1,maxmem=612M");
   assert.ok(args.includes("memory-backend-file,id=rootfs-mem,mem-path=/a/rootfs.erofs,size=104857600,share=off,readonly=on"));
   assert.ok(args.includes("virtio-pmem-pci,memdev=rootfs-mem,id=rootfs"));
-  assert.ok(!args.some((a) => a.startsWith("virtio-blk-device")), "no root disk");
-  assert.throws(() => qemuArgs({ ...base, rootfsDevice: "virtio-pmem" }, vmLayout("/s"), tuning), (e: unknown) => isKataError(e, "INVALID_ARGUMENT"));
+  assert.ok(!args.some((a) => a.startsWith("virtio-blk")), "no root disk");
+  assert.ok(!args.some((a) => /^(virtio-[a-z]+|vhost-user-fs)-device/.test(a)), "no virtio-mmio device on q35");
+  for (const dev of ["virtio-serial-pci,", "vhost-user-fs-pci,", "virtio-balloon-pci,"]) assert.ok(args.some((a) => a.startsWith(dev)), dev);
+  // The root parameters follow the device: the assets' root=/dev/vda becomes the DAX pmem root.
+  const append = args[args.indexOf("-append") + 1]!.split(" ");
+  assert.deepEqual(append.slice(append.indexOf("root=/dev/pmem0"), append.indexOf("root=/dev/pmem0") + 5), ["root=/dev/pmem0", "rootflags=dax=always", "rootwait", "rootfstype=erofs", "ro"]);
+  assert.ok(!append.includes("root=/dev/vda"));
+  assert.throws(() => qemuArgs(base, vmLayout("/s"), { ...q35, rootfsBytes: 0 }), (e: unknown) => isKataError(e, "INVALID_ARGUMENT"));
+});
+
+void test("qemu args: virtio-pmem on microvm is refused with what to configure instead (microvm never maps memory devices)", () => {
+  assert.throws(
+    () => qemuArgs(base, vmLayout("/s"), { ...tuning, rootDevice: "virtio-pmem", rootfsBytes: 100 * 1048576 }),
+    (e: unknown) => isKataError(e, "INVALID_ARGUMENT") && /microvm/.test((e as Error).message) && /machine = "q35"/.test((e as Error).message),
+  );
+});
+
+void test("qemu args: a virtio-blk root on q35 is a virtio-blk-pci disk, and a pmem root's parameters go back to /dev/vda", () => {
+  const args = qemuArgs({ ...base, kernelCmdline: ["root=/dev/pmem0", "rootflags=dax=always", "rootwait", "ro"] }, vmLayout("/s"), { ...tuning, machine: "q35", rootDevice: "virtio-blk" });
+  assert.ok(args.includes("virtio-blk-pci,drive=rootfs"));
+  assert.ok(args[args.indexOf("-append") + 1]!.endsWith("root=/dev/vda ro"));
 });
 
 void test("qemu args: a virtio-blk root keeps the plain machine and memory; the balloon reports free pages unless turned off", () => {

@@ -1,6 +1,7 @@
 // The whole QEMU command line for one VM, as an argv array composed from the per-device renderers.
 import { KataError } from "../../util/errors.js";
 import { AGENT_PORT_NAME } from "../../protocol/contract/guest.js";
+import { rootParamsFor, type RootImageDevice } from "../root-device.js";
 import type { ResolvedAccel, VmConfig } from "../types.js";
 import { renderAgentPort } from "./args/agent-port.js";
 import { renderBalloon } from "./args/balloon.js";
@@ -9,7 +10,7 @@ import { renderControl } from "./args/control.js";
 import { renderCpu, type CpuOptions } from "./args/cpu.js";
 import { renderDisk } from "./args/disk.js";
 import { renderKernel } from "./args/kernel.js";
-import { renderMachine } from "./args/machine.js";
+import { renderMachine, virtioTransport, type MachineType } from "./args/machine.js";
 import { renderMemory, sharedMemoryBackendId } from "./args/memory.js";
 import { renderNet } from "./args/net.js";
 import { renderPmem } from "./args/pmem.js";
@@ -42,6 +43,10 @@ export interface QemuTuning {
   guestTscKhz?: number;
   /** virtio-balloon with free page reporting (default true). */
   freePageReporting?: boolean;
+  /** The machine type (default microvm); q35 puts every virtio device on PCI. */
+  machine?: MachineType;
+  /** How the root image is attached; default the VM config's rootfsDevice (else virtio-blk). */
+  rootDevice?: RootImageDevice;
   /** Size of the root image in bytes (needed when it is attached as virtio-pmem). */
   rootfsBytes?: number;
   /** The virtio-serial port the agent opens; defaultAgentPortName unless a test wants otherwise. */
@@ -50,12 +55,16 @@ export interface QemuTuning {
 
 export function qemuArgs(config: VmConfig, layout: VmLayout, tuning: QemuTuning): string[] {
   const shared = config.sharedFs !== undefined;
-  const pmem = config.rootfsDevice === "virtio-pmem";
+  const machine = tuning.machine ?? "microvm";
+  const transport = virtioTransport(machine);
+  const rootDevice = tuning.rootDevice ?? config.rootfsDevice ?? "virtio-blk";
+  const pmem = rootDevice === "virtio-pmem";
   const pmemBytes = tuning.rootfsBytes ?? 0;
+  if (pmem && machine === "microvm") throw new KataError("INVALID_ARGUMENT", pmemOnMicrovmMessage);
   if (pmem && pmemBytes <= 0) throw new KataError("INVALID_ARGUMENT", `root image ${config.rootfsPath}: its size is needed to attach it as virtio-pmem`);
   return [
     ...renderControl({ name: config.id, qmpSocketPath: layout.qmpSocketPath, pidFilePath: layout.pidFilePath, seccomp: tuning.seccomp }),
-    ...renderMachine({ ...(shared ? { memoryBackendId: sharedMemoryBackendId } : {}), pcie: pmem }),
+    ...renderMachine({ type: machine, ...(shared ? { memoryBackendId: sharedMemoryBackendId } : {}) }),
     ...renderCpu({
       accel: tuning.accel,
       vcpus: config.vcpus,
@@ -67,13 +76,19 @@ export function qemuArgs(config: VmConfig, layout: VmLayout, tuning: QemuTuning)
     ...renderKernel({
       kernelPath: config.kernelPath,
       ...(config.initrdPath === undefined ? {} : { initrdPath: config.initrdPath }),
-      cmdline: [...vmmKernelParams(tuning), ...config.kernelCmdline],
+      cmdline: [...vmmKernelParams(tuning), ...rootParamsFor(rootDevice, config.kernelCmdline)],
     }),
     ...renderConsole({ socketPath: layout.consoleSocketPath }),
-    ...(pmem ? renderPmem({ id: "rootfs", path: config.rootfsPath, sizeBytes: pmemBytes }) : renderDisk({ id: "rootfs", path: config.rootfsPath, readOnly: true })),
-    ...(tuning.freePageReporting === false ? [] : renderBalloon()),
-    ...renderAgentPort({ socketPath: layout.agentSocketPath, portName: tuning.agentPortName ?? defaultAgentPortName }),
-    ...(config.sharedFs === undefined ? [] : renderSharedFs(config.sharedFs)),
-    ...renderNet(config.netDevices ?? []),
+    ...(pmem
+      ? renderPmem({ id: "rootfs", path: config.rootfsPath, sizeBytes: pmemBytes })
+      : renderDisk({ id: "rootfs", path: config.rootfsPath, readOnly: true, transport })),
+    ...(tuning.freePageReporting === false ? [] : renderBalloon(transport)),
+    ...renderAgentPort({ socketPath: layout.agentSocketPath, portName: tuning.agentPortName ?? defaultAgentPortName, transport }),
+    ...(config.sharedFs === undefined ? [] : renderSharedFs(config.sharedFs, transport)),
+    ...renderNet(config.netDevices ?? [], transport),
   ];
 }
+
+/** Why virtio-pmem is refused on microvm, and what to do (config validation says the same). */
+export const pmemOnMicrovmMessage =
+  'the root image cannot be virtio-pmem on QEMU\'s microvm machine: microvm never maps a memory device into the guest (QEMU 7.2), so the guest gets no /dev/pmem0; use machine = "q35" with image_device = "pmem", or image_device = "disk" ([hypervisor.qemu], docs/configuration.md)';

@@ -1,14 +1,15 @@
-// QEMU microvm as a Hypervisor. create() checks the config and the files it names before anything
+// QEMU (microvm or q35) as a Hypervisor. create() checks the config and the files it names before anything
 // is spawned, so a missing kernel is a clear NOT_FOUND rather than a QEMU error after start.
 import { stat } from "node:fs/promises";
-import { defaultTcgTbSizeMiB } from "../../config/schema.js";
+import { defaultQemuImageDevice, defaultQemuMachine, defaultTcgTbSizeMiB } from "../../config/schema.js";
 import { KataError } from "../../util/errors.js";
 import { resolveAccel, type KvmProber } from "../accel.js";
 import type { Hypervisor, HypervisorCapabilities, VmConfig } from "../types.js";
 import { maxNetDevices, validateVmConfig } from "../validate.js";
 import type { CpuOptions } from "./args/cpu.js";
+import type { MachineType } from "./args/machine.js";
 import { pmemAlignment } from "./args/pmem.js";
-import type { QemuTuning } from "./cmdline.js";
+import { pmemOnMicrovmMessage, type QemuTuning } from "./cmdline.js";
 import { vmLayout } from "./layout.js";
 import { hostTscKhz } from "./host-tsc.js";
 import { qemuBinary, qemuSeccompSupported, qemuVersion } from "./probe.js";
@@ -29,6 +30,14 @@ export interface QemuHypervisorOptions {
   tcgThread?: CpuOptions["tcgThread"];
   /** TCG translation cache size in MiB; default `[hypervisor.qemu] tcg_tb_size`'s (docs/hypervisor.md). */
   tcgTbSizeMiB?: number;
+  /** Machine type; default `[hypervisor.qemu] machine`'s. q35 puts every virtio device on PCI and can map virtio-pmem. */
+  machine?: MachineType;
+  /**
+   * How the guest image is attached, whatever VmConfig.rootfsDevice says: "disk" (read-only
+   * virtio-blk) or "pmem" (read-only virtio-pmem mounted with DAX; needs machine "q35"). The root
+   * kernel parameters are rewritten to match. Default `[hypervisor.qemu] image_device`'s.
+   */
+  imageDevice?: "disk" | "pmem";
   /** virtio-balloon with free page reporting (default on; off only to measure what it saves). */
   freePageReporting?: boolean;
   /** How long QEMU may take to open its QMP socket after spawn. */
@@ -50,6 +59,9 @@ export class QemuHypervisor implements Hypervisor {
 
   /** Reads the QEMU version and seccomp support (fails with NOT_FOUND when QEMU is not installed). */
   static async open(opts: QemuHypervisorOptions = {}): Promise<QemuHypervisor> {
+    if ((opts.imageDevice ?? defaultQemuImageDevice) === "pmem" && (opts.machine ?? defaultQemuMachine) === "microvm") {
+      throw new KataError("INVALID_ARGUMENT", pmemOnMicrovmMessage);
+    }
     const binary = opts.binary ?? qemuBinary;
     const version = await qemuVersion(binary);
     const seccomp = opts.seccomp ?? (await qemuSeccompSupported(binary));
@@ -58,7 +70,7 @@ export class QemuHypervisor implements Hypervisor {
 
   async create(config: VmConfig): Promise<QemuVm> {
     await validateVmConfig(config);
-    if (config.rootfsDevice === "virtio-pmem") {
+    if (this.rootDevice() === "virtio-pmem") {
       const size = (await stat(config.rootfsPath)).size;
       if (size === 0 || size % pmemAlignment !== 0) {
         throw new KataError("INVALID_ARGUMENT", `guest rootfs image ${config.rootfsPath} is ${size} bytes; as virtio-pmem it must be a non-empty multiple of ${pmemAlignment} (kata-ts build-assets pads it)`);
@@ -87,12 +99,19 @@ export class QemuHypervisor implements Hypervisor {
     };
   }
 
+  private rootDevice(): "virtio-blk" | "virtio-pmem" {
+    return (this.opts.imageDevice ?? defaultQemuImageDevice) === "pmem" ? "virtio-pmem" : "virtio-blk";
+  }
+
   private async tuning(config: VmConfig): Promise<QemuTuning> {
     const accel = await resolveAccel(config.accel, this.opts.kvmProber);
     const tscKhz = accel === "tcg" ? await hostTscKhz() : undefined;
-    const rootfsBytes = config.rootfsDevice === "virtio-pmem" ? (await stat(config.rootfsPath)).size : undefined;
+    const rootDevice = this.rootDevice();
+    const rootfsBytes = rootDevice === "virtio-pmem" ? (await stat(config.rootfsPath)).size : undefined;
     return {
       accel,
+      machine: this.opts.machine ?? defaultQemuMachine,
+      rootDevice,
       ...(rootfsBytes === undefined ? {} : { rootfsBytes }),
       ...(tscKhz === undefined ? {} : { guestTscKhz: tscKhz }),
       seccomp: this.seccomp,

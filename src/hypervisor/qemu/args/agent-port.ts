@@ -1,6 +1,7 @@
 // The agent channel: a virtio-serial port named e.g. "agent.0" whose host end is a unix socket
 // served by QEMU (server=on,wait=off: QEMU listens, the host side connects when it likes). The
 // guest agent finds the port by name under /sys/class/virtio-ports.
+import { virtioDevice, type VirtioTransport } from "./machine.js";
 import { qemuOpts } from "./opts.js";
 
 /**
@@ -13,12 +14,13 @@ export const SERIAL_MAX_PORTS = 2;
 export interface AgentPortOptions {
   socketPath: string;
   portName: string;
+  transport: VirtioTransport;
 }
 
 export function renderAgentPort(opts: AgentPortOptions): string[] {
   return [
     "-device",
-    qemuOpts("virtio-serial-device", { id: "vser0", max_ports: SERIAL_MAX_PORTS }),
+    qemuOpts(virtioDevice("virtio-serial", opts.transport), { id: "vser0", max_ports: SERIAL_MAX_PORTS }),
     "-chardev",
     qemuOpts("socket", { id: "agent0", path: opts.socketPath, server: true, wait: false }),
     "-device",

@@ -1,21 +1,54 @@
-// -machine microvm: no firmware, no legacy PCI, virtio-mmio devices. acpi=on: the kernels find
-// their virtio-mmio devices through ACPI (the Debian kernel lacks CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES)
-// and the PCIe host bridge of pcie=on (needed only for virtio-pmem) is described there too. The
+// The machine type and the virtio transport that goes with it.
+//
+// microvm: no firmware, no legacy PCI, virtio-mmio devices. acpi=on: the kernels find their
+// virtio-mmio devices through ACPI (the Debian kernel lacks CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES). The
 // legacy PIC/PIT/RTC stay on: the kernel's early timer calibration uses them, and turning them off
-// did not speed up a TCG boot here.
+// did not speed up a TCG boot here. microvm never plugs memory devices (QEMU 7.2): a virtio-pmem
+// device on it reports address 0 and the guest cannot map it (docs/guest.md).
+//
+// q35: the one machine here that plugs memory devices (virtio-pmem, for a DAX root) while booting
+// the PVH vmlinux directly. Its firmware is qboot (QEMU's minimal BIOS: it loads the ACPI tables
+// and jumps to the kernel; SeaBIOS cost ~0.1 s more CPU per boot here), every virtio device is on
+// PCI, and the chipset parts the guest has no driver for are left out (SATA, SMBus, HPET, vmport).
 import { qemuOpts } from "./opts.js";
 
+export type MachineType = "microvm" | "q35";
+export type VirtioTransport = "mmio" | "pci";
+
+/** QEMU's minimal firmware for q35/pc, found by name in QEMU's data dir (/usr/share/qemu). */
+export const Q35_FIRMWARE = "qboot.rom";
+
 export interface MachineOptions {
+  /** Default microvm. */
+  type?: MachineType;
   /** Id of a memory backend object to use as guest RAM (needed for vhost-user devices). */
   memoryBackendId?: string;
-  /** A PCIe host bridge (for virtio-pmem-pci). */
-  pcie?: boolean;
+}
+
+export function virtioTransport(type: MachineType): VirtioTransport {
+  return type === "q35" ? "pci" : "mmio";
+}
+
+/** A virtio device's QEMU name on a transport: virtio-blk-device (mmio) or virtio-blk-pci. */
+export function virtioDevice(kind: string, transport: VirtioTransport): string {
+  return `${kind}-${transport === "pci" ? "pci" : "device"}`;
 }
 
 export function renderMachine(opts: MachineOptions): string[] {
+  if (opts.type === "q35") {
+    return [
+      "-machine",
+      qemuOpts("q35", { sata: false, smbus: false, hpet: false, vmport: "off", "memory-backend": opts.memoryBackendId }),
+      "-bios",
+      Q35_FIRMWARE,
+      // Modern virtio only (no I/O-port BARs): virtiofsd refuses legacy virtio, and the kernel drives modern devices.
+      "-global",
+      "virtio-pci.disable-legacy=on",
+    ];
+  }
   return [
     "-machine",
-    qemuOpts("microvm", { acpi: true, pcie: opts.pcie === true ? true : undefined, "memory-backend": opts.memoryBackendId }),
+    qemuOpts("microvm", { acpi: true, "memory-backend": opts.memoryBackendId }),
     // Every virtio-mmio device modern (virtio 1.0): virtiofsd refuses legacy virtio.
     "-global",
     "virtio-mmio.force-legacy=false",

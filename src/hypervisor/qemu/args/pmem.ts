@@ -1,10 +1,10 @@
 // The root image as virtio-pmem: QEMU maps the file into guest-physical memory (a read-only,
 // private memory-backend-file: pages the guest only reads stay the host's page-cache pages, shared
 // by every VM that maps the same image) and the guest mounts it with DAX, executing straight from
-// those pages instead of copying the image into its own page cache. Needs a PCI bus (microvm
-// pcie=on) and hotpluggable memory room for the device (-m ...,slots=,maxmem=: see memory.ts).
-// Caveat: QEMU's microvm never plugs memory devices, so there the device reports address 0 and its
-// memory is not mapped: the guest gets no /dev/pmem0 (PROJECT_ROOT_DEVICE, docs/guest.md).
+// those pages instead of copying the image into its own page cache. Needs a machine that plugs
+// memory devices (q35: it maps the device into its -m ...,slots=,maxmem= area above RAM, see
+// memory.ts). QEMU's microvm never plugs them: there the device reports address 0 and the guest
+// gets no /dev/pmem0 (docs/guest.md), so cmdline.ts refuses that combination.
 import { qemuOpts } from "./opts.js";
 
 export interface PmemOptions {

@@ -1,5 +1,6 @@
 // virtio-fs: a vhost-user-fs device whose backend (virtiofsd) listens on socketPath; QEMU connects
 // to it as a client. Requires shared guest memory (see memory.ts).
+import { virtioDevice, type VirtioTransport } from "./machine.js";
 import { qemuOpts } from "./opts.js";
 
 export interface SharedFsOptions {
@@ -7,11 +8,11 @@ export interface SharedFsOptions {
   tag: string;
 }
 
-export function renderSharedFs(opts: SharedFsOptions): string[] {
+export function renderSharedFs(opts: SharedFsOptions, transport: VirtioTransport): string[] {
   return [
     "-chardev",
     qemuOpts("socket", { id: "fs0", path: opts.socketPath }),
     "-device",
-    qemuOpts("vhost-user-fs-device", { chardev: "fs0", tag: opts.tag }),
+    qemuOpts(virtioDevice("vhost-user-fs", transport), { chardev: "fs0", tag: opts.tag }),
   ];
 }
