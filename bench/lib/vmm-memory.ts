@@ -7,14 +7,24 @@ export async function smapsRollup(pid: number): Promise<{ rssKiB: number; pssKiB
   return { rssKiB: field("Rss"), pssKiB: field("Pss") };
 }
 
-/** Rss (KiB) of the first mapping of exactly `sizeKiB`, optionally only one that names `path`. */
-export async function mappingResidentKiB(pid: number, sizeKiB: number, path?: string): Promise<number> {
+/** `field` (Rss, Pss) in KiB of the first mapping of exactly `sizeKiB`, optionally only one that names `path`. */
+async function mappingFieldKiB(field: "Rss" | "Pss", pid: number, sizeKiB: number, path?: string): Promise<number> {
   const text = await readFile(`/proc/${pid}/smaps`, "utf8").catch(() => "");
   for (const block of text.split(/\n(?=[0-9a-f]+-[0-9a-f]+ )/)) {
     if (path !== undefined && !(block.split("\n")[0] ?? "").includes(path)) continue;
-    if (Number(/^Size:\s+(\d+) kB/m.exec(block)?.[1]) === sizeKiB) return Number(/^Rss:\s+(\d+) kB/m.exec(block)?.[1] ?? NaN);
+    if (Number(/^Size:\s+(\d+) kB/m.exec(block)?.[1]) === sizeKiB) return Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(block)?.[1] ?? NaN);
   }
   return NaN;
+}
+
+/** Rss (KiB) of the first mapping of exactly `sizeKiB`, optionally only one that names `path`. */
+export function mappingResidentKiB(pid: number, sizeKiB: number, path?: string): Promise<number> {
+  return mappingFieldKiB("Rss", pid, sizeKiB, path);
+}
+
+/** Pss (KiB) of that mapping: a file's pages mapped by N processes count 1/N in each. */
+export function mappingPssKiB(pid: number, sizeKiB: number, path?: string): Promise<number> {
+  return mappingFieldKiB("Pss", pid, sizeKiB, path);
 }
 
 /** Where a VMM's PSS goes, in KiB, by kind of mapping (see smapsBreakdown). */
