@@ -34,12 +34,19 @@ export const defaultTcgTbSizeMiB = 40;
 
 /**
  * QEMU's machine type and how the guest image is attached (docs/hypervisor.md, docs/guest.md):
- * "microvm" + "disk" (virtio-mmio, the image a read-only virtio-blk disk read into each guest's page
- * cache) or "q35" + "pmem" (virtio-pci, the image mapped read-only from the host's page cache and
- * mounted with DAX: shared by every VM). microvm cannot map virtio-pmem (QEMU 7.2).
+ * "q35" + "pmem" (the default: virtio-pci, the image mapped read-only from the host's page cache and
+ * mounted with DAX, shared by every VM: half the guest RAM at boot, less QEMU CPU to boot, less PSS
+ * per VM from the second VM on) or "microvm" + "disk" (virtio-mmio, the image a read-only virtio-blk
+ * disk read into each guest's page cache). microvm cannot map virtio-pmem (QEMU 7.2), so
+ * image_device defaults to "pmem" on q35 and "disk" on microvm.
  */
-export const defaultQemuMachine = "microvm";
-export const defaultQemuImageDevice = "disk";
+export const defaultQemuMachine = "q35";
+export const defaultQemuImageDevice = "pmem";
+
+/** image_device when configuration.toml leaves it out: the one the machine can map. */
+export function defaultImageDeviceFor(machine: "microvm" | "q35"): "disk" | "pmem" {
+  return machine === "microvm" ? "disk" : defaultQemuImageDevice;
+}
 
 export const qemuSchema = z
   .strictObject({
@@ -53,10 +60,11 @@ export const qemuSchema = z
     /** Machine type: "microvm" (virtio-mmio) or "q35" (virtio-pci, qboot firmware; can map virtio-pmem). */
     machine: z.enum(["microvm", "q35"]).default(defaultQemuMachine),
     /** How the guest image is attached: "disk" (read-only virtio-blk) or "pmem" (read-only virtio-pmem, DAX; needs machine = "q35"). */
-    image_device: z.enum(["disk", "pmem"]).default(defaultQemuImageDevice),
+    image_device: z.enum(["disk", "pmem"]).optional(),
     /** virtiofsd used to share container root filesystems with the guest. */
     virtio_fs_daemon: z.string().min(1).default("/usr/lib/qemu/virtiofsd"),
   })
+  .transform((q) => ({ ...q, image_device: q.image_device ?? defaultImageDeviceFor(q.machine) }))
   .refine((q) => !(q.image_device === "pmem" && q.machine === "microvm"), {
     message: 'image_device = "pmem" needs machine = "q35": QEMU\'s microvm never maps a memory device into the guest, so the guest would get no /dev/pmem0 (or set image_device = "disk")',
     path: ["image_device"],

@@ -2,7 +2,7 @@
 // scratch directory and moves the results into place, manifest last, so a reader never sees a
 // half-built set. ensureGuestAssets() rebuilds only when an input changed.
 import { createHash } from "node:crypto";
-import { copyFile, mkdir, rename, rm, stat, truncate } from "node:fs/promises";
+import { copyFile, mkdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { tryRun } from "../util/exec.js";
 import { withDirLock } from "../util/dir-lock.js";
@@ -18,7 +18,6 @@ import { DebianCloudKernel } from "./kernel/debian-cloud.js";
 import { packElfFile } from "./kernel/elf-pack.js";
 import { PROJECT_ROOT_DEVICE, ProjectKernel } from "./kernel/project.js";
 import type { KernelArtifacts, KernelIdentity, KernelSource, KernelSourceName } from "./kernel/source.js";
-import { pmemAlignment } from "../hypervisor/qemu/args/pmem.js";
 import { describeArtifact, MANIFEST_SCHEMA_VERSION, readManifest, writeManifest, type GuestManifest } from "./manifest.js";
 import { GUEST_MODULES, OPTIONAL_MODULES } from "./modules.js";
 import { buildErofs, stageRootfs } from "./rootfs.js";
@@ -160,7 +159,7 @@ async function buildWith(inputs: Inputs, source: KernelSource, opts: BuildOption
   const initrdPath = kernel.modulesRoot === undefined ? undefined : join(out, INITRD_FILE);
   const rootfs = join(out, ROOTFS_FILE);
   const stage = await stageRootfs({ workDir, agentCode: inputs.bundle.code, nodeArgs: AGENT_NODE_ARGS, out: rootfs });
-  await writeRootImage(stage, rootfs);
+  await buildErofs(stage, rootfs);
   log(`rootfs: erofs image written (attached as ${kernel.rootDevice})`);
   let snapshot = false;
   if (opts.snapshot ?? true) {
@@ -175,7 +174,7 @@ async function buildWith(inputs: Inputs, source: KernelSource, opts: BuildOption
         workDir,
       });
       await writeNewFile(join(stage, AGENT_SNAPSHOT_PATH), blob);
-      await writeRootImage(stage, rootfs);
+      await buildErofs(stage, rootfs);
       snapshot = true;
       log(`rootfs: rebuilt with a ${blob.length}-byte agent snapshot`);
     } catch (err) {
@@ -214,18 +213,6 @@ async function buildWith(inputs: Inputs, source: KernelSource, opts: BuildOption
   await rm(out, { recursive: true, force: true });
   log(`guest assets ready in ${dir}`);
   return loadGuestAssets(dir);
-}
-
-/**
- * The erofs image, padded with zeros to a multiple of the device-memory alignment (erofs ignores
- * what follows its last block), whatever the manifest's device: the VMM's configuration may attach
- * the same image as virtio-pmem (QEMU q35 `image_device = "pmem"`, Cloud Hypervisor), which maps it in
- * 2 MiB units, and a memory-backend-file cannot be larger than its file.
- */
-async function writeRootImage(stage: string, out: string): Promise<void> {
-  await buildErofs(stage, out);
-  const size = (await stat(out)).size;
-  await truncate(out, Math.ceil(size / pmemAlignment) * pmemAlignment);
 }
 
 /** rename() when on the same filesystem, copy otherwise; either way replaces atomically. */

@@ -1,8 +1,9 @@
 // The guest's root filesystem: a read-only erofs image with node + the agent bundle, crun, ip, script, setarch,
 // busybox and a minimal /etc. Everything writable lives on tmpfs mounted by the guest init.
-import { chmod, mkdir, rm } from "node:fs/promises";
+import { chmod, mkdir, rm, stat, truncate } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
 import { run, tryRun } from "../util/exec.js";
+import { pmemAlignment } from "../hypervisor/qemu/args/pmem.js";
 import { copyWithMode, exists, installBinaryWithLibs, installHostFile, linkIfAbsent, mirrorUsrMerge, writeNewFile } from "./fsutil.js";
 import { AGENT_BUNDLE_PATH, ROOT_INIT_PATH, rootInit } from "./init-scripts.js";
 import { BUSYBOX } from "./initramfs.js";
@@ -91,12 +92,17 @@ async function installBusybox(root: string): Promise<void> {
 }
 
 /**
- * -Enoinline_data: every file's data in whole blocks of its own (erofs "flat plain" layout), none
+ * The erofs image of `stageDir`. -Enoinline_data: every file's data in whole blocks of its own (erofs "flat plain" layout), none
  * packed into the tail of its inode's block. The guest kernel gives DAX only to flat-plain files
  * (erofs_fill_inode in 6.1), so with tail packing node and its libraries were read into the guest's
  * page cache even on a dax=always mount (42 MiB Cached with node running, checked by hand on q35).
+ * The image is padded with zeros to a multiple of the device-memory alignment (erofs ignores what
+ * follows its last block): the VMM may attach it as virtio-pmem (QEMU q35, the default; Cloud
+ * Hypervisor), which maps it in 2 MiB units, and a memory-backend-file cannot outgrow its file.
  */
 export async function buildErofs(stageDir: string, out: string): Promise<void> {
   await rm(out, { force: true });
   await run("mkfs.erofs", ["--quiet", "-T0", `-U${EROFS_UUID}`, "--all-root", "-x-1", "-Enoinline_data", out, stageDir], { timeoutMs: 600_000 });
+  const size = (await stat(out)).size;
+  await truncate(out, Math.ceil(size / pmemAlignment) * pmemAlignment);
 }

@@ -146,3 +146,10 @@ void test("config: [hypervisor.qemu] image_device = \"pmem\" needs machine = \"q
   );
   assert.throws(() => parseConfig('[hypervisor.qemu]\nmachine = "pc"\n', "c.toml"), (err: unknown) => isKataError(err, "INVALID_ARGUMENT") && /hypervisor\.qemu\.machine/.test((err as Error).message));
 });
+
+void test("config: q35 with the image on pmem by default; machine = \"microvm\" alone gets the image as a disk", () => {
+  const d = defaultConfig().hypervisor.qemu;
+  assert.deepEqual([d.machine, d.image_device], ["q35", "pmem"]);
+  const micro = parseConfig('[hypervisor.qemu]\nmachine = "microvm"\n', "c.toml").hypervisor.qemu;
+  assert.deepEqual([micro.machine, micro.image_device], ["microvm", "disk"]);
+});

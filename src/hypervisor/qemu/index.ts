@@ -1,7 +1,7 @@
 // QEMU (microvm or q35) as a Hypervisor. create() checks the config and the files it names before anything
 // is spawned, so a missing kernel is a clear NOT_FOUND rather than a QEMU error after start.
 import { stat } from "node:fs/promises";
-import { defaultQemuImageDevice, defaultQemuMachine, defaultTcgTbSizeMiB } from "../../config/schema.js";
+import { defaultImageDeviceFor, defaultQemuMachine, defaultTcgTbSizeMiB } from "../../config/schema.js";
 import { KataError } from "../../util/errors.js";
 import { resolveAccel, type KvmProber } from "../accel.js";
 import type { Hypervisor, HypervisorCapabilities, VmConfig } from "../types.js";
@@ -30,12 +30,12 @@ export interface QemuHypervisorOptions {
   tcgThread?: CpuOptions["tcgThread"];
   /** TCG translation cache size in MiB; default `[hypervisor.qemu] tcg_tb_size`'s (docs/hypervisor.md). */
   tcgTbSizeMiB?: number;
-  /** Machine type; default `[hypervisor.qemu] machine`'s. q35 puts every virtio device on PCI and can map virtio-pmem. */
+  /** Machine type; default `[hypervisor.qemu] machine`'s (q35). q35 puts every virtio device on PCI and can map virtio-pmem. */
   machine?: MachineType;
   /**
    * How the guest image is attached, whatever VmConfig.rootfsDevice says: "disk" (read-only
    * virtio-blk) or "pmem" (read-only virtio-pmem mounted with DAX; needs machine "q35"). The root
-   * kernel parameters are rewritten to match. Default `[hypervisor.qemu] image_device`'s.
+   * kernel parameters are rewritten to match. Default: "pmem" on q35, "disk" on microvm.
    */
   imageDevice?: "disk" | "pmem";
   /** virtio-balloon with free page reporting (default on; off only to measure what it saves). */
@@ -59,7 +59,8 @@ export class QemuHypervisor implements Hypervisor {
 
   /** Reads the QEMU version and seccomp support (fails with NOT_FOUND when QEMU is not installed). */
   static async open(opts: QemuHypervisorOptions = {}): Promise<QemuHypervisor> {
-    if ((opts.imageDevice ?? defaultQemuImageDevice) === "pmem" && (opts.machine ?? defaultQemuMachine) === "microvm") {
+    const machine = opts.machine ?? defaultQemuMachine;
+    if ((opts.imageDevice ?? defaultImageDeviceFor(machine)) === "pmem" && machine === "microvm") {
       throw new KataError("INVALID_ARGUMENT", pmemOnMicrovmMessage);
     }
     const binary = opts.binary ?? qemuBinary;
@@ -70,6 +71,10 @@ export class QemuHypervisor implements Hypervisor {
 
   async create(config: VmConfig): Promise<QemuVm> {
     await validateVmConfig(config);
+    if (this.machine() === "q35" && config.initrdPath !== undefined) {
+      // The Debian cloud kernel's initramfs loads the virtio-mmio transport and a virtio-blk root only.
+      throw new KataError("FAILED_PRECONDITION", `guest ${config.kernelPath} boots through an initramfs (${config.initrdPath}), which loads virtio-mmio drivers only: it cannot run on machine q35; set [hypervisor.qemu] machine = "microvm" (or build the project's kernel: [guest] kernel = "project")`);
+    }
     if (this.rootDevice() === "virtio-pmem") {
       const size = (await stat(config.rootfsPath)).size;
       if (size === 0 || size % pmemAlignment !== 0) {
@@ -100,7 +105,11 @@ export class QemuHypervisor implements Hypervisor {
   }
 
   private rootDevice(): "virtio-blk" | "virtio-pmem" {
-    return (this.opts.imageDevice ?? defaultQemuImageDevice) === "pmem" ? "virtio-pmem" : "virtio-blk";
+    return (this.opts.imageDevice ?? defaultImageDeviceFor(this.machine())) === "pmem" ? "virtio-pmem" : "virtio-blk";
+  }
+
+  private machine(): MachineType {
+    return this.opts.machine ?? defaultQemuMachine;
   }
 
   private async tuning(config: VmConfig): Promise<QemuTuning> {
@@ -110,7 +119,7 @@ export class QemuHypervisor implements Hypervisor {
     const rootfsBytes = rootDevice === "virtio-pmem" ? (await stat(config.rootfsPath)).size : undefined;
     return {
       accel,
-      machine: this.opts.machine ?? defaultQemuMachine,
+      machine: this.machine(),
       rootDevice,
       ...(rootfsBytes === undefined ? {} : { rootfsBytes }),
       ...(tscKhz === undefined ? {} : { guestTscKhz: tscKhz }),
