@@ -41,9 +41,9 @@ export function renderMachine(opts: MachineOptions): string[] {
       qemuOpts("q35", { sata: false, smbus: false, hpet: false, vmport: "off", "memory-backend": opts.memoryBackendId }),
       "-bios",
       Q35_FIRMWARE,
-      // Modern virtio only (no I/O-port BARs): virtiofsd refuses legacy virtio, and the kernel drives modern devices.
-      "-global",
-      "virtio-pci.disable-legacy=on",
+      // No `-global virtio-pci.disable-legacy=on`: vhost-user-fs-pci (modern only) has no such
+      // property and QEMU refuses the global for it. The guest kernel drives the other, transitional,
+      // devices through their modern interface anyway.
     ];
   }
   return [
