@@ -14,6 +14,7 @@ import { bootVm } from "../sandbox/agent-boot.js";
 import { AgentClient } from "../sandbox/agent-client.js";
 import { makeSharedMountPoint, unmountAll } from "../sandbox/mounts.js";
 import { tapName } from "../sandbox/network/inspect.js";
+import { isUnimplemented } from "../sandbox/network/pod-network.js";
 import { UndoStack } from "../sandbox/undo-stack.js";
 import { Virtiofsd } from "../sandbox/virtiofsd.js";
 import { run } from "../util/exec.js";
@@ -99,13 +100,18 @@ export class PooledVm {
       undo.push("stop QEMU", async () => {
         await vm.stop({ timeoutMs: 3000 });
       });
-      // Pod-neutral warm-up, paid here rather than while a pod waits: a fresh guest's first `ip`
-      // (the agent's network set-up runs one per call) costs 1-2 s under TCG, its binary and
-      // libraries paged in from the image and the agent's exec path compiled; later ones a fraction
-      // of that. A read-only route listing (UpdateRoutes with no routes) does it; nothing of a pod
-      // is involved. The adopter opens its own agent connection; the guest starts a new session.
+      // Pod-neutral preparation, paid here rather than while a pod waits (docs/pool.md): the guest
+      // clock set, the empty share mounted, and the network call's code and `ip -batch` run once
+      // read-only (a fresh guest's first `ip` costs 1-2 s under TCG: its binary and libraries paged
+      // in from the image, the agent's exec path compiled). Nothing of a pod is involved. An agent
+      // without PrepareSandbox (older image) gets the read-only route listing only. The adopter
+      // opens its own agent connection; the guest starts a new session.
       try {
-        await new AgentClient(booted.agent).updateRoutes([]);
+        const agent = new AgentClient(booted.agent);
+        await agent.prepareSandbox(SHARED_FS_TAG).catch(async (err: unknown) => {
+          if (!isUnimplemented(err)) throw err;
+          await agent.updateRoutes([]);
+        });
       } finally {
         booted.agent.close();
       }

@@ -74,6 +74,11 @@ export class AgentClient {
     await this.agent.createSandbox({ ...s, hostTime: timestampFromDate(new Date()) }, { timeoutMs: CALL_MS });
   }
 
+  /** Pod-neutral set-up of a pooled VM (the clock, the empty share mounted, the network path warmed). */
+  async prepareSandbox(sharedFsTag: string): Promise<void> {
+    await this.agent.prepareSandbox({ sharedFsTag, hostTime: timestampFromDate(new Date()) }, { timeoutMs: CALL_MS });
+  }
+
   async destroySandbox(): Promise<void> {
     await this.agent.destroySandbox({}, { timeoutMs: CALL_MS });
   }
@@ -186,6 +191,12 @@ export class AgentClient {
   async updateRoutes(routes: GuestRoute[]): Promise<GuestRoute[]> {
     const res = await this.agent.updateRoutes({ routes: { routes: routes.map(toProtoRoute) } }, { timeoutMs: CALL_MS });
     return res.routes.map(fromProtoRoute);
+  }
+
+  /** updateInterface for each, then updateRoutes, in one call; answers the NICs and routes as set. */
+  async updateNetwork(interfaces: GuestInterface[], routes: GuestRoute[]): Promise<{ interfaces: GuestInterface[]; routes: GuestRoute[] }> {
+    const res = await this.agent.updateNetwork({ interfaces: interfaces.map(toProtoInterface), routes: { routes: routes.map(toProtoRoute) } }, { timeoutMs: CALL_MS });
+    return { interfaces: res.interfaces.map(fromProtoInterface), routes: (res.routes?.routes ?? []).map(fromProtoRoute) };
   }
 
   /** Blocks until some container is OOM-killed; answers its id. */

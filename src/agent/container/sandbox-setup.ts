@@ -1,8 +1,10 @@
 // CreateSandbox/DestroySandbox in the guest: hostname, DNS, the guest clock, the virtio-fs share
 // and any extra mounts, undone in reverse order on destroy. Node has no mount(2), so mounts go
-// through the guest's mount/umount tools.
+// through the guest's mount/umount tools. PrepareSandbox (a pooled VM, before any pod) does the
+// pod-neutral part ahead: the clock and the still empty share, which CreateSandbox then keeps.
 import { mkdir, writeFile } from "node:fs/promises";
 import { run } from "../../util/exec.js";
+import { syncClock } from "../clock.js";
 import { isBindMount } from "../../protocol/contract/guest.js";
 import { KataError } from "../../util/errors.js";
 import { splitDevSize, waitForDeviceSize } from "./block-device.js";
@@ -24,6 +26,12 @@ export interface SandboxSetupInput {
   mounts: GuestMount[];
   /** The pod's linux.sysctl: applied before anything else can depend on it. */
   sysctls?: Record<string, string>;
+}
+
+/** PrepareSandbox: nothing of a pod. */
+export interface SandboxPrepareInput {
+  hostTime: Date | undefined;
+  sharedFsTag: string;
 }
 
 export interface SandboxPaths {
@@ -57,11 +65,36 @@ export class GuestSandbox {
   private mounted: string[] = [];
   private readonly containerMounts = new Map<string, string[]>();
   private id: string | undefined;
+  /** The share tag PrepareSandbox mounted (at paths.sharedDir). */
+  private preparedShare: string | undefined;
 
-  constructor(private readonly paths: SandboxPaths) {}
+  constructor(
+    private readonly paths: SandboxPaths,
+    private readonly clock: { sync: typeof syncClock } = { sync: syncClock },
+  ) {}
 
   get sandboxId(): string | undefined {
     return this.id;
+  }
+
+  /**
+   * Pod-neutral set-up of a VM booted before its pod: the clock, and the share mounted while it is
+   * still empty (a host file bound into it later is looked up only once the pod asks for it, so no
+   * negative lookup can be cached before). Only before CreateSandbox, and once.
+   */
+  async prepare(input: SandboxPrepareInput): Promise<void> {
+    if (this.id !== undefined) throw new KataError("FAILED_PRECONDITION", `the sandbox ${this.id} is already set up in this VM: PrepareSandbox comes before CreateSandbox`);
+    if (this.preparedShare !== undefined) throw new KataError("ALREADY_EXISTS", "this VM is already prepared");
+    if (input.hostTime !== undefined) await this.clock.sync(input.hostTime);
+    if (input.sharedFsTag !== "") {
+      await this.mount({ source: input.sharedFsTag, target: this.paths.sharedDir, fstype: "virtiofs", options: [] });
+      this.preparedShare = input.sharedFsTag;
+    }
+  }
+
+  /** The share PrepareSandbox mounted, if any. */
+  get prepared(): string | undefined {
+    return this.preparedShare;
   }
 
   async create(input: SandboxSetupInput): Promise<void> {
@@ -71,11 +104,9 @@ export class GuestSandbox {
       await applySysctls(input.sysctls ?? {}, this.paths.procSys);
       if (input.hostname !== "") await writeFile(this.paths.hostnameFile, input.hostname);
       if (input.dns.length > 0) await writeFile(this.paths.resolvConf, input.dns.map((l) => `${l}\n`).join(""));
-      if (input.hostTime !== undefined) {
-        // The guest has no synchronised clock; start from the host's (best effort: date may refuse).
-        await run("date", ["-u", "-s", `@${Math.floor(input.hostTime.getTime() / 1000)}`], { timeoutMs: 10_000, allowNonZero: true });
-      }
-      if (input.sharedFsTag !== "") {
+      // Set only when off by more than a bound (clock.ts): a prepared VM's clock normally is not.
+      if (input.hostTime !== undefined) await this.clock.sync(input.hostTime);
+      if (input.sharedFsTag !== "" && input.sharedFsTag !== this.preparedShare) {
         await this.mount({ source: input.sharedFsTag, target: this.paths.sharedDir, fstype: "virtiofs", options: [] });
       }
       for (const m of input.mounts) await this.mount(m);
@@ -108,6 +139,7 @@ export class GuestSandbox {
       await run("umount", ["-l", target], { timeoutMs: 30_000 }).catch((e: unknown) => failures.push(e));
     }
     this.mounted = [];
+    this.preparedShare = undefined;
     this.id = undefined;
     if (failures.length > 0) throw new KataError("INTERNAL", `could not unmount ${failures.length} sandbox mount(s)`, { cause: failures[0] });
   }

@@ -12,6 +12,7 @@ import { ContainerManager, type ManagerConfig } from "./manager.js";
 import { GuestSandbox, type GuestMount } from "./sandbox-setup.js";
 import { checkGuestFiles, writeGuestFiles } from "./guest-files.js";
 import { networkHandlers } from "../network/service.js";
+import { configureNetwork } from "../network/network.js";
 import { mixEntropy } from "../entropy.js";
 
 type AgentMethods = typeof AgentService extends GenService<infer S> ? S : never;
@@ -70,6 +71,13 @@ export function agentService(deps: AgentServiceDeps = defaultAgentDeps()): Servi
         mounts: mounts(req.mounts),
         sysctls: { ...req.sysctls },
       });
+      return {};
+    },
+    async prepareSandbox(req) {
+      await sandbox.prepare({ hostTime: req.hostTime ? timestampDate(req.hostTime) : undefined, sharedFsTag: req.sharedFsTag });
+      // The network call's code and its `ip -batch` run once (read-only: no NIC, no route named),
+      // so adoption's UpdateNetwork finds them compiled and paged in (docs/pool.md).
+      await configureNetwork([], []);
       return {};
     },
     async destroySandbox() {

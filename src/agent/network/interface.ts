@@ -47,27 +47,43 @@ export async function findLinkByMac(mac: string, sysClassNet = "/sys/class/net")
  * the first failing line), whose last line reads the result back.
  */
 export async function configureInterface(want: GuestInterface): Promise<GuestInterface> {
+  const lines = interfaceLines(want, await findInterface(want));
+  lines.push(["addr", "show", "dev", want.name]);
+  const shown = (await ipBatch(undefined, lines)).at(-1) as IpAddr[] | undefined;
+  return interfaceShown(shown, want.name);
+}
+
+/** The guest's current name of the NIC `want` describes (found by its current MAC). */
+export async function findInterface(want: GuestInterface): Promise<string> {
   if (!namePattern.test(want.name)) throw new KataError("INVALID_ARGUMENT", `interface name ${JSON.stringify(want.name)} must be 1-15 of [A-Za-z0-9_.-]`);
-  const current = want.currentMac !== undefined && want.currentMac !== "" ? want.currentMac : want.mac;
-  const name = await findLinkByMac(current);
-  const newMac = current.toLowerCase() !== want.mac.toLowerCase();
+  return findLinkByMac(currentMac(want));
+}
+
+function currentMac(want: GuestInterface): string {
+  return want.currentMac !== undefined && want.currentMac !== "" ? want.currentMac : want.mac;
+}
+
+/** The `ip -batch` lines that make the NIC now named `name` what `want` says, up (no read-back). */
+export function interfaceLines(want: GuestInterface, name: string): string[][] {
+  const newMac = currentMac(want).toLowerCase() !== want.mac.toLowerCase();
   const lines: string[][] = [];
-  if (name !== want.name || newMac) {
-    // A link must be down to be renamed or re-addressed.
-    lines.push(["link", "set", "dev", name, "down"]);
-    // virtio-net passes the new MAC to the device (VIRTIO_NET_F_CTRL_MAC_ADDR), so QEMU's receive
-    // filter accepts frames for it.
-    if (newMac) lines.push(["link", "set", "dev", name, "address", want.mac]);
-    if (name !== want.name) lines.push(["link", "set", "dev", name, "name", want.name]);
-  }
+  // A link must be down to be renamed. Its MAC changes live: virtio-net marks its devices
+  // IFF_LIVE_ADDR_CHANGE and passes the new MAC to the device (VIRTIO_NET_F_CTRL_MAC_ADDR), so
+  // QEMU's receive filter accepts frames for it. (A pooled VM's NIC is down until adoption anyway.)
+  if (name !== want.name) lines.push(["link", "set", "dev", name, "down"]);
+  if (newMac) lines.push(["link", "set", "dev", name, "address", want.mac]);
+  if (name !== want.name) lines.push(["link", "set", "dev", name, "name", want.name]);
   if (want.mtu > 0) lines.push(["link", "set", "dev", want.name, "mtu", String(want.mtu)]);
   lines.push(["addr", "flush", "dev", want.name, "scope", "global"]);
   // The family comes from the address (a batch line takes no -4/-6).
   for (const a of want.addresses) lines.push(["addr", "add", `${a.address}/${a.prefixLength}`, "dev", want.name]);
   lines.push(["link", "set", "dev", want.name, "up"]);
-  lines.push(["addr", "show", "dev", want.name]);
-  const shown = (await ipBatch(undefined, lines)).at(-1) as IpAddr[] | undefined;
-  return toGuestInterface(shown?.[0], want.name);
+  return lines;
+}
+
+/** An `addr show dev NAME` answer as the agent API's interface. */
+export function interfaceShown(shown: unknown, name: string): GuestInterface {
+  return toGuestInterface((shown as IpAddr[] | undefined)?.[0], name);
 }
 
 /** The NIC as the guest kernel has it now (global addresses only: link-local ones are the guest's own). */

@@ -37,23 +37,43 @@ export function orderRoutes(routes: readonly GuestRoute[]): GuestRoute[] {
   return [...routes].sort((a, b) => Number(a.gateway !== "") - Number(b.gateway !== ""));
 }
 
+/** The devices the routes name. */
+export function routeDevices(routes: readonly GuestRoute[]): string[] {
+  return [...new Set(routes.map((r) => r.device))].filter((d) => d !== "");
+}
+
+/**
+ * The IPv4 part as batch lines: the devices' IPv4 routes flushed (a family-less `route flush`
+ * and `route show` are IPv4's), the IPv4 routes added, link routes first; no read-back.
+ */
+export function ipv4RouteLines(routes: readonly GuestRoute[]): string[][] {
+  const lines: string[][] = routeDevices(routes).map((dev) => ["route", "flush", "dev", dev]);
+  for (const r of orderRoutes(routes).filter((x) => x.family !== 6)) lines.push(routeLine(r));
+  return lines;
+}
+
+/** The IPv6 routes, added in a batch of their own (`-6`) that reads them back; none asked: nothing run. */
+export async function addIpv6Routes(routes: readonly GuestRoute[], devices: readonly string[]): Promise<GuestRoute[]> {
+  const v6routes = orderRoutes(routes).filter((x) => x.family === 6);
+  if (v6routes.length === 0) return [];
+  const shown = await ipBatch(6, [...v6routes.map(routeLine), ["route", "show"]]);
+  return toGuestRoutes(shown.at(-1) as IpRoute[], 6, devices);
+}
+
+/** A `route show` answer (IPv4) as the agent API's routes on these devices. */
+export function ipv4RoutesShown(shown: unknown, devices: readonly string[]): GuestRoute[] {
+  return toGuestRoutes((shown ?? []) as IpRoute[], 4, devices);
+}
+
 /**
  * Per family, flush (IPv4), add and read back in one `ip -batch`: one process for IPv4, and one
  * more only when IPv6 routes were asked for (the IPv6 routes the kernel made itself are then not
  * read back).
  */
 export async function replaceRoutes(routes: readonly GuestRoute[]): Promise<GuestRoute[]> {
-  const devices = [...new Set(routes.map((r) => r.device))].filter((d) => d !== "");
-  const ordered = orderRoutes(routes);
-  const v4: string[][] = devices.map((dev) => ["route", "flush", "dev", dev]);
-  for (const r of ordered.filter((x) => x.family !== 6)) v4.push(routeLine(r));
-  v4.push(["route", "show"]);
-  const out = toGuestRoutes((await ipBatch(4, v4)).at(-1) as IpRoute[], 4, devices);
-  const v6routes = ordered.filter((x) => x.family === 6);
-  if (v6routes.length > 0) {
-    const shown = await ipBatch(6, [...v6routes.map(routeLine), ["route", "show"]]);
-    out.push(...toGuestRoutes(shown.at(-1) as IpRoute[], 6, devices));
-  }
+  const devices = routeDevices(routes);
+  const out = ipv4RoutesShown((await ipBatch(4, [...ipv4RouteLines(routes), ["route", "show"]])).at(-1), devices);
+  out.push(...(await addIpv6Routes(routes, devices)));
   return out;
 }
 

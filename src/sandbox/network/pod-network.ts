@@ -61,10 +61,27 @@ export async function addPortForward(netnsPath: string, interfaces: GuestInterfa
   return { interfaces: guestInterfaces, routes: guestRoutes };
 }
 
-/** The guest side: each NIC takes its veth's name, MTU and addresses; then the routes go in. */
-export async function configureGuestNetwork(agent: Pick<AgentClient, "updateInterface" | "updateRoutes">, net: PodNetwork): Promise<void> {
+/**
+ * The guest side: each NIC takes its veth's name, MTU and addresses; then the routes go in. One
+ * UpdateNetwork call; an agent older than it (a VM pooled before an upgrade) answers UNIMPLEMENTED
+ * and gets UpdateInterface per NIC and UpdateRoutes, as before.
+ */
+export async function configureGuestNetwork(agent: Pick<AgentClient, "updateInterface" | "updateRoutes" | "updateNetwork">, net: PodNetwork): Promise<void> {
+  if (net.interfaces.length === 0 && net.routes.length === 0) return;
+  try {
+    await agent.updateNetwork(net.interfaces, net.routes);
+    return;
+  } catch (err) {
+    if (!isUnimplemented(err)) throw err;
+    log.info("the guest agent has no UpdateNetwork (an older agent): UpdateInterface and UpdateRoutes instead");
+  }
   for (const iface of net.interfaces) await agent.updateInterface(iface);
   if (net.routes.length > 0) await agent.updateRoutes(net.routes);
+}
+
+/** The agent does not know the method (ttRPC status UNIMPLEMENTED). */
+export function isUnimplemented(err: unknown): boolean {
+  return err instanceof KataError && err.code === "UNIMPLEMENTED";
 }
 
 /** What the sandbox's state file keeps so another process can undo the mirror (stale cleanup). */

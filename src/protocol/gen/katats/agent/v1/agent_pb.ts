@@ -20,7 +20,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file katats/agent/v1/agent.proto.
  */
 export const file_katats_agent_v1_agent: GenFile = /*@__PURE__*/
-  fileDesc("ChtrYXRhdHMvYWdlbnQvdjEvYWdlbnQucHJvdG8SD2thdGF0cy5hZ2VudC52MSLUAgoUQ3JlYXRlU2FuZGJveFJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRIQCghob3N0bmFtZRgCIAEoCRILCgNkbnMYAyADKAkSFQoNc2hhcmVkX2ZzX3RhZxgEIAEoCRIVCg1zYW5kYm94X3BpZG5zGAUgASgIEi0KCWhvc3RfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJgoGbW91bnRzGAcgAygLMhYua2F0YXRzLmFnZW50LnYxLk1vdW50EkMKB3N5c2N0bHMYCCADKAsyMi5rYXRhdHMuYWdlbnQudjEuQ3JlYXRlU2FuZGJveFJlcXVlc3QuU3lzY3Rsc0VudHJ5Eg8KB2VudHJvcHkYCSABKAwaLgoMU3lzY3Rsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiFwoVRGVzdHJveVNhbmRib3hSZXF1ZXN0IkgKBU1vdW50Eg4KBnNvdXJjZRgBIAEoCRIOCgZ0YXJnZXQYAiABKAkSDgoGZnN0eXBlGAMgASgJEg8KB29wdGlvbnMYBCADKAki5AEKFkNyZWF0ZUNvbnRhaW5lclJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB2V4ZWNfaWQYAiABKAkSFQoNb2NpX3NwZWNfanNvbhgDIAEoCRIOCgZyb290ZnMYBCABKAkSJgoGbW91bnRzGAUgAygLMhYua2F0YXRzLmFnZW50LnYxLk1vdW50EhUKDXNhbmRib3hfcGlkbnMYBiABKAgSEgoKb3Blbl9zdGRpbhgHIAEoCBIpCgVmaWxlcxgIIAMoCzIaLmthdGF0cy5hZ2VudC52MS5HdWVzdEZpbGUiTwoJR3Vlc3RGaWxlEgwKBG5hbWUYASABKAkSDAoEbW9kZRgCIAEoDRILCgN1aWQYAyABKA0SCwoDZ2lkGAQgASgNEgwKBGRhdGEYBSABKAwiJgoXQ3JlYXRlQ29udGFpbmVyUmVzcG9uc2USCwoDcGlkGAEgASgNIi0KFVN0YXJ0Q29udGFpbmVyUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkiJQoWU3RhcnRDb250YWluZXJSZXNwb25zZRILCgNwaWQYASABKA0iPQoWUmVtb3ZlQ29udGFpbmVyUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSDQoFZm9yY2UYAiABKAgiRgoWVXBkYXRlQ29udGFpbmVyUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSFgoOcmVzb3VyY2VzX2pzb24YAiABKAkiLQoVUGF1c2VDb250YWluZXJSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCSIuChZSZXN1bWVDb250YWluZXJSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCSIsChRMaXN0UHJvY2Vzc2VzUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkiJQoVTGlzdFByb2Nlc3Nlc1Jlc3BvbnNlEgwKBHBpZHMYASADKA0iLQoVU3RhdHNDb250YWluZXJSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCSLHAQoWU3RhdHNDb250YWluZXJSZXNwb25zZRImCgNjcHUYASABKAsyGS5rYXRhdHMuYWdlbnQudjEuQ3B1U3RhdHMSLAoGbWVtb3J5GAIgASgLMhwua2F0YXRzLmFnZW50LnYxLk1lbW9yeVN0YXRzEigKBHBpZHMYAyABKAsyGi5rYXRhdHMuYWdlbnQudjEuUGlkc1N0YXRzEi0KCXRpbWVzdGFtcBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiiAEKCENwdVN0YXRzEhIKCnVzYWdlX3VzZWMYASABKAQSEQoJdXNlcl91c2VjGAIgASgEEhMKC3N5c3RlbV91c2VjGAMgASgEEhIKCm5yX3BlcmlvZHMYBCABKAQSFAoMbnJfdGhyb3R0bGVkGAUgASgEEhYKDnRocm90dGxlZF91c2VjGAYgASgEItcBCgtNZW1vcnlTdGF0cxINCgV1c2FnZRgBIAEoBBINCgVsaW1pdBgCIAEoBBIRCgltYXhfdXNhZ2UYAyABKAQSEgoKc3dhcF91c2FnZRgEIAEoBBIMCgRhbm9uGAUgASgEEgwKBGZpbGUYBiABKAQSFQoNaW5hY3RpdmVfZmlsZRgHIAEoBBISCgpvb21fZXZlbnRzGAggASgEEhcKD29vbV9raWxsX2V2ZW50cxgJIAEoBBIPCgdwZ2ZhdWx0GAogASgEEhIKCnBnbWFqZmF1bHQYCyABKAQiKwoJUGlkc1N0YXRzEg8KB2N1cnJlbnQYASABKAQSDQoFbGltaXQYAiABKAQidwoSRXhlY1Byb2Nlc3NSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRIPCgdleGVjX2lkGAIgASgJEhQKDHByb2Nlc3NfanNvbhgDIAEoCRIQCgh0ZXJtaW5hbBgEIAEoCBISCgpvcGVuX3N0ZGluGAUgASgIIiIKE0V4ZWNQcm9jZXNzUmVzcG9uc2USCwoDcGlkGAEgASgNIloKFFNpZ25hbFByb2Nlc3NSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRIPCgdleGVjX2lkGAIgASgJEg4KBnNpZ25hbBgDIAEoDRILCgNhbGwYBCABKAgiOwoSV2FpdFByb2Nlc3NSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRIPCgdleGVjX2lkGAIgASgJIlQKE1dhaXRQcm9jZXNzUmVzcG9uc2USDgoGc3RhdHVzGAEgASgFEi0KCWV4aXRlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiRwoRUmVhZFN0cmVhbVJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB2V4ZWNfaWQYAiABKAkSCwoDbGVuGAMgASgNIi8KElJlYWRTdHJlYW1SZXNwb25zZRIMCgRkYXRhGAEgASgMEgsKA2VvZhgCIAEoCCJJChJXcml0ZVN0cmVhbVJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB2V4ZWNfaWQYAiABKAkSDAoEZGF0YRgDIAEoDCIiChNXcml0ZVN0cmVhbVJlc3BvbnNlEgsKA2xlbhgBIAEoDSI6ChFDbG9zZVN0ZGluUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSDwoHZXhlY19pZBgCIAEoCSJZChNUdHlXaW5SZXNpemVSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRIPCgdleGVjX2lkGAIgASgJEgsKA3JvdxgDIAEoDRIOCgZjb2x1bW4YBCABKA0iXgoJSVBBZGRyZXNzEikKBmZhbWlseRgBIAEoDjIZLmthdGF0cy5hZ2VudC52MS5JUEZhbWlseRIPCgdhZGRyZXNzGAIgASgJEhUKDXByZWZpeF9sZW5ndGgYAyABKA0iggEKCUludGVyZmFjZRIMCgRuYW1lGAEgASgJEg8KB2h3X2FkZHIYAiABKAkSCwoDbXR1GAMgASgNEjAKDGlwX2FkZHJlc3NlcxgEIAMoCzIaLmthdGF0cy5hZ2VudC52MS5JUEFkZHJlc3MSFwoPY3VycmVudF9od19hZGRyGAUgASgJIkcKFlVwZGF0ZUludGVyZmFjZVJlcXVlc3QSLQoJaW50ZXJmYWNlGAEgASgLMhoua2F0YXRzLmFnZW50LnYxLkludGVyZmFjZSKAAQoFUm91dGUSDAoEZGVzdBgBIAEoCRIPCgdnYXRld2F5GAIgASgJEg4KBmRldmljZRgDIAEoCRIOCgZzb3VyY2UYBCABKAkSDQoFc2NvcGUYBSABKA0SKQoGZmFtaWx5GAYgASgOMhkua2F0YXRzLmFnZW50LnYxLklQRmFtaWx5IjAKBlJvdXRlcxImCgZyb3V0ZXMYASADKAsyFi5rYXRhdHMuYWdlbnQudjEuUm91dGUiPgoTVXBkYXRlUm91dGVzUmVxdWVzdBInCgZyb3V0ZXMYASABKAsyFy5rYXRhdHMuYWdlbnQudjEuUm91dGVzIhQKEkdldE9PTUV2ZW50UmVxdWVzdCIrChNHZXRPT01FdmVudFJlc3BvbnNlEhQKDGNvbnRhaW5lcl9pZBgBIAEoCSouCghJUEZhbWlseRIQCgxJUF9GQU1JTFlfVjQQABIQCgxJUF9GQU1JTFlfVjYQATKuDgoMQWdlbnRTZXJ2aWNlEk4KDUNyZWF0ZVNhbmRib3gSJS5rYXRhdHMuYWdlbnQudjEuQ3JlYXRlU2FuZGJveFJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSUAoORGVzdHJveVNhbmRib3gSJi5rYXRhdHMuYWdlbnQudjEuRGVzdHJveVNhbmRib3hSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5EmQKD0NyZWF0ZUNvbnRhaW5lchInLmthdGF0cy5hZ2VudC52MS5DcmVhdGVDb250YWluZXJSZXF1ZXN0Gigua2F0YXRzLmFnZW50LnYxLkNyZWF0ZUNvbnRhaW5lclJlc3BvbnNlEmEKDlN0YXJ0Q29udGFpbmVyEiYua2F0YXRzLmFnZW50LnYxLlN0YXJ0Q29udGFpbmVyUmVxdWVzdBonLmthdGF0cy5hZ2VudC52MS5TdGFydENvbnRhaW5lclJlc3BvbnNlElIKD1JlbW92ZUNvbnRhaW5lchInLmthdGF0cy5hZ2VudC52MS5SZW1vdmVDb250YWluZXJSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5ElIKD1VwZGF0ZUNvbnRhaW5lchInLmthdGF0cy5hZ2VudC52MS5VcGRhdGVDb250YWluZXJSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5EmEKDlN0YXRzQ29udGFpbmVyEiYua2F0YXRzLmFnZW50LnYxLlN0YXRzQ29udGFpbmVyUmVxdWVzdBonLmthdGF0cy5hZ2VudC52MS5TdGF0c0NvbnRhaW5lclJlc3BvbnNlElAKDlBhdXNlQ29udGFpbmVyEiYua2F0YXRzLmFnZW50LnYxLlBhdXNlQ29udGFpbmVyUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJSCg9SZXN1bWVDb250YWluZXISJy5rYXRhdHMuYWdlbnQudjEuUmVzdW1lQ29udGFpbmVyUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJeCg1MaXN0UHJvY2Vzc2VzEiUua2F0YXRzLmFnZW50LnYxLkxpc3RQcm9jZXNzZXNSZXF1ZXN0GiYua2F0YXRzLmFnZW50LnYxLkxpc3RQcm9jZXNzZXNSZXNwb25zZRJYCgtFeGVjUHJvY2VzcxIjLmthdGF0cy5hZ2VudC52MS5FeGVjUHJvY2Vzc1JlcXVlc3QaJC5rYXRhdHMuYWdlbnQudjEuRXhlY1Byb2Nlc3NSZXNwb25zZRJOCg1TaWduYWxQcm9jZXNzEiUua2F0YXRzLmFnZW50LnYxLlNpZ25hbFByb2Nlc3NSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5ElgKC1dhaXRQcm9jZXNzEiMua2F0YXRzLmFnZW50LnYxLldhaXRQcm9jZXNzUmVxdWVzdBokLmthdGF0cy5hZ2VudC52MS5XYWl0UHJvY2Vzc1Jlc3BvbnNlElUKClJlYWRTdGRvdXQSIi5rYXRhdHMuYWdlbnQudjEuUmVhZFN0cmVhbVJlcXVlc3QaIy5rYXRhdHMuYWdlbnQudjEuUmVhZFN0cmVhbVJlc3BvbnNlElUKClJlYWRTdGRlcnISIi5rYXRhdHMuYWdlbnQudjEuUmVhZFN0cmVhbVJlcXVlc3QaIy5rYXRhdHMuYWdlbnQudjEuUmVhZFN0cmVhbVJlc3BvbnNlElcKCldyaXRlU3RkaW4SIy5rYXRhdHMuYWdlbnQudjEuV3JpdGVTdHJlYW1SZXF1ZXN0GiQua2F0YXRzLmFnZW50LnYxLldyaXRlU3RyZWFtUmVzcG9uc2USSAoKQ2xvc2VTdGRpbhIiLmthdGF0cy5hZ2VudC52MS5DbG9zZVN0ZGluUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJMCgxUdHlXaW5SZXNpemUSJC5rYXRhdHMuYWdlbnQudjEuVHR5V2luUmVzaXplUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJWCg9VcGRhdGVJbnRlcmZhY2USJy5rYXRhdHMuYWdlbnQudjEuVXBkYXRlSW50ZXJmYWNlUmVxdWVzdBoaLmthdGF0cy5hZ2VudC52MS5JbnRlcmZhY2USTQoMVXBkYXRlUm91dGVzEiQua2F0YXRzLmFnZW50LnYxLlVwZGF0ZVJvdXRlc1JlcXVlc3QaFy5rYXRhdHMuYWdlbnQudjEuUm91dGVzElgKC0dldE9PTUV2ZW50EiMua2F0YXRzLmFnZW50LnYxLkdldE9PTUV2ZW50UmVxdWVzdBokLmthdGF0cy5hZ2VudC52MS5HZXRPT01FdmVudFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_empty, file_google_protobuf_timestamp]);
+  fileDesc("ChtrYXRhdHMvYWdlbnQvdjEvYWdlbnQucHJvdG8SD2thdGF0cy5hZ2VudC52MSLUAgoUQ3JlYXRlU2FuZGJveFJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRIQCghob3N0bmFtZRgCIAEoCRILCgNkbnMYAyADKAkSFQoNc2hhcmVkX2ZzX3RhZxgEIAEoCRIVCg1zYW5kYm94X3BpZG5zGAUgASgIEi0KCWhvc3RfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJgoGbW91bnRzGAcgAygLMhYua2F0YXRzLmFnZW50LnYxLk1vdW50EkMKB3N5c2N0bHMYCCADKAsyMi5rYXRhdHMuYWdlbnQudjEuQ3JlYXRlU2FuZGJveFJlcXVlc3QuU3lzY3Rsc0VudHJ5Eg8KB2VudHJvcHkYCSABKAwaLgoMU3lzY3Rsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiFwoVRGVzdHJveVNhbmRib3hSZXF1ZXN0Il0KFVByZXBhcmVTYW5kYm94UmVxdWVzdBItCglob3N0X3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDXNoYXJlZF9mc190YWcYAiABKAkiSAoFTW91bnQSDgoGc291cmNlGAEgASgJEg4KBnRhcmdldBgCIAEoCRIOCgZmc3R5cGUYAyABKAkSDwoHb3B0aW9ucxgEIAMoCSLkAQoWQ3JlYXRlQ29udGFpbmVyUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSDwoHZXhlY19pZBgCIAEoCRIVCg1vY2lfc3BlY19qc29uGAMgASgJEg4KBnJvb3RmcxgEIAEoCRImCgZtb3VudHMYBSADKAsyFi5rYXRhdHMuYWdlbnQudjEuTW91bnQSFQoNc2FuZGJveF9waWRucxgGIAEoCBISCgpvcGVuX3N0ZGluGAcgASgIEikKBWZpbGVzGAggAygLMhoua2F0YXRzLmFnZW50LnYxLkd1ZXN0RmlsZSJPCglHdWVzdEZpbGUSDAoEbmFtZRgBIAEoCRIMCgRtb2RlGAIgASgNEgsKA3VpZBgDIAEoDRILCgNnaWQYBCABKA0SDAoEZGF0YRgFIAEoDCImChdDcmVhdGVDb250YWluZXJSZXNwb25zZRILCgNwaWQYASABKA0iLQoVU3RhcnRDb250YWluZXJSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCSIlChZTdGFydENvbnRhaW5lclJlc3BvbnNlEgsKA3BpZBgBIAEoDSI9ChZSZW1vdmVDb250YWluZXJSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRINCgVmb3JjZRgCIAEoCCJGChZVcGRhdGVDb250YWluZXJSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRIWCg5yZXNvdXJjZXNfanNvbhgCIAEoCSItChVQYXVzZUNvbnRhaW5lclJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJIi4KFlJlc3VtZUNvbnRhaW5lclJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJIiwKFExpc3RQcm9jZXNzZXNSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCSIlChVMaXN0UHJvY2Vzc2VzUmVzcG9uc2USDAoEcGlkcxgBIAMoDSItChVTdGF0c0NvbnRhaW5lclJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJIscBChZTdGF0c0NvbnRhaW5lclJlc3BvbnNlEiYKA2NwdRgBIAEoCzIZLmthdGF0cy5hZ2VudC52MS5DcHVTdGF0cxIsCgZtZW1vcnkYAiABKAsyHC5rYXRhdHMuYWdlbnQudjEuTWVtb3J5U3RhdHMSKAoEcGlkcxgDIAEoCzIaLmthdGF0cy5hZ2VudC52MS5QaWRzU3RhdHMSLQoJdGltZXN0YW1wGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKIAQoIQ3B1U3RhdHMSEgoKdXNhZ2VfdXNlYxgBIAEoBBIRCgl1c2VyX3VzZWMYAiABKAQSEwoLc3lzdGVtX3VzZWMYAyABKAQSEgoKbnJfcGVyaW9kcxgEIAEoBBIUCgxucl90aHJvdHRsZWQYBSABKAQSFgoOdGhyb3R0bGVkX3VzZWMYBiABKAQi1wEKC01lbW9yeVN0YXRzEg0KBXVzYWdlGAEgASgEEg0KBWxpbWl0GAIgASgEEhEKCW1heF91c2FnZRgDIAEoBBISCgpzd2FwX3VzYWdlGAQgASgEEgwKBGFub24YBSABKAQSDAoEZmlsZRgGIAEoBBIVCg1pbmFjdGl2ZV9maWxlGAcgASgEEhIKCm9vbV9ldmVudHMYCCABKAQSFwoPb29tX2tpbGxfZXZlbnRzGAkgASgEEg8KB3BnZmF1bHQYCiABKAQSEgoKcGdtYWpmYXVsdBgLIAEoBCIrCglQaWRzU3RhdHMSDwoHY3VycmVudBgBIAEoBBINCgVsaW1pdBgCIAEoBCJ3ChJFeGVjUHJvY2Vzc1JlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB2V4ZWNfaWQYAiABKAkSFAoMcHJvY2Vzc19qc29uGAMgASgJEhAKCHRlcm1pbmFsGAQgASgIEhIKCm9wZW5fc3RkaW4YBSABKAgiIgoTRXhlY1Byb2Nlc3NSZXNwb25zZRILCgNwaWQYASABKA0iWgoUU2lnbmFsUHJvY2Vzc1JlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB2V4ZWNfaWQYAiABKAkSDgoGc2lnbmFsGAMgASgNEgsKA2FsbBgEIAEoCCI7ChJXYWl0UHJvY2Vzc1JlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB2V4ZWNfaWQYAiABKAkiVAoTV2FpdFByb2Nlc3NSZXNwb25zZRIOCgZzdGF0dXMYASABKAUSLQoJZXhpdGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJHChFSZWFkU3RyZWFtUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSDwoHZXhlY19pZBgCIAEoCRILCgNsZW4YAyABKA0iLwoSUmVhZFN0cmVhbVJlc3BvbnNlEgwKBGRhdGEYASABKAwSCwoDZW9mGAIgASgIIkkKEldyaXRlU3RyZWFtUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSDwoHZXhlY19pZBgCIAEoCRIMCgRkYXRhGAMgASgMIiIKE1dyaXRlU3RyZWFtUmVzcG9uc2USCwoDbGVuGAEgASgNIjoKEUNsb3NlU3RkaW5SZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRIPCgdleGVjX2lkGAIgASgJIlkKE1R0eVdpblJlc2l6ZVJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB2V4ZWNfaWQYAiABKAkSCwoDcm93GAMgASgNEg4KBmNvbHVtbhgEIAEoDSJeCglJUEFkZHJlc3MSKQoGZmFtaWx5GAEgASgOMhkua2F0YXRzLmFnZW50LnYxLklQRmFtaWx5Eg8KB2FkZHJlc3MYAiABKAkSFQoNcHJlZml4X2xlbmd0aBgDIAEoDSKCAQoJSW50ZXJmYWNlEgwKBG5hbWUYASABKAkSDwoHaHdfYWRkchgCIAEoCRILCgNtdHUYAyABKA0SMAoMaXBfYWRkcmVzc2VzGAQgAygLMhoua2F0YXRzLmFnZW50LnYxLklQQWRkcmVzcxIXCg9jdXJyZW50X2h3X2FkZHIYBSABKAkiRwoWVXBkYXRlSW50ZXJmYWNlUmVxdWVzdBItCglpbnRlcmZhY2UYASABKAsyGi5rYXRhdHMuYWdlbnQudjEuSW50ZXJmYWNlIoABCgVSb3V0ZRIMCgRkZXN0GAEgASgJEg8KB2dhdGV3YXkYAiABKAkSDgoGZGV2aWNlGAMgASgJEg4KBnNvdXJjZRgEIAEoCRINCgVzY29wZRgFIAEoDRIpCgZmYW1pbHkYBiABKA4yGS5rYXRhdHMuYWdlbnQudjEuSVBGYW1pbHkiMAoGUm91dGVzEiYKBnJvdXRlcxgBIAMoCzIWLmthdGF0cy5hZ2VudC52MS5Sb3V0ZSI+ChNVcGRhdGVSb3V0ZXNSZXF1ZXN0EicKBnJvdXRlcxgBIAEoCzIXLmthdGF0cy5hZ2VudC52MS5Sb3V0ZXMibwoUVXBkYXRlTmV0d29ya1JlcXVlc3QSLgoKaW50ZXJmYWNlcxgBIAMoCzIaLmthdGF0cy5hZ2VudC52MS5JbnRlcmZhY2USJwoGcm91dGVzGAIgASgLMhcua2F0YXRzLmFnZW50LnYxLlJvdXRlcyJwChVVcGRhdGVOZXR3b3JrUmVzcG9uc2USLgoKaW50ZXJmYWNlcxgBIAMoCzIaLmthdGF0cy5hZ2VudC52MS5JbnRlcmZhY2USJwoGcm91dGVzGAIgASgLMhcua2F0YXRzLmFnZW50LnYxLlJvdXRlcyIUChJHZXRPT01FdmVudFJlcXVlc3QiKwoTR2V0T09NRXZlbnRSZXNwb25zZRIUCgxjb250YWluZXJfaWQYASABKAkqLgoISVBGYW1pbHkSEAoMSVBfRkFNSUxZX1Y0EAASEAoMSVBfRkFNSUxZX1Y2EAEy4A8KDEFnZW50U2VydmljZRJOCg1DcmVhdGVTYW5kYm94EiUua2F0YXRzLmFnZW50LnYxLkNyZWF0ZVNhbmRib3hSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5ElAKDkRlc3Ryb3lTYW5kYm94EiYua2F0YXRzLmFnZW50LnYxLkRlc3Ryb3lTYW5kYm94UmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJQCg5QcmVwYXJlU2FuZGJveBImLmthdGF0cy5hZ2VudC52MS5QcmVwYXJlU2FuZGJveFJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSZAoPQ3JlYXRlQ29udGFpbmVyEicua2F0YXRzLmFnZW50LnYxLkNyZWF0ZUNvbnRhaW5lclJlcXVlc3QaKC5rYXRhdHMuYWdlbnQudjEuQ3JlYXRlQ29udGFpbmVyUmVzcG9uc2USYQoOU3RhcnRDb250YWluZXISJi5rYXRhdHMuYWdlbnQudjEuU3RhcnRDb250YWluZXJSZXF1ZXN0Gicua2F0YXRzLmFnZW50LnYxLlN0YXJ0Q29udGFpbmVyUmVzcG9uc2USUgoPUmVtb3ZlQ29udGFpbmVyEicua2F0YXRzLmFnZW50LnYxLlJlbW92ZUNvbnRhaW5lclJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSUgoPVXBkYXRlQ29udGFpbmVyEicua2F0YXRzLmFnZW50LnYxLlVwZGF0ZUNvbnRhaW5lclJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSYQoOU3RhdHNDb250YWluZXISJi5rYXRhdHMuYWdlbnQudjEuU3RhdHNDb250YWluZXJSZXF1ZXN0Gicua2F0YXRzLmFnZW50LnYxLlN0YXRzQ29udGFpbmVyUmVzcG9uc2USUAoOUGF1c2VDb250YWluZXISJi5rYXRhdHMuYWdlbnQudjEuUGF1c2VDb250YWluZXJSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5ElIKD1Jlc3VtZUNvbnRhaW5lchInLmthdGF0cy5hZ2VudC52MS5SZXN1bWVDb250YWluZXJSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5El4KDUxpc3RQcm9jZXNzZXMSJS5rYXRhdHMuYWdlbnQudjEuTGlzdFByb2Nlc3Nlc1JlcXVlc3QaJi5rYXRhdHMuYWdlbnQudjEuTGlzdFByb2Nlc3Nlc1Jlc3BvbnNlElgKC0V4ZWNQcm9jZXNzEiMua2F0YXRzLmFnZW50LnYxLkV4ZWNQcm9jZXNzUmVxdWVzdBokLmthdGF0cy5hZ2VudC52MS5FeGVjUHJvY2Vzc1Jlc3BvbnNlEk4KDVNpZ25hbFByb2Nlc3MSJS5rYXRhdHMuYWdlbnQudjEuU2lnbmFsUHJvY2Vzc1JlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSWAoLV2FpdFByb2Nlc3MSIy5rYXRhdHMuYWdlbnQudjEuV2FpdFByb2Nlc3NSZXF1ZXN0GiQua2F0YXRzLmFnZW50LnYxLldhaXRQcm9jZXNzUmVzcG9uc2USVQoKUmVhZFN0ZG91dBIiLmthdGF0cy5hZ2VudC52MS5SZWFkU3RyZWFtUmVxdWVzdBojLmthdGF0cy5hZ2VudC52MS5SZWFkU3RyZWFtUmVzcG9uc2USVQoKUmVhZFN0ZGVychIiLmthdGF0cy5hZ2VudC52MS5SZWFkU3RyZWFtUmVxdWVzdBojLmthdGF0cy5hZ2VudC52MS5SZWFkU3RyZWFtUmVzcG9uc2USVwoKV3JpdGVTdGRpbhIjLmthdGF0cy5hZ2VudC52MS5Xcml0ZVN0cmVhbVJlcXVlc3QaJC5rYXRhdHMuYWdlbnQudjEuV3JpdGVTdHJlYW1SZXNwb25zZRJICgpDbG9zZVN0ZGluEiIua2F0YXRzLmFnZW50LnYxLkNsb3NlU3RkaW5SZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5EkwKDFR0eVdpblJlc2l6ZRIkLmthdGF0cy5hZ2VudC52MS5UdHlXaW5SZXNpemVSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5ElYKD1VwZGF0ZUludGVyZmFjZRInLmthdGF0cy5hZ2VudC52MS5VcGRhdGVJbnRlcmZhY2VSZXF1ZXN0Ghoua2F0YXRzLmFnZW50LnYxLkludGVyZmFjZRJNCgxVcGRhdGVSb3V0ZXMSJC5rYXRhdHMuYWdlbnQudjEuVXBkYXRlUm91dGVzUmVxdWVzdBoXLmthdGF0cy5hZ2VudC52MS5Sb3V0ZXMSXgoNVXBkYXRlTmV0d29yaxIlLmthdGF0cy5hZ2VudC52MS5VcGRhdGVOZXR3b3JrUmVxdWVzdBomLmthdGF0cy5hZ2VudC52MS5VcGRhdGVOZXR3b3JrUmVzcG9uc2USWAoLR2V0T09NRXZlbnQSIy5rYXRhdHMuYWdlbnQudjEuR2V0T09NRXZlbnRSZXF1ZXN0GiQua2F0YXRzLmFnZW50LnYxLkdldE9PTUV2ZW50UmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_empty, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message katats.agent.v1.CreateSandboxRequest
@@ -59,7 +59,8 @@ export type CreateSandboxRequest = Message<"katats.agent.v1.CreateSandboxRequest
   sandboxPidns: boolean;
 
   /**
-   * The host's wall clock, so the guest (no RTC sync) starts with a sane time.
+   * The host's wall clock, so the guest (no RTC sync) starts with a sane time. The agent sets its
+   * clock only when it is off by more than a bound (a prepared VM's was set at PrepareSandbox).
    *
    * @generated from field: google.protobuf.Timestamp host_time = 6;
    */
@@ -110,6 +111,32 @@ export const DestroySandboxRequestSchema: GenMessage<DestroySandboxRequest> = /*
   messageDesc(file_katats_agent_v1_agent, 1);
 
 /**
+ * @generated from message katats.agent.v1.PrepareSandboxRequest
+ */
+export type PrepareSandboxRequest = Message<"katats.agent.v1.PrepareSandboxRequest"> & {
+  /**
+   * The host's wall clock (CreateSandbox then sets the clock again only if it is off).
+   *
+   * @generated from field: google.protobuf.Timestamp host_time = 1;
+   */
+  hostTime?: Timestamp | undefined;
+
+  /**
+   * virtio-fs tag of the (still empty) share to mount now; CreateSandbox with the same tag keeps it.
+   *
+   * @generated from field: string shared_fs_tag = 2;
+   */
+  sharedFsTag: string;
+};
+
+/**
+ * Describes the message katats.agent.v1.PrepareSandboxRequest.
+ * Use `create(PrepareSandboxRequestSchema)` to create a new message.
+ */
+export const PrepareSandboxRequestSchema: GenMessage<PrepareSandboxRequest> = /*@__PURE__*/
+  messageDesc(file_katats_agent_v1_agent, 2);
+
+/**
  * A guest-side mount the agent performs (mount(2) arguments).
  *
  * @generated from message katats.agent.v1.Mount
@@ -149,7 +176,7 @@ export type Mount = Message<"katats.agent.v1.Mount"> & {
  * Use `create(MountSchema)` to create a new message.
  */
 export const MountSchema: GenMessage<Mount> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 2);
+  messageDesc(file_katats_agent_v1_agent, 3);
 
 /**
  * @generated from message katats.agent.v1.CreateContainerRequest
@@ -219,7 +246,7 @@ export type CreateContainerRequest = Message<"katats.agent.v1.CreateContainerReq
  * Use `create(CreateContainerRequestSchema)` to create a new message.
  */
 export const CreateContainerRequestSchema: GenMessage<CreateContainerRequest> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 3);
+  messageDesc(file_katats_agent_v1_agent, 4);
 
 /**
  * @generated from message katats.agent.v1.GuestFile
@@ -260,7 +287,7 @@ export type GuestFile = Message<"katats.agent.v1.GuestFile"> & {
  * Use `create(GuestFileSchema)` to create a new message.
  */
 export const GuestFileSchema: GenMessage<GuestFile> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 4);
+  messageDesc(file_katats_agent_v1_agent, 5);
 
 /**
  * @generated from message katats.agent.v1.CreateContainerResponse
@@ -279,7 +306,7 @@ export type CreateContainerResponse = Message<"katats.agent.v1.CreateContainerRe
  * Use `create(CreateContainerResponseSchema)` to create a new message.
  */
 export const CreateContainerResponseSchema: GenMessage<CreateContainerResponse> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 5);
+  messageDesc(file_katats_agent_v1_agent, 6);
 
 /**
  * @generated from message katats.agent.v1.StartContainerRequest
@@ -296,7 +323,7 @@ export type StartContainerRequest = Message<"katats.agent.v1.StartContainerReque
  * Use `create(StartContainerRequestSchema)` to create a new message.
  */
 export const StartContainerRequestSchema: GenMessage<StartContainerRequest> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 6);
+  messageDesc(file_katats_agent_v1_agent, 7);
 
 /**
  * @generated from message katats.agent.v1.StartContainerResponse
@@ -313,7 +340,7 @@ export type StartContainerResponse = Message<"katats.agent.v1.StartContainerResp
  * Use `create(StartContainerResponseSchema)` to create a new message.
  */
 export const StartContainerResponseSchema: GenMessage<StartContainerResponse> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 7);
+  messageDesc(file_katats_agent_v1_agent, 8);
 
 /**
  * @generated from message katats.agent.v1.RemoveContainerRequest
@@ -337,7 +364,7 @@ export type RemoveContainerRequest = Message<"katats.agent.v1.RemoveContainerReq
  * Use `create(RemoveContainerRequestSchema)` to create a new message.
  */
 export const RemoveContainerRequestSchema: GenMessage<RemoveContainerRequest> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 8);
+  messageDesc(file_katats_agent_v1_agent, 9);
 
 /**
  * @generated from message katats.agent.v1.UpdateContainerRequest
@@ -361,7 +388,7 @@ export type UpdateContainerRequest = Message<"katats.agent.v1.UpdateContainerReq
  * Use `create(UpdateContainerRequestSchema)` to create a new message.
  */
 export const UpdateContainerRequestSchema: GenMessage<UpdateContainerRequest> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 9);
+  messageDesc(file_katats_agent_v1_agent, 10);
 
 /**
  * @generated from message katats.agent.v1.PauseContainerRequest
@@ -378,7 +405,7 @@ export type PauseContainerRequest = Message<"katats.agent.v1.PauseContainerReque
  * Use `create(PauseContainerRequestSchema)` to create a new message.
  */
 export const PauseContainerRequestSchema: GenMessage<PauseContainerRequest> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 10);
+  messageDesc(file_katats_agent_v1_agent, 11);
 
 /**
  * @generated from message katats.agent.v1.ResumeContainerRequest
@@ -395,7 +422,7 @@ export type ResumeContainerRequest = Message<"katats.agent.v1.ResumeContainerReq
  * Use `create(ResumeContainerRequestSchema)` to create a new message.
  */
 export const ResumeContainerRequestSchema: GenMessage<ResumeContainerRequest> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 11);
+  messageDesc(file_katats_agent_v1_agent, 12);
 
 /**
  * @generated from message katats.agent.v1.ListProcessesRequest
@@ -412,7 +439,7 @@ export type ListProcessesRequest = Message<"katats.agent.v1.ListProcessesRequest
  * Use `create(ListProcessesRequestSchema)` to create a new message.
  */
 export const ListProcessesRequestSchema: GenMessage<ListProcessesRequest> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 12);
+  messageDesc(file_katats_agent_v1_agent, 13);
 
 /**
  * @generated from message katats.agent.v1.ListProcessesResponse
@@ -431,7 +458,7 @@ export type ListProcessesResponse = Message<"katats.agent.v1.ListProcessesRespon
  * Use `create(ListProcessesResponseSchema)` to create a new message.
  */
 export const ListProcessesResponseSchema: GenMessage<ListProcessesResponse> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 13);
+  messageDesc(file_katats_agent_v1_agent, 14);
 
 /**
  * @generated from message katats.agent.v1.StatsContainerRequest
@@ -448,7 +475,7 @@ export type StatsContainerRequest = Message<"katats.agent.v1.StatsContainerReque
  * Use `create(StatsContainerRequestSchema)` to create a new message.
  */
 export const StatsContainerRequestSchema: GenMessage<StatsContainerRequest> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 14);
+  messageDesc(file_katats_agent_v1_agent, 15);
 
 /**
  * Figures from the container's cgroup v2 in the guest; the host turns them into
@@ -485,7 +512,7 @@ export type StatsContainerResponse = Message<"katats.agent.v1.StatsContainerResp
  * Use `create(StatsContainerResponseSchema)` to create a new message.
  */
 export const StatsContainerResponseSchema: GenMessage<StatsContainerResponse> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 15);
+  messageDesc(file_katats_agent_v1_agent, 16);
 
 /**
  * @generated from message katats.agent.v1.CpuStats
@@ -529,7 +556,7 @@ export type CpuStats = Message<"katats.agent.v1.CpuStats"> & {
  * Use `create(CpuStatsSchema)` to create a new message.
  */
 export const CpuStatsSchema: GenMessage<CpuStats> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 16);
+  messageDesc(file_katats_agent_v1_agent, 17);
 
 /**
  * @generated from message katats.agent.v1.MemoryStats
@@ -614,7 +641,7 @@ export type MemoryStats = Message<"katats.agent.v1.MemoryStats"> & {
  * Use `create(MemoryStatsSchema)` to create a new message.
  */
 export const MemoryStatsSchema: GenMessage<MemoryStats> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 17);
+  messageDesc(file_katats_agent_v1_agent, 18);
 
 /**
  * @generated from message katats.agent.v1.PidsStats
@@ -640,7 +667,7 @@ export type PidsStats = Message<"katats.agent.v1.PidsStats"> & {
  * Use `create(PidsStatsSchema)` to create a new message.
  */
 export const PidsStatsSchema: GenMessage<PidsStats> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 18);
+  messageDesc(file_katats_agent_v1_agent, 19);
 
 /**
  * @generated from message katats.agent.v1.ExecProcessRequest
@@ -681,7 +708,7 @@ export type ExecProcessRequest = Message<"katats.agent.v1.ExecProcessRequest"> &
  * Use `create(ExecProcessRequestSchema)` to create a new message.
  */
 export const ExecProcessRequestSchema: GenMessage<ExecProcessRequest> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 19);
+  messageDesc(file_katats_agent_v1_agent, 20);
 
 /**
  * @generated from message katats.agent.v1.ExecProcessResponse
@@ -698,7 +725,7 @@ export type ExecProcessResponse = Message<"katats.agent.v1.ExecProcessResponse">
  * Use `create(ExecProcessResponseSchema)` to create a new message.
  */
 export const ExecProcessResponseSchema: GenMessage<ExecProcessResponse> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 20);
+  messageDesc(file_katats_agent_v1_agent, 21);
 
 /**
  * @generated from message katats.agent.v1.SignalProcessRequest
@@ -732,7 +759,7 @@ export type SignalProcessRequest = Message<"katats.agent.v1.SignalProcessRequest
  * Use `create(SignalProcessRequestSchema)` to create a new message.
  */
 export const SignalProcessRequestSchema: GenMessage<SignalProcessRequest> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 21);
+  messageDesc(file_katats_agent_v1_agent, 22);
 
 /**
  * @generated from message katats.agent.v1.WaitProcessRequest
@@ -754,7 +781,7 @@ export type WaitProcessRequest = Message<"katats.agent.v1.WaitProcessRequest"> &
  * Use `create(WaitProcessRequestSchema)` to create a new message.
  */
 export const WaitProcessRequestSchema: GenMessage<WaitProcessRequest> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 22);
+  messageDesc(file_katats_agent_v1_agent, 23);
 
 /**
  * @generated from message katats.agent.v1.WaitProcessResponse
@@ -778,7 +805,7 @@ export type WaitProcessResponse = Message<"katats.agent.v1.WaitProcessResponse">
  * Use `create(WaitProcessResponseSchema)` to create a new message.
  */
 export const WaitProcessResponseSchema: GenMessage<WaitProcessResponse> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 23);
+  messageDesc(file_katats_agent_v1_agent, 24);
 
 /**
  * @generated from message katats.agent.v1.ReadStreamRequest
@@ -807,7 +834,7 @@ export type ReadStreamRequest = Message<"katats.agent.v1.ReadStreamRequest"> & {
  * Use `create(ReadStreamRequestSchema)` to create a new message.
  */
 export const ReadStreamRequestSchema: GenMessage<ReadStreamRequest> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 24);
+  messageDesc(file_katats_agent_v1_agent, 25);
 
 /**
  * @generated from message katats.agent.v1.ReadStreamResponse
@@ -831,7 +858,7 @@ export type ReadStreamResponse = Message<"katats.agent.v1.ReadStreamResponse"> &
  * Use `create(ReadStreamResponseSchema)` to create a new message.
  */
 export const ReadStreamResponseSchema: GenMessage<ReadStreamResponse> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 25);
+  messageDesc(file_katats_agent_v1_agent, 26);
 
 /**
  * @generated from message katats.agent.v1.WriteStreamRequest
@@ -858,7 +885,7 @@ export type WriteStreamRequest = Message<"katats.agent.v1.WriteStreamRequest"> &
  * Use `create(WriteStreamRequestSchema)` to create a new message.
  */
 export const WriteStreamRequestSchema: GenMessage<WriteStreamRequest> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 26);
+  messageDesc(file_katats_agent_v1_agent, 27);
 
 /**
  * @generated from message katats.agent.v1.WriteStreamResponse
@@ -877,7 +904,7 @@ export type WriteStreamResponse = Message<"katats.agent.v1.WriteStreamResponse">
  * Use `create(WriteStreamResponseSchema)` to create a new message.
  */
 export const WriteStreamResponseSchema: GenMessage<WriteStreamResponse> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 27);
+  messageDesc(file_katats_agent_v1_agent, 28);
 
 /**
  * @generated from message katats.agent.v1.CloseStdinRequest
@@ -899,7 +926,7 @@ export type CloseStdinRequest = Message<"katats.agent.v1.CloseStdinRequest"> & {
  * Use `create(CloseStdinRequestSchema)` to create a new message.
  */
 export const CloseStdinRequestSchema: GenMessage<CloseStdinRequest> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 28);
+  messageDesc(file_katats_agent_v1_agent, 29);
 
 /**
  * @generated from message katats.agent.v1.TtyWinResizeRequest
@@ -931,7 +958,7 @@ export type TtyWinResizeRequest = Message<"katats.agent.v1.TtyWinResizeRequest">
  * Use `create(TtyWinResizeRequestSchema)` to create a new message.
  */
 export const TtyWinResizeRequestSchema: GenMessage<TtyWinResizeRequest> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 29);
+  messageDesc(file_katats_agent_v1_agent, 30);
 
 /**
  * @generated from message katats.agent.v1.IPAddress
@@ -962,7 +989,7 @@ export type IPAddress = Message<"katats.agent.v1.IPAddress"> & {
  * Use `create(IPAddressSchema)` to create a new message.
  */
 export const IPAddressSchema: GenMessage<IPAddress> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 30);
+  messageDesc(file_katats_agent_v1_agent, 31);
 
 /**
  * @generated from message katats.agent.v1.Interface
@@ -1006,7 +1033,7 @@ export type Interface = Message<"katats.agent.v1.Interface"> & {
  * Use `create(InterfaceSchema)` to create a new message.
  */
 export const InterfaceSchema: GenMessage<Interface> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 31);
+  messageDesc(file_katats_agent_v1_agent, 32);
 
 /**
  * @generated from message katats.agent.v1.UpdateInterfaceRequest
@@ -1023,7 +1050,7 @@ export type UpdateInterfaceRequest = Message<"katats.agent.v1.UpdateInterfaceReq
  * Use `create(UpdateInterfaceRequestSchema)` to create a new message.
  */
 export const UpdateInterfaceRequestSchema: GenMessage<UpdateInterfaceRequest> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 32);
+  messageDesc(file_katats_agent_v1_agent, 33);
 
 /**
  * @generated from message katats.agent.v1.Route
@@ -1075,7 +1102,7 @@ export type Route = Message<"katats.agent.v1.Route"> & {
  * Use `create(RouteSchema)` to create a new message.
  */
 export const RouteSchema: GenMessage<Route> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 33);
+  messageDesc(file_katats_agent_v1_agent, 34);
 
 /**
  * @generated from message katats.agent.v1.Routes
@@ -1092,7 +1119,7 @@ export type Routes = Message<"katats.agent.v1.Routes"> & {
  * Use `create(RoutesSchema)` to create a new message.
  */
 export const RoutesSchema: GenMessage<Routes> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 34);
+  messageDesc(file_katats_agent_v1_agent, 35);
 
 /**
  * @generated from message katats.agent.v1.UpdateRoutesRequest
@@ -1111,7 +1138,53 @@ export type UpdateRoutesRequest = Message<"katats.agent.v1.UpdateRoutesRequest">
  * Use `create(UpdateRoutesRequestSchema)` to create a new message.
  */
 export const UpdateRoutesRequestSchema: GenMessage<UpdateRoutesRequest> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 35);
+  messageDesc(file_katats_agent_v1_agent, 36);
+
+/**
+ * @generated from message katats.agent.v1.UpdateNetworkRequest
+ */
+export type UpdateNetworkRequest = Message<"katats.agent.v1.UpdateNetworkRequest"> & {
+  /**
+   * @generated from field: repeated katats.agent.v1.Interface interfaces = 1;
+   */
+  interfaces: Interface[];
+
+  /**
+   * replaces the guest's routes on the named devices, as UpdateRoutes
+   *
+   * @generated from field: katats.agent.v1.Routes routes = 2;
+   */
+  routes?: Routes | undefined;
+};
+
+/**
+ * Describes the message katats.agent.v1.UpdateNetworkRequest.
+ * Use `create(UpdateNetworkRequestSchema)` to create a new message.
+ */
+export const UpdateNetworkRequestSchema: GenMessage<UpdateNetworkRequest> = /*@__PURE__*/
+  messageDesc(file_katats_agent_v1_agent, 37);
+
+/**
+ * @generated from message katats.agent.v1.UpdateNetworkResponse
+ */
+export type UpdateNetworkResponse = Message<"katats.agent.v1.UpdateNetworkResponse"> & {
+  /**
+   * @generated from field: repeated katats.agent.v1.Interface interfaces = 1;
+   */
+  interfaces: Interface[];
+
+  /**
+   * @generated from field: katats.agent.v1.Routes routes = 2;
+   */
+  routes?: Routes | undefined;
+};
+
+/**
+ * Describes the message katats.agent.v1.UpdateNetworkResponse.
+ * Use `create(UpdateNetworkResponseSchema)` to create a new message.
+ */
+export const UpdateNetworkResponseSchema: GenMessage<UpdateNetworkResponse> = /*@__PURE__*/
+  messageDesc(file_katats_agent_v1_agent, 38);
 
 /**
  * @generated from message katats.agent.v1.GetOOMEventRequest
@@ -1124,7 +1197,7 @@ export type GetOOMEventRequest = Message<"katats.agent.v1.GetOOMEventRequest"> &
  * Use `create(GetOOMEventRequestSchema)` to create a new message.
  */
 export const GetOOMEventRequestSchema: GenMessage<GetOOMEventRequest> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 36);
+  messageDesc(file_katats_agent_v1_agent, 39);
 
 /**
  * @generated from message katats.agent.v1.GetOOMEventResponse
@@ -1141,7 +1214,7 @@ export type GetOOMEventResponse = Message<"katats.agent.v1.GetOOMEventResponse">
  * Use `create(GetOOMEventResponseSchema)` to create a new message.
  */
 export const GetOOMEventResponseSchema: GenMessage<GetOOMEventResponse> = /*@__PURE__*/
-  messageDesc(file_katats_agent_v1_agent, 37);
+  messageDesc(file_katats_agent_v1_agent, 40);
 
 /**
  * @generated from enum katats.agent.v1.IPFamily
@@ -1184,6 +1257,17 @@ export const AgentService: GenService<{
   destroySandbox: {
     methodKind: "unary";
     input: typeof DestroySandboxRequestSchema;
+    output: typeof EmptySchema;
+  },
+  /**
+   * Pod-neutral set-up of a VM booted before its pod (the VM pool): the guest clock, the empty
+   * share mounted, the code paths of CreateSandbox and UpdateNetwork run once. Nothing of a pod.
+   *
+   * @generated from rpc katats.agent.v1.AgentService.PrepareSandbox
+   */
+  prepareSandbox: {
+    methodKind: "unary";
+    input: typeof PrepareSandboxRequestSchema;
     output: typeof EmptySchema;
   },
   /**
@@ -1343,6 +1427,16 @@ export const AgentService: GenService<{
     methodKind: "unary";
     input: typeof UpdateRoutesRequestSchema;
     output: typeof RoutesSchema;
+  },
+  /**
+   * UpdateInterface for each interface, then UpdateRoutes, in one call (one `ip -batch` for IPv4).
+   *
+   * @generated from rpc katats.agent.v1.AgentService.UpdateNetwork
+   */
+  updateNetwork: {
+    methodKind: "unary";
+    input: typeof UpdateNetworkRequestSchema;
+    output: typeof UpdateNetworkResponseSchema;
   },
   /**
    * Blocks until some container is OOM-killed, then names it (the host calls it in a loop).
