@@ -22,6 +22,7 @@ import { mountsUnder } from "../harness/mounts.js";
 import { HANDLER } from "./kata-pod-flow.js";
 import { httpBody, httpGetScript, inHarnessNetns, podNetnsPath, startWebPod, WEB_PORT, type WebPod } from "./network-pods.js";
 import { POOL_CGROUP } from "../../src/pool/owner.js";
+import { CLOCK_BOUND_MS } from "../../src/agent/clock.js";
 import { childrenOf, foundPoolDaemon, niceOf, pooledQemus, poolPathsOf, poolStatus, processesNamingPool, sandboxRecord, sessionOf, shimPidOf, startPoolDaemon, waitPooled, type PoolDaemon } from "./pool-fixture.js";
 
 const PORT_FORWARD_CLIENT = fileURLToPath(new URL("../harness/port-forward-client.js", import.meta.url));
@@ -62,7 +63,7 @@ after(async () => {
 });
 
 /** Adopt: the pod's sandbox runs the QEMU that was pooled. */
-async function startAdoptedPod(name: string, pooledPid: number, extra: { sysctls?: Record<string, string>; prepare?: string } = {}): Promise<WebPod> {
+async function startAdoptedPod(name: string, pooledPid: number, extra: { sysctls?: Record<string, string>; prepare?: string; dns?: { servers: string[]; searches: string[]; options: string[] } } = {}): Promise<WebPod> {
   assert.ok(ctd && cri);
   const pod = await startWebPod(ctd, cri, { name, handler: HANDLER, ...extra });
   pods.push(pod);
@@ -101,7 +102,7 @@ void test("a pod adopted from the pool: its IP answers from the harness netns; p
   const pid = pooled[0] as number;
   assert.equal(await niceOf(pid), 19, "a pooled VM waits at the refill priority");
   // A's container starts a process of its own (the next test looks for it in B).
-  podA = await startAdoptedPod("pool-a", pid, { sysctls: { "kernel.shm_rmid_forced": "1" }, prepare: "(sleep 3600 &)" });
+  podA = await startAdoptedPod("pool-a", pid, { sysctls: { "kernel.shm_rmid_forced": "1" }, prepare: "(sleep 3600 &)", dns: { servers: ["10.96.0.10"], searches: ["pool-a.svc.cluster.local"], options: [] } });
   const a = podA;
 
   const page = await inHarnessNetns(ctd, "busybox", ["sh", "-c", httpGetScript(a.ip)]);
@@ -116,9 +117,19 @@ void test("a pod adopted from the pool: its IP answers from the harness netns; p
   const veth = JSON.parse((await run("nsenter", [`--net=${await podNetnsPath(cri, a.podSandboxId)}`, "--", "ip", "-j", "link", "show", "dev", "eth0"])).stdout) as { address: string }[];
   assert.equal(guestMac, veth[0]?.address, "the pooled VM's NIC took the veth's MAC");
 
+  // The guest clock was set at pool time; adoption sets it again only when off by more than the
+  // bound (CLOCK_BOUND_MS): either way the pod's clock is within it of the host's (`date +%s` has
+  // whole seconds, so one more second of slack).
+  const before = Date.now();
+  const guestSecs = Number((await a.exec(["date", "+%s"])).stdout.trim());
+  const afterExec = Date.now();
+  assert.ok(guestSecs * 1000 + 1000 >= before - CLOCK_BOUND_MS && guestSecs * 1000 <= afterExec + CLOCK_BOUND_MS, `guest clock ${guestSecs} s is within ${CLOCK_BOUND_MS} ms of the host's (${before}..${afterExec} ms)`);
   assert.equal((await a.exec(["hostname"])).stdout.trim(), "pool-a");
   assert.equal((await a.exec(["cat", "/proc/sys/kernel/shm_rmid_forced"])).stdout.trim(), "1", "the pod's sysctl");
-  assert.equal((await a.exec(["cat", "/www/index.html"])).stdout, "pool-a\n", "the container's own rootfs");
+  // The share was mounted in the guest at pool time, before the pod's files were bound into it.
+  assert.equal((await a.exec(["cat", "/www/index.html"])).stdout, "pool-a\n", "the container's own rootfs, in the share mounted at pool time");
+  const resolv = (await a.exec(["cat", "/etc/resolv.conf"])).stdout;
+  assert.match(resolv, /nameserver 10\.96\.0\.10/, `the pod's resolv.conf (a host file bound into the share after it was mounted) is seen: ${resolv}`);
   const kernel = (await a.exec(["uname", "-r"])).stdout.trim();
   assert.equal(kernel, (await loadGuestAssets()).kernelRelease);
   assert.notEqual(kernel, release());
