@@ -50,6 +50,7 @@ export class PooledVm {
 
   static async boot(shape: PoolShape, vmsDir: string, policy: BootPolicy): Promise<PooledVm> {
     const vmId = `p${randomBytes(6).toString("hex")}`;
+    const deadline = Date.now() + policy.bootTimeoutMs;
     const paths = pooledVmPaths(vmsDir, vmId);
     const undo = new UndoStack();
     try {
@@ -105,10 +106,11 @@ export class PooledVm {
       // read-only (a fresh guest's first `ip` costs 1-2 s under TCG: its binary and libraries paged
       // in from the image, the agent's exec path compiled). Nothing of a pod is involved. An agent
       // without PrepareSandbox (older image) gets the read-only route listing only. The adopter
-      // opens its own agent connection; the guest starts a new session.
+      // opens its own agent connection; the guest starts a new session. Within the boot's deadline:
+      // at the pool's low CPU weight on a busy host, the guest runs many times slower.
       try {
         const agent = new AgentClient(booted.agent);
-        await agent.prepareSandbox(SHARED_FS_TAG).catch(async (err: unknown) => {
+        await agent.prepareSandbox(SHARED_FS_TAG, Math.max(deadline - Date.now(), 60_000)).catch(async (err: unknown) => {
           if (!isUnimplemented(err)) throw err;
           await agent.updateRoutes([]);
         });

@@ -75,8 +75,8 @@ export class AgentClient {
   }
 
   /** Pod-neutral set-up of a pooled VM (the clock, the empty share mounted, the network path warmed). */
-  async prepareSandbox(sharedFsTag: string): Promise<void> {
-    await this.agent.prepareSandbox({ sharedFsTag, hostTime: timestampFromDate(new Date()) }, { timeoutMs: CALL_MS });
+  async prepareSandbox(sharedFsTag: string, timeoutMs = CALL_MS): Promise<void> {
+    await this.agent.prepareSandbox({ sharedFsTag, hostTime: timestampFromDate(new Date()) }, { timeoutMs });
   }
 
   async destroySandbox(): Promise<void> {
