@@ -12,7 +12,7 @@ import { ContainerManager, type ManagerConfig } from "./manager.js";
 import { GuestSandbox, type GuestMount } from "./sandbox-setup.js";
 import { checkGuestFiles, writeGuestFiles } from "./guest-files.js";
 import { networkHandlers } from "../network/service.js";
-import { configureNetwork } from "../network/network.js";
+import { warmAdoptionPaths } from "../adoption-warmup.js";
 import { mixEntropy } from "../entropy.js";
 
 type AgentMethods = typeof AgentService extends GenService<infer S> ? S : never;
@@ -75,9 +75,9 @@ export function agentService(deps: AgentServiceDeps = defaultAgentDeps()): Servi
     },
     async prepareSandbox(req) {
       await sandbox.prepare({ hostTime: req.hostTime ? timestampDate(req.hostTime) : undefined, sharedFsTag: req.sharedFsTag });
-      // The network call's code and its `ip -batch` run once (read-only: no NIC, no route named),
-      // so adoption's UpdateNetwork finds them compiled and paged in (docs/pool.md).
-      await configureNetwork([], []);
+      // Adoption's code (CreateSandbox's, UpdateNetwork's and its `ip -batch`) run once on
+      // pod-neutral data, so a pod finds it compiled and paged in (docs/pool.md).
+      await warmAdoptionPaths();
       return {};
     },
     async destroySandbox() {
