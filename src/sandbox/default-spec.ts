@@ -1,6 +1,6 @@
 // The OCI spec `kata-ts run --rootfs DIR -- CMD` runs: what `crun spec` writes, with the
 // caller's command, environment, working directory, user and limits.
-import type { OciSpec } from "../protocol/contract/oci.js";
+import { defaultContainerMounts, defaultMaskedPaths, defaultReadonlyPaths, type OciSpec } from "../protocol/contract/oci.js";
 
 export interface RunSpecOptions {
   args: string[];
@@ -41,19 +41,14 @@ export function runSpec(o: RunSpecOptions): OciSpec {
     hostname: o.hostname ?? "kata-ts",
     mounts: [
       { destination: "/proc", type: "proc", source: "proc" },
-      { destination: "/dev", type: "tmpfs", source: "tmpfs", options: ["nosuid", "strictatime", "mode=755", "size=65536k"] },
-      { destination: "/dev/pts", type: "devpts", source: "devpts", options: ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"] },
-      { destination: "/dev/shm", type: "tmpfs", source: "shm", options: ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"] },
-      { destination: "/dev/mqueue", type: "mqueue", source: "mqueue", options: ["nosuid", "noexec", "nodev"] },
-      { destination: "/sys", type: "sysfs", source: "sysfs", options: ["nosuid", "noexec", "nodev", "ro"] },
-      { destination: "/sys/fs/cgroup", type: "cgroup", source: "cgroup", options: ["nosuid", "noexec", "nodev", "relatime", "ro"] },
+      ...defaultContainerMounts.map((m) => ({ ...m, options: [...(m.options ?? [])] })),
       ...(o.volumes ?? []).map(([src, dst]) => ({ destination: dst, type: "bind", source: src, options: ["rbind", "rw"] })),
     ],
     linux: {
       namespaces: [{ type: "pid" }, { type: "ipc" }, { type: "uts" }, { type: "mount" }, { type: "cgroup" }],
       resources: o.memoryLimitBytes === undefined ? {} : { memory: { limit: o.memoryLimitBytes, swap: o.memoryLimitBytes } },
-      maskedPaths: ["/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
-      readonlyPaths: ["/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
+      maskedPaths: [...defaultMaskedPaths],
+      readonlyPaths: [...defaultReadonlyPaths],
     },
   };
 }

@@ -14,7 +14,7 @@
 import { mkdir, rmdir } from "node:fs/promises";
 import { describeError, KataError } from "../../util/errors.js";
 import { run } from "../../util/exec.js";
-import type { OciSpec } from "../../protocol/contract/oci.js";
+import { defaultContainerMounts, defaultMaskedPaths, defaultReadonlyPaths, type OciSpec } from "../../protocol/contract/oci.js";
 import type { ContainerManager } from "./manager.js";
 
 /** The warm-up container's id: never a CRI id (those are 64 hex digits), and gone before any pod's. */
@@ -42,17 +42,12 @@ export function warmUpSpec(): OciSpec {
     hostname: "kata-ts-warm-up",
     mounts: [
       { destination: "/proc", type: "proc", source: "proc", options: ["nosuid", "noexec", "nodev"] },
-      { destination: "/dev", type: "tmpfs", source: "tmpfs", options: ["nosuid", "strictatime", "mode=755", "size=65536k"] },
-      { destination: "/dev/pts", type: "devpts", source: "devpts", options: ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"] },
-      { destination: "/dev/shm", type: "tmpfs", source: "shm", options: ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"] },
-      { destination: "/dev/mqueue", type: "mqueue", source: "mqueue", options: ["nosuid", "noexec", "nodev"] },
-      { destination: "/sys", type: "sysfs", source: "sysfs", options: ["nosuid", "noexec", "nodev", "ro"] },
-      { destination: "/sys/fs/cgroup", type: "cgroup", source: "cgroup", options: ["nosuid", "noexec", "nodev", "relatime", "ro"] },
+      ...defaultContainerMounts.map((m) => ({ ...m, options: [...(m.options ?? [])] })),
     ],
     linux: {
       namespaces: [{ type: "pid" }, { type: "ipc" }, { type: "uts" }, { type: "mount" }, { type: "cgroup" }],
-      maskedPaths: ["/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
-      readonlyPaths: ["/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
+      maskedPaths: [...defaultMaskedPaths],
+      readonlyPaths: [...defaultReadonlyPaths],
     },
   };
 }

@@ -62,3 +62,21 @@ export interface OciSpec {
   linux?: OciLinux;
   [key: string]: unknown;
 }
+
+/**
+ * The kernel file systems every container gets besides /proc (containerd's and `crun spec`'s
+ * defaults): the host's default spec and the guest's warm-up container use the same ones, so the
+ * warm-up meets the mounts a pod's container will.
+ */
+export const defaultContainerMounts: readonly OciMount[] = [
+  { destination: "/dev", type: "tmpfs", source: "tmpfs", options: ["nosuid", "strictatime", "mode=755", "size=65536k"] },
+  { destination: "/dev/pts", type: "devpts", source: "devpts", options: ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"] },
+  { destination: "/dev/shm", type: "tmpfs", source: "shm", options: ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"] },
+  { destination: "/dev/mqueue", type: "mqueue", source: "mqueue", options: ["nosuid", "noexec", "nodev"] },
+  { destination: "/sys", type: "sysfs", source: "sysfs", options: ["nosuid", "noexec", "nodev", "ro"] },
+  { destination: "/sys/fs/cgroup", type: "cgroup", source: "cgroup", options: ["nosuid", "noexec", "nodev", "relatime", "ro"] },
+];
+
+/** Paths hidden from / made read-only in every container (containerd's defaults). */
+export const defaultMaskedPaths: readonly string[] = ["/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"];
+export const defaultReadonlyPaths: readonly string[] = ["/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
