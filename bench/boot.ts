@@ -18,6 +18,8 @@ import { busyboxPid1Cmdline } from "../test/integration/vm-support.js";
 import { exitWithUsage, intOption, parseBenchArgs, UsageError } from "./lib/args.js";
 import { describeSpread, figuresLine, median } from "./lib/figures.js";
 import { mappingResidentKiB, smapsBreakdown, smapsRollup, type SmapsBreakdown } from "./lib/vmm-memory.js";
+import { erofsExtents, imageResidency, type ImageExtent } from "./lib/image-residency.js";
+import { tcgJitState, type TcgJitState } from "./lib/tcg-jit.js";
 import { defaultTcgTbSizeMiB } from "../src/hypervisor/qemu/index.js";
 import { processCpuSeconds } from "../src/util/proc-sched.js";
 
@@ -111,7 +113,14 @@ interface Sample {
   rootfsMappedKiB: number;
   /** PSS by kind of mapping once settled. */
   breakdown: SmapsBreakdown;
+  /** TCG's translation cache once settled (boot alone fills it: docs/density.md). */
+  jit: TcgJitState;
+  /** The root image's pages QEMU holds mapped once settled, by file (virtio-pmem/DAX only). */
+  imageByFile: [string, number][];
 }
+
+/** Extents of each root image's files, listed once per image (a walk of the image with dump.erofs). */
+const extentsByImage = new Map<string, Promise<ImageExtent[]>>();
 
 async function bootOnce(v: Variant, base: VmConfig, assets: GuestAssets): Promise<Omit<Sample, "floorMs" | "floorCpuMs">> {
   const config = v.config(base);
@@ -126,7 +135,13 @@ async function bootOnce(v: Variant, base: VmConfig, assets: GuestAssets): Promis
     await sleep(SETTLE_MS);
     const guestRamSettledKiB = await mappingResidentKiB(pid, config.memoryMiB * 1024);
     const breakdown = await smapsBreakdown(pid, config.memoryMiB * 1024, v.tbSizeMiB * 1024);
-    return { readyMs: booted.timings.agentReadyMs, readyCpuMs, guestUptimeS: version.uptimeSeconds, ...mem, guestRamKiB, guestRamSettledKiB, rootfsMappedKiB, breakdown };
+    const jit = await tcgJitState(booted.vm);
+    let imageByFile: [string, number][] = [];
+    if (rootfsMappedKiB > 0) {
+      if (!extentsByImage.has(config.rootfsPath)) extentsByImage.set(config.rootfsPath, erofsExtents(config.rootfsPath).catch(() => []));
+      imageByFile = (await imageResidency(pid, config.rootfsPath, await extentsByImage.get(config.rootfsPath)!)).byFile;
+    }
+    return { readyMs: booted.timings.agentReadyMs, readyCpuMs, guestUptimeS: version.uptimeSeconds, ...mem, guestRamKiB, guestRamSettledKiB, rootfsMappedKiB, breakdown, jit, imageByFile };
   } finally {
     booted.agent.close();
     await booted.vm.stop();
@@ -225,6 +240,10 @@ async function main(): Promise<void> {
       console.log(`  guest RAM ${SETTLE_MS / 1000} s later (MiB):     ${describeSpread(col((s) => s.guestRamSettledKiB / 1024))}`);
       console.log(`  root image mapped, DAX (MiB):    ${describeSpread(col((s) => s.rootfsMappedKiB / 1024))}`);
       console.log(`  PSS settled, by mapping (MiB):   guest RAM ${median(col((s) => s.breakdown.guestRam / 1024)).toFixed(1)}, TCG code ${median(col((s) => s.breakdown.tcgCode / 1024)).toFixed(1)}, other anonymous ${median(col((s) => s.breakdown.anon / 1024)).toFixed(1)}, files ${median(col((s) => s.breakdown.files / 1024)).toFixed(1)} (largest: ${xs[0]?.breakdown.topFiles.join(", ") ?? ""} KiB)`);
+      const mibOf = (kib: number): string => (kib / 1024).toFixed(1);
+      console.log(`  TCG cache settled (MiB, flushes): host code ${describeSpread(col((s) => Math.round(s.jit.genCodeBytes / 1048576)))}; flushes ${describeSpread(col((s) => s.jit.flushes))}`);
+      const image = xs[0]?.imageByFile ?? [];
+      if (image.length > 0) console.log(`  root image held by QEMU, by file (MiB, first boot): ${image.slice(0, 8).map(([f, k]) => `${f} ${mibOf(k)}`).join(", ")}`);
       if (Object.keys(figures).length === 0) {
         Object.assign(figures, {
           boot_to_agent_ms: median(col((s) => s.readyMs)),

@@ -19,6 +19,7 @@ import { makeBusyboxRootfs } from "../test/integration/agent-container-fixture.j
 import { checkOptions, intOption, parseBenchArgs, UsageError } from "./lib/args.js";
 import { median } from "./lib/figures.js";
 import { smapsBreakdown, smapsRollup } from "./lib/vmm-memory.js";
+import { tcgJitState } from "./lib/tcg-jit.js";
 import { parseVmVariant, withVariantEnv, type VmVariant } from "./lib/vmm-variant.js";
 
 const USAGE = `usage: node dist/bench/vmm-variants.js --variant SPEC [--variant SPEC ...] [options]   (as root)
@@ -84,10 +85,8 @@ async function cpuMs(pid: number): Promise<number> {
   return ns / 1e6;
 }
 
-type Qmp = { execute(c: "human-monitor-command", a: { "command-line": string }): Promise<string> };
 async function tbFlushes(sb: Sandbox): Promise<number> {
-  const text = (await (sb.vm as unknown as { qmp?: Qmp }).qmp?.execute("human-monitor-command", { "command-line": "info jit" }).catch(() => "")) ?? "";
-  return Number(/TB flush count\s+(\d+)/.exec(text)?.[1] ?? Number.NaN);
+  return sb.vm === undefined ? Number.NaN : (await tcgJitState(sb.vm)).flushes;
 }
 
 type Container = Awaited<ReturnType<Sandbox["createContainer"]>>;
