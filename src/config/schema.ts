@@ -1,9 +1,13 @@
 // The shape of configuration.toml, in the spirit of Kata's: [hypervisor.qemu] (and
 // [hypervisor.cloud-hypervisor], [hypervisor.firecracker]), [agent], [runtime].
 // Every table rejects unknown keys so that a typo fails loudly instead of silently using a default.
-// Defaults live here and only here; docs/configuration.md and config/configuration.toml.example
+// Defaults live here and only here (the few that code outside configuration uses are in
+// defaults.ts, which loads no zod); docs/configuration.md and config/configuration.toml.example
 // describe the same values (a unit test keeps the example in step).
 import { z } from "zod";
+import { defaultImageDeviceFor, defaultQemuMachine, defaultTcgTbSizeMiB, hypervisorNames } from "./defaults.js";
+
+export { defaultImageDeviceFor, defaultQemuImageDevice, defaultQemuMachine, defaultTcgTbSizeMiB, hypervisorNames, selectedVmmConfig, type HypervisorName } from "./defaults.js";
 
 /** Empty string means "take it from the guest assets manifest" (kata-ts build-assets). */
 const assetPath = z.string().default("");
@@ -19,34 +23,6 @@ const guestKeys = {
   /** Guest memory in MiB before the pod's own sizing is added. */
   default_memory: z.int().min(64).max(1024 * 1024).default(512),
 };
-
-/**
- * TCG's translation cache in MiB (QEMU `-accel tcg,tb-size=N`). QEMU fills the whole buffer before
- * it flushes, so every byte of it ends up resident: it is QEMU's largest cost after guest RAM.
- * Too small and the guest's hot code no longer fits (8 MiB made boot 3-4x slower here). What fills
- * it on an exec into a container is mostly the agent's V8 JIT output (new guest code to translate
- * each time); with the agent `--jitless` (src/guest/build.ts) 40 MiB saw no flush over 25 execs
- * and exec and StartContainer cost no more CPU than 64 MiB with the JIT; 32 MiB flushed ~0.2 times
- * per exec and StartContainer cost ~30 % more CPU. Measured in docs/density.md "TCG translation
- * cache". Ignored under KVM.
- */
-export const defaultTcgTbSizeMiB = 40;
-
-/**
- * QEMU's machine type and how the guest image is attached (docs/hypervisor.md, docs/guest.md):
- * "q35" + "pmem" (the default: virtio-pci, the image mapped read-only from the host's page cache and
- * mounted with DAX, shared by every VM: half the guest RAM at boot, less QEMU CPU to boot, less PSS
- * per VM from the second VM on) or "microvm" + "disk" (virtio-mmio, the image a read-only virtio-blk
- * disk read into each guest's page cache). microvm cannot map virtio-pmem (QEMU 7.2), so
- * image_device defaults to "pmem" on q35 and "disk" on microvm.
- */
-export const defaultQemuMachine = "q35";
-export const defaultQemuImageDevice = "pmem";
-
-/** image_device when configuration.toml leaves it out: the one the machine can map. */
-export function defaultImageDeviceFor(machine: "microvm" | "q35"): "disk" | "pmem" {
-  return machine === "microvm" ? "disk" : defaultQemuImageDevice;
-}
 
 export const qemuSchema = z
   .strictObject({
@@ -97,10 +73,6 @@ export const firecrackerSchema = z
 export const hypervisorSchema = z
   .strictObject({ qemu: qemuSchema, "cloud-hypervisor": cloudHypervisorSchema, firecracker: firecrackerSchema })
   .prefault({});
-
-/** The VMMs kata-ts can drive; `[runtime] hypervisor` picks one. */
-export const hypervisorNames = ["qemu", "cloud-hypervisor", "firecracker"] as const;
-export type HypervisorName = (typeof hypervisorNames)[number];
 
 export const agentSchema = z
   .strictObject({
@@ -191,10 +163,6 @@ export type FirecrackerConfig = KataConfig["hypervisor"]["firecracker"];
 /** The keys every [hypervisor.<name>] section has. */
 export type VmmSectionConfig = Pick<QemuConfig, "path" | "kernel" | "initrd" | "image" | "kernel_params" | "default_vcpus" | "default_memory">;
 
-/** The section of the VMM `[runtime] hypervisor` picks. */
-export function selectedVmmConfig(config: KataConfig): VmmSectionConfig {
-  return config.hypervisor[config.runtime.hypervisor];
-}
 export type AgentConfig = KataConfig["agent"];
 export type RuntimeConfig = KataConfig["runtime"];
 export type FactoryConfig = KataConfig["factory"];

@@ -3,7 +3,7 @@ import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import { KataError } from "../util/errors.js";
 import { assetsDir } from "../util/paths.js";
-import { readManifest, type GuestManifest } from "./manifest.js";
+import type { GuestManifest } from "./manifest.js";
 
 export interface GuestAssets {
   /** Uncompressed ELF vmlinux (PVH boot). */
@@ -20,6 +20,9 @@ export interface GuestAssets {
 }
 
 export async function loadGuestAssets(dir: string = assetsDir()): Promise<GuestAssets> {
+  // Loaded on demand: the manifest's schema is zod, which a shim server handed its pod's assets
+  // (src/shim/pod-config.ts) never loads.
+  const { readManifest } = await import("./manifest.js");
   const manifest = await readManifest(dir);
   const path = async (file: string): Promise<string> => {
     const p = join(dir, file);

@@ -2,7 +2,7 @@
 // `[hypervisor.<name>]` holds its settings. Everything else takes a Hypervisor and never names one.
 // The drivers of the REST VMMs are loaded only when configured: they pull in node:http, which a
 // shim running QEMU pods would otherwise load and hold in every pod's process (docs/shim.md).
-import { defaultConfig, type KataConfig } from "../config/schema.js";
+import type { KataConfig } from "../config/schema.js";
 import { QemuHypervisor } from "./qemu/index.js";
 import type { Hypervisor } from "./types.js";
 
@@ -29,7 +29,8 @@ let memo: Promise<Hypervisor> | undefined;
 
 /** The VMM of the built-in configuration (QEMU), opened once per process. */
 export function defaultHypervisor(): Promise<Hypervisor> {
-  memo ??= openHypervisor(defaultConfig());
+  // The schema (zod) is loaded only here: a shim server that is handed its configuration never needs it.
+  memo ??= import("../config/schema.js").then(({ defaultConfig }) => openHypervisor(defaultConfig()));
   memo.catch(() => {
     memo = undefined;
   });

@@ -97,3 +97,6 @@ export function formatShimFlags(flags: Partial<ShimFlags>): string[] {
 
 /** Environment variable by which `start` hands its process's start time (epoch ms) to the server it spawns. */
 export const START_AT_ENV = "KATA_TS_SHIM_START_AT";
+
+/** Names of the variables `start` added to the server's environment for the server alone (its malloc settings), comma-separated. */
+export const SERVER_ENV_SET_ENV = "KATA_TS_SHIM_ENV_SET";

@@ -2,7 +2,8 @@
 // generated protobuf types cross this line; translate.ts converts at the ttRPC edge). One
 // implementation wraps src/sandbox (sandbox-adapter.ts); the shim itself never boots VMs.
 import type { Readable, Writable } from "node:stream";
-import type { KataConfig } from "../config/index.js";
+import type { KataConfig } from "../config/schema.js";
+import type { GuestAssets } from "../guest/assets.js";
 import type { PodSizing } from "./pod-sizing.js";
 
 /** An OCI runtime spec (config.json) or process, as parsed JSON: the sandbox layer validates it. */
@@ -101,6 +102,8 @@ export interface SandboxRequest {
   config: KataConfig;
   /** The file `config` came from ("built-in defaults" when none): what a pool daemon this pod starts reads too. */
   configSource?: string;
+  /** The guest assets of `config`, when `start` read them already (pod-config.ts). */
+  assets?: GuestAssets;
   sizing: PodSizing;
   /**
    * Aborted when the pod's start is cut off (containerd deletes the task or the shim is told to

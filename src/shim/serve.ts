@@ -4,10 +4,11 @@ import { Task } from "../protocol/gen/containerd/task/v2/shim_pb.js";
 import { TtrpcServer } from "../protocol/ttrpc/index.js";
 import { describeError, KataError } from "../util/errors.js";
 import { EventPublisher } from "./events.js";
-import { START_AT_ENV, type ShimFlags } from "./flags.js";
+import { SERVER_ENV_SET_ENV, START_AT_ENV, type ShimFlags } from "./flags.js";
 import type { ShimEntry } from "./run.js";
 import { shimLogger } from "./shim-log.js";
 import { TaskService } from "./task-service.js";
+import { readPreparedConfig } from "./pod-config.js";
 import { taskImpl } from "./translate.js";
 
 /** How long answers still being sent (the Delete that tore the pod down) may take before the shim exits. */
@@ -21,10 +22,15 @@ const idleEmptyExitMs = 30_000;
 
 export async function serve(flags: ShimFlags, loadPodFactory: ShimEntry["loadPodFactory"]): Promise<void> {
   const bundle = flags.bundle || process.cwd();
+  // The server's own settings (start.ts serverEnv) are not its children's (QEMU, virtiofsd, the pool daemon).
+  for (const name of (process.env[SERVER_ENV_SET_ENV] ?? "").split(",")) if (name !== "") delete process.env[name];
+  delete process.env[SERVER_ENV_SET_ENV];
   const log = shimLogger({ debug: flags.debug, id: flags.id });
   if (flags.socket === "") throw new KataError("INVALID_ARGUMENT", "serve needs -socket");
   const events = new EventPublisher(process.env.TTRPC_ADDRESS, flags.namespace, log);
-  const svc = new TaskService({ factory: await loadPodFactory(log), events, log, configPath: flags.configPath });
+  // Read from the start: `start` writes it while this process starts up (pod-config.ts).
+  const prepared = readPreparedConfig(process.stdin, log);
+  const svc = new TaskService({ factory: await loadPodFactory(log), events, log, configPath: flags.configPath, prepared });
   const server = new TtrpcServer();
 
   let stopping = false;

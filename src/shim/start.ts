@@ -9,7 +9,7 @@ import net from "node:net";
 import { dirname, join } from "node:path";
 import { KataError } from "../util/errors.js";
 import { groupIdOf, socketPath, socketUri } from "./address.js";
-import { formatShimFlags, START_AT_ENV, type ShimFlags } from "./flags.js";
+import { formatShimFlags, SERVER_ENV_SET_ENV, START_AT_ENV, type ShimFlags } from "./flags.js";
 import { readSpec } from "./oci-spec.js";
 
 const listenDeadlineMs = 10_000;
@@ -21,6 +21,31 @@ const listenDeadlineMs = 10_000;
  * CPU per call (bench/shim-memory.ts, docs/shim.md). On the argv: NODE_OPTIONS accepts some only.
  */
 export const serverNodeFlags: readonly string[] = ["--max-semi-space-size=1"];
+
+/**
+ * glibc malloc settings for the server (unless containerd's environment sets them): memory freed
+ * at the top of the heap goes back to the system above 64 KiB (default 128 KiB, and the threshold
+ * rises with every large free) and no padding is kept. What V8 and Node free after start-up
+ * (parsing the bundle, compiling) otherwise stays resident for the pod's life: ~2-3 MiB PSS of
+ * each idle server (bench/shim-memory.ts, docs/shim.md). glibc reads them at the process's first
+ * malloc; the server removes them from its environment so its children (QEMU, virtiofsd) keep
+ * their defaults.
+ */
+export const serverMallocEnv: Readonly<Record<string, string>> = { MALLOC_TRIM_THRESHOLD_: "65536", MALLOC_TOP_PAD_: "0" };
+
+/** The server's environment: start's, plus what only the server process should get (see SERVER_ENV_SET_ENV). */
+export function serverEnv(env: NodeJS.ProcessEnv, startAt: number): NodeJS.ProcessEnv {
+  const added = Object.entries(serverMallocEnv).filter(([k]) => env[k] === undefined);
+  return {
+    ...env,
+    // Each stdin FIFO open waits on a thread-pool thread until containerd opens its end.
+    UV_THREADPOOL_SIZE: env.UV_THREADPOOL_SIZE ?? "16",
+    ...Object.fromEntries(added),
+    [SERVER_ENV_SET_ENV]: added.map(([k]) => k).join(","),
+    // When `start` began (its process's time origin), for the server's start-up timeline.
+    [START_AT_ENV]: String(startAt),
+  };
+}
 
 /** `serverScript` is the entry script this shim was started from, re-executed as `serve`. */
 export async function start(flags: ShimFlags, stdin: Uint8Array, serverScript: string, socketDir?: string): Promise<string> {
@@ -47,10 +72,9 @@ async function spawnServer(serverScript: string, flags: ShimFlags, bundle: strin
   const child = spawn(process.execPath, args, {
     cwd: bundle,
     detached: true,
-    stdio: ["ignore", "ignore", logFd],
-    // Each stdin FIFO open waits on a thread-pool thread until containerd opens its end.
-    // START_AT_ENV: when `start` began (its process's time origin), for the server's start-up timeline.
-    env: { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? "16", [START_AT_ENV]: String(Math.round(performance.timeOrigin)) },
+    // stdin: the validated configuration, written below while the server starts (pod-config.ts).
+    stdio: ["pipe", "ignore", logFd],
+    env: serverEnv(process.env, Math.round(performance.timeOrigin)),
   });
   closeSync(logFd);
   let exited: string | undefined;
@@ -61,6 +85,15 @@ async function spawnServer(serverScript: string, flags: ShimFlags, bundle: strin
     exited = err.message;
   });
   child.unref();
+  // Validated here, beside the server's start-up on the other core, so that the server never loads
+  // the schemas (zod): what it would hold for the pod's life. A server gone already closed the pipe.
+  const handOver = child.stdin;
+  if (handOver !== null) {
+    handOver.on("error", () => undefined);
+    const prepared = await (await import("./prepare-config.js")).preparePodConfig(configPath);
+    handOver.end(JSON.stringify(prepared));
+    (handOver as unknown as { unref?: () => void }).unref?.();
+  }
   const deadline = Date.now() + listenDeadlineMs;
   while (!(await isListening(path))) {
     if (exited !== undefined) {

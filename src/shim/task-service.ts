@@ -3,7 +3,7 @@
 // container, whose task is the VM itself, or a plain `ctr run` container, which both owns the pod
 // and runs in it. CRI app containers join the existing pod. translate.ts maps protobuf to these calls.
 import { setTimeout as sleep } from "node:timers/promises";
-import { loadConfig, selectedVmmConfig } from "../config/index.js";
+import { selectedVmmConfig } from "../config/defaults.js";
 import { describeError, KataError } from "../util/errors.js";
 import type { Logger } from "../util/log.js";
 import type { ContainerStats, OciProcess, OciSpec, Pod, PodFactory, PodProcess, ProcessExit, RootfsMount, StdioPaths } from "./pod-port.js";
@@ -12,6 +12,7 @@ import { hostLimits } from "../host/limits.js";
 import { annotations, podSizing } from "./pod-sizing.js";
 import type { ProcessStatus } from "./process-state.js";
 import { readSpec } from "./oci-spec.js";
+import { podConfig, type PreparedPodConfig } from "./pod-config.js";
 import { ShimProcess } from "./shim-process.js";
 import type { EventSink } from "./task-events.js";
 
@@ -68,6 +69,8 @@ export interface TaskServiceDeps {
   log: Logger;
   /** ConfigPath that `start` received on stdin, used when Create carries none. */
   configPath: string;
+  /** The configuration `start` validated for the server (pod-config.ts); loaded at Create without it. */
+  prepared?: Promise<PreparedPodConfig | undefined>;
 }
 
 export class TaskService {
@@ -288,14 +291,14 @@ export class TaskService {
     if (this.pod !== undefined) throw new KataError("ALREADY_EXISTS", `this shim already runs a pod; task ${req.id} cannot start another`);
     const factory = this.deps.factory;
     if (factory === undefined) throw new KataError("UNAVAILABLE", "this kata-ts build has no sandbox layer: cannot create a pod VM");
-    const { config, source } = await loadConfig({ configPath: req.configPath || this.deps.configPath });
+    const { config, source, assets, from } = await podConfig(req.configPath || this.deps.configPath, this.deps.prepared);
     // The file may ask for more logging than containerd's -debug flag gave.
     if (config.runtime.debug) this.deps.log.level = "debug";
     else if (config.runtime.log_level !== "info") this.deps.log.level = config.runtime.log_level;
     const sizing = podSizing(selectedVmmConfig(config), spec.annotations ?? {}, await hostLimits(), source, config.runtime.hypervisor);
     if (sizing.vcpusCapped !== undefined) this.deps.log.warn({ id: req.id }, sizing.vcpusCapped);
-    this.deps.log.info({ id: req.id, config: source, sizing }, "creating pod VM");
-    const pod = await factory.createPod({ id: req.id, bundle: req.bundle, spec, rootfs: req.rootfs, config, configSource: source, sizing, signal });
+    this.deps.log.info({ id: req.id, config: source, configFrom: from, sizing }, "creating pod VM");
+    const pod = await factory.createPod({ id: req.id, bundle: req.bundle, spec, rootfs: req.rootfs, config, configSource: source, ...(assets === undefined ? {} : { assets }), sizing, signal });
     if (signal.aborted) {
       // Cut off just as the pod came up: it is nobody's, so it goes now.
       await pod.destroy();

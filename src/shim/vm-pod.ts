@@ -1,7 +1,7 @@
 // The shim's Pod over the sandbox layer's Sandbox (one VM): containerd's containers become
 // sandbox containers, with their rootfs mounted on <bundle>/rootfs and shared into the guest.
 import { join } from "node:path";
-import { selectedVmmConfig } from "../config/index.js";
+import { selectedVmmConfig } from "../config/defaults.js";
 import { openHypervisor } from "../hypervisor/select.js";
 import { adoptPooledVm, takePooledVm } from "../pool/adopt.js";
 import { podAssets } from "../pool/shape.js";
@@ -211,7 +211,7 @@ async function createVmPod(req: SandboxRequest, clock: StepClock, log: Logger, a
   const network = requireOwnNetwork(req.spec);
   requireOwnPidAndIpc(req.spec);
   const sysctls = podSysctls(req.spec);
-  const assets = await clock.time("assets", () => podAssets(selectedVmmConfig(req.config)));
+  const assets = req.assets ?? (await clock.time("assets", () => podAssets(selectedVmmConfig(req.config))));
   const opts: SandboxOptions = {
     id: req.id,
     vcpus: req.sizing.vcpus,

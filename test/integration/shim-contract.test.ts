@@ -15,6 +15,7 @@ import { DeleteResponseSchema, Task } from "../../src/protocol/gen/containerd/ta
 import { OptionsSchema } from "../../src/protocol/gen/runtimeoptions/v1/api_pb.js";
 import { TtrpcClient, TtrpcError, createClient, Code } from "../../src/protocol/ttrpc/index.js";
 import { shimEntryIn } from "../../src/shim/bundle-path.js";
+import { serverMallocEnv } from "../../src/shim/start.js";
 
 const repoRoot = join(import.meta.dirname, "..", "..", "..");
 const shimBin = join(repoRoot, "bin", "containerd-shim-kata-ts-v2");
@@ -83,7 +84,9 @@ void test("shim contract: start prints only the address, server answers Connect/
     await writeFile(join(sandboxBundle, "config.json"), JSON.stringify({ ociVersion: "1.0.2", annotations: { "io.kubernetes.cri.container-type": "sandbox", "io.kubernetes.cri.sandbox-id": "sb" } }));
     await writeFile(join(appBundle, "config.json"), JSON.stringify({ ociVersion: "1.0.2", annotations: { "io.kubernetes.cri.container-type": "container", "io.kubernetes.cri.sandbox-id": "sb" } }));
     const flags = (id: string) => ["-namespace", "k8s.io", "-address", address, "-publish-binary", "/usr/bin/containerd", "-id", id];
-    const options = toBinary(AnySchema, anyPack(OptionsSchema, create(OptionsSchema, { configPath: join(dir, "none.toml") })));
+    const configFile = join(dir, "configuration.toml");
+    await writeFile(configFile, "[agent]\ndial_timeout = 42\n");
+    const options = toBinary(AnySchema, anyPack(OptionsSchema, create(OptionsSchema, { configPath: configFile })));
 
     const started = await runShim([...flags("sb"), "start"], sandboxBundle, options);
     const digest = createHash("sha256").update(`${address}/k8s.io/sb`).digest("hex");
@@ -107,8 +110,11 @@ void test("shim contract: start prints only the address, server answers Connect/
     assert.equal(Number(stat[3]), serverPid, "the server leads its own session (detached from containerd)");
     const cmdline = (await readFile(`/proc/${serverPid}/cmdline`, "utf8")).split("\0");
     assert.equal(cmdline.at(-2), "serve");
-    assert.ok(cmdline.includes(join(dir, "none.toml")), "ConfigPath from start's stdin reaches the server");
+    assert.ok(cmdline.includes(configFile), "ConfigPath from start's stdin reaches the server");
     assert.deepEqual(cmdline.slice(1, 2), ["--max-semi-space-size=1"], "the server runs with the small-heap V8 flags (docs/shim.md)");
+    // The environment the server started with (/proc keeps it; the server drops these before it spawns anything).
+    const environ = (await readFile(`/proc/${serverPid}/environ`, "utf8")).split("\0");
+    for (const [k, v] of Object.entries(serverMallocEnv)) assert.ok(environ.includes(`${k}=${v}`), `the server runs with ${k}=${v} (docs/shim.md)`);
     assert.equal(cmdline[2], shimEntryIn(join(repoRoot, "dist", "src", "shim")), "the server is the script the launcher chose (the bundle once built)");
 
     // Nothing was created: gone is NOT_FOUND (Pause too), unsupported is UNIMPLEMENTED.
@@ -118,6 +124,13 @@ void test("shim contract: start prints only the address, server answers Connect/
     await expectStatus(task.wait({ id: "sb" }), Code.NOT_FOUND);
     await expectStatus(task.pause({ id: "sb" }), Code.NOT_FOUND);
     await expectStatus(task.checkpoint({ id: "sb" }), Code.UNIMPLEMENTED);
+
+    // A pod's Create takes the configuration start validated (the server loads no schema): this
+    // one stops before any VM, at the sandbox spec's missing network namespace (a hostNetwork pod).
+    await assert.rejects(task.create({ id: "sb", bundle: sandboxBundle, options: anyPack(OptionsSchema, create(OptionsSchema, { configPath: configFile })) }, { timeoutMs: 10_000 }), /hostNetwork/);
+    const creating = (await readFile(join(sandboxBundle, "log"), "utf8")).split("\n").filter((l) => l.includes("creating pod VM")).map((l) => JSON.parse(l) as { config?: string; configFrom?: string });
+    assert.deepEqual(creating.map((l) => [l.config, l.configFrom]), [[configFile, "start"]], "the configuration came from start");
+    await expectStatus(task.state({ id: "sb" }), Code.NOT_FOUND);
 
     await task.shutdown({ id: "sb" }, { timeoutMs: 5000 }).catch((err: unknown) => {
       // The server may close the connection as it exits; only a clean answer or UNAVAILABLE is fine.

@@ -1,7 +1,7 @@
 // QEMU (microvm or q35) as a Hypervisor. create() checks the config and the files it names before anything
 // is spawned, so a missing kernel is a clear NOT_FOUND rather than a QEMU error after start.
 import { stat } from "node:fs/promises";
-import { defaultImageDeviceFor, defaultQemuMachine, defaultTcgTbSizeMiB } from "../../config/schema.js";
+import { defaultImageDeviceFor, defaultQemuMachine, defaultTcgTbSizeMiB } from "../../config/defaults.js";
 import { KataError } from "../../util/errors.js";
 import { resolveAccel, type KvmProber } from "../accel.js";
 import type { Hypervisor, HypervisorCapabilities, VmConfig } from "../types.js";
