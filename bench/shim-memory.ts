@@ -1,6 +1,6 @@
 // What one idle shim server costs on the host, without VMs: N production shim servers
 // (the bundle, else dist/src/shim/main.js, `serve`, with its pod factory loaded as for a real pod) spawned with
-// different V8 flags: their PSS per server after a settling time, then one server's CPU per ttRPC
+// different V8 flags and malloc settings: their PSS per server after a settling time, then one server's CPU per ttRPC
 // call (Connect + State), its PSS right after those calls (a shim busy with Stats polls, liveness
 // checks, execs) and once idle again. A bare Node process listening on a socket is the floor. This is the
 // A/B behind start.ts's serverNodeFlags (docs/shim.md); bench/density.ts measures whole pods.
@@ -14,13 +14,13 @@ import { join } from "node:path";
 import { Task } from "../src/protocol/gen/containerd/task/v2/shim_pb.js";
 import { createClient, TtrpcClient } from "../src/protocol/ttrpc/index.js";
 import { shimEntryIn } from "../src/shim/bundle-path.js";
-import { serverNodeFlags } from "../src/shim/start.js";
+import { serverMallocEnv, serverNodeFlags } from "../src/shim/start.js";
 import { checkOptions, intOption, numberOption, parseBenchArgs } from "./lib/args.js";
 import { pssKiB } from "./lib/pod-pss.js";
 
 const USAGE = `usage: node dist/bench/shim-memory.js [--servers N] [--settle-s S] [--rpcs N] [--recover-s S] [--json]
 
-What one idle shim server costs on the host, without VMs: for each V8 flag variant (and a bare Node
+What one idle shim server costs on the host, without VMs: for each V8 flag and malloc variant (and a bare Node
 process as the floor), N shim servers are spawned; prints PSS per server after the settling time,
 one server's CPU per ttRPC call, its PSS right after the calls and once idle again.
 
@@ -38,14 +38,17 @@ const bareServer = "require('node:net').createServer().listen(process.argv.at(-2
 interface Variant {
   name: string;
   argv: (socket: string) => string[];
+  /** Added to the server's environment (start.ts serverMallocEnv for the production default). */
+  env?: Readonly<Record<string, string>>;
 }
 
 const shimArgv = (flags: readonly string[]) => (socket: string) => [...flags, shimMain, "-namespace", "bench", "-address", join(socket, "..", "none"), "-id", "bench", "-socket", socket, "serve"];
 const variants: Variant[] = [
   { name: "bare_node", argv: (socket) => ["-e", bareServer, socket, "serve"] },
   { name: "no_flags", argv: shimArgv([]) },
-  { name: "default", argv: shimArgv(serverNodeFlags) },
-  { name: "lite_mode", argv: shimArgv([...serverNodeFlags, "--lite-mode"]) },
+  { name: "v8_flags_only", argv: shimArgv(serverNodeFlags) },
+  { name: "default", argv: shimArgv(serverNodeFlags), env: serverMallocEnv },
+  { name: "lite_mode", argv: shimArgv([...serverNodeFlags, "--lite-mode"]), env: serverMallocEnv },
 ];
 
 async function waitListening(socket: string, child: ChildProcess): Promise<void> {
@@ -103,7 +106,7 @@ async function measure(v: Variant, servers: number, settleS: number, rpcs: numbe
   try {
     for (let i = 0; i < servers; i++) {
       const socket = join(dir, `s${i}.sock`);
-      const child = spawn(process.execPath, v.argv(socket), { cwd: dir, stdio: ["ignore", "ignore", "ignore"] });
+      const child = spawn(process.execPath, v.argv(socket), { cwd: dir, stdio: ["ignore", "ignore", "ignore"], env: { ...process.env, ...v.env } });
       children.push(child);
       await waitListening(socket, child);
     }
@@ -153,7 +156,7 @@ async function main(): Promise<void> {
       figures[`${v.name}_cpu_per_rpc_us`] = Number(m.cpuUs.toFixed(0));
     }
   }
-  console.log(`(server flags by default: ${serverNodeFlags.join(" ")})`);
+  console.log(`(server flags by default: ${serverNodeFlags.join(" ")}; environment ${Object.entries(serverMallocEnv).map(([k, v]) => `${k}=${v}`).join(" ")})`);
   if (values.json) console.log(JSON.stringify({ figures }));
 }
 

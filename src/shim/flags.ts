@@ -100,3 +100,6 @@ export const START_AT_ENV = "KATA_TS_SHIM_START_AT";
 
 /** Names of the variables `start` added to the server's environment for the server alone (its malloc settings), comma-separated. */
 export const SERVER_ENV_SET_ENV = "KATA_TS_SHIM_ENV_SET";
+
+/** The fd on which the server writes one line once it listens (`start` waits on it). */
+export const READY_FD_ENV = "KATA_TS_SHIM_READY_FD";

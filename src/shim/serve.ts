@@ -1,10 +1,12 @@
 // The long-running shim server (the internal `serve` action that `start` spawns detached): serves
 // containerd.task.v2.Task on the shim socket until Shutdown finds no containers, or a signal.
+import { closeSync, writeSync } from "node:fs";
 import { Task } from "../protocol/gen/containerd/task/v2/shim_pb.js";
 import { TtrpcServer } from "../protocol/ttrpc/index.js";
 import { describeError, KataError } from "../util/errors.js";
 import { EventPublisher } from "./events.js";
-import { SERVER_ENV_SET_ENV, START_AT_ENV, type ShimFlags } from "./flags.js";
+import { READY_FD_ENV, SERVER_ENV_SET_ENV, START_AT_ENV, type ShimFlags } from "./flags.js";
+import type { PodFactory } from "./pod-port.js";
 import type { ShimEntry } from "./run.js";
 import { shimLogger } from "./shim-log.js";
 import { TaskService } from "./task-service.js";
@@ -30,7 +32,16 @@ export async function serve(flags: ShimFlags, loadPodFactory: ShimEntry["loadPod
   const events = new EventPublisher(process.env.TTRPC_ADDRESS, flags.namespace, log);
   // Read from the start: `start` writes it while this process starts up (pod-config.ts).
   const prepared = readPreparedConfig(process.stdin, log);
-  const svc = new TaskService({ factory: await loadPodFactory(log), events, log, configPath: flags.configPath, prepared });
+  // The pod factory (the sandbox layer's modules) loads once the socket listens: `start` and
+  // containerd go on meanwhile, and Create waits for it.
+  let startFactoryLoad!: () => void;
+  const factory = new Promise<PodFactory>((resolve, reject) => {
+    startFactoryLoad = () => {
+      loadPodFactory(log).then(resolve, reject);
+    };
+  });
+  factory.catch((err: unknown) => log.error({ err: describeError(err) }, "loading the pod factory"));
+  const svc = new TaskService({ factory, events, log, configPath: flags.configPath, prepared });
   const server = new TtrpcServer();
 
   let stopping = false;
@@ -63,9 +74,28 @@ export async function serve(flags: ShimFlags, loadPodFactory: ShimEntry["loadPod
   process.on("SIGPIPE", () => undefined);
   process.on("unhandledRejection", (err) => log.error({ err: describeError(err) }, "unhandled rejection"));
   await server.listen(flags.socket);
+  signalListening();
+  startFactoryLoad();
   // When `start` and this process began, and listening: the shim's share of a pod start (docs/pool.md).
   const startAt = Number(process.env[START_AT_ENV]);
   const startup = { serveProcessAt: Math.round(performance.timeOrigin), listeningAt: Date.now(), ...(Number.isFinite(startAt) && startAt > 0 ? { startProcessAt: startAt } : {}) };
   delete process.env[START_AT_ENV];
   log.info({ socket: flags.socket, bundle, namespace: flags.namespace, ...startup }, "shim serving");
+}
+
+/** Tells `start` (on the fd it named in READY_FD_ENV) that the socket listens, and closes that fd. */
+function signalListening(): void {
+  const fd = Number(process.env[READY_FD_ENV]);
+  delete process.env[READY_FD_ENV];
+  if (!Number.isInteger(fd) || fd < 3) return;
+  try {
+    writeSync(fd, "listening\n");
+  } catch {
+    // `start` is gone (killed, or it gave up): nobody to tell.
+  }
+  try {
+    closeSync(fd);
+  } catch {
+    // Already closed.
+  }
 }

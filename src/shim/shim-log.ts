@@ -1,8 +1,7 @@
 // The shim server's log goes to its stderr, which `start` connects to the bundle's `log` FIFO:
 // containerd reads that FIFO and forwards it to its own log. So the sandbox layer's loggers (which
-// write to stderr too) land there as well. Never stdout: for start and delete it is the protocol.
-import { constants, openSync } from "node:fs";
-import { join } from "node:path";
+// write to stderr too) land there as well (bundle-log.ts opens it for `start`). Never stdout: for
+// start and delete it is the protocol.
 import { pino, type Logger } from "pino";
 
 export function shimLogger(opts: { debug: boolean; id: string }): Logger {
@@ -11,13 +10,4 @@ export function shimLogger(opts: { debug: boolean; id: string }): Logger {
     { name: "containerd-shim-kata-ts-v2", level, base: { pid: process.pid, id: opts.id } },
     pino.destination({ dest: 2, sync: true }),
   );
-}
-
-/**
- * An fd for the server's stderr: `<bundle>/log`. containerd creates it as a FIFO; opening it
- * read-write never blocks (and keeps the server's writes from failing with EPIPE if containerd
- * restarts). Without one (a shim run by hand or a test) the same path becomes a regular file.
- */
-export function openBundleLog(bundle: string): number {
-  return openSync(join(bundle, "log"), constants.O_RDWR | constants.O_APPEND | constants.O_CREAT, 0o600);
 }

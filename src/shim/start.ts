@@ -2,14 +2,14 @@
 // address. Runs with cwd = bundle, stdin = runtime options (a protobuf Any) or nothing. The server
 // is spawned detached, in its own session, with no inherited stdio (containerd waits for start's
 // pipes to close), and the socket is listening before we print the address.
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { closeSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import net from "node:net";
 import { dirname, join } from "node:path";
 import { KataError } from "../util/errors.js";
 import { groupIdOf, socketPath, socketUri } from "./address.js";
-import { formatShimFlags, SERVER_ENV_SET_ENV, START_AT_ENV, type ShimFlags } from "./flags.js";
+import { formatShimFlags, READY_FD_ENV, SERVER_ENV_SET_ENV, START_AT_ENV, type ShimFlags } from "./flags.js";
 import { readSpec } from "./oci-spec.js";
 
 const listenDeadlineMs = 10_000;
@@ -57,7 +57,7 @@ export async function start(flags: ShimFlags, stdin: Uint8Array, serverScript: s
   if (!(await isListening(path))) {
     // Loaded only to start a server: a CRI app container's `start` (its pod's server listens
     // already) stays a bare Node start-up on the StartContainer path (protobuf alone ~0.1 CPU-s).
-    const [{ decodeRuntimeOptionsBytes }, { openBundleLog }] = await Promise.all([import("./runtime-options.js"), import("./shim-log.js")]);
+    const [{ decodeRuntimeOptionsBytes }, { openBundleLog }] = await Promise.all([import("./runtime-options.js"), import("./bundle-log.js")]);
     const options = decodeRuntimeOptionsBytes(stdin);
     await mkdir(dirname(path), { recursive: true, mode: 0o711 });
     await spawnServer(serverScript, flags, bundle, path, options.configPath, openBundleLog);
@@ -73,8 +73,9 @@ async function spawnServer(serverScript: string, flags: ShimFlags, bundle: strin
     cwd: bundle,
     detached: true,
     // stdin: the validated configuration, written below while the server starts (pod-config.ts).
-    stdio: ["pipe", "ignore", logFd],
-    env: serverEnv(process.env, Math.round(performance.timeOrigin)),
+    // fd 3 (READY_FD_ENV): the server says "listening" on it, so no poll interval is lost waiting.
+    stdio: ["pipe", "ignore", logFd, "pipe"],
+    env: { ...serverEnv(process.env, Math.round(performance.timeOrigin)), [READY_FD_ENV]: "3" },
   });
   closeSync(logFd);
   let exited: string | undefined;
@@ -85,25 +86,45 @@ async function spawnServer(serverScript: string, flags: ShimFlags, bundle: strin
     exited = err.message;
   });
   child.unref();
-  // Validated here, beside the server's start-up on the other core, so that the server never loads
-  // the schemas (zod): what it would hold for the pod's life. A server gone already closed the pipe.
-  const handOver = child.stdin;
-  if (handOver !== null) {
-    handOver.on("error", () => undefined);
-    const prepared = await (await import("./prepare-config.js")).preparePodConfig(configPath);
-    handOver.end(JSON.stringify(prepared));
-    (handOver as unknown as { unref?: () => void }).unref?.();
+  const readyPipe = child.stdio[3] as (NodeJS.ReadableStream & { destroy?: () => void }) | null;
+  // Resolves when the server says it listens, or its end of the pipe closes (it exited, or it is
+  // a server that never says).
+  const readySignal = new Promise<void>((resolve) => {
+    if (readyPipe === null) return resolve();
+    readyPipe.once("data", () => resolve());
+    readyPipe.once("error", () => resolve());
+    readyPipe.once("end", () => resolve());
+  });
+  try {
+    // Validated here, beside the server's start-up on the other core, so that the server never
+    // loads the schemas (zod): what it would hold for the pod's life. A server gone already closed the pipe.
+    const handOver = child.stdin;
+    if (handOver !== null) {
+      handOver.on("error", () => undefined);
+      const prepared = await (await import("./prepare-config.js")).preparePodConfig(configPath);
+      handOver.end(JSON.stringify(prepared));
+    }
+    await waitListening(path, bundle, child, () => exited, readySignal);
+  } finally {
+    readyPipe?.destroy?.();
   }
+}
+
+async function waitListening(path: string, bundle: string, child: ChildProcess, exited: () => string | undefined, readySignal: Promise<void>): Promise<void> {
   const deadline = Date.now() + listenDeadlineMs;
+  let wake: Promise<void> | undefined = readySignal.then(() => {
+    wake = undefined;
+  });
   while (!(await isListening(path))) {
-    if (exited !== undefined) {
-      throw new KataError("INTERNAL", `shim server exited (${exited}) before listening on ${path}; see ${join(bundle, "log")}`);
+    if (exited() !== undefined) {
+      throw new KataError("INTERNAL", `shim server exited (${exited()}) before listening on ${path}; see ${join(bundle, "log")}`);
     }
     if (Date.now() > deadline) {
       child.kill("SIGKILL");
       throw new KataError("DEADLINE_EXCEEDED", `shim server did not listen on ${path} within ${listenDeadlineMs} ms; see ${join(bundle, "log")}`);
     }
-    await new Promise((r) => setTimeout(r, 20));
+    // Polled, and woken once by the server's "listening" so that no poll interval is lost.
+    await Promise.race([new Promise((r) => setTimeout(r, 20)), ...(wake === undefined ? [] : [wake])]);
   }
 }
 

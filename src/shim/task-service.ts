@@ -64,7 +64,8 @@ interface ShimContainer {
 const oomCheckMs = 3000;
 
 export interface TaskServiceDeps {
-  factory: PodFactory | undefined;
+  /** A promise while the server still loads it (serve.ts: after its socket listens). */
+  factory: PodFactory | Promise<PodFactory> | undefined;
   events: EventSink;
   log: Logger;
   /** ConfigPath that `start` received on stdin, used when Create carries none. */
@@ -289,7 +290,7 @@ export class TaskService {
 
   private async createPod(req: CreateTask, spec: OciSpec, signal: AbortSignal): Promise<void> {
     if (this.pod !== undefined) throw new KataError("ALREADY_EXISTS", `this shim already runs a pod; task ${req.id} cannot start another`);
-    const factory = this.deps.factory;
+    const factory = await this.deps.factory;
     if (factory === undefined) throw new KataError("UNAVAILABLE", "this kata-ts build has no sandbox layer: cannot create a pod VM");
     const { config, source, assets, from } = await podConfig(req.configPath || this.deps.configPath, this.deps.prepared);
     // The file may ask for more logging than containerd's -debug flag gave.
