@@ -103,3 +103,6 @@ export const SERVER_ENV_SET_ENV = "KATA_TS_SHIM_ENV_SET";
 
 /** The fd on which the server writes one line once it listens (`start` waits on it). */
 export const READY_FD_ENV = "KATA_TS_SHIM_READY_FD";
+
+/** The fd from which the server reads the configuration `start` validated (src/shim/pod-config.ts). */
+export const CONFIG_FD_ENV = "KATA_TS_SHIM_CONFIG_FD";

@@ -1,14 +1,16 @@
 // The pod's configuration in the shim server. `start` validates configuration.toml and reads the
 // guest assets manifest (both with zod schemas) while the server starts, and writes the result as
-// plain JSON to the server's stdin; the server takes it at Create. So the server never loads zod
+// plain JSON on a pipe (the fd CONFIG_FD_ENV names); the server takes it at Create. So the server never loads zod
 // and its schemas, ~8 MiB of every pod's shim for the pod's whole life (docs/shim.md "Memory").
 // When that hand-over is missing or was for another file (a Create naming another ConfigPath, a
 // configuration start could not load), the server loads the file itself, as before: an invalid
 // file fails the pod's Create with the same error either way.
+import { Socket } from "node:net";
 import type { Readable } from "node:stream";
 import type { KataConfig } from "../config/schema.js";
 import type { GuestAssets } from "../guest/assets.js";
 import { describeError } from "../util/errors.js";
+import { CONFIG_FD_ENV } from "./flags.js";
 import type { Logger } from "../util/log.js";
 
 /** What `start` hands the server. */
@@ -34,13 +36,25 @@ export interface PodConfig {
 /** How long the server waits for `start`'s hand-over after Create asked: `start` itself gives up within 10 s. */
 const handOverDeadlineMs = 15_000;
 
+/** The pipe `start` writes the hand-over on, if this server was started by `start`. */
+export function handOverPipe(): Readable | undefined {
+  const fd = Number(process.env[CONFIG_FD_ENV]);
+  delete process.env[CONFIG_FD_ENV];
+  if (!Number.isInteger(fd) || fd < 3) return undefined;
+  try {
+    return new Socket({ fd, readable: true, writable: false });
+  } catch {
+    return undefined;
+  }
+}
+
 /**
- * Reads the hand-over from `input` (the server's stdin: a pipe from `start`) until EOF. Never
+ * Reads the hand-over from `input` (a pipe from `start`) until EOF. Never
  * rejects: a missing, late or malformed hand-over is `undefined` (logged), and the server loads
  * the configuration itself.
  */
-export function readPreparedConfig(input: Readable & { isTTY?: boolean }, log: Logger): Promise<PreparedPodConfig | undefined> {
-  if (input.isTTY) return Promise.resolve(undefined);
+export function readPreparedConfig(input: Readable | undefined, log: Logger): Promise<PreparedPodConfig | undefined> {
+  if (input === undefined) return Promise.resolve(undefined);
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     const timer = setTimeout(() => done(new Error(`no hand-over within ${handOverDeadlineMs} ms`)), handOverDeadlineMs);

@@ -10,7 +10,7 @@ import type { PodFactory } from "./pod-port.js";
 import type { ShimEntry } from "./run.js";
 import { shimLogger } from "./shim-log.js";
 import { TaskService } from "./task-service.js";
-import { readPreparedConfig } from "./pod-config.js";
+import { handOverPipe, readPreparedConfig } from "./pod-config.js";
 import { taskImpl } from "./translate.js";
 
 /** How long answers still being sent (the Delete that tore the pod down) may take before the shim exits. */
@@ -31,7 +31,7 @@ export async function serve(flags: ShimFlags, loadPodFactory: ShimEntry["loadPod
   if (flags.socket === "") throw new KataError("INVALID_ARGUMENT", "serve needs -socket");
   const events = new EventPublisher(process.env.TTRPC_ADDRESS, flags.namespace, log);
   // Read from the start: `start` writes it while this process starts up (pod-config.ts).
-  const prepared = readPreparedConfig(process.stdin, log);
+  const prepared = readPreparedConfig(handOverPipe(), log);
   // The pod factory (the sandbox layer's modules) loads once the socket listens: `start` and
   // containerd go on meanwhile, and Create waits for it.
   let startFactoryLoad!: () => void;

@@ -9,7 +9,7 @@ import net from "node:net";
 import { dirname, join } from "node:path";
 import { KataError } from "../util/errors.js";
 import { groupIdOf, socketPath, socketUri } from "./address.js";
-import { formatShimFlags, READY_FD_ENV, SERVER_ENV_SET_ENV, START_AT_ENV, type ShimFlags } from "./flags.js";
+import { CONFIG_FD_ENV, formatShimFlags, READY_FD_ENV, SERVER_ENV_SET_ENV, START_AT_ENV, type ShimFlags } from "./flags.js";
 import { readSpec } from "./oci-spec.js";
 
 const listenDeadlineMs = 10_000;
@@ -72,10 +72,10 @@ async function spawnServer(serverScript: string, flags: ShimFlags, bundle: strin
   const child = spawn(process.execPath, args, {
     cwd: bundle,
     detached: true,
-    // stdin: the validated configuration, written below while the server starts (pod-config.ts).
     // fd 3 (READY_FD_ENV): the server says "listening" on it, so no poll interval is lost waiting.
-    stdio: ["pipe", "ignore", logFd, "pipe"],
-    env: { ...serverEnv(process.env, Math.round(performance.timeOrigin)), [READY_FD_ENV]: "3" },
+    // fd 4 (CONFIG_FD_ENV): the validated configuration, written below while the server starts.
+    stdio: ["ignore", "ignore", logFd, "pipe", "pipe"],
+    env: { ...serverEnv(process.env, Math.round(performance.timeOrigin)), [READY_FD_ENV]: "3", [CONFIG_FD_ENV]: "4" },
   });
   closeSync(logFd);
   let exited: string | undefined;
@@ -98,7 +98,7 @@ async function spawnServer(serverScript: string, flags: ShimFlags, bundle: strin
   try {
     // Validated here, beside the server's start-up on the other core, so that the server never
     // loads the schemas (zod): what it would hold for the pod's life. A server gone already closed the pipe.
-    const handOver = child.stdin;
+    const handOver = child.stdio[4] as NodeJS.WritableStream | null;
     if (handOver !== null) {
       handOver.on("error", () => undefined);
       const prepared = await (await import("./prepare-config.js")).preparePodConfig(configPath);
