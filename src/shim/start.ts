@@ -101,7 +101,8 @@ async function spawnServer(serverScript: string, flags: ShimFlags, bundle: strin
     const handOver = child.stdio[4] as NodeJS.WritableStream | null;
     if (handOver !== null) {
       handOver.on("error", () => undefined);
-      const prepared = await (await import("./prepare-config.js")).preparePodConfig(configPath);
+      // Never fails the start: without a hand-over the server loads the configuration itself.
+      const prepared = await import("./prepare-config.js").then(({ preparePodConfig }) => preparePodConfig(configPath), () => ({ configPath }));
       handOver.end(JSON.stringify(prepared));
     }
     await waitListening(path, bundle, child, () => exited, readySignal);
