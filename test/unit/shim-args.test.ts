@@ -5,7 +5,8 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { anyPack } from "@bufbuild/protobuf/wkt";
 import { OptionsSchema } from "../../src/protocol/gen/runtimeoptions/v1/api_pb.js";
 import { groupIdOf, socketPath, socketUri } from "../../src/shim/address.js";
-import { formatShimFlags, parseShimArgs } from "../../src/shim/flags.js";
+import { formatShimFlags, parseShimArgs, SERVER_ENV_SET_ENV, START_AT_ENV } from "../../src/shim/flags.js";
+import { serverEnv, serverMallocEnv } from "../../src/shim/start.js";
 import { podSizing } from "../../src/shim/pod-sizing.js";
 import { countCpuList, hostLimits, memTotalMiB, requireFitsHost, type HostLimits } from "../../src/host/limits.js";
 import { decodeRuntimeOptionsBytes } from "../../src/shim/runtime-options.js";
@@ -130,4 +131,16 @@ void test("shim sizing: host limits parse /sys cpu lists and /proc/meminfo", asy
   requireFitsHost({ vcpus: 2, memoryMiB: 1024 }, small, names);
   assert.throws(() => requireFitsHost({ vcpus: 3, memoryMiB: 512 }, small, names), { message: "--cpus 3 is more than this host's 2 CPUs (online CPUs in /sys/devices/system/cpu/online)" });
   assert.throws(() => requireFitsHost({ vcpus: 1, memoryMiB: 2048 }, small, names), { message: "--vm-memory 2048 MiB is more than this host's 1024 MiB (MemTotal in /proc/meminfo)" });
+});
+
+void test("the server's environment: malloc settings for the server alone, containerd's own values kept", () => {
+  const env = serverEnv({ PATH: "/usr/bin" }, 1234);
+  for (const [k, v] of Object.entries(serverMallocEnv)) assert.equal(env[k], v);
+  assert.deepEqual(env[SERVER_ENV_SET_ENV]?.split(",").sort(), Object.keys(serverMallocEnv).sort(), "named, so the server removes them before it spawns QEMU");
+  assert.equal(env[START_AT_ENV], "1234");
+  assert.equal(env.UV_THREADPOOL_SIZE, "16");
+  const preset = serverEnv({ MALLOC_TRIM_THRESHOLD_: "1048576", UV_THREADPOOL_SIZE: "8" }, 1);
+  assert.equal(preset.MALLOC_TRIM_THRESHOLD_, "1048576", "containerd's environment wins");
+  assert.equal(preset.UV_THREADPOOL_SIZE, "8");
+  assert.ok(!(preset[SERVER_ENV_SET_ENV] ?? "").split(",").includes("MALLOC_TRIM_THRESHOLD_"), "and stays for the server's children");
 });
