@@ -6,7 +6,7 @@
 // (static) as PID 1, which powers off at once — the kernel's own cost, beside which the agent's
 // share is visible. Variants take turns round by round, so a change in host load hits all alike.
 // Usage: see USAGE below (`node dist/bench/boot.js --help`).
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -22,6 +22,8 @@ import { erofsExtents, imageResidency, type ImageExtent } from "./lib/image-resi
 import { tcgJitState, type TcgJitState } from "./lib/tcg-jit.js";
 import { defaultTcgTbSizeMiB } from "../src/hypervisor/qemu/index.js";
 import { processCpuSeconds } from "../src/util/proc-sched.js";
+import { Virtiofsd } from "../src/sandbox/virtiofsd.js";
+import { SHARED_FS_TAG } from "../src/protocol/contract/guest.js";
 
 const tunings: Record<string, QemuHypervisorOptions> = {
   default: {},
@@ -44,7 +46,7 @@ const tunings: Record<string, QemuHypervisorOptions> = {
   "q35-pmem": { machine: "q35", imageDevice: "pmem" },
 };
 
-const USAGE = `usage: node dist/bench/boot.js [--boots N] [--variants V1,V2,...] [--memory MiB] [--settle-s N] [--json]
+const USAGE = `usage: node dist/bench/boot.js [--boots N] [--variants V1,V2,...] [--memory MiB] [--no-share] [--settle-s N] [--json]
 
 Boots the guest from the installed assets (KATA_TS_ASSETS_DIR moves them) under TCG, 1 vCPU, and
 prints per variant: boot to agent ready (QEMU spawn -> Health.Check answered), the floor (the same
@@ -59,6 +61,9 @@ Variants take turns boot by boot, so a change in host load hits all alike.
                   cmdline:P1+P2 (kernel parameters added),
                   assets:DIR (the guest built by kata-ts build-assets --dir DIR, e.g. with a changed agent)
   --memory MiB    guest memory (default 512)
+  --no-share      boot without a virtio-fs share: guest RAM is then anonymous memory (transparent
+                  huge pages round what the guest touched up to 2 MiB), not the memfd every pod's VM
+                  has (its guest has a share); default: a virtiofsd serving an empty directory
   --settle-s N    seconds free page reporting gets before "guest RAM later" and the PSS by mapping
                   are read (default 6; a low reporting order needs 20-40)
   --json          end with one line {"figures": {boot_to_agent_ms, floor_ms, guest_ram_touched_mib,
@@ -79,6 +84,11 @@ interface Variant {
  * low reporting order needs 30 s or more to hand back everything that was dropped.
  */
 let SETTLE_MS = 6000;
+/**
+ * Boot as a pod's VM boots: with a virtio-fs share, so guest RAM is the shared memfd virtiofsd maps
+ * (4 KiB pages), not anonymous memory in transparent huge pages (up to ~4 MiB more "touched").
+ */
+let WITH_SHARE = true;
 
 async function variant(name: string): Promise<Variant> {
   if (name.startsWith("cmdline:")) {
@@ -123,8 +133,19 @@ interface Sample {
 const extentsByImage = new Map<string, Promise<ImageExtent[]>>();
 
 async function bootOnce(v: Variant, base: VmConfig, assets: GuestAssets): Promise<Omit<Sample, "floorMs" | "floorCpuMs">> {
-  const config = v.config(base);
-  const booted = await bootVm(config, { deadlineMs: 180_000, hypervisor: v.hv });
+  let vfs: Virtiofsd | undefined;
+  let config = v.config(base);
+  if (WITH_SHARE) {
+    const shareDir = `${base.stateDir}-share`;
+    await mkdir(shareDir, { recursive: true });
+    const socketPath = `${base.stateDir}-vfs.sock`;
+    vfs = await Virtiofsd.start({ sharedDir: shareDir, socketPath, logPath: `${base.stateDir}-virtiofsd.log` });
+    config = { ...config, sharedFs: { socketPath, tag: SHARED_FS_TAG } };
+  }
+  const booted = await bootVm(config, { deadlineMs: 180_000, hypervisor: v.hv }).catch(async (err: unknown) => {
+    await vfs?.stop();
+    throw err;
+  });
   try {
     const pid = booted.vm.pid ?? 0;
     const readyCpuMs = ((await processCpuSeconds(pid)) ?? NaN) * 1000;
@@ -145,6 +166,7 @@ async function bootOnce(v: Variant, base: VmConfig, assets: GuestAssets): Promis
   } finally {
     booted.agent.close();
     await booted.vm.stop();
+    await vfs?.stop();
   }
 }
 
@@ -183,6 +205,7 @@ async function main(): Promise<void> {
       variants: { type: "string", default: "default" },
       memory: { type: "string", default: "512" },
       "settle-s": { type: "string", default: "6" },
+      "no-share": { type: "boolean", default: false },
       json: { type: "boolean", default: false },
       help: { type: "boolean", default: false },
     },
@@ -193,6 +216,7 @@ async function main(): Promise<void> {
     boots = intOption("boots", values.boots, 1);
     memoryMiB = intOption("memory", values.memory, 128);
     SETTLE_MS = intOption("settle-s", values["settle-s"], 0) * 1000;
+    WITH_SHARE = !values["no-share"];
   } catch (err) {
     if (err instanceof UsageError) exitWithUsage(USAGE, err.message);
     throw err;
@@ -202,7 +226,7 @@ async function main(): Promise<void> {
   const mib = (n: number): string => `${(n / 1048576).toFixed(1)} MiB`;
   console.log(`guest ${assets.kernelRelease} (${assets.manifest.kernel.source}): kernel ${mib(a.kernel.size)}, initrd ${a.initrd ? mib(a.initrd.size) : "none"}, rootfs (${assets.rootfsFormat} on ${assets.rootfsDevice}) ${mib(a.rootfs.size)}`);
   console.log(`kernel parameters: ${assets.kernelCmdline.join(" ")}`);
-  console.log(`host load average at start: ${loadavg().map((x) => x.toFixed(2)).join(" ")}; boots per variant: ${boots}; guest memory ${memoryMiB} MiB, 1 vCPU, TCG`);
+  console.log(`host load average at start: ${loadavg().map((x) => x.toFixed(2)).join(" ")}; boots per variant: ${boots}; guest memory ${memoryMiB} MiB (${WITH_SHARE ? "memfd, with a virtio-fs share as in a pod" : "anonymous, no share"}), 1 vCPU, TCG`);
   const variants: Variant[] = [];
   try {
     for (const name of values.variants.split(",")) variants.push(await variant(name));
