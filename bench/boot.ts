@@ -6,7 +6,7 @@
 // (static) as PID 1, which powers off at once — the kernel's own cost, beside which the agent's
 // share is visible. Variants take turns round by round, so a change in host load hits all alike.
 // Usage: see USAGE below (`node dist/bench/boot.js --help`).
-import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -22,8 +22,7 @@ import { erofsExtents, imageResidency, type ImageExtent } from "./lib/image-resi
 import { tcgJitState, type TcgJitState } from "./lib/tcg-jit.js";
 import { defaultTcgTbSizeMiB } from "../src/hypervisor/qemu/index.js";
 import { processCpuSeconds } from "../src/util/proc-sched.js";
-import { Virtiofsd } from "../src/sandbox/virtiofsd.js";
-import { SHARED_FS_TAG } from "../src/protocol/contract/guest.js";
+import { withPodShare, type PodShare } from "./lib/pod-share.js";
 
 const tunings: Record<string, QemuHypervisorOptions> = {
   default: {},
@@ -133,14 +132,11 @@ interface Sample {
 const extentsByImage = new Map<string, Promise<ImageExtent[]>>();
 
 async function bootOnce(v: Variant, base: VmConfig, assets: GuestAssets): Promise<Omit<Sample, "floorMs" | "floorCpuMs">> {
-  let vfs: Virtiofsd | undefined;
   let config = v.config(base);
+  let vfs: PodShare | undefined;
   if (WITH_SHARE) {
-    const shareDir = `${base.stateDir}-share`;
-    await mkdir(shareDir, { recursive: true });
-    const socketPath = `${base.stateDir}-vfs.sock`;
-    vfs = await Virtiofsd.start({ sharedDir: shareDir, socketPath, logPath: `${base.stateDir}-virtiofsd.log` });
-    config = { ...config, sharedFs: { socketPath, tag: SHARED_FS_TAG } };
+    vfs = await withPodShare(config);
+    config = vfs.config;
   }
   const booted = await bootVm(config, { deadlineMs: 180_000, hypervisor: v.hv }).catch(async (err: unknown) => {
     await vfs?.stop();

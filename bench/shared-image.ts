@@ -13,6 +13,7 @@ import { loadGuestAssets } from "../src/guest/assets.js";
 import { QemuHypervisor, type QemuHypervisorOptions } from "../src/hypervisor/qemu/index.js";
 import type { VmConfig } from "../src/hypervisor/types.js";
 import { bootVm, type BootedVm } from "../src/sandbox/agent-boot.js";
+import { withPodShare, type PodShare } from "./lib/pod-share.js";
 import { checkOptions, intOption, parseBenchArgs, UsageError } from "./lib/args.js";
 import { figuresLine, median } from "./lib/figures.js";
 import { mappingPssKiB, smapsRollup } from "./lib/vmm-memory.js";
@@ -28,6 +29,8 @@ const USAGE = `usage: node dist/bench/shared-image.js [--vms 1,4] [--variants V1
 Boots N VMs at once (the guest from the installed assets; KATA_TS_ASSETS_DIR moves them), TCG,
 1 vCPU each, waits until every agent answered and --settle-s more seconds, then prints the QEMU
 PSS per VM (sum of PSS / N) and the PSS of the root image's mapping per VM.
+Each VM has the virtio-fs share a pod's VM has (a virtiofsd serving an empty directory), so guest RAM
+is the memfd a pod has.
 
   --vms L         comma-separated VM counts (default 1,4)
   --variants L    comma-separated, of: ${Object.keys(variants).join(", ")} (default microvm-disk,q35-pmem)
@@ -36,25 +39,37 @@ PSS per VM (sum of PSS / N) and the PSS of the root image's mapping per VM.
   --json          end with {"figures": {"pss_per_vm_mib_<variant>_<n>": ..., "image_pss_per_vm_mib_<variant>_<n>": ...}}
   --help          this text`;
 
-async function bootAll(hv: QemuHypervisor, base: Omit<VmConfig, "id" | "stateDir">, root: string, tag: string, n: number): Promise<BootedVm[]> {
-  const booted: BootedVm[] = [];
+/** A booted VM with the virtio-fs share a pod's VM has (guest RAM a memfd: bench/lib/pod-share.ts). */
+interface PodVm {
+  booted: BootedVm;
+  share: PodShare;
+}
+
+async function bootAll(hv: QemuHypervisor, base: Omit<VmConfig, "id" | "stateDir">, root: string, tag: string, n: number): Promise<PodVm[]> {
+  const vms: PodVm[] = [];
   try {
     // One after the other: n TCG boots at once on a 2-core host would only time each other out.
     for (let i = 0; i < n; i++) {
       const id = `${tag}-${i}`;
-      booted.push(await bootVm({ ...base, id, stateDir: join(root, id) }, { deadlineMs: 240_000, hypervisor: hv }));
+      const share = await withPodShare({ ...base, id, stateDir: join(root, id) });
+      const booted = await bootVm(share.config, { deadlineMs: 240_000, hypervisor: hv }).catch(async (err: unknown) => {
+        await share.stop();
+        throw err;
+      });
+      vms.push({ booted, share });
     }
-    return booted;
+    return vms;
   } catch (err) {
-    await stopAll(booted);
+    await stopAll(vms);
     throw err;
   }
 }
 
-async function stopAll(booted: readonly BootedVm[]): Promise<void> {
-  for (const b of [...booted].reverse()) {
-    b.agent.close();
-    await b.vm.stop();
+async function stopAll(vms: readonly PodVm[]): Promise<void> {
+  for (const { booted, share } of [...vms].reverse()) {
+    booted.agent.close();
+    await booted.vm.stop();
+    await share.stop();
   }
 }
 
@@ -95,12 +110,12 @@ async function main(): Promise<void> {
         const booted = await bootAll(hv, base, root, `${name}-${n}`, n);
         try {
           await sleep(settleMs);
-          const pids = booted.map((b) => b.vm.pid ?? 0);
+          const pids = booted.map((b) => b.booted.vm.pid ?? 0);
           const pss = await Promise.all(pids.map(async (pid) => (await smapsRollup(pid)).pssKiB));
           const imagePss = await Promise.all(pids.map((pid) => mappingPssKiB(pid, imageKiB, assets.rootfsPath)));
           const perVm = pss.reduce((a, b) => a + b, 0) / n / 1024;
           const imagePerVm = imagePss.reduce((a, b) => a + (Number.isNaN(b) ? 0 : b), 0) / n / 1024;
-          console.log(`[${name}] ${n} VM(s): QEMU PSS per VM ${perVm.toFixed(1)} MiB (each: ${pss.map((p) => (p / 1024).toFixed(1)).join(", ")}); image mapping PSS per VM ${imagePerVm.toFixed(1)} MiB; ready in ${median(booted.map((b) => b.timings.agentReadyMs)).toFixed(0)} ms (median)`);
+          console.log(`[${name}] ${n} VM(s): QEMU PSS per VM ${perVm.toFixed(1)} MiB (each: ${pss.map((p) => (p / 1024).toFixed(1)).join(", ")}); image mapping PSS per VM ${imagePerVm.toFixed(1)} MiB; ready in ${median(booted.map((b) => b.booted.timings.agentReadyMs)).toFixed(0)} ms (median)`);
           figures[`pss_per_vm_mib_${name}_${n}`] = perVm;
           figures[`image_pss_per_vm_mib_${name}_${n}`] = imagePerVm;
         } finally {
