@@ -1,4 +1,4 @@
-// The guest's root filesystem: a read-only erofs image with node + the agent bundle, crun, ip, script, setarch,
+// The guest's root filesystem: a read-only erofs image with node + the agent bundle, crun, ip, script,
 // busybox and a minimal /etc. Everything writable lives on tmpfs mounted by the guest init.
 import { chmod, mkdir, rm, stat, truncate } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
@@ -15,8 +15,6 @@ export const CRUN = "/usr/bin/crun";
 export const IP = "/usr/sbin/ip";
 /** util-linux `script`: gives foreground crun a terminal for tty containers (docs/containers.md). */
 export const SCRIPT = "/usr/bin/script";
-/** util-linux `setarch`: starts the agent without address-space randomization under TCG (init-scripts.ts). */
-export const SETARCH = "/usr/bin/setarch";
 
 /** A fixed filesystem UUID and timestamp make the image byte-for-byte reproducible. */
 const EROFS_UUID = "6b617461-2d74-7320-6775-657374000001";
@@ -58,7 +56,6 @@ export async function stageRootfs(opts: RootfsOptions): Promise<string> {
   await installBinaryWithLibs(root, CRUN);
   await installBinaryWithLibs(root, IP);
   await installBinaryWithLibs(root, SCRIPT);
-  await installBinaryWithLibs(root, SETARCH);
   await installBusybox(root);
 
   await writeNewFile(join(root, AGENT_BUNDLE_PATH), opts.agentCode);

@@ -13,6 +13,8 @@ import { listTreeSorted, parseLdd } from "../../src/guest/fsutil.js";
 import { AGENT_EXIT_PREFIX, READAHEAD_PARAM, initramfsInit, rootInit } from "../../src/guest/init-scripts.js";
 import { describeArtifact, readManifest, writeManifest, type GuestManifest } from "../../src/guest/manifest.js";
 import { isKataError } from "../../src/util/errors.js";
+import { BUSYBOX } from "../../src/guest/initramfs.js";
+import { run } from "../../src/util/exec.js";
 
 async function withTmp<T>(fn: (dir: string) => Promise<T>): Promise<T> {
   const dir = await mkdtemp(join(tmpdir(), "kata-ts-assets-"));
@@ -123,6 +125,12 @@ void test("assets: kernel parameters for a virtio-pmem root (DAX) and a virtio-b
   assert.deepEqual(guestKernelCmdline("virtio-blk").slice(0, 2), ["root=/dev/vda", "rootfstype=erofs"]);
 });
 
+void test("assets: the image's busybox linux64 -R starts a program with ADDR_NO_RANDOMIZE and the plain Linux personality (what the init gives the agent under TCG)", async () => {
+  // The image installs the host's busybox-static (src/guest/initramfs.ts BUSYBOX); 0x0040000 is ADDR_NO_RANDOMIZE.
+  const { stdout } = await run(BUSYBOX, ["linux64", "-R", "cat", "/proc/self/personality"]);
+  assert.equal(stdout.trim(), "00040000");
+});
+
 void test("assets: init scripts carry the contract strings", () => {
   const stage2 = rootInit({ nodeArgs: ["--max-semi-space-size=1"] });
   assert.ok(stage2.includes(`echo "${AGENT_EXIT_PREFIX} $status"`));
@@ -131,7 +139,7 @@ void test("assets: init scripts carry the contract strings", () => {
   assert.ok(stage2.includes("poweroff -f"));
   assert.ok(stage2.includes("$norand node '--max-semi-space-size=1' /usr/lib/kata-ts/agent.cjs"));
   // Under TCG only, the agent (and the crun it runs) starts without address-space randomization.
-  assert.ok(stage2.includes(`grep -q '^model name.*TCG' /proc/cpuinfo && [ -x /usr/bin/setarch ] && norand="setarch -R"`));
+  assert.ok(stage2.includes(`grep -q '^model name.*TCG' /proc/cpuinfo && norand="busybox linux64 -R"`));
   // kata_ts.readahead_kb=N sets the root disk's read-ahead before node starts, after the snapshot was read whole.
   const readahead = stage2.slice(stage2.indexOf(`${READAHEAD_PARAM}=*)`));
   assert.ok(readahead.indexOf("cat /usr/lib/kata-ts/agent.snapshot >/dev/null") < readahead.indexOf(">/sys/block/vda/queue/read_ahead_kb"));
