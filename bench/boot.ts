@@ -3,8 +3,9 @@
 // uptime when its agent answered, the VMM's memory after boot (RSS/PSS from smaps_rollup; guest
 // RAM touched = resident pages of the guest-RAM mapping), the same once free page reporting had
 // time to hand freed pages back, and the *floor*: the same kernel and image booting busybox
-// (static) as PID 1, which powers off at once — the kernel's own cost, beside which the agent's
-// share is visible. Variants take turns round by round, so a change in host load hits all alike.
+// (static) as PID 1 with the same console parameters (quiet), which powers off at once — the
+// kernel's own cost, beside which the agent's share is visible. Variants take turns round by
+// round, so a change in host load hits all alike.
 // Usage: see USAGE below (`node dist/bench/boot.js --help`).
 import { mkdtemp, rm } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
@@ -169,7 +170,13 @@ async function bootOnce(v: Variant, base: VmConfig, assets: GuestAssets): Promis
 /** The floor: QEMU spawn -> the guest powered off, with busybox poweroff as PID 1. */
 async function floorOnce(v: Variant, base: VmConfig, assets: GuestAssets): Promise<{ ms: number; cpuMs: number }> {
   const withVariant = v.config(base);
-  const pid1 = busyboxPid1Cmdline({ ...assets, kernelCmdline: withVariant.kernelCmdline }, "poweroff", ["-f"]);
+  const busybox = busyboxPid1Cmdline({ ...assets, kernelCmdline: withVariant.kernelCmdline }, "poweroff", ["-f"]);
+  // The agent boot's console settings too: busyboxPid1Cmdline drops `quiet` (tests read the kernel
+  // log), and printing the log through the emulated UART cost the floor ~0.2 s of QEMU CPU and
+  // ~0.6 s of wall time (8 rounds, loaded host): the kernel's share of an agent boot is without it.
+  const consoleParams = withVariant.kernelCmdline.filter((p) => p === "quiet" || p.startsWith("loglevel="));
+  const initArgs = busybox.indexOf("--");
+  const pid1 = [...busybox.slice(0, initArgs), ...consoleParams, ...busybox.slice(initArgs)];
   const vm = await v.hv.create({ ...withVariant, id: `${base.id}-floor`, stateDir: `${base.stateDir}-floor`, kernelCmdline: pid1 });
   const started = performance.now();
   await vm.start();
