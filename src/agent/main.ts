@@ -60,7 +60,7 @@ async function main(): Promise<void> {
   void reportMemoryLater(cmdline, log);
   // A VM booted ahead of its pod (kata_ts.warm_up=containers): once the boot page cache is
   // dropped, so that what the warm-up reads stays.
-  if (wantsContainerWarmUp(cmdline)) void released.then(() => warmUpInBackground(deps.manager, log));
+  if (wantsContainerWarmUp(cmdline)) void released.then(() => warmUpInBackground(server, log));
   await port.serve((stream) => server.serve(stream));
 }
 

@@ -13,38 +13,17 @@
 import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Duplex } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { createClient, TtrpcClient, type TtrpcServer } from "../protocol/ttrpc/index.js";
 import { Health } from "../protocol/gen/katats/agent/v1/health_pb.js";
 import { releaseBootMemory } from "./boot-memory.js";
 import { findVirtioPort, VirtioPort } from "./virtio-port.js";
 import { KataError } from "../util/errors.js";
-
-/** One end of an in-memory pipe: what is written to it is read from its peer. */
-class PipeEnd extends Duplex {
-  peer: PipeEnd | undefined;
-  readonly written: Buffer[] = [];
-  override _read(): void {
-    // Data arrives through the peer's _write.
-  }
-  override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
-    this.written.push(Buffer.from(chunk));
-    this.peer?.push(chunk);
-    done();
-  }
-  override _final(done: (err?: Error | null) => void): void {
-    this.peer?.push(null);
-    done();
-  }
-}
+import { pipePair } from "./pipe-pair.js";
 
 /** Answers one Health.Check over an in-memory pipe; returns the bytes of the client's request. */
 export async function warmUpFirstRequest(server: TtrpcServer): Promise<Buffer> {
-  const a = new PipeEnd();
-  const b = new PipeEnd();
-  a.peer = b;
-  b.peer = a;
+  const [a, b] = pipePair(true);
   server.serve(b);
   const client = new TtrpcClient(a);
   try {

@@ -15,7 +15,10 @@ import { mkdir, rmdir } from "node:fs/promises";
 import { describeError, KataError } from "../../util/errors.js";
 import { run } from "../../util/exec.js";
 import { defaultContainerMounts, defaultMaskedPaths, defaultReadonlyPaths, type OciSpec } from "../../protocol/contract/oci.js";
-import type { ContainerManager } from "./manager.js";
+import type { GenService } from "@bufbuild/protobuf/codegenv2";
+import { AgentService } from "../../protocol/gen/katats/agent/v1/agent_pb.js";
+import { createClient, TtrpcClient, type TtrpcServer, type TypedClient } from "../../protocol/ttrpc/index.js";
+import { pipePair } from "../pipe-pair.js";
 
 /** The warm-up container's id: never a CRI id (those are 64 hex digits), and gone before any pod's. */
 export const WARM_UP_ID = "kata-ts-warm-up";
@@ -53,10 +56,10 @@ export function warmUpSpec(): OciSpec {
 }
 
 /** warmUpContainers, logged: a warm-up that fails leaves a guest that is only slower. */
-export async function warmUpInBackground(manager: ContainerManager, log: (message: string) => void): Promise<void> {
+export async function warmUpInBackground(server: TtrpcServer, log: (message: string) => void): Promise<void> {
   const t0 = performance.now();
   try {
-    await warmUpContainers(manager);
+    await warmUpContainers(server);
     log(`container warm-up done in ${(performance.now() - t0).toFixed(0)} ms`);
   } catch (err) {
     log(`container warm-up failed after ${(performance.now() - t0).toFixed(0)} ms (the first container start will be slower): ${describeError(err)}`);
@@ -64,39 +67,50 @@ export async function warmUpInBackground(manager: ContainerManager, log: (messag
 }
 
 /**
- * Creates, starts, execs `true` in, and removes the warm-up container; the container is removed
- * whatever fails. Throws when a step fails (the caller decides whether that matters: a warm-up
- * that failed leaves a guest that is only slower).
+ * Creates, starts, execs `true` in, and removes the warm-up container, through the agent's own
+ * ttRPC server over an in-memory pipe (so the host calls' whole path runs: framing, protobuf,
+ * AgentService, the manager, crun); the container is removed whatever fails. Throws when a step
+ * fails (the caller decides whether that matters: a warm-up that failed leaves a guest that is
+ * only slower).
  */
-export async function warmUpContainers(manager: ContainerManager, rootfs = WARM_UP_ROOTFS, timeoutMs = 60_000): Promise<void> {
+export async function warmUpContainers(server: TtrpcServer, rootfs = WARM_UP_ROOTFS, timeoutMs = 120_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   // The guest root without what is mounted on it (a container's own /sys, /proc cannot go on top of
   // the guest's: the kernel refuses the same sysfs twice on one mount point, EBUSY).
   await mkdir(rootfs, { recursive: true });
   await run("mount", ["--bind", "/", rootfs], { timeoutMs: 30_000 });
+  const [clientEnd, serverEnd] = pipePair();
+  server.serve(serverEnd);
+  const client = new TtrpcClient(clientEnd);
   try {
-    await runWarmUpContainer(manager, rootfs, deadline);
+    await runWarmUpContainer(createClient(client, AgentService), rootfs, deadline);
   } finally {
+    client.close();
+    clientEnd.destroy();
+    serverEnd.destroy();
     await run("umount", [rootfs], { timeoutMs: 30_000 });
     await rmdir(rootfs).catch(() => undefined);
   }
 }
 
-async function runWarmUpContainer(manager: ContainerManager, rootfs: string, deadline: number): Promise<void> {
-  await manager.createContainer({ containerId: WARM_UP_ID, specJson: JSON.stringify(warmUpSpec()), rootfs, openStdin: false, sandboxPidns: false });
+type Agent = TypedClient<typeof AgentService extends GenService<infer S> ? S : never>;
+
+async function runWarmUpContainer(agent: Agent, rootfs: string, deadline: number): Promise<void> {
+  const left = (): { timeoutMs: number } => ({ timeoutMs: Math.max(1, deadline - Date.now()) });
+  const containerId = WARM_UP_ID;
+  await agent.createContainer({ containerId, ociSpecJson: JSON.stringify(warmUpSpec()), rootfs, mounts: [], files: [], openStdin: false, sandboxPidns: false }, left());
   try {
-    await manager.startContainer(WARM_UP_ID, deadline);
-    await manager.execProcess({
-      containerId: WARM_UP_ID,
-      execId: "warm-up",
-      process: { args: ["true"], env: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], cwd: "/", user: { uid: 0, gid: 0 } },
-      terminal: false,
-      openStdin: false,
-      deadline,
-    });
-    const exit = await manager.waitProcess(WARM_UP_ID, "warm-up", AbortSignal.timeout(Math.max(1, deadline - Date.now())));
+    await agent.startContainer({ containerId }, left());
+    // As the host runs an exec (ExecSync): ExecProcess, then Wait and both reads to EOF at once.
+    const execId = "warm-up";
+    const process = { args: ["true"], env: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], cwd: "/", user: { uid: 0, gid: 0 } };
+    await agent.execProcess({ containerId, execId, processJson: JSON.stringify(process), terminal: false, openStdin: false }, left());
+    const drain = async (read: Agent["readStdout"]): Promise<void> => {
+      while (!(await read({ containerId, execId, len: 65536 }, left())).eof);
+    };
+    const [exit] = await Promise.all([agent.waitProcess({ containerId, execId }, left()), drain(agent.readStdout), drain(agent.readStderr)]);
     if (exit.status !== 0) throw new KataError("INTERNAL", `the warm-up exec of true exited with status ${exit.status}`);
   } finally {
-    await manager.removeContainer(WARM_UP_ID, true);
+    await agent.removeContainer({ containerId, force: true }, { timeoutMs: 60_000 });
   }
 }
