@@ -3,10 +3,11 @@
 // host's load), then times the first container's create+start and three execs of `true` in it:
 // wall time and the host CPU of QEMU and virtiofsd (utime+stime of every thread; under load CPU is
 // the work, wall mostly the load). Variants: the default guest (DAX root on virtio-pmem, agent
-// `--jitless`); `blk` the same image on virtio-blk (no DAX: the guest's page cache); `jit` other
-// assets whose agent runs without --jitless (COLD_JIT_ASSETS=DIR, built with AGENT_NODE_ARGS
-// emptied); `warm` the default guest with the container warm-up a pooled VM runs
-// (kata_ts.warm_up=containers), measured once its console says the warm-up is done.
+// `--jitless`); `blk` the same image on virtio-blk (no DAX: the guest's page cache); `warm` the
+// default guest with the container warm-up a pooled VM runs (kata_ts.warm_up=containers), measured
+// once its console says the warm-up is done; `alt` and `alt-warm` the same two with other assets
+// (COLD_ALT_ASSETS=DIR: e.g. an agent built without --jitless, AGENT_NODE_ARGS emptied, or an
+// older agent).
 // Usage: see USAGE below (`node dist/bench/cold-start.js --help`).
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
@@ -22,7 +23,7 @@ import { WARM_UP_CONTAINERS } from "../src/protocol/contract/guest.js";
 import { makeBusyboxRootfs } from "../test/integration/agent-container-fixture.js";
 import { checkOptions, exitWithUsage, intOption, parseBenchArgs } from "./lib/args.js";
 
-const ALL = ["default", "blk", "jit", "warm"] as const;
+const ALL = ["default", "blk", "warm", "alt", "alt-warm"] as const;
 type Variant = (typeof ALL)[number];
 
 const USAGE = `usage: node dist/bench/cold-start.js [--runs N] [--variants LIST] [--json]
@@ -31,19 +32,20 @@ Per round, one fresh VM per variant (interleaved): the first container's create+
 first three execs of \`true\`; wall time and QEMU+virtiofsd CPU time (medians over rounds).
 
   --runs N         rounds (default 3)
-  --variants LIST  comma-separated, of: ${ALL.join(", ")} (default: all; jit needs COLD_JIT_ASSETS)
+  --variants LIST  comma-separated, of: ${ALL.join(", ")} (default: all; alt* need COLD_ALT_ASSETS)
                    default  DAX root (virtio-pmem), agent --jitless (the configured guest)
                    blk      the same image on virtio-blk (no DAX)
-                   jit      COLD_JIT_ASSETS=DIR: assets whose agent runs without --jitless
                    warm     the default guest with kata_ts.warm_up=containers, once warmed up
+                   alt      COLD_ALT_ASSETS=DIR: other assets (e.g. an agent without --jitless)
+                   alt-warm the same with kata_ts.warm_up=containers, once warmed up
   --json           end with one line {"figures": {...}}
   --help           this text`;
 
 const argv = parseBenchArgs(USAGE, { options: { runs: { type: "string", default: "3" }, variants: { type: "string", default: "" }, json: { type: "boolean", default: false }, help: { type: "boolean", default: false } } });
 const N = checkOptions(USAGE, () => intOption("runs", argv.runs, 1));
-const wanted = (argv.variants === "" ? ALL.filter((v) => v !== "jit" || process.env.COLD_JIT_ASSETS !== undefined) : argv.variants.split(",")) as Variant[];
+const wanted = (argv.variants === "" ? ALL.filter((v) => !v.startsWith("alt") || process.env.COLD_ALT_ASSETS !== undefined) : argv.variants.split(",")) as Variant[];
 for (const v of wanted) if (!ALL.includes(v)) exitWithUsage(USAGE, `--variants: unknown variant ${JSON.stringify(v)}`);
-if (wanted.includes("jit") && process.env.COLD_JIT_ASSETS === undefined) exitWithUsage(USAGE, "--variants jit needs COLD_JIT_ASSETS=DIR (assets built without --jitless)");
+if (wanted.some((v) => v.startsWith("alt")) && process.env.COLD_ALT_ASSETS === undefined) exitWithUsage(USAGE, "--variants alt and alt-warm need COLD_ALT_ASSETS=DIR (the other guest assets)");
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -87,13 +89,14 @@ async function waitWarmUp(consoleLog: string): Promise<void> {
   throw new Error("no warm-up in 300 s");
 }
 
-async function oneVm(variant: Variant, id: string, stateRoot: string, rootfs: string, assets: { main: GuestAssets; jit?: GuestAssets }): Promise<Steps> {
-  const base = variant === "jit" ? assets.jit! : assets.main;
-  const vmAssets = variant === "warm" ? { ...base, kernelCmdline: [...base.kernelCmdline, WARM_UP_CONTAINERS] } : base;
+async function oneVm(variant: Variant, id: string, stateRoot: string, rootfs: string, assets: { main: GuestAssets; alt?: GuestAssets }): Promise<Steps> {
+  const base = variant.startsWith("alt") ? assets.alt! : assets.main;
+  const warm = variant.endsWith("warm");
+  const vmAssets = warm ? { ...base, kernelCmdline: [...base.kernelCmdline, WARM_UP_CONTAINERS] } : base;
   const hypervisor = await QemuHypervisor.open(variant === "blk" ? { imageDevice: "disk" } : {});
   const sb = await Sandbox.create({ id, assets: vmAssets, hypervisor, bootTimeoutMs: 300_000 });
   try {
-    if (variant === "warm") await waitWarmUp(sb.vm!.consoleLogPath);
+    if (warm) await waitWarmUp(sb.vm!.consoleLogPath);
     // Let the boot's tail (page reporting, the drop of the boot cache) settle, the same for all.
     await sleep(2000);
     const rec = await readRecord(join(stateRoot, id, "state.json"));
@@ -124,7 +127,7 @@ async function main(): Promise<void> {
   process.env.KATA_TS_STATE_DIR = stateRoot;
   const rootfs = join(dir, "rootfs");
   await makeBusyboxRootfs(rootfs);
-  const assets = { main: await loadGuestAssets(), ...(process.env.COLD_JIT_ASSETS === undefined ? {} : { jit: await loadGuestAssets(process.env.COLD_JIT_ASSETS) }) };
+  const assets = { main: await loadGuestAssets(), ...(process.env.COLD_ALT_ASSETS === undefined ? {} : { alt: await loadGuestAssets(process.env.COLD_ALT_ASSETS) }) };
   const results = new Map<Variant, Steps[]>();
   const loads: number[] = [];
   try {
@@ -143,7 +146,7 @@ async function main(): Promise<void> {
   const figures: Record<string, number> = {};
   for (const [v, xs] of results) {
     const f = (name: string, vals: number[]): void => {
-      figures[`${v}_${name}`] = Math.round(median(vals));
+      figures[`${v.replace("-", "_")}_${name}`] = Math.round(median(vals));
     };
     f("start_cpu_ms", xs.map((x) => x.start.cpu));
     f("start_wall_ms", xs.map((x) => x.start.wall));
@@ -154,7 +157,8 @@ async function main(): Promise<void> {
     // The pod-start bench's exec figure: the median of a fresh pod's first three execs.
     f("first3_exec_wall_ms", xs.map((x) => median(x.execs.map((e) => e.wall))));
     f("first3_exec_cpu_ms", xs.map((x) => median(x.execs.map((e) => e.cpu))));
-    console.log(`${v.padEnd(8)} start CPU ${figures[`${v}_start_cpu_ms`]} ms, wall ${figures[`${v}_start_wall_ms`]} ms; exec 1/2/3 CPU ${[1, 2, 3].map((i) => figures[`${v}_exec${i}_cpu_ms`]).join(" / ")} ms, wall ${[1, 2, 3].map((i) => figures[`${v}_exec${i}_wall_ms`]).join(" / ")} ms`);
+    const k = v.replace("-", "_");
+    console.log(`${v.padEnd(8)} start CPU ${figures[`${k}_start_cpu_ms`]} ms, wall ${figures[`${k}_start_wall_ms`]} ms; exec 1/2/3 CPU ${[1, 2, 3].map((i) => figures[`${k}_exec${i}_cpu_ms`]).join(" / ")} ms, wall ${[1, 2, 3].map((i) => figures[`${k}_exec${i}_wall_ms`]).join(" / ")} ms`);
   }
   const load = Math.round(median(loads) * 10) / 10;
   console.log(`(medians of ${N} rounds, variants interleaved; load average median ${load})`);
