@@ -9,7 +9,7 @@ import { mkdir, rm } from "node:fs/promises";
 import { resolveAccel } from "../hypervisor/accel.js";
 import { QemuHypervisor, type QemuVm } from "../hypervisor/qemu/index.js";
 import type { VmExit } from "../hypervisor/types.js";
-import { SHARED_FS_TAG } from "../protocol/contract/guest.js";
+import { SHARED_FS_TAG, WARM_UP_CONTAINERS } from "../protocol/contract/guest.js";
 import { bootVm } from "../sandbox/agent-boot.js";
 import { AgentClient } from "../sandbox/agent-client.js";
 import { makeSharedMountPoint, unmountAll } from "../sandbox/mounts.js";
@@ -27,6 +27,12 @@ export interface BootPolicy {
   stallMs?: number;
   /** The pool stops: the boot ends (CANCELLED) and undoes what it set up. */
   signal?: AbortSignal;
+  /**
+   * The guest runs one container of its own image once ready (kata_ts.warm_up=containers,
+   * [factory] warm_up_containers), so a pod's first container start and exec find crun and the
+   * agent's path warm (docs/containers.md "Warm-up").
+   */
+  warmUpContainers?: boolean;
 }
 
 /** A locally administered unicast MAC (02:...). */
@@ -82,7 +88,7 @@ export class PooledVm {
           ...(shape.initrdPath === undefined ? {} : { initrdPath: shape.initrdPath }),
           rootfsPath: shape.rootfsPath,
           ...(shape.rootfsDevice === undefined ? {} : { rootfsDevice: shape.rootfsDevice }),
-          kernelCmdline: shape.kernelCmdline,
+          kernelCmdline: policy.warmUpContainers === true ? [...shape.kernelCmdline, WARM_UP_CONTAINERS] : shape.kernelCmdline,
           accel: await resolveAccel(shape.accel),
           sharedFs: { socketPath: paths.virtiofsdSocket, tag: SHARED_FS_TAG },
           netDevices: [{ tapName: tap, mac }],

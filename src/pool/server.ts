@@ -65,7 +65,7 @@ export class PoolServer {
       refillDelayMs: f.refill_delay * 1000,
       // No pod waits on a pooled boot, and at the pool's low CPU weight a busy host slows it down
       // many times: a long deadline, and no console-silence stall check (the VM is starved, not stuck).
-      boot: { bootTimeoutMs: Math.max(config.agent.dial_timeout * 1000, pooledBootTimeoutMs) },
+      boot: { bootTimeoutMs: Math.max(config.agent.dial_timeout * 1000, pooledBootTimeoutMs), warmUpContainers: f.warm_up_containers },
       log,
     });
     const server = createServer();
