@@ -38,6 +38,9 @@ import { reportMemoryLater } from "./memory-report.js";
 async function main(): Promise<void> {
   log(`kata-ts agent ${AGENT_VERSION} starting (node ${process.version}; ${nodeStartPhases()})`);
   const deps = defaultAgentDeps();
+  let setUp = (): void => undefined;
+  const firstSetUp = new Promise<void>((resolve) => (setUp = resolve));
+  deps.onSetUp = () => setUp();
   const server = createAgentServer(deps);
   // The VMM driver names the channel it offers on the kernel command line (virtio-serial by default).
   const cmdline = await readFile("/proc/cmdline", "utf8");
@@ -59,8 +62,10 @@ async function main(): Promise<void> {
   const released = afterFirstCall(() => releaseBootMemory(log), 2000);
   void reportMemoryLater(cmdline, log);
   // A VM booted ahead of its pod (kata_ts.warm_up=containers): once the boot page cache is
-  // dropped, so that what the warm-up reads stays.
-  if (wantsContainerWarmUp(cmdline)) void released.then(() => warmUpInBackground(server, log));
+  // dropped, so that what the warm-up reads stays, and once the host's set-up call (the pool's
+  // PrepareSandbox) has done its work: run beside it, the warm-up took the guest's one vCPU from
+  // it, and a pooled VM at nice 19 on a busy host then took minutes to be ready.
+  if (wantsContainerWarmUp(cmdline)) void Promise.all([released, firstSetUp]).then(() => warmUpInBackground(server, log));
   await port.serve((stream) => server.serve(stream));
 }
 

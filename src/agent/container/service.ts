@@ -20,6 +20,8 @@ type AgentMethods = typeof AgentService extends GenService<infer S> ? S : never;
 export interface AgentServiceDeps {
   manager: ContainerManager;
   sandbox: GuestSandbox;
+  /** Called when a PrepareSandbox or CreateSandbox has done its work (main.ts starts the container warm-up then). */
+  onSetUp?: () => void;
 }
 
 /** The guest's defaults: crun with cgroup v2, bundles on tmpfs, the share at GUEST_SHARED_DIR. */
@@ -71,6 +73,7 @@ export function agentService(deps: AgentServiceDeps = defaultAgentDeps()): Servi
         mounts: mounts(req.mounts),
         sysctls: { ...req.sysctls },
       });
+      deps.onSetUp?.();
       return {};
     },
     async prepareSandbox(req) {
@@ -78,6 +81,7 @@ export function agentService(deps: AgentServiceDeps = defaultAgentDeps()): Servi
       // Adoption's code (CreateSandbox's, UpdateNetwork's and its `ip -batch`) run once on
       // pod-neutral data, so a pod finds it compiled and paged in (docs/pool.md).
       await warmAdoptionPaths();
+      deps.onSetUp?.();
       return {};
     },
     async destroySandbox() {

@@ -4,10 +4,10 @@
 // same addresses: the agent and its crun run without address-space randomization), and the
 // agent's own start and exec code is compiled by V8. warmUpContainers runs that path once with
 // nothing of a pod: a container of the guest's own read-only root (its busybox) is created, started,
-// exec'd into once and removed, through the same manager calls a pod's containers take. The agent
-// runs it once ready when the kernel command line asks (kata_ts.warm_up=containers, meant for the
-// VMs the pool boots ahead of their pods; OFF for now, nothing sets it: adopting a warmed pooled VM
-// failed its Health.Check, see docs/containers.md), so a pod's first container finds it warm. It
+// exec'd into once and removed, through the agent's own ttRPC service (the host's calls' whole path:
+// framing, protobuf, AgentService, the manager, crun). The agent runs it once ready when the kernel
+// command line asks (kata_ts.warm_up=containers, which the pool sets on the VMs it boots ahead of
+// their pods: [factory] warm_up_containers), so a pod's first container and exec find it warm. It
 // runs only the image's own binaries, so a pooled VM has still run no one's code. It costs the
 // guest the CPU of one container start and exec, and a few MiB of page cache (docs/containers.md).
 // A pod adopting the VM meanwhile is not held back: its calls run beside the warm-up.

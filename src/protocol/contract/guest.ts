@@ -28,8 +28,8 @@ export const AGENT_CHANNEL_PARAM = "kata_ts.agent";
  * Kernel parameter `kata_ts.warm_up=containers`: once ready, the agent runs one container of its own
  * image through crun (create, start, exec, remove) so that a pod's first container start and exec
  * find crun, its libraries and the agent's code warm (src/agent/container/warm-up.ts). Meant for
- * the VMs the pool boots ahead of their pods; nothing sets it yet (docs/containers.md "Warm-up":
- * adopting a warmed VM failed its Health.Check, cause not found).
+ * the VMs the pool boots ahead of their pods (`[factory] warm_up_containers`, default on;
+ * docs/containers.md "Warm-up").
  */
 export const WARM_UP_PARAM = "kata_ts.warm_up";
 export const WARM_UP_CONTAINERS = `${WARM_UP_PARAM}=containers`;
