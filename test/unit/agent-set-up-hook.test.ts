@@ -1,0 +1,34 @@
+// The agent starts a pooled VM's container warm-up only once the host's set-up call has done its
+// work (src/agent/main.ts): AgentService calls onSetUp after CreateSandbox's work, and not for a
+// CreateSandbox that failed. (PrepareSandbox calls it the same way; it needs the guest to run:
+// test/e2e/pool.test.ts waits for a pooled VM's warm-up.)
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { create } from "@bufbuild/protobuf";
+import { agentService, guestManagerConfig } from "../../src/agent/container/service.js";
+import { ContainerManager } from "../../src/agent/container/manager.js";
+import { GuestSandbox } from "../../src/agent/container/sandbox-setup.js";
+import { CreateSandboxRequestSchema } from "../../src/protocol/gen/katats/agent/v1/agent_pb.js";
+import type { HandlerContext } from "../../src/protocol/ttrpc/index.js";
+import { KataError } from "../../src/util/errors.js";
+
+void test("onSetUp is called once CreateSandbox has set the sandbox up, and not when it failed", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "kts-setup-hook-"));
+  try {
+    const events: string[] = [];
+    const sandbox = new GuestSandbox({ sharedDir: join(dir, "shared"), resolvConf: join(dir, "resolv.conf"), hostnameFile: join(dir, "hostname") }, { sync: () => Promise.resolve(false) });
+    const service = agentService({ manager: new ContainerManager(guestManagerConfig()), sandbox, onSetUp: () => events.push("set up") });
+    const ctx = { signal: new AbortController().signal } as HandlerContext;
+    const req = create(CreateSandboxRequestSchema, { sandboxId: "pod", hostname: "pod-a", dns: ["nameserver 10.96.0.10"] });
+    await service.createSandbox!(req, ctx);
+    assert.deepEqual(events, ["set up"]);
+    assert.equal(await readFile(join(dir, "hostname"), "utf8"), "pod-a", "called after the sandbox's work");
+    await assert.rejects(service.createSandbox!(req, ctx), (err: unknown) => err instanceof KataError && err.code === "ALREADY_EXISTS");
+    assert.deepEqual(events, ["set up"], "a failed CreateSandbox does not call it");
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
