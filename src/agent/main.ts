@@ -38,18 +38,23 @@ import { reportMemoryLater } from "./memory-report.js";
 async function main(): Promise<void> {
   log(`kata-ts agent ${AGENT_VERSION} starting (node ${process.version}; ${nodeStartPhases()})`);
   const deps = defaultAgentDeps();
-  let setUp = (): void => undefined;
-  const firstSetUp = new Promise<void>((resolve) => (setUp = resolve));
-  deps.onSetUp = () => setUp();
   const server = createAgentServer(deps);
   // The VMM driver names the channel it offers on the kernel command line (virtio-serial by default).
   const cmdline = await readFile("/proc/cmdline", "utf8");
+  // A VM booted ahead of its pod (kata_ts.warm_up=containers): the container warm-up, run by the
+  // host's set-up call (the pool's PrepareSandbox answers after it, service.ts) once the boot page
+  // cache is dropped, so that what the warm-up reads stays. Not from start-up on: beside
+  // PrepareSandbox it took the guest's one vCPU from it, and a pooled VM at nice 19 on a busy host
+  // then took minutes to be ready.
+  let released: Promise<void> = Promise.resolve();
+  let warming: Promise<void> | undefined;
+  if (wantsContainerWarmUp(cmdline)) deps.warmUp = () => (warming ??= released.then(() => warmUpInBackground(server, log)));
   const channel = agentChannelFromCmdline(cmdline);
   if (channel.kind === "vsock") {
     if (!vsockPresent()) log("kernel parameter asks for vsock, but no virtio vsock device is bound: no host connection can reach the bridge");
     const bridged = await serveOverBridge((sock) => server.serve(sock), { listen: vsockListenAddress(channel.port), log });
     log(`kata-ts agent ${AGENT_VERSION} (node ${process.version}) ready on vsock port ${channel.port} (bridge pid ${bridged.bridgePid})`);
-    void afterFirstCall(() => releaseBootMemory(log), 2000);
+    released = afterFirstCall(() => releaseBootMemory(log), 2000);
     void reportMemoryLater(cmdline, log);
     await bridged.ended;
     return;
@@ -59,13 +64,8 @@ async function main(): Promise<void> {
   log(`kata-ts agent ${AGENT_VERSION} (node ${process.version}) ready on ${path}`);
   // Not awaited, and only once the first call is answered (or 2 s passed): dropping the boot page
   // cache takes the one vCPU for ~0.15 s under TCG, which delayed the host's first Health.Check.
-  const released = afterFirstCall(() => releaseBootMemory(log), 2000);
+  released = afterFirstCall(() => releaseBootMemory(log), 2000);
   void reportMemoryLater(cmdline, log);
-  // A VM booted ahead of its pod (kata_ts.warm_up=containers): once the boot page cache is
-  // dropped, so that what the warm-up reads stays, and once the host's set-up call (the pool's
-  // PrepareSandbox) has done its work: run beside it, the warm-up took the guest's one vCPU from
-  // it, and a pooled VM at nice 19 on a busy host then took minutes to be ready.
-  if (wantsContainerWarmUp(cmdline)) void Promise.all([released, firstSetUp]).then(() => warmUpInBackground(server, log));
   await port.serve((stream) => server.serve(stream));
 }
 

@@ -20,8 +20,13 @@ type AgentMethods = typeof AgentService extends GenService<infer S> ? S : never;
 export interface AgentServiceDeps {
   manager: ContainerManager;
   sandbox: GuestSandbox;
-  /** Called when a PrepareSandbox or CreateSandbox has done its work (main.ts starts the container warm-up then). */
-  onSetUp?: () => void;
+  /**
+   * The container warm-up (kata_ts.warm_up=containers, main.ts), run at most once and never
+   * throwing: a pooled VM's PrepareSandbox answers only once it is over, so the pool offers a VM
+   * only after its warm-up is gone and no pod ever shares a guest with it; after a CreateSandbox
+   * (a VM booted with the parameter by hand) it runs in the background.
+   */
+  warmUp?: () => Promise<void>;
 }
 
 /** The guest's defaults: crun with cgroup v2, bundles on tmpfs, the share at GUEST_SHARED_DIR. */
@@ -73,7 +78,7 @@ export function agentService(deps: AgentServiceDeps = defaultAgentDeps()): Servi
         mounts: mounts(req.mounts),
         sysctls: { ...req.sysctls },
       });
-      deps.onSetUp?.();
+      void deps.warmUp?.();
       return {};
     },
     async prepareSandbox(req) {
@@ -81,7 +86,7 @@ export function agentService(deps: AgentServiceDeps = defaultAgentDeps()): Servi
       // Adoption's code (CreateSandbox's, UpdateNetwork's and its `ip -batch`) run once on
       // pod-neutral data, so a pod finds it compiled and paged in (docs/pool.md).
       await warmAdoptionPaths();
-      deps.onSetUp?.();
+      await deps.warmUp?.();
       return {};
     },
     async destroySandbox() {

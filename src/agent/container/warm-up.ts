@@ -5,12 +5,13 @@
 // agent's own start and exec code is compiled by V8. warmUpContainers runs that path once with
 // nothing of a pod: a container of the guest's own read-only root (its busybox) is created, started,
 // exec'd into once and removed, through the agent's own ttRPC service (the host's calls' whole path:
-// framing, protobuf, AgentService, the manager, crun). The agent runs it once ready when the kernel
-// command line asks (kata_ts.warm_up=containers, which the pool sets on the VMs it boots ahead of
-// their pods: [factory] warm_up_containers), so a pod's first container and exec find it warm. It
-// runs only the image's own binaries, so a pooled VM has still run no one's code. It costs the
-// guest the CPU of one container start and exec, and a few MiB of page cache (docs/containers.md).
-// A pod adopting the VM meanwhile is not held back: its calls run beside the warm-up.
+// framing, protobuf, AgentService, the manager, crun). The agent runs it when the kernel command
+// line asks (kata_ts.warm_up=containers, which the pool sets on the VMs it boots ahead of their
+// pods: [factory] warm_up_containers) within the pool's PrepareSandbox, which answers only once it
+// is over: the pool offers the VM only then, so no pod ever shares a guest with the warm-up, and
+// the pod's first container and exec find the path warm. It runs only the image's own binaries,
+// so a pooled VM has still run no one's code. It costs the guest the CPU of one container start
+// and exec, and a few MiB of page cache (docs/containers.md).
 import { mkdir, rmdir } from "node:fs/promises";
 import { describeError, KataError } from "../../util/errors.js";
 import { run } from "../../util/exec.js";
@@ -103,8 +104,8 @@ async function runWarmUpContainer(agent: Agent, rootfs: string, deadline: number
     await agent.startContainer({ containerId }, left());
     // As the host runs an exec (ExecSync): ExecProcess, then Wait and both reads to EOF at once.
     const execId = "warm-up";
-    const process = { args: ["true"], env: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], cwd: "/", user: { uid: 0, gid: 0 } };
-    await agent.execProcess({ containerId, execId, processJson: JSON.stringify(process), terminal: false, openStdin: false }, left());
+    const proc = { args: ["true"], env: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], cwd: "/", user: { uid: 0, gid: 0 } };
+    await agent.execProcess({ containerId, execId, processJson: JSON.stringify(proc), terminal: false, openStdin: false }, left());
     const drain = async (read: Agent["readStdout"]): Promise<void> => {
       while (!(await read({ containerId, execId, len: 65536 }, left())).eof);
     };

@@ -1,7 +1,8 @@
-// The agent starts a pooled VM's container warm-up only once the host's set-up call has done its
-// work (src/agent/main.ts): AgentService calls onSetUp after CreateSandbox's work, and not for a
-// CreateSandbox that failed. (PrepareSandbox calls it the same way; it needs the guest to run:
-// test/e2e/pool.test.ts waits for a pooled VM's warm-up.)
+// The container warm-up (kata_ts.warm_up=containers) is run by the host's set-up call, after its
+// work: AgentService calls deps.warmUp after CreateSandbox's work (in the background there), and
+// not for a CreateSandbox that failed. PrepareSandbox awaits it the same way before it answers; it
+// needs the guest to run (test/e2e/pool.test.ts: a pooled VM's console says the warm-up is done
+// before the pool offers it).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
@@ -15,19 +16,19 @@ import { CreateSandboxRequestSchema } from "../../src/protocol/gen/katats/agent/
 import type { HandlerContext } from "../../src/protocol/ttrpc/index.js";
 import { KataError } from "../../src/util/errors.js";
 
-void test("onSetUp is called once CreateSandbox has set the sandbox up, and not when it failed", async () => {
+void test("the warm-up hook is called once CreateSandbox has set the sandbox up, and not when it failed", async () => {
   const dir = await mkdtemp(join(tmpdir(), "kts-setup-hook-"));
   try {
     const events: string[] = [];
     const sandbox = new GuestSandbox({ sharedDir: join(dir, "shared"), resolvConf: join(dir, "resolv.conf"), hostnameFile: join(dir, "hostname") }, { sync: () => Promise.resolve(false) });
-    const service = agentService({ manager: new ContainerManager(guestManagerConfig()), sandbox, onSetUp: () => events.push("set up") });
+    const service = agentService({ manager: new ContainerManager(guestManagerConfig()), sandbox, warmUp: () => (events.push("warm-up"), Promise.resolve()) });
     const ctx = { signal: new AbortController().signal } as HandlerContext;
     const req = create(CreateSandboxRequestSchema, { sandboxId: "pod", hostname: "pod-a", dns: ["nameserver 10.96.0.10"] });
     await service.createSandbox!(req, ctx);
-    assert.deepEqual(events, ["set up"]);
+    assert.deepEqual(events, ["warm-up"]);
     assert.equal(await readFile(join(dir, "hostname"), "utf8"), "pod-a", "called after the sandbox's work");
     await assert.rejects(service.createSandbox!(req, ctx), (err: unknown) => err instanceof KataError && err.code === "ALREADY_EXISTS");
-    assert.deepEqual(events, ["set up"], "a failed CreateSandbox does not call it");
+    assert.deepEqual(events, ["warm-up"], "a failed CreateSandbox does not call it");
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
