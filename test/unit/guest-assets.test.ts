@@ -10,7 +10,7 @@ import { INITRD_FILE, KERNEL_FILE, ROOTFS_FILE, guestKernelCmdline, inputsKey, k
 import { DebianCloudKernel } from "../../src/guest/kernel/debian-cloud.js";
 import { ProjectKernel } from "../../src/guest/kernel/project.js";
 import { listTreeSorted, parseLdd } from "../../src/guest/fsutil.js";
-import { AGENT_EXIT_PREFIX, READAHEAD_PARAM, initramfsInit, rootInit } from "../../src/guest/init-scripts.js";
+import { AGENT_EXIT_PREFIX, AGENT_MALLOC_TUNABLES, READAHEAD_PARAM, initramfsInit, rootInit } from "../../src/guest/init-scripts.js";
 import { describeArtifact, readManifest, writeManifest, type GuestManifest } from "../../src/guest/manifest.js";
 import { isKataError } from "../../src/util/errors.js";
 import { BUSYBOX } from "../../src/guest/initramfs.js";
@@ -138,6 +138,8 @@ void test("assets: init scripts carry the contract strings", () => {
   assert.ok(stage2.includes("mount -t cgroup2"));
   assert.ok(stage2.includes("poweroff -f"));
   assert.ok(stage2.includes("$norand node '--max-semi-space-size=1' /usr/lib/kata-ts/agent.cjs"));
+  // The agent's malloc keeps a fixed mmap threshold, from the snapshot and from the script alike.
+  assert.equal(stage2.split(`GLIBC_TUNABLES=${AGENT_MALLOC_TUNABLES} $norand node `).length - 1, 2);
   // Under TCG only, the agent (and the crun it runs) starts without address-space randomization.
   assert.ok(stage2.includes(`grep -q '^model name.*TCG' /proc/cpuinfo && norand="busybox linux64 -R"`));
   // kata_ts.readahead_kb=N sets the root disk's read-ahead before node starts, after the snapshot was read whole.
