@@ -3,15 +3,14 @@
 // ownership by renaming the VM's directory out of the pool into the sandbox state dir (the pool's
 // watchdog no longer sees it); move QEMU and virtiofsd into this
 // shim's cgroup (the pod's: the shim joined it before creating the pod) at this shim's priority,
-// attach over QMP, connect to the agent and check it answers; meanwhile join the pod network.
+// attach over QMP and connect to the agent; meanwhile join the pod network.
 import { readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { getPriority, setPriority } from "node:os";
 import { join } from "node:path";
 import type { KataConfig } from "../config/index.js";
 import type { GuestAssets } from "../guest/assets.js";
 import { vmLayout } from "../hypervisor/qemu/layout.js";
-import { createClient, TtrpcClient } from "../protocol/ttrpc/index.js";
-import { CheckResponse_ServingStatus, Health } from "../protocol/gen/katats/agent/v1/health_pb.js";
+import { TtrpcClient } from "../protocol/ttrpc/index.js";
 import type { VmAdopter } from "../sandbox/adoption.js";
 import { cgroupDirsOf } from "../sandbox/host-cgroup.js";
 import { virtiofsdPidFile } from "../sandbox/virtiofsd.js";
@@ -19,7 +18,7 @@ import { describeError, KataError } from "../util/errors.js";
 import type { Logger } from "../util/log.js";
 import { AdoptedHelper, AdoptedVm, killPid } from "./adopted-vm.js";
 import { poolPaths } from "./layout.js";
-import { joinPodNetwork, readPodNetns } from "./network.js";
+import { joinPodNetwork, pooledGuestNetwork, readPodNetns } from "./network.js";
 import type { NetnsSnapshot } from "../sandbox/network/inspect.js";
 import { poolCall, type PooledVmHandle } from "./protocol.js";
 import { startPoolOwner } from "./owner.js";
@@ -46,12 +45,15 @@ async function withDescendants(pid: number): Promise<number[]> {
   return out;
 }
 
-/** Into this process's cgroups (every hierarchy), at this process's nice value, every thread. */
+/**
+ * Into this process's cgroups (every hierarchy), at this process's nice value, every thread. The
+ * writes are independent (one process, one hierarchy each): all at once.
+ */
 async function joinMyCgroupAndPriority(pids: number[]): Promise<void> {
   const dirs = await cgroupDirsOf(process.pid);
   const nice = getPriority(0);
-  for (const pid of pids) {
-    for (const d of dirs) await writeFile(join(d, "cgroup.procs"), String(pid));
+  await Promise.all(pids.map(async (pid) => {
+    await Promise.all(dirs.map((d) => writeFile(join(d, "cgroup.procs"), String(pid))));
     for (const tid of await readdir(`/proc/${pid}/task`).catch(() => [] as string[])) {
       try {
         setPriority(Number(tid), nice);
@@ -59,7 +61,7 @@ async function joinMyCgroupAndPriority(pids: number[]): Promise<void> {
         // a thread that just ended
       }
     }
-  }
+  }));
 }
 
 /**
@@ -117,15 +119,15 @@ export function adoptPooledVm(taken: TakenVm, log: Logger): VmAdopter {
     // Two independent halves at once: the VM (priority first, so the guest answers at full speed)
     // up to its agent answering, and the pod network's host side. Each pushes its own undo steps.
     const vmHalf = (async () => {
-      await clock.time("adopt.cgroup", async () => joinMyCgroupAndPriority([...(await withDescendants(handle.qemuPid)), ...(await withDescendants(handle.virtiofsdPid))]));
+      await clock.time("adopt.cgroup", async () => joinMyCgroupAndPriority((await Promise.all([withDescendants(handle.qemuPid), withDescendants(handle.virtiofsdPid)])).flat()));
       const vm = await clock.time("adopt.qmp", () => AdoptedVm.attach({ id: handle.vmId, pid: handle.qemuPid, stateDir: vmStateDir, accel: handle.accel }));
       ctx.undo.push("stop VM", async () => {
         await vm.stop({ timeoutMs: 3000 });
       });
+      // No health check first: the pool's PrepareSandbox found the agent answering, and the
+      // sandbox's first call (CreateSandbox, with its deadline) is the check; a round trip saved.
       const agent = await clock.time("adopt.agent-connect", () => TtrpcClient.connect(vm.agentSocketPath, { timeoutMs: 5000 }));
       ctx.undo.push("close the agent connection", () => Promise.resolve(agent.close()));
-      const health = await createClient(agent, Health).check({}, { timeoutMs: 10_000 });
-      if (health.status !== CheckResponse_ServingStatus.SERVING) throw new KataError("UNAVAILABLE", `pooled VM ${handle.vmId}'s agent is not serving`);
       return { vm, agent };
     })();
     const netnsPath = ctx.netnsPath;
@@ -141,7 +143,8 @@ export function adoptPooledVm(taken: TakenVm, log: Logger): VmAdopter {
     }
     const { vm, agent } = vmUp;
     log.info({ vm: handle.vmId, bootedAt: handle.bootedAt, ms: Math.round(performance.now() - t0) }, "adopted a pooled VM");
-    // The network's host side may still be running: the guest's set-up starts meanwhile.
-    return { vm, agent, virtiofsd, net: netHalf };
+    // The network's host side may still be running: the guest's set-up (CreateSandbox, then
+    // UpdateNetwork with what the guest is told, known from the netns read before the take) starts meanwhile.
+    return { vm, agent, virtiofsd, net: netHalf, ...(netnsPath === undefined ? {} : { guestNetwork: pooledGuestNetwork(podNetns, handle) }) };
   };
 }

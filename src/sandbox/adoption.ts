@@ -4,7 +4,7 @@
 import type { Vm } from "../hypervisor/types.js";
 import type { TtrpcClient } from "../protocol/ttrpc/index.js";
 import type { StepClock } from "../util/step-clock.js";
-import type { PodNetwork } from "./network/pod-network.js";
+import type { GuestNetworkView, PodNetwork } from "./network/pod-network.js";
 import type { UndoStack } from "./undo-stack.js";
 import type { VirtiofsdExit } from "./virtiofsd.js";
 
@@ -34,6 +34,12 @@ export interface AdoptedVmParts {
    * for it to settle before unwinding.
    */
   net: Promise<PodNetwork | undefined>;
+  /**
+   * What the guest is told about the pod network, known before `net` is done (the pod netns was
+   * read before the take): UpdateNetwork goes right after CreateSandbox, beside the host side,
+   * instead of after it. Undefined for a pod without a netns.
+   */
+  guestNetwork?: GuestNetworkView;
 }
 
 /** A helper process the sandbox did not start: its pid, its end, and a way to stop it. */

@@ -34,7 +34,7 @@ import { PodWatch, type SandboxLoss } from "./pod-watch.js";
 import { writeRecord, type SandboxRecord, type SandboxStatus } from "./state-file.js";
 import { UndoStack } from "./undo-stack.js";
 import { Virtiofsd } from "./virtiofsd.js";
-import { attachPodNetwork, configureGuestNetwork, podNetworkRecord, type PodNetwork } from "./network/pod-network.js";
+import { attachPodNetwork, configureGuestNetwork, podNetworkRecord, type GuestNetworkView, type PodNetwork } from "./network/pod-network.js";
 
 const log = createLogger("sandbox");
 
@@ -245,7 +245,7 @@ export class Sandbox {
   }
 
   /** A VM up with its agent answering, booted or adopted: the guest side of the pod from here on. */
-  private async finishSetUp(opts: SandboxOptions, up: { vm: Vm; agent: BootedVm["agent"]; net?: PodNetwork | Promise<PodNetwork | undefined>; virtiofsd?: AdoptedHelperProcess }, clock: StepClock): Promise<void> {
+  private async finishSetUp(opts: SandboxOptions, up: { vm: Vm; agent: BootedVm["agent"]; net?: PodNetwork | Promise<PodNetwork | undefined>; guestNetwork?: GuestNetworkView; virtiofsd?: AdoptedHelperProcess }, clock: StepClock): Promise<void> {
     this.vmValue = up.vm;
     const agent = new AgentClient(up.agent);
     this.agentClient = agent;
@@ -260,9 +260,13 @@ export class Sandbox {
     // Fresh host randomness first: a pooled VM booted before its pod (src/agent/entropy.ts).
     const entropy = new Uint8Array(randomBytes(64));
     const created = agent.createSandbox({ sandboxId: opts.id, hostname: opts.hostname ?? "", dns: opts.dns ?? [], sharedFsTag: this.rootfsVia === "share" ? SHARED_FS_TAG : "", entropy, sysctls: opts.sysctls ?? {} });
-    // An adopted VM's network host side may still be being set up: CreateSandbox runs beside it.
+    // An adopted VM's network host side may still be being set up: CreateSandbox runs beside it,
+    // and so does UpdateNetwork when the guest's view is known already (an adopted VM's: its NIC
+    // reaches the pod only once the host side is done, which the sandbox awaits before it is ready).
     // Both settle before a failure is thrown (the network pushes undo steps until it settles).
-    const [guest, host] = await Promise.allSettled([created, Promise.resolve(up.net)]);
+    const early = up.guestNetwork;
+    const guestSide = early === undefined ? created : created.then(() => configureGuestNetwork(agent, early));
+    const [guest, host] = await Promise.allSettled([guestSide, Promise.resolve(up.net)]);
     if (host.status === "rejected") throw host.reason;
     if (guest.status === "rejected") throw guest.reason;
     const net = host.value;
@@ -270,7 +274,7 @@ export class Sandbox {
       // On disk before the next step: a shim killed from here on leaves a tap that `shim delete` must find.
       this.record.network = podNetworkRecord(net);
       await this.save();
-      await configureGuestNetwork(agent, net);
+      if (early === undefined) await configureGuestNetwork(agent, net);
     }
     checkNotCancelled(opts.signal, opts.id);
     this.life.move("ready", "create");

@@ -44,8 +44,23 @@ export async function attachPodNetwork(netnsPath: string, undo: UndoStack): Prom
   return { netnsPath, netDevices, ...(await addPortForward(netnsPath, interfaces, routes, undo)) };
 }
 
+/**
+ * What the guest is told about the pod network (UpdateNetwork): the CNI interfaces and routes plus
+ * the port-forward link over the first NIC (port-forward.ts). Pure: an adopted VM's guest is told
+ * while the host side (addPortForward) is still being set up.
+ */
+export function guestNetworkView(interfaces: GuestInterface[], routes: GuestRoute[]): GuestNetworkView {
+  const first = interfaces[0];
+  if (first === undefined) return { interfaces, routes };
+  const guestInterfaces = [{ ...first, addresses: [...first.addresses, { family: 4 as const, address: PF_GUEST_ADDRESS, prefixLength: 32 }] }, ...interfaces.slice(1)];
+  const guestRoutes = [...routes, { dest: `${PF_HOST_ADDRESS}/32`, gateway: "", device: first.name, source: PF_GUEST_ADDRESS, scope: 253, family: 4 as const }];
+  return { interfaces: guestInterfaces, routes: guestRoutes };
+}
+
+export type GuestNetworkView = Pick<PodNetwork, "interfaces" | "routes">;
+
 /** After the mirror (booted or adopted VM, tapName(0) in the netns): port-forward over the first NIC. */
-export async function addPortForward(netnsPath: string, interfaces: GuestInterface[], routes: GuestRoute[], undo: UndoStack): Promise<{ interfaces: GuestInterface[]; routes: GuestRoute[] }> {
+export async function addPortForward(netnsPath: string, interfaces: GuestInterface[], routes: GuestRoute[], undo: UndoStack): Promise<GuestNetworkView> {
   const first = interfaces[0];
   if (first === undefined) {
     log.debug({ netnsPath }, "pod netns has no interface: no NIC, no port-forward");
@@ -56,9 +71,7 @@ export async function addPortForward(netnsPath: string, interfaces: GuestInterfa
   await enablePortForward(netnsPath, first.name, tapName(0), first.mac, undo).catch((err: unknown) => {
     throw new KataError("FAILED_PRECONDITION", `cannot set up port-forward in the pod network namespace ${netnsPath} (needs iptables with nat, raw and conntrack; run kata-ts check): ${(err as Error).message}`, { cause: err });
   });
-  const guestInterfaces = [{ ...first, addresses: [...first.addresses, { family: 4 as const, address: PF_GUEST_ADDRESS, prefixLength: 32 }] }, ...interfaces.slice(1)];
-  const guestRoutes = [...routes, { dest: `${PF_HOST_ADDRESS}/32`, gateway: "", device: first.name, source: PF_GUEST_ADDRESS, scope: 253, family: 4 as const }];
-  return { interfaces: guestInterfaces, routes: guestRoutes };
+  return guestNetworkView(interfaces, routes);
 }
 
 /**
@@ -66,7 +79,7 @@ export async function addPortForward(netnsPath: string, interfaces: GuestInterfa
  * UpdateNetwork call; an agent older than it (a VM pooled before an upgrade) answers UNIMPLEMENTED
  * and gets UpdateInterface per NIC and UpdateRoutes, as before.
  */
-export async function configureGuestNetwork(agent: Pick<AgentClient, "updateInterface" | "updateRoutes" | "updateNetwork">, net: PodNetwork): Promise<void> {
+export async function configureGuestNetwork(agent: Pick<AgentClient, "updateInterface" | "updateRoutes" | "updateNetwork">, net: GuestNetworkView): Promise<void> {
   if (net.interfaces.length === 0 && net.routes.length === 0) return;
   try {
     await agent.updateNetwork(net.interfaces, net.routes);

@@ -36,13 +36,18 @@ export async function mirrorVethToTap(netnsPath: string, veth: string, tap: stri
   await mirrorVethToExistingTap(netnsPath, veth, tap, mtu, undo);
 }
 
-/** The same for a tap that is already in the netns (a pooled VM's, moved in at adoption). */
+/**
+ * The same for a tap that is already in the netns (a pooled VM's, moved in at adoption: a moved
+ * link is down). The tap comes up last, once both redirects are in: an adopted guest may be
+ * sending already (UpdateNetwork runs beside this), and none of its frames may reach the pod
+ * netns's own stack.
+ */
 export async function mirrorVethToExistingTap(netnsPath: string, veth: string, tap: string, mtu: number, undo: UndoStack): Promise<void> {
   const tc = (args: string[]) => inNetns(netnsPath, "tc", args);
-  await inNetns(netnsPath, "ip", ["link", "set", "dev", tap, "mtu", String(mtu), "up"]);
   await tc(["qdisc", "add", "dev", veth, "handle", "ffff:", "ingress"]);
   undo.push(`remove ingress qdisc of ${veth}`, () => removeIngress(netnsPath, veth));
   await tc(redirectFilter(veth, tap));
   await tc(["qdisc", "add", "dev", tap, "handle", "ffff:", "ingress"]);
   await tc(redirectFilter(tap, veth));
+  await inNetns(netnsPath, "ip", ["link", "set", "dev", tap, "mtu", String(mtu), "up"]);
 }
