@@ -139,6 +139,12 @@ export const factorySchema = z
     max_shapes: z.int().min(1).max(64).default(1),
     /** Seconds to wait after a VM is taken before booting its replacement (a burst of pods first). */
     refill_delay: z.number().min(0).max(3600).default(0),
+    /**
+     * Seconds a shim has to take a VM the pool handed it (rename its dir out of the pool); one still
+     * there after that is stopped (its shim died between the answer and the rename). A shim that
+     * renames later finds it gone and boots its own VM.
+     */
+    handover_timeout: z.number().min(1).max(3600).default(60),
     /** Nice value pooled VMs boot and wait at (19: only idle CPU); an adopted VM gets the shim's. */
     refill_nice: z.int().min(0).max(19).default(19),
     /** Pod annotation whose value separates pools: VMs pooled for one tenant never go to another. */

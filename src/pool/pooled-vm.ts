@@ -5,7 +5,8 @@
 // once QEMU runs, so the netns (and the tap) live exactly as long as QEMU. Should the daemon die,
 // its watchdog kills whatever names this VM's dir (watchdog.ts).
 import { randomBytes } from "node:crypto";
-import { mkdir, rm } from "node:fs/promises";
+import { mkdir, rename, rm } from "node:fs/promises";
+import { join } from "node:path";
 import { resolveAccel } from "../hypervisor/accel.js";
 import { QemuHypervisor, type QemuVm } from "../hypervisor/qemu/index.js";
 import type { VmExit } from "../hypervisor/types.js";
@@ -16,11 +17,18 @@ import { makeSharedMountPoint, unmountAll } from "../sandbox/mounts.js";
 import { tapName } from "../sandbox/network/inspect.js";
 import { isUnimplemented } from "../sandbox/network/pod-network.js";
 import { UndoStack } from "../sandbox/undo-stack.js";
-import { Virtiofsd } from "../sandbox/virtiofsd.js";
+import { Virtiofsd, virtiofsdPidFile } from "../sandbox/virtiofsd.js";
 import { run } from "../util/exec.js";
+import { killPid } from "./adopted-vm.js";
 import type { PooledVmHandle } from "./protocol.js";
 import { pooledVmNetns, pooledVmPaths, type PooledVmPaths } from "./layout.js";
 import type { PoolShape } from "./shape.js";
+
+/** Where reclaimUntaken moves a VM dir it claims back (the watchdog strips the suffix to find its processes). */
+export function untakenDir(dir: string): string {
+  return `${dir}${UNTAKEN_SUFFIX}`;
+}
+export const UNTAKEN_SUFFIX = ".untaken";
 
 export interface BootPolicy {
   bootTimeoutMs: number;
@@ -144,6 +152,30 @@ export class PooledVm {
   handOver(): PooledVmHandle {
     this.vm.detach();
     return this.handle;
+  }
+
+  /**
+   * A handed-over VM that no shim took in time (its shim died, or its start was cut off, between the
+   * take answer and its rename): claim the dir back by renaming it too, which is atomic against the
+   * shim's own rename (exactly one of the two wins: a shim that loses boots its own VM), then kill
+   * QEMU and virtiofsd (detached at hand-over: not stopped by destroy()) and remove the share mount,
+   * virtiofsd's pid file and the dir. The claimed name stays under vms/ (the watchdog sweeps it
+   * should the daemon die meanwhile). False: a shim took it, nothing done.
+   */
+  async reclaimUntaken(): Promise<boolean> {
+    const claimed = untakenDir(this.paths.dir);
+    try {
+      await rename(this.paths.dir, claimed);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return false;
+      throw err;
+    }
+    await killPid(this.handle.qemuPid, /^qemu/);
+    await killPid(this.handle.virtiofsdPid, /^virtiofsd/, true);
+    await rm(virtiofsdPidFile(this.paths.virtiofsdSocket), { force: true });
+    await unmountAll(join(claimed, "shared"));
+    await rm(claimed, { recursive: true, force: true });
+    return true;
   }
 
   /** Stop QEMU and virtiofsd, remove the netns name, share and directory. */

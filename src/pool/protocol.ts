@@ -37,6 +37,8 @@ export interface PoolStatus {
   poolSize: number;
   shapes: ShapeStatus[];
   taken: number;
+  /** Handed to a shim that never took it (renamed its dir) within [factory] handover_timeout: stopped by the pool. */
+  reclaimed: number;
   booted: number;
   bootFailures: number;
 }

@@ -1,7 +1,8 @@
 // The pools' contents: ready VMs per shape, and one background worker that boots VMs until each
 // shape has pool_size ready, one boot at a time (a boot under TCG takes seconds of CPU; the
 // daemon and so its VMs run at refill_nice, so running pods are not starved). A VM that dies while
-// pooled is removed and replaced; a shape whose boots fail backs off.
+// pooled is removed and replaced; a shape whose boots fail backs off. A VM handed to a shim that
+// does not take it (rename its dir out of vms/) within the hand-over timeout is reclaimed: stopped.
 import { readFile } from "node:fs/promises";
 import type { Logger } from "../util/log.js";
 import { describeError } from "../util/errors.js";
@@ -24,6 +25,8 @@ export interface RefillOptions {
   poolSize: number;
   maxShapes: number;
   refillDelayMs: number;
+  /** A VM handed over and still under vms/ this long after was not taken: the pool stops it. */
+  handoverTimeoutMs: number;
   boot: BootPolicy;
   log: Logger;
 }
@@ -42,7 +45,9 @@ export class Pools {
   private readonly stopBoots = new AbortController();
   private wake: (() => void) | undefined;
   private worker: Promise<void> | undefined;
-  counters = { taken: 0, booted: 0, bootFailures: 0 };
+  /** Handed over, not yet seen taken: each with its hand-over timer. */
+  private readonly handedOver = new Map<PooledVm, NodeJS.Timeout>();
+  counters = { taken: 0, reclaimed: 0, booted: 0, bootFailures: 0 };
 
   constructor(private readonly opts: RefillOptions) {}
 
@@ -70,7 +75,28 @@ export class Pools {
     pool.notBefore = Math.max(pool.notBefore, Date.now() + this.opts.refillDelayMs);
     this.counters.taken++;
     this.kick();
-    return vm.handOver();
+    const handle = vm.handOver();
+    this.handedOver.set(vm, setTimeout(() => void this.reclaim(vm), this.opts.handoverTimeoutMs).unref());
+    return handle;
+  }
+
+  /**
+   * A VM handed over: if its dir is still under vms/, no shim took it (the shim was killed, or its
+   * pod's start cut off, between the answer and its rename) and nobody else would stop it before
+   * the pool stops: the pool does. Atomic against a late rename (PooledVm.reclaimUntaken).
+   */
+  private async reclaim(vm: PooledVm): Promise<void> {
+    const timer = this.handedOver.get(vm);
+    if (timer === undefined) return;
+    clearTimeout(timer);
+    this.handedOver.delete(vm);
+    try {
+      if (!(await vm.reclaimUntaken())) return;
+      this.counters.reclaimed++;
+      this.opts.log.warn({ vm: vm.handle.vmId, timeoutMs: this.opts.handoverTimeoutMs }, "a VM handed to a shim was never taken (the shim died or its pod's start was cut off): stopped it");
+    } catch (err) {
+      this.opts.log.warn({ err: describeError(err), vm: vm.handle.vmId }, "reclaiming a VM no shim took");
+    }
   }
 
   async status(): Promise<ShapeStatus[]> {
@@ -87,12 +113,14 @@ export class Pools {
     this.worker ??= this.run();
   }
 
-  /** Stop refilling, cut a boot in flight short (it undoes itself), and destroy every pooled VM. */
+  /** Stop refilling, cut a boot in flight short (it undoes itself), and destroy every pooled VM and every handed-over one not taken yet. */
   async stop(): Promise<void> {
     this.stopping = true;
     this.stopBoots.abort();
     this.kick();
     await this.worker;
+    // Handed over but not taken yet: a shim renaming it now boots its own VM instead.
+    await Promise.all([...this.handedOver.keys()].map((vm) => this.reclaim(vm)));
     for (const p of this.shapes.values()) {
       for (const vm of p.ready.splice(0)) await vm.destroy().catch((err: unknown) => this.opts.log.warn({ err: describeError(err) }, "destroying a pooled VM"));
     }

@@ -63,6 +63,7 @@ export class PoolServer {
       poolSize: f.pool_size,
       maxShapes: f.max_shapes,
       refillDelayMs: f.refill_delay * 1000,
+      handoverTimeoutMs: f.handover_timeout * 1000,
       // No pod waits on a pooled boot, and at the pool's low CPU weight a busy host slows it down
       // many times: a long deadline, and no console-silence stall check (the VM is starved, not stuck).
       boot: { bootTimeoutMs: Math.max(config.agent.dial_timeout * 1000, pooledBootTimeoutMs), warmUpContainers: f.warm_up_containers },

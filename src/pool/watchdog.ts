@@ -3,7 +3,9 @@
 // Everything still under the pool's vms/ dir is the pool's (a shim takes a VM by renaming its dir
 // out first), so it kills every process whose command line names such a VM dir (QEMU, virtiofsd, a
 // QEMU still starting under nsenter: no pid file needed, no reused pid hit), removes their netns
-// names, virtiofsd pid files, mounts and dirs, and finally the pool's own files. After a graceful stop it finds nothing.
+// names, virtiofsd pid files, mounts and dirs, and finally the pool's own files. A dir named
+// <vm>.untaken is one the daemon was reclaiming (pooled-vm.ts reclaimUntaken): its processes still
+// name <vm>/. After a graceful stop it finds nothing.
 import { spawn, type ChildProcess } from "node:child_process";
 import { writeFile } from "node:fs/promises";
 import { setPriority } from "node:os";
@@ -16,19 +18,20 @@ pool="$1"
 cat >/dev/null 2>&1
 for d in "$pool"/vms/*; do
   [ -d "$d" ] || continue
+  b="$(dirname "$d")/$(basename "$d" .untaken)"
   i=0
   while [ $i -lt 50 ]; do
     found=
     for p in /proc/[0-9]*; do
       pid=$(basename "$p")
       [ "$pid" = "$$" ] && continue
-      if grep -qaF "$d/" "$p/cmdline" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null; found=1; fi
+      if grep -qaF "$b/" "$p/cmdline" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null; found=1; fi
     done
     [ -z "$found" ] && break
     sleep 0.1; i=$((i+1))
   done
-  ip netns del "kts-pool-$(basename "$d")" 2>/dev/null
-  rm -f "$(dirname "$3")/$(printf %s "$d/vfs.sock" | tr / .).pid"
+  ip netns del "kts-pool-$(basename "$b")" 2>/dev/null
+  rm -f "$(dirname "$3")/$(printf %s "$b/vfs.sock" | tr / .).pid"
   umount -l "$d/shared" 2>/dev/null; umount -l "$d/shared" 2>/dev/null
   rm -rf "$d"
 done

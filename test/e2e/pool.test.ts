@@ -4,7 +4,8 @@
 // sandbox runs the very QEMU the pool booted) and are complete pods: own IP reachable from the
 // harness netns, port-forward, the veth's MAC, hostname, sysctls, rootfs, guest kernel, the pod's
 // cgroup. Two pods adopted one after the other share nothing; the pool refills; a SIGKILLed pool owner leaves
-// its adopted pods running and its pooled VMs dead; a stopped pool and removed pods leave nothing.
+// its adopted pods running and its pooled VMs dead; a VM handed over and never taken is reclaimed;
+// a stopped pool and removed pods leave nothing.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { access, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
@@ -22,6 +23,12 @@ import { mountsUnder } from "../harness/mounts.js";
 import { HANDLER } from "./kata-pod-flow.js";
 import { httpBody, httpGetScript, inHarnessNetns, podNetnsPath, startWebPod, WEB_PORT, type WebPod } from "./network-pods.js";
 import { POOL_CGROUP } from "../../src/pool/owner.js";
+import { parseConfig, selectedVmmConfig } from "../../src/config/index.js";
+import { pidGone } from "../../src/pool/adopted-vm.js";
+import { untakenDir } from "../../src/pool/pooled-vm.js";
+import { poolCall } from "../../src/pool/protocol.js";
+import { podAssets, poolShape } from "../../src/pool/shape.js";
+import { virtiofsdPidFile } from "../../src/sandbox/virtiofsd.js";
 import { CLOCK_BOUND_MS } from "../../src/agent/clock.js";
 import { childrenOf, foundPoolDaemon, niceOf, pooledQemus, poolPathsOf, poolStatus, processesNamingPool, sandboxRecord, sessionOf, shimPidOf, startPoolDaemon, waitPooled, type PoolDaemon } from "./pool-fixture.js";
 
@@ -264,9 +271,43 @@ void test("pool owner SIGKILLed: adopted pods keep running and can be stopped; p
   assert.deepEqual(await processesNamingPool(daemon.paths), [], "the adopted VMs ended with their pods");
 });
 
-void test("a stopped pool leaves no QEMU, virtiofsd, netns, mount or dir", { timeout: 600_000 }, async () => {
+// The pool hands a VM over and the shim takes it by renaming its dir; a shim killed in between
+// never renames it. Here the take and nothing after it, with a short [factory] handover_timeout.
+void test("a VM handed to a shim that never takes it is stopped after handover_timeout: no QEMU, virtiofsd, mount, pid file or dir of it left", { timeout: 600_000 }, async () => {
   assert.ok(ctd && configDir);
-  daemon = await startPoolDaemon(ctd, join(configDir, "configuration.toml"));
+  const configPath = join(configDir, "handover.toml");
+  await writeFile(configPath, `${kataConfig}handover_timeout = 2\n`);
+  daemon = await startPoolDaemon(ctd, configPath);
+  const d = daemon;
+  const pooled = await waitPooled(d.paths, 1);
+  for (const id of pooled.keys()) seenVmIds.add(id);
+  // The shape a pod without limits asks for, computed as a shim does.
+  const config = parseConfig(await readFile(configPath, "utf8"), configPath);
+  const vmm = selectedVmmConfig(config);
+  const shape = poolShape(config, await podAssets(vmm), { vcpus: vmm.default_vcpus, memoryMiB: vmm.default_memory }, "");
+  const res = await poolCall(d.paths.socket, { op: "take", shape }, 30_000);
+  assert.ok(res.ok && res.vm !== undefined, `the pool hands a VM over: ${JSON.stringify(res)}`);
+  const vm = res.vm;
+  assert.ok([...pooled.values()].includes(vm.qemuPid), "the pooled VM");
+  assert.equal(await pidGone(vm.qemuPid, /^qemu/), false, "handed over, the VM still runs (its shim would own it now)");
+  const deadline = Date.now() + 120_000;
+  while ((await poolStatus(d.paths)).reclaimed === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 250));
+  assert.equal((await poolStatus(d.paths)).reclaimed, 1, "the pool reclaimed the VM no shim took");
+  assert.equal(await pidGone(vm.qemuPid, /^qemu/), true, "its QEMU is gone");
+  assert.equal(await pidGone(vm.virtiofsdPid, /^virtiofsd/), true, "its virtiofsd is gone");
+  const naming: number[] = [];
+  for (const pid of await processesNamingPool(d.paths)) if ((await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")).includes(`${vm.dir}/`)) naming.push(pid);
+  assert.deepEqual(naming, [], "no process names its dir");
+  assert.equal(await exists(vm.dir), false, "its dir is gone");
+  assert.equal(await exists(untakenDir(vm.dir)), false, "the dir it was reclaimed under is gone");
+  assert.equal(await exists(virtiofsdPidFile(join(vm.dir, "vfs.sock"))), false, "virtiofsd's pid file is gone");
+  assert.deepEqual(await mountsUnder([vm.dir, untakenDir(vm.dir)]), [], "its share is unmounted");
+  assert.equal(d.running(), true, "the pool serves on");
+});
+
+void test("a stopped pool leaves no QEMU, virtiofsd, netns, mount or dir", { timeout: 600_000 }, async () => {
+  assert.ok(ctd && daemon?.running() === true);
+  // The previous test's daemon, refilled after its take.
   for (const id of (await waitPooled(daemon.paths, 1)).keys()) seenVmIds.add(id);
   await run(process.execPath, [join(import.meta.dirname, "..", "..", "..", "bin", "kata-ts.js"), "pool", "stop"], {
     env: { ...process.env, KATA_TS_STATE_DIR: ctd.kataStateDir },

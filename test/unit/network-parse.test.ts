@@ -9,6 +9,8 @@ import { orderRoutes, routeArgs } from "../../src/agent/network/routes.js";
 import type { GuestRoute } from "../../src/protocol/contract/network.js";
 import { isOurTap, parseInterfaces, parseRoutes, tapName } from "../../src/sandbox/network/inspect.js";
 import { HOST_NETWORK_REFUSED, podDns, podNetworkMode, requireOwnNetwork, resolvConfLines } from "../../src/sandbox/network/pod-spec.js";
+import { guestNetworkView } from "../../src/sandbox/network/pod-network.js";
+import { PF_GUEST_ADDRESS, PF_HOST_ADDRESS } from "../../src/sandbox/network/port-forward.js";
 import { KataError } from "../../src/util/errors.js";
 
 // Recorded from a bridge-CNI pod netns (iproute2 6.1), plus one of our taps from an earlier attach.
@@ -99,4 +101,17 @@ void test("guest routes: link routes go in before gateway routes; ip arguments a
   assert.deepEqual(routeArgs(link), ["-4", "route", "replace", "10.244.77.0/24", "dev", "eth0", "src", "10.244.77.2", "scope", "link"]);
   assert.deepEqual(routeArgs({ ...link, family: 6, dest: "fd00::/64", source: "", scope: 0 }), ["-6", "route", "replace", "fd00::/64", "dev", "eth0"]);
   assert.throws(() => routeArgs({ ...gw, device: "" }), /names no device/);
+});
+
+void test("what an adopted VM's guest is told before the host side is done equals what it is told after", () => {
+  // pooledGuestNetwork sends guestNetworkView's result while joinPodNetwork (addPortForward) runs;
+  // addPortForward returns guestNetworkView's result too: one function, one answer.
+  const interfaces = parseInterfaces(ADDR_JSON).map((i) => ({ ...i, currentMac: "02:00:00:00:00:01" }));
+  const routes: GuestRoute[] = [{ dest: "", gateway: "10.244.77.1", device: "eth0", source: "", scope: 0, family: 4 }];
+  const view = guestNetworkView(interfaces, routes);
+  assert.deepEqual(view.interfaces[0]?.addresses.at(-1), { family: 4, address: PF_GUEST_ADDRESS, prefixLength: 32 }, "the port-forward address on the first NIC");
+  assert.equal(view.interfaces[0]?.currentMac, "02:00:00:00:00:01", "the pool MAC the agent finds the NIC by");
+  assert.deepEqual(view.routes.at(-1), { dest: `${PF_HOST_ADDRESS}/32`, gateway: "", device: "eth0", source: PF_GUEST_ADDRESS, scope: 253, family: 4 });
+  assert.deepEqual(view.routes.slice(0, -1), routes, "the CNI routes first, unchanged");
+  assert.deepEqual(guestNetworkView([], []), { interfaces: [], routes: [] }, "no NIC: nothing added");
 });

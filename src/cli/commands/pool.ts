@@ -52,7 +52,7 @@ async function status(json: boolean): Promise<number> {
     process.stdout.write(`${JSON.stringify(s, null, 2)}\n`);
     return 0;
   }
-  process.stdout.write(`pool pid ${s.pid}: ${s.poolSize} per shape; booted ${s.booted}, taken ${s.taken}, failed boots ${s.bootFailures}\n`);
+  process.stdout.write(`pool pid ${s.pid}: ${s.poolSize} per shape; booted ${s.booted}, taken ${s.taken}, reclaimed untaken ${s.reclaimed ?? 0}, failed boots ${s.bootFailures}\n`);
   for (const sh of s.shapes) {
     const mib = (sh.rssKiB / 1024).toFixed(0);
     process.stdout.write(`  shape ${sh.key}: ${sh.vcpus} vCPU, ${sh.memoryMiB} MiB${sh.tenant === "" ? "" : `, tenant ${sh.tenant}`}: ${sh.ready} ready (${mib} MiB resident), ${sh.booting} booting\n`);
