@@ -70,12 +70,14 @@ export interface NetnsSnapshot {
   routes: GuestRoute[];
 }
 
+/** The three reads are independent (each an `nsenter ip` pair): at once, on pod start's critical path. */
 export async function inspectNetns(netnsPath: string): Promise<NetnsSnapshot> {
-  const interfaces = parseInterfaces(await ipJsonIn<IpAddrJson>(netnsPath, ["addr", "show"]));
+  const [links, v4, v6] = await Promise.all([
+    ipJsonIn<IpAddrJson>(netnsPath, ["addr", "show"]),
+    ipJsonIn<IpRouteJson>(netnsPath, ["-4", "route", "show"]),
+    ipJsonIn<IpRouteJson>(netnsPath, ["-6", "route", "show"]),
+  ]);
+  const interfaces = parseInterfaces(links);
   const names = interfaces.map((i) => i.name);
-  const routes = [
-    ...parseRoutes(4, await ipJsonIn<IpRouteJson>(netnsPath, ["-4", "route", "show"]), names),
-    ...parseRoutes(6, await ipJsonIn<IpRouteJson>(netnsPath, ["-6", "route", "show"]), names),
-  ];
-  return { interfaces, routes };
+  return { interfaces, routes: [...parseRoutes(4, v4, names), ...parseRoutes(6, v6, names)] };
 }
