@@ -275,6 +275,11 @@ void test("pool owner SIGKILLed: adopted pods keep running and can be stopped; p
 // never renames it. Here the take and nothing after it, with a short [factory] handover_timeout.
 void test("a VM handed to a shim that never takes it is stopped after handover_timeout: no QEMU, virtiofsd, mount, pid file or dir of it left", { timeout: 600_000 }, async () => {
   assert.ok(ctd && configDir);
+  // A daemon of its own, with a short timeout (the SIGKILL test before ended the first one).
+  if (daemon?.running() === true) {
+    process.kill(daemon.pid, "SIGTERM");
+    await daemon.exited;
+  }
   const configPath = join(configDir, "handover.toml");
   await writeFile(configPath, `${kataConfig}handover_timeout = 2\n`);
   daemon = await startPoolDaemon(ctd, configPath);
