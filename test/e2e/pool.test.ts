@@ -275,10 +275,14 @@ void test("pool owner SIGKILLed: adopted pods keep running and can be stopped; p
 // never renames it. Here the take and nothing after it, with a short [factory] handover_timeout.
 void test("a VM handed to a shim that never takes it is stopped after handover_timeout: no QEMU, virtiofsd, mount, pid file or dir of it left", { timeout: 600_000 }, async () => {
   assert.ok(ctd && configDir);
-  // A daemon of its own, with a short timeout (the SIGKILL test before ended the first one).
+  // A daemon of its own, with a short timeout. The SIGKILL test before ended the first one; run
+  // alone, end it the same way (a SIGTERMed daemon waits for its handed-over VMs' virtiofsd, which
+  // pod A still uses) and let its watchdog finish before the next daemon pools a VM there.
   if (daemon?.running() === true) {
-    process.kill(daemon.pid, "SIGTERM");
-    await daemon.exited;
+    const first = daemon;
+    process.kill(first.pid, "SIGKILL");
+    await first.exited;
+    for (let i = 0; i < 150 && (await exists(first.paths.root)); i++) await new Promise((r) => setTimeout(r, 200));
   }
   const configPath = join(configDir, "handover.toml");
   await writeFile(configPath, `${kataConfig}handover_timeout = 2\n`);
