@@ -98,9 +98,15 @@ export class VmmProcess {
     if (!this.hasExited) killGroup(this.pid, signal);
   }
 
-  /** Another process owns it now (the VM pool handed it to a shim): not killed when this one exits. */
+  /**
+   * Another process owns it now (the VM pool handed it to a shim): not killed when this one exits,
+   * and neither the child nor its stderr pipe keeps this process alive (its stderr is still read,
+   * so the VMM never blocks on a full pipe while this process runs).
+   */
   forget(): void {
     live.delete(this.pid);
+    this.child.unref();
+    (this.child.stderr as (Readable & { unref?: () => void }) | null)?.unref?.();
   }
 
   /** SIGKILL the group and wait for the reap. */

@@ -4,6 +4,7 @@
 // succeeds. QEMU runs in a netns of its own and creates its tap there; the netns's name is removed
 // once QEMU runs, so the netns (and the tap) live exactly as long as QEMU. Should the daemon die,
 // its watchdog kills whatever names this VM's dir (watchdog.ts).
+import { KataError } from "../util/errors.js";
 import { randomBytes } from "node:crypto";
 import { mkdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -54,6 +55,7 @@ export class PooledVm {
     readonly handle: PooledVmHandle,
     readonly paths: PooledVmPaths,
     private readonly vm: QemuVm,
+    private readonly virtiofsd: Virtiofsd,
     private readonly undo: UndoStack,
   ) {}
 
@@ -122,13 +124,19 @@ export class PooledVm {
       // without PrepareSandbox (older image) gets the read-only route listing only. The adopter
       // opens its own agent connection; the guest starts a new session. Within the boot's deadline:
       // at the pool's low CPU weight on a busy host, the guest runs many times slower.
+      // The daemon's stop cuts a pooled boot short here too: PrepareSandbox (with the container
+      // warm-up, tens of seconds at the pool's priority) ends when its connection closes.
+      const cutShort = (): void => booted.agent.close();
+      policy.signal?.addEventListener("abort", cutShort, { once: true });
       try {
+        if (policy.signal?.aborted === true) throw new KataError("CANCELLED", "the pool is stopping");
         const agent = new AgentClient(booted.agent);
         await agent.prepareSandbox(SHARED_FS_TAG, Math.max(deadline - Date.now(), 60_000)).catch(async (err: unknown) => {
           if (!isUnimplemented(err)) throw err;
           await agent.updateRoutes([]);
         });
       } finally {
+        policy.signal?.removeEventListener("abort", cutShort);
         booted.agent.close();
       }
       const handle: PooledVmHandle = {
@@ -141,7 +149,7 @@ export class PooledVm {
         mac,
         bootedAt: new Date().toISOString(),
       };
-      return new PooledVm(handle, paths, vm, undo);
+      return new PooledVm(handle, paths, vm, vfs, undo);
     } catch (err) {
       await undo.unwind().catch(() => undefined);
       throw err;
@@ -151,6 +159,8 @@ export class PooledVm {
   /** Give the VM away: nothing here stops it any more (the adopter renames its dir and owns it). */
   handOver(): PooledVmHandle {
     this.vm.detach();
+    // The pod's shim owns it now; held, it would keep a stopping pool daemon alive until the pod ends.
+    this.virtiofsd.release();
     return this.handle;
   }
 

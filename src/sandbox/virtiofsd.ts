@@ -102,6 +102,15 @@ export class Virtiofsd {
     }
   }
 
+  /**
+   * Let go of the daemon without stopping it (the pool hands a VM's virtiofsd to the pod's shim):
+   * this process no longer waits for it or acts on its exit, so it can end while virtiofsd runs on.
+   */
+  release(): void {
+    this.child.removeAllListeners("exit");
+    this.child.unref();
+  }
+
   /** SIGTERM, SIGKILL past the deadline; resolves once it has exited and its pid file is gone. */
   async stop(timeoutMs = 5000): Promise<void> {
     if (this.child.exitCode !== null || this.child.signalCode !== null) {

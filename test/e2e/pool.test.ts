@@ -314,15 +314,36 @@ void test("a VM handed to a shim that never takes it is stopped after handover_t
   assert.equal(d.running(), true, "the pool serves on");
 });
 
-void test("a stopped pool leaves no QEMU, virtiofsd, netns, mount or dir", { timeout: 600_000 }, async () => {
-  assert.ok(ctd && daemon?.running() === true);
-  // The previous test's daemon, refilled after its take.
-  for (const id of (await waitPooled(daemon.paths, 1)).keys()) seenVmIds.add(id);
+const stopPoolCli = async (): Promise<void> => {
+  assert.ok(ctd);
+  // Fails (non-zero exit) when the daemon does not end within `pool stop`'s own deadline.
+  const c = ctd;
   await run(process.execPath, [join(import.meta.dirname, "..", "..", "..", "bin", "kata-ts.js"), "pool", "stop"], {
-    env: { ...process.env, KATA_TS_STATE_DIR: ctd.kataStateDir },
+    env: { ...process.env, KATA_TS_STATE_DIR: c.kataStateDir },
     timeoutMs: 120_000,
+  }).catch(async (err: unknown) => {
+    const log = (await readFile(join(c.baseDir, "pool.log"), "utf8").catch(() => "")).split("\n").slice(-25).join("\n");
+    throw new Error(`${String(err)}\nthe pool's log ends:\n${log}`);
   });
+};
+
+void test("a pool stopped while a pod it handed a VM to runs: the daemon ends, the pod serves on; a stopped pool and removed pods leave no QEMU, virtiofsd, netns, mount or dir", { timeout: 600_000 }, async () => {
+  assert.ok(ctd && configDir && daemon?.running() === true);
+  // The previous test's daemon (short handover_timeout) ends first; a daemon with the defaults
+  // hands its VM to pod C.
+  await stopPoolCli();
   await daemon.exited;
+  daemon = await startPoolDaemon(ctd, join(configDir, "configuration.toml"));
+  const pooled = await waitPooled(daemon.paths, 1);
+  for (const id of pooled.keys()) seenVmIds.add(id);
+  const podC = await startAdoptedPod("pool-c", [...pooled.values()][0] as number);
+  // The daemon lets go of what it handed over (QEMU and virtiofsd are the pod's now): it ends at
+  // once rather than when pod C ends.
+  await stopPoolCli();
+  await daemon.exited;
+  assert.equal(httpBody((await inHarnessNetns(ctd, "busybox", ["sh", "-c", httpGetScript(podC.ip)])).stdout), "pool-c\n", "pod C serves on");
+  await podC.remove();
+  pods.splice(pods.indexOf(podC), 1);
   assert.deepEqual(await processesNamingPool(daemon.paths), []);
   assert.equal(await exists(daemon.paths.root), false);
   assert.deepEqual(await mountsUnder([ctd.kataStateDir]), []);

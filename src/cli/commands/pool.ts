@@ -41,6 +41,10 @@ async function serve(configPath: string | undefined): Promise<number> {
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
   await server.stopped();
+  // Stopped: the pooled VMs are gone and the pool's files removed. What this process may still
+  // hold (a handed-over VM's console connection, its processes' handles) belongs to the pods that
+  // adopted them and must not keep the daemon, and `kata-ts pool stop`, waiting until they end.
+  setImmediate(() => process.exit(0));
   return 0;
 }
 
