@@ -39,6 +39,9 @@ const tunings: Record<string, QemuHypervisorOptions> = {
   "tb-1024": { tcgTbSizeMiB: 1024 },
   "no-seccomp": { seccomp: false },
   "no-balloon": { freePageReporting: false },
+  /** Guest RAM as an unlinked file on a huge-page tmpfs (2 MiB pages) instead of a memfd. */
+  "huge-ram": { hugeGuestRam: true },
+  "memfd-ram": { hugeGuestRam: false },
   /** Machine and image device ([hypervisor.qemu] machine, image_device), whatever the defaults are. */
   "microvm-disk": { machine: "microvm", imageDevice: "disk" },
   "q35-disk": { machine: "q35", imageDevice: "disk" },

@@ -29,7 +29,7 @@ export function mappingPssKiB(pid: number, sizeKiB: number, path?: string): Prom
 
 /** Where a VMM's PSS goes, in KiB, by kind of mapping (see smapsBreakdown). */
 export interface SmapsBreakdown {
-  /** The guest-RAM mapping (memfd or anonymous, exactly the guest's size). */
+  /** The guest-RAM mapping (memfd, QEMU's unlinked file on the huge-page tmpfs, or anonymous; exactly the guest's size). */
   guestRam: number;
   /** TCG's code buffer: the anonymous mapping of tb-size (less a guard page: 65532 KiB for 64 MiB). */
   tcgCode: number;
@@ -56,7 +56,8 @@ export async function smapsBreakdown(pid: number, guestRamKiB: number, tcgCodeKi
     const name = fields.slice(5).join(" ");
     const size = Number(/^Size:\s+(\d+) kB/m.exec(block)?.[1] ?? 0);
     const pss = Number(/^Pss:\s+(\d+) kB/m.exec(block)?.[1] ?? 0);
-    if (size === guestRamKiB && (name === "" || name.startsWith("/memfd:"))) out.guestRam += pss;
+    const ramFile = name.startsWith("/memfd:") || /\/qemu_back_mem\./.test(name);
+    if (size === guestRamKiB && (name === "" || ramFile)) out.guestRam += pss;
     else if (name === "" && tcgCodeKiB > 0 && Math.abs(size - tcgCodeKiB) <= 8) out.tcgCode += pss;
     else if (name === "" || name.startsWith("[") || name.startsWith("/memfd:")) out.anon += pss;
     else {

@@ -39,6 +39,8 @@ export const qemuSchema = z
     image_device: z.enum(["disk", "pmem"]).optional(),
     /** virtiofsd used to share container root filesystems with the guest. */
     virtio_fs_daemon: z.string().min(1).default("/usr/lib/qemu/virtiofsd"),
+    /** Guest RAM shared with virtiofsd in 2 MiB pages (a file on a huge-page tmpfs kata-ts mounts) instead of a memfd. */
+    huge_guest_ram: z.boolean().default(false),
   })
   .transform((q) => ({ ...q, image_device: q.image_device ?? defaultImageDeviceFor(q.machine) }))
   .refine((q) => !(q.image_device === "pmem" && q.machine === "microvm"), {

@@ -87,7 +87,7 @@ export class PooledVm {
       undo.push("stop virtiofsd", () => vfs.stop());
       const mac = randomMac();
       const tap = tapName(0);
-      const hypervisor = await QemuHypervisor.open({ binary: shape.qemuPath, machine: shape.qemuMachine, imageDevice: shape.imageDevice });
+      const hypervisor = await QemuHypervisor.open({ binary: shape.qemuPath, machine: shape.qemuMachine, imageDevice: shape.imageDevice, hugeGuestRam: shape.hugeGuestRam === true });
       const booted = await bootVm(
         {
           id: vmId,

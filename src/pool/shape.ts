@@ -14,6 +14,8 @@ export type PoolShape = Pick<VmConfig, "accel" | "vcpus" | "memoryMiB" | "kernel
   /** [hypervisor.qemu] machine and image_device: the pooled VM is that machine with the image so attached. */
   qemuMachine: QemuConfig["machine"];
   imageDevice: QemuConfig["image_device"];
+  /** [hypervisor.qemu] huge_guest_ram (absent: off). */
+  hugeGuestRam?: boolean;
   /** "" for pods without the tenant annotation. */
   tenant: string;
 };
@@ -51,6 +53,7 @@ export function poolShape(config: KataConfig, assets: GuestAssets, sizing: { vcp
     qemuPath: qemu.path,
     qemuMachine: qemu.machine,
     imageDevice: qemu.image_device,
+    ...(qemu.huge_guest_ram ? { hugeGuestRam: true } : {}),
     accel: qemu.accel,
     vcpus: sizing.vcpus,
     memoryMiB: sizing.memoryMiB,
@@ -65,7 +68,7 @@ export function poolShape(config: KataConfig, assets: GuestAssets, sizing: { vcp
 
 /** Equal for equal shapes, whatever the key order. */
 export function shapeKey(s: PoolShape): string {
-  const canonical = JSON.stringify([s.qemuPath, s.qemuMachine, s.imageDevice, s.accel, s.vcpus, s.memoryMiB, s.kernelPath, s.initrdPath ?? "", s.rootfsPath, s.rootfsDevice ?? "", s.kernelCmdline, s.tenant]);
+  const canonical = JSON.stringify([s.qemuPath, s.qemuMachine, s.imageDevice, s.hugeGuestRam === true, s.accel, s.vcpus, s.memoryMiB, s.kernelPath, s.initrdPath ?? "", s.rootfsPath, s.rootfsDevice ?? "", s.kernelCmdline, s.tenant]);
   return createHash("sha256").update(canonical).digest("hex").slice(0, 16);
 }
 
@@ -74,7 +77,7 @@ export function parseShape(v: unknown): PoolShape {
   const o = v as Partial<PoolShape> | null;
   const str = (x: unknown): x is string => typeof x === "string" && x !== "";
   const ok =
-    o !== null && typeof o === "object" && str(o.qemuPath) && (o.qemuMachine === "microvm" || o.qemuMachine === "q35") && (o.imageDevice === "disk" || o.imageDevice === "pmem") && (o.accel === "auto" || o.accel === "kvm" || o.accel === "tcg") &&
+    o !== null && typeof o === "object" && str(o.qemuPath) && (o.qemuMachine === "microvm" || o.qemuMachine === "q35") && (o.imageDevice === "disk" || o.imageDevice === "pmem") && (o.hugeGuestRam === undefined || typeof o.hugeGuestRam === "boolean") && (o.accel === "auto" || o.accel === "kvm" || o.accel === "tcg") &&
     Number.isInteger(o.vcpus) && (o.vcpus ?? 0) >= 1 && Number.isInteger(o.memoryMiB) && (o.memoryMiB ?? 0) >= 64 &&
     str(o.kernelPath) && (o.initrdPath === undefined || str(o.initrdPath)) && str(o.rootfsPath) && (o.rootfsDevice === undefined || o.rootfsDevice === "virtio-blk" || o.rootfsDevice === "virtio-pmem") &&
     Array.isArray(o.kernelCmdline) && o.kernelCmdline.every((p) => typeof p === "string") &&

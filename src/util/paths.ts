@@ -17,6 +17,15 @@ export function cacheDir(): string {
   return process.env.KATA_TS_CACHE_DIR ?? "/var/cache/kata-ts";
 }
 
+/**
+ * The huge-page tmpfs that holds pods' guest RAM ([hypervisor.qemu] huge_guest_ram): one mount per
+ * node, holding no named files (QEMU unlinks each VM's file at once). Not under the state root, so
+ * that tests that move the state root share the node's one mount instead of leaving their own.
+ */
+export function guestRamDir(): string {
+  return process.env.KATA_TS_GUEST_RAM_DIR ?? "/run/kata-ts-guest-ram";
+}
+
 export function sandboxStateDir(sandboxId: string): string {
   return join(stateRoot(), sandboxId);
 }

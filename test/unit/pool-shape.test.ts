@@ -54,3 +54,15 @@ void test("pool: a VMM other than QEMU is refused by name, by the shape and by t
     }
   }
 });
+
+void test("pool shape: huge_guest_ram is part of the shape (a pooled VM's RAM backing is what the pod would have booted)", () => {
+  const config = defaultConfig();
+  const off = poolShape(config, assets, size, "");
+  assert.equal(off.hugeGuestRam, undefined);
+  config.hypervisor.qemu.huge_guest_ram = true;
+  const on = poolShape(config, assets, size, "");
+  assert.equal(on.hugeGuestRam, true);
+  assert.notEqual(shapeKey(on), shapeKey(off));
+  assert.deepEqual(parseShape(JSON.parse(JSON.stringify(on))), on);
+  assert.throws(() => parseShape({ ...on, hugeGuestRam: "yes" }), /not a VM shape/);
+});

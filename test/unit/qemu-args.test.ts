@@ -56,3 +56,17 @@ void test("qemu args: the agent's virtio-serial bus has room for port 0 and the 
   assert.ok(args.includes("virtio-serial-device,id=vser0,max_ports=2"));
   assert.equal(args.filter((a) => a.startsWith("virtserialport,")).length, 1);
 });
+
+void test("qemu args: shared guest RAM is a memfd by default, or a file QEMU creates (and unlinks) in the huge-page tmpfs dir, 2 MiB aligned", () => {
+  const pod = { ...base, sharedFs: { socketPath: "/s/fs.sock", tag: "t" } };
+  const memfd = qemuArgs(pod, vmLayout("/s"), tuning);
+  assert.ok(memfd.includes("memory-backend-memfd,id=mem,size=512M,share=on"));
+  assert.equal(memfd[memfd.indexOf("-machine") + 1], "microvm,acpi=on,memory-backend=mem");
+  const huge = qemuArgs(pod, vmLayout("/s"), { ...tuning, sharedMemory: { kind: "huge-tmpfs", dir: "/run/kata-ts-guest-ram" } });
+  assert.ok(huge.includes("memory-backend-file,id=mem,mem-path=/run/kata-ts-guest-ram,size=512M,share=on,align=2M"), huge.join(" "));
+  assert.ok(!huge.some((a) => a.startsWith("memory-backend-memfd")));
+  assert.equal(huge[huge.indexOf("-machine") + 1], "microvm,acpi=on,memory-backend=mem");
+  // Without a share guest RAM stays QEMU's anonymous memory whatever the backing says.
+  const plain = qemuArgs(base, vmLayout("/s"), { ...tuning, sharedMemory: { kind: "huge-tmpfs", dir: "/d" } });
+  assert.ok(!plain.some((a) => a.startsWith("memory-backend")));
+});

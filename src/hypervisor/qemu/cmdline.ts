@@ -11,7 +11,7 @@ import { renderCpu, type CpuOptions } from "./args/cpu.js";
 import { renderDisk } from "./args/disk.js";
 import { renderKernel } from "./args/kernel.js";
 import { renderMachine, virtioTransport, type MachineType } from "./args/machine.js";
-import { renderMemory, sharedMemoryBackendId } from "./args/memory.js";
+import { renderMemory, sharedMemoryBackendId, type SharedMemoryBacking } from "./args/memory.js";
 import { renderNet } from "./args/net.js";
 import { renderPmem } from "./args/pmem.js";
 import { renderSharedFs } from "./args/shared-fs.js";
@@ -51,6 +51,8 @@ export interface QemuTuning {
   rootfsBytes?: number;
   /** The virtio-serial port the agent opens; defaultAgentPortName unless a test wants otherwise. */
   agentPortName?: string;
+  /** How guest RAM shared with virtiofsd is backed (default a memfd). */
+  sharedMemory?: SharedMemoryBacking;
 }
 
 export function qemuArgs(config: VmConfig, layout: VmLayout, tuning: QemuTuning): string[] {
@@ -72,7 +74,7 @@ export function qemuArgs(config: VmConfig, layout: VmLayout, tuning: QemuTuning)
       ...(tuning.accel === "tcg" && tuning.tcgThread !== undefined ? { tcgThread: tuning.tcgThread } : {}),
       ...(tuning.accel === "tcg" && tuning.tcgTbSizeMiB !== undefined ? { tcgTbSizeMiB: tuning.tcgTbSizeMiB } : {}),
     }),
-    ...renderMemory({ sizeMiB: config.memoryMiB, shared, ...(pmem ? { deviceMemoryBytes: pmemBytes } : {}) }),
+    ...renderMemory({ sizeMiB: config.memoryMiB, shared, ...(tuning.sharedMemory === undefined ? {} : { backing: tuning.sharedMemory }), ...(pmem ? { deviceMemoryBytes: pmemBytes } : {}) }),
     ...renderKernel({
       kernelPath: config.kernelPath,
       ...(config.initrdPath === undefined ? {} : { initrdPath: config.initrdPath }),

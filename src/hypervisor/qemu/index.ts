@@ -8,7 +8,10 @@ import type { Hypervisor, HypervisorCapabilities, VmConfig } from "../types.js";
 import { maxNetDevices, validateVmConfig } from "../validate.js";
 import type { CpuOptions } from "./args/cpu.js";
 import type { MachineType } from "./args/machine.js";
+import type { SharedMemoryBacking } from "./args/memory.js";
 import { pmemAlignment } from "./args/pmem.js";
+import { ensureGuestRamDir } from "./guest-ram-dir.js";
+import { guestRamDir } from "../../util/paths.js";
 import { pmemOnMicrovmMessage, type QemuTuning } from "./cmdline.js";
 import { vmLayout } from "./layout.js";
 import { hostTscKhz } from "./host-tsc.js";
@@ -44,6 +47,14 @@ export interface QemuHypervisorOptions {
   startTimeoutMs?: number;
   /** Cap of each VM's console.log (rotated once to console.log.1); default 1 MiB. */
   consoleLogMaxBytes?: number;
+  /**
+   * Guest RAM shared with virtiofsd (every pod's VM) in 2 MiB pages: an unlinked file on a
+   * huge-page tmpfs at `guestRamDir` (mounted on first use) instead of a memfd. Default off
+   * (docs/guest.md "Guest RAM in huge pages").
+   */
+  hugeGuestRam?: boolean;
+  /** Where that tmpfs is mounted; default guestRamDir() (/run/kata-ts-guest-ram). */
+  guestRamDir?: string;
   /** Name of the guest's virtio-serial agent port; "agent.0" (what the agent opens) unless a test wants otherwise. */
   agentPortName?: string;
 }
@@ -117,6 +128,7 @@ export class QemuHypervisor implements Hypervisor {
     const tscKhz = accel === "tcg" ? await hostTscKhz() : undefined;
     const rootDevice = this.rootDevice();
     const rootfsBytes = rootDevice === "virtio-pmem" ? (await stat(config.rootfsPath)).size : undefined;
+    const sharedMemory = await this.sharedMemory(config);
     return {
       accel,
       machine: this.machine(),
@@ -129,6 +141,15 @@ export class QemuHypervisor implements Hypervisor {
       tcgTbSizeMiB: this.opts.tcgTbSizeMiB ?? defaultTcgTbSizeMiB,
       freePageReporting: this.opts.freePageReporting ?? true,
       ...(this.opts.agentPortName === undefined ? {} : { agentPortName: this.opts.agentPortName }),
+      ...(sharedMemory === undefined ? {} : { sharedMemory }),
     };
+  }
+
+  /** The huge-page backing when asked for and the VM shares memory (the tmpfs mounted first). */
+  private async sharedMemory(config: VmConfig): Promise<SharedMemoryBacking | undefined> {
+    if (this.opts.hugeGuestRam !== true || config.sharedFs === undefined) return undefined;
+    const dir = this.opts.guestRamDir ?? guestRamDir();
+    await ensureGuestRamDir(dir);
+    return { kind: "huge-tmpfs", dir };
   }
 }
