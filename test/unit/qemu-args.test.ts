@@ -70,3 +70,12 @@ void test("qemu args: shared guest RAM is a memfd by default, or a file QEMU cre
   const plain = qemuArgs(base, vmLayout("/s"), { ...tuning, sharedMemory: { kind: "huge-tmpfs", dir: "/d" } });
   assert.ok(!plain.some((a) => a.startsWith("memory-backend")));
 });
+
+void test("qemu args: under TCG the guest keeps its LOCK prefixes (noreplace-smp: rewriting kernel text costs TCG re-translation); not under KVM", () => {
+  const append = (accel: "tcg" | "kvm"): string[] => {
+    const args = qemuArgs({ ...base, accel }, vmLayout("/s"), { ...tuning, accel });
+    return args[args.indexOf("-append") + 1]!.split(" ");
+  };
+  assert.ok(append("tcg").includes("noreplace-smp"));
+  assert.ok(!append("kvm").includes("noreplace-smp"));
+});

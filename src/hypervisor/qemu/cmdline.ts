@@ -22,13 +22,16 @@ export const defaultAgentPortName = AGENT_PORT_NAME;
 /**
  * Kernel parameters the VMM side owns: the console; reboot on panic (which -no-reboot turns into an
  * exit); under TCG the TSC frequency and no clocksource watchdog (see host-tsc.ts); and no crypto
- * self-tests (they cost boot time and test the guest kernel, not the pod).
+ * self-tests (they cost boot time and test the guest kernel, not the pod). Under TCG also
+ * `noreplace-smp`: a 1-vCPU kernel otherwise rewrites every LOCK prefix in its text at boot, and
+ * each write to code invalidates what TCG translated (~130 ms of guest time, ~90 ms of QEMU CPU in
+ * the floor: docs/guest.md "Boot time, round 6"); under KVM that patching is cheap and kept.
  */
 export function vmmKernelParams(tuning: QemuTuning): string[] {
   const params = ["console=ttyS0", "panic=-1", "reboot=t", "cryptomgr.notests"];
   if (tuning.accel === "tcg") {
     if (tuning.guestTscKhz !== undefined) params.push(`tsc_early_khz=${tuning.guestTscKhz}`);
-    params.push("tsc=reliable", "no_timer_check");
+    params.push("tsc=reliable", "no_timer_check", "noreplace-smp");
   }
   return params;
 }
