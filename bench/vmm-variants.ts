@@ -18,7 +18,7 @@ import { QemuHypervisor } from "../src/hypervisor/qemu/index.js";
 import { makeBusyboxRootfs } from "../test/integration/agent-container-fixture.js";
 import { checkOptions, intOption, parseBenchArgs, UsageError } from "./lib/args.js";
 import { median } from "./lib/figures.js";
-import { smapsBreakdown, smapsRollup } from "./lib/vmm-memory.js";
+import { mappingResidentKiB, smapsBreakdown, smapsRollup } from "./lib/vmm-memory.js";
 import { tcgJitState } from "./lib/tcg-jit.js";
 import { parseVmVariant, withVariantEnv, type VmVariant } from "./lib/vmm-variant.js";
 
@@ -29,7 +29,8 @@ execs of \`true\` interleaved across the VMs. Per variant (medians over its VMs)
 StartContainer and an exec, TCG flushes per exec, QEMU PSS by mapping (guest RAM, TCG code, other
 anonymous, files) once settled, idle QEMU CPU.
 
-  --variant SPEC    NAME:KEY=VALUE,...  keys: tb=MiB (TCG cache), mem=MiB (guest memory),
+  --variant SPEC    NAME:KEY=VALUE,...  keys: tb=MiB (TCG cache), mem=MiB (guest memory), huge=1
+                    (guest RAM in huge pages: [hypervisor.qemu] huge_guest_ram),
                     assets=DIR (guest assets from kata-ts build-assets --dir DIR),
                     env=NAME=VALUE (QEMU's environment; repeatable). "NAME:" alone: the defaults.
                     e.g. --variant base: --variant tb32:tb=32 --variant arena:env=MALLOC_ARENA_MAX=1
@@ -117,7 +118,7 @@ async function main(): Promise<void> {
     for (let i = 0; i < opts.per; i++) {
       for (const v of opts.variants) {
         const id = `bench-vmm-${process.pid}-${v.name}-${i}`;
-        const hypervisor = await QemuHypervisor.open({ tcgTbSizeMiB: v.tbSizeMiB });
+        const hypervisor = await QemuHypervisor.open({ tcgTbSizeMiB: v.tbSizeMiB, hugeGuestRam: v.hugeGuestRam });
         const assets = v.assetsDir === undefined ? {} : { assets: await loadGuestAssets(v.assetsDir) };
         const sb = await withVariantEnv(v, () => Sandbox.create({ id, memoryMiB: v.memoryMiB, bootTimeoutMs: 300_000, hypervisor, ...assets }));
         sandboxes.push(sb);
@@ -158,6 +159,8 @@ async function main(): Promise<void> {
         tb_flushes_per_exec: (flushes1[i]! - flushes0[i]!) / opts.execs,
         qemu_pss_mib: (await smapsRollup(vm.qemu)).pssKiB / 1024,
         guest_ram_mib: b.guestRam / 1024,
+        // Resident, not PSS: with huge pages virtiofsd maps whole 2 MiB pages too, which halves their PSS here.
+        guest_ram_rss_mib: (await mappingResidentKiB(vm.qemu, vm.v.memoryMiB * 1024)) / 1024,
         tcg_code_mib: b.tcgCode / 1024,
         other_anon_mib: b.anon / 1024,
         files_mib: b.files / 1024,

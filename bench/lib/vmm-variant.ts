@@ -1,5 +1,6 @@
 // A VM variant of bench/vmm-variants.ts: "NAME:KEY=VALUE,..." with keys env (QEMU's environment,
-// repeatable), mem (guest MiB), tb (TCG cache MiB) and assets (a guest assets dir), e.g.
+// repeatable), mem (guest MiB), tb (TCG cache MiB), huge (1: guest RAM in huge pages,
+// [hypervisor.qemu] huge_guest_ram) and assets (a guest assets dir), e.g.
 // "jit40:tb=40,assets=/tmp/assets-jitless" or "arena1:env=MALLOC_ARENA_MAX=1".
 import { defaultTcgTbSizeMiB } from "../../src/config/schema.js";
 import { UsageError } from "./args.js";
@@ -10,6 +11,8 @@ export interface VmVariant {
   env: Record<string, string>;
   memoryMiB: number;
   tbSizeMiB: number;
+  /** Guest RAM on the huge-page tmpfs ([hypervisor.qemu] huge_guest_ram). */
+  hugeGuestRam: boolean;
   assetsDir?: string;
 }
 
@@ -27,7 +30,7 @@ function positiveInt(spec: string, key: string, text: string): number {
 export function parseVmVariant(spec: string): VmVariant {
   const [name, rest] = splitOnce(spec, ":");
   if (!/^[A-Za-z0-9_-]+$/.test(name)) throw new UsageError(`variant ${JSON.stringify(spec)}: the name before ":" must be letters, digits, _ or -`);
-  const v: VmVariant = { name, env: {}, memoryMiB: 512, tbSizeMiB: defaultTcgTbSizeMiB };
+  const v: VmVariant = { name, env: {}, memoryMiB: 512, tbSizeMiB: defaultTcgTbSizeMiB, hugeGuestRam: false };
   for (const item of rest.split(",").filter((x) => x !== "")) {
     const [key, value] = splitOnce(item, "=");
     if (key === "env") {
@@ -37,7 +40,8 @@ export function parseVmVariant(spec: string): VmVariant {
     } else if (key === "mem") v.memoryMiB = positiveInt(spec, key, value);
     else if (key === "tb") v.tbSizeMiB = positiveInt(spec, key, value);
     else if (key === "assets" && value !== "") v.assetsDir = value;
-    else throw new UsageError(`variant ${JSON.stringify(spec)}: unknown or empty key ${JSON.stringify(key)} (known: env, mem, tb, assets)`);
+    else if (key === "huge" && (value === "0" || value === "1")) v.hugeGuestRam = value === "1";
+    else throw new UsageError(`variant ${JSON.stringify(spec)}: unknown or empty key ${JSON.stringify(key)} (known: env, mem, tb, huge=0|1, assets)`);
   }
   return v;
 }
