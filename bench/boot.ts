@@ -42,6 +42,8 @@ const tunings: Record<string, QemuHypervisorOptions> = {
   /** Guest RAM as an unlinked file on a huge-page tmpfs (2 MiB pages) instead of a memfd. */
   "huge-ram": { hugeGuestRam: true },
   "memfd-ram": { hugeGuestRam: false },
+  /** QEMU maps the shared kernel file and keeps it resident (before the private copy it releases). */
+  "keep-kernel": { releaseKernel: false },
   /** Machine and image device ([hypervisor.qemu] machine, image_device), whatever the defaults are. */
   "microvm-disk": { machine: "microvm", imageDevice: "disk" },
   "q35-disk": { machine: "q35", imageDevice: "disk" },
@@ -62,6 +64,7 @@ Variants take turns boot by boot, so a change in host load hits all alike.
   --variants L    comma-separated; the first one's medians are the --json figures (default: default)
                   ${Object.keys(tunings).join(", ")},
                   cmdline:P1+P2 (kernel parameters added),
+                  env:K=V+K2=V2 (QEMU's environment, e.g. env:G_SLICE= for GLib's slice allocator),
                   assets:DIR (the guest built by kata-ts build-assets --dir DIR, e.g. with a changed agent)
   --memory MiB    guest memory (default 512)
   --no-share      boot without a virtio-fs share: guest RAM is then anonymous memory (transparent
@@ -79,6 +82,8 @@ interface Variant {
   /** TCG code buffer size of this variant, to find its mapping in smaps. */
   tbSizeMiB: number;
   config(base: VmConfig): VmConfig;
+  /** Set in this process's environment while QEMU is spawned (QEMU inherits it). */
+  env?: Record<string, string>;
 }
 
 /**
@@ -97,6 +102,15 @@ async function variant(name: string): Promise<Variant> {
   if (name.startsWith("cmdline:")) {
     const extra = name.slice("cmdline:".length).split("+").filter((p) => p !== "");
     return { name, hv: await QemuHypervisor.open(), tbSizeMiB: defaultTcgTbSizeMiB, config: (b) => ({ ...b, kernelCmdline: [...b.kernelCmdline, ...extra] }) };
+  }
+  if (name.startsWith("env:")) {
+    const env: Record<string, string> = {};
+    for (const item of name.slice("env:".length).split("+").filter((p) => p !== "")) {
+      const eq = item.indexOf("=");
+      if (eq <= 0) throw new UsageError(`variant ${JSON.stringify(name)}: env needs K=V items`);
+      env[item.slice(0, eq)] = item.slice(eq + 1);
+    }
+    return { name, hv: await QemuHypervisor.open(), tbSizeMiB: defaultTcgTbSizeMiB, config: (b) => b, env };
   }
   if (name.startsWith("assets:")) {
     // Another build of the guest (kata-ts build-assets --dir DIR), e.g. with a changed agent.
@@ -142,7 +156,7 @@ async function bootOnce(v: Variant, base: VmConfig, assets: GuestAssets): Promis
     vfs = await withPodShare(config);
     config = vfs.config;
   }
-  const booted = await bootVm(config, { deadlineMs: 180_000, hypervisor: v.hv }).catch(async (err: unknown) => {
+  const booted = await withEnv(v.env, () => bootVm(config, { deadlineMs: 180_000, hypervisor: v.hv })).catch(async (err: unknown) => {
     await vfs?.stop();
     throw err;
   });
@@ -170,6 +184,20 @@ async function bootOnce(v: Variant, base: VmConfig, assets: GuestAssets): Promis
   }
 }
 
+/** Runs fn with env set in this process's environment (QEMU inherits it at spawn), then puts it back. */
+async function withEnv<T>(env: Record<string, string> | undefined, fn: () => Promise<T>): Promise<T> {
+  const saved = Object.keys(env ?? {}).map((k) => [k, process.env[k]] as const);
+  Object.assign(process.env, env);
+  try {
+    return await fn();
+  } finally {
+    for (const [k, old] of saved) {
+      if (old === undefined) delete process.env[k];
+      else process.env[k] = old;
+    }
+  }
+}
+
 /** The floor: QEMU spawn -> the guest powered off, with busybox poweroff as PID 1. */
 async function floorOnce(v: Variant, base: VmConfig, assets: GuestAssets): Promise<{ ms: number; cpuMs: number }> {
   const withVariant = v.config(base);
@@ -182,7 +210,7 @@ async function floorOnce(v: Variant, base: VmConfig, assets: GuestAssets): Promi
   const pid1 = [...busybox.slice(0, initArgs), ...consoleParams, ...busybox.slice(initArgs)];
   const vm = await v.hv.create({ ...withVariant, id: `${base.id}-floor`, stateDir: `${base.stateDir}-floor`, kernelCmdline: pid1 });
   const started = performance.now();
-  await vm.start();
+  await withEnv(v.env, () => vm.start());
   // QEMU's CPU time cannot be read once it has exited and been reaped: sample it until then.
   let cpuS = 0;
   let exited = false;

@@ -40,6 +40,8 @@ export interface SpawnOptions {
   stdout?: "pipe" | "ignore";
   /** What to tell the user when the binary cannot be started. */
   installHint?: string;
+  /** The VMM's environment; default this process's. */
+  env?: NodeJS.ProcessEnv;
 }
 
 export class VmmProcess {
@@ -69,7 +71,7 @@ export class VmmProcess {
   /** Spawn and wait until the OS has started it (ENOENT etc. become NOT_FOUND/INTERNAL). */
   static async spawn(binary: string, args: readonly string[], opts: SpawnOptions = {}): Promise<VmmProcess> {
     installExitHook();
-    const child = spawn(binary, args, { detached: true, stdio: ["ignore", opts.stdout ?? "ignore", "pipe"] });
+    const child = spawn(binary, args, { detached: true, stdio: ["ignore", opts.stdout ?? "ignore", "pipe"], ...(opts.env === undefined ? {} : { env: opts.env }) });
     await new Promise<void>((resolve, reject) => {
       child.once("spawn", () => resolve());
       child.once("error", (err: NodeJS.ErrnoException) => {

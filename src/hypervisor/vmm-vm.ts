@@ -22,6 +22,8 @@ export interface VmmCommand {
   args: string[];
   /** What to tell the user when the binary cannot be started. */
   installHint?: string;
+  /** The VMM's environment; default this process's. */
+  env?: NodeJS.ProcessEnv;
   /**
    * Where the guest serial console arrives: a unix socket the VMM connects to (listened on before
    * the spawn), or the VMM's stdout.
@@ -112,7 +114,11 @@ export abstract class VmmVm extends VmFilesView implements Vm {
       const cmd = await this.command();
       if (cmd.console !== "stdout") await this.console.listen(cmd.console.socketPath);
       log.debug({ vm: this.id, vmm: this.vmmName, args: cmd.args }, "spawning the VMM");
-      const spawnOpts = { ...(cmd.installHint === undefined ? {} : { installHint: cmd.installHint }), stdout: cmd.console === "stdout" ? "pipe" as const : "ignore" as const };
+      const spawnOpts = {
+        ...(cmd.installHint === undefined ? {} : { installHint: cmd.installHint }),
+        ...(cmd.env === undefined ? {} : { env: cmd.env }),
+        stdout: cmd.console === "stdout" ? "pipe" as const : "ignore" as const,
+      };
       // nsenter joins the netns and execs the VMM: same pid, so signals and the group kill still reach it.
       const netns = this.config.netnsPath;
       this.proc = netns === undefined

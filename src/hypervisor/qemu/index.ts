@@ -57,6 +57,8 @@ export interface QemuHypervisorOptions {
   guestRamDir?: string;
   /** Name of the guest's virtio-serial agent port; "agent.0" (what the agent opens) unless a test wants otherwise. */
   agentPortName?: string;
+  /** Boot an ELF kernel from a private copy released once loaded (default on; off only to measure what it saves: docs/density.md). */
+  releaseKernel?: boolean;
 }
 
 export { defaultTcgTbSizeMiB };
@@ -96,6 +98,7 @@ export class QemuHypervisor implements Hypervisor {
     return new QemuVm(config, layout, {
       binary: this.opts.binary ?? qemuBinary,
       tuning: (c) => this.tuning(c),
+      ...(this.opts.releaseKernel === undefined ? {} : { releaseKernel: this.opts.releaseKernel }),
       ...(this.opts.startTimeoutMs === undefined ? {} : { startTimeoutMs: this.opts.startTimeoutMs }),
       ...(this.opts.consoleLogMaxBytes === undefined ? {} : { consoleLogMaxBytes: this.opts.consoleLogMaxBytes }),
     });

@@ -1,10 +1,13 @@
 // One QEMU microvm: what is QEMU's (its argv, the QMP control socket, `quit`, the exit read from QMP
 // events, handing a running VM to another process). The lifecycle, the process, the capped console
 // and the teardown order are every driver's (../vmm-vm.ts).
+import { createLogger } from "../../util/log.js";
 import { VmmVm, type VmmCommand, type VmmVmOptions } from "../vmm-vm.js";
 import type { ResolvedAccel, VmConfig, VmExit } from "../types.js";
 import type { ProcessExit } from "../vmm-process.js";
 import { qemuArgs, type QemuTuning } from "./cmdline.js";
+import { qemuEnv } from "./env.js";
+import { privateKernelCopy, releaseKernelCopy, type KernelCopy } from "./kernel-copy.js";
 import { qemuVmFiles, type VmLayout } from "./layout.js";
 import { QmpClient, type QmpEvent } from "./qmp.js";
 
@@ -12,7 +15,14 @@ export interface QemuVmOptions extends VmmVmOptions {
   binary: string;
   /** Settles `auto` and the rest of the tuning just before spawning. */
   tuning: (config: VmConfig) => Promise<QemuTuning>;
+  /**
+   * Boot an ELF kernel from a private copy that is emptied once QEMU has loaded it (kernel-copy.ts):
+   * QEMU then holds none of the kernel file. Default true; false only to measure what it saves.
+   */
+  releaseKernel?: boolean;
 }
+
+const log = createLogger("hypervisor.qemu");
 
 export class QemuVm extends VmmVm {
   accel: ResolvedAccel | undefined;
@@ -20,6 +30,8 @@ export class QemuVm extends VmmVm {
   args: string[] = [];
   protected readonly vmmName = "QEMU";
   private qmp: QmpClient | undefined;
+  /** QEMU's private copy of the kernel until it is released after start. */
+  private kernelCopy: KernelCopy | undefined;
 
   constructor(
     config: VmConfig,
@@ -36,14 +48,30 @@ export class QemuVm extends VmmVm {
   protected async command(): Promise<VmmCommand> {
     const tuning = await this.qemu.tuning(this.config);
     this.accel = tuning.accel;
-    this.args = qemuArgs(this.config, this.layout, tuning);
+    if (this.qemu.releaseKernel !== false) {
+      this.kernelCopy = await privateKernelCopy(this.config.kernelPath, this.layout.stateDir).catch((err: unknown) => {
+        log.warn({ vm: this.id, err }, "could not copy the guest kernel into the VM's state dir; QEMU maps the shared file and keeps it resident");
+        return undefined;
+      });
+    }
+    const config = this.kernelCopy === undefined ? this.config : { ...this.config, kernelPath: this.kernelCopy.path };
+    this.args = qemuArgs(config, this.layout, tuning);
     // QEMU's serial chardev connects to the console socket at start-up (server=off): no early line is lost.
-    return { binary: this.qemu.binary, args: this.args, console: { socketPath: this.layout.consoleSocketPath } };
+    return { binary: this.qemu.binary, args: this.args, env: qemuEnv(), console: { socketPath: this.layout.consoleSocketPath } };
   }
 
-  /** QEMU creates the QMP socket early; poll for it while watching for an early exit. */
+  /**
+   * QEMU creates the QMP socket early; poll for it while watching for an early exit. Once QMP has
+   * answered `qmp_capabilities` (dispatched by QEMU's main loop, which runs only after the machine
+   * was created and reset, the reset having copied the kernel into guest RAM), the kernel copy is released.
+   */
   protected async control(deadline: number): Promise<void> {
     this.qmp = await this.untilReady("open its QMP socket", deadline, (timeoutMs) => QmpClient.connect(this.layout.qmpSocketPath, { timeoutMs }));
+    const copy = this.kernelCopy;
+    this.kernelCopy = undefined;
+    if (copy !== undefined) {
+      await releaseKernelCopy(copy).catch((err: unknown) => log.warn({ vm: this.id, err }, "could not empty QEMU's copy of the guest kernel; it stays resident for the VM's life"));
+    }
   }
 
   /**
