@@ -5,8 +5,10 @@
 // pages the pods share, such as QEMU's and node's binaries and the guest kernel file, between
 // them, so one pod measured alone over-counts them), and their CPU use over a sampling window
 // (utime+stime from /proc/<pid>/stat) per pod. Then, with the idle pods still running, a busy
-// pod (64 MiB written to the guest's /dev/shm, then a CPU loop) and its own processes' figures.
-// Prints figures; never asserts. Ctrl-C or SIGTERM removes every pod it started.
+// pod under a kubelet-like pod cgroup limited to its containers' limits + overhead.podFixed
+// (bench/lib/busy-pod.ts): its own processes' figures, the pod cgroup's peak against its limit,
+// and whether the host OOM-killed any of the VM's processes while the guest OOM-killed a container
+// over its own limit. Prints figures; never asserts. Ctrl-C or SIGTERM removes every pod it started.
 // Usage: see USAGE below (`node dist/bench/overhead.js --help`).
 // --write stores the per-pod idle figures in src/deploy/manifests/overhead.json, which the
 // RuntimeClass's overhead.podFixed is computed from (measured + marginPercent).
@@ -19,25 +21,33 @@ import { overheadDataPath, overheadDataSchema, podFixedOverhead, type OverheadDa
 import { startContainerd, type PrivateContainerd } from "../test/harness/containerd.js";
 import { BUSYBOX_IMAGE_REF, importTestImages } from "../test/harness/images.js";
 import { checkOptions, intOption, numberOption, parseBenchArgs } from "./lib/args.js";
+import { runBusyPod } from "./lib/busy-pod.js";
 import { podProcesses, pssKiB } from "./lib/pod-pss.js";
 import { PodsCleanup } from "./lib/pods-cleanup.js";
 
-const USAGE = `usage: node dist/bench/overhead.js [--pods N] [--settle-s S] [--window-s S] [--write] [--json]
+const USAGE = `usage: node dist/bench/overhead.js [--pods N] [--settle-s S] [--window-s S] [--busy-limit-mib L]
+       [--busy-pod-fixed-mib M] [--write] [--json]
 
 The host cost of one kata-ts pod beyond its containers, through CRI on a private containerd: N idle
 pods (busybox sleep) at once, their shim servers', QEMUs' and virtiofsds' PSS and CPU per pod; then a
-busy pod beside them. Prints the RuntimeClass overhead.podFixed those figures give. Ctrl-C or SIGTERM
-removes every pod the bench started.
+busy pod beside them, under a pod cgroup limited as kubelet limits it (its containers' memory limits +
+overhead.podFixed): is any of its VM's host processes OOM-killed? Prints the RuntimeClass
+overhead.podFixed those figures give. Ctrl-C or SIGTERM removes every pod the bench started.
 
   --pods N        idle pods running at once (default 5)
   --settle-s S    seconds after the last idle pod starts before the window (default 15)
   --window-s S    seconds over which CPU is measured, idle and busy (default 15)
+  --busy-limit-mib L       the busy container's memory limit; it fills memory to near it (default 256)
+  --busy-pod-fixed-mib M   podFixed charged to the busy pod's cgroup (default: the podFixed this run
+                  computes with --write, else the one overhead.json gives)
   --write         store the idle per-pod figures in src/deploy/manifests/overhead.json, which the
                   RuntimeClass's overhead.podFixed is computed from
   --json          end with one line {"figures": {...}}
   --help          this text`;
 
 const CLK_TCK = 100; // USER_HZ on Linux x86-64
+/** The busy pod's second container, which exceeds this limit on purpose. */
+const HOG_LIMIT_MIB = 32;
 
 interface Sample {
   pssKiB: number;
@@ -95,15 +105,19 @@ async function main(): Promise<void> {
       "window-s": { type: "string", default: "15" },
       pods: { type: "string", default: "5" },
       "settle-s": { type: "string", default: "15" },
+      "busy-limit-mib": { type: "string", default: "256" },
+      "busy-pod-fixed-mib": { type: "string", default: "" },
       write: { type: "boolean", default: false },
       json: { type: "boolean", default: false },
       help: { type: "boolean", default: false },
     },
   });
-  const { windowS, pods, settleS } = checkOptions(USAGE, () => ({
+  const { windowS, pods, settleS, busyLimitMiB, busyPodFixedMiB } = checkOptions(USAGE, () => ({
     windowS: numberOption("window-s", values["window-s"], 1),
     pods: intOption("pods", values.pods, 1),
     settleS: numberOption("settle-s", values["settle-s"], 0),
+    busyLimitMiB: intOption("busy-limit-mib", values["busy-limit-mib"], 128),
+    busyPodFixedMiB: values["busy-pod-fixed-mib"] === "" ? undefined : intOption("busy-pod-fixed-mib", values["busy-pod-fixed-mib"], 1),
   }));
   const ctd = await startContainerd();
   const cri = connectCri(ctd.address);
@@ -117,26 +131,43 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, settleS * 1000)); // let boot-time work settle
     const idle = await window(ctd.baseDir, windowS, pods);
     console.log(`${pods} idle pods at once, per pod: PSS ${idle.pssMiB.toFixed(1)} MiB ${JSON.stringify(idle.byRoleMiB)}, CPU ${idle.cpuMillicores.toFixed(0)} millicores`);
-    const busyCmd = ["sh", "-c", "dd if=/dev/zero of=/dev/shm/fill bs=1M count=64 2>/dev/null; while :; do :; done"];
-    const busyId = await startPod(ctd, cri, cleanup, "busy", busyCmd);
-    await new Promise((r) => setTimeout(r, 5_000));
-    const busy = await window(ctd.baseDir, windowS, 1, busyId);
-    console.log(`busy pod beside them: PSS ${busy.pssMiB.toFixed(1)} MiB ${JSON.stringify(busy.byRoleMiB)}, CPU ${busy.cpuMillicores.toFixed(0)} millicores`);
-    const load = loadavg().map((l) => l.toFixed(1)).join(" ");
-    console.log(`(load average at the end ${load})`);
     const path = overheadDataPath();
     const old = overheadDataSchema.parse(JSON.parse(await readFile(path, "utf8")));
+    const measured = { ...old, measuredPssMiB: +idle.pssMiB.toFixed(1), measuredCpuMillicores: Math.round(idle.cpuMillicores) };
+    const fixed = podFixedOverhead(measured);
+    console.log(`RuntimeClass overhead.podFixed (idle per pod at ${pods} pods + ${old.marginPercent}% margin): memory ${fixed.memory}, cpu ${fixed.cpu}`);
+    // The overhead the busy pod is charged: what this run writes, else what the manifests declare now.
+    const chargedMiB = busyPodFixedMiB ?? Number.parseInt((values.write ? fixed : podFixedOverhead(old)).memory, 10);
+    const busy = await runBusyPod(ctd, cri, cleanup, {
+      limitMiB: busyLimitMiB,
+      hogLimitMiB: HOG_LIMIT_MIB,
+      podFixedMiB: chargedMiB,
+      measure: (podId) => window(ctd.baseDir, windowS, 1, podId),
+      log: (line) => console.log(line),
+    });
+    const cg = busy.podCgroupAtWindowEnd;
+    console.log(`busy pod beside them: PSS ${busy.pssMiB.toFixed(1)} MiB ${JSON.stringify(busy.byRoleMiB)}, CPU ${busy.cpuMillicores.toFixed(0)} millicores`);
+    console.log(
+      `busy pod's cgroup (limits ${busyLimitMiB} + ${HOG_LIMIT_MIB} MiB + podFixed ${chargedMiB} MiB = ${busy.podCgroupLimitMiB} MiB): peak ${busy.podCgroupPeakMiB} MiB ` +
+        `(${busy.overheadUsedMiB} MiB beyond the containers' limits; at most ${busy.vmOverBusyContainerMaxMiB} MiB beyond the busy container's own use), at the window's end ${(cg.usageBytes / 1048576).toFixed(1)} MiB ${JSON.stringify(cg.byKindMiB)}, limit hit ${cg.limitHits} times; ` +
+        `the busy container uses ${busy.containerUsageMiB} MiB in the guest; the pod's host /dev/shm holds ${busy.hostShmMiB} MiB`,
+    );
+    console.log(
+      `host OOM kills in the pod's cgroups: ${busy.hostOomKills}; VM processes all alive: ${busy.vmSurvived}; pod ready: ${busy.podReady}; busy container running: ${busy.busyContainerRunning}; ` +
+        `hog over its ${HOG_LIMIT_MIB} MiB limit: exit ${busy.hogExitCode} ${busy.hogReason}`,
+    );
+    for (const p of busy.problems) console.log(`busy pod: ${p}`);
+    const vmOomKilled = busy.hostOomKills > 0 || !busy.vmSurvived || !busy.podReady;
+    console.log(vmOomKilled ? `VERDICT: the busy pod's VM was OOM-killed (or lost) at podFixed ${chargedMiB} MiB` : `VERDICT: the busy pod holds at podFixed ${chargedMiB} MiB; the guest, not the host, OOM-killed the container over its limit`);
+    const load = loadavg().map((l) => l.toFixed(1)).join(" ");
+    console.log(`(load average at the end ${load})`);
     const data: OverheadData = {
-      measuredPssMiB: +idle.pssMiB.toFixed(1),
-      measuredCpuMillicores: Math.round(idle.cpuMillicores),
+      ...measured,
       busyPssMiB: +busy.pssMiB.toFixed(1),
       busyCpuMillicores: Math.round(busy.cpuMillicores),
-      marginPercent: old.marginPercent,
       measuredAt: new Date().toISOString(),
       command: `node dist/bench/overhead.js --window-s ${windowS} --pods ${pods} --settle-s ${settleS} --write (per pod with ${pods} idle pods running; load average ${load})`,
     };
-    const fixed = podFixedOverhead(data);
-    console.log(`RuntimeClass overhead.podFixed (idle per pod at ${pods} pods + ${data.marginPercent}% margin): memory ${fixed.memory}, cpu ${fixed.cpu}`);
     if (values.write) {
       await writeFile(path, `${JSON.stringify(data, null, 2)}\n`);
       console.log(`wrote ${path}`);
@@ -148,6 +179,17 @@ async function main(): Promise<void> {
         idle_cpu_millicores: data.measuredCpuMillicores,
         busy_pss_mib: data.busyPssMiB,
         busy_cpu_millicores: data.busyCpuMillicores,
+        busy_limit_mib: busyLimitMiB,
+        busy_pod_fixed_mib: chargedMiB,
+        busy_pod_cgroup_limit_mib: busy.podCgroupLimitMiB,
+        busy_pod_cgroup_peak_mib: busy.podCgroupPeakMiB,
+        busy_overhead_used_mib: busy.overheadUsedMiB,
+        busy_vm_over_container_max_mib: busy.vmOverBusyContainerMaxMiB,
+        busy_container_usage_mib: busy.containerUsageMiB,
+        busy_host_shm_mib: busy.hostShmMiB,
+        busy_host_oom_kills: busy.hostOomKills,
+        busy_vm_oom_killed: vmOomKilled ? 1 : 0,
+        busy_hog_oom_killed_in_guest: busy.hogReason === "OOMKilled" ? 1 : 0,
         pod_fixed_memory_mib: Number.parseInt(fixed.memory, 10),
         pod_fixed_cpu_millicores: Number.parseInt(fixed.cpu, 10),
       };

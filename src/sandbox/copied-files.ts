@@ -12,10 +12,7 @@ import { bindMountRefused } from "../hypervisor/no-shared-fs.js";
 import { GUEST_FILES_LIMIT_BYTES, guestBlockFilesDir, isBindMount } from "../protocol/contract/guest.js";
 import type { OciMount, OciSpec } from "../protocol/contract/oci.js";
 import type { GuestFileSpec } from "./agent-client.js";
-import { POD_TMPFS_TYPE } from "./memory-volumes.js";
-
-/** The pod tmpfs volume (memory-volumes.ts) that stands for the sandbox's /dev/shm. */
-const DEV_SHM_VOLUME = "kata-ts.dev-shm";
+import { DEV_SHM_VOLUME, POD_TMPFS_TYPE } from "./memory-volumes.js";
 /** containerd's default sandbox /dev/shm size (64 MiB). */
 const DEV_SHM_SIZE = "size=65536k";
 

@@ -11,11 +11,13 @@ import { join } from "node:path";
 import { connectCri, type CriClient } from "../../src/cri/client.js";
 import { loadGuestAssets } from "../../src/guest/assets.js";
 import { assertNoLeaks, startContainerd, type PrivateContainerd } from "../harness/containerd.js";
-import { ContainerState, podSandboxConfig, waitForContainerState } from "../../src/cri/pod.js";
+import { ContainerState, PodSandboxState, podSandboxConfig, waitForContainerState } from "../../src/cri/pod.js";
 import { BUSYBOX_IMAGE_REF, importTestImages } from "../harness/images.js";
 import { isShimServerCmdline } from "../../src/shim/bundle-path.js";
 import { processesMentioning } from "../harness/processes.js";
 import { cgroupDirsOf, cgroupHierarchies } from "../../src/sandbox/host-cgroup.js";
+import { loadOverheadData, podFixedOverhead } from "../../src/deploy/manifests/overhead.js";
+import { createPodCgroup } from "../harness/pod-cgroup.js";
 import { HANDLER, runKataPodFlow } from "./kata-pod-flow.js";
 
 const kataConfig = "[hypervisor.qemu]\ndefault_vcpus = 2\ndefault_memory = 640\n";
@@ -66,35 +68,71 @@ void test("kata-ts pod: busybox runs in its own VM (logs, exit codes, exec, stop
   assert.equal(podKernel, assets.kernelRelease, "the pod runs the guest assets' kernel");
 });
 
-void test("kata-ts pod: a container over its memory limit is OOM-killed and CRI says so", { timeout: 600_000 }, async () => {
-  assert.ok(ctd && cri);
-  const logDirectory = join(ctd.baseDir, "pods", "default_oom_uid-oom");
-  await mkdir(logDirectory, { recursive: true });
-  const config = podSandboxConfig({ name: "oom", uid: "uid-oom", logDirectory });
-  const { podSandboxId } = await cri.runtime.runPodSandbox({ config, runtimeHandler: HANDLER });
-  try {
-    const { containerId } = await cri.runtime.createContainer({
-      podSandboxId,
-      sandboxConfig: config,
-      config: {
-        metadata: { name: "hog" },
-        image: { image: BUSYBOX_IMAGE_REF },
+// What "not OOM-killed for VM memory" means: a container over its own memory limit is killed as
+// runc kills it (CRI: EXITED 137, reason OOMKilled), by the guest's OOM killer; the host charges
+// the whole VM (shim, QEMU, virtiofsd) to kubelet's pod cgroup, limited to the containers' limits +
+// the RuntimeClass's overhead.podFixed, and must kill none of it: the pod stays ready, its other
+// container keeps running and answers exec, no host OOM kill is counted in the pod's cgroups.
+for (const handler of ["runc", HANDLER]) {
+  void test(`${handler} pod under a pod cgroup of limits + podFixed: a container over its memory limit is OOMKilled, the pod and its other container live on`, { timeout: 600_000 }, async (t) => {
+    assert.ok(ctd && cri);
+    const MiB = 1024 * 1024;
+    const hogMiB = 32;
+    const sleeperMiB = 16;
+    const podFixedMiB = Number.parseInt(podFixedOverhead(loadOverheadData()).memory, 10);
+    const podCg = await createPodCgroup((hogMiB + sleeperMiB + podFixedMiB) * MiB);
+    const name = `oom-${handler}`;
+    const logDirectory = join(ctd.baseDir, "pods", `default_${name}_uid-${name}`);
+    await mkdir(logDirectory, { recursive: true });
+    const config = podSandboxConfig({ name, uid: `uid-${name}`, logDirectory, cgroupParent: podCg.parent, resources: { memoryLimitInBytes: BigInt((hogMiB + sleeperMiB) * MiB) } });
+    const start = async (podSandboxId: string, cname: string, command: string[], limitMiB: number) => {
+      const { containerId } = await (cri as CriClient).runtime.createContainer({
+        podSandboxId,
+        sandboxConfig: config,
+        config: { metadata: { name: cname }, image: { image: BUSYBOX_IMAGE_REF }, command, logPath: `${cname}/0.log`, linux: { resources: { memoryLimitInBytes: BigInt(limitMiB * MiB) } } },
+      });
+      await (cri as CriClient).runtime.startContainer({ containerId });
+      return containerId;
+    };
+    try {
+      const { podSandboxId } = await cri.runtime.runPodSandbox({ config, runtimeHandler: handler });
+      try {
+        const vmPids = handler === HANDLER ? (await processesMentioning(podSandboxId)).map((p) => p.pid) : [];
+        if (handler === HANDLER) assert.ok(vmPids.length >= 3, `the pod's shim, QEMU and virtiofsd found: ${vmPids.join(", ")}`);
+        const sleeperId = await start(podSandboxId, "sleeper", ["sleep", "3600"], sleeperMiB);
+        await waitForContainerState(cri, sleeperId, ContainerState.CONTAINER_RUNNING, { timeoutMs: 120_000 });
         // tail keeps the current line in memory, and /dev/zero has no newline.
-        command: ["tail", "/dev/zero"],
-        logPath: "hog/0.log",
-        linux: { resources: { memoryLimitInBytes: 32n * 1024n * 1024n } },
-      },
-    });
-    await cri.runtime.startContainer({ containerId });
-    const status = await waitForContainerState(cri, containerId, ContainerState.CONTAINER_EXITED, { timeoutMs: 120_000 });
-    assert.equal(status.exitCode, 137);
-    assert.equal(status.reason, "OOMKilled", "the shim's /tasks/oom event reached the CRI plugin");
-    await cri.runtime.removeContainer({ containerId });
-  } finally {
-    await cri.runtime.stopPodSandbox({ podSandboxId });
-    await cri.runtime.removePodSandbox({ podSandboxId });
-  }
-});
+        const hogId = await start(podSandboxId, "hog", ["tail", "/dev/zero"], hogMiB);
+        const status = await waitForContainerState(cri, hogId, ContainerState.CONTAINER_EXITED, { timeoutMs: 120_000 });
+        assert.equal(status.exitCode, 137);
+        assert.equal(status.reason, "OOMKilled", handler === HANDLER ? "the shim's /tasks/oom event reached the CRI plugin" : "runc's OOM event");
+        const pod = await cri.runtime.podSandboxStatus({ podSandboxId });
+        assert.equal(pod.status?.state, PodSandboxState.SANDBOX_READY, "the pod is still ready");
+        const sleeper = await cri.runtime.containerStatus({ containerId: sleeperId });
+        assert.equal(sleeper.status?.state, ContainerState.CONTAINER_RUNNING, "the other container still runs");
+        const r = await cri.runtime.execSync({ containerId: sleeperId, cmd: ["echo", "alive"], timeout: 60n });
+        assert.equal(Buffer.from(r.stdout).toString(), "alive\n", "exec into the other container works");
+        if (handler === HANDLER) {
+          const alive = (await processesMentioning(podSandboxId)).map((p) => p.pid);
+          for (const pid of vmPids) assert.ok(alive.includes(pid), `the VM's process ${pid} still runs`);
+          const podMem = await podCg.memory();
+          const sandboxMem = await podCg.sandboxMemory(podSandboxId);
+          assert.equal(sandboxMem.oomKills, 0, "no host OOM kill in the sandbox cgroup (shim, QEMU, virtiofsd)");
+          assert.equal(podMem.oomKills, 0, "no host OOM kill in the pod cgroup: the guest killed the container");
+          assert.ok(podMem.peakBytes > 64 * MiB, `the VM is charged to the pod cgroup (peak ${podMem.peakBytes} bytes)`);
+          assert.ok(podMem.peakBytes <= podMem.limitBytes, `pod cgroup peak ${podMem.peakBytes} within its limit ${podMem.limitBytes}`);
+          t.diagnostic(`pod cgroup: peak ${(podMem.peakBytes / MiB).toFixed(1)} MiB of ${(podMem.limitBytes / MiB).toFixed(1)} MiB (${JSON.stringify(podMem.byKindMiB)})`);
+        }
+        await cri.runtime.removeContainer({ containerId: hogId });
+      } finally {
+        await cri.runtime.stopPodSandbox({ podSandboxId });
+        await cri.runtime.removePodSandbox({ podSandboxId });
+      }
+    } finally {
+      await podCg.remove();
+    }
+  });
+}
 
 void test("kata-ts pod under kubelet's systemd cgroup driver: shim, QEMU and virtiofsd run in the pod slice's scope, removed with the pod", { timeout: 600_000 }, async () => {
   assert.ok(ctd && cri);

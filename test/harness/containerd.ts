@@ -20,7 +20,8 @@ import { packagedShimPath } from "../../src/deploy/paths.js";
 import { createNetns, deleteNetns } from "./netns.js";
 import { killAll, processesInCgroups, processesMentioning, processesRootedUnder } from "./processes.js";
 import { newCgroups, ownCniResults, snapshotHost, type HostSnapshot, type LeakScope } from "./leaks.js";
-import { cleanStaleShimSockets } from "./shim-sockets.js";
+import { ownShimSockets } from "./own-shim-sockets.js";
+import { isListening } from "./shim-sockets.js";
 import { sweepStaleHarnesses } from "./stale.js";
 
 export { CRI_PLUGIN, type RuntimeHandlerConfig };
@@ -112,6 +113,7 @@ export async function startContainerd(opts: StartContainerdOptions = {}): Promis
   const ownNetns = opts.netns === undefined ? cniNetworkName : undefined;
   let proc: Proc | undefined;
   const seenContainerIds: string[] = [];
+  const leftShimSockets: string[] = [];
 
   let stopped = false;
   const stop = async (): Promise<void> => {
@@ -123,12 +125,19 @@ export async function startContainerd(opts: StartContainerdOptions = {}): Promis
     const ids = proc && !proc.exited ? await knownContainerIds(ctr) : [];
     if (proc && !proc.exited) await teardownTasks(ctr, ids);
     await proc?.terminate();
+    // Shim sockets this instance made that nothing serves any more, before the harness kills
+    // anything: a shim died (or was killed) and neither it nor containerd's `delete` removed its
+    // socket. A leak; the ones of shims killed below are the harness's own doing, removed silently.
+    const stateDir = join(baseDir, "state");
+    for (const s of await ownShimSockets(address, logPath, stateDir)) if (!(await isListening(s))) leftShimSockets.push(s);
     // Whatever is still alive (a shim that lost containerd, its containers, QEMU) is ours to kill.
     seenContainerIds.push(...ids);
     await killAll([...(await processesMentioning(baseDir)), ...(await processesRootedUnder(baseDir)), ...(await processesInCgroups(ids))]);
     await unmountAllUnder([baseDir]);
     await rmNewCgroups(before);
-    await cleanStaleShimSockets(before.shimSockets);
+    // Only this instance's: other containerds share /run/containerd/s (their dead sockets are
+    // their own harness's to report).
+    for (const s of await ownShimSockets(address, logPath, stateDir)) if (!(await isListening(s))) await rm(s, { force: true });
     await removeCniState(cniNetworkName, baseDir);
     if (ownNetns) await deleteNetns(ownNetns);
     await rm(baseDir, { recursive: true, force: true, maxRetries: 3 });
@@ -187,6 +196,7 @@ export async function startContainerd(opts: StartContainerdOptions = {}): Promis
       netnsPath,
       before,
       seenContainerIds,
+      leftShimSockets,
       pid: proc.pid,
       ctr,
       stop,

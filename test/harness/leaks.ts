@@ -7,7 +7,7 @@ import { KataError } from "../../src/util/errors.js";
 import { pathExists } from "../../src/util/fs.js";
 import { mountsUnder } from "./mounts.js";
 import { processesMentioning, processesRootedUnder } from "./processes.js";
-import { listShimSockets, staleNewShimSockets } from "./shim-sockets.js";
+import { listShimSockets } from "./shim-sockets.js";
 
 const NETNS_DIR = "/var/run/netns";
 const CNI_RESULTS_DIR = "/var/lib/cni/results";
@@ -96,6 +96,11 @@ export interface LeakScope {
   before: HostSnapshot;
   /** Containers that stop() still found (and tore down): their cgroups must be gone. */
   seenContainerIds?: readonly string[];
+  /**
+   * This instance's shim sockets (own-shim-sockets.ts) that stop() found dead in
+   * /run/containerd/s once containerd was stopped, before it killed anything: left by a shim.
+   */
+  leftShimSockets?: readonly string[];
 }
 
 /** Human-readable leaks: empty when the harness left nothing behind. */
@@ -106,7 +111,7 @@ export async function findLeaks(scope: LeakScope): Promise<string[]> {
   for (const m of await mountsUnder([scope.baseDir])) leaks.push(`mount ${m}`);
   if (await pathExists(scope.baseDir)) leaks.push(`directory ${scope.baseDir}`);
   for (const f of await virtiofsdPidFiles(scope.baseDir)) leaks.push(`virtiofsd pid file ${f}`);
-  for (const s of await staleNewShimSockets(scope.before.shimSockets)) leaks.push(`shim socket ${s}`);
+  for (const s of scope.leftShimSockets ?? []) leaks.push(`shim socket ${s} (nothing served it once the pods were removed)`);
   // Only cgroups of this harness's containers: new ones of concurrent tests are not ours.
   const ids = new Set(scope.seenContainerIds ?? []);
   for (const c of await newCgroups(scope.before)) if (ids.has(basename(c))) leaks.push(`cgroup ${c}`);

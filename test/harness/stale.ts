@@ -1,5 +1,5 @@
-// Debris of harness runs that died without stop() (a killed test process): their netns and temp
-// dirs. Swept at the next start, conservatively: only ktsh-* entries older than a few minutes
+// Debris of harness runs that died without stop() (a killed test process): their netns, temp
+// dirs and the shim sockets their containerd's log and bundles name. Swept at the next start, conservatively: only ktsh-* entries older than a few minutes
 // that no process uses any more, so a concurrently starting or running harness is never touched.
 import { readdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -7,7 +7,9 @@ import { join } from "node:path";
 import { run } from "../../src/util/exec.js";
 import { unmountAllUnder } from "./mounts.js";
 import { NETNS_DIR, deleteNetns } from "./netns.js";
+import { ownShimSockets } from "./own-shim-sockets.js";
 import { killAll, processesMentioning } from "./processes.js";
+import { isListening } from "./shim-sockets.js";
 
 const PREFIX = "ktsh-";
 const MIN_AGE_MS = 5 * 60_000;
@@ -46,6 +48,10 @@ export async function sweepStaleHarnesses(): Promise<string[]> {
     const procs = await processesMentioning(dir);
     if (procs.some((p) => p.cmdline[0]?.endsWith("containerd") === true)) continue;
     await killAll(procs);
+    // Its shims' sockets in /run/containerd/s: a killed shim leaves its socket file behind.
+    for (const s of await ownShimSockets(join(dir, "containerd.sock"), join(dir, "containerd.log"), join(dir, "state"))) {
+      if (!(await isListening(s))) await rm(s, { force: true });
+    }
     await unmountAllUnder([dir]);
     await rm(dir, { recursive: true, force: true });
     swept.push(dir);
