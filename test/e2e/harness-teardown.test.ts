@@ -11,6 +11,16 @@ import { assertNoLeaks, findLeaks, startContainerd } from "../harness/containerd
 import { BUSYBOX_IMAGE_REF, importTestImages } from "../harness/images.js";
 import { mountsUnder } from "../harness/mounts.js";
 import { createNetns, deleteNetns } from "../harness/netns.js";
+import { randomBytes } from "node:crypto";
+import { execFileSync } from "node:child_process";
+import { rm } from "node:fs/promises";
+import { shimSocketPath } from "../harness/containerd.js";
+import { SHIM_SOCKET_DIR } from "../harness/shim-sockets.js";
+
+/** A unix socket file nothing listens on: what a shim that died without closing leaves. */
+function deadSocket(path: string): void {
+  execFileSync(process.execPath, ["-e", `require("net").createServer().listen(${JSON.stringify(path)}, () => process.exit(0))`]);
+}
 
 void test("stop() tears down a pod that was left running, leaving nothing behind", { timeout: 180_000 }, async () => {
   const ctd = await startContainerd({ kataTs: false });
@@ -41,6 +51,41 @@ void test("stop() tears down a pod that was left running, leaving nothing behind
   }
   // Including the pod's and the container's cgroups, and any process running on their rootfs.
   assert.deepEqual(await findLeaks({ ...ctd, seenContainerIds: ids }), []);
+});
+
+void test("a dead shim socket of this instance is a leak and is removed; another instance's is not touched", { timeout: 180_000 }, async () => {
+  const ctd = await startContainerd({ kataTs: false });
+  const foreign = join(SHIM_SOCKET_DIR, randomBytes(32).toString("hex"));
+  let own = "";
+  try {
+    await importTestImages(ctd);
+    const cri = connectCri(ctd.address);
+    try {
+      const logDirectory = join(ctd.baseDir, "pods", "default_sock_uid");
+      await mkdir(logDirectory, { recursive: true });
+      const { podSandboxId } = await cri.runtime.runPodSandbox({ config: podSandboxConfig({ name: "sock", logDirectory }), runtimeHandler: "runc" });
+      own = shimSocketPath(ctd.address, podSandboxId);
+      await access(own); // the runc shim's, while the pod runs
+      await cri.runtime.stopPodSandbox({ podSandboxId });
+      await cri.runtime.removePodSandbox({ podSandboxId });
+    } finally {
+      cri.close();
+    }
+    // As if the pod's shim had died without removing its socket; and one of another containerd.
+    await rm(own, { force: true });
+    deadSocket(own);
+    deadSocket(foreign);
+  } finally {
+    await ctd.stop();
+  }
+  try {
+    const leaks = await findLeaks(ctd);
+    assert.deepEqual(leaks, [`shim socket ${own} (nothing served it once the pods were removed)`]);
+    await assert.rejects(access(own), "stop() removed its instance's dead socket");
+    await access(foreign); // another instance's: not this harness's to judge or remove
+  } finally {
+    await rm(foreign, { force: true });
+  }
 });
 
 void test("a caller's netns is used for containerd and survives stop()", { timeout: 60_000 }, async () => {
