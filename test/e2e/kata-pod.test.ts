@@ -110,8 +110,14 @@ for (const handler of ["runc", HANDLER]) {
         assert.equal(pod.status?.state, PodSandboxState.SANDBOX_READY, "the pod is still ready");
         const sleeper = await cri.runtime.containerStatus({ containerId: sleeperId });
         assert.equal(sleeper.status?.state, ContainerState.CONTAINER_RUNNING, "the other container still runs");
-        const r = await cri.runtime.execSync({ containerId: sleeperId, cmd: ["echo", "alive"], timeout: 60n });
-        assert.equal(Buffer.from(r.stdout).toString(), "alive\n", "exec into the other container works");
+        // The exec also writes 8 MiB to the pod's /dev/shm: a 64 MiB tmpfs as on runc, but in the
+        // guest (the container's memory, within its limit), not the host's tmpfs.
+        const r = await cri.runtime.execSync({ containerId: sleeperId, cmd: ["sh", "-c", "dd if=/dev/zero of=/dev/shm/f bs=1M count=8 2>/dev/null && df -k /dev/shm | tail -1 && echo alive"], timeout: 60n });
+        const out = Buffer.from(r.stdout).toString();
+        assert.match(out, /alive\n$/, `exec into the other container works: ${out}`);
+        assert.match(out, /^\S+\s+65536\s/, `/dev/shm is a 64 MiB tmpfs: ${out}`);
+        const hostShm = join(ctd.stateDir, "io.containerd.grpc.v1.cri", "sandboxes", podSandboxId, "shm", "f");
+        assert.equal(await access(hostShm).then(() => true, () => false), handler !== HANDLER, handler === HANDLER ? "kata-ts: the pod's /dev/shm is the guest's, the host tmpfs stays empty" : "runc: the host tmpfs holds it");
         if (handler === HANDLER) {
           const alive = (await processesMentioning(podSandboxId)).map((p) => p.pid);
           for (const pid of vmPids) assert.ok(alive.includes(pid), `the VM's process ${pid} still runs`);
