@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { DeleteResponseSchema } from "../protocol/gen/containerd/task/v2/shim_pb.js";
 import { run } from "../util/exec.js";
 import { KataError } from "../util/errors.js";
-import { groupIdOf, pathOfUri } from "./address.js";
+import { groupIdOf, pathOfUri, socketPath } from "./address.js";
 import { formatShimFlags, type ShimFlags } from "./flags.js";
 import { readSpec } from "./oci-spec.js";
 import type { ShimEntry } from "./run.js";
@@ -53,15 +53,19 @@ export async function cleanupAction(flags: ShimFlags, loadPodFactory: ShimEntry[
   if (group === flags.id) {
     // This id owned a pod: nothing of it may survive its shim.
     await (await loadPodFactory(shimLogger({ debug: flags.debug, id: flags.id }))).cleanupPod(flags.id);
-    await removeDeadSocket(bundle);
+    await removeDeadSocket(bundle, socketPath(flags.address, flags.namespace, group));
   }
   await unmountRootfs(join(bundle, "rootfs"));
 }
 
-/** The dead shim's socket file, if nothing answers on it any more. */
-async function removeDeadSocket(bundle: string): Promise<void> {
+/**
+ * The dead shim's socket file, if nothing answers on it any more: the one the bundle's address
+ * file names, else the one this pod's flags give (a start that failed after the server bound its
+ * socket wrote no address file).
+ */
+async function removeDeadSocket(bundle: string, fromFlags: string): Promise<void> {
   const uri = await readFile(join(bundle, "address"), "utf8").catch(() => "");
-  const path = pathOfUri(uri.trim());
+  const path = pathOfUri(uri.trim()) || fromFlags;
   if (path !== "" && !(await isListening(path))) await rm(path, { force: true });
 }
 

@@ -4,7 +4,7 @@
 // pipes to close), and the socket is listening before we print the address.
 import { spawn, type ChildProcess } from "node:child_process";
 import { closeSync } from "node:fs";
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
 import { dirname, join } from "node:path";
 import { KataError } from "../util/errors.js";
@@ -118,15 +118,31 @@ async function waitListening(path: string, bundle: string, child: ChildProcess, 
   });
   while (!(await isListening(path))) {
     if (exited() !== undefined) {
+      await removeDeadSocket(path);
       throw new KataError("INTERNAL", `shim server exited (${exited()}) before listening on ${path}; see ${join(bundle, "log")}`);
     }
     if (Date.now() > deadline) {
       child.kill("SIGKILL");
+      await waitExited(exited, 2000);
+      await removeDeadSocket(path);
       throw new KataError("DEADLINE_EXCEEDED", `shim server did not listen on ${path} within ${listenDeadlineMs} ms; see ${join(bundle, "log")}`);
     }
     // Polled, and woken once by the server's "listening" so that no poll interval is lost.
     await Promise.race([new Promise((r) => setTimeout(r, 20)), ...(wake === undefined ? [] : [wake])]);
   }
+}
+
+/**
+ * A server that failed to start (killed at the deadline, or exited) may have bound its socket
+ * already: nobody else removes it (containerd runs no `delete` for a failed `start`, and the
+ * bundle has no address file yet), so it would stay in /run/containerd/s for good.
+ */
+async function removeDeadSocket(path: string): Promise<void> {
+  if (!(await isListening(path))) await rm(path, { force: true });
+}
+
+async function waitExited(exited: () => string | undefined, ms: number): Promise<void> {
+  for (const end = Date.now() + ms; exited() === undefined && Date.now() < end; ) await new Promise((r) => setTimeout(r, 20));
 }
 
 /** Whether a server accepts connections on the unix socket at `path`. */
