@@ -1,20 +1,19 @@
 // The harness cleans up after a test that gave up half-way: a running runc pod (shim, pause and
-// app processes, overlay and shm mounts, a netns, CNI state) is torn down by stop() alone. And a
-// caller's own netns is used as given and left in place.
+// app processes, overlay and shm mounts, a netns, CNI state) is torn down by stop() alone. A dead
+// shim socket of its own in /run/containerd/s is reported and removed, another containerd's is
+// not touched. And a caller's own netns is used as given and left in place.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { access, mkdir } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { access, mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { connectCri } from "../../src/cri/client.js";
 import { ContainerState, podSandboxConfig, waitForContainerState } from "../../src/cri/pod.js";
-import { assertNoLeaks, findLeaks, startContainerd } from "../harness/containerd.js";
+import { assertNoLeaks, findLeaks, shimSocketPath, startContainerd } from "../harness/containerd.js";
 import { BUSYBOX_IMAGE_REF, importTestImages } from "../harness/images.js";
 import { mountsUnder } from "../harness/mounts.js";
 import { createNetns, deleteNetns } from "../harness/netns.js";
-import { randomBytes } from "node:crypto";
-import { execFileSync } from "node:child_process";
-import { rm } from "node:fs/promises";
-import { shimSocketPath } from "../harness/containerd.js";
 import { SHIM_SOCKET_DIR } from "../harness/shim-sockets.js";
 
 /** A unix socket file nothing listens on: what a shim that died without closing leaves. */

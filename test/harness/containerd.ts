@@ -20,6 +20,7 @@ import { packagedShimPath } from "../../src/deploy/paths.js";
 import { createNetns, deleteNetns } from "./netns.js";
 import { killAll, processesInCgroups, processesMentioning, processesRootedUnder } from "./processes.js";
 import { newCgroups, ownCniResults, snapshotHost, type HostSnapshot, type LeakScope } from "./leaks.js";
+import { pathExists } from "../../src/util/fs.js";
 import { ownShimSockets } from "./own-shim-sockets.js";
 import { isListening } from "./shim-sockets.js";
 import { sweepStaleHarnesses } from "./stale.js";
@@ -129,7 +130,12 @@ export async function startContainerd(opts: StartContainerdOptions = {}): Promis
     // anything: a shim died (or was killed) and neither it nor containerd's `delete` removed its
     // socket. A leak; the ones of shims killed below are the harness's own doing, removed silently.
     const stateDir = join(baseDir, "state");
-    for (const s of await ownShimSockets(address, logPath, stateDir)) if (!(await isListening(s))) leftShimSockets.push(s);
+    const dead = async (s: string) => (await pathExists(s)) && !(await isListening(s));
+    const suspects: string[] = [];
+    for (const s of await ownShimSockets(address, logPath, stateDir)) if (await dead(s)) suspects.push(s);
+    // A shim still on its way out gets a moment to remove its socket before it counts as left.
+    if (suspects.length > 0) await new Promise((r) => setTimeout(r, 1000));
+    for (const s of suspects) if (await dead(s)) leftShimSockets.push(s);
     // Whatever is still alive (a shim that lost containerd, its containers, QEMU) is ours to kill.
     seenContainerIds.push(...ids);
     await killAll([...(await processesMentioning(baseDir)), ...(await processesRootedUnder(baseDir)), ...(await processesInCgroups(ids))]);
