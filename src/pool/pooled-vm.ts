@@ -87,7 +87,13 @@ export class PooledVm {
       undo.push("stop virtiofsd", () => vfs.stop());
       const mac = randomMac();
       const tap = tapName(0);
-      const hypervisor = await QemuHypervisor.open({ binary: shape.qemuPath, machine: shape.qemuMachine, imageDevice: shape.imageDevice, hugeGuestRam: shape.hugeGuestRam === true });
+      const hypervisor = await QemuHypervisor.open({
+        binary: shape.qemuPath,
+        machine: shape.qemuMachine,
+        imageDevice: shape.imageDevice,
+        hugeGuestRam: shape.hugeGuestRam === true,
+        ...(shape.tcgTbSizeMiB === undefined ? {} : { tcgTbSizeMiB: shape.tcgTbSizeMiB }),
+      });
       const booted = await bootVm(
         {
           id: vmId,

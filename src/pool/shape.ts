@@ -16,6 +16,12 @@ export type PoolShape = Pick<VmConfig, "accel" | "vcpus" | "memoryMiB" | "kernel
   imageDevice: QemuConfig["image_device"];
   /** [hypervisor.qemu] huge_guest_ram (absent: off). */
   hugeGuestRam?: boolean;
+  /**
+   * [hypervisor.qemu] tcg_tb_size (MiB): a pooled VM's TCG translation cache is the one a booted
+   * VM gets (it decides whether the container warm-up's translations survive until the pod's first
+   * start: docs/containers.md). Absent in shapes from shims before it was carried: the default.
+   */
+  tcgTbSizeMiB?: number;
   /** "" for pods without the tenant annotation. */
   tenant: string;
 };
@@ -54,6 +60,7 @@ export function poolShape(config: KataConfig, assets: GuestAssets, sizing: { vcp
     qemuMachine: qemu.machine,
     imageDevice: qemu.image_device,
     ...(qemu.huge_guest_ram ? { hugeGuestRam: true } : {}),
+    tcgTbSizeMiB: qemu.tcg_tb_size,
     accel: qemu.accel,
     vcpus: sizing.vcpus,
     memoryMiB: sizing.memoryMiB,
@@ -68,7 +75,7 @@ export function poolShape(config: KataConfig, assets: GuestAssets, sizing: { vcp
 
 /** Equal for equal shapes, whatever the key order. */
 export function shapeKey(s: PoolShape): string {
-  const canonical = JSON.stringify([s.qemuPath, s.qemuMachine, s.imageDevice, s.hugeGuestRam === true, s.accel, s.vcpus, s.memoryMiB, s.kernelPath, s.initrdPath ?? "", s.rootfsPath, s.rootfsDevice ?? "", s.kernelCmdline, s.tenant]);
+  const canonical = JSON.stringify([s.qemuPath, s.qemuMachine, s.imageDevice, s.hugeGuestRam === true, s.tcgTbSizeMiB ?? 0, s.accel, s.vcpus, s.memoryMiB, s.kernelPath, s.initrdPath ?? "", s.rootfsPath, s.rootfsDevice ?? "", s.kernelCmdline, s.tenant]);
   return createHash("sha256").update(canonical).digest("hex").slice(0, 16);
 }
 
@@ -77,7 +84,8 @@ export function parseShape(v: unknown): PoolShape {
   const o = v as Partial<PoolShape> | null;
   const str = (x: unknown): x is string => typeof x === "string" && x !== "";
   const ok =
-    o !== null && typeof o === "object" && str(o.qemuPath) && (o.qemuMachine === "microvm" || o.qemuMachine === "q35") && (o.imageDevice === "disk" || o.imageDevice === "pmem") && (o.hugeGuestRam === undefined || typeof o.hugeGuestRam === "boolean") && (o.accel === "auto" || o.accel === "kvm" || o.accel === "tcg") &&
+    o !== null && typeof o === "object" && str(o.qemuPath) && (o.qemuMachine === "microvm" || o.qemuMachine === "q35") && (o.imageDevice === "disk" || o.imageDevice === "pmem") && (o.hugeGuestRam === undefined || typeof o.hugeGuestRam === "boolean") &&
+    (o.tcgTbSizeMiB === undefined || (Number.isInteger(o.tcgTbSizeMiB) && o.tcgTbSizeMiB >= 4 && o.tcgTbSizeMiB <= 4096)) && (o.accel === "auto" || o.accel === "kvm" || o.accel === "tcg") &&
     Number.isInteger(o.vcpus) && (o.vcpus ?? 0) >= 1 && Number.isInteger(o.memoryMiB) && (o.memoryMiB ?? 0) >= 64 &&
     str(o.kernelPath) && (o.initrdPath === undefined || str(o.initrdPath)) && str(o.rootfsPath) && (o.rootfsDevice === undefined || o.rootfsDevice === "virtio-blk" || o.rootfsDevice === "virtio-pmem") &&
     Array.isArray(o.kernelCmdline) && o.kernelCmdline.every((p) => typeof p === "string") &&

@@ -19,12 +19,16 @@ const assets = {
 } as GuestAssets;
 const size = { vcpus: 1, memoryMiB: 512 };
 
-void test("pool shape: equal inputs give one key; size, image and tenant each give another", () => {
+void test("pool shape: equal inputs give one key; size, image, TCG cache and tenant each give another", () => {
   const config = defaultConfig();
   const base = shapeKey(poolShape(config, assets, size, ""));
   assert.equal(shapeKey(poolShape(config, { ...assets }, { ...size }, "")), base);
   assert.notEqual(shapeKey(poolShape(config, assets, { ...size, memoryMiB: 1024 }, "")), base);
   assert.notEqual(shapeKey(poolShape(config, { ...assets, rootfsPath: "/b/rootfs.erofs" }, size, "")), base);
+  const bigCache = defaultConfig();
+  bigCache.hypervisor.qemu.tcg_tb_size = 64;
+  assert.equal(poolShape(bigCache, assets, size, "").tcgTbSizeMiB, 64, "a pooled VM gets the configured TCG cache, as a booted one does");
+  assert.notEqual(shapeKey(poolShape(bigCache, assets, size, "")), base);
   assert.notEqual(shapeKey(poolShape(config, assets, size, "team-a")), base, "tenants never share a pool");
   assert.notEqual(shapeKey(poolShape(config, assets, size, "team-a")), shapeKey(poolShape(config, assets, size, "team-b")));
 });
@@ -35,6 +39,9 @@ void test("pool shape: a bad tenant value or a malformed shape on the socket is 
   assert.deepEqual(parseShape(JSON.parse(JSON.stringify(good))), good);
   assert.throws(() => parseShape({ ...good, memoryMiB: "512" }), /not a VM shape/);
   assert.throws(() => parseShape({ ...good, kernelCmdline: [1] }), /not a VM shape/);
+  assert.throws(() => parseShape({ ...good, tcgTbSizeMiB: 2 }), /not a VM shape/);
+  const { tcgTbSizeMiB: _older, ...fromOlderShim } = good;
+  assert.deepEqual(parseShape(fromOlderShim), fromOlderShim, "a shape from a shim that did not carry the cache size is still taken");
   assert.throws(() => parseShape(null), /not a VM shape/);
 });
 
