@@ -3,7 +3,8 @@
 // compiled and paged in (under TCG the first run of any code costs several times a later one).
 // Nothing here carries or changes anything of a pod: the guest's own random bytes mixed into its
 // pool (mixing never lowers entropy), the current hostname written back unchanged, the requests'
-// protobuf encoded and decoded in memory, the NICs listed, and a read-only `ip -batch` (`route show`).
+// protobuf encoded and decoded in memory, the NICs listed, and a read-only `ip -batch` (`route show`);
+// then the warm `ip -batch -` co-process that adoption's UpdateNetwork will write to (network/ip-coprocess.ts).
 import { randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
@@ -13,6 +14,7 @@ import { applySysctls } from "./container/sysctl.js";
 import { mixEntropy } from "./entropy.js";
 import { configureNetwork } from "./network/network.js";
 import { findLinkByMac } from "./network/interface.js";
+import { startWarmIp } from "./network/ip-tool.js";
 
 function roundTrip(): void {
   const sandbox = create(CreateSandboxRequestSchema, { sandboxId: "warm-up", hostname: "warm-up", dns: ["nameserver 127.0.0.1"], sharedFsTag: "warm-up", hostTime: timestampNow(), sysctls: { "kernel.warm-up": "0" }, entropy: new Uint8Array(8), mounts: [{ source: "warm-up", target: "/warm-up", fstype: "tmpfs", options: ["ro"] }] });
@@ -31,4 +33,6 @@ export async function warmAdoptionPaths(hostnameFile = "/proc/sys/kernel/hostnam
   // The NIC lookup by MAC (sysfs reads), for a MAC no NIC has.
   await findLinkByMac("00:00:00:00:00:00").catch(() => undefined);
   await configureNetwork([], []);
+  // Adoption's UpdateNetwork writes its lines to this one rather than spawning `ip` (ip-tool.ts).
+  await startWarmIp([["route", "show"]]);
 }
