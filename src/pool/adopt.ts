@@ -4,7 +4,7 @@
 // watchdog no longer sees it); move QEMU and virtiofsd into this
 // shim's cgroup (the pod's: the shim joined it before creating the pod) at this shim's priority,
 // attach over QMP and connect to the agent; meanwhile join the pod network.
-import { readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { readdir, rename, rm, writeFile } from "node:fs/promises";
 import { getPriority, setPriority } from "node:os";
 import { join } from "node:path";
 import type { KataConfig } from "../config/index.js";
@@ -22,6 +22,7 @@ import { joinPodNetwork, pooledGuestNetwork, readPodNetns } from "./network.js";
 import type { NetnsSnapshot } from "../sandbox/network/inspect.js";
 import { poolCall, type PooledVmHandle } from "./protocol.js";
 import { startPoolOwner } from "./owner.js";
+import { withDescendants } from "./priority.js";
 import { poolShape } from "./shape.js";
 
 const takeTimeoutMs = 3000;
@@ -30,19 +31,6 @@ const takeTimeoutMs = 3000;
 export interface TakenVm {
   handle: PooledVmHandle;
   podNetns: NetnsSnapshot;
-}
-
-/** The pid and its descendants (virtiofsd forks a sandboxed child). */
-async function withDescendants(pid: number): Promise<number[]> {
-  const out = [pid];
-  for (let i = 0; i < out.length; i++) {
-    const p = out[i] as number;
-    for (const tid of await readdir(`/proc/${p}/task`).catch(() => [] as string[])) {
-      const kids = await readFile(`/proc/${p}/task/${tid}/children`, "utf8").catch(() => "");
-      for (const k of kids.split(" ").filter((s) => s.trim() !== "")) out.push(Number(k));
-    }
-  }
-  return out;
 }
 
 /**

@@ -2,43 +2,23 @@
 // installer service needed). The daemon must outlive that shim, its pod and containerd, so it is
 // started detached (its own session, no inherited stdio) and moved out of the shim's cgroup (the
 // pod's, removed with the pod) into a cgroup of its own, `kata-ts-pool`, at the root of every
-// hierarchy, with a low CPU weight: pooled VMs boot and idle mostly on CPU that running pods leave.
+// hierarchy, at normal priority (it answers takes); its VMs run low beside it (priority.ts).
 // Its output goes to <state root>/kata-ts-pool.log.
 import { spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { joinCgroup } from "../sandbox/host-cgroup.js";
 import { KataError } from "../util/errors.js";
 import type { Logger } from "../util/log.js";
 import { poolPaths, type PoolPaths } from "./layout.js";
+import { joinPoolCgroup } from "./priority.js";
 import { poolCall } from "./protocol.js";
 
-/** The pool daemon's cgroup, under each hierarchy's root. */
-export const POOL_CGROUP = "kata-ts-pool";
+export { joinPoolCgroup, POOL_CGROUP } from "./priority.js";
 
 /** The kata-ts command beside this build (bin/kata-ts.js, as installed and in the repo). */
 const kataTsCli = fileURLToPath(new URL("../../../bin/kata-ts.js", import.meta.url));
-
-/**
- * The pool cgroup's CPU weight against its siblings (the pods' k8s.io parent has the default 1024
- * shares, v2 weight 100): under full contention the pool gets about 6 % of a CPU, enough to refill
- * in a minute or so on a busy node, too little to starve running pods. (nice does not reach across
- * cgroups; the lowest weight, 2, stalled the daemon's own start for minutes on a loaded host.)
- */
-const POOL_CPU_SHARES = 64;
-const POOL_CPU_WEIGHT = 6;
-
-/** Moves `pid` into the pool's own cgroup in every hierarchy, at the pool's CPU weight. Idempotent. */
-export async function joinPoolCgroup(pid: number): Promise<void> {
-  const joined = await joinCgroup(`/${POOL_CGROUP}`, pid);
-  for (const dir of joined.dirs) {
-    // Whichever the hierarchy has (v2 cpu.weight, v1 cpu.shares); the others are not there.
-    await writeFile(join(dir, "cpu.weight"), String(POOL_CPU_WEIGHT)).catch(() => undefined);
-    await writeFile(join(dir, "cpu.shares"), String(POOL_CPU_SHARES)).catch(() => undefined);
-  }
-}
 
 /** Beside the pool's dir, not in it: the watchdog and a stop remove that dir whole (rmdir). */
 export function poolLogPath(paths: PoolPaths): string {

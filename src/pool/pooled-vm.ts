@@ -4,7 +4,7 @@
 // succeeds. QEMU runs in a netns of its own and creates its tap there; the netns's name is removed
 // once QEMU runs, so the netns (and the tap) live exactly as long as QEMU. Should the daemon die,
 // its watchdog kills whatever names this VM's dir (watchdog.ts).
-import { KataError } from "../util/errors.js";
+import { describeError, KataError } from "../util/errors.js";
 import { randomBytes } from "node:crypto";
 import { mkdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -24,6 +24,8 @@ import { killPid } from "./adopted-vm.js";
 import type { PooledVmHandle } from "./protocol.js";
 import { pooledVmNetns, pooledVmPaths, type PooledVmPaths } from "./layout.js";
 import type { PoolShape } from "./shape.js";
+import { lowerPooledProcess } from "./priority.js";
+import type { Logger } from "../util/log.js";
 
 /** Where reclaimUntaken moves a VM dir it claims back (the watchdog strips the suffix to find its processes). */
 export function untakenDir(dir: string): string {
@@ -42,6 +44,9 @@ export interface BootPolicy {
    * agent's path warm (docs/containers.md "Warm-up").
    */
   warmUpContainers?: boolean;
+  /** QEMU and virtiofsd (every thread, and their children) at this nice value in the VMs' low-weight cgroup; unset: left where they start. */
+  nice?: number;
+  log?: Logger;
 }
 
 /** A locally administered unicast MAC (02:...). */
@@ -85,6 +90,12 @@ export class PooledVm {
       undo.push("remove the netns name", dropNetnsName);
       const vfs = await Virtiofsd.start({ sharedDir: paths.sharedDir, socketPath: paths.virtiofsdSocket, logPath: paths.virtiofsdLog });
       undo.push("stop virtiofsd", () => vfs.stop());
+      // The daemon runs at normal priority (it answers takes); what it boots goes low at once.
+      const lower = async (pid: number | undefined): Promise<void> => {
+        if (pid === undefined || policy.nice === undefined) return;
+        await lowerPooledProcess(pid, policy.nice).catch((err: unknown) => policy.log?.warn({ err: describeError(err), pid }, "a pooled VM's process stays at the daemon's priority"));
+      };
+      await lower(vfs.pid);
       const mac = randomMac();
       const tap = tapName(0);
       const hypervisor = await QemuHypervisor.open({
@@ -115,14 +126,22 @@ export class PooledVm {
           ...(policy.stallMs === undefined ? {} : { stallMs: policy.stallMs }),
           ...(policy.signal === undefined ? {} : { signal: policy.signal }),
           hypervisor,
-          // QEMU is in the netns (and opened its tap there): the name is no longer needed.
-          onStarted: dropNetnsName,
+          // QEMU is in the netns (and opened its tap there): the name is no longer needed. From
+          // here the guest boots: in the low-weight cgroup (QEMU's own start before its QMP socket
+          // answered, ~0.1 s of CPU, ran at the daemon's priority).
+          onStarted: async (started) => {
+            await lower(started.pid);
+            await dropNetnsName();
+          },
         },
       );
       const vm = booted.vm as QemuVm;
       undo.push("stop QEMU", async () => {
         await vm.stop({ timeoutMs: 3000 });
       });
+      // Threads QEMU and virtiofsd made since (by a thread not lowered yet) go low too.
+      await lower(vm.pid);
+      await lower(vfs.pid);
       // Pod-neutral preparation, paid here rather than while a pod waits (docs/pool.md): the guest
       // clock set, the empty share mounted, and the network call's code and `ip -batch` run once
       // read-only (a fresh guest's first `ip` costs 1-2 s under TCG: its binary and libraries paged

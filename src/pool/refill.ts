@@ -1,6 +1,6 @@
 // The pools' contents: ready VMs per shape, and one background worker that boots VMs until each
-// shape has pool_size ready, one boot at a time (a boot under TCG takes seconds of CPU; the
-// daemon and so its VMs run at refill_nice, so running pods are not starved). A VM that dies while
+// shape has pool_size ready, one boot at a time (a boot under TCG takes seconds of CPU; the VMs
+// run at refill_nice in a low-weight cgroup, priority.ts, so running pods are not starved). A VM that dies while
 // pooled is removed and replaced; a shape whose boots fail backs off. A VM handed to a shim that
 // does not take it (rename its dir out of vms/) within the hand-over timeout is reclaimed: stopped.
 import { readFile } from "node:fs/promises";

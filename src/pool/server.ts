@@ -6,7 +6,6 @@
 // VMs already handed to shims keep running. A SIGKILLed daemon is cleaned up by its watchdog.
 import { chmod, mkdir, readFile, rm, rmdir, writeFile } from "node:fs/promises";
 import { createServer, type Server, type Socket } from "node:net";
-import { setPriority } from "node:os";
 import { selectedVmmConfig, type KataConfig } from "../config/index.js";
 import { describeError, KataError } from "../util/errors.js";
 import type { Logger } from "../util/log.js";
@@ -14,7 +13,7 @@ import { poolPaths, type PoolPaths } from "./layout.js";
 import { poolCall, type PoolRequest, type PoolResponse, type PoolStatus } from "./protocol.js";
 import { Pools } from "./refill.js";
 import { parseShape, podAssets, poolShape, requirePoolVmm } from "./shape.js";
-import { joinPoolCgroup } from "./owner.js";
+import { joinPoolCgroup } from "./priority.js";
 import { startWatchdog, type Watchdog } from "./watchdog.js";
 
 /** The least a pooled VM's boot is given (a pod's boot gets agent.dial_timeout). */
@@ -52,10 +51,10 @@ export class PoolServer {
     }
     await takePidFile(paths);
     await rm(paths.socket, { force: true });
-    // Its own cgroup, whoever started it (a shim runs in its pod's cgroup): outlives pods and containerd.
+    // Its own cgroup, whoever started it (a shim runs in its pod's cgroup): outlives pods and
+    // containerd. At normal priority: a pod start waits on its answer to a take. Its VMs (QEMU,
+    // virtiofsd) go low as they start (priority.ts, pooled-vm.ts): they boot on spare CPU only.
     await joinPoolCgroup(process.pid).catch((err: unknown) => log.warn({ err: describeError(err) }, "the VM pool stays in the cgroup it was started in"));
-    // Children (virtiofsd, QEMU) inherit this: pooled VMs boot and idle on spare CPU only.
-    setPriority(0, config.factory.refill_nice);
     const watchdog = startWatchdog(paths.root, process.pid);
     const f = config.factory;
     const pools = new Pools({
@@ -66,7 +65,7 @@ export class PoolServer {
       handoverTimeoutMs: f.handover_timeout * 1000,
       // No pod waits on a pooled boot, and at the pool's low CPU weight a busy host slows it down
       // many times: a long deadline, and no console-silence stall check (the VM is starved, not stuck).
-      boot: { bootTimeoutMs: Math.max(config.agent.dial_timeout * 1000, pooledBootTimeoutMs), warmUpContainers: f.warm_up_containers },
+      boot: { bootTimeoutMs: Math.max(config.agent.dial_timeout * 1000, pooledBootTimeoutMs), warmUpContainers: f.warm_up_containers, nice: f.refill_nice, log },
       log,
     });
     const server = createServer();

@@ -55,8 +55,8 @@ export function startWatchdog(poolRoot: string, daemonPid: number): Watchdog {
     detached: true,
     stdio: ["pipe", "ignore", "ignore"],
   });
-  // Not at the pool's low priority: when it is needed it must clean up promptly (it walks /proc
-  // with a grep per process). Back to nice 0 and out of the pool's cgroup, into the root one.
+  // When it is needed it must clean up promptly (it walks /proc with a grep per process): nice 0
+  // (whatever the daemon was started at) and out of the pool's cgroup, into the root one.
   if (child.pid !== undefined) {
     const pid = child.pid;
     try {

@@ -112,8 +112,9 @@ export async function processesNamingPool(paths: PoolPaths): Promise<number[]> {
   return out;
 }
 
-export async function niceOf(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+/** The nice value of a process's main thread, or of one of its threads. */
+export async function niceOf(pid: number, tid?: string): Promise<number> {
+  const stat = await readFile(tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`, "utf8");
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return Number(fields[16]); // field 19 of /proc/<pid>/stat
 }

@@ -22,7 +22,7 @@ import { importTestImages } from "../harness/images.js";
 import { mountsUnder } from "../harness/mounts.js";
 import { HANDLER } from "./kata-pod-flow.js";
 import { httpBody, httpGetScript, inHarnessNetns, podNetnsPath, startWebPod, WEB_PORT, type WebPod } from "./network-pods.js";
-import { POOL_CGROUP } from "../../src/pool/owner.js";
+import { POOL_CGROUP, POOL_VMS_CGROUP, POOL_VMS_CPU_SHARES } from "../../src/pool/priority.js";
 import { parseConfig, selectedVmmConfig } from "../../src/config/index.js";
 import { pidGone } from "../../src/pool/adopted-vm.js";
 import { untakenDir } from "../../src/pool/pooled-vm.js";
@@ -78,7 +78,7 @@ async function startAdoptedPod(name: string, pooledPid: number, extra: { sysctls
   return pod;
 }
 
-void test("the first pod's shim starts the node's pool daemon, which outlives it in a session and cgroup of its own, at low priority", { timeout: 600_000 }, async () => {
+void test("the first pod's shim starts the node's pool daemon, which outlives it in a session and cgroup of its own at normal priority, its pooled VMs low in a cgroup beside it", { timeout: 600_000 }, async () => {
   assert.ok(ctd && cri);
   const paths = poolPathsOf(ctd);
   assert.equal(await exists(paths.socket), false, "no pool daemon before the first pod");
@@ -91,10 +91,26 @@ void test("the first pod's shim starts the node's pool daemon, which outlives it
   assert.notEqual(await sessionOf(d.pid), await sessionOf(shimPid), "the daemon is in a session of its own");
   const dirs = await cgroupDirsOf(d.pid);
   assert.ok(dirs.length > 0 && dirs.every((dir) => dir.endsWith(`/${POOL_CGROUP}`)), `the daemon is in the pool's own cgroup, not the pod's: ${dirs.join(", ")}`);
-  assert.equal(await niceOf(d.pid), 19, "the daemon runs at the refill priority");
+  assert.equal(await niceOf(d.pid), 0, "the daemon answers takes at normal priority");
+  for (const dir of dirs) {
+    const shares = await readFile(join(dir, "cpu.shares"), "utf8").catch(() => undefined);
+    if (shares !== undefined) assert.equal(Number(shares), 1024, `the daemon's cgroup has the default CPU weight (${dir})`);
+  }
   const vms = await waitPooled(d.paths, 1);
   for (const id of vms.keys()) seenVmIds.add(id);
-  for (const pid of vms.values()) assert.deepEqual(await cgroupDirsOf(pid), dirs, "a pooled VM waits in the pool's cgroup");
+  const vmsDirs = dirs.map((dir) => join(dir, "..", POOL_VMS_CGROUP));
+  for (const qemu of vms.values()) {
+    const virtiofsd = (await processesNamingPool(d.paths)).filter((p) => p !== qemu);
+    assert.ok(virtiofsd.length > 0, "the pooled VM's virtiofsd");
+    for (const pid of [qemu, ...virtiofsd]) {
+      assert.deepEqual(await cgroupDirsOf(pid), vmsDirs, `pooled VM process ${pid} waits in the VMs' cgroup beside the daemon's`);
+      for (const tid of await readdir(`/proc/${pid}/task`)) assert.equal(await niceOf(pid, tid), 19, `thread ${tid} of pooled VM process ${pid} at refill_nice`);
+    }
+  }
+  for (const dir of vmsDirs) {
+    const shares = await readFile(join(dir, "cpu.shares"), "utf8").catch(() => undefined);
+    if (shares !== undefined) assert.equal(Number(shares), POOL_VMS_CPU_SHARES, `the VMs' cgroup has the low CPU weight (${dir})`);
+  }
   // The pod that started it goes; the daemon stays.
   await first.remove();
   pods.splice(pods.indexOf(first), 1);
@@ -207,7 +223,7 @@ void test("pools are per tenant: a pod of another tenant boots its own VM, and t
 void test("an adopted pod is watched like a booted one: its virtiofsd killed, the container exits 137 naming virtiofsd; the pod stops and is removed", { timeout: 600_000 }, async (t) => {
   assert.ok(ctd && cri && daemon);
   // Another tenant's shape is pooled too by now: wait for a tenant-less VM (the pool refills at low priority).
-  // A status call may go unanswered for a while on a busy host (the daemon runs at nice 19): ask again.
+  // A status call may go unanswered for a while on a busy host: ask again.
   const tenantlessReady = async (d: PoolDaemon): Promise<boolean> => (await poolStatus(d.paths).catch(() => undefined))?.shapes.some((s) => s.tenant === "" && s.ready > 0) ?? false;
   for (let i = 0; i < 1000 && !(await tenantlessReady(daemon)); i++) await new Promise((r) => setTimeout(r, 500));
   const pooled = new Set((await pooledQemus(daemon.paths)).values());
