@@ -196,7 +196,10 @@ void test("two pods adopted one after the other see neither each other's files n
   const b = podB;
   assert.notEqual((await sandboxRecord(ctd, a.podSandboxId)).vmPid, pooled, "a fresh VM, not pod A's");
   assert.notEqual((await b.exec(["test", "-e", "/tmp/a-secret"])).exitCode, 0, "A's file is not in B");
-  assert.match((await a.exec(["ps", "-o", "args"])).stdout, /sleep 3600/, "A's process runs in A");
+  const psA = (await a.exec(["ps", "-o", "args"])).stdout;
+  assert.match(psA, /sleep 3600/, "A's process runs in A");
+  // The agent's warm `ip -batch -` (started at pool time, ended once adoption's UpdateNetwork used it) is no pod's to see.
+  assert.doesNotMatch(psA, /ip .*-batch/, "the agent's warm ip is not seen from the pod");
   assert.doesNotMatch((await b.exec(["ps", "-o", "args"])).stdout, /sleep 3600/, "A's process is not in B");
   const bootA = (await a.exec(["cat", "/proc/sys/kernel/random/boot_id"])).stdout.trim();
   const bootB = (await b.exec(["cat", "/proc/sys/kernel/random/boot_id"])).stdout.trim();
