@@ -1,9 +1,9 @@
 // Adoption's guest network call (agent UpdateNetwork) in pooled VMs, with and without the warm
 // `ip -batch -` co-process that PrepareSandbox starts (src/agent/network/ip-coprocess.ts). Each
-// round boots two VMs exactly as the pool does (PooledVm.boot: PrepareSandbox included, at
-// normal priority here), at once, so both share the host's load; in the `cold` one a first,
-// empty UpdateNetwork uses the co-process up (it serves one call), so the measured call spawns
-// `ip` as an agent without it does; the `warm` one's measured call writes to the co-process. The
+// round boots two VMs of the same image exactly as the pool does (PooledVm.boot: PrepareSandbox
+// included, at normal priority here), at once, so both share the host's load; the `cold` one with
+// kata_ts.warm_ip=off (no co-process: its call spawns `ip`), the `warm` one as the pool boots it
+// (its call writes to the co-process). The calls run one after the other, alternating which first. The
 // measured call is what adoption sends (the pool MAC changed to the pod's, addresses, routes, the
 // port-forward link). Figures: QEMU CPU (utime+stime, all threads) and wall over the call, medians.
 // Usage: node dist/bench/adopt-network.js [--runs N] [--json]
@@ -17,6 +17,7 @@ import { podAssets, poolShape } from "../src/pool/shape.js";
 import { TtrpcClient } from "../src/protocol/ttrpc/index.js";
 import { AgentClient } from "../src/sandbox/agent-client.js";
 import { guestNetworkView } from "../src/sandbox/network/pod-network.js";
+import { WARM_IP_OFF } from "../src/protocol/contract/guest.js";
 import { checkOptions, intOption, parseBenchArgs } from "./lib/args.js";
 import { describeSpread, figuresLine, median } from "./lib/figures.js";
 
@@ -42,14 +43,15 @@ async function cpuMs(pid: number): Promise<number> {
 const config = parseConfig("", "built-in defaults");
 const vmm = selectedVmmConfig(config);
 const shape = poolShape(config, await podAssets(vmm), { vcpus: vmm.default_vcpus, memoryMiB: vmm.default_memory }, "");
+// The cold VM: the same image, its PrepareSandbox told to start no co-process.
+const coldShape = { ...shape, kernelCmdline: [...shape.kernelCmdline, WARM_IP_OFF] };
 const vmsDir = await mkdtemp(join(tmpdir(), "kts-bench-adoptnet-"));
 const POD_MAC = "02:42:0a:58:00:05";
 
-async function measure(vm: PooledVm, warm: boolean): Promise<{ cpu: number; wall: number }> {
+async function measure(vm: PooledVm): Promise<{ cpu: number; wall: number }> {
   const conn = await TtrpcClient.connect(vmLayout(vm.paths.vmStateDir).agentSocketPath, { timeoutMs: 10_000 });
   try {
     const agent = new AgentClient(conn);
-    if (!warm) await agent.updateNetwork([], []); // uses the co-process up: the next call spawns ip
     const net = guestNetworkView(
       [{ name: "eth0", mac: POD_MAC, currentMac: vm.handle.mac, mtu: 1500, addresses: [{ family: 4, address: "10.88.0.5", prefixLength: 16 }] }],
       [
@@ -73,19 +75,21 @@ const out = { warm: { cpu: [] as number[], wall: [] as number[] }, cold: { cpu: 
 const loads: number[] = [];
 try {
   for (let r = 0; r < N; r++) {
-    const [a, b] = await Promise.all([0, 1].map(() => PooledVm.boot(shape, vmsDir, { bootTimeoutMs: 600_000, warmUpContainers: false })));
+    const [warmVm, coldVm] = await Promise.all([shape, coldShape].map((s) => PooledVm.boot(s, vmsDir, { bootTimeoutMs: 600_000, warmUpContainers: false })));
     try {
-      // Alternate which runs first; both at once, as two pods' adoptions would.
-      const order: ["warm" | "cold", PooledVm][] = r % 2 === 0 ? [["warm", a as PooledVm], ["cold", b as PooledVm]] : [["cold", a as PooledVm], ["warm", b as PooledVm]];
+      const order: ["warm" | "cold", PooledVm][] = [["warm", warmVm as PooledVm], ["cold", coldVm as PooledVm]];
       loads.push(loadavg()[0] ?? 0);
-      const got = await Promise.all(order.map(([v, vm]) => measure(vm, v === "warm")));
+      // One after the other (alternating which first), so neither call competes with the other's guest.
+      const got: { cpu: number; wall: number }[] = [];
+      for (const [, vm] of r % 2 === 0 ? order : [...order].reverse()) got.push(await measure(vm));
+      if (r % 2 === 1) got.reverse();
       order.forEach(([v], i) => {
         out[v].cpu.push(got[i]!.cpu);
         out[v].wall.push(got[i]!.wall);
       });
       process.stdout.write(`round ${r + 1}: ${order.map(([v], i) => `${v} ${got[i]!.cpu} ms CPU / ${Math.round(got[i]!.wall)} ms wall`).join(", ")} (load ${loads.at(-1)?.toFixed(1)})\n`);
     } finally {
-      await Promise.all([a, b].map((vm) => vm?.destroy()));
+      await Promise.all([warmVm, coldVm].map((vm) => vm?.destroy()));
     }
   }
 } finally {

@@ -9,6 +9,7 @@ import { randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
+import { WARM_IP_OFF } from "../protocol/contract/guest.js";
 import { CreateSandboxRequestSchema, UpdateNetworkRequestSchema, UpdateNetworkResponseSchema } from "../protocol/gen/katats/agent/v1/agent_pb.js";
 import { applySysctls } from "./container/sysctl.js";
 import { mixEntropy } from "./entropy.js";
@@ -25,7 +26,7 @@ function roundTrip(): void {
   fromBinary(UpdateNetworkResponseSchema, toBinary(UpdateNetworkResponseSchema, create(UpdateNetworkResponseSchema, { interfaces: [iface], routes })));
 }
 
-export async function warmAdoptionPaths(hostnameFile = "/proc/sys/kernel/hostname"): Promise<void> {
+export async function warmAdoptionPaths(hostnameFile = "/proc/sys/kernel/hostname", cmdlineFile = "/proc/cmdline"): Promise<void> {
   roundTrip();
   await mixEntropy(new Uint8Array(randomBytes(64)));
   const hostname = (await readFile(hostnameFile, "utf8")).trim();
@@ -34,5 +35,6 @@ export async function warmAdoptionPaths(hostnameFile = "/proc/sys/kernel/hostnam
   await findLinkByMac("00:00:00:00:00:00").catch(() => undefined);
   await configureNetwork([], []);
   // Adoption's UpdateNetwork writes its lines to this one rather than spawning `ip` (ip-tool.ts).
-  await startWarmIp([["route", "show"]]);
+  const cmdline = await readFile(cmdlineFile, "utf8").catch(() => "");
+  if (!cmdline.split(/\s+/).includes(WARM_IP_OFF)) await startWarmIp([["route", "show"]]);
 }

@@ -40,6 +40,13 @@ export function wantsContainerWarmUp(cmdline: string): boolean {
   return values.at(-1) === WARM_UP_CONTAINERS;
 }
 
+/**
+ * Kernel parameter `kata_ts.warm_ip=off`: PrepareSandbox starts no warm \`ip -batch -\` co-process,
+ * so adoption's UpdateNetwork spawns \`ip\` (docs/network.md "Warm ip"). For A/B measurements
+ * (bench/adopt-network.ts) and as a way out should the co-process misbehave on some guest.
+ */
+export const WARM_IP_OFF = "kata_ts.warm_ip=off";
+
 /** The agent channel a VM offers, as the guest reads it from its kernel command line. */
 export type AgentChannel = { kind: "virtio-serial"; portName: string } | { kind: "vsock"; port: number };
 
