@@ -17,7 +17,8 @@ import { podAssets, poolShape } from "../src/pool/shape.js";
 import { TtrpcClient } from "../src/protocol/ttrpc/index.js";
 import { AgentClient } from "../src/sandbox/agent-client.js";
 import { guestNetworkView } from "../src/sandbox/network/pod-network.js";
-import { WARM_IP_OFF } from "../src/protocol/contract/guest.js";
+import { SHARED_FS_TAG, WARM_IP_OFF } from "../src/protocol/contract/guest.js";
+import { randomBytes } from "node:crypto";
 import { checkOptions, intOption, parseBenchArgs } from "./lib/args.js";
 import { describeSpread, figuresLine, median } from "./lib/figures.js";
 
@@ -27,10 +28,12 @@ Per round, two VMs booted as the pool boots them, at once: adoption's UpdateNetw
 one through a fresh \`ip\` (cold), one through the warm co-process (warm); QEMU CPU ms and wall ms.
 
   --runs N   rounds (default 3)
+  --pair     instead: adoption's CreateSandbox and UpdateNetwork (both VMs warm), one after the
+             other (cold = seq) or sent at once (warm = par)
   --json     end with one line {"figures": {...}}
   --help     this text`;
 
-const argv = parseBenchArgs(USAGE, { options: { runs: { type: "string", default: "3" }, json: { type: "boolean", default: false }, help: { type: "boolean", default: false } } });
+const argv = parseBenchArgs(USAGE, { options: { runs: { type: "string", default: "3" }, pair: { type: "boolean", default: false }, json: { type: "boolean", default: false }, help: { type: "boolean", default: false } } });
 const N = checkOptions(USAGE, () => intOption("runs", argv.runs, 1));
 
 const TICK_MS = 10;
@@ -44,11 +47,13 @@ const config = parseConfig("", "built-in defaults");
 const vmm = selectedVmmConfig(config);
 const shape = poolShape(config, await podAssets(vmm), { vcpus: vmm.default_vcpus, memoryMiB: vmm.default_memory }, "");
 // The cold VM: the same image, its PrepareSandbox told to start no co-process.
-const coldShape = { ...shape, kernelCmdline: [...shape.kernelCmdline, WARM_IP_OFF] };
+const coldShape = argv.pair ? shape : { ...shape, kernelCmdline: [...shape.kernelCmdline, WARM_IP_OFF] };
 const vmsDir = await mkdtemp(join(tmpdir(), "kts-bench-adoptnet-"));
 const POD_MAC = "02:42:0a:58:00:05";
 
-async function measure(vm: PooledVm): Promise<{ cpu: number; wall: number }> {
+type Call = "network" | "seq" | "par";
+
+async function measure(vm: PooledVm, call: Call): Promise<{ cpu: number; wall: number }> {
   const conn = await TtrpcClient.connect(vmLayout(vm.paths.vmStateDir).agentSocketPath, { timeoutMs: 10_000 });
   try {
     const agent = new AgentClient(conn);
@@ -61,7 +66,12 @@ async function measure(vm: PooledVm): Promise<{ cpu: number; wall: number }> {
     );
     const cpu0 = await cpuMs(vm.handle.qemuPid);
     const t0 = performance.now();
-    const res = await agent.updateNetwork(net.interfaces, net.routes);
+    const create = (): Promise<void> => agent.createSandbox({ sandboxId: "bench", hostname: "bench", dns: ["nameserver 10.96.0.10"], sharedFsTag: SHARED_FS_TAG, entropy: new Uint8Array(randomBytes(64)), sysctls: {} });
+    const update = (): ReturnType<AgentClient["updateNetwork"]> => agent.updateNetwork(net.interfaces, net.routes);
+    let res: Awaited<ReturnType<typeof update>>;
+    if (call === "network") res = await update();
+    else if (call === "seq") res = await create().then(update);
+    else res = (await Promise.all([create(), update()]))[1];
     const wall = performance.now() - t0;
     const cpu = (await cpuMs(vm.handle.qemuPid)) - cpu0;
     if (res.interfaces[0]?.mac !== POD_MAC) throw new Error(`UpdateNetwork answered ${JSON.stringify(res.interfaces)}`);
@@ -81,7 +91,7 @@ try {
       loads.push(loadavg()[0] ?? 0);
       // One after the other (alternating which first), so neither call competes with the other's guest.
       const got: { cpu: number; wall: number }[] = [];
-      for (const [, vm] of r % 2 === 0 ? order : [...order].reverse()) got.push(await measure(vm));
+      for (const [v, vm] of r % 2 === 0 ? order : [...order].reverse()) got.push(await measure(vm, !argv.pair ? "network" : v === "warm" ? "par" : "seq"));
       if (r % 2 === 1) got.reverse();
       order.forEach(([v], i) => {
         out[v].cpu.push(got[i]!.cpu);

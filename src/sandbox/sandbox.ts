@@ -264,8 +264,13 @@ export class Sandbox {
     // and so does UpdateNetwork when the guest's view is known already (an adopted VM's: its NIC
     // reaches the pod only once the host side is done, which the sandbox awaits before it is ready).
     // Both settle before a failure is thrown (the network pushes undo steps until it settles).
+    // The two guest calls go at once (the agent serves them concurrently; neither depends on the
+    // other, and no pod code runs before both are done): their round trips overlap (docs/pool.md).
     const early = up.guestNetwork;
-    const guestSide = early === undefined ? created : created.then(() => configureGuestNetwork(agent, early));
+    const guestSide = early === undefined ? created : Promise.allSettled([created, configureGuestNetwork(agent, early)]).then(([c, n]) => {
+      if (c.status === "rejected") throw c.reason;
+      if (n.status === "rejected") throw n.reason;
+    });
     const [guest, host] = await Promise.allSettled([guestSide, Promise.resolve(up.net)]);
     if (host.status === "rejected") throw host.reason;
     if (guest.status === "rejected") throw guest.reason;
