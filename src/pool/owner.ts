@@ -1,7 +1,7 @@
 // Who runs the pool daemon: the first shim that finds no pool answering starts one (on demand, no
 // installer service needed). The daemon must outlive that shim, its pod and containerd, so it is
 // started detached (its own session, no inherited stdio) and moved out of the shim's cgroup (the
-// pod's, removed with the pod) into a cgroup of its own, `kata-ts-pool`, at the root of every
+// pod's, removed with the pod) into a cgroup of its own, `kata-ts-pool-daemon`, at the root of every
 // hierarchy, at normal priority (it answers takes); its VMs run low beside it (priority.ts).
 // Its output goes to <state root>/kata-ts-pool.log.
 import { spawn } from "node:child_process";

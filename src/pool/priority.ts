@@ -1,5 +1,5 @@
 // Where the pool daemon and its VMs run. The daemon answers shims' takes, which a pod start waits
-// on: it runs at normal priority, in a cgroup of its own (`kata-ts-pool`, default CPU weight), out
+// on: it runs at normal priority, in a cgroup of its own (`kata-ts-pool-daemon`, default CPU weight), out
 // of the shim's (the pod's) and containerd's. The VMs it boots (QEMU, virtiofsd, with every thread
 // and child) are what costs CPU: they go into a sibling cgroup with a low CPU weight,
 // `kata-ts-pool-vms`, at refill_nice, so they boot and idle on CPU that running pods leave. Both
@@ -9,8 +9,12 @@ import { setPriority } from "node:os";
 import { join } from "node:path";
 import { joinCgroup } from "../sandbox/host-cgroup.js";
 
-/** The pool daemon's cgroup, under each hierarchy's root (every pool daemon of the host shares it). */
-export const POOL_CGROUP = "kata-ts-pool";
+/**
+ * The pool daemon's cgroup, under each hierarchy's root (every pool daemon of the host shares it).
+ * Not `kata-ts-pool`, where daemons before this split ran with their VMs at the low weight and
+ * would set it low again while they run (an upgrade, several state roots on one host).
+ */
+export const POOL_CGROUP = "kata-ts-pool-daemon";
 /** The pooled VMs' cgroup, beside it (not under it: a child's weight counts only within its parent). */
 export const POOL_VMS_CGROUP = "kata-ts-pool-vms";
 
