@@ -41,8 +41,8 @@ export function wantsContainerWarmUp(cmdline: string): boolean {
 }
 
 /**
- * Kernel parameter `kata_ts.warm_ip=off`: PrepareSandbox starts no warm \`ip -batch -\` co-process,
- * so adoption's UpdateNetwork spawns \`ip\` (docs/network.md "Warm ip"). For A/B measurements
+ * Kernel parameter `kata_ts.warm_ip=off`: PrepareSandbox starts no warm `ip -batch -` co-process,
+ * so adoption's UpdateNetwork spawns `ip` (docs/network.md "Warm ip"). For A/B measurements
  * (bench/adopt-network.ts) and as a way out should the co-process misbehave on some guest.
  */
 export const WARM_IP_OFF = "kata_ts.warm_ip=off";
