@@ -136,7 +136,8 @@ export const factorySchema = z
      */
     enable_pool: z.boolean().default(true),
     /** Ready VMs kept per shape; each holds its guest's touched memory (~300 MiB at 512 MiB, TCG). */
-    pool_size: z.int().min(1).max(64).default(1),
+    // 0: no VMs pooled, the daemon keeps warm shim servers only (warm_shims).
+    pool_size: z.int().min(0).max(64).default(1),
     /** Shapes pooled at once: the default shape, plus shapes pods asked for, first come first kept. */
     max_shapes: z.int().min(1).max(64).default(1),
     /** Seconds to wait after a VM is taken before booting its replacement (a burst of pods first). */
@@ -158,6 +159,12 @@ export const factorySchema = z
      * (docs/containers.md "Warm-up"). Costs each pooled VM ~1-2 CPU-s once and ~9 MiB of page cache.
      */
     warm_up_containers: z.boolean().default(true),
+    /**
+     * Shim servers the pool daemon keeps started and loaded (0: none): a pod's `start` takes one
+     * instead of waiting for a fresh server's Node start-up (~0.25-0.5 s). Each holds ~15 MiB
+     * (an idle shim server) until a pod takes it (docs/shim.md "Warm servers").
+     */
+    warm_shims: z.int().min(0).max(16).default(1),
   })
   .prefault({});
 

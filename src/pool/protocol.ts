@@ -1,6 +1,7 @@
 // The pool socket's protocol: one JSON request per connection, one JSON line back. Requests:
 // {"op":"take","shape":{...}} -> {"ok":true,"vm":PooledVmHandle} or {"ok":true} (none ready);
-// {"op":"status"} -> {"ok":true,"status":PoolStatus}; {"op":"stop"} -> {"ok":true}, then the pool
+// {"op":"shim","build":KEY} -> {"ok":true,"shim":WarmShimHandle} or {"ok":true} (none ready of
+// that build; src/pool/warm-shims.ts); {"op":"status"} -> {"ok":true,"status":PoolStatus}; {"op":"stop"} -> {"ok":true}, then the pool
 // stops. Errors: {"ok":false,"error":"..."}. The socket is root's (0600, under the state root).
 import { connect } from "node:net";
 import { KataError } from "../util/errors.js";
@@ -19,6 +20,13 @@ export interface PooledVmHandle {
   /** The MAC the guest NIC booted with; the adopter gives it the pod veth's. */
   mac: string;
   bootedAt: string;
+}
+
+/** A warm shim server handed to a pod's `start`, which hands it the pod on its control socket. */
+export interface WarmShimHandle {
+  pid: number;
+  /** The warm server's control socket (under the pool's dir); it accepts one connection. */
+  socket: string;
 }
 
 export interface ShapeStatus {
@@ -41,10 +49,12 @@ export interface PoolStatus {
   reclaimed: number;
   booted: number;
   bootFailures: number;
+  /** Warm shim servers ready, and handed to pods' `start` since the daemon started. */
+  warmShims?: { ready: number; starting: number; taken: number };
 }
 
-export type PoolRequest = { op: "take"; shape: PoolShape } | { op: "status" } | { op: "stop" };
-export type PoolResponse = { ok: true; vm?: PooledVmHandle; status?: PoolStatus } | { ok: false; error: string };
+export type PoolRequest = { op: "take"; shape: PoolShape } | { op: "shim"; build: string } | { op: "status" } | { op: "stop" };
+export type PoolResponse = { ok: true; vm?: PooledVmHandle; shim?: WarmShimHandle; status?: PoolStatus } | { ok: false; error: string };
 
 const maxLine = 64 * 1024;
 

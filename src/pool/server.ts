@@ -15,12 +15,15 @@ import { Pools } from "./refill.js";
 import { parseShape, podAssets, poolShape, requirePoolVmm } from "./shape.js";
 import { joinPoolCgroup } from "./priority.js";
 import { startWatchdog, type Watchdog } from "./watchdog.js";
+import { WarmShims } from "./warm-shims.js";
 
 /** The least a pooled VM's boot is given (a pod's boot gets agent.dial_timeout). */
 const pooledBootTimeoutMs = 600_000;
 
 export interface PoolServerOptions {
   config: KataConfig;
+  /** The configuration file the daemon was started with (--config; "" or absent: the default search), for warm shim servers. */
+  configPath?: string;
   log: Logger;
   paths?: PoolPaths;
 }
@@ -36,6 +39,7 @@ export class PoolServer {
     private readonly pools: Pools,
     private readonly server: Server,
     private readonly watchdog: Watchdog,
+    private readonly warmShims: WarmShims,
   ) {
     this.stoppedPromise = new Promise((resolve) => (this.resolveStopped = resolve));
   }
@@ -68,8 +72,9 @@ export class PoolServer {
       boot: { bootTimeoutMs: Math.max(config.agent.dial_timeout * 1000, pooledBootTimeoutMs), warmUpContainers: f.warm_up_containers, nice: f.refill_nice, log },
       log,
     });
+    const warmShims = new WarmShims({ size: f.warm_shims, root: paths.root, configPath: opts.configPath ?? "", nice: f.refill_nice, log });
     const server = createServer();
-    const self = new PoolServer(opts, paths, pools, server, watchdog);
+    const self = new PoolServer(opts, paths, pools, server, watchdog, warmShims);
     server.on("connection", (sock) => self.serveConnection(sock));
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
@@ -82,7 +87,8 @@ export class PoolServer {
     const { default_vcpus: vcpus, default_memory: memoryMiB } = vmm;
     pools.addShape(poolShape(config, assets, { vcpus, memoryMiB }, ""));
     pools.start();
-    log.info({ socket: paths.socket, poolSize: f.pool_size, maxShapes: f.max_shapes }, "VM pool serving");
+    warmShims.start();
+    log.info({ socket: paths.socket, poolSize: f.pool_size, maxShapes: f.max_shapes, warmShims: f.warm_shims }, "VM pool serving");
     return self;
   }
 
@@ -98,7 +104,7 @@ export class PoolServer {
 
   private async tearDown(): Promise<void> {
     this.server.close();
-    await this.pools.stop();
+    await Promise.all([this.pools.stop(), this.warmShims.stop()]);
     await rm(this.paths.socket, { force: true });
     await rm(this.paths.pidFile, { force: true });
     await rmdir(this.paths.vmsDir).catch(() => undefined); // adopted VMs' dirs moved out already
@@ -110,7 +116,7 @@ export class PoolServer {
   }
 
   async status(): Promise<PoolStatus> {
-    return { pid: process.pid, poolSize: this.opts.config.factory.pool_size, shapes: await this.pools.status(), ...this.pools.counters };
+    return { pid: process.pid, poolSize: this.opts.config.factory.pool_size, shapes: await this.pools.status(), ...this.pools.counters, warmShims: this.warmShims.counts() };
   }
 
   private serveConnection(sock: Socket): void {
@@ -140,6 +146,12 @@ export class PoolServer {
         const vm = this.pools.take(parseShape(req.shape));
         if (vm !== undefined) this.opts.log.info({ vm: vm.vmId }, "pooled VM handed to a shim");
         return vm === undefined ? { ok: true } : { ok: true, vm };
+      }
+      case "shim": {
+        if (this.stopping !== undefined) return { ok: true };
+        const shim = this.warmShims.take(String(req.build));
+        if (shim !== undefined) this.opts.log.info({ pid: shim.pid }, "warm shim server handed to a pod's start");
+        return shim === undefined ? { ok: true } : { ok: true, shim };
       }
       case "status":
         return { ok: true, status: await this.status() };

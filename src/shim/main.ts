@@ -9,4 +9,5 @@ void runShim(process.argv.slice(2), {
   serverScript: fileURLToPath(import.meta.url),
   // Loaded on demand: `start` and `delete` of a CRI app container never need the sandbox layer.
   loadPodFactory: async (log) => (await import("./sandbox-adapter.js")).vmPodFactoryWithCgroup(log),
+  preloadPodFactory: () => import("./sandbox-adapter.js"),
 });

@@ -13,6 +13,8 @@ export interface ShimEntry {
   serverScript: string;
   /** The pods `serve` runs and `delete` cleans up after. */
   loadPodFactory: (log: Logger) => Promise<PodFactory>;
+  /** Loads the pod factory's modules without making one: a warm server does it before it has a pod. */
+  preloadPodFactory?: () => Promise<unknown>;
 }
 
 async function readStdin(): Promise<Uint8Array> {
@@ -39,6 +41,10 @@ async function dispatch(argv: string[], entry: ShimEntry): Promise<number> {
       // Internal: delete's work, in a detached process that outlives a killed `delete`.
       await (await import("./delete.js")).cleanupAction(flags, entry.loadPodFactory);
       return 0;
+    case "warm":
+      // Internal: a warm server the pool daemon keeps (warm-serve.ts).
+      await (await import("./warm-serve.js")).serveWarm(flags, entry);
+      return -1;
     case "serve":
       await (await import("./serve.js")).serve(flags, entry.loadPodFactory);
       return -1; // keep running

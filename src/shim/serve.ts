@@ -10,7 +10,7 @@ import type { PodFactory } from "./pod-port.js";
 import type { ShimEntry } from "./run.js";
 import { shimLogger } from "./shim-log.js";
 import { TaskService } from "./task-service.js";
-import { handOverPipe, readPreparedConfig } from "./pod-config.js";
+import { handOverPipe, readPreparedConfig, type PreparedPodConfig } from "./pod-config.js";
 import { taskImpl } from "./translate.js";
 
 /** How long answers still being sent (the Delete that tore the pod down) may take before the shim exits. */
@@ -22,16 +22,30 @@ const drainMs = 2000;
  */
 const idleEmptyExitMs = 30_000;
 
-export async function serve(flags: ShimFlags, loadPodFactory: ShimEntry["loadPodFactory"]): Promise<void> {
+/** How the server was started: by `start` (the default: what it passed in its environment and fds) or warm (src/shim/warm-serve.ts). */
+export interface ServeStartup {
+  /** The configuration `start` (or the pool daemon) validated. */
+  prepared?: Promise<PreparedPodConfig | undefined>;
+  /** When `start` began (epoch ms). */
+  startAt?: number;
+  /** Called once the socket listens (default: the ready fd `start` gave). */
+  onListening?: () => void;
+  /** A warm server handed this pod (for the log). */
+  warmSince?: number;
+  /** The fd the log goes to (default 2). */
+  logFd?: number;
+}
+
+export async function serve(flags: ShimFlags, loadPodFactory: ShimEntry["loadPodFactory"], startup: ServeStartup = {}): Promise<void> {
   const bundle = flags.bundle || process.cwd();
   // The server's own settings (start.ts serverEnv) are not its children's (QEMU, virtiofsd, the pool daemon).
   for (const name of (process.env[SERVER_ENV_SET_ENV] ?? "").split(",")) if (name !== "") delete process.env[name];
   delete process.env[SERVER_ENV_SET_ENV];
-  const log = shimLogger({ debug: flags.debug, id: flags.id });
+  const log = shimLogger({ debug: flags.debug, id: flags.id }, startup.logFd);
   if (flags.socket === "") throw new KataError("INVALID_ARGUMENT", "serve needs -socket");
   const events = new EventPublisher(process.env.TTRPC_ADDRESS, flags.namespace, log);
   // Read from the start: `start` writes it while this process starts up (pod-config.ts).
-  const prepared = readPreparedConfig(handOverPipe(), log);
+  const prepared = startup.prepared ?? readPreparedConfig(handOverPipe(), log);
   // The pod factory (the sandbox layer's modules) loads once the socket listens: `start` and
   // containerd go on meanwhile, and Create waits for it.
   let startFactoryLoad!: () => void;
@@ -74,13 +88,18 @@ export async function serve(flags: ShimFlags, loadPodFactory: ShimEntry["loadPod
   process.on("SIGPIPE", () => undefined);
   process.on("unhandledRejection", (err) => log.error({ err: describeError(err) }, "unhandled rejection"));
   await server.listen(flags.socket);
-  signalListening();
+  (startup.onListening ?? signalListening)();
   startFactoryLoad();
   // When `start` and this process began, and listening: the shim's share of a pod start (docs/pool.md).
-  const startAt = Number(process.env[START_AT_ENV]);
-  const startup = { serveProcessAt: Math.round(performance.timeOrigin), listeningAt: Date.now(), ...(Number.isFinite(startAt) && startAt > 0 ? { startProcessAt: startAt } : {}) };
+  const startAt = startup.startAt ?? Number(process.env[START_AT_ENV]);
+  const times = {
+    serveProcessAt: Math.round(performance.timeOrigin),
+    listeningAt: Date.now(),
+    ...(Number.isFinite(startAt) && startAt > 0 ? { startProcessAt: startAt } : {}),
+    ...(startup.warmSince === undefined ? {} : { warm: true, handOverAt: startup.warmSince }),
+  };
   delete process.env[START_AT_ENV];
-  log.info({ socket: flags.socket, bundle, namespace: flags.namespace, ...startup }, "shim serving");
+  log.info({ socket: flags.socket, bundle, namespace: flags.namespace, ...times }, "shim serving");
 }
 
 /** Tells `start` (on the fd it named in READY_FD_ENV) that the socket listens, and closes that fd. */

@@ -4,10 +4,10 @@
 // start and delete it is the protocol.
 import { pino, type Logger } from "pino";
 
-export function shimLogger(opts: { debug: boolean; id: string }): Logger {
+export function shimLogger(opts: { debug: boolean; id: string }, fd = 2): Logger {
   const level = opts.debug ? "debug" : (process.env.KATA_TS_LOG_LEVEL ?? "info");
   return pino(
     { name: "containerd-shim-kata-ts-v2", level, base: { pid: process.pid, id: opts.id } },
-    pino.destination({ dest: 2, sync: true }),
+    pino.destination({ dest: fd, sync: true }),
   );
 }

@@ -9,43 +9,13 @@ import net from "node:net";
 import { dirname, join } from "node:path";
 import { KataError } from "../util/errors.js";
 import { groupIdOf, socketPath, socketUri } from "./address.js";
-import { CONFIG_FD_ENV, formatShimFlags, READY_FD_ENV, SERVER_ENV_SET_ENV, START_AT_ENV, type ShimFlags } from "./flags.js";
+import { CONFIG_FD_ENV, formatShimFlags, READY_FD_ENV, type ShimFlags } from "./flags.js";
+import { serverEnv, serverNodeFlags } from "./server-env.js";
 import { readSpec } from "./oci-spec.js";
 
 const listenDeadlineMs = 10_000;
 
-/**
- * V8 flags for the long-lived server: one runs per pod, idle nearly all the time, so its resident
- * memory is what matters. A 1 MiB semi-space (default: grows to 16 MiB and stays committed once
- * the shim has served a while) halves what a busy shim holds (~64 -> ~30 MiB PSS) for no measurable
- * CPU per call (bench/shim-memory.ts, docs/shim.md). On the argv: NODE_OPTIONS accepts some only.
- */
-export const serverNodeFlags: readonly string[] = ["--max-semi-space-size=1"];
-
-/**
- * glibc malloc settings for the server (unless containerd's environment sets them): memory freed
- * at the top of the heap goes back to the system above 64 KiB (default 128 KiB, and the threshold
- * rises with every large free) and no padding is kept. What V8 and Node free after start-up
- * (parsing the bundle, compiling) otherwise stays resident for the pod's life: ~2-3 MiB PSS of
- * each idle server (bench/shim-memory.ts, docs/shim.md). glibc reads them at the process's first
- * malloc; the server removes them from its environment so its children (QEMU, virtiofsd) keep
- * their defaults.
- */
-export const serverMallocEnv: Readonly<Record<string, string>> = { MALLOC_TRIM_THRESHOLD_: "65536", MALLOC_TOP_PAD_: "0" };
-
-/** The server's environment: start's, plus what only the server process should get (see SERVER_ENV_SET_ENV). */
-export function serverEnv(env: NodeJS.ProcessEnv, startAt: number): NodeJS.ProcessEnv {
-  const added = Object.entries(serverMallocEnv).filter(([k]) => env[k] === undefined);
-  return {
-    ...env,
-    // Each stdin FIFO open waits on a thread-pool thread until containerd opens its end.
-    UV_THREADPOOL_SIZE: env.UV_THREADPOOL_SIZE ?? "16",
-    ...Object.fromEntries(added),
-    [SERVER_ENV_SET_ENV]: added.map(([k]) => k).join(","),
-    // When `start` began (its process's time origin), for the server's start-up timeline.
-    [START_AT_ENV]: String(startAt),
-  };
-}
+export { serverEnv, serverMallocEnv, serverNodeFlags } from "./server-env.js";
 
 /** `serverScript` is the entry script this shim was started from, re-executed as `serve`. */
 export async function start(flags: ShimFlags, stdin: Uint8Array, serverScript: string, socketDir?: string): Promise<string> {
@@ -55,12 +25,18 @@ export async function start(flags: ShimFlags, stdin: Uint8Array, serverScript: s
   const path = socketPath(flags.address, flags.namespace, groupIdOf(flags.id, spec.annotations), socketDir);
   const uri = socketUri(path);
   if (!(await isListening(path))) {
-    // Loaded only to start a server: a CRI app container's `start` (its pod's server listens
-    // already) stays a bare Node start-up on the StartContainer path (protobuf alone ~0.1 CPU-s).
-    const [{ decodeRuntimeOptionsBytes }, { openBundleLog }] = await Promise.all([import("./runtime-options.js"), import("./bundle-log.js")]);
-    const options = decodeRuntimeOptionsBytes(stdin);
     await mkdir(dirname(path), { recursive: true, mode: 0o711 });
-    await spawnServer(serverScript, flags, bundle, path, options.configPath, openBundleLog);
+    // A warm server from the pool daemon, when one of this build is ready (warm-take.ts); else,
+    // or if its hand-over fails, a server spawned here as always.
+    const warm = await import("./warm-take.js").then(({ handOverToWarmServer }) => handOverToWarmServer({ flags, bundle, socket: path, stdin, serverScript }), () => false);
+    // Not taken, unless it answered too late (then it listens: it is the pod's server).
+    if (!warm && !(await isListening(path))) {
+      // Loaded only to start a server: a CRI app container's `start` (its pod's server listens
+      // already) stays a bare Node start-up on the StartContainer path (protobuf alone ~0.1 CPU-s).
+      const [{ decodeRuntimeOptionsBytes }, { openBundleLog }] = await Promise.all([import("./runtime-options.js"), import("./bundle-log.js")]);
+      const options = decodeRuntimeOptionsBytes(stdin);
+      await spawnServer(serverScript, flags, bundle, path, options.configPath, openBundleLog);
+    }
   }
   await writeFile(join(bundle, "address"), uri);
   return uri;

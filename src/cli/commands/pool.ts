@@ -36,7 +36,7 @@ async function serve(configPath: string | undefined): Promise<number> {
   }
   requirePoolVmm(config, source);
   const log = createLogger("pool");
-  const server = await PoolServer.start({ config, log });
+  const server = await PoolServer.start({ config, log, configPath: configPath ?? "" });
   const onSignal = (): void => void server.stop();
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
@@ -61,6 +61,7 @@ async function status(json: boolean): Promise<number> {
     const mib = (sh.rssKiB / 1024).toFixed(0);
     process.stdout.write(`  shape ${sh.key}: ${sh.vcpus} vCPU, ${sh.memoryMiB} MiB${sh.tenant === "" ? "" : `, tenant ${sh.tenant}`}: ${sh.ready} ready (${mib} MiB resident), ${sh.booting} booting\n`);
   }
+  if (s.warmShims !== undefined) process.stdout.write(`  warm shim servers: ${s.warmShims.ready} ready, ${s.warmShims.starting} starting; handed to ${s.warmShims.taken} pods\n`);
   return 0;
 }
 

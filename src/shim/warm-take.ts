@@ -1,0 +1,113 @@
+// `start`'s side of a warm shim server (src/pool/warm-shims.ts): ask the pool daemon for a server
+// of this build, move it where a server spawned by this `start` would run, and hand it the pod on
+// its control socket; it answers once it listens on the pod's socket. Any failure (no daemon, none
+// ready, another build, a deadline) is `false`: `start` then spawns a server as before. Never
+// loads protobuf, pino or the configuration schemas: the warm server decodes the runtime options,
+// and the daemon validated the configuration.
+import { readdir, readFile, writeFile } from "node:fs/promises";
+import net from "node:net";
+import { getPriority, setPriority } from "node:os";
+import { join } from "node:path";
+import { poolPaths } from "../pool/layout.js";
+import { poolCall } from "../pool/protocol.js";
+import { cgroupDirsOf } from "../sandbox/host-cgroup.js";
+import type { ShimFlags } from "./flags.js";
+import { shimBuildKey, WARM_HANDOVER_VERSION, type WarmHandOver, type WarmReply } from "./warm-protocol.js";
+
+/** The daemon's answer: it answers at once or not at all (~40 ms on a quiet host, ~300 ms loaded). */
+const askDeadlineMs = 1000;
+/** From connecting to the warm server to its "listening". */
+const handOverDeadlineMs = 3000;
+
+export interface WarmTakeRequest {
+  flags: ShimFlags;
+  bundle: string;
+  socket: string;
+  stdin: Uint8Array;
+  serverScript: string;
+}
+
+/** Whether a warm server now listens on `req.socket` for this pod. */
+export async function handOverToWarmServer(req: WarmTakeRequest): Promise<boolean> {
+  if (process.env.KATA_TS_POOL === "off") return false;
+  let build: string;
+  try {
+    build = shimBuildKey(req.serverScript);
+  } catch {
+    return false;
+  }
+  const res = await poolCall(poolPaths().socket, { op: "shim", build }, askDeadlineMs).catch(() => undefined);
+  if (res?.ok !== true || res.shim === undefined) return false;
+  const { pid, socket } = res.shim;
+  // Before it runs anything of the pod: out of the pool's cgroup and refill priority.
+  await joinThisStartsPlace(pid).catch(() => undefined);
+  const msg: WarmHandOver = {
+    v: WARM_HANDOVER_VERSION,
+    namespace: req.flags.namespace,
+    id: req.flags.id,
+    address: req.flags.address,
+    publishBinary: req.flags.publishBinary,
+    debug: req.flags.debug,
+    bundle: req.bundle,
+    socket: req.socket,
+    stdin: Buffer.from(req.stdin).toString("base64"),
+    env: Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined)),
+    startAt: Math.round(performance.timeOrigin),
+  };
+  const reply = await exchange(socket, msg).catch(() => undefined);
+  return reply?.ok === true && reply.pid === pid;
+}
+
+/**
+ * This process's cgroups (every hierarchy), nice value (every thread of the server) and
+ * oom_score_adj, for the warm server: what a server spawned by this `start` would have inherited.
+ */
+async function joinThisStartsPlace(pid: number): Promise<void> {
+  const [dirs, oom, tids] = await Promise.all([cgroupDirsOf(process.pid), readFile("/proc/self/oom_score_adj", "utf8"), readdir(`/proc/${pid}/task`)]);
+  const nice = getPriority(0);
+  for (const tid of tids) {
+    try {
+      setPriority(Number(tid), nice);
+    } catch {
+      // a thread that just ended
+    }
+  }
+  await Promise.all([
+    ...dirs.map((d) => writeFile(join(d, "cgroup.procs"), String(pid)).catch(() => undefined)),
+    // Raising is always allowed; lowering needs CAP_SYS_RESOURCE below the process's minimum.
+    writeFile(`/proc/${pid}/oom_score_adj`, oom.trim()).catch(() => undefined),
+  ]);
+}
+
+function exchange(socket: string, msg: WarmHandOver): Promise<WarmReply> {
+  return new Promise((resolve, reject) => {
+    const sock = net.createConnection(socket);
+    let buf = "";
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new Error(`the warm shim server did not answer within ${handOverDeadlineMs} ms`));
+    }, handOverDeadlineMs);
+    sock.setEncoding("utf8");
+    sock.once("connect", () => sock.write(`${JSON.stringify(msg)}\n`));
+    sock.on("data", (chunk: string) => {
+      buf += chunk;
+      const nl = buf.indexOf("\n");
+      if (nl < 0) return;
+      clearTimeout(timer);
+      sock.destroy();
+      try {
+        resolve(JSON.parse(buf.slice(0, nl)) as WarmReply);
+      } catch (err) {
+        reject(err as Error);
+      }
+    });
+    sock.once("error", (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    sock.once("close", () => {
+      clearTimeout(timer);
+      reject(new Error("the warm shim server closed the connection without an answer"));
+    });
+  });
+}
