@@ -3,7 +3,7 @@
 // pooled, which VM a pod runs in, the pool's netns names.
 import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
-import { open, readdir, readFile } from "node:fs/promises";
+import { open, readdir, readFile, readlink } from "node:fs/promises";
 import { join } from "node:path";
 import { poolPaths, type PoolPaths } from "../../src/pool/layout.js";
 import { poolCall, type PoolStatus } from "../../src/pool/protocol.js";
@@ -125,14 +125,50 @@ export async function sessionOf(pid: number): Promise<number> {
   return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[3]);
 }
 
-/** The pid of the shim server of a pod: the process whose command line is `... serve` with its id. */
+/**
+ * The pid of the shim server of a pod: a `serve` (spawned by its `start`) or a `warm` server (the
+ * pool's, handed the pod) whose cwd is the pod's bundle.
+ */
 export async function shimPidOf(ctd: PrivateContainerd, podSandboxId: string): Promise<number> {
   for (const name of await readdir("/proc")) {
     if (!/^\d+$/.test(name)) continue;
     const argv = (await readFile(`/proc/${name}/cmdline`, "utf8").catch(() => "")).split("\0");
-    if (argv.includes("serve") && argv.includes(podSandboxId) && argv.some((a) => a.includes(ctd.baseDir))) return Number(name);
+    if (!["serve", "warm"].includes(argv.at(-2) ?? "")) continue;
+    const cwd = await readlink(`/proc/${name}/cwd`).catch(() => "");
+    if (cwd.startsWith(ctd.baseDir) && cwd.endsWith(`/${podSandboxId}`)) return Number(name);
   }
   throw new KataError("NOT_FOUND", `no shim server for pod ${podSandboxId}`);
+}
+
+/** The action a shim server was started as: "serve" (by its pod's `start`) or "warm" (by the pool). */
+export async function shimActionOf(pid: number): Promise<string> {
+  return (await readFile(`/proc/${pid}/cmdline`, "utf8")).split("\0").at(-2) ?? "";
+}
+
+/** Warm shim servers this pool started (handed over to pods or not). */
+export async function warmShimServers(paths: PoolPaths): Promise<number[]> {
+  const out: number[] = [];
+  for (const name of await readdir("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    const argv = (await readFile(`/proc/${name}/cmdline`, "utf8").catch(() => "")).split("\0");
+    const stat = await readFile(`/proc/${name}/stat`, "utf8").catch(() => ") Z");
+    if (argv.at(-2) === "warm" && argv.some((a) => a.startsWith(`${paths.root}/warm-`)) && !stat.includes(") Z ")) out.push(Number(name));
+  }
+  return out;
+}
+
+/** A warm shim server ready in the pool (not one of `exclude`), by pid. */
+export async function readyWarmShim(paths: PoolPaths, exclude: ReadonlySet<number> = new Set(), timeoutMs = 300_000): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const status = await poolStatus(paths).catch(() => undefined);
+    if ((status?.warmShims?.ready ?? 0) > 0) {
+      const pid = (await warmShimServers(paths)).find((p) => !exclude.has(p));
+      if (pid !== undefined) return pid;
+    }
+    if (Date.now() > deadline) throw new KataError("DEADLINE_EXCEEDED", `no warm shim server ready within ${timeoutMs} ms (status ${JSON.stringify(status)})`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
 }
 
 export async function childrenOf(pid: number): Promise<number[]> {

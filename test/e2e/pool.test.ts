@@ -30,7 +30,7 @@ import { poolCall } from "../../src/pool/protocol.js";
 import { podAssets, poolShape } from "../../src/pool/shape.js";
 import { virtiofsdPidFile } from "../../src/sandbox/virtiofsd.js";
 import { CLOCK_BOUND_MS } from "../../src/agent/clock.js";
-import { childrenOf, foundPoolDaemon, niceOf, pooledQemus, poolPathsOf, poolStatus, processesNamingPool, sandboxRecord, sessionOf, shimPidOf, startPoolDaemon, waitPooled, type PoolDaemon } from "./pool-fixture.js";
+import { childrenOf, foundPoolDaemon, niceOf, pooledQemus, poolPathsOf, poolStatus, processesNamingPool, readyWarmShim, sandboxRecord, sessionOf, shimActionOf, shimPidOf, startPoolDaemon, waitPooled, warmShimServers, type PoolDaemon } from "./pool-fixture.js";
 
 const PORT_FORWARD_CLIENT = fileURLToPath(new URL("../harness/port-forward-client.js", import.meta.url));
 // The defaults (pool on, pool_size 1) but for a second shape, for the per-tenant case.
@@ -88,6 +88,7 @@ void test("the first pod's shim starts the node's pool daemon, which outlives it
   const d = await foundPoolDaemon(paths);
   daemon = d;
   const shimPid = await shimPidOf(ctd, first.podSandboxId);
+  assert.equal(await shimActionOf(shimPid), "serve", "no pool yet: the pod's start spawned its server (no warm one to take)");
   assert.notEqual(await sessionOf(d.pid), await sessionOf(shimPid), "the daemon is in a session of its own");
   const dirs = await cgroupDirsOf(d.pid);
   assert.ok(dirs.length > 0 && dirs.every((dir) => dir.endsWith(`/${POOL_CGROUP}`)), `the daemon is in the pool's own cgroup, not the pod's: ${dirs.join(", ")}`);
@@ -135,6 +136,10 @@ void test("a pod adopted from the pool: its IP answers from the harness netns; p
     consoleText = await readFile(consoleLog, "utf8").catch(() => "");
   }
   assert.match(consoleText, /container warm-up done in \d+ ms/, `the pooled VM warmed up before adoption:\n${consoleText.split("\n").filter((l) => l.includes("kata-ts-agent")).join("\n")}`);
+  // [factory] warm_shims (default 1): a shim server started and loaded, waiting at the refill
+  // priority, which pod A's start takes instead of spawning one.
+  const warm = await readyWarmShim(daemon.paths);
+  assert.equal(await niceOf(warm), 19, "a warm shim server waits at the refill priority");
   // A's container starts a process of its own (the next test looks for it in B).
   podA = await startAdoptedPod("pool-a", pid, { sysctls: { "kernel.shm_rmid_forced": "1" }, prepare: "(sleep 3600 &)", dns: { servers: ["10.96.0.10"], searches: ["pool-a.svc.cluster.local"], options: [] } });
   const a = podA;
@@ -169,7 +174,9 @@ void test("a pod adopted from the pool: its IP answers from the harness netns; p
   assert.notEqual(kernel, release());
 
   const rec = await sandboxRecord(ctd, a.podSandboxId);
-  for (const p of [pid, rec.virtiofsdPid as number]) {
+  assert.equal(await shimPidOf(ctd, a.podSandboxId), warm, "pod A is served by the pool's warm shim server");
+  assert.equal((await readFile(`/proc/${warm}/oom_score_adj`, "utf8")).trim(), (await readFile(`/proc/${ctd.pid}/oom_score_adj`, "utf8")).trim(), "with the oom_score_adj its start had (containerd's)");
+  for (const p of [pid, rec.virtiofsdPid as number, warm]) {
     const dirs = await cgroupDirsOf(p);
     assert.ok(dirs.length > 0 && dirs.every((d) => d.endsWith(`/${a.podSandboxId}`)), `pid ${p} is in the pod's cgroup: ${dirs.join(", ")}`);
     assert.equal(await niceOf(p), 0, `pid ${p} runs at the shim's priority once adopted`);
@@ -181,8 +188,12 @@ void test("the pool is refilled after a VM is taken", { timeout: 600_000 }, asyn
   const taken = (await sandboxRecord(ctd, podA.podSandboxId)).vmPid as number;
   const vms = await waitPooled(daemon.paths, 1, new Set([taken]));
   for (const id of vms.keys()) seenVmIds.add(id);
+  const shimA = await shimPidOf(ctd, podA.podSandboxId);
+  const warm = await readyWarmShim(daemon.paths, new Set([shimA]));
+  assert.notEqual(warm, shimA, "a new warm shim server");
   const status = await poolStatus(daemon.paths);
   assert.equal(status.taken, 1);
+  assert.ok((status.warmShims?.taken ?? 0) >= 1, `the pool counts warm shim servers handed over: ${JSON.stringify(status.warmShims)}`);
   assert.ok(status.shapes[0] !== undefined && status.shapes[0].rssKiB > 0, "status reports the pooled VM's memory");
 });
 
@@ -272,6 +283,7 @@ void test("pool owner SIGKILLed: adopted pods keep running and can be stopped; p
     adopted.add(rec.vmPid as number).add(rec.virtiofsdPid as number);
   }
   for (const p of [...adopted]) for (const kid of await childrenOf(p)) adopted.add(kid); // virtiofsd's sandboxed child
+  const podShims = new Set([await shimPidOf(ctd, podA.podSandboxId), await shimPidOf(ctd, podB.podSandboxId)]);
   process.kill(daemon.pid, "SIGKILL");
   await daemon.exited;
   const deadline = Date.now() + 30_000;
@@ -279,6 +291,8 @@ void test("pool owner SIGKILLed: adopted pods keep running and can be stopped; p
   assert.equal(await exists(daemon.paths.root), false, "the watchdog removed the pool's dir");
   const left = (await processesNamingPool(daemon.paths)).filter((p) => !adopted.has(p));
   assert.deepEqual(left, [], "no pooled QEMU or virtiofsd outlives the pool owner");
+  for (let i = 0; i < 100 && (await warmShimServers(daemon.paths)).some((p) => !podShims.has(p)); i++) await new Promise((r) => setTimeout(r, 100));
+  assert.deepEqual((await warmShimServers(daemon.paths)).filter((p) => !podShims.has(p)), [], "no untaken warm shim server outlives the pool owner");
   for (const p of [podA, podB]) {
     assert.equal(httpBody((await inHarnessNetns(ctd, "busybox", ["sh", "-c", httpGetScript(p.ip)])).stdout), `${p.name}\n`, `${p.name} still serves`);
   }
@@ -358,12 +372,17 @@ void test("a pool stopped while a pod it handed a VM to runs: the daemon ends, t
   const podC = await startAdoptedPod("pool-c", [...pooled.values()][0] as number);
   // The daemon lets go of what it handed over (QEMU and virtiofsd are the pod's now): it ends at
   // once rather than when pod C ends.
+  const shimC = await shimPidOf(ctd, podC.podSandboxId);
   await stopPoolCli();
   await daemon.exited;
+  assert.deepEqual((await warmShimServers(daemon.paths)).filter((p) => p !== shimC), [], "the stopped pool's untaken warm shim server is gone");
   assert.equal(httpBody((await inHarnessNetns(ctd, "busybox", ["sh", "-c", httpGetScript(podC.ip)])).stdout), "pool-c\n", "pod C serves on");
   await podC.remove();
   pods.splice(pods.indexOf(podC), 1);
   assert.deepEqual(await processesNamingPool(daemon.paths), []);
+  const d = daemon;
+  for (let i = 0; i < 100 && (await warmShimServers(d.paths)).length > 0; i++) await new Promise((r) => setTimeout(r, 100));
+  assert.deepEqual(await warmShimServers(d.paths), [], "no shim server of the pool's left (pod C's ended with it)");
   assert.equal(await exists(daemon.paths.root), false);
   assert.deepEqual(await mountsUnder([ctd.kataStateDir]), []);
 });
