@@ -15,7 +15,7 @@ import { cp, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:
 import { basename, dirname, join, relative } from "node:path";
 import { run } from "../util/exec.js";
 import { KataError } from "../util/errors.js";
-import { shimEntryIn } from "../shim/bundle-path.js";
+import { shimLauncherEntryIn } from "../shim/bundle-path.js";
 
 export const DEFAULT_INSTALL_ROOT = "/opt/kata-ts";
 const STAMP = ".install.json";
@@ -147,7 +147,7 @@ export async function installArtifacts(root: string, src: ArtifactSources): Prom
     await mkdir(dirname(join(staging, relative(root, layout.configPath))), { recursive: true });
     await cp(join(src.packageRoot, "config", "configuration.toml.example"), join(staging, relative(root, layout.configPath)));
     // The shim's bundle when the build made one (npm run build), else its tsc output.
-    const shimEntry = relative(src.packageRoot, shimEntryIn(join(src.packageRoot, "dist", "src", "shim")));
+    const shimEntry = relative(src.packageRoot, shimLauncherEntryIn(join(src.packageRoot, "dist", "src", "shim")));
     await writeFile(join(staging, "bin", "containerd-shim-kata-ts-v2"), launcher(layout, shimEntry), { mode: 0o755 });
     await writeFile(join(staging, "bin", "kata-ts"), launcher(layout, "dist/src/cli/main.js"), { mode: 0o755 });
     await writeFile(join(staging, STAMP), `${JSON.stringify({ digest, installedAt: new Date().toISOString() }, null, 2)}\n`);

@@ -8,10 +8,21 @@
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
 import { KataError } from "../util/errors.js";
-import { shimBundlePath } from "./bundle-path.js";
+import { SHIM_FRONT_NAME, shimBundlePath } from "./bundle-path.js";
 
-/** Bundles `entry` (default: the compiled main.js beside this file) into `outfile`. */
-export async function buildShimBundle(entry = join(dirname(fileURLToPath(import.meta.url)), "main.js"), outfile = shimBundlePath): Promise<void> {
+const here = dirname(fileURLToPath(import.meta.url));
+
+/**
+ * Bundles `entry` (default: the compiled main.js beside this file) into `outfile`, then (for the
+ * default) the front entry (front.ts) into its own small file, after the bundle, so that launchers
+ * take it as built with it (bundle-path.ts shimLauncherEntryIn).
+ */
+export async function buildShimBundle(entry = join(here, "main.js"), outfile = shimBundlePath): Promise<void> {
+  await bundle(entry, outfile);
+  if (entry === join(here, "main.js") && outfile === shimBundlePath) await bundle(join(here, "front.js"), join(here, SHIM_FRONT_NAME));
+}
+
+async function bundle(entry: string, outfile: string): Promise<void> {
   const esbuild = await import("esbuild").catch((err: unknown) => {
     throw new KataError("NOT_FOUND", "esbuild is missing (a devDependency): run npm ci in the kata-ts checkout", { cause: err });
   });

@@ -7,6 +7,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 export const SHIM_BUNDLE_NAME = "containerd-shim-kata-ts-v2.cjs";
+/** The front entry's bundle (front.ts): what launchers run; it loads SHIM_BUNDLE_NAME when it must. */
+export const SHIM_FRONT_NAME = "containerd-shim-kata-ts-v2-front.cjs";
 
 export const shimBundlePath = fileURLToPath(new URL(SHIM_BUNDLE_NAME, import.meta.url));
 
@@ -23,7 +25,19 @@ export function shimEntryIn(shimDir: string): string {
   return built >= 0 && built >= mtime(main) ? bundle : main;
 }
 
-/** Whether a command line is a shim server's (`serve`), bundled or not. */
+/**
+ * The script a launcher runs: the front entry when it was built with the bundle the launcher
+ * would otherwise run (`npm run build` makes both), else shimEntryIn's choice.
+ */
+export function shimLauncherEntryIn(shimDir: string): string {
+  const entry = shimEntryIn(shimDir);
+  if (!entry.endsWith(SHIM_BUNDLE_NAME)) return entry;
+  const front = join(shimDir, SHIM_FRONT_NAME);
+  const built = statSync(front, { throwIfNoEntry: false })?.mtimeMs ?? -1;
+  return built >= (statSync(entry, { throwIfNoEntry: false })?.mtimeMs ?? 0) ? front : entry;
+}
+
+/** Whether a command line is a shim server's (`serve`, or the pool's `warm` one), bundled or not. */
 export function isShimServerCmdline(argv: readonly string[]): boolean {
-  return argv.includes("serve") && argv.some((a) => a.endsWith("/shim/main.js") || a.endsWith(`/shim/${SHIM_BUNDLE_NAME}`));
+  return (argv.includes("serve") || argv.includes("warm")) && argv.some((a) => a.endsWith("/shim/main.js") || a.endsWith(`/shim/${SHIM_BUNDLE_NAME}`));
 }

@@ -6,6 +6,7 @@
 import { describeError } from "../util/errors.js";
 import type { Logger } from "../util/log.js";
 import { parseShimArgs } from "./flags.js";
+import { readStdin } from "./stdin.js";
 import type { PodFactory } from "./pod-port.js";
 
 export interface ShimEntry {
@@ -15,13 +16,6 @@ export interface ShimEntry {
   loadPodFactory: (log: Logger) => Promise<PodFactory>;
   /** Loads the pod factory's modules without making one: a warm server does it before it has a pod. */
   preloadPodFactory?: () => Promise<unknown>;
-}
-
-async function readStdin(): Promise<Uint8Array> {
-  if (process.stdin.isTTY) return new Uint8Array();
-  const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
 }
 
 async function dispatch(argv: string[], entry: ShimEntry): Promise<number> {

@@ -4,14 +4,15 @@
 // pipes to close), and the socket is listening before we print the address.
 import { spawn, type ChildProcess } from "node:child_process";
 import { closeSync } from "node:fs";
-import { mkdir, rm, writeFile } from "node:fs/promises";
-import net from "node:net";
-import { dirname, join } from "node:path";
+import { rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { KataError } from "../util/errors.js";
 import { groupIdOf, socketPath, socketUri } from "./address.js";
+import { isListening, startWithoutSpawning } from "./start-light.js";
 import { CONFIG_FD_ENV, formatShimFlags, READY_FD_ENV, type ShimFlags } from "./flags.js";
 import { serverEnv, serverNodeFlags } from "./server-env.js";
 import { readSpec } from "./oci-spec.js";
+import { warmAlreadyTried } from "./stdin.js";
 
 const listenDeadlineMs = 10_000;
 
@@ -19,25 +20,18 @@ export { serverEnv, serverMallocEnv, serverNodeFlags } from "./server-env.js";
 
 /** `serverScript` is the entry script this shim was started from, re-executed as `serve`. */
 export async function start(flags: ShimFlags, stdin: Uint8Array, serverScript: string, socketDir?: string): Promise<string> {
+  // The front entry asked the pool already when it ran first (front.ts): not twice.
+  const served = await startWithoutSpawning(flags, stdin, serverScript, socketDir, !warmAlreadyTried());
+  if (served !== undefined) return served;
   const bundle = flags.bundle || process.cwd();
-  if (flags.id === "" || flags.namespace === "") throw new KataError("INVALID_ARGUMENT", "start needs -id and -namespace");
   const spec = await readSpec(bundle);
   const path = socketPath(flags.address, flags.namespace, groupIdOf(flags.id, spec.annotations), socketDir);
+  // Loaded only to start a server: a CRI app container's `start` (its pod's server listens
+  // already) stays a bare Node start-up on the StartContainer path (protobuf alone ~0.1 CPU-s).
+  const [{ decodeRuntimeOptionsBytes }, { openBundleLog }] = await Promise.all([import("./runtime-options.js"), import("./bundle-log.js")]);
+  const options = decodeRuntimeOptionsBytes(stdin);
+  await spawnServer(serverScript, flags, bundle, path, options.configPath, openBundleLog);
   const uri = socketUri(path);
-  if (!(await isListening(path))) {
-    await mkdir(dirname(path), { recursive: true, mode: 0o711 });
-    // A warm server from the pool daemon, when one of this build is ready (warm-take.ts); else,
-    // or if its hand-over fails, a server spawned here as always.
-    const warm = await import("./warm-take.js").then(({ handOverToWarmServer }) => handOverToWarmServer({ flags, bundle, socket: path, stdin, serverScript }), () => false);
-    // Not taken, unless it answered too late (then it listens: it is the pod's server).
-    if (!warm && !(await isListening(path))) {
-      // Loaded only to start a server: a CRI app container's `start` (its pod's server listens
-      // already) stays a bare Node start-up on the StartContainer path (protobuf alone ~0.1 CPU-s).
-      const [{ decodeRuntimeOptionsBytes }, { openBundleLog }] = await Promise.all([import("./runtime-options.js"), import("./bundle-log.js")]);
-      const options = decodeRuntimeOptionsBytes(stdin);
-      await spawnServer(serverScript, flags, bundle, path, options.configPath, openBundleLog);
-    }
-  }
   await writeFile(join(bundle, "address"), uri);
   return uri;
 }
@@ -121,14 +115,4 @@ async function waitExited(exited: () => string | undefined, ms: number): Promise
   for (const end = Date.now() + ms; exited() === undefined && Date.now() < end; ) await new Promise((r) => setTimeout(r, 20));
 }
 
-/** Whether a server accepts connections on the unix socket at `path`. */
-export function isListening(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const sock = net.createConnection(path);
-    sock.once("connect", () => {
-      sock.destroy();
-      resolve(true);
-    });
-    sock.once("error", () => resolve(false));
-  });
-}
+export { isListening } from "./start-light.js";
