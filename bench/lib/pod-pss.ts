@@ -1,7 +1,7 @@
 // The host processes of a kata-ts pod (its shim server, QEMU and virtiofsd) and their PSS, as
 // /proc/<pid>/smaps_rollup reports it. Shared by bench/overhead.ts (PSS + CPU, for the
 // RuntimeClass overhead) and bench/pod-start.ts (PSS of one idle pod). Figures only, no asserts.
-import { readFile } from "node:fs/promises";
+import { readFile, readlink } from "node:fs/promises";
 import { isShimServerCmdline } from "../../src/shim/bundle-path.js";
 import { processesMentioning, type ProcInfo } from "../../test/harness/processes.js";
 
@@ -27,9 +27,14 @@ export function podRole(p: ProcInfo): PodRole | undefined {
 export async function podProcesses(baseDir: string, podId?: string): Promise<PodProcess[]> {
   const out: PodProcess[] = [];
   for (const p of await processesMentioning(baseDir)) {
-    if (podId !== undefined && !p.cmdline.some((a) => a.includes(podId))) continue;
     const role = podRole(p);
-    if (role !== undefined) out.push({ pid: p.pid, role });
+    if (role === undefined) continue;
+    // A shim server's cwd is its pod's bundle (.../<pod id>); a warm one the pool daemon keeps and
+    // has not handed a pod yet runs in / and names no pod (docs/shim.md "Warm servers").
+    const cwd = role === "shim" ? await readlink(`/proc/${p.pid}/cwd`).catch(() => "") : "";
+    if (role === "shim" && p.cmdline.includes("warm") && cwd === "/") continue;
+    if (podId !== undefined && !p.cmdline.some((a) => a.includes(podId)) && !cwd.endsWith(`/${podId}`)) continue;
+    out.push({ pid: p.pid, role });
   }
   return out;
 }
