@@ -147,6 +147,9 @@ async function portForwardNat(): Promise<Capability> {
 /** Memory a ready pooled VM holds per MiB of guest memory, measured here (306 MiB RSS at 512 MiB, TCG). */
 const pooledRssPerGuestMiB = 0.6;
 
+/** What one warm shim server the pool keeps holds: an idle shim server's PSS (docs/shim.md "Memory"). */
+const warmShimMiB = 15;
+
 /** The VM pool: configured or not, running or not, and how much memory it holds. */
 async function vmPool(): Promise<Capability> {
   const name = "vm-pool";
@@ -157,7 +160,9 @@ async function vmPool(): Promise<Capability> {
     return { name, status: "unusable", detail: `enabled in ${source} but [runtime] hypervisor = ${config.runtime.hypervisor}: the pool keeps QEMU VMs only, pods boot their VMs`, required: false };
   }
   const perVmMiB = Math.round(config.hypervisor.qemu.default_memory * pooledRssPerGuestMiB);
-  const cost = `holds ~${perVmMiB * f.pool_size} MiB for the default shape (${f.pool_size} x ~${perVmMiB} MiB), at most ~${perVmMiB * f.pool_size * f.max_shapes} MiB (max_shapes ${f.max_shapes})`;
+  // An idle shim server's PSS (docs/shim.md "Memory", "Warm servers").
+  const warm = f.warm_shims === 0 ? "" : `, plus ${f.warm_shims} warm shim server(s) at ~${warmShimMiB} MiB each`;
+  const cost = `holds ~${perVmMiB * f.pool_size} MiB for the default shape (${f.pool_size} x ~${perVmMiB} MiB), at most ~${perVmMiB * f.pool_size * f.max_shapes} MiB (max_shapes ${f.max_shapes})${warm}`;
   const res = await poolCall(poolPaths().socket, { op: "status" }, 2000).catch(() => undefined);
   if (res?.ok !== true || res.status === undefined) {
     return { name, status: "ok", detail: `on (${source}), not running yet: the first pod's shim starts it; it then ${cost}`, required: false };
