@@ -8,8 +8,8 @@
 // Each warm server is the daemon's child over an IPC channel: it leaves the channel at its
 // hand-over, and exits when the channel closes before one (the daemon stopped, or died: SIGKILL
 // too), so an untaken warm server never outlives the pool. Spawned detached (a session of its own)
-// at the pool's refill priority and in its cgroup: its start-up runs on spare CPU; `start` moves it
-// out at the hand-over. Never handed out twice: the daemon gives each to one `start`, and the
+// at the pool's refill priority and in the pooled VMs' low-weight cgroup (priority.ts): its
+// start-up runs on spare CPU; `start` moves it out at the hand-over. Never handed out twice: the daemon gives each to one `start`, and the
 // server takes one connection only.
 import { spawn, type ChildProcess } from "node:child_process";
 import { rm } from "node:fs/promises";
@@ -21,7 +21,7 @@ import { serverEnv, serverNodeFlags } from "../shim/server-env.js";
 import { shimBuildKey } from "../shim/warm-protocol.js";
 import { describeError } from "../util/errors.js";
 import type { Logger } from "../util/log.js";
-import { joinPoolCgroup } from "./owner.js";
+import { lowerPooledProcess } from "./priority.js";
 import type { WarmShimHandle } from "./protocol.js";
 
 /** A warm server given to a `start` that has not connected this long is retired (that `start` died). */
@@ -154,7 +154,8 @@ export class WarmShims {
     this.servers.add(w);
     child.unref();
     child.channel?.unref();
-    void joinPoolCgroup(w.pid).catch(() => undefined);
+    // Beside the pooled VMs (low CPU weight), not in the daemon's own cgroup: the daemon answers at normal priority.
+    void lowerPooledProcess(w.pid, this.opts.nice).catch(() => undefined);
     const startup = setTimeout(() => {
       if (w.state !== "starting") return;
       this.opts.log.warn({ pid: w.pid }, `a warm shim server was not ready within ${startupDeadlineMs / 1000} s: killed`);
