@@ -41,7 +41,7 @@ export function parseVmVariant(spec: string): VmVariant {
     else if (key === "tb") v.tbSizeMiB = positiveInt(spec, key, value);
     else if (key === "assets" && value !== "") v.assetsDir = value;
     else if (key === "huge" && (value === "0" || value === "1")) v.hugeGuestRam = value === "1";
-    else throw new UsageError(`variant ${JSON.stringify(spec)}: unknown or empty key ${JSON.stringify(key)} (known: env, mem, tb, huge=0|1, assets)`);
+    else throw new UsageError(`variant ${JSON.stringify(spec)}: unknown or empty key ${JSON.stringify(key)} (known: env, mem, tb, huge, assets)`);
   }
   return v;
 }
