@@ -26,13 +26,23 @@ async function withFifos(names: string[], fn: (paths: Record<string, string>) =>
   }
 }
 
-function readAll(path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
+/**
+ * Opens a reader on the FIFO, as containerd does before the task starts, and resolves once it is
+ * open with what it will have read at EOF. Waiting for the open matters: a reader whose open runs
+ * (on the libuv pool) only after the shim closed its end would block forever on a writerless FIFO.
+ */
+function openReader(path: string): Promise<{ text: Promise<string> }> {
+  return new Promise((opened, failed) => {
     let text = "";
+    let ended: (t: string) => void = () => undefined;
+    let broke: (e: unknown) => void = () => undefined;
+    const done = new Promise<string>((resolve, reject) => ((ended = resolve), (broke = reject)));
+    done.catch(() => undefined); // a failed open is reported through failed(); the caller awaits done only once open
     createReadStream(path, "utf8")
+      .on("open", () => opened({ text: done }))
       .on("data", (d) => (text += String(d)))
-      .on("end", () => resolve(text))
-      .on("error", reject);
+      .on("end", () => ended(text))
+      .on("error", (e) => (broke(e), failed(e)));
   });
 }
 
@@ -43,8 +53,8 @@ void test("shim fifo: output reaches the reader, EOF after the process's stream 
     const stderr = new PassThrough();
     // No reader yet: attaching must not block (the shim holds a read end itself).
     await io.attach({ stdout, stderr });
-    const out = readAll(p.out as string);
-    const err = readAll(p.err as string);
+    const out = (await openReader(p.out as string)).text;
+    const err = (await openReader(p.err as string)).text;
     stdout.end("hello\n");
     stderr.end("oops\n");
     await io.drained(5000);
