@@ -24,6 +24,7 @@ import { tcgJitState, type TcgJitState } from "./lib/tcg-jit.js";
 import { defaultTcgTbSizeMiB } from "../src/hypervisor/qemu/index.js";
 import { processCpuSeconds } from "../src/util/proc-sched.js";
 import { withPodShare, type PodShare } from "./lib/pod-share.js";
+import { withEnv } from "./lib/vmm-variant.js";
 
 const tunings: Record<string, QemuHypervisorOptions> = {
   default: {},
@@ -184,19 +185,6 @@ async function bootOnce(v: Variant, base: VmConfig, assets: GuestAssets): Promis
   }
 }
 
-/** Runs fn with env set in this process's environment (QEMU inherits it at spawn), then puts it back. */
-async function withEnv<T>(env: Record<string, string> | undefined, fn: () => Promise<T>): Promise<T> {
-  const saved = Object.keys(env ?? {}).map((k) => [k, process.env[k]] as const);
-  Object.assign(process.env, env);
-  try {
-    return await fn();
-  } finally {
-    for (const [k, old] of saved) {
-      if (old === undefined) delete process.env[k];
-      else process.env[k] = old;
-    }
-  }
-}
 
 /** The floor: QEMU spawn -> the guest powered off, with busybox poweroff as PID 1. */
 async function floorOnce(v: Variant, base: VmConfig, assets: GuestAssets): Promise<{ ms: number; cpuMs: number }> {

@@ -47,9 +47,14 @@ export function parseVmVariant(spec: string): VmVariant {
 }
 
 /** Runs fn with the variant's environment set, then puts the environment back. */
-export async function withVariantEnv<T>(v: VmVariant, fn: () => Promise<T>): Promise<T> {
-  const saved = Object.keys(v.env).map((k) => [k, process.env[k]] as const);
-  Object.assign(process.env, v.env);
+export function withVariantEnv<T>(v: VmVariant, fn: () => Promise<T>): Promise<T> {
+  return withEnv(v.env, fn);
+}
+
+/** Runs fn with env set in this process's environment (QEMU inherits it at spawn), then puts it back. */
+export async function withEnv<T>(env: Record<string, string> | undefined, fn: () => Promise<T>): Promise<T> {
+  const saved = Object.keys(env ?? {}).map((k) => [k, process.env[k]] as const);
+  Object.assign(process.env, env);
   try {
     return await fn();
   } finally {
