@@ -285,7 +285,7 @@ async function main(): Promise<void> {
       console.log(`  guest RAM touched (MiB):         ${describeSpread(col((s) => s.guestRamKiB / 1024))}`);
       console.log(`  guest RAM ${SETTLE_MS / 1000} s later (MiB):     ${describeSpread(col((s) => s.guestRamSettledKiB / 1024))}`);
       console.log(`  root image mapped, DAX (MiB):    ${describeSpread(col((s) => s.rootfsMappedKiB / 1024))}`);
-      console.log(`  PSS settled, by mapping (MiB):   guest RAM ${median(col((s) => s.breakdown.guestRam / 1024)).toFixed(1)}, TCG code ${median(col((s) => s.breakdown.tcgCode / 1024)).toFixed(1)}, other anonymous ${median(col((s) => s.breakdown.anon / 1024)).toFixed(1)}, files ${median(col((s) => s.breakdown.files / 1024)).toFixed(1)} (largest: ${xs[0]?.breakdown.topFiles.join(", ") ?? ""} KiB)`);
+      console.log(`  PSS settled, by mapping (MiB):   guest RAM ${median(col((s) => s.breakdown.guestRam / 1024)).toFixed(1)}, TCG code ${median(col((s) => s.breakdown.tcgCode / 1024)).toFixed(1)}, other anonymous ${median(col((s) => s.breakdown.anon / 1024)).toFixed(1)}, files ${median(col((s) => s.breakdown.files / 1024)).toFixed(1)} (largest files: ${xs[0]?.breakdown.topFiles.join(", ") ?? ""} KiB; largest anonymous: ${xs[0]?.breakdown.topAnon.join(", ") ?? ""} KiB)`);
       const mibOf = (kib: number): string => (kib / 1024).toFixed(1);
       console.log(`  TCG cache settled (MiB, flushes): host code ${describeSpread(col((s) => Math.round(s.jit.genCodeBytes / 1048576)))}; flushes ${describeSpread(col((s) => s.jit.flushes))}`);
       const image = xs[0]?.imageByFile ?? [];

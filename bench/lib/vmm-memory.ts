@@ -39,6 +39,11 @@ export interface SmapsBreakdown {
   files: number;
   /** The three largest file mappings by PSS, "name=KiB". */
   topFiles: string[];
+  /**
+   * The three largest of `anon` by PSS, "name=KiB" ("[heap]", or "anon<size in KiB>" for an unnamed
+   * mapping: a malloc arena of a thread, the ACPI tables' 2 MiB ROM block, TCG's TLBs).
+   */
+  topAnon: string[];
 }
 
 /**
@@ -48,8 +53,9 @@ export interface SmapsBreakdown {
  */
 export async function smapsBreakdown(pid: number, guestRamKiB: number, tcgCodeKiB: number): Promise<SmapsBreakdown> {
   const text = await readFile(`/proc/${pid}/smaps`, "utf8").catch(() => "");
-  const out: SmapsBreakdown = { guestRam: 0, tcgCode: 0, anon: 0, files: 0, topFiles: [] };
+  const out: SmapsBreakdown = { guestRam: 0, tcgCode: 0, anon: 0, files: 0, topFiles: [], topAnon: [] };
   const byFile = new Map<string, number>();
+  const anonMappings: [string, number][] = [];
   for (const block of text.split(/\n(?=[0-9a-f]+-[0-9a-f]+ )/)) {
     const header = block.split("\n")[0] ?? "";
     const fields = header.trim().split(/\s+/);
@@ -59,13 +65,18 @@ export async function smapsBreakdown(pid: number, guestRamKiB: number, tcgCodeKi
     const ramFile = name.startsWith("/memfd:") || /\/qemu_back_mem\./.test(name);
     if (size === guestRamKiB && (name === "" || ramFile)) out.guestRam += pss;
     else if (name === "" && tcgCodeKiB > 0 && Math.abs(size - tcgCodeKiB) <= 8) out.tcgCode += pss;
-    else if (name === "" || name.startsWith("[") || name.startsWith("/memfd:")) out.anon += pss;
+    else if (name === "" || name.startsWith("[") || name.startsWith("/memfd:")) {
+      out.anon += pss;
+      anonMappings.push([name === "" ? `anon${size}` : name, pss]);
+    }
     else {
       out.files += pss;
       const base = name.split("/").pop() ?? name;
       byFile.set(base, (byFile.get(base) ?? 0) + pss);
     }
   }
-  out.topFiles = [...byFile].sort((a, b) => b[1] - a[1]).slice(0, 3).map(([n, k]) => `${n}=${k}`);
+  const top3 = (xs: [string, number][]): string[] => xs.sort((a, b) => b[1] - a[1]).slice(0, 3).map(([n, k]) => `${n}=${k}`);
+  out.topFiles = top3([...byFile]);
+  out.topAnon = top3(anonMappings);
   return out;
 }
