@@ -1,36 +1,44 @@
 // PodOverhead, measured: the host cost of one kata-ts pod beyond its containers, through the real
-// CRI path (private containerd, kata-ts handler, real VM), with --pods idle pods (one `sleep`
-// container each) running at once, as on a node: the PSS (/proc/<pid>/smaps_rollup) of every
-// pod's shim server, QEMU and virtiofsd summed and divided by the number of pods (PSS splits
-// pages the pods share, such as QEMU's and node's binaries and the guest kernel file, between
-// them, so one pod measured alone over-counts them), and their CPU use over a sampling window
-// (utime+stime from /proc/<pid>/stat) per pod. Then, with the idle pods still running, a busy
-// pod under a kubelet-like pod cgroup limited to its containers' limits + overhead.podFixed
+// CRI path (private containerd, kata-ts handler, real VM, the VM pool as configured by default),
+// with --pods idle pods (one `sleep` container each) running at once, as on a node, each under a
+// kubelet-like pod cgroup (test/harness/pod-cgroup.ts; the shim moves its VM there). Per pod: the
+// PSS (/proc/<pid>/smaps_rollup) of the pod's own processes (its shim server, QEMU, virtiofsd: the
+// processes in its pod cgroup), what its pod cgroup is charged, and CPU (utime+stime over a
+// window). Node-level, apart: the pool daemon, its ready VM(s) and warm shim server(s), which sit
+// in the pool's own cgroups, are charged to no pod and do not grow with the pods: kubelet's
+// systemReserved, not PodOverhead (bench/lib/pod-memory-split.ts). Then, with the idle pods still
+// running, a busy pod under a pod cgroup limited to its containers' limits + overhead.podFixed
 // (bench/lib/busy-pod.ts): its own processes' figures, the pod cgroup's peak against its limit,
 // and whether the host OOM-killed any of the VM's processes while the guest OOM-killed a container
 // over its own limit. Prints figures; never asserts. Ctrl-C or SIGTERM removes every pod it started.
 // Usage: see USAGE below (`node dist/bench/overhead.js --help`).
 // --write stores the per-pod idle figures in src/deploy/manifests/overhead.json, which the
-// RuntimeClass's overhead.podFixed is computed from (measured + marginPercent).
+// RuntimeClass's overhead.podFixed is computed from (measured + marginPercent), and the pool's
+// node-level memory (+ the same margin) as nodeReservedMiB.
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { connectCri, type CriClient } from "../src/cri/client.js";
 import { ContainerState, podSandboxConfig, waitForContainerState } from "../src/cri/pod.js";
-import { overheadDataPath, overheadDataSchema, podFixedOverhead, type OverheadData } from "../src/deploy/manifests/overhead.js";
+import { nodeReservedMiB, overheadDataPath, overheadDataSchema, podFixedBasisMiB, podFixedOverhead, type IdlePodMemory, type OverheadData } from "../src/deploy/manifests/overhead.js";
+import { foundPoolDaemon, poolPathsOf, waitPooled } from "../test/e2e/pool-fixture.js";
 import { startContainerd, type PrivateContainerd } from "../test/harness/containerd.js";
 import { BUSYBOX_IMAGE_REF, importTestImages } from "../test/harness/images.js";
-import { checkOptions, intOption, numberOption, parseBenchArgs } from "./lib/args.js";
+import { createPodCgroup, type PodCgroup } from "../test/harness/pod-cgroup.js";
+import { checkOptions, exitWithUsage, intOption, numberOption, parseBenchArgs } from "./lib/args.js";
 import { runBusyPod } from "./lib/busy-pod.js";
+import { memorySplit, type MemorySplit } from "./lib/pod-memory-split.js";
 import { podProcesses, pssKiB } from "./lib/pod-pss.js";
 import { PodsCleanup } from "./lib/pods-cleanup.js";
 
 const USAGE = `usage: node dist/bench/overhead.js [--pods N] [--settle-s S] [--window-s S] [--busy-limit-mib L]
-       [--busy-pod-fixed-mib M] [--write] [--json]
+       [--busy-pod-fixed-mib M] [--no-pool | --adopt] [--write] [--json]
 
 The host cost of one kata-ts pod beyond its containers, through CRI on a private containerd: N idle
-pods (busybox sleep) at once, their shim servers', QEMUs' and virtiofsds' PSS and CPU per pod; then a
-busy pod beside them, under a pod cgroup limited as kubelet limits it (its containers' memory limits +
+pods (busybox sleep) at once, each under a kubelet-like pod cgroup: per pod, its own shim server's,
+QEMU's and virtiofsd's PSS and CPU, and its pod cgroup's charge; apart, the node-level VM pool (its
+daemon, ready VM, warm shim server), which belongs in kubelet's systemReserved. Then a busy pod beside
+them, under a pod cgroup limited as kubelet limits it (its containers' memory limits +
 overhead.podFixed): is any of its VM's host processes OOM-killed? Prints the RuntimeClass
 overhead.podFixed those figures give. Ctrl-C or SIGTERM removes every pod the bench started.
 
@@ -40,6 +48,9 @@ overhead.podFixed those figures give. Ctrl-C or SIGTERM removes every pod the be
   --busy-limit-mib L       the busy container's memory limit; it fills memory to near it (default 256)
   --busy-pod-fixed-mib M   podFixed charged to the busy pod's cgroup (default: the podFixed this run
                   computes with --write, else the one overhead.json gives)
+  --no-pool       the VM pool off (every pod boots its VM in its own pod cgroup; no node-level figure)
+  --adopt         before each idle pod but the first, wait (up to 540 s) for a ready pooled VM, so
+                  that those pods adopt one (default: pods start back to back; most boot their own)
   --write         store the idle per-pod figures in src/deploy/manifests/overhead.json, which the
                   RuntimeClass's overhead.podFixed is computed from
   --json          end with one line {"figures": {...}}
@@ -48,6 +59,9 @@ overhead.podFixed those figures give. Ctrl-C or SIGTERM removes every pod the be
 const CLK_TCK = 100; // USER_HZ on Linux x86-64
 /** The busy pod's second container, which exceeds this limit on purpose. */
 const HOG_LIMIT_MIB = 32;
+/** An idle pod's containers have no memory limit, so kubelet sets none on its pod cgroup: in effect none. */
+const IDLE_POD_CGROUP_LIMIT = 64 * 1024 ** 3;
+const MiB = 1024 * 1024;
 
 interface Sample {
   pssKiB: number;
@@ -69,10 +83,10 @@ async function sample(baseDir: string, podId?: string): Promise<Sample> {
   return s;
 }
 
-async function startPod(ctd: PrivateContainerd, cri: CriClient, cleanup: PodsCleanup, name: string, command: string[]): Promise<string> {
+async function startPod(ctd: PrivateContainerd, cri: CriClient, cleanup: PodsCleanup, name: string, command: string[], cgroupParent: string): Promise<string> {
   const logDirectory = join(ctd.baseDir, "pods", name);
   await mkdir(logDirectory, { recursive: true });
-  const config = podSandboxConfig({ name, uid: `uid-${name}`, logDirectory });
+  const config = podSandboxConfig({ name, uid: `uid-${name}`, logDirectory, cgroupParent });
   const { podSandboxId } = await cri.runtime.runPodSandbox({ config, runtimeHandler: "kata-ts" });
   cleanup.add(podSandboxId);
   const { containerId } = await cri.runtime.createContainer({
@@ -99,6 +113,75 @@ async function window(baseDir: string, windowS: number, pods: number, podId?: st
   };
 }
 
+interface IdleFigures {
+  /** Per pod, averages over the pods: its own processes' PSS (by role) and CPU. */
+  podPssMiB: number;
+  podPssByRoleMiB: Record<string, number>;
+  podCpuMillicores: number;
+  /** Its pod cgroup's charge at the window's end: average and most, and what it is made of (average). */
+  podCgroupAvgMiB: number;
+  podCgroupMaxMiB: number;
+  podCgroupKindAvgMiB: Record<string, number>;
+  /** Pods whose VM came from the pool (its boot pages stay charged to the pool's cgroup). */
+  adopted: number;
+  /** Node-level, in all (not per pod): PSS by role, CPU. */
+  nodePssMiB: number;
+  nodePssByRoleMiB: Record<string, number>;
+  nodeCpuMillicores: number;
+  /** The density figure's definition: every process, node-level ones included, divided by the pods. */
+  pssWithNodeShareMiB: number;
+  perPod: string[];
+}
+
+const r1 = (x: number): number => +x.toFixed(1);
+const perMiB = (o: Record<string, number>, div: number): Record<string, number> => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, r1(v / 1024 / div)]));
+
+/** The idle pods' split (bench/lib/pod-memory-split.ts) at the end of a window, CPU over it. */
+async function idleWindow(baseDir: string, windowS: number, pods: ReadonlyMap<string, PodCgroup>): Promise<IdleFigures> {
+  const a = await memorySplit(baseDir, pods);
+  const t0 = process.hrtime.bigint();
+  await new Promise((r) => setTimeout(r, windowS * 1000));
+  const b: MemorySplit = await memorySplit(baseDir, pods);
+  const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+  const n = b.pods.length;
+  const millicores = (ticks: number, div: number) => (ticks / CLK_TCK / secs / div) * 1000;
+  const podTicks = b.pods.reduce((t, p) => t + p.cpuTicks - (a.pods.find((q) => q.podId === p.podId)?.cpuTicks ?? p.cpuTicks), 0);
+  const podPssKiB = b.pods.reduce((t, p) => t + p.pssKiB, 0);
+  const byRole: Record<string, number> = {};
+  const kinds: Record<string, number> = {};
+  for (const p of b.pods) {
+    for (const [k, v] of Object.entries(p.byRoleKiB)) byRole[k] = (byRole[k] ?? 0) + v;
+    for (const [k, v] of Object.entries(p.cgroup.byKindMiB)) kinds[k] = (kinds[k] ?? 0) + v;
+  }
+  const charged = b.pods.map((p) => p.cgroup.usageBytes / MiB);
+  return {
+    podPssMiB: podPssKiB / 1024 / n,
+    podPssByRoleMiB: perMiB(byRole, n),
+    podCpuMillicores: millicores(podTicks, n),
+    podCgroupAvgMiB: charged.reduce((x, y) => x + y, 0) / n,
+    podCgroupMaxMiB: Math.max(...charged),
+    podCgroupKindAvgMiB: Object.fromEntries(Object.entries(kinds).map(([k, v]) => [k, r1(v / n)])),
+    adopted: b.pods.filter((p) => p.adopted).length,
+    nodePssMiB: b.node.pssKiB / 1024,
+    nodePssByRoleMiB: perMiB(b.node.byRoleKiB, 1),
+    nodeCpuMillicores: millicores(b.node.cpuTicks - a.node.cpuTicks, 1),
+    pssWithNodeShareMiB: (podPssKiB + b.node.pssKiB) / 1024 / n,
+    perPod: b.pods.map(
+      (p) =>
+        `${p.podId.slice(0, 12)}${p.adopted ? " (adopted)" : " (booted) "} PSS ${r1(p.pssKiB / 1024)} MiB ${JSON.stringify(perMiB(p.byRoleKiB, 1))}, ` +
+        `pod cgroup ${r1(p.cgroup.usageBytes / MiB)} MiB ${JSON.stringify(p.cgroup.byKindMiB)}`,
+    ),
+  };
+}
+
+/** SIGTERM to the pool daemon the first shim started (it destroys its pooled VMs), if there is one. */
+async function stopPoolDaemon(ctd: PrivateContainerd): Promise<void> {
+  const daemon = await foundPoolDaemon(poolPathsOf(ctd), 1000).catch(() => undefined);
+  if (daemon === undefined) return;
+  process.kill(daemon.pid, "SIGTERM");
+  await Promise.race([daemon.exited, new Promise((r) => setTimeout(r, 60_000))]);
+}
+
 async function main(): Promise<void> {
   const values = parseBenchArgs(USAGE, {
     options: {
@@ -107,35 +190,69 @@ async function main(): Promise<void> {
       "settle-s": { type: "string", default: "15" },
       "busy-limit-mib": { type: "string", default: "256" },
       "busy-pod-fixed-mib": { type: "string", default: "" },
+      "no-pool": { type: "boolean", default: false },
+      adopt: { type: "boolean", default: false },
       write: { type: "boolean", default: false },
       json: { type: "boolean", default: false },
       help: { type: "boolean", default: false },
     },
   });
-  const { windowS, pods, settleS, busyLimitMiB, busyPodFixedMiB } = checkOptions(USAGE, () => ({
+  const { windowS, pods, settleS, busyLimitMiB, busyPodFixedMiB, pool } = checkOptions(USAGE, () => ({
     windowS: numberOption("window-s", values["window-s"], 1),
     pods: intOption("pods", values.pods, 1),
     settleS: numberOption("settle-s", values["settle-s"], 0),
     busyLimitMiB: intOption("busy-limit-mib", values["busy-limit-mib"], 128),
     busyPodFixedMiB: values["busy-pod-fixed-mib"] === "" ? undefined : intOption("busy-pod-fixed-mib", values["busy-pod-fixed-mib"], 1),
+    pool: !values["no-pool"],
   }));
-  const ctd = await startContainerd();
+  if (values.write && values["no-pool"]) exitWithUsage(USAGE, "--write needs the pool on: it stores the pool's node-level memory too");
+  if (values.adopt && values["no-pool"]) exitWithUsage(USAGE, "--adopt needs the pool on: drop --no-pool");
+  const ctd = await startContainerd({ pool });
   const cri = connectCri(ctd.address);
   const cleanup = new PodsCleanup(ctd, cri);
+  // Each idle pod's kubelet-like pod cgroup, by pod id; made before its pod, removed after all are.
+  const idleCgroups = new Map<string, PodCgroup>();
+  const madeCgroups: PodCgroup[] = [];
+  cleanup.afterRemove(async () => {
+    await stopPoolDaemon(ctd);
+    for (const cg of madeCgroups) await cg.remove().catch((err: unknown) => console.error(`removing pod cgroup ${cg.parent}: ${String(err)}`));
+  });
   try {
     await importTestImages(ctd);
     for (let i = 0; i < pods; i++) {
-      await startPod(ctd, cri, cleanup, `idle${i}`, ["sleep", "3600"]);
+      // The first pod's shim starts the pool daemon; from the second on, --adopt waits for its VM.
+      if (values.adopt && i > 0) await waitPooled(poolPathsOf(ctd), 1);
+      const cg = await createPodCgroup(IDLE_POD_CGROUP_LIMIT);
+      madeCgroups.push(cg);
+      idleCgroups.set(await startPod(ctd, cri, cleanup, `idle${i}`, ["sleep", "3600"], cg.parent), cg);
       console.log(`idle pod ${i + 1}/${pods} running`);
     }
     await new Promise((r) => setTimeout(r, settleS * 1000)); // let boot-time work settle
-    const idle = await window(ctd.baseDir, windowS, pods);
-    console.log(`${pods} idle pods at once, per pod: PSS ${idle.pssMiB.toFixed(1)} MiB ${JSON.stringify(idle.byRoleMiB)}, CPU ${idle.cpuMillicores.toFixed(0)} millicores`);
+    const idle = await idleWindow(ctd.baseDir, windowS, idleCgroups);
+    for (const line of idle.perPod) console.log(`  idle pod ${line}`);
+    console.log(
+      `${pods} idle pods at once (${idle.adopted} with a VM from the pool), per pod: own processes' PSS ${idle.podPssMiB.toFixed(1)} MiB ${JSON.stringify(idle.podPssByRoleMiB)}, ` +
+        `CPU ${idle.podCpuMillicores.toFixed(0)} millicores; pod cgroup charged ${idle.podCgroupAvgMiB.toFixed(1)} MiB on average ${JSON.stringify(idle.podCgroupKindAvgMiB)}, ${idle.podCgroupMaxMiB.toFixed(1)} MiB at most`,
+    );
+    console.log(
+      `node-level (the VM pool: in no pod's cgroup, not growing with the pods): PSS ${idle.nodePssMiB.toFixed(1)} MiB ${JSON.stringify(idle.nodePssByRoleMiB)}, CPU ${idle.nodeCpuMillicores.toFixed(0)} millicores; ` +
+        `with its share divided among the pods (the density figure's definition) ${idle.pssWithNodeShareMiB.toFixed(1)} MiB per pod`,
+    );
     const path = overheadDataPath();
     const old = overheadDataSchema.parse(JSON.parse(await readFile(path, "utf8")));
-    const measured = { ...old, measuredPssMiB: +idle.pssMiB.toFixed(1), measuredCpuMillicores: Math.round(idle.cpuMillicores) };
+    const idleMemory: IdlePodMemory = { podPssMiB: idle.podPssMiB, podCgroupMaxMiB: idle.podCgroupMaxMiB, nodeLevelPssMiB: idle.nodePssMiB };
+    const nodeReserved = pool ? nodeReservedMiB(idleMemory, old.marginPercent) : undefined;
+    const measured: OverheadData = {
+      ...old,
+      measuredPssMiB: podFixedBasisMiB(idleMemory),
+      measuredCpuMillicores: Math.round(idle.podCpuMillicores),
+      ...(nodeReserved === undefined ? {} : { nodeReservedMiB: nodeReserved }),
+    };
     const fixed = podFixedOverhead(measured);
-    console.log(`RuntimeClass overhead.podFixed (idle per pod at ${pods} pods + ${old.marginPercent}% margin): memory ${fixed.memory}, cpu ${fixed.cpu}`);
+    console.log(
+      `RuntimeClass overhead.podFixed (the larger of an idle pod's own PSS and its cgroup's most, ${measured.measuredPssMiB} MiB at ${pods} pods, + ${old.marginPercent}% margin): memory ${fixed.memory}, cpu ${fixed.cpu}`,
+    );
+    if (nodeReserved !== undefined) console.log(`node reservation for the VM pool (kubelet systemReserved memory, + ${old.marginPercent}% margin): ${nodeReserved}Mi`);
     // The overhead the busy pod is charged: what this run writes, else what the manifests declare now.
     const chargedMiB = busyPodFixedMiB ?? Number.parseInt((values.write ? fixed : podFixedOverhead(old)).memory, 10);
     const busy = await runBusyPod(ctd, cri, cleanup, {
@@ -166,7 +283,7 @@ async function main(): Promise<void> {
       busyPssMiB: +busy.pssMiB.toFixed(1),
       busyCpuMillicores: Math.round(busy.cpuMillicores),
       measuredAt: new Date().toISOString(),
-      command: `node dist/bench/overhead.js --window-s ${windowS} --pods ${pods} --settle-s ${settleS} --write (per pod with ${pods} idle pods running; load average ${load})`,
+      command: `node dist/bench/overhead.js --window-s ${windowS} --pods ${pods} --settle-s ${settleS} --write (per pod with ${pods} idle pods running, ${idle.adopted} adopted from the pool; load average ${load})`,
     };
     if (values.write) {
       await writeFile(path, `${JSON.stringify(data, null, 2)}\n`);
@@ -175,8 +292,17 @@ async function main(): Promise<void> {
     if (values.json) {
       const figures = {
         pods,
-        idle_pss_mib: data.measuredPssMiB,
+        idle_pss_mib: r1(idle.podPssMiB),
+        idle_pss_with_node_share_mib: r1(idle.pssWithNodeShareMiB),
+        idle_pod_cgroup_avg_mib: r1(idle.podCgroupAvgMiB),
+        idle_pod_cgroup_max_mib: r1(idle.podCgroupMaxMiB),
+        ...Object.fromEntries(Object.entries(idle.podCgroupKindAvgMiB).map(([k, v]) => [`idle_pod_cgroup_${k}_avg_mib`, v])),
+        idle_pods_adopted: idle.adopted,
         idle_cpu_millicores: data.measuredCpuMillicores,
+        node_level_pss_mib: r1(idle.nodePssMiB),
+        node_cpu_millicores: Math.round(idle.nodeCpuMillicores),
+        ...(nodeReserved === undefined ? {} : { node_reserved_mib: nodeReserved }),
+        pod_fixed_basis_mib: data.measuredPssMiB,
         busy_pss_mib: data.busyPssMiB,
         busy_cpu_millicores: data.busyCpuMillicores,
         busy_limit_mib: busyLimitMiB,

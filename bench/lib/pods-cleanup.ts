@@ -11,6 +11,7 @@ const signalNumbers: Record<string, number> = { SIGINT: 2, SIGTERM: 15 };
 
 export class PodsCleanup {
   private readonly ids = new Set<string>();
+  private readonly after: (() => Promise<void>)[] = [];
   private cleaning: Promise<void> | undefined;
   private readonly onSignal = (sig: NodeJS.Signals): void => {
     if (this.cleaning !== undefined) {
@@ -46,9 +47,16 @@ export class PodsCleanup {
     }
   }
 
-  /** Removes every recorded pod, once, whoever asks first (the signal handler or the bench's own finally). */
+  /** Runs `fn` once every recorded pod is removed (what the pods ran in: their pod cgroups, the pool). */
+  afterRemove(fn: () => Promise<void>): void {
+    this.after.push(fn);
+  }
+
+  /** Removes every recorded pod, then runs the afterRemove steps, once, whoever asks first (the signal handler or the bench's own finally). */
   removeAll(): Promise<void> {
-    this.cleaning ??= this.remove();
+    this.cleaning ??= this.remove().then(async () => {
+      for (const fn of this.after) await fn().catch((err: unknown) => console.error("clean-up step failed:", err));
+    });
     return this.cleaning;
   }
 

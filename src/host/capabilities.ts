@@ -8,6 +8,8 @@ import { vmmCapabilities, type VmmPaths } from "./vmm-capabilities.js";
 import { defaultConfig, loadConfig } from "../config/index.js";
 import { poolPaths } from "../pool/layout.js";
 import { poolCall } from "../pool/protocol.js";
+import { poolReservation } from "../pool/reservation.js";
+import { loadOverheadData } from "../deploy/manifests/overhead.js";
 
 /** ok: works; missing: a must-have is absent; absent: an optional thing is not there; unusable: there
  * but a real probe showed it does not work; unverified: there, not probed. */
@@ -144,12 +146,6 @@ async function portForwardNat(): Promise<Capability> {
   }
 }
 
-/** Memory a ready pooled VM holds per MiB of guest memory, measured here (306 MiB RSS at 512 MiB, TCG). */
-const pooledRssPerGuestMiB = 0.6;
-
-/** What one warm shim server the pool keeps holds: an idle shim server's PSS (docs/shim.md "Memory"). */
-const warmShimMiB = 15;
-
 /** The VM pool: configured or not, running or not, and how much memory it holds. */
 async function vmPool(): Promise<Capability> {
   const name = "vm-pool";
@@ -159,13 +155,18 @@ async function vmPool(): Promise<Capability> {
   if (config.runtime.hypervisor !== "qemu") {
     return { name, status: "unusable", detail: `enabled in ${source} but [runtime] hypervisor = ${config.runtime.hypervisor}: the pool keeps QEMU VMs only, pods boot their VMs`, required: false };
   }
-  const perVmMiB = Math.round(config.hypervisor.qemu.default_memory * pooledRssPerGuestMiB);
-  // An idle shim server's PSS (docs/shim.md "Memory", "Warm servers").
-  const warm = f.warm_shims === 0 ? "" : `, plus ${f.warm_shims} warm shim server(s) at ~${warmShimMiB} MiB each`;
-  const cost = `holds ~${perVmMiB * f.pool_size} MiB for the default shape (${f.pool_size} x ~${perVmMiB} MiB), at most ~${perVmMiB * f.pool_size * f.max_shapes} MiB (max_shapes ${f.max_shapes})${warm}`;
+  // PSS, node-level, in the pool's own cgroups: kubelet's systemReserved, not PodOverhead (docs/pool.md "Memory cost").
+  const measured = (() => {
+    try {
+      return loadOverheadData();
+    } catch {
+      return undefined; // no overhead.json beside this build: the estimate
+    }
+  })();
+  const cost = poolReservation(f, { nodeReservedMiB: measured?.nodeReservedMiB, marginPercent: measured?.marginPercent ?? 25 }).text;
   const res = await poolCall(poolPaths().socket, { op: "status" }, 2000).catch(() => undefined);
   if (res?.ok !== true || res.status === undefined) {
-    return { name, status: "ok", detail: `on (${source}), not running yet: the first pod's shim starts it; it then ${cost}`, required: false };
+    return { name, status: "ok", detail: `on (${source}), not running yet: the first pod's shim starts it; then ${cost}`, required: false };
   }
   const ready = res.status.shapes.reduce((n, s) => n + s.ready, 0);
   const mib = Math.round(res.status.shapes.reduce((n, s) => n + s.rssKiB, 0) / 1024);

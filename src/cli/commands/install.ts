@@ -4,6 +4,9 @@ import { parseArgs } from "node:util";
 import { installNode, nodeDefaults } from "../../deploy/node-install.js";
 import { RESTART_MODES, type RestartMode } from "../../deploy/node-install-restart.js";
 import { describeError } from "../../util/errors.js";
+import { defaultConfig, loadConfig } from "../../config/index.js";
+import { loadOverheadData } from "../../deploy/manifests/overhead.js";
+import { poolReservation } from "../../pool/reservation.js";
 
 const d = nodeDefaults();
 const USAGE = `usage: kata-ts install [--root DIR] [--config PATH] [--drop-in PATH] [--shim-link-dir DIR] [--handler NAME] [--restart auto|host|never]
@@ -56,9 +59,22 @@ export async function run(argv: string[]): Promise<number> {
     });
     const what = res.artifactsChanged || res.containerdConfigChanged ? "installed" : "already installed";
     process.stdout.write(`kata-ts ${what} in ${res.root} (shim ${res.shimPath}, config ${res.configPath})\n${res.restart.message}\n`);
+    process.stdout.write(`node memory: ${await poolNote()}\n`);
     return 0;
   } catch (err) {
     process.stderr.write(`kata-ts install: ${describeError(err)}\n`);
     return 1;
   }
+}
+
+/** How much node memory the VM pool holds and where it belongs (kubelet's systemReserved; docs/install.md). */
+async function poolNote(): Promise<string> {
+  const { config } = await loadConfig().catch(() => ({ config: defaultConfig() }));
+  let measured: { nodeReservedMiB?: number; marginPercent: number } = { marginPercent: 25 };
+  try {
+    measured = loadOverheadData();
+  } catch {
+    // no overhead.json beside this build: the estimate
+  }
+  return poolReservation(config.factory, measured).text;
 }
