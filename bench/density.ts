@@ -32,9 +32,14 @@ interface DensityFigures {
   /** Host CPU per idle pod over the window, millicores, by role. */
   cpuByRoleMillicores: Record<string, number>;
   startMs: number[];
+  /** Pods measured: --pods, or fewer when MemAvailable reached --floor-mib. */
+  pods: number;
 }
 
-const USAGE = `usage: node dist/bench/density.js [--pods N] [--settle-s S] [--cpu-window-s S] [--no-runc] [--json]
+/** MemAvailable an idle kata-ts pod takes, MiB, rounded up from the measured ~130-140 (docs/density.md): for the check before the run. */
+const KATA_POD_ESTIMATE_MIB = 150;
+
+const USAGE = `usage: node dist/bench/density.js [--pods N] [--settle-s S] [--cpu-window-s S] [--floor-mib M] [--no-runc] [--json]
 
 Starts N idle pods (busybox sleep) through CRI on a private containerd with kata-ts, then the same
 with runc, and prints the host cost per pod: PSS of the pod-side processes, MemAvailable drop,
@@ -43,6 +48,9 @@ idle CPU. Ctrl-C or SIGTERM removes every pod the bench started.
   --pods N            idle pods running at once, per runtime (default 10)
   --settle-s S        seconds after the last pod starts before memory is read (default 15)
   --cpu-window-s S    seconds over which idle CPU is measured, after the settling time (default 30)
+  --floor-mib M       MemAvailable (MiB) the host keeps: the bench refuses to start when N pods at
+                      ~${KATA_POD_ESTIMATE_MIB} MiB each would take it below M, and starts no more pods
+                      (measuring those running) once it falls below M (default 2048; the host is shared)
   --no-runc           skip the runc pods (kata-ts only)
   --json              end with one line {"figures": {...}}
   --help              this text`;
@@ -100,17 +108,25 @@ async function roleOf(pid: number): Promise<string> {
   return podRole({ pid, cmdline }) ?? "other";
 }
 
-async function measure(ctd: PrivateContainerd, cri: CriClient, cleanup: PodsCleanup, handler: Handler, pods: number, settleS: number, cpuWindowS: number): Promise<DensityFigures> {
+async function measure(ctd: PrivateContainerd, cri: CriClient, cleanup: PodsCleanup, handler: Handler, wanted: number, settleS: number, cpuWindowS: number, floorMiB: number): Promise<DensityFigures> {
   const before = await memAvailableKiB();
   const ids: string[] = [];
   const startMs: number[] = [];
+  let pods = wanted;
   try {
-    for (let i = 0; i < pods; i++) {
+    for (let i = 0; i < wanted; i++) {
+      const available = (await memAvailableKiB()) / 1024;
+      if (available < floorMiB) {
+        console.log(`${handler}: MemAvailable ${available.toFixed(0)} MiB is below --floor-mib ${floorMiB}: no more pods, measuring the ${i} running`);
+        pods = i;
+        break;
+      }
       const t0 = performance.now();
       ids.push(await startIdlePod(ctd, cri, cleanup, handler, `density-${handler}-${i}`));
       startMs.push(performance.now() - t0);
       console.log(`${handler}: pod ${i + 1}/${pods} running (${(startMs.at(-1)! / 1000).toFixed(2)} s)`);
     }
+    if (pods === 0) throw new Error(`${handler}: MemAvailable was below --floor-mib ${floorMiB} before the first pod`);
     await new Promise((r) => setTimeout(r, settleS * 1000));
     const byRole = await podSidePss(ctd.baseDir);
     const after = await memAvailableKiB();
@@ -129,6 +145,7 @@ async function measure(ctd: PrivateContainerd, cri: CriClient, cleanup: PodsClea
       byRoleMiB: Object.fromEntries(Object.entries(byRole).map(([r, kib]) => [r, kib / 1024 / pods])),
       cpuByRoleMillicores,
       startMs,
+      pods,
     };
   } finally {
     await cleanup.remove(ids);
@@ -148,40 +165,53 @@ async function main(): Promise<void> {
       pods: { type: "string", default: "10" },
       "settle-s": { type: "string", default: "15" },
       "cpu-window-s": { type: "string", default: "30" },
+      "floor-mib": { type: "string", default: "2048" },
       "no-runc": { type: "boolean", default: false },
       json: { type: "boolean", default: false },
       help: { type: "boolean", default: false },
     },
   });
-  const { pods, settleS, cpuWindowS } = checkOptions(USAGE, () => ({
+  const { pods, settleS, cpuWindowS, floorMiB } = checkOptions(USAGE, () => ({
     pods: intOption("pods", values.pods, 1),
     settleS: numberOption("settle-s", values["settle-s"], 0),
     cpuWindowS: numberOption("cpu-window-s", values["cpu-window-s"], 1),
+    floorMiB: intOption("floor-mib", values["floor-mib"], 0),
   }));
+  const availableMiB = (await memAvailableKiB()) / 1024;
+  const needMiB = pods * KATA_POD_ESTIMATE_MIB;
+  if (availableMiB - needMiB < floorMiB) {
+    console.error(
+      `density: ${pods} kata-ts pods need ~${needMiB} MiB (${KATA_POD_ESTIMATE_MIB} MiB each) and the host has ${availableMiB.toFixed(0)} MiB available, ` +
+        `which would leave less than --floor-mib ${floorMiB}: run fewer pods, or free memory first`,
+    );
+    process.exitCode = 1;
+    return;
+  }
   const ctd = await startContainerd();
   const cri = connectCri(ctd.address);
   const cleanup = new PodsCleanup(ctd, cri);
   try {
     await importTestImages(ctd);
-    const kata = await measure(ctd, cri, cleanup, "kata-ts", pods, settleS, cpuWindowS);
+    const kata = await measure(ctd, cri, cleanup, "kata-ts", pods, settleS, cpuWindowS, floorMiB);
     const parts = Object.entries(kata.byRoleMiB).map(([r, m]) => `${r} ${m.toFixed(1)}`).join(", ");
-    console.log(`kata-ts, ${pods} idle pods: PSS per pod ${kata.pssPerPodMiB.toFixed(1)} MiB (${parts}); MemAvailable drop per pod ${kata.memAvailablePerPodMiB.toFixed(1)} MiB`);
+    console.log(`kata-ts, ${kata.pods} idle pods: PSS per pod ${kata.pssPerPodMiB.toFixed(1)} MiB (${parts}); MemAvailable drop per pod ${kata.memAvailablePerPodMiB.toFixed(1)} MiB`);
     const cpuParts = Object.entries(kata.cpuByRoleMillicores).map(([r, m]) => `${r} ${m.toFixed(1)}`).join(", ");
     const cpuTotal = Object.values(kata.cpuByRoleMillicores).reduce((a, b) => a + b, 0);
     console.log(`kata-ts, idle CPU per pod over ${cpuWindowS} s: ${cpuTotal.toFixed(1)} millicores (${cpuParts})`);
-    const runc = values["no-runc"] ? undefined : await measure(ctd, cri, cleanup, "runc", pods, settleS, cpuWindowS);
+    const runc = values["no-runc"] ? undefined : await measure(ctd, cri, cleanup, "runc", kata.pods, settleS, cpuWindowS, floorMiB);
     if (runc !== undefined) {
-      console.log(`runc, ${pods} idle pods: PSS per pod ${runc.pssPerPodMiB.toFixed(1)} MiB; MemAvailable drop per pod ${runc.memAvailablePerPodMiB.toFixed(1)} MiB`);
+      console.log(`runc, ${runc.pods} idle pods: PSS per pod ${runc.pssPerPodMiB.toFixed(1)} MiB; MemAvailable drop per pod ${runc.memAvailablePerPodMiB.toFixed(1)} MiB`);
     }
     console.log(`(2-core TCG host; load average at the end ${loadavg().map((l) => l.toFixed(1)).join(" ")})`);
     if (values.json) {
       const figures: Record<string, number> = {
-        pods,
+        pods: kata.pods,
         pss_per_pod_mib: mib(kata.pssPerPodMiB),
         memavailable_per_pod_mib: mib(kata.memAvailablePerPodMiB),
         ...Object.fromEntries(Object.entries(kata.byRoleMiB).map(([r, m]) => [`${r}_pss_per_pod_mib`, mib(m)])),
         idle_cpu_per_pod_millicores: mib(Object.values(kata.cpuByRoleMillicores).reduce((a, b) => a + b, 0)),
         pod_start_median_s: mib(median(kata.startMs) / 1000),
+        pods_start_total_s: mib(kata.startMs.reduce((a, b) => a + b, 0) / 1000),
         ...Object.fromEntries(Object.entries(kata.cpuByRoleMillicores).map(([r, m]) => [`${r}_cpu_per_pod_millicores`, mib(m)])),
       };
       if (runc !== undefined) {
