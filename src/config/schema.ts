@@ -132,7 +132,7 @@ export const factorySchema = z
     /**
      * Shims take a pre-booted VM from the node's pool daemon (`kata-ts pool serve`, started by the
      * first shim that finds none) when one of the pod's shape is ready. On by default: it holds
-     * pool_size x max_shapes ready VMs (~95 MiB PSS each at 512 MiB, TCG: node memory for kubelet's systemReserved; docs/pool.md).
+     * pool_size x max_shapes ready VMs (~105 MiB PSS each at 512 MiB, TCG: node memory for kubelet's systemReserved; docs/pool.md).
      */
     enable_pool: z.boolean().default(true),
     /** Ready VMs kept per shape; each holds its guest's touched memory (~300 MiB at 512 MiB, TCG). */

@@ -7,8 +7,8 @@
 // with its margin as overhead.json's nodeReservedMiB; other pool sizes add the estimates below.
 import type { KataConfig } from "../config/index.js";
 
-/** PSS of the parts, MiB, 512 MiB guest, TCG (docs/pool.md "Memory cost"): used without a measurement and to scale it. */
-export const POOL_PART_PSS_MIB = { daemon: 21, readyVm: 95, warmShim: 18 } as const;
+/** PSS of the parts, MiB, 512 MiB guest, TCG (docs/pool.md "Memory cost", 10 pods beside): used without a measurement and to scale it. */
+export const POOL_PART_PSS_MIB = { daemon: 22, readyVm: 105, warmShim: 18 } as const;
 
 export interface PoolMeasurement {
   /** overhead.json's nodeReservedMiB: the default pool's PSS + marginPercent. */
