@@ -30,6 +30,8 @@ const tunings: Record<string, QemuHypervisorOptions> = {
   default: {},
   /** The agent's snapshot is built under -cpu max and rejected here: this boots the agent script. */
   "cpu-qemu64": { cpuModel: "qemu64" },
+  /** TCG's model before 2026-12-01: max with ERMS (the default leaves ERMS out: args/cpu.ts). */
+  "cpu-max-erms": { cpuModel: "max" },
   "tcg-single": { tcgThread: "single" },
   "tb-8": { tcgTbSizeMiB: 8 },
   "tb-16": { tcgTbSizeMiB: 16 },
