@@ -62,6 +62,8 @@ export class PooledVm {
     private readonly vm: QemuVm,
     private readonly virtiofsd: Virtiofsd,
     private readonly undo: UndoStack,
+    /** Held open while pooled (see boot), closed at the hand-over. */
+    private readonly agent: { close(): void },
   ) {}
 
   /** Resolves when QEMU ends (while pooled: the VM died and must be replaced). */
@@ -146,8 +148,11 @@ export class PooledVm {
       // clock set, the empty share mounted, and the network call's code and `ip -batch` run once
       // read-only (a fresh guest's first `ip` costs 1-2 s under TCG: its binary and libraries paged
       // in from the image, the agent's exec path compiled). Nothing of a pod is involved. An agent
-      // without PrepareSandbox (older image) gets the read-only route listing only. The adopter
-      // opens its own agent connection; the guest starts a new session. Within the boot's deadline:
+      // without PrepareSandbox (older image) gets the read-only route listing only. The connection
+      // stays open while the VM is pooled: with no host connected the agent polls its virtio-serial
+      // port every 20 ms, ~80 millicores of host CPU per idle pooled VM under TCG, and new guest
+      // code for TCG to translate (docs/pool.md "A pooled VM's idle"); connected, its read just
+      // blocks. It is closed at the hand-over; the adopter opens its own. Within the boot's deadline:
       // at the pool's low CPU weight on a busy host, the guest runs many times slower.
       // The daemon's stop cuts a pooled boot short here too: PrepareSandbox (with the container
       // warm-up, tens of seconds at the pool's priority) ends when its connection closes.
@@ -160,10 +165,13 @@ export class PooledVm {
           if (!isUnimplemented(err)) throw err;
           await agent.updateRoutes([]);
         });
+      } catch (err) {
+        booted.agent.close();
+        throw err;
       } finally {
         policy.signal?.removeEventListener("abort", cutShort);
-        booted.agent.close();
       }
+      undo.push("close the agent connection", () => Promise.resolve(booted.agent.close()));
       const handle: PooledVmHandle = {
         vmId,
         dir: paths.dir,
@@ -174,7 +182,7 @@ export class PooledVm {
         mac,
         bootedAt: new Date().toISOString(),
       };
-      return new PooledVm(handle, paths, vm, vfs, undo);
+      return new PooledVm(handle, paths, vm, vfs, undo, booted.agent);
     } catch (err) {
       await undo.unwind().catch(() => undefined);
       throw err;
@@ -183,6 +191,9 @@ export class PooledVm {
 
   /** Give the VM away: nothing here stops it any more (the adopter renames its dir and owns it). */
   handOver(): PooledVmHandle {
+    // Before the adopter connects: QEMU's agent socket takes one client at a time (a connection
+    // made meanwhile waits in its backlog until this one is closed).
+    this.agent.close();
     this.vm.detach();
     // The pod's shim owns it now; held, it would keep a stopping pool daemon alive until the pod ends.
     this.virtiofsd.release();
