@@ -17,6 +17,7 @@ import { flushTcgCache } from "./lib/tcg-flush.js";
 import { adoptPooledVm } from "../src/pool/adopt.js";
 import { PooledVm } from "../src/pool/pooled-vm.js";
 import { podAssets, poolShape, type PoolShape } from "../src/pool/shape.js";
+import { loadGuestAssets } from "../src/guest/assets.js";
 import { runSpec } from "../src/sandbox/default-spec.js";
 import { guestNetworkView } from "../src/sandbox/network/pod-network.js";
 import type { NetnsSnapshot } from "../src/sandbox/network/inspect.js";
@@ -37,7 +38,8 @@ per step QEMU CPU ms, wall ms and TCG flushes / cache fill (HMP info jit).
                   tb=MiB (tcg_tb_size), cmdline=WORD (appended to the kernel command line; repeat
                   the key for more), warm=0|1 (the container warm-up, default 1), flush=1 (flush
                   TCG's cache once prepared), pool-from=DIST (another build's
-                  dist/ dir whose PooledVm boots the VM, e.g. /work/main/dist)
+                  dist/ dir whose PooledVm boots the VM, e.g. /work/main/dist),
+                  assets=DIR (other guest assets, e.g. a scratch build-assets --dir)
   --json          end with one line {"figures": {...}}
   --help          this text`;
 
@@ -54,6 +56,8 @@ interface Variant {
   flush: boolean;
   /** Boot with another build's PooledVm (dist dir), e.g. main's, for an A/B of the pool's boot. */
   poolFrom?: string;
+  /** Guest assets from this dir (KATA_TS_ASSETS_DIR's layout) instead of the configured ones. */
+  assets?: string;
 }
 
 function parseVariant(spec: string): Variant {
@@ -67,6 +71,7 @@ function parseVariant(spec: string): Variant {
     else if (k === "warm") v.warm = val !== "0";
     else if (k === "flush") v.flush = val !== "0";
     else if (k === "pool-from") v.poolFrom = val;
+    else if (k === "assets") v.assets = val;
     else exitWithUsage(USAGE, `--variant ${JSON.stringify(spec)}: unknown key ${JSON.stringify(k)} (tb, cmdline, warm)`);
   }
   return v;
@@ -119,7 +124,8 @@ const log = createLogger("bench.pool-start-steps");
 const POD_MAC = "02:42:0a:58:00:05";
 
 async function oneVm(v: Variant, round: number): Promise<Record<Step, StepFigure>> {
-  const shape: PoolShape = { ...baseShape, ...(v.tb === undefined ? {} : { tcgTbSizeMiB: v.tb }), kernelCmdline: [...baseShape.kernelCmdline, ...v.cmdline] };
+  const base = v.assets === undefined ? baseShape : poolShape(config, await loadGuestAssets(v.assets), { vcpus: vmm.default_vcpus, memoryMiB: vmm.default_memory }, "");
+  const shape: PoolShape = { ...base, ...(v.tb === undefined ? {} : { tcgTbSizeMiB: v.tb }), kernelCmdline: [...base.kernelCmdline, ...v.cmdline] };
   const out = {} as Record<Step, StepFigure>;
   const tBoot = performance.now();
   const Pooled = v.poolFrom === undefined ? PooledVm : ((await import(join(v.poolFrom, "src/pool/pooled-vm.js"))) as { PooledVm: typeof PooledVm }).PooledVm;

@@ -12,7 +12,8 @@ import { create } from "@bufbuild/protobuf";
 import { agentService, guestManagerConfig } from "../../src/agent/container/service.js";
 import { ContainerManager } from "../../src/agent/container/manager.js";
 import { GuestSandbox } from "../../src/agent/container/sandbox-setup.js";
-import { CreateSandboxRequestSchema } from "../../src/protocol/gen/katats/agent/v1/agent_pb.js";
+import { CreateSandboxRequestSchema, PrepareSandboxRequestSchema } from "../../src/protocol/gen/katats/agent/v1/agent_pb.js";
+import { timestampNow } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext } from "../../src/protocol/ttrpc/index.js";
 import { KataError } from "../../src/util/errors.js";
 
@@ -29,6 +30,25 @@ void test("the warm-up hook is called once CreateSandbox has set the sandbox up,
     assert.equal(await readFile(join(dir, "hostname"), "utf8"), "pod-a", "called after the sandbox's work");
     await assert.rejects(service.createSandbox!(req, ctx), (err: unknown) => err instanceof KataError && err.code === "ALREADY_EXISTS");
     assert.deepEqual(events, ["warm-up"], "a failed CreateSandbox does not call it");
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+void test("PrepareSandbox runs the container warm-up first and adoption's code last (what runs last is what TCG's cache holds at adoption)", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "kts-setup-hook-"));
+  try {
+    const events: string[] = [];
+    const sandbox = new GuestSandbox({ sharedDir: join(dir, "shared"), resolvConf: join(dir, "resolv.conf"), hostnameFile: join(dir, "hostname") }, { sync: () => (events.push("clock"), Promise.resolve(true)) });
+    const service = agentService({
+      manager: new ContainerManager(guestManagerConfig()),
+      sandbox,
+      warmUp: () => (events.push("containers"), Promise.resolve()),
+      warmAdoption: () => (events.push("adoption"), Promise.resolve()),
+    });
+    const ctx = { signal: new AbortController().signal } as HandlerContext;
+    await service.prepareSandbox!(create(PrepareSandboxRequestSchema, { hostTime: timestampNow(), sharedFsTag: "" }), ctx);
+    assert.deepEqual(events, ["clock", "containers", "adoption"]);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

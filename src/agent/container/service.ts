@@ -27,6 +27,8 @@ export interface AgentServiceDeps {
    * (a VM booted with the parameter by hand) it runs in the background.
    */
   warmUp?: () => Promise<void>;
+  /** PrepareSandbox's run of adoption's code (adoption-warmup.ts); replaceable in tests. */
+  warmAdoption?: () => Promise<void>;
 }
 
 /** The guest's defaults: crun with cgroup v2, bundles on tmpfs, the share at GUEST_SHARED_DIR. */
@@ -84,9 +86,11 @@ export function agentService(deps: AgentServiceDeps = defaultAgentDeps()): Servi
     async prepareSandbox(req) {
       await sandbox.prepare({ hostTime: req.hostTime ? timestampDate(req.hostTime) : undefined, sharedFsTag: req.sharedFsTag });
       // Adoption's code (CreateSandbox's, UpdateNetwork's and its `ip -batch`) run once on
-      // pod-neutral data, so a pod finds it compiled and paged in (docs/pool.md).
-      await warmAdoptionPaths();
+      // pod-neutral data, so a pod finds it compiled and paged in (docs/pool.md). After the
+      // container warm-up: under TCG that warm-up fills the 40 MiB translation cache and QEMU then
+      // empties it, so what runs last is what the cache still holds when the pod's adoption comes.
       await deps.warmUp?.();
+      await (deps.warmAdoption ?? warmAdoptionPaths)();
       return {};
     },
     async destroySandbox() {
