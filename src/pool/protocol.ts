@@ -3,8 +3,7 @@
 // {"op":"shim","build":KEY} -> {"ok":true,"shim":WarmShimHandle} or {"ok":true} (none ready of
 // that build; src/pool/warm-shims.ts); {"op":"status"} -> {"ok":true,"status":PoolStatus}; {"op":"stop"} -> {"ok":true}, then the pool
 // stops. Errors: {"ok":false,"error":"..."}. The socket is root's (0600, under the state root).
-import { connect } from "node:net";
-import { KataError } from "../util/errors.js";
+import { callJsonLine } from "../util/json-line-socket.js";
 import type { PoolShape } from "./shape.js";
 
 /** What a shim needs to adopt a pooled VM it did not start (it reaches it by sockets and pids). */
@@ -56,40 +55,11 @@ export interface PoolStatus {
 export type PoolRequest = { op: "take"; shape: PoolShape } | { op: "shim"; build: string } | { op: "status" } | { op: "stop" };
 export type PoolResponse = { ok: true; vm?: PooledVmHandle; shim?: WarmShimHandle; status?: PoolStatus } | { ok: false; error: string };
 
-const maxLine = 64 * 1024;
+/** The longest answer line a client reads (a status of many shapes is a few KiB). */
+const maxAnswerBytes = 64 * 1024;
 
-/** One request; rejects with UNAVAILABLE when no pool answers at `socketPath`. */
-export function poolCall(socketPath: string, req: PoolRequest, timeoutMs = 5000): Promise<PoolResponse> {
-  return new Promise((resolve, reject) => {
-    const sock = connect(socketPath);
-    let buf = "";
-    const fail = (err: Error): void => {
-      sock.destroy();
-      reject(err);
-    };
-    const timer = setTimeout(() => fail(new KataError("DEADLINE_EXCEEDED", `the VM pool at ${socketPath} did not answer within ${timeoutMs} ms`)), timeoutMs);
-    sock.setEncoding("utf8");
-    sock.on("connect", () => sock.write(`${JSON.stringify(req)}\n`));
-    sock.on("error", (err) => {
-      clearTimeout(timer);
-      fail(new KataError("UNAVAILABLE", `no VM pool at ${socketPath} (is \`kata-ts pool serve\` running?): ${err.message}`, { cause: err }));
-    });
-    sock.on("data", (chunk: string) => {
-      buf += chunk;
-      if (buf.length > maxLine) fail(new KataError("INTERNAL", "the VM pool's answer is too long"));
-      const nl = buf.indexOf("\n");
-      if (nl < 0) return;
-      clearTimeout(timer);
-      sock.end();
-      try {
-        resolve(JSON.parse(buf.slice(0, nl)) as PoolResponse);
-      } catch (err) {
-        reject(new KataError("INTERNAL", "the VM pool's answer is not JSON", { cause: err }));
-      }
-    });
-    sock.on("close", () => {
-      clearTimeout(timer);
-      if (!buf.includes("\n")) reject(new KataError("UNAVAILABLE", `the VM pool at ${socketPath} closed the connection without an answer`));
-    });
-  });
+/** One request; rejects with UNAVAILABLE when no pool answers at `socketPath` (src/util/json-line-socket.ts has the other codes). */
+export async function poolCall(socketPath: string, req: PoolRequest, timeoutMs = 5000): Promise<PoolResponse> {
+  const peer = `the VM pool at ${socketPath}`;
+  return (await callJsonLine(socketPath, req, { peer, unreachableHint: "is `kata-ts pool serve` running?", maxBytes: maxAnswerBytes, timeoutMs })) as PoolResponse;
 }

@@ -8,6 +8,7 @@ import { chmod, mkdir, readFile, rm, rmdir, writeFile } from "node:fs/promises";
 import { createServer, type Server, type Socket } from "node:net";
 import { selectedVmmConfig, type KataConfig } from "../config/index.js";
 import { describeError, KataError } from "../util/errors.js";
+import { answerJsonLine, readJsonLine } from "../util/json-line-socket.js";
 import type { Logger } from "../util/log.js";
 import { poolPaths, type PoolPaths } from "./layout.js";
 import { poolCall, type PoolRequest, type PoolResponse, type PoolStatus } from "./protocol.js";
@@ -19,6 +20,9 @@ import { WarmShims } from "./warm-shims.js";
 
 /** The least a pooled VM's boot is given (a pod's boot gets agent.dial_timeout). */
 const pooledBootTimeoutMs = 600_000;
+/** A client sends its request as it connects; a shape is well under 1 KiB. */
+const maxRequestBytes = 64 * 1024;
+const requestReadMs = 10_000;
 
 export interface PoolServerOptions {
   config: KataConfig;
@@ -120,26 +124,15 @@ export class PoolServer {
   }
 
   private serveConnection(sock: Socket): void {
-    let buf = "";
-    sock.setEncoding("utf8");
-    sock.on("error", () => undefined);
-    sock.on("data", (chunk: string) => {
-      buf += chunk;
-      const nl = buf.indexOf("\n");
-      if (nl < 0) {
-        if (buf.length > 64 * 1024) sock.destroy();
-        return;
-      }
-      sock.removeAllListeners("data");
-      this.answer(buf.slice(0, nl))
-        .catch((err: unknown): PoolResponse => ({ ok: false, error: describeError(err) }))
-        .then((res) => sock.end(`${JSON.stringify(res)}\n`))
-        .catch(() => undefined);
-    });
+    void readJsonLine(sock, { what: "a pool request", maxBytes: maxRequestBytes, timeoutMs: requestReadMs })
+      .then((req) => this.answer(req))
+      .catch((err: unknown): PoolResponse => ({ ok: false, error: describeError(err) }))
+      .then((res) => answerJsonLine(sock, res));
   }
 
-  private async answer(line: string): Promise<PoolResponse> {
-    const req = JSON.parse(line) as PoolRequest;
+  private async answer(msg: unknown): Promise<PoolResponse> {
+    if (typeof msg !== "object" || msg === null) throw new KataError("INVALID_ARGUMENT", `a pool request is a JSON object with an "op", not ${JSON.stringify(msg)}`);
+    const req = msg as PoolRequest;
     switch (req.op) {
       case "take": {
         if (this.stopping !== undefined) return { ok: true };

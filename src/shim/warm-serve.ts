@@ -10,15 +10,18 @@ import { chmodSync, closeSync, constants, openSync, rmSync } from "node:fs";
 import net from "node:net";
 import { join } from "node:path";
 import { describeError, KataError } from "../util/errors.js";
+import { answerJsonLine, readJsonLine } from "../util/json-line-socket.js";
 import type { ShimFlags } from "./flags.js";
 import type { PreparedPodConfig } from "./pod-config.js";
 import type { ShimEntry } from "./run.js";
 import { serverChildEnv } from "./server-env.js";
 import { shimLogger } from "./shim-log.js";
-import { isWarmHandOver, type WarmHandOver, type WarmReply } from "./warm-protocol.js";
+import { isWarmHandOver, WARM_HANDOVER_VERSION, type WarmHandOver } from "./warm-protocol.js";
 
 /** A connected `start` has this long to send its hand-over line. */
 const handOverReadMs = 5000;
+/** It carries start's environment and stdin. */
+const maxHandOverBytes = 4 << 20;
 
 export async function serveWarm(flags: ShimFlags, entry: ShimEntry): Promise<void> {
   const send = process.send?.bind(process);
@@ -70,11 +73,11 @@ export async function serveWarm(flags: ShimFlags, entry: ShimEntry): Promise<voi
           startAt: msg.startAt,
           warmSince: since,
           logFd,
-          onListening: () => answer(sock, { ok: true, pid: process.pid }),
+          onListening: () => answerJsonLine(sock, { ok: true, pid: process.pid }),
         });
       })
       .catch((err: unknown) => {
-        answer(sock, { ok: false, error: describeError(err) });
+        answerJsonLine(sock, { ok: false, error: describeError(err) });
         log.error({ err: describeError(err) }, "warm shim server hand-over failed");
         // Used up either way: a pod's server failed half-way, or nobody's.
         setTimeout(() => process.exit(1), 100);
@@ -89,36 +92,10 @@ export async function serveWarm(flags: ShimFlags, entry: ShimEntry): Promise<voi
   send({ op: "ready" });
 }
 
-function readHandOver(sock: net.Socket): Promise<WarmHandOver> {
-  return new Promise((resolve, reject) => {
-    let buf = "";
-    const timer = setTimeout(() => reject(new KataError("DEADLINE_EXCEEDED", `no hand-over within ${handOverReadMs} ms`)), handOverReadMs);
-    sock.setEncoding("utf8");
-    sock.on("error", () => undefined);
-    sock.on("data", (chunk: string) => {
-      buf += chunk;
-      const nl = buf.indexOf("\n");
-      if (nl < 0) {
-        if (buf.length > 4 << 20) reject(new KataError("INVALID_ARGUMENT", "hand-over too long"));
-        return;
-      }
-      clearTimeout(timer);
-      sock.removeAllListeners("data");
-      let msg: unknown;
-      try {
-        msg = JSON.parse(buf.slice(0, nl));
-      } catch (err) {
-        return reject(new KataError("INVALID_ARGUMENT", "the hand-over is not JSON", { cause: err }));
-      }
-      if (!isWarmHandOver(msg)) return reject(new KataError("INVALID_ARGUMENT", "the hand-over is not one this build understands"));
-      resolve(msg);
-    });
-    sock.once("end", () => reject(new KataError("UNAVAILABLE", "start closed the connection before its hand-over")));
-  });
-}
-
-function answer(sock: net.Socket, reply: WarmReply): void {
-  if (!sock.destroyed) sock.end(`${JSON.stringify(reply)}\n`);
+async function readHandOver(sock: net.Socket): Promise<WarmHandOver> {
+  const msg = await readJsonLine(sock, { what: "start's hand-over", maxBytes: maxHandOverBytes, timeoutMs: handOverReadMs });
+  if (!isWarmHandOver(msg)) throw new KataError("INVALID_ARGUMENT", `start's hand-over is not one this build understands (version ${WARM_HANDOVER_VERSION}); start and the pool's warm server are of different builds`);
+  return msg;
 }
 
 /**

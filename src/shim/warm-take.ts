@@ -5,12 +5,12 @@
 // loads protobuf, pino or the configuration schemas: the warm server decodes the runtime options,
 // and the daemon validated the configuration.
 import { readdir, readFile, writeFile } from "node:fs/promises";
-import net from "node:net";
 import { getPriority, setPriority } from "node:os";
 import { join } from "node:path";
 import { poolPaths } from "../pool/layout.js";
 import { poolCall } from "../pool/protocol.js";
 import { cgroupDirsOf } from "../sandbox/host-cgroup.js";
+import { callJsonLine } from "../util/json-line-socket.js";
 import type { ShimFlags } from "./flags.js";
 import { shimBuildKey, WARM_HANDOVER_VERSION, type WarmHandOver, type WarmReply } from "./warm-protocol.js";
 
@@ -18,6 +18,8 @@ import { shimBuildKey, WARM_HANDOVER_VERSION, type WarmHandOver, type WarmReply 
 const askDeadlineMs = 1000;
 /** From connecting to the warm server to its "listening". */
 const handOverDeadlineMs = 3000;
+/** Its answer is `{"ok":true,"pid":N}` or an error message. */
+const maxReplyBytes = 64 * 1024;
 
 export interface WarmTakeRequest {
   flags: ShimFlags;
@@ -54,7 +56,7 @@ export async function handOverToWarmServer(req: WarmTakeRequest): Promise<boolea
     env: Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined)),
     startAt: Math.round(performance.timeOrigin),
   };
-  const reply = await exchange(socket, msg).catch(() => undefined);
+  const reply = (await callJsonLine(socket, msg, { peer: `the warm shim server at ${socket}`, maxBytes: maxReplyBytes, timeoutMs: handOverDeadlineMs }).catch(() => undefined)) as WarmReply | undefined;
   return reply?.ok === true && reply.pid === pid;
 }
 
@@ -77,37 +79,4 @@ async function joinThisStartsPlace(pid: number): Promise<void> {
     // Raising is always allowed; lowering needs CAP_SYS_RESOURCE below the process's minimum.
     writeFile(`/proc/${pid}/oom_score_adj`, oom.trim()).catch(() => undefined),
   ]);
-}
-
-function exchange(socket: string, msg: WarmHandOver): Promise<WarmReply> {
-  return new Promise((resolve, reject) => {
-    const sock = net.createConnection(socket);
-    let buf = "";
-    const timer = setTimeout(() => {
-      sock.destroy();
-      reject(new Error(`the warm shim server did not answer within ${handOverDeadlineMs} ms`));
-    }, handOverDeadlineMs);
-    sock.setEncoding("utf8");
-    sock.once("connect", () => sock.write(`${JSON.stringify(msg)}\n`));
-    sock.on("data", (chunk: string) => {
-      buf += chunk;
-      const nl = buf.indexOf("\n");
-      if (nl < 0) return;
-      clearTimeout(timer);
-      sock.destroy();
-      try {
-        resolve(JSON.parse(buf.slice(0, nl)) as WarmReply);
-      } catch (err) {
-        reject(err as Error);
-      }
-    });
-    sock.once("error", (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    sock.once("close", () => {
-      clearTimeout(timer);
-      reject(new Error("the warm shim server closed the connection without an answer"));
-    });
-  });
 }
