@@ -36,7 +36,9 @@ for d in "$pool"/vms/*; do
   rm -rf "$d"
 done
 if [ "$(cat "$pool/pool.pid" 2>/dev/null)" = "$2" ]; then
-  rm -f "$pool/pool.sock" "$pool/pool.pid"
+  # The warm shim servers' control sockets: each server removes its own as it retires on the
+  # daemon's death, but maybe after this rmdir; they were the dead daemon's to hand out.
+  rm -f "$pool/pool.sock" "$pool/pool.pid" "$pool"/warm-*.sock
   rmdir "$pool/vms" "$pool" 2>/dev/null
 fi
 exit 0
