@@ -1,9 +1,12 @@
 // Density: the host cost per idle pod when many run at once, kata-ts against runc in the same run.
 // N pods (one busybox `sleep` container each) are started through CRI on one private containerd
 // and left running; after a settling time the bench sums the PSS of every pod-side host process
-// (shims, QEMU, virtiofsd, runc's containers; a node-level pool owner too, when there is one,
-// since it mentions the harness dir) and divides by N, and reads the drop in MemAvailable since
-// before the first pod. Then the pods are removed and the same is done with runc.
+// (shims, QEMU, virtiofsd, runc's containers) and divides by N, and reads the drop in MemAvailable
+// since before the first pod. Then the pods are removed and the same is done with runc.
+// kata-ts runs as configured by default: the VM pool on (--no-pool turns it off). The pool's own
+// processes (its daemon, ready VM, warm shim server: node-level, in the pool's cgroups) are
+// counted in the kata-ts figure as a share divided by N, as issue 14 defines density, and are
+// reported apart too; before reading, the bench waits for the pool to hold its ready VM again.
 // Prints figures; never asserts.
 // Idle CPU: utime+stime of the same processes over --cpu-window-s after the settling time, per
 // pod by role, in millicores (an idle TCG guest still costs host CPU; on 2 cores that can cap
@@ -15,18 +18,26 @@ import { loadavg } from "node:os";
 import { join } from "node:path";
 import { connectCri, type CriClient } from "../src/cri/client.js";
 import { ContainerState, podSandboxConfig, waitForContainerState } from "../src/cri/pod.js";
+import { poolPathsOf, waitPooled } from "../test/e2e/pool-fixture.js";
 import { startContainerd, type PrivateContainerd } from "../test/harness/containerd.js";
 import { BUSYBOX_IMAGE_REF, importTestImages } from "../test/harness/images.js";
 import { processesMentioning } from "../test/harness/processes.js";
 import { checkOptions, intOption, numberOption, parseBenchArgs } from "./lib/args.js";
 import { podRole, pssKiB } from "./lib/pod-pss.js";
 import { podSideProcesses } from "./lib/process-tree.js";
+import { inPoolCgroup, stopPoolDaemon } from "./lib/pool-daemon.js";
 import { PodsCleanup } from "./lib/pods-cleanup.js";
 
 type Handler = "kata-ts" | "runc";
 
 interface DensityFigures {
+  /** Every pod-side process and a 1/N share of the node-level pool, per pod. */
   pssPerPodMiB: number;
+  /** The pods' own processes only, per pod. */
+  podsOnlyPssPerPodMiB: number;
+  /** The node-level pool in all (not divided), and by role. */
+  poolPssMiB: number;
+  poolByRoleMiB: Record<string, number>;
   memAvailablePerPodMiB: number;
   byRoleMiB: Record<string, number>;
   /** Host CPU per idle pod over the window, millicores, by role. */
@@ -39,11 +50,12 @@ interface DensityFigures {
 /** MemAvailable an idle kata-ts pod takes, MiB, rounded up from the measured ~130-140 (docs/density.md): for the check before the run. */
 const KATA_POD_ESTIMATE_MIB = 150;
 
-const USAGE = `usage: node dist/bench/density.js [--pods N] [--settle-s S] [--cpu-window-s S] [--floor-mib M] [--no-runc] [--json]
+const USAGE = `usage: node dist/bench/density.js [--pods N] [--settle-s S] [--cpu-window-s S] [--floor-mib M] [--no-pool] [--no-runc] [--json]
 
 Starts N idle pods (busybox sleep) through CRI on a private containerd with kata-ts, then the same
 with runc, and prints the host cost per pod: PSS of the pod-side processes, MemAvailable drop,
-idle CPU. Ctrl-C or SIGTERM removes every pod the bench started.
+idle CPU. kata-ts runs with the VM pool on, as configured by default: its daemon, ready VM and warm
+shim server are node-level and counted as a share divided by N (and printed apart). Ctrl-C or SIGTERM removes every pod the bench started.
 
   --pods N            idle pods running at once, per runtime (default 10)
   --settle-s S        seconds after the last pod starts before memory is read (default 15)
@@ -51,6 +63,7 @@ idle CPU. Ctrl-C or SIGTERM removes every pod the bench started.
   --floor-mib M       MemAvailable (MiB) the host keeps: the bench refuses to start when N pods at
                       ~${KATA_POD_ESTIMATE_MIB} MiB each would take it below M, and starts no more pods
                       (measuring those running) once it falls below M (default 2048; the host is shared)
+  --no-pool           kata-ts with the VM pool off (every pod boots its own VM; no node-level share)
   --no-runc           skip the runc pods (kata-ts only)
   --json              end with one line {"figures": {...}}
   --help              this text`;
@@ -59,13 +72,11 @@ const CLK_TCK = 100; // USER_HZ on Linux x86-64
 
 /** utime+stime (clock ticks) of every pod-side process, by role. */
 async function podSideCpuTicks(baseDir: string): Promise<Record<string, number>> {
-  const roles = new Map((await processesMentioning(baseDir)).map((p) => [p.pid, podRole(p)]));
   const out: Record<string, number> = {};
-  for (const pid of await podSideProcesses(baseDir)) {
+  for (const [pid, role] of await podSideRoles(baseDir)) {
     const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
     if (stat === "") continue;
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    const role = roles.get(pid) ?? (await roleOf(pid));
     out[role] = (out[role] ?? 0) + Number(fields[11] ?? 0) + Number(fields[12] ?? 0);
   }
   return out;
@@ -92,23 +103,38 @@ async function startIdlePod(ctd: PrivateContainerd, cri: CriClient, cleanup: Pod
   return podSandboxId;
 }
 
-/** PSS of every pod-side process, by role (kata-ts roles, else "other": runc shims, containers). */
-async function podSidePss(baseDir: string): Promise<Record<string, number>> {
-  const roles = new Map((await processesMentioning(baseDir)).map((p) => [p.pid, podRole(p)]));
-  const out: Record<string, number> = {};
+const POOL_ROLE_PREFIX = "pool-";
+
+/**
+ * Every pod-side process with its role: kata-ts roles, else "other" (runc shims, containers); the
+ * node-level pool's own processes (in the pool's cgroups) as "pool-daemon" or "pool-<role>".
+ */
+async function podSideRoles(baseDir: string): Promise<Map<number, string>> {
+  const known = new Map((await processesMentioning(baseDir)).map((p) => [p.pid, p.cmdline]));
+  const out = new Map<number, string>();
   for (const pid of await podSideProcesses(baseDir)) {
-    const role = roles.get(pid) ?? (await roleOf(pid));
-    out[role] = (out[role] ?? 0) + (await pssKiB(pid));
+    const cmdline = known.get(pid) ?? (await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")).split("\0");
+    const role = podRole({ pid, cmdline }) ?? "other";
+    if (!(await inPoolCgroup(pid))) out.set(pid, role);
+    else out.set(pid, cmdline.includes("pool") && cmdline.includes("serve") ? `${POOL_ROLE_PREFIX}daemon` : `${POOL_ROLE_PREFIX}${role}`);
   }
   return out;
 }
 
-async function roleOf(pid: number): Promise<string> {
-  const cmdline = (await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")).split("\0");
-  return podRole({ pid, cmdline }) ?? "other";
+/** PSS of every pod-side process, by role (podSideRoles). */
+async function podSidePss(baseDir: string): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const [pid, role] of await podSideRoles(baseDir)) out[role] = (out[role] ?? 0) + (await pssKiB(pid));
+  return out;
 }
 
-async function measure(ctd: PrivateContainerd, cri: CriClient, cleanup: PodsCleanup, handler: Handler, wanted: number, settleS: number, cpuWindowS: number, floorMiB: number): Promise<DensityFigures> {
+const isPoolRole = (role: string): boolean => role.startsWith(POOL_ROLE_PREFIX);
+
+/**
+ * `poolShare`: count the node-level pool's processes as a 1/N share (kata-ts with the pool on),
+ * after waiting for its ready VM; else leave them out (runc's pods, which do not use it).
+ */
+async function measure(ctd: PrivateContainerd, cri: CriClient, cleanup: PodsCleanup, handler: Handler, wanted: number, settleS: number, cpuWindowS: number, floorMiB: number, poolShare: boolean): Promise<DensityFigures> {
   const before = await memAvailableKiB();
   const ids: string[] = [];
   const startMs: number[] = [];
@@ -127,20 +153,28 @@ async function measure(ctd: PrivateContainerd, cri: CriClient, cleanup: PodsClea
       console.log(`${handler}: pod ${i + 1}/${pods} running (${(startMs.at(-1)! / 1000).toFixed(2)} s)`);
     }
     if (pods === 0) throw new Error(`${handler}: MemAvailable was below --floor-mib ${floorMiB} before the first pod`);
+    // The pool refills the VM the pods took one at a time; read it as a node holds it, ready.
+    if (poolShare) await waitPooled(poolPathsOf(ctd), 1);
     await new Promise((r) => setTimeout(r, settleS * 1000));
-    const byRole = await podSidePss(ctd.baseDir);
+    const allRoles = await podSidePss(ctd.baseDir);
     const after = await memAvailableKiB();
-    const total = Object.values(byRole).reduce((a, b) => a + b, 0);
+    const byRole = Object.fromEntries(Object.entries(allRoles).filter(([r]) => !isPoolRole(r)));
+    const poolByRole = poolShare ? Object.fromEntries(Object.entries(allRoles).filter(([r]) => isPoolRole(r))) : {};
+    const podsOnly = Object.values(byRole).reduce((a, b) => a + b, 0);
+    const pool = Object.values(poolByRole).reduce((a, b) => a + b, 0);
     const cpuBefore = await podSideCpuTicks(ctd.baseDir);
     const t0 = performance.now();
     await new Promise((r) => setTimeout(r, cpuWindowS * 1000));
     const cpuAfter = await podSideCpuTicks(ctd.baseDir);
     const windowS = (performance.now() - t0) / 1000;
     const cpuByRoleMillicores = Object.fromEntries(
-      Object.entries(cpuAfter).map(([r, ticks]) => [r, ((ticks - (cpuBefore[r] ?? 0)) / CLK_TCK / windowS / pods) * 1000]),
+      Object.entries(cpuAfter).filter(([r]) => poolShare || !isPoolRole(r)).map(([r, ticks]) => [r, ((ticks - (cpuBefore[r] ?? 0)) / CLK_TCK / windowS / pods) * 1000]),
     );
     return {
-      pssPerPodMiB: total / 1024 / pods,
+      pssPerPodMiB: (podsOnly + pool) / 1024 / pods,
+      podsOnlyPssPerPodMiB: podsOnly / 1024 / pods,
+      poolPssMiB: pool / 1024,
+      poolByRoleMiB: Object.fromEntries(Object.entries(poolByRole).map(([r, kib]) => [r, kib / 1024])),
       memAvailablePerPodMiB: (before - after) / 1024 / pods,
       byRoleMiB: Object.fromEntries(Object.entries(byRole).map(([r, kib]) => [r, kib / 1024 / pods])),
       cpuByRoleMillicores,
@@ -166,6 +200,7 @@ async function main(): Promise<void> {
       "settle-s": { type: "string", default: "15" },
       "cpu-window-s": { type: "string", default: "30" },
       "floor-mib": { type: "string", default: "2048" },
+      "no-pool": { type: "boolean", default: false },
       "no-runc": { type: "boolean", default: false },
       json: { type: "boolean", default: false },
       help: { type: "boolean", default: false },
@@ -187,18 +222,27 @@ async function main(): Promise<void> {
     process.exitCode = 1;
     return;
   }
-  const ctd = await startContainerd();
+  const pool = !values["no-pool"];
+  const ctd = await startContainerd({ pool });
   const cri = connectCri(ctd.address);
   const cleanup = new PodsCleanup(ctd, cri);
+  cleanup.afterRemove(() => stopPoolDaemon(ctd));
   try {
     await importTestImages(ctd);
-    const kata = await measure(ctd, cri, cleanup, "kata-ts", pods, settleS, cpuWindowS, floorMiB);
+    const kata = await measure(ctd, cri, cleanup, "kata-ts", pods, settleS, cpuWindowS, floorMiB, pool);
     const parts = Object.entries(kata.byRoleMiB).map(([r, m]) => `${r} ${m.toFixed(1)}`).join(", ");
-    console.log(`kata-ts, ${kata.pods} idle pods: PSS per pod ${kata.pssPerPodMiB.toFixed(1)} MiB (${parts}); MemAvailable drop per pod ${kata.memAvailablePerPodMiB.toFixed(1)} MiB`);
+    const poolParts = Object.entries(kata.poolByRoleMiB).map(([r, m]) => `${r} ${m.toFixed(1)}`).join(", ");
+    console.log(
+      `kata-ts, ${kata.pods} idle pods${pool ? ", VM pool on" : ", VM pool off"}: PSS per pod ${kata.pssPerPodMiB.toFixed(1)} MiB = pods' own ${kata.podsOnlyPssPerPodMiB.toFixed(1)} (${parts})` +
+        (pool ? ` + the pool's share ${(kata.poolPssMiB / kata.pods).toFixed(1)} (node-level, in all ${kata.poolPssMiB.toFixed(1)} MiB: ${poolParts})` : "") +
+        `; MemAvailable drop per pod ${kata.memAvailablePerPodMiB.toFixed(1)} MiB`,
+    );
     const cpuParts = Object.entries(kata.cpuByRoleMillicores).map(([r, m]) => `${r} ${m.toFixed(1)}`).join(", ");
     const cpuTotal = Object.values(kata.cpuByRoleMillicores).reduce((a, b) => a + b, 0);
     console.log(`kata-ts, idle CPU per pod over ${cpuWindowS} s: ${cpuTotal.toFixed(1)} millicores (${cpuParts})`);
-    const runc = values["no-runc"] ? undefined : await measure(ctd, cri, cleanup, "runc", kata.pods, settleS, cpuWindowS, floorMiB);
+    // runc on a node without the pool: its pods do not use it, and its MemAvailable drop starts clean.
+    await stopPoolDaemon(ctd);
+    const runc = values["no-runc"] ? undefined : await measure(ctd, cri, cleanup, "runc", kata.pods, settleS, cpuWindowS, floorMiB, false);
     if (runc !== undefined) {
       console.log(`runc, ${runc.pods} idle pods: PSS per pod ${runc.pssPerPodMiB.toFixed(1)} MiB; MemAvailable drop per pod ${runc.memAvailablePerPodMiB.toFixed(1)} MiB`);
     }
@@ -206,13 +250,18 @@ async function main(): Promise<void> {
     if (values.json) {
       const figures: Record<string, number> = {
         pods: kata.pods,
+        pool: pool ? 1 : 0,
         pss_per_pod_mib: mib(kata.pssPerPodMiB),
+        pods_only_pss_per_pod_mib: mib(kata.podsOnlyPssPerPodMiB),
+        pool_pss_mib: mib(kata.poolPssMiB),
+        pool_share_pss_per_pod_mib: mib(kata.poolPssMiB / kata.pods),
+        ...Object.fromEntries(Object.entries(kata.poolByRoleMiB).map(([r, m]) => [`${r.replaceAll("-", "_")}_pss_mib`, mib(m)])),
         memavailable_per_pod_mib: mib(kata.memAvailablePerPodMiB),
         ...Object.fromEntries(Object.entries(kata.byRoleMiB).map(([r, m]) => [`${r}_pss_per_pod_mib`, mib(m)])),
         idle_cpu_per_pod_millicores: mib(Object.values(kata.cpuByRoleMillicores).reduce((a, b) => a + b, 0)),
         pod_start_median_s: mib(median(kata.startMs) / 1000),
         pods_start_total_s: mib(kata.startMs.reduce((a, b) => a + b, 0) / 1000),
-        ...Object.fromEntries(Object.entries(kata.cpuByRoleMillicores).map(([r, m]) => [`${r}_cpu_per_pod_millicores`, mib(m)])),
+        ...Object.fromEntries(Object.entries(kata.cpuByRoleMillicores).map(([r, m]) => [`${r.replaceAll("-", "_")}_cpu_per_pod_millicores`, mib(m)])),
       };
       if (runc !== undefined) {
         figures.runc_pss_per_pod_mib = mib(runc.pssPerPodMiB);

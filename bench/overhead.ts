@@ -21,7 +21,8 @@ import { join } from "node:path";
 import { connectCri, type CriClient } from "../src/cri/client.js";
 import { ContainerState, podSandboxConfig, waitForContainerState } from "../src/cri/pod.js";
 import { nodeReservedMiB, overheadDataPath, overheadDataSchema, podFixedBasisMiB, podFixedOverhead, type IdlePodMemory, type OverheadData } from "../src/deploy/manifests/overhead.js";
-import { foundPoolDaemon, poolPathsOf, waitPooled } from "../test/e2e/pool-fixture.js";
+import { poolPathsOf, waitPooled } from "../test/e2e/pool-fixture.js";
+import { stopPoolDaemon } from "./lib/pool-daemon.js";
 import { startContainerd, type PrivateContainerd } from "../test/harness/containerd.js";
 import { BUSYBOX_IMAGE_REF, importTestImages } from "../test/harness/images.js";
 import { createPodCgroup, type PodCgroup } from "../test/harness/pod-cgroup.js";
@@ -172,14 +173,6 @@ async function idleWindow(baseDir: string, windowS: number, pods: ReadonlyMap<st
         `pod cgroup ${r1(p.cgroup.usageBytes / MiB)} MiB ${JSON.stringify(p.cgroup.byKindMiB)}`,
     ),
   };
-}
-
-/** SIGTERM to the pool daemon the first shim started (it destroys its pooled VMs), if there is one. */
-async function stopPoolDaemon(ctd: PrivateContainerd): Promise<void> {
-  const daemon = await foundPoolDaemon(poolPathsOf(ctd), 1000).catch(() => undefined);
-  if (daemon === undefined) return;
-  process.kill(daemon.pid, "SIGTERM");
-  await Promise.race([daemon.exited, new Promise((r) => setTimeout(r, 60_000))]);
 }
 
 async function main(): Promise<void> {
