@@ -12,7 +12,7 @@ import type { GuestAssets } from "../guest/assets.js";
 import { vmLayout } from "../hypervisor/qemu/layout.js";
 import { TtrpcClient } from "../protocol/ttrpc/index.js";
 import type { VmAdopter } from "../sandbox/adoption.js";
-import { cgroupDirsOf } from "../sandbox/host-cgroup.js";
+import { cgroupDirsByCpuOf } from "../sandbox/host-cgroup.js";
 import { virtiofsdPidFile } from "../sandbox/virtiofsd.js";
 import { describeError, KataError } from "../util/errors.js";
 import type { Logger } from "../util/log.js";
@@ -33,15 +33,15 @@ export interface TakenVm {
   podNetns: NetnsSnapshot;
 }
 
-/**
- * Into this process's cgroups (every hierarchy), at this process's nice value, every thread. The
- * writes are independent (one process, one hierarchy each): all at once.
- */
-async function joinMyCgroupAndPriority(pids: number[]): Promise<void> {
-  const dirs = await cgroupDirsOf(process.pid);
+/** Into these cgroup dirs (one per hierarchy). The writes are independent: all at once. */
+async function joinCgroups(pids: number[], dirs: string[]): Promise<void> {
+  await Promise.all(pids.flatMap((pid) => dirs.map((d) => writeFile(join(d, "cgroup.procs"), String(pid)))));
+}
+
+/** At this process's nice value, every thread. */
+async function joinMyPriority(pids: number[]): Promise<void> {
   const nice = getPriority(0);
   await Promise.all(pids.map(async (pid) => {
-    await Promise.all(dirs.map((d) => writeFile(join(d, "cgroup.procs"), String(pid))));
     for (const tid of await readdir(`/proc/${pid}/task`).catch(() => [] as string[])) {
       try {
         setPriority(Number(tid), nice);
@@ -106,8 +106,21 @@ export function adoptPooledVm(taken: TakenVm, log: Logger): VmAdopter {
     ctx.undo.push("stop the adopted QEMU", () => killPid(handle.qemuPid, /^qemu/));
     // Two independent halves at once: the VM (priority first, so the guest answers at full speed)
     // up to its agent answering, and the pod network's host side. Each pushes its own undo steps.
+    // Of the pod's cgroups only the CPU one (the weight) comes before the guest's calls: in cgroup
+    // v1 each hierarchy's write for each process waits on the kernel's cgroup-wide lock (an RCU
+    // grace period), ~1 ms each, and with ~10 hierarchies and 3 processes that was ~26 ms on the
+    // pod start's path. The others (memory, pids, ...: accounting and limits, nothing the guest's
+    // speed depends on) are joined beside the guest's calls and awaited with the network's host
+    // side, before the sandbox is ready: no pod code runs before (docs/pool.md "Adoption").
+    let otherCgroups: Promise<void> = Promise.resolve();
     const vmHalf = (async () => {
-      await clock.time("adopt.cgroup", async () => joinMyCgroupAndPriority((await Promise.all([withDescendants(handle.qemuPid), withDescendants(handle.virtiofsdPid)])).flat()));
+      const moved = await clock.time("adopt.cgroup", async () => {
+        const [pids, dirs] = await Promise.all([Promise.all([withDescendants(handle.qemuPid), withDescendants(handle.virtiofsdPid)]).then((p) => p.flat()), cgroupDirsByCpuOf(process.pid)]);
+        await Promise.all([joinMyPriority(pids), joinCgroups(pids, dirs.cpu)]);
+        return { pids, other: dirs.other };
+      });
+      otherCgroups = clock.time("adopt.cgroup-other", () => joinCgroups(moved.pids, moved.other));
+      otherCgroups.catch(() => undefined); // awaited with the network's host side below
       const vm = await clock.time("adopt.qmp", () => AdoptedVm.attach({ id: handle.vmId, pid: handle.qemuPid, stateDir: vmStateDir, accel: handle.accel }));
       ctx.undo.push("stop VM", async () => {
         await vm.stop({ timeoutMs: 3000 });
@@ -126,13 +139,21 @@ export function adoptPooledVm(taken: TakenVm, log: Logger): VmAdopter {
       vmUp = await vmHalf;
     } catch (err) {
       // Settled before the failure is thrown: the caller unwinds the undo stack only once it stopped pushing.
-      await netHalf.catch(() => undefined);
+      await Promise.allSettled([netHalf, otherCgroups]);
       throw err;
     }
     const { vm, agent } = vmUp;
     log.info({ vm: handle.vmId, bootedAt: handle.bootedAt, ms: Math.round(performance.now() - t0) }, "adopted a pooled VM");
     // The network's host side may still be running: the guest's set-up (CreateSandbox, then
     // UpdateNetwork with what the guest is told, known from the netns read before the take) starts meanwhile.
-    return { vm, agent, virtiofsd, net: netHalf, ...(netnsPath === undefined ? {} : { guestNetwork: pooledGuestNetwork(podNetns, handle) }) };
+    // The sandbox is ready once both are done; a failed cgroup write fails the adoption (after the host side settled).
+    const cgroupsJoined = otherCgroups;
+    const net = Promise.allSettled([netHalf, cgroupsJoined]).then(([n, c]) => {
+      if (n.status === "rejected") throw n.reason;
+      if (c.status === "rejected") throw new KataError("INTERNAL", `cannot move the adopted VM into the pod's cgroups: ${describeError(c.reason)}`, { cause: c.reason });
+      return n.value;
+    });
+    net.catch(() => undefined); // handed over: the sandbox awaits it
+    return { vm, agent, virtiofsd, net, ...(netnsPath === undefined ? {} : { guestNetwork: pooledGuestNetwork(podNetns, handle) }) };
   };
 }

@@ -150,6 +150,20 @@ export async function cgroupDirsOf(pid: number): Promise<string[]> {
 }
 
 /**
+ * cgroupDirsOf in two parts: the hierarchies that set how much CPU a process gets (cgroup v2's, v1's
+ * `cpu` controller) and the others (memory, pids, ...: accounting and limits).
+ */
+export async function cgroupDirsByCpuOf(pid: number): Promise<{ cpu: string[]; other: string[] }> {
+  const cur = await currentCgroups(pid);
+  const out = { cpu: [] as string[], other: [] as string[] };
+  for (const h of await cgroupHierarchies()) {
+    const p = cur.get(h.key);
+    if (p !== undefined) (h.key === "" || h.key.split(",").includes("cpu") ? out.cpu : out.other).push(join(h.mount, p));
+  }
+  return out;
+}
+
+/**
  * Remove the cgroup at `cgroupsPath` (the leaf only) in every hierarchy, for a pod whose shim died
  * before it could release() it. Only empty cgroups can go; busy ones stay.
  */

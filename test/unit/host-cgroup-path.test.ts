@@ -2,7 +2,8 @@
 // pod's VM joins: cgroupfs paths as they are, systemd-driver paths where systemd puts that unit.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { cgroupfsPath } from "../../src/sandbox/host-cgroup.js";
+import { readFile } from "node:fs/promises";
+import { cgroupDirsByCpuOf, cgroupDirsOf, cgroupfsPath } from "../../src/sandbox/host-cgroup.js";
 
 void test("cgroupfs paths are used as they are", () => {
   assert.equal(cgroupfsPath("/kubepods/besteffort/pod1/abc"), "/kubepods/besteffort/pod1/abc");
@@ -26,4 +27,13 @@ void test("malformed systemd-driver paths are refused (nothing is placed)", () =
   for (const bad of ["", "kubepods", "a.slice:p", "a.slice:p:x:y", "a--b.slice:p:x", "-a.slice:p:x", "a.scope:p:x", "a.slice:p:", "a.slice:p:../x", "a/b.slice:p:x"]) {
     assert.equal(cgroupfsPath(bad), undefined, JSON.stringify(bad));
   }
+});
+
+void test("a process's cgroup dirs split into the CPU one(s) and the others: together every hierarchy, once", async () => {
+  const all = await cgroupDirsOf(process.pid);
+  const { cpu, other } = await cgroupDirsByCpuOf(process.pid);
+  assert.deepEqual([...cpu, ...other].sort(), [...all].sort());
+  assert.ok(cpu.length >= 1, `a CPU hierarchy (v2's, or v1's cpu controller) is among ${all.join(", ")}`);
+  const v1 = (await readFile("/proc/self/cgroup", "utf8")).split("\n").find((l) => /^\d+:([^:]*,)?cpu(,[^:]*)?:/.test(l));
+  if (v1 !== undefined) assert.equal(cpu.filter((d) => !d.includes("/unified")).length, 1, `v1: the cpu controller's hierarchy alone (${v1}): ${cpu.join(", ")}`);
 });
