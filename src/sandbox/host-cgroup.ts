@@ -24,8 +24,23 @@ export interface JoinedCgroup {
 
 const unescape = (s: string): string => s.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
 
-/** Mounted cgroup hierarchies (one mount each; bind mounts of the same hierarchy are skipped). */
-export async function cgroupHierarchies(): Promise<Hierarchy[]> {
+let hierarchiesRead: Promise<Hierarchy[]> | undefined;
+
+/**
+ * Mounted cgroup hierarchies (one mount each; bind mounts of the same hierarchy are skipped), read
+ * once per process: a node's cgroup mounts do not change while a shim or the pool daemon runs, and
+ * /proc/self/mountinfo is slow to read on a busy node (1,176 lines here: 12-47 ms, paid again on
+ * the pod start's path by adoption's cgroup move after the shim's own join). A failed read is not kept.
+ */
+export function cgroupHierarchies(): Promise<Hierarchy[]> {
+  hierarchiesRead ??= readCgroupHierarchies().catch((err: unknown) => {
+    hierarchiesRead = undefined;
+    throw err;
+  });
+  return hierarchiesRead;
+}
+
+async function readCgroupHierarchies(): Promise<Hierarchy[]> {
   const out = new Map<string, Hierarchy>();
   for (const line of (await readFile("/proc/self/mountinfo", "utf8")).split("\n")) {
     const [pre, post] = line.split(" - ");
