@@ -86,11 +86,12 @@ export function agentService(deps: AgentServiceDeps = defaultAgentDeps()): Servi
     async prepareSandbox(req) {
       await sandbox.prepare({ hostTime: req.hostTime ? timestampDate(req.hostTime) : undefined, sharedFsTag: req.sharedFsTag });
       // Adoption's code (CreateSandbox's, UpdateNetwork's and its `ip -batch`) run once on
-      // pod-neutral data, so a pod finds it compiled and paged in (docs/pool.md). After the
-      // container warm-up: under TCG that warm-up fills the 40 MiB translation cache and QEMU then
-      // empties it, so what runs last is what the cache still holds when the pod's adoption comes.
-      await deps.warmUp?.();
+      // pod-neutral data, so a pod finds it compiled and paged in (docs/pool.md). Before the
+      // container warm-up: run last, its translations overflowed TCG's 40 MiB cache at the very end
+      // on a quiet host, so the pod met an empty cache (adoption 120 vs 40 ms QEMU CPU, quiet A/B,
+      // docs/pool.md "Adoption's warm-up: first again").
       await (deps.warmAdoption ?? warmAdoptionPaths)();
+      await deps.warmUp?.();
       return {};
     },
     async destroySandbox() {
