@@ -135,7 +135,7 @@ export const factorySchema = z
      * pool_size x max_shapes ready VMs (~105 MiB PSS each at 512 MiB, TCG: node memory for kubelet's systemReserved; docs/pool.md).
      */
     enable_pool: z.boolean().default(true),
-    /** Ready VMs kept per shape; each holds its guest's touched memory (~300 MiB at 512 MiB, TCG). */
+    /** Ready VMs kept per shape; each holds ~105-116 MiB PSS at 512 MiB, TCG (docs/pool.md "Memory cost"). */
     // 0: no VMs pooled, the daemon keeps warm shim servers only (warm_shims).
     pool_size: z.int().min(0).max(64).default(1),
     /** Shapes pooled at once: the default shape, plus shapes pods asked for, first come first kept. */

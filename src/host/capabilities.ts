@@ -8,8 +8,7 @@ import { vmmCapabilities, type VmmPaths } from "./vmm-capabilities.js";
 import { defaultConfig, loadConfig } from "../config/index.js";
 import { poolPaths } from "../pool/layout.js";
 import { poolCall } from "../pool/protocol.js";
-import { poolReservation } from "../pool/reservation.js";
-import { loadOverheadData } from "../deploy/manifests/overhead.js";
+import { configuredPoolReservation } from "../pool/reservation.js";
 
 /** ok: works; missing: a must-have is absent; absent: an optional thing is not there; unusable: there
  * but a real probe showed it does not work; unverified: there, not probed. */
@@ -156,14 +155,7 @@ async function vmPool(): Promise<Capability> {
     return { name, status: "unusable", detail: `enabled in ${source} but [runtime] hypervisor = ${config.runtime.hypervisor}: the pool keeps QEMU VMs only, pods boot their VMs`, required: false };
   }
   // PSS, node-level, in the pool's own cgroups: kubelet's systemReserved, not PodOverhead (docs/pool.md "Memory cost").
-  const measured = (() => {
-    try {
-      return loadOverheadData();
-    } catch {
-      return undefined; // no overhead.json beside this build: the estimate
-    }
-  })();
-  const cost = poolReservation(f, { nodeReservedMiB: measured?.nodeReservedMiB, marginPercent: measured?.marginPercent ?? 25 }).text;
+  const cost = configuredPoolReservation(f).text;
   const res = await poolCall(poolPaths().socket, { op: "status" }, 2000).catch(() => undefined);
   if (res?.ok !== true || res.status === undefined) {
     return { name, status: "ok", detail: `on (${source}), not running yet: the first pod's shim starts it; then ${cost}`, required: false };

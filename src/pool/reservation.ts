@@ -6,6 +6,7 @@
 // measures it for the default pool (one daemon, one ready VM, one warm shim server) and stores it
 // with its margin as overhead.json's nodeReservedMiB; other pool sizes add the estimates below.
 import type { KataConfig } from "../config/index.js";
+import { loadOverheadData } from "../deploy/manifests/overhead.js";
 
 /** PSS of the parts, MiB, 512 MiB guest, TCG (docs/pool.md "Memory cost", 10 pods beside): used without a measurement and to scale it. */
 export const POOL_PART_PSS_MIB = { daemon: 22, readyVm: 105, warmShim: 18 } as const;
@@ -40,4 +41,16 @@ export function poolReservation(factory: KataConfig["factory"], m: PoolMeasureme
     `the VM pool holds ~${mib} MiB of node memory (${basis}, + ${m.marginPercent}%: its daemon, ${vms} ready VM(s), ${factory.warm_shims} warm shim server(s)) ` +
     `in its own cgroups, charged to no pod and not part of PodOverhead: add ${mib}Mi to kubelet's systemReserved memory`;
   return { mib, basis, text };
+}
+
+/** The configured pool's reservation from this build's overhead.json, or the estimate when it has none (`kata-ts check`, `install`). */
+export function configuredPoolReservation(factory: KataConfig["factory"]): PoolReservation {
+  let measured: PoolMeasurement = { marginPercent: 25 };
+  try {
+    const d = loadOverheadData();
+    measured = { nodeReservedMiB: d.nodeReservedMiB, marginPercent: d.marginPercent };
+  } catch {
+    // no overhead.json beside this build: the estimate
+  }
+  return poolReservation(factory, measured);
 }

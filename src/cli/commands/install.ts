@@ -5,8 +5,7 @@ import { installNode, nodeDefaults } from "../../deploy/node-install.js";
 import { RESTART_MODES, type RestartMode } from "../../deploy/node-install-restart.js";
 import { describeError } from "../../util/errors.js";
 import { defaultConfig, loadConfig } from "../../config/index.js";
-import { loadOverheadData } from "../../deploy/manifests/overhead.js";
-import { poolReservation } from "../../pool/reservation.js";
+import { configuredPoolReservation } from "../../pool/reservation.js";
 
 const d = nodeDefaults();
 const USAGE = `usage: kata-ts install [--root DIR] [--config PATH] [--drop-in PATH] [--shim-link-dir DIR] [--handler NAME] [--restart auto|host|never]
@@ -70,11 +69,5 @@ export async function run(argv: string[]): Promise<number> {
 /** How much node memory the VM pool holds and where it belongs (kubelet's systemReserved; docs/install.md). */
 async function poolNote(): Promise<string> {
   const { config } = await loadConfig().catch(() => ({ config: defaultConfig() }));
-  let measured: { nodeReservedMiB?: number; marginPercent: number } = { marginPercent: 25 };
-  try {
-    measured = loadOverheadData();
-  } catch {
-    // no overhead.json beside this build: the estimate
-  }
-  return poolReservation(config.factory, measured).text;
+  return configuredPoolReservation(config.factory).text;
 }
