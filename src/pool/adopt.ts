@@ -4,8 +4,8 @@
 // watchdog no longer sees it); move QEMU and virtiofsd into this
 // shim's cgroup (the pod's: the shim joined it before creating the pod) at this shim's priority,
 // attach over QMP and connect to the agent; meanwhile join the pod network.
-import { readdir, rename, rm, writeFile } from "node:fs/promises";
-import { getPriority, setPriority } from "node:os";
+import { rename, rm, writeFile } from "node:fs/promises";
+import { getPriority } from "node:os";
 import { join } from "node:path";
 import type { KataConfig } from "../config/index.js";
 import type { GuestAssets } from "../guest/assets.js";
@@ -22,7 +22,7 @@ import { joinPodNetwork, pooledGuestNetwork, readPodNetns } from "./network.js";
 import type { NetnsSnapshot } from "../sandbox/network/inspect.js";
 import { poolCall, type PooledVmHandle } from "./protocol.js";
 import { startPoolOwner } from "./owner.js";
-import { withDescendants } from "./priority.js";
+import { reniceThreads, withDescendants } from "./priority.js";
 import { poolShape } from "./shape.js";
 
 const takeTimeoutMs = 3000;
@@ -41,15 +41,7 @@ async function joinCgroups(pids: number[], dirs: string[]): Promise<void> {
 /** At this process's nice value, every thread. */
 async function joinMyPriority(pids: number[]): Promise<void> {
   const nice = getPriority(0);
-  await Promise.all(pids.map(async (pid) => {
-    for (const tid of await readdir(`/proc/${pid}/task`).catch(() => [] as string[])) {
-      try {
-        setPriority(Number(tid), nice);
-      } catch {
-        // a thread that just ended
-      }
-    }
-  }));
+  await Promise.all(pids.map((pid) => reniceThreads(pid, nice)));
 }
 
 /**

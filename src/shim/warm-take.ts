@@ -4,10 +4,11 @@
 // ready, another build, a deadline) is `false`: `start` then spawns a server as before. Never
 // loads protobuf, pino or the configuration schemas: the warm server decodes the runtime options,
 // and the daemon validated the configuration.
-import { readdir, readFile, writeFile } from "node:fs/promises";
-import { getPriority, setPriority } from "node:os";
+import { readFile, writeFile } from "node:fs/promises";
+import { getPriority } from "node:os";
 import { join } from "node:path";
 import { poolPaths } from "../pool/layout.js";
+import { reniceThreads } from "../pool/priority.js";
 import { poolCall } from "../pool/protocol.js";
 import { cgroupDirsOf } from "../sandbox/host-cgroup.js";
 import { callJsonLine } from "../util/json-line-socket.js";
@@ -65,15 +66,7 @@ export async function handOverToWarmServer(req: WarmTakeRequest): Promise<boolea
  * oom_score_adj, for the warm server: what a server spawned by this `start` would have inherited.
  */
 async function joinThisStartsPlace(pid: number): Promise<void> {
-  const [dirs, oom, tids] = await Promise.all([cgroupDirsOf(process.pid), readFile("/proc/self/oom_score_adj", "utf8"), readdir(`/proc/${pid}/task`)]);
-  const nice = getPriority(0);
-  for (const tid of tids) {
-    try {
-      setPriority(Number(tid), nice);
-    } catch {
-      // a thread that just ended
-    }
-  }
+  const [dirs, oom] = await Promise.all([cgroupDirsOf(process.pid), readFile("/proc/self/oom_score_adj", "utf8"), reniceThreads(pid, getPriority(0))]);
   await Promise.all([
     ...dirs.map((d) => writeFile(join(d, "cgroup.procs"), String(pid)).catch(() => undefined)),
     // Raising is always allowed; lowering needs CAP_SYS_RESOURCE below the process's minimum.
