@@ -13,6 +13,7 @@ export interface HostPackage {
 export const hostPackages: readonly HostPackage[] = [
   { name: "qemu-system-x86", why: "the VMM (microvm machine) and virtiofsd" },
   { name: "qemu-utils", why: "disk image tools" },
+  { name: "qemu-user", why: "bench/agent-runtime: the guest agent's start under TCG without a VM (qemu-x86_64)" },
   { name: "containerd", why: "the container manager kata-ts plugs into (and the e2e tests drive)" },
   { name: "runc", why: "the trusted runtime beside kata-ts, and the benchmarks' baseline" },
   { name: "crun", why: "the OCI runtime that creates containers inside the guest" },
