@@ -19,6 +19,7 @@ import { stringify } from "smol-toml";
 import { installContainerdHandler } from "../deploy/containerd-install.js";
 import { packagedShimPath } from "../deploy/paths.js";
 import { ensureTestImages, PAUSE_IMAGE_REF } from "../images/test-images.js";
+import { containerdEnv } from "../util/containerd-env.js";
 import { run, tryRun } from "../util/exec.js";
 import { killProcessesMentioning, unmountUnder } from "./cleanup.js";
 import { removeAllPods, waitContainerdReady } from "./containerd-control.js";
@@ -112,7 +113,7 @@ export async function startDevContainerd(): Promise<DevContainerd> {
       // nsenter --net only: `ip netns exec` would also give containerd its own mount namespace.
       child = spawn("nsenter", [`--net=${netns}`, "--", "containerd", "--config", configPath], {
         stdio: ["ignore", logFd, logFd],
-        env: { ...process.env, PATH: `${join(baseDir, "bin")}:${process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin"}`, KATA_TS_STATE_DIR: join(baseDir, "kata-ts") },
+        env: { ...containerdEnv(process.env), PATH: `${join(baseDir, "bin")}:${process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin"}`, KATA_TS_STATE_DIR: join(baseDir, "kata-ts") },
       });
     } finally {
       closeSync(logFd);

@@ -9,6 +9,7 @@ import { mkdir, mkdtemp, rm, rmdir, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PAUSE_IMAGE_REF } from "../../src/images/test-images.js";
+import { containerdEnv } from "../../src/util/containerd-env.js";
 import { run, type ExecResult } from "../../src/util/exec.js";
 import { KataError } from "../../src/util/errors.js";
 import { CRI_PLUGIN, defaultRuntimes, bridgeConflist, renderHarnessConfig, type RuntimeHandlerConfig } from "./containerd-config.js";
@@ -180,7 +181,7 @@ export async function startContainerd(opts: StartContainerdOptions = {}): Promis
     for (const [runtimeType, script] of Object.entries(opts.shims ?? {})) await writeShimLauncher(binDir, runtimeType, script);
     if (opts.beforeStart) await opts.beforeStart(configPath);
     proc = spawnContainerd(["nsenter", `--net=${netnsPath}`, "--", "containerd", "--config", configPath, "--log-level", "debug"], logPath, {
-      ...process.env,
+      ...containerdEnv(process.env),
       ...opts.env,
       PATH: `${binDir}:${opts.env?.PATH ?? process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin"}`,
       KATA_TS_STATE_DIR: dirs.kataStateDir,
