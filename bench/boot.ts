@@ -66,7 +66,7 @@ Variants take turns boot by boot, so a change in host load hits all alike.
   --boots N       boots per variant (default 7: the issue's medians of 7)
   --variants L    comma-separated; the first one's medians are the --json figures (default: default)
                   ${Object.keys(tunings).join(", ")},
-                  cmdline:P1+P2 (kernel parameters added),
+                  cmdline:P1+P2 (kernel parameters added; -P removes one the assets give, e.g. cmdline:-acpi=off),
                   env:K=V+K2=V2 (QEMU's environment, e.g. env:G_SLICE= for GLib's slice allocator),
                   assets:DIR (the guest built by kata-ts build-assets --dir DIR, e.g. with a changed agent)
   --memory MiB    guest memory (default 512)
@@ -103,8 +103,14 @@ let WITH_SHARE = true;
 
 async function variant(name: string): Promise<Variant> {
   if (name.startsWith("cmdline:")) {
-    const extra = name.slice("cmdline:".length).split("+").filter((p) => p !== "");
-    return { name, hv: await QemuHypervisor.open(), tbSizeMiB: defaultTcgTbSizeMiB, config: (b) => ({ ...b, kernelCmdline: [...b.kernelCmdline, ...extra] }) };
+    // P adds a parameter, -P removes one the guest's assets give (e.g. cmdline:-acpi=off).
+    const items = name.slice("cmdline:".length).split("+").filter((p) => p !== "");
+    const extra = items.filter((p) => !p.startsWith("-"));
+    const removed = new Set(items.filter((p) => p.startsWith("-")).map((p) => p.slice(1)));
+    return {
+      name, hv: await QemuHypervisor.open(), tbSizeMiB: defaultTcgTbSizeMiB,
+      config: (b) => ({ ...b, kernelCmdline: [...b.kernelCmdline.filter((p) => !removed.has(p)), ...extra] }),
+    };
   }
   if (name.startsWith("env:")) {
     const env: Record<string, string> = {};

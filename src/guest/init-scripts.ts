@@ -3,7 +3,7 @@
 // Stage 1 (/init in the initramfs) only does what a kernel without built-in virtio drivers needs
 // before it can reach its root: load modules, mount the erofs image read-only, switch_root.
 // Stage 2 (/sbin/init in the rootfs) is the guest's PID 1 for its whole life: writable tmpfs
-// mounts, cgroup2, the agent, zombie reaping, and power-off when the agent dies. Keeping the policy
+// mounts, cgroup2, the agent, zombie reaping, and ending the VM when the agent dies. Keeping the policy
 // in stage 2 means a kernel with the drivers built in can boot the same rootfs without an
 // initramfs (root=/dev/vda rootfstype=erofs ro init=/sbin/kata-ts-init).
 
@@ -83,6 +83,13 @@ export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 # Without an initramfs the kernel mounted only / and (devtmpfs) /dev.
 [ -e /proc/self ] || mount -t proc -o nosuid,nodev,noexec proc /proc
 [ -e /sys/kernel ] || mount -t sysfs -o nosuid,nodev,noexec sysfs /sys
+# Ending the VM: a kernel without ACPI (acpi=off, the project's kernel on q35) has no way to power
+# the machine off (poweroff -f would only halt it, and the VM would run on), so it resets it, which
+# QEMU's -no-reboot turns into an exit; the host counts a reset that no panic caused as a power-off.
+end_vm() {
+  [ -d /sys/firmware/acpi ] && poweroff -f
+  reboot -f
+}
 mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs /run
 mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs /tmp
 mount -t cgroup2 -o nosuid,nodev,noexec,nsdelegate cgroup2 /sys/fs/cgroup
@@ -111,7 +118,7 @@ case " $cmdline " in
       fi
       echo "kata-ts-init: snapshot build attempt $try failed" >/dev/console
     done
-    poweroff -f
+    end_vm
     ;;
 esac
 # Under TCG (QEMU's CPU model names it) translated code is found again by virtual address: a
@@ -160,6 +167,6 @@ if [ $mode = snapshot ] && [ $status = ${NODE_SNAPSHOT_FAILURE} ]; then
   status=$?
 fi
 echo "${AGENT_EXIT_PREFIX} $status" >/dev/console
-poweroff -f
+end_vm
 `;
 }

@@ -9,9 +9,9 @@ import { spawn } from "node:child_process";
 import { open, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { KataError } from "../util/errors.js";
-import { renderMachine, virtioDevice, virtioTransport } from "../hypervisor/qemu/args/machine.js";
+import { machineAcpi, machineKernelParams, renderMachine, virtioDevice, virtioTransport } from "../hypervisor/qemu/args/machine.js";
 import { renderMemory } from "../hypervisor/qemu/args/memory.js";
-import { renderPmem } from "../hypervisor/qemu/args/pmem.js";
+import { pmemPlacement, renderPmem } from "../hypervisor/qemu/args/pmem.js";
 import { qemuBinary } from "../hypervisor/qemu/probe.js";
 import { SNAPSHOT_BUILD_PARAM, SNAPSHOT_BYTES_PREFIX } from "./init-scripts.js";
 
@@ -42,20 +42,23 @@ export async function hostTscKhz(): Promise<number | undefined> {
 }
 
 export function snapshotVmArgs(opts: SnapshotVmOptions, consolePath: string, outDisk: string, tscKhz: number | undefined, rootfsBytes = 0): string[] {
-  const append = ["console=ttyS0", ...opts.kernelCmdline, SNAPSHOT_BUILD_PARAM, ...(tscKhz === undefined ? [] : [`tsc_early_khz=${tscKhz}`])];
   const pmem = opts.rootfsDevice === "virtio-pmem";
   // A pmem root needs a machine that maps memory devices (q35; microvm does not).
   const machine = pmem ? "q35" : "microvm";
+  const append = ["console=ttyS0", ...machineKernelParams(machine, opts.kernelCmdline), SNAPSHOT_BUILD_PARAM, ...(tscKhz === undefined ? [] : [`tsc_early_khz=${tscKhz}`])];
   const blk = virtioDevice("virtio-blk", virtioTransport(machine));
+  const acpi = machineAcpi(machine, opts.kernelCmdline);
+  const memoryMiB = opts.memoryMiB ?? 512;
+  const placement = pmemPlacement({ ramMiB: memoryMiB, acpi, imageBytes: rootfsBytes });
   return [
-    ...renderMachine({ type: machine }),
+    ...renderMachine({ type: machine, acpi }),
     ...["-accel", "tcg", "-cpu", "max", "-smp", "1"],
-    ...renderMemory({ sizeMiB: opts.memoryMiB ?? 512, shared: false, ...(pmem ? { deviceMemoryBytes: rootfsBytes } : {}) }),
+    ...renderMemory({ sizeMiB: memoryMiB, shared: false, ...(pmem ? { deviceMemoryBytes: placement.deviceMemoryBytes } : {}) }),
     ...["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"],
     ...["-kernel", opts.kernelPath, ...(opts.initrdPath === undefined ? [] : ["-initrd", opts.initrdPath]), "-append", append.join(" ")],
     ...["-serial", `file:${consolePath}`],
     ...(pmem
-      ? renderPmem({ id: "root", path: opts.rootfsPath, sizeBytes: rootfsBytes })
+      ? renderPmem({ id: "root", path: opts.rootfsPath, sizeBytes: rootfsBytes, ...(placement.address === undefined ? {} : { address: placement.address }) })
       : ["-device", `${blk},drive=root`, "-drive", `id=root,file=${opts.rootfsPath},format=raw,if=none,readonly=on`]),
     ...["-device", `${blk},drive=out`, "-drive", `id=out,file=${outDisk},format=raw,if=none`],
   ];

@@ -20,3 +20,13 @@ export async function readTail(path: string, maxBytes: number): Promise<string> 
     await fh.close();
   }
 }
+
+/**
+ * How to read a guest reset that ended a VM run with -no-reboot: a panicking kernel resets (panic=-1),
+ * and so does a guest without ACPI that ends itself (it cannot power off: the guest init's end_vm).
+ * A panic prints "Kernel panic" on the console even under `quiet` (an emergency message), so the
+ * console's tail tells the two apart; without a tail the reset counts as a panic.
+ */
+export function guestResetReason(consoleTail: string | undefined): "guest-panic" | "poweroff" {
+  return consoleTail === undefined || /Kernel panic/.test(consoleTail) ? "guest-panic" : "poweroff";
+}

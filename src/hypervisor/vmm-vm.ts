@@ -67,7 +67,7 @@ export abstract class VmmVm extends VmFilesView implements Vm {
   /** Ask the VMM to stop; false when it has no such request (then SIGTERM at once). */
   protected abstract askToQuit(timeoutMs: number): Promise<boolean>;
   /** How the VM ended, from the process exit and the VMM's own account. */
-  protected abstract classify(pexit: ProcessExit): Pick<VmExit, "reason" | "vmmReason">;
+  protected abstract classify(pexit: ProcessExit, consoleTail: string | undefined): Pick<VmExit, "reason" | "vmmReason">;
   /** Close the control channel (the VMM is gone or going). */
   protected closeControl(): void {
     // nothing by default
@@ -191,14 +191,15 @@ export abstract class VmmVm extends VmFilesView implements Vm {
   }
 
   private async onExit(pexit: ProcessExit): Promise<VmExit> {
-    const exit: VmExit = { ...this.classify(pexit), exitCode: pexit.code, signal: pexit.signal };
+    await this.console?.close(); // the VMM is gone: its last console bytes reach the file first
+    this.lastConsoleTail = await readTail(this.consoleLogPath, 4096);
+    // The console is read first: a guest reset is told apart from a panic by it (console-tail.ts).
+    const exit: VmExit = { ...this.classify(pexit, this.lastConsoleTail), exitCode: pexit.code, signal: pexit.signal };
     if (exit.vmmReason === undefined) delete exit.vmmReason;
+    exit.consoleTail = this.lastConsoleTail;
     if ((exit.reason === "crashed" || exit.reason === "guest-panic") && !this.detached) {
       log.warn({ vm: this.id, vmm: this.vmmName, exit, stderr: this.proc?.stderr() }, "VM ended unexpectedly");
     }
-    await this.console?.close(); // the VMM is gone: its last console bytes reach the file first
-    this.lastConsoleTail = await readTail(this.consoleLogPath, 4096);
-    exit.consoleTail = this.lastConsoleTail;
     await this.release();
     if (this.lifecycle.state !== "stopped") this.lifecycle.move("stopped", "exit");
     this.resolveEnded(exit);

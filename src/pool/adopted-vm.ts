@@ -6,7 +6,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { QmpClient } from "../hypervisor/qemu/qmp.js";
 import { qemuVmFiles, vmLayout, type VmLayout } from "../hypervisor/qemu/layout.js";
 import type { ResolvedAccel, StopOptions, Vm, VmExit, VmState } from "../hypervisor/types.js";
-import { readTail } from "../hypervisor/console-tail.js";
+import { guestResetReason, readTail } from "../hypervisor/console-tail.js";
 import { VmFilesView } from "../hypervisor/vm-files.js";
 
 /** Gone, a zombie, or the pid now runs something else. */
@@ -119,11 +119,13 @@ export class AdoptedVm extends VmFilesView implements Vm {
     for (let i = 0; i < 250 && !(await pidGone(this.qemuPid, QEMU_COMM)); i++) await sleep(20);
     const events = this.qmp.events;
     const shutdown = events.find((e) => e.event === "SHUTDOWN")?.data?.reason;
+    const consoleTail = await readTail(this.layout.consoleLogPath, 4096);
     const reason: VmExit["reason"] =
-      events.some((e) => e.event === "GUEST_PANICKED") || shutdown === "guest-reset" ? "guest-panic"
-        : shutdown === "guest-shutdown" ? "poweroff"
-          : this.stopRequested ? "stopped" : "crashed";
-    const exit: VmExit = { reason, exitCode: null, signal: null, consoleTail: await readTail(this.layout.consoleLogPath, 4096) };
+      events.some((e) => e.event === "GUEST_PANICKED") ? "guest-panic"
+        : shutdown === "guest-reset" ? guestResetReason(consoleTail)
+          : shutdown === "guest-shutdown" ? "poweroff"
+            : this.stopRequested ? "stopped" : "crashed";
+    const exit: VmExit = { reason, exitCode: null, signal: null, consoleTail };
     if (typeof shutdown === "string") exit.vmmReason = shutdown;
     await rm(this.layout.stateDir, { recursive: true, force: true });
     this.stateValue = "stopped";

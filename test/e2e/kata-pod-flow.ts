@@ -37,6 +37,8 @@ export function installHandler(kataConfigPath?: string): (configPath: string) =>
 export interface FlowResult {
   /** `uname -r` inside the pod. */
   podKernel: string;
+  /** The CPUs a container in the pod sees (/proc/cpuinfo): the VM's vCPUs that came up. */
+  podCpus: number;
 }
 
 export async function runKataPodFlow(
@@ -58,8 +60,9 @@ export async function runKataPodFlow(
     await whilePodRuns?.(podSandboxId);
 
     const { echoId, sleeperId } = await runEchoThenSleeper(cri, { podSandboxId, config, logDirectory }, "kata-ts", 120_000);
-    const uname = await cri.runtime.execSync({ containerId: sleeperId, cmd: ["uname", "-r"], timeout: 60n });
+    const uname = await cri.runtime.execSync({ containerId: sleeperId, cmd: ["sh", "-c", "uname -r; grep -c ^processor /proc/cpuinfo"], timeout: 60n });
     assert.equal(uname.exitCode, 0, Buffer.from(uname.stderr).toString());
+    const [podKernel = "", podCpus = ""] = Buffer.from(uname.stdout).toString().trim().split("\n");
     const failing = await cri.runtime.execSync({ containerId: sleeperId, cmd: ["sh", "-c", "echo oops >&2; exit 7"], timeout: 60n });
     assert.equal(failing.exitCode, 7);
     assert.equal(Buffer.from(failing.stderr).toString(), "oops\n");
@@ -80,7 +83,7 @@ export async function runKataPodFlow(
     // Sandbox state lives in per-sandbox directories (the harness's installer may keep files here).
     const stateDirs = (await readdir(ctd.kataStateDir, { withFileTypes: true }).catch(() => [])).filter((e) => e.isDirectory());
     assert.deepEqual(stateDirs.map((e) => e.name), [], "no kata-ts sandbox state left");
-    return { podKernel: Buffer.from(uname.stdout).toString().trim() };
+    return { podKernel, podCpus: Number(podCpus) };
   } finally {
     if (!removed) {
       await cri.runtime.stopPodSandbox({ podSandboxId }).catch(() => undefined);

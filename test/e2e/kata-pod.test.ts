@@ -57,7 +57,7 @@ void test("kata-ts pod: busybox runs in its own VM (logs, exit codes, exec, stop
   assert.ok(ctd && cri);
   const assets = await loadGuestAssets();
   const base = ctd.baseDir;
-  const { podKernel } = await runKataPodFlow(ctd, cri, "vmpod", async () => {
+  const { podKernel, podCpus } = await runKataPodFlow(ctd, cri, "vmpod", async () => {
     const vms = await qemuCmdlines(base);
     assert.equal(vms.length, 1, "one VM for the pod");
     const argv = vms[0] as string[];
@@ -66,6 +66,8 @@ void test("kata-ts pod: busybox runs in its own VM (logs, exit codes, exec, stop
   });
   assert.notEqual(podKernel, release(), "the pod must not share the host kernel");
   assert.equal(podKernel, assets.kernelRelease, "the pod runs the guest assets' kernel");
+  // The guest brings up both vCPUs (without ACPI the project's kernel reads them from the MP table).
+  assert.equal(podCpus, 2, "the pod sees its 2 vCPUs");
 });
 
 // What "not OOM-killed for VM memory" means: a container over its own memory limit is killed as

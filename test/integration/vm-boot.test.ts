@@ -12,7 +12,7 @@ import { QemuHypervisor } from "../../src/hypervisor/qemu/index.js";
 import { isElfFile } from "../../src/hypervisor/qemu/kernel-copy.js";
 import { isKataError } from "../../src/util/errors.js";
 import type { GuestAssets } from "../../src/guest/assets.js";
-import { assets, busyboxPid1Cmdline, cleanupRoot, exists, processesMentioning, tempRoot, vmConfig } from "./vm-support.js";
+import { assets, busyboxPid1Cmdline, cleanupRoot, exists, guestWithoutAcpi, processesMentioning, tempRoot, vmConfig } from "./vm-support.js";
 
 const bootDeadlineMs = 120_000;
 let root: string;
@@ -83,7 +83,8 @@ void test("a guest that powers itself off ends the VM with reason poweroff, and 
   await vm.start();
   const exit = await withTimeout(vm.wait(), bootDeadlineMs);
   assert.equal(exit.reason, "poweroff");
-  assert.equal(exit.vmmReason, "guest-shutdown");
+  // Without ACPI (q35, the project's kernel) the guest ends itself by a reset that no panic caused.
+  assert.equal(exit.vmmReason, guestWithoutAcpi(guest) ? "guest-reset" : "guest-shutdown");
   assert.equal(exit.exitCode, 0);
   assert.equal(vm.state, "stopped");
   assert.equal(await exists(vm.stateDir), false);

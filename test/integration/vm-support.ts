@@ -40,8 +40,16 @@ export function vmConfig(a: GuestAssets, root: string, id: string, overrides: Pa
 export function busyboxPid1Cmdline(a: GuestAssets, applet: string, args: readonly string[]): string[] {
   if (a.initrdPath !== undefined) return [`rdinit=/bin/${applet}`, "--", ...args];
   const root = a.kernelCmdline.filter((p) => !p.startsWith("init=") && p !== "quiet" && !p.startsWith("loglevel="));
+  // A guest without ACPI cannot power off: it resets, which -no-reboot turns into an exit that the
+  // host counts as a power-off (the guest init's end_vm does the same).
+  const pid1 = applet === "poweroff" && guestWithoutAcpi(a) ? "reboot" : applet;
   // The root image links busybox applets where busybox lists them (sbin/poweroff, bin/echo, ...).
-  return [...root, `init=${applet === "poweroff" ? "/sbin" : "/bin"}/${applet}`, "--", ...args];
+  return [...root, `init=${pid1 === "poweroff" || pid1 === "reboot" ? "/sbin" : "/bin"}/${pid1}`, "--", ...args];
+}
+
+/** The guest's kernel boots with acpi=off (the project's kernel; QEMU's q35 then has no ACPI tables). */
+export function guestWithoutAcpi(a: Pick<GuestAssets, "kernelCmdline">): boolean {
+  return a.kernelCmdline.includes("acpi=off");
 }
 
 /** Pids of processes whose command line mentions `marker` (e.g. a test's temp root). */

@@ -36,7 +36,7 @@ async function fakeAssets(dir: string): Promise<GuestManifest> {
     components: { node: "v20.20.2" },
     modules: ["kernel/drivers/virtio/virtio_ring.ko"],
     rootfsFormat: "erofs",
-    kernelCmdline: guestKernelCmdline("virtio-blk"),
+    kernelCmdline: guestKernelCmdline("virtio-blk", "debian-cloud"),
     agent: { path: "/usr/lib/kata-ts/agent.cjs", nodeArgs: [] },
     artifacts: {
       kernel: await describeArtifact(dir, KERNEL_FILE),
@@ -123,6 +123,9 @@ void test("assets: kernel parameters for a virtio-pmem root (DAX) and a virtio-b
   assert.ok(guestKernelCmdline("virtio-blk").includes("quiet"));
   assert.deepEqual(guestKernelCmdline("virtio-pmem").slice(0, 4), ["root=/dev/pmem0", "rootfstype=erofs", "rootflags=dax=always", "rootwait"]);
   assert.deepEqual(guestKernelCmdline("virtio-blk").slice(0, 2), ["root=/dev/vda", "rootfstype=erofs"]);
+  // The project's kernel boots without ACPI (MP table, MSI-X); the Debian kernel keeps it.
+  assert.ok(guestKernelCmdline("virtio-blk", "project").includes("acpi=off"));
+  assert.ok(!guestKernelCmdline("virtio-blk", "debian-cloud").includes("acpi=off"));
 });
 
 void test("assets: the image's busybox linux64 -R starts a program with ADDR_NO_RANDOMIZE and the plain Linux personality (what the init gives the agent under TCG)", async () => {
@@ -136,7 +139,9 @@ void test("assets: init scripts carry the contract strings", () => {
   assert.ok(stage2.includes(`echo "${AGENT_EXIT_PREFIX} $status"`));
   assert.equal(AGENT_EXIT_PREFIX, "kata-ts-init: agent exited with status");
   assert.ok(stage2.includes("mount -t cgroup2"));
-  assert.ok(stage2.includes("poweroff -f"));
+  // It ends the VM by powering off with ACPI, else (acpi=off) by a reset, after the agent's exit line.
+  assert.ok(stage2.includes("end_vm() {\n  [ -d /sys/firmware/acpi ] && poweroff -f\n  reboot -f\n}"));
+  assert.ok(stage2.trimEnd().endsWith(`echo "${AGENT_EXIT_PREFIX} $status" >/dev/console\nend_vm`));
   assert.ok(stage2.includes("$norand node '--max-semi-space-size=1' /usr/lib/kata-ts/agent.cjs"));
   // The agent's malloc keeps a fixed mmap threshold, from the snapshot and from the script alike.
   assert.equal(stage2.split(`GLIBC_TUNABLES=${AGENT_MALLOC_TUNABLES} $norand node `).length - 1, 2);

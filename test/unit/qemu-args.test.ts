@@ -3,7 +3,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { qemuArgs } from "../../src/hypervisor/qemu/cmdline.js";
+import { classifyExit } from "../../src/hypervisor/qemu/vm.js";
 import { vmLayout } from "../../src/hypervisor/qemu/layout.js";
+import { q35DeviceMemoryBase } from "../../src/hypervisor/qemu/args/pmem.js";
 import type { VmConfig } from "../../src/hypervisor/types.js";
 import { isKataError } from "../../src/util/errors.js";
 
@@ -78,4 +80,44 @@ void test("qemu args: under TCG the guest keeps its LOCK prefixes (noreplace-smp
   };
   assert.ok(append("tcg").includes("noreplace-smp"));
   assert.ok(!append("kvm").includes("noreplace-smp"));
+});
+
+void test("qemu args: a guest with acpi=off gets a q35 without ACPI tables and pvpanic-pci; microvm keeps ACPI and the guest loses acpi=off", () => {
+  const noAcpi = { ...base, kernelCmdline: ["ro", "acpi=off"] };
+  const q35 = qemuArgs(noAcpi, vmLayout("/s"), { ...tuning, machine: "q35" });
+  assert.equal(q35[q35.indexOf("-machine") + 1], "q35,sata=off,smbus=off,hpet=off,vmport=off,acpi=off");
+  assert.ok(q35.includes("pvpanic-pci") && !q35.includes("pvpanic"), "the ISA pvpanic is described in the DSDT only");
+  assert.ok(q35[q35.indexOf("-append") + 1]!.split(" ").includes("acpi=off"));
+  const withAcpi = qemuArgs(base, vmLayout("/s"), { ...tuning, machine: "q35" });
+  assert.equal(withAcpi[withAcpi.indexOf("-machine") + 1], "q35,sata=off,smbus=off,hpet=off,vmport=off");
+  assert.ok(withAcpi.includes("pvpanic") && !withAcpi.includes("pvpanic-pci"));
+  const microvm = qemuArgs(noAcpi, vmLayout("/s"), tuning);
+  assert.equal(microvm[microvm.indexOf("-machine") + 1], "microvm,acpi=on");
+  assert.ok(!microvm[microvm.indexOf("-append") + 1]!.split(" ").includes("acpi=off"), "microvm's virtio-mmio devices are described in its ACPI tables");
+  assert.ok(microvm.includes("pvpanic"));
+});
+
+void test("qemu args: without ACPI the pmem image sits 1 GiB into q35's device memory (the kernel puts PCI BARs at its start), with ACPI where QEMU puts it", () => {
+  const q35 = { ...tuning, machine: "q35" as const, rootDevice: "virtio-pmem" as const, rootfsBytes: 100 * 1048576 };
+  const noAcpi = qemuArgs({ ...base, kernelCmdline: ["ro", "acpi=off"] }, vmLayout("/s"), q35);
+  assert.equal(noAcpi[noAcpi.indexOf("-m") + 1], "512M,slots=1,maxmem=1636M", "room for the gap and the image");
+  assert.ok(noAcpi.includes(`virtio-pmem-pci,memdev=rootfs-mem,id=rootfs,memaddr=${0x1_4000_0000}`));
+  const withAcpi = qemuArgs(base, vmLayout("/s"), q35);
+  assert.ok(withAcpi.includes("virtio-pmem-pci,memdev=rootfs-mem,id=rootfs"));
+  assert.equal(withAcpi[withAcpi.indexOf("-m") + 1], "512M,slots=1,maxmem=612M");
+  // q35 maps RAM up to 2.75 GiB below 4 GiB; from there on only 2 GiB, the rest above, and device
+  // memory starts on the next GiB after it.
+  assert.equal(q35DeviceMemoryBase(512), 0x1_0000_0000);
+  assert.equal(q35DeviceMemoryBase(2816), 0x1_0000_0000 + 0x4000_0000);
+  assert.equal(q35DeviceMemoryBase(4096), 0x1_8000_0000);
+});
+
+void test("qemu exit: a guest reset is a panic when pvpanic said so or the console shows one, else the guest's own end (no ACPI: it cannot power off)", () => {
+  const exited = { code: 0, signal: null };
+  const reset = [{ event: "SHUTDOWN", data: { reason: "guest-reset" } }];
+  assert.equal(classifyExit(exited, reset, undefined, "kata-ts-init: agent exited with status 1\n"), "poweroff");
+  assert.equal(classifyExit(exited, reset, undefined, "[    9.1] Kernel panic - not syncing: Attempted to kill init!\n"), "guest-panic");
+  assert.equal(classifyExit(exited, [{ event: "GUEST_PANICKED" }, ...reset], undefined, ""), "guest-panic");
+  assert.equal(classifyExit(exited, reset, undefined), "guest-panic", "no console: the old reading");
+  assert.equal(classifyExit(exited, [{ event: "SHUTDOWN", data: { reason: "guest-shutdown" } }], undefined, ""), "poweroff");
 });

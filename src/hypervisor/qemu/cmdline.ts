@@ -10,10 +10,10 @@ import { renderControl } from "./args/control.js";
 import { renderCpu, type CpuOptions } from "./args/cpu.js";
 import { renderDisk } from "./args/disk.js";
 import { renderKernel } from "./args/kernel.js";
-import { renderMachine, virtioTransport, type MachineType } from "./args/machine.js";
+import { machineAcpi, machineKernelParams, renderMachine, virtioTransport, type MachineType } from "./args/machine.js";
 import { renderMemory, sharedMemoryBackendId, type SharedMemoryBacking } from "./args/memory.js";
 import { renderNet } from "./args/net.js";
-import { renderPmem } from "./args/pmem.js";
+import { pmemPlacement, renderPmem } from "./args/pmem.js";
 import { renderSharedFs } from "./args/shared-fs.js";
 import type { VmLayout } from "./layout.js";
 
@@ -65,11 +65,13 @@ export function qemuArgs(config: VmConfig, layout: VmLayout, tuning: QemuTuning)
   const rootDevice = tuning.rootDevice ?? config.rootfsDevice ?? "virtio-blk";
   const pmem = rootDevice === "virtio-pmem";
   const pmemBytes = tuning.rootfsBytes ?? 0;
+  const noAcpi = !machineAcpi(machine, config.kernelCmdline);
   if (pmem && machine === "microvm") throw new KataError("INVALID_ARGUMENT", pmemOnMicrovmMessage);
   if (pmem && pmemBytes <= 0) throw new KataError("INVALID_ARGUMENT", `root image ${config.rootfsPath}: its size is needed to attach it as virtio-pmem`);
+  const placement = pmemPlacement({ ramMiB: config.memoryMiB, acpi: !noAcpi, imageBytes: pmemBytes });
   return [
-    ...renderControl({ name: config.id, qmpSocketPath: layout.qmpSocketPath, pidFilePath: layout.pidFilePath, seccomp: tuning.seccomp }),
-    ...renderMachine({ type: machine, ...(shared ? { memoryBackendId: sharedMemoryBackendId } : {}) }),
+    ...renderControl({ name: config.id, qmpSocketPath: layout.qmpSocketPath, pidFilePath: layout.pidFilePath, seccomp: tuning.seccomp, ...(noAcpi ? { panicDevice: "pvpanic-pci" as const } : {}) }),
+    ...renderMachine({ type: machine, ...(noAcpi ? { acpi: false } : {}), ...(shared ? { memoryBackendId: sharedMemoryBackendId } : {}) }),
     ...renderCpu({
       accel: tuning.accel,
       vcpus: config.vcpus,
@@ -77,15 +79,15 @@ export function qemuArgs(config: VmConfig, layout: VmLayout, tuning: QemuTuning)
       ...(tuning.accel === "tcg" && tuning.tcgThread !== undefined ? { tcgThread: tuning.tcgThread } : {}),
       ...(tuning.accel === "tcg" && tuning.tcgTbSizeMiB !== undefined ? { tcgTbSizeMiB: tuning.tcgTbSizeMiB } : {}),
     }),
-    ...renderMemory({ sizeMiB: config.memoryMiB, shared, ...(tuning.sharedMemory === undefined ? {} : { backing: tuning.sharedMemory }), ...(pmem ? { deviceMemoryBytes: pmemBytes } : {}) }),
+    ...renderMemory({ sizeMiB: config.memoryMiB, shared, ...(tuning.sharedMemory === undefined ? {} : { backing: tuning.sharedMemory }), ...(pmem ? { deviceMemoryBytes: placement.deviceMemoryBytes } : {}) }),
     ...renderKernel({
       kernelPath: config.kernelPath,
       ...(config.initrdPath === undefined ? {} : { initrdPath: config.initrdPath }),
-      cmdline: [...vmmKernelParams(tuning), ...rootParamsFor(rootDevice, config.kernelCmdline)],
+      cmdline: [...vmmKernelParams(tuning), ...rootParamsFor(rootDevice, machineKernelParams(machine, config.kernelCmdline))],
     }),
     ...renderConsole({ socketPath: layout.consoleSocketPath }),
     ...(pmem
-      ? renderPmem({ id: "rootfs", path: config.rootfsPath, sizeBytes: pmemBytes })
+      ? renderPmem({ id: "rootfs", path: config.rootfsPath, sizeBytes: pmemBytes, ...(placement.address === undefined ? {} : { address: placement.address }) })
       : renderDisk({ id: "rootfs", path: config.rootfsPath, readOnly: true, transport })),
     ...(tuning.freePageReporting === false ? [] : renderBalloon(transport)),
     ...renderAgentPort({ socketPath: layout.agentSocketPath, portName: tuning.agentPortName ?? defaultAgentPortName, transport }),

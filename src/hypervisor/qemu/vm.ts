@@ -10,6 +10,7 @@ import { qemuEnv } from "./env.js";
 import { privateKernelCopy, releaseKernelCopy, type KernelCopy } from "./kernel-copy.js";
 import { qemuVmFiles, type VmLayout } from "./layout.js";
 import { QmpClient, type QmpEvent } from "./qmp.js";
+import { guestResetReason } from "../console-tail.js";
 
 export interface QemuVmOptions extends VmmVmOptions {
   binary: string;
@@ -84,11 +85,11 @@ export class QemuVm extends VmmVm {
     return true;
   }
 
-  protected classify(pexit: ProcessExit): Pick<VmExit, "reason" | "vmmReason"> {
+  protected classify(pexit: ProcessExit, consoleTail: string | undefined): Pick<VmExit, "reason" | "vmmReason"> {
     const events = this.qmp?.events ?? [];
     const shutdown = events.find((e) => e.event === "SHUTDOWN")?.data?.reason;
     return {
-      reason: classifyExit(pexit, events, this.stopRequested),
+      reason: classifyExit(pexit, events, this.stopRequested, consoleTail),
       ...(typeof shutdown === "string" ? { vmmReason: shutdown } : {}),
     };
   }
@@ -123,11 +124,17 @@ export class QemuVm extends VmmVm {
 }
 
 /** How a QEMU VM ended: QMP events first (the guest's doing), then whether we asked. */
-export function classifyExit(pexit: ProcessExit, events: readonly Pick<QmpEvent, "event" | "data">[], requested: "quit" | "kill" | undefined): VmExit["reason"] {
+export function classifyExit(
+  pexit: ProcessExit,
+  events: readonly Pick<QmpEvent, "event" | "data">[],
+  requested: "quit" | "kill" | undefined,
+  consoleTail?: string,
+): VmExit["reason"] {
   if (events.some((e) => e.event === "GUEST_PANICKED")) return "guest-panic";
   const shutdown = events.find((e) => e.event === "SHUTDOWN")?.data?.reason;
-  // panic=-1 makes a panicking kernel reboot; -no-reboot turns that into an exit with this reason.
-  if (shutdown === "guest-reset") return "guest-panic";
+  // -no-reboot turns a guest reset into an exit with this reason: a panic (panic=-1) or the end of
+  // a guest without ACPI (console-tail.ts).
+  if (shutdown === "guest-reset") return guestResetReason(consoleTail);
   if (shutdown === "guest-shutdown") return "poweroff";
   if (requested === "kill" && pexit.signal !== null) return "killed";
   if (requested !== undefined) return pexit.code === 0 || pexit.signal === "SIGTERM" ? "stopped" : "killed";

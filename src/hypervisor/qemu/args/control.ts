@@ -9,6 +9,11 @@ export interface ControlOptions {
   pidFilePath: string;
   /** -sandbox on with the strict deny set, where the QEMU build supports it. */
   seccomp: boolean;
+  /**
+   * The panic device: "pvpanic" (ISA; default) is found by the guest through ACPI only, so a guest
+   * without ACPI on a PCI machine gets "pvpanic-pci", which the PCI bus enumerates.
+   */
+  panicDevice?: "pvpanic" | "pvpanic-pci";
 }
 
 export function renderControl(opts: ControlOptions): string[] {
@@ -28,7 +33,7 @@ export function renderControl(opts: ControlOptions): string[] {
     "-no-reboot",
     // pvpanic lets a guest kernel with the pvpanic driver report a panic (QMP GUEST_PANICKED).
     "-device",
-    "pvpanic",
+    opts.panicDevice ?? "pvpanic",
     "-action",
     "panic=exit-failure",
   ];

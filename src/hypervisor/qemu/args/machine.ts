@@ -21,6 +21,11 @@ export const Q35_FIRMWARE = "qboot.rom";
 export interface MachineOptions {
   /** Default microvm. */
   type?: MachineType;
+  /**
+   * false: no ACPI tables at all, for a guest kernel that boots with acpi=off (it finds the CPUs
+   * and the IO-APIC in the firmware's MP table). Default true.
+   */
+  acpi?: boolean;
   /** Id of a memory backend object to use as guest RAM (needed for vhost-user devices). */
   memoryBackendId?: string;
 }
@@ -34,11 +39,27 @@ export function virtioDevice(kind: string, transport: VirtioTransport): string {
   return `${kind}-${transport === "pci" ? "pci" : "device"}`;
 }
 
+/**
+ * Whether the machine gets ACPI tables for this guest: not on q35 when the guest's kernel
+ * parameters say acpi=off (the project's kernel, src/guest/build.ts: it finds the CPUs and the
+ * IO-APIC in qboot's MP table). QEMU then builds no tables at all (no table blob in its memory,
+ * nothing for qboot to copy), and the guest's panic device must be pvpanic-pci (control.ts).
+ * microvm always has them: they are how a guest kernel finds microvm's virtio-mmio devices.
+ */
+export function machineAcpi(type: MachineType, kernelParams: readonly string[]): boolean {
+  return type !== "q35" || !kernelParams.includes("acpi=off");
+}
+
+/** The guest's kernel parameters as the machine honours them: acpi=off is dropped on microvm (machineAcpi). */
+export function machineKernelParams(type: MachineType, kernelParams: readonly string[]): string[] {
+  return type === "q35" ? [...kernelParams] : kernelParams.filter((p) => p !== "acpi=off");
+}
+
 export function renderMachine(opts: MachineOptions): string[] {
   if (opts.type === "q35") {
     return [
       "-machine",
-      qemuOpts("q35", { sata: false, smbus: false, hpet: false, vmport: "off", "memory-backend": opts.memoryBackendId }),
+      qemuOpts("q35", { sata: false, smbus: false, hpet: false, vmport: "off", acpi: opts.acpi === false ? false : undefined, "memory-backend": opts.memoryBackendId }),
       "-bios",
       Q35_FIRMWARE,
       // No `-global virtio-pci.disable-legacy=on`: vhost-user-fs-pci (modern only) has no such
