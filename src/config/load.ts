@@ -7,8 +7,9 @@ import { KataError } from "../util/errors.js";
 import { parseConfig } from "./parse.js";
 import { defaultConfig, type KataConfig } from "./schema.js";
 
-export const systemConfigPath = "/etc/kata-ts/configuration.toml";
-export const installedConfigPath = "/usr/share/defaults/kata-ts/configuration.toml";
+import { installedConfigPath, systemConfigPath } from "./paths.js";
+
+export { installedConfigPath, systemConfigPath } from "./paths.js";
 
 export interface ConfigSearch {
   /** runtimeoptions.v1.Options.config_path from containerd (CRI handler option ConfigPath). */

@@ -9,6 +9,7 @@ import { closeSync, openSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { serverNodeFlags, withOwnMallocEnv } from "../shim/server-env.js";
 import { KataError } from "../util/errors.js";
 import type { Logger } from "../util/log.js";
 import { poolPaths, type PoolPaths } from "./layout.js";
@@ -24,6 +25,20 @@ const kataTsCli = fileURLToPath(new URL("../../../bin/kata-ts.js", import.meta.u
 export function poolLogPath(paths: PoolPaths): string {
   return join(dirname(paths.root), "kata-ts-pool.log");
 }
+
+/**
+ * How the daemon is started: `node [flags] kata-ts pool serve [--config FILE]`. A long-lived Node
+ * process idle nearly all the time, so it runs as a shim server does (src/shim/server-env.ts): a
+ * 1 MiB semi-space and glibc's trim settings, which `pool serve` removes from its environment at
+ * once so its QEMUs and virtiofsds keep glibc's defaults (its warm shim servers get them again).
+ */
+export function poolDaemonSpawn(configPath: string | undefined, env: NodeJS.ProcessEnv): { nodeFlags: readonly string[]; args: string[]; env: NodeJS.ProcessEnv } {
+  const args = [kataTsCli, "pool", "serve", ...(configPath === undefined || configPath === "" ? [] : ["--config", configPath])];
+  return { nodeFlags: poolDaemonNodeFlags, args, env: withOwnMallocEnv(env) };
+}
+
+/** The daemon's V8 flags: the shim server's (bench/pool-memory.ts, docs/pool.md "Memory cost"). */
+export const poolDaemonNodeFlags: readonly string[] = serverNodeFlags;
 
 async function answering(paths: PoolPaths): Promise<boolean> {
   const res = await poolCall(paths.socket, { op: "status" }, 2000).catch(() => undefined);
@@ -41,8 +56,9 @@ export async function startPoolOwner(configPath: string | undefined, log: Logger
   const logFd = openSync(poolLogPath(paths), "a", 0o600);
   let pid: number | undefined;
   try {
-    const args = [kataTsCli, "pool", "serve", ...(configPath === undefined || configPath === "" ? [] : ["--config", configPath])];
-    const child = spawn(process.execPath, args, { detached: true, cwd: "/", stdio: ["ignore", logFd, logFd], env: process.env });
+    const how = poolDaemonSpawn(configPath, process.env);
+    const args = [...how.nodeFlags, ...how.args];
+    const child = spawn(process.execPath, args, { detached: true, cwd: "/", stdio: ["ignore", logFd, logFd], env: how.env });
     pid = child.pid;
     child.unref();
     if (pid === undefined) throw new KataError("INTERNAL", `could not start the VM pool daemon (${process.execPath} ${args.join(" ")})`);

@@ -6,7 +6,10 @@
 // VMs already handed to shims keep running. A SIGKILLed daemon is cleaned up by its watchdog.
 import { chmod, mkdir, readFile, rm, rmdir, writeFile } from "node:fs/promises";
 import { createServer, type Server, type Socket } from "node:net";
-import { selectedVmmConfig, type KataConfig } from "../config/index.js";
+import { selectedVmmConfig } from "../config/defaults.js";
+import type { KataConfig } from "../config/schema.js";
+import type { GuestAssets } from "../guest/assets.js";
+import type { PreparedPodConfig } from "../shim/pod-config.js";
 import { describeError, KataError } from "../util/errors.js";
 import { answerJsonLine, readJsonLine } from "../util/json-line-socket.js";
 import type { Logger } from "../util/log.js";
@@ -30,6 +33,10 @@ export interface PoolServerOptions {
   configPath?: string;
   log: Logger;
   paths?: PoolPaths;
+  /** The default shape's guest assets, when the caller read them already (default: read here, podAssets). */
+  assets?: GuestAssets;
+  /** How a warm shim server's configuration is validated (default: in this process, as `start` does). */
+  prepareConfig?: (configPath: string) => Promise<PreparedPodConfig>;
 }
 
 export class PoolServer {
@@ -76,7 +83,7 @@ export class PoolServer {
       boot: { bootTimeoutMs: Math.max(config.agent.dial_timeout * 1000, pooledBootTimeoutMs), warmUpContainers: f.warm_up_containers, nice: f.refill_nice, log },
       log,
     });
-    const warmShims = new WarmShims({ size: f.warm_shims, root: paths.root, configPath: opts.configPath ?? "", nice: f.refill_nice, log });
+    const warmShims = new WarmShims({ size: f.warm_shims, root: paths.root, configPath: opts.configPath ?? "", nice: f.refill_nice, log, ...(opts.prepareConfig === undefined ? {} : { prepareConfig: opts.prepareConfig }) });
     const server = createServer();
     const self = new PoolServer(opts, paths, pools, server, watchdog, warmShims);
     server.on("connection", (sock) => self.serveConnection(sock));
@@ -86,7 +93,7 @@ export class PoolServer {
     });
     await chmod(paths.socket, 0o600);
     const vmm = selectedVmmConfig(config);
-    const assets = await podAssets(vmm);
+    const assets = opts.assets ?? (await podAssets(vmm));
     // A pod without CPU or memory limits gets the baseline size (src/shim/pod-sizing.ts).
     const { default_vcpus: vcpus, default_memory: memoryMiB } = vmm;
     pools.addShape(poolShape(config, assets, { vcpus, memoryMiB }, ""));

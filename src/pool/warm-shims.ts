@@ -23,6 +23,7 @@ import { describeError } from "../util/errors.js";
 import type { Logger } from "../util/log.js";
 import { lowerPooledProcess } from "./priority.js";
 import type { WarmShimHandle } from "./protocol.js";
+import type { PreparedPodConfig } from "../shim/pod-config.js";
 
 /** A warm server given to a `start` that has not connected this long is retired (that `start` died). */
 const reservedMs = 15_000;
@@ -54,6 +55,11 @@ export interface WarmShimsOptions {
   /** The refill priority: warm servers start at it, like pooled VMs. */
   nice: number;
   log: Logger;
+  /**
+   * Validates the configuration for a warm server (default: src/shim/prepare-config.ts in this
+   * process; the daemon passes one that runs in a worker thread, so zod stays out of its heap).
+   */
+  prepareConfig?: (configPath: string) => Promise<PreparedPodConfig>;
 }
 
 export class WarmShims {
@@ -185,8 +191,13 @@ export class WarmShims {
 
   /** The configuration the daemon runs with, validated as `start` would for a server it spawns. */
   private sendConfig(child: ChildProcess): void {
-    void import("../shim/prepare-config.js")
-      .then(({ preparePodConfig }) => preparePodConfig(this.opts.configPath))
+    const prepare = this.opts.prepareConfig ?? ((path: string) => import("../shim/prepare-config.js").then(({ preparePodConfig }) => preparePodConfig(path)));
+    // As `start` hands over: a configuration that does not load is left to the server (it loads the file at Create and reports why).
+    void prepare(this.opts.configPath)
+      .catch((err: unknown): PreparedPodConfig => {
+        this.opts.log.warn({ err: describeError(err) }, "validating a warm shim server's configuration: it loads the file itself");
+        return { configPath: this.opts.configPath };
+      })
       .then((prepared) => {
         if (child.connected) child.send({ op: "prepared", prepared }, (err) => err && this.opts.log.warn({ err: err.message }, "sending a warm shim server its configuration"));
       })

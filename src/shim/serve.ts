@@ -5,7 +5,8 @@ import { Task } from "../protocol/gen/containerd/task/v2/shim_pb.js";
 import { TtrpcServer } from "../protocol/ttrpc/index.js";
 import { describeError, KataError } from "../util/errors.js";
 import { EventPublisher } from "./events.js";
-import { READY_FD_ENV, SERVER_ENV_SET_ENV, START_AT_ENV, type ShimFlags } from "./flags.js";
+import { READY_FD_ENV, START_AT_ENV, type ShimFlags } from "./flags.js";
+import { dropOwnMallocEnv } from "./server-env.js";
 import type { PodFactory } from "./pod-port.js";
 import type { ShimEntry } from "./run.js";
 import { shimLogger } from "./shim-log.js";
@@ -39,8 +40,7 @@ export interface ServeStartup {
 export async function serve(flags: ShimFlags, loadPodFactory: ShimEntry["loadPodFactory"], startup: ServeStartup = {}): Promise<void> {
   const bundle = flags.bundle || process.cwd();
   // The server's own settings (start.ts serverEnv) are not its children's (QEMU, virtiofsd, the pool daemon).
-  for (const name of (process.env[SERVER_ENV_SET_ENV] ?? "").split(",")) if (name !== "") delete process.env[name];
-  delete process.env[SERVER_ENV_SET_ENV];
+  dropOwnMallocEnv(process.env);
   const log = shimLogger({ debug: flags.debug, id: flags.id }, startup.logFd);
   if (flags.socket === "") throw new KataError("INVALID_ARGUMENT", "serve needs -socket");
   const events = new EventPublisher(process.env.TTRPC_ADDRESS, flags.namespace, log);

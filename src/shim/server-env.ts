@@ -22,15 +22,28 @@ export const serverNodeFlags: readonly string[] = ["--max-semi-space-size=1"];
  */
 export const serverMallocEnv: Readonly<Record<string, string>> = { MALLOC_TRIM_THRESHOLD_: "65536", MALLOC_TOP_PAD_: "0" };
 
+/**
+ * `env` plus serverMallocEnv's settings it does not set already, named in SERVER_ENV_SET_ENV so
+ * that the process removes them at start (dropOwnMallocEnv) and its children keep glibc's defaults.
+ * For a long-lived idle Node process of kata-ts: a shim server, the pool daemon.
+ */
+export function withOwnMallocEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const added = Object.entries(serverMallocEnv).filter(([k]) => env[k] === undefined);
+  return { ...env, ...Object.fromEntries(added), [SERVER_ENV_SET_ENV]: added.map(([k]) => k).join(",") };
+}
+
+/** Removes from `env` (process.env) what withOwnMallocEnv added: glibc has read it at the first malloc. */
+export function dropOwnMallocEnv(env: NodeJS.ProcessEnv = process.env): void {
+  for (const name of (env[SERVER_ENV_SET_ENV] ?? "").split(",")) if (name !== "") delete env[name];
+  delete env[SERVER_ENV_SET_ENV];
+}
+
 /** The server's environment: start's, plus what only the server process should get (see SERVER_ENV_SET_ENV). */
 export function serverEnv(env: NodeJS.ProcessEnv, startAt: number): NodeJS.ProcessEnv {
-  const added = Object.entries(serverMallocEnv).filter(([k]) => env[k] === undefined);
   return {
-    ...env,
+    ...withOwnMallocEnv(env),
     // Each stdin FIFO open waits on a thread-pool thread until containerd opens its end.
     UV_THREADPOOL_SIZE: env.UV_THREADPOOL_SIZE ?? "16",
-    ...Object.fromEntries(added),
-    [SERVER_ENV_SET_ENV]: added.map(([k]) => k).join(","),
     // When `start` began (its process's time origin), for the server's start-up timeline.
     [START_AT_ENV]: String(startAt),
   };
@@ -43,8 +56,7 @@ export function serverEnv(env: NodeJS.ProcessEnv, startAt: number): NodeJS.Proce
  */
 export function serverChildEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const out = serverEnv(env, 0);
-  for (const name of (out[SERVER_ENV_SET_ENV] ?? "").split(",")) if (name !== "") delete out[name];
-  delete out[SERVER_ENV_SET_ENV];
+  dropOwnMallocEnv(out);
   delete out[START_AT_ENV];
   return out;
 }

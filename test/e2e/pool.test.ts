@@ -23,6 +23,8 @@ import { mountsUnder } from "../harness/mounts.js";
 import { HANDLER } from "./kata-pod-flow.js";
 import { httpBody, httpGetScript, inHarnessNetns, podNetnsPath, startWebPod, WEB_PORT, type WebPod } from "./network-pods.js";
 import { POOL_CGROUP, POOL_VMS_CGROUP, POOL_VMS_CPU_SHARES } from "../../src/pool/priority.js";
+import { poolDaemonNodeFlags } from "../../src/pool/owner.js";
+import { serverMallocEnv } from "../../src/shim/server-env.js";
 import { parseConfig, selectedVmmConfig } from "../../src/config/index.js";
 import { pidGone } from "../../src/pool/adopted-vm.js";
 import { untakenDir } from "../../src/pool/pooled-vm.js";
@@ -93,6 +95,12 @@ void test("the first pod's shim starts the node's pool daemon, which outlives it
   const dirs = await cgroupDirsOf(d.pid);
   assert.ok(dirs.length > 0 && dirs.every((dir) => dir.endsWith(`/${POOL_CGROUP}`)), `the daemon is in the pool's own cgroup, not the pod's: ${dirs.join(", ")}`);
   assert.equal(await niceOf(d.pid), 0, "the daemon answers takes at normal priority");
+  // Started as a long-lived idle Node process (src/pool/owner.ts poolDaemonSpawn): the server's V8
+  // flags and glibc's trim settings, for itself only (its pooled VMs' processes below keep the defaults).
+  const daemonArgv = (await readFile(`/proc/${d.pid}/cmdline`, "utf8")).split("\0");
+  for (const flag of poolDaemonNodeFlags) assert.ok(daemonArgv.indexOf(flag) > 0 && daemonArgv.indexOf(flag) < daemonArgv.findIndex((a) => a.endsWith("kata-ts.js")), `the daemon runs with ${flag}: ${daemonArgv.join(" ")}`);
+  const daemonEnviron = (await readFile(`/proc/${d.pid}/environ`, "utf8")).split("\0");
+  for (const [k, v] of Object.entries(serverMallocEnv)) assert.ok(daemonEnviron.includes(`${k}=${v}`), `the daemon started with ${k}=${v}`);
   for (const dir of dirs) {
     const shares = await readFile(join(dir, "cpu.shares"), "utf8").catch(() => undefined);
     if (shares !== undefined) assert.equal(Number(shares), 1024, `the daemon's cgroup has the default CPU weight (${dir})`);
@@ -104,6 +112,8 @@ void test("the first pod's shim starts the node's pool daemon, which outlives it
     const virtiofsd = (await processesNamingPool(d.paths)).filter((p) => p !== qemu);
     assert.ok(virtiofsd.length > 0, "the pooled VM's virtiofsd");
     for (const pid of [qemu, ...virtiofsd]) {
+      const environ = (await readFile(`/proc/${pid}/environ`, "utf8")).split("\0");
+      for (const k of Object.keys(serverMallocEnv)) assert.ok(!environ.some((e) => e.startsWith(`${k}=`)), `pooled VM process ${pid} keeps glibc's default ${k} (the daemon's own setting)`);
       assert.deepEqual(await cgroupDirsOf(pid), vmsDirs, `pooled VM process ${pid} waits in the VMs' cgroup beside the daemon's`);
       for (const tid of await readdir(`/proc/${pid}/task`)) assert.equal(await niceOf(pid, tid), 19, `thread ${tid} of pooled VM process ${pid} at refill_nice`);
     }

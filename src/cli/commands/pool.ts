@@ -1,11 +1,12 @@
 // `kata-ts pool serve|status|stop`: the node's pool of pre-booted VMs (src/pool, docs/pool.md).
 import { parseArgs } from "node:util";
-import { loadConfig } from "../../config/index.js";
 import { poolPaths } from "../../pool/layout.js";
 import { poolCall } from "../../pool/protocol.js";
+import { cachedPrepare, prepareInChild } from "../../pool/prepared-config.js";
 import { PoolServer } from "../../pool/server.js";
 import { stopPool } from "../../pool/stop.js";
 import { requirePoolVmm } from "../../pool/shape.js";
+import { dropOwnMallocEnv } from "../../shim/server-env.js";
 import { KataError } from "../../util/errors.js";
 import { createLogger } from "../../util/log.js";
 
@@ -30,13 +31,21 @@ export async function run(argv: string[]): Promise<number> {
 }
 
 async function serve(configPath: string | undefined): Promise<number> {
-  const { config, source } = await loadConfig(configPath === undefined ? {} : { configPath });
+  // The daemon's own malloc settings (owner.ts poolDaemonSpawn) are not its QEMUs' and virtiofsds'.
+  dropOwnMallocEnv(process.env);
+  // Validated in a child process (pool/prepared-config.ts): the daemon lives as long as the node, and zod in its heap would too.
+  // Warm shim servers get the same, validated again only when a file it was read from changed, and
+  // then at the refill priority; this first one runs at the daemon's.
+  const at: { nice?: number } = {};
+  const prepare = cachedPrepare((path) => prepareInChild(path, at.nice));
+  const { config, source, assets } = await prepare(configPath ?? "");
+  at.nice = config.factory.refill_nice;
   if (!config.factory.enable_pool) {
     throw new KataError("FAILED_PRECONDITION", `[factory] enable_pool is false in ${source}: shims would not take pooled VMs; set it to true there`);
   }
   requirePoolVmm(config, source);
   const log = createLogger("pool");
-  const server = await PoolServer.start({ config, log, configPath: configPath ?? "" });
+  const server = await PoolServer.start({ config, log, configPath: configPath ?? "", ...(assets === undefined ? {} : { assets }), prepareConfig: prepare });
   const onSignal = (): void => void server.stop();
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
