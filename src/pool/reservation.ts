@@ -9,7 +9,7 @@ import type { KataConfig } from "../config/index.js";
 import { loadOverheadData } from "../deploy/manifests/overhead.js";
 
 /** PSS of the parts, MiB, 512 MiB guest, TCG (docs/pool.md "Memory cost", 10 pods beside): used without a measurement and to scale it. */
-export const POOL_PART_PSS_MIB = { daemon: 22, readyVm: 105, warmShim: 18 } as const;
+export const POOL_PART_PSS_MIB = { daemon: 16, readyVm: 105, warmShim: 18 } as const;
 
 export interface PoolMeasurement {
   /** overhead.json's nodeReservedMiB: the default pool's PSS + marginPercent. */
