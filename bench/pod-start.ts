@@ -23,7 +23,7 @@ import { poolStatus, startPoolDaemon, waitPooled, type PoolDaemon } from "../tes
 import { checkOptions, intOption, parseBenchArgs } from "./lib/args.js";
 import { podPss } from "./lib/pod-pss.js";
 
-const USAGE = `usage: node dist/bench/pod-start.js [--runs N] [--pool | --no-pool] [--burst N] [--log FILE] [--share-pid] [--ab-shim FILE] [--json]
+const USAGE = `usage: node dist/bench/pod-start.js [--runs N] [--pool | --no-pool] [--burst N] [--log FILE] [--share-pid] [--ab-shim FILE] [--ab-config TOML] [--json]
 
 Pod start through CRI on a private containerd, kata-ts against runc, interleaved: RunPodSandbox until
 the pod's container is RUNNING, then ExecSync \`true\`; kata-ts without the VM pool and with a warm
@@ -38,6 +38,9 @@ pool; then pods back to back with the pool, and the host PSS of one idle kata-ts
                    default: each container its own, as kubelet sends without shareProcessNamespace
   --ab-shim FILE   another build's shim entry (e.g. its dist/src/shim/main.js) as handler kata-ts-a,
                    its pooled starts interleaved with this build's against the same pool (default: none)
+  --ab-config TOML the configuration file of handler kata-ts-a (with --ab-shim; e.g. this build's
+                   dist/src/shim/containerd-shim-kata-ts-v2-front.cjs to A/B a setting); the pool
+                   daemon then reads a copy of kata-ts's file, so both handlers load theirs at Create
   --json           end with one line {"figures": {...}}: kata_pod_start_ms is the pool variant's when
                    it ran; kata_nopool_pod_start_ms / kata_pool_pod_start_ms name each
   --help           this text`;
@@ -136,6 +139,7 @@ async function main(): Promise<void> {
       log: { type: "string" },
       "share-pid": { type: "boolean", default: false },
       "ab-shim": { type: "string" },
+      "ab-config": { type: "string" },
       help: { type: "boolean", default: false },
     },
   });
@@ -151,6 +155,12 @@ async function main(): Promise<void> {
   // variant runs with the defaults (pool on, pool_size 1), the other with the pool off.
   const useConfig = (variant: Variant) => writeFile(kataConfigPath, variant === "pool" ? "" : "[factory]\nenable_pool = false\n");
   await useConfig("no-pool");
+  // --ab-config: kata-ts-a reads a file of its own; the daemon a copy of kata-ts's (written below),
+  // so that neither handler's pods get the configuration the daemon's warm servers hold.
+  const abConfig = values["ab-config"];
+  const abConfigPath = abConfig === undefined ? kataConfigPath : join(configDir, "configuration-a.toml");
+  if (abConfig !== undefined) await writeFile(abConfigPath, abConfig.replaceAll("\\n", "\n"));
+  const daemonConfigPath = abConfig === undefined ? kataConfigPath : join(configDir, "configuration-daemon.toml");
   const abRuntimeType = "io.containerd.katatsa.v2";
   const ctd = await startContainerd({
     kataTs: { kataConfigPath },
@@ -159,7 +169,7 @@ async function main(): Promise<void> {
       ? {}
       : {
           shims: { [abRuntimeType]: abShim },
-          runtimes: { "kata-ts-a": { runtime_type: abRuntimeType, privileged_without_host_devices: true, pod_annotations: ["io.katats.*"], options: { ConfigPath: kataConfigPath } } },
+          runtimes: { "kata-ts-a": { runtime_type: abRuntimeType, privileged_without_host_devices: true, pod_annotations: ["io.katats.*"], options: { ConfigPath: abConfigPath } } },
         }),
   });
   const cri = connectCri(ctd.address);
@@ -172,7 +182,8 @@ async function main(): Promise<void> {
     const execs: Record<Variant, number[]> = { runc: [], "no-pool": [], pool: [], "pool-a": [] };
     for (const variant of variants.filter((v) => v !== "runc")) {
       await useConfig(variant);
-      if (variant === "pool") daemon = await startPoolDaemon(ctd, kataConfigPath);
+      if (variant === "pool" && daemonConfigPath !== kataConfigPath) await copyFile(kataConfigPath, daemonConfigPath);
+      if (variant === "pool") daemon = await startPoolDaemon(ctd, daemonConfigPath);
       const order: Variant[] = variant === "pool" && abShim !== undefined ? ["pool-a", "pool", "runc"] : [variant, "runc"];
       for (let i = 0; i < runs; i++) {
         // A/B: who goes first alternates, so neither always follows runc.

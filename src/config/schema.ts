@@ -165,6 +165,14 @@ export const factorySchema = z
      * (an idle shim server) until a pod takes it (docs/shim.md "Warm servers").
      */
     warm_shims: z.int().min(0).max(16).default(1),
+    /**
+     * An adopted pod's sandbox is reported started once its pooled VM is the pod's on the host
+     * (taken, attached, agent connected); the pod network's host side and the guest's set-up
+     * (CreateSandbox, UpdateNetwork) finish beside containerd's CreateContainer, whose container
+     * waits for them (deadline: agent.liveness_timeout). A failure then stops the VM and the
+     * sandbox task exits (docs/pool.md "Deferred adoption").
+     */
+    deferred_adoption: z.boolean().default(true),
   })
   .prefault({});
 

@@ -13,7 +13,7 @@ import type { VirtiofsdExit } from "./virtiofsd.js";
 
 export interface SandboxLoss {
   /** The part that failed first. */
-  cause: "vmm" | "virtiofsd" | "agent";
+  cause: "vmm" | "virtiofsd" | "agent" | "setup";
   /** One line naming the part and what happened to it, for logs and the containers' stderr. */
   message: string;
   at: Date;

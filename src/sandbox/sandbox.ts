@@ -9,7 +9,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { KataError } from "../util/errors.js";
+import { describeError, KataError } from "../util/errors.js";
 import { createLogger } from "../util/log.js";
 import { StepClock } from "../util/step-clock.js";
 import { loadGuestAssets, type GuestAssets } from "../guest/assets.js";
@@ -33,6 +33,7 @@ import { makeSharedMountPoint, unmountAll } from "./mounts.js";
 import { PodWatch, type SandboxLoss } from "./pod-watch.js";
 import { writeRecord, type SandboxRecord, type SandboxStatus } from "./state-file.js";
 import { UndoStack } from "./undo-stack.js";
+import { DeferredSetUp } from "./deferred-setup.js";
 import { Virtiofsd } from "./virtiofsd.js";
 import { attachPodNetwork, configureGuestNetwork, podNetworkRecord, type GuestNetworkView, type PodNetwork } from "./network/pod-network.js";
 
@@ -78,7 +79,19 @@ export interface SandboxOptions {
   clock?: StepClock;
   /** Cuts the set-up short (CANCELLED) at its next step, the boot included; what was set up is undone. */
   signal?: AbortSignal;
+  /**
+   * With `adopt`: create() returns once the VM is the pod's on the host (taken, in the pod's CPU
+   * cgroup, attached, its agent connected); the pod network's host side and the guest's set-up
+   * (CreateSandbox, UpdateNetwork) go on within this many ms, and createContainer waits for them.
+   * A failure then makes the sandbox lost (docs/pool.md "Deferred adoption").
+   */
+  deferGuestSetUpMs?: number;
+  /** With deferGuestSetUpMs: called once the deferred set-up ended (the error when it failed). */
+  onGuestSetUp?: (err?: unknown) => void;
 }
+
+/** A VM up with its agent answering, booted or adopted, and what the guest is to be told. */
+type GuestParts = { vm: Vm; agent: BootedVm["agent"]; net?: PodNetwork | Promise<PodNetwork | undefined>; guestNetwork?: GuestNetworkView; virtiofsd?: AdoptedHelperProcess };
 
 export interface ContainerOptions {
   id: string;
@@ -123,6 +136,8 @@ export class Sandbox {
   private rootfsVia: "share" | "block" = "share";
   /** The VMM's configuration name, for messages. */
   private vmmName = "qemu";
+  /** An adopted VM's guest set-up still running after create() returned (deferGuestSetUpMs). */
+  private deferred: DeferredSetUp | undefined;
 
   private constructor(
     readonly id: string,
@@ -245,7 +260,34 @@ export class Sandbox {
   }
 
   /** A VM up with its agent answering, booted or adopted: the guest side of the pod from here on. */
-  private async finishSetUp(opts: SandboxOptions, up: { vm: Vm; agent: BootedVm["agent"]; net?: PodNetwork | Promise<PodNetwork | undefined>; guestNetwork?: GuestNetworkView; virtiofsd?: AdoptedHelperProcess }, clock: StepClock): Promise<void> {
+  private async finishSetUp(opts: SandboxOptions, up: GuestParts, clock: StepClock): Promise<void> {
+    const agent = this.attachGuest(opts, up);
+    if (opts.adopt !== undefined && opts.deferGuestSetUpMs !== undefined) {
+      // Reported created now; the guest's set-up goes on, and no container is created before it
+      // is done (createContainer). Its failure makes the sandbox lost: the VM is stopped, so the
+      // sandbox task exits and kubelet sees the pod not ready.
+      const what = `the pooled VM (QEMU pid ${up.vm.pid ?? "?"})`;
+      const work = this.configureGuest(opts, agent, up);
+      const deferred = new DeferredSetUp(work, opts.deferGuestSetUpMs, (err) => {
+        this.onLost({ cause: "setup", message: `adopting ${what} failed after the sandbox was reported started: ${describeError(err)}`, at: new Date() });
+      });
+      this.deferred = deferred;
+      deferred.done.then(
+        () => opts.onGuestSetUp?.(),
+        (err: unknown) => opts.onGuestSetUp?.(err),
+      );
+      this.life.move("ready", "create");
+      await clock.time("sandbox.save", () => this.save());
+      return;
+    }
+    await this.configureGuest(opts, agent, up);
+    checkNotCancelled(opts.signal, opts.id);
+    this.life.move("ready", "create");
+    await clock.time("sandbox.save", () => this.save());
+  }
+
+  /** The host's side of the guest: its VM, agent connection and watch. */
+  private attachGuest(opts: SandboxOptions, up: GuestParts): AgentClient {
     this.vmValue = up.vm;
     const agent = new AgentClient(up.agent);
     this.agentClient = agent;
@@ -257,6 +299,11 @@ export class Sandbox {
     const virtiofsd = watchedVfs === undefined ? {} : { virtiofsd: watchedVfs };
     const interval = opts.livenessIntervalMs === undefined ? {} : { checkIntervalMs: opts.livenessIntervalMs };
     this.watch = new PodWatch({ vm: up.vm, agent, livenessTimeoutMs, ...interval, ...virtiofsd }, (loss) => this.onLost(loss));
+    return agent;
+  }
+
+  /** The guest made the pod's: CreateSandbox, the pod network (both sides). */
+  private async configureGuest(opts: SandboxOptions, agent: AgentClient, up: GuestParts): Promise<void> {
     // Fresh host randomness first: a pooled VM booted before its pod (src/agent/entropy.ts).
     const entropy = new Uint8Array(randomBytes(64));
     const created = agent.createSandbox({ sandboxId: opts.id, hostname: opts.hostname ?? "", dns: opts.dns ?? [], sharedFsTag: this.rootfsVia === "share" ? SHARED_FS_TAG : "", entropy, sysctls: opts.sysctls ?? {} });
@@ -281,9 +328,14 @@ export class Sandbox {
       await this.save();
       if (early === undefined) await configureGuestNetwork(agent, net);
     }
-    checkNotCancelled(opts.signal, opts.id);
-    this.life.move("ready", "create");
-    await clock.time("sandbox.save", () => this.save());
+  }
+
+  /**
+   * Resolves once the guest is set up for the pod: at once, except while an adopted VM's deferred
+   * set-up runs; rejects (UNAVAILABLE, naming the adoption) when that failed.
+   */
+  guestReady(): Promise<void> {
+    return this.deferred?.done ?? Promise.resolve();
   }
 
   /** The adopter moves the VM in and pushes its own undo steps (stop VM included). */
@@ -354,6 +406,14 @@ export class Sandbox {
     const undo = new UndoStack();
     try {
       const guest = await this.containerRootfs(c, undo);
+      // The host side above ran beside an adopted VM's deferred set-up; the guest hears of no
+      // container before that set-up is done.
+      await this.guestReady().catch((err: unknown) => {
+        const loss = this.lossValue;
+        const why = loss === undefined ? describeError(err) : loss.cause === "setup" ? loss.message : `adopting the pooled VM did not complete: ${loss.message}`;
+        throw new KataError("UNAVAILABLE", `sandbox ${this.id}: its guest was never set up for the pod, so container ${c.id} cannot be created: ${why}; the sandbox task has exited: remove the pod`, { cause: err });
+      });
+      this.requireLive();
       await this.agent.createContainer({ containerId: c.id, spec: guest.spec, rootfs: guest.guestRootfs, mounts: guest.mounts, files: guest.files, openStdin: c.openStdin ?? false, sandboxPidns: c.sandboxPidns ?? false });
     } catch (err) {
       await undo.unwind().catch(() => undefined);
@@ -418,6 +478,9 @@ export class Sandbox {
     await this.save().catch(() => undefined);
     // Containers' host-side shares are undone even when the agent cannot answer (a lost sandbox).
     const guest = (async () => {
+      // A deferred set-up still running ends first (bounded by its own deadline): the guest is
+      // not told to destroy a sandbox it is still creating.
+      await this.deferred?.settled;
       for (const c of [...this.containers.values()]) {
         await c.delete().catch((err: unknown) => log.warn({ err, container: c.id }, "container delete failed; the VM stop removes it"));
       }
@@ -432,6 +495,9 @@ export class Sandbox {
       await guest;
     }
     this.watch?.stop();
+    // The deferred set-up's network host side pushes undo steps until it settles (after cutOff its
+    // guest calls fail at once).
+    await this.deferred?.settled;
     try {
       await this.undo.unwind();
     } finally {

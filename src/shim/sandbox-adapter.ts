@@ -2,8 +2,8 @@
 import type { Logger } from "../util/log.js";
 import type { PodFactory } from "./pod-port.js";
 import { withPodCgroup } from "./pod-cgroup.js";
-import { vmPodFactory } from "./vm-pod.js";
+import { vmPodFactory, type PooledVmAdopter } from "./vm-pod.js";
 
-export function vmPodFactoryWithCgroup(log: Logger): PodFactory {
-  return withPodCgroup(vmPodFactory(log), log);
+export function vmPodFactoryWithCgroup(log: Logger, adopter?: PooledVmAdopter): PodFactory {
+  return withPodCgroup(vmPodFactory(log, adopter), log);
 }

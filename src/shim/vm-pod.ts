@@ -3,7 +3,8 @@
 import { join } from "node:path";
 import { selectedVmmConfig } from "../config/defaults.js";
 import { openHypervisor } from "../hypervisor/select.js";
-import { adoptPooledVm, takePooledVm } from "../pool/adopt.js";
+import { adoptPooledVm, takePooledVm, type TakenVm } from "../pool/adopt.js";
+import type { VmAdopter } from "../sandbox/adoption.js";
 import { podAssets } from "../pool/shape.js";
 import { Sandbox, type SandboxOptions } from "../sandbox/sandbox.js";
 import { cleanupStaleSandbox } from "../sandbox/stale.js";
@@ -34,7 +35,7 @@ export class VmPod implements Pod {
     /** The sandbox task's request: its spec and rootfs are the pause container's. */
     private readonly sandboxReq?: Pick<SandboxRequest, "id" | "bundle" | "spec" | "rootfs">,
   ) {
-    this.sandboxTask = new PauseProcess(this.pid, sandbox.vm?.wait() ?? Promise.resolve());
+    this.sandboxTask = new PauseProcess(this.pid, sandbox.vm?.wait() ?? Promise.resolve(), sandbox.lost);
     void sandbox.lost.then((loss) => {
       this.log.error({ cause: loss.cause, processes: this.processes.size }, `pod lost: ${loss.message}; its processes exit with 137`);
       for (const p of this.processes) p.lose(loss.message);
@@ -160,9 +161,11 @@ export class VmPod implements Pod {
   onOom(listener: (containerId: string) => void): void {
     if (this.sandbox.state !== "ready") return;
     // Paced: a guest answering GetOOMEvent in a loop costs the shim a bounded rate of calls.
-    pumpOomEvents((signal) => this.sandbox.agent.nextOom(signal), listener, this.oomStop.signal).catch((err: unknown) =>
-      this.log.debug({ err: describeError(err) }, "OOM event stream ended"),
-    );
+    // Once the guest is set up (an adopted VM's set-up may still run: no call is added to it).
+    this.sandbox
+      .guestReady()
+      .then(() => pumpOomEvents((signal) => this.sandbox.agent.nextOom(signal), listener, this.oomStop.signal))
+      .catch((err: unknown) => this.log.debug({ err: describeError(err) }, "OOM event stream ended"));
   }
 
   async destroy(): Promise<void> {
@@ -188,25 +191,41 @@ export class VmPod implements Pod {
   }
 }
 
-export function vmPodFactory(log: Logger): PodFactory {
+/** How a pooled VM becomes the pod's; a test shim wraps the real adopter to inject a fault (test/harness). */
+export type PooledVmAdopter = (taken: TakenVm, log: Logger) => VmAdopter;
+
+export function vmPodFactory(log: Logger, adopter: PooledVmAdopter = adoptPooledVm): PodFactory {
   return {
     async createPod(req: SandboxRequest): Promise<Pod> {
       const clock = new StepClock();
       const untrace = traceAgentCalls(clock);
       let pooledVm = false;
+      let deferred = false;
+      const onGuestSetUp = (err?: unknown): void => {
+        untrace();
+        if (err === undefined) log.info({ id: req.id, pooled: true, deferred: true, steps: clock.summary(), startedAt: clock.startedAt, timeline: clock.timeline() }, "pod VM ready");
+        else log.error({ id: req.id, err: describeError(err), steps: clock.summary(), timeline: clock.timeline() }, "the adopted VM's deferred set-up failed; the sandbox task exits");
+      };
       try {
-        const pod = await createVmPod(req, clock, log, () => (pooledVm = true));
-        log.info({ id: req.id, pooled: pooledVm, steps: clock.summary(), startedAt: clock.startedAt, timeline: clock.timeline() }, "pod VM ready");
+        const pod = await createVmPod(req, clock, log, adopter, (d) => {
+          pooledVm = true;
+          deferred = d;
+        }, onGuestSetUp);
+        if (deferred) {
+          // The guest's set-up goes on (onGuestSetUp logs its end with every step).
+          clock.add("sandbox.reported", 0);
+          log.info({ id: req.id, pooled: true, steps: clock.summary(), startedAt: clock.startedAt, timeline: clock.timeline() }, "pod sandbox reported created; its guest set-up goes on");
+        } else log.info({ id: req.id, pooled: pooledVm, steps: clock.summary(), startedAt: clock.startedAt, timeline: clock.timeline() }, "pod VM ready");
         return pod;
       } finally {
-        untrace();
+        if (!deferred) untrace();
       }
     },
     cleanupPod: (sandboxId: string) => cleanupStaleSandbox(sandboxId),
   };
 }
 
-async function createVmPod(req: SandboxRequest, clock: StepClock, log: Logger, adopted: () => void): Promise<Pod> {
+async function createVmPod(req: SandboxRequest, clock: StepClock, log: Logger, adopter: PooledVmAdopter, adopted: (deferred: boolean) => void, onGuestSetUp: (err?: unknown) => void): Promise<Pod> {
   // Before anything starts: a hostNetwork pod cannot run in a VM (a clear error for kubelet).
   const network = requireOwnNetwork(req.spec);
   requireOwnPidAndIpc(req.spec);
@@ -233,8 +252,9 @@ async function createVmPod(req: SandboxRequest, clock: StepClock, log: Logger, a
   const pooled = network.kind === "netns" ? await clock.time("pool.take", () => takePooledVm(req.config, req.configSource, assets, req.sizing, req.spec.annotations ?? {}, network.path, log)) : undefined;
   if (pooled !== undefined) {
     try {
-      const pod = new VmPod(await Sandbox.create({ ...opts, adopt: adoptPooledVm(pooled, log) }), log, req);
-      adopted();
+      const defer = req.config.factory.deferred_adoption ? { deferGuestSetUpMs: req.config.agent.liveness_timeout * 1000, onGuestSetUp } : {};
+      const pod = new VmPod(await Sandbox.create({ ...opts, adopt: adopter(pooled, log), ...defer }), log, req);
+      adopted(req.config.factory.deferred_adoption);
       return pod;
     } catch (err) {
       // A start cut off while adopting is over: no VM is booted for it.

@@ -152,22 +152,37 @@ export function execLauncher(container: SandboxContainer, execId: string, proces
   return () => container.exec(execId, process, { terminal: opts.terminal, openStdin: opts.stdin });
 }
 
-/** The CRI sandbox (pause) task: the VM itself. It "exits" when killed or when the VM ends. */
+/**
+ * The CRI sandbox (pause) task: the VM itself. It "exits" when killed or when the VM ends. A VM
+ * that ended before the task's Start (an adopted VM whose deferred set-up failed at once) fails
+ * that Start with the pod's loss, which containerd reports as RunPodSandbox's error.
+ */
 export class PauseProcess implements PodProcess {
   private resolveExit!: (exit: ProcessExit) => void;
   private readonly exit = new Promise<ProcessExit>((r) => (this.resolveExit = r));
+  private started = false;
+  private vmGone = false;
 
   constructor(
     readonly pid: number,
     vmEnded: Promise<unknown>,
+    private readonly podLost: PodLoss = new Promise(() => undefined),
   ) {
-    void vmEnded.then(
-      () => this.resolveExit({ exitStatus: lostExit, exitedAt: new Date() }),
-      () => this.resolveExit({ exitStatus: lostExit, exitedAt: new Date() }),
-    );
+    const ended = (): void => {
+      this.vmGone = true;
+      if (this.started) this.resolveExit({ exitStatus: lostExit, exitedAt: new Date() });
+    };
+    void vmEnded.then(ended, ended);
   }
 
-  async start(): Promise<void> {}
+  async start(): Promise<void> {
+    if (this.vmGone) {
+      const loss = await Promise.race([this.podLost, sleep(lossAttributionMs, undefined, { ref: false })]);
+      this.resolveExit({ exitStatus: lostExit, exitedAt: new Date() });
+      throw new KataError("UNAVAILABLE", `the pod's VM ended before its sandbox task started${loss === undefined ? "" : `: ${loss.message}`}`);
+    }
+    this.started = true;
+  }
 
   async signal(signal: number): Promise<void> {
     // The VM stops when the sandbox task is deleted; to containerd the pause process is gone now.

@@ -18,7 +18,11 @@ import { loadGuestAssets } from "../../src/guest/assets.js";
 import { cgroupDirsOf } from "../../src/sandbox/host-cgroup.js";
 import { run } from "../../src/util/exec.js";
 import { assertNoLeaks, startContainerd, type PrivateContainerd } from "../harness/containerd.js";
-import { importTestImages } from "../harness/images.js";
+import { defaultRuntimes } from "../harness/containerd-config.js";
+import { BUSYBOX_IMAGE_REF, importTestImages } from "../harness/images.js";
+import { PodSandboxState } from "../../src/cri/gen/runtime/v1/api_pb.js";
+import { podSandboxConfig } from "../../src/cri/pod.js";
+import { mkdir } from "node:fs/promises";
 import { mountsUnder } from "../harness/mounts.js";
 import { HANDLER } from "./kata-pod-flow.js";
 import { httpBody, httpGetScript, inHarnessNetns, podNetnsPath, startWebPod, WEB_PORT, type WebPod } from "./network-pods.js";
@@ -34,6 +38,9 @@ import { virtiofsdPidFile } from "../../src/sandbox/virtiofsd.js";
 import { CLOCK_BOUND_MS } from "../../src/agent/clock.js";
 import { childrenOf, foundPoolDaemon, niceOf, pooledQemus, poolPathsOf, poolStatus, processesNamingPool, readyWarmShim, sandboxRecord, sessionOf, shimActionOf, shimPidOf, startPoolDaemon, waitPooled, warmShimServers, type PoolDaemon } from "./pool-fixture.js";
 
+const FAULT_SHIM = fileURLToPath(new URL("../harness/adopt-fault-shim.js", import.meta.url));
+const FAULT_RUNTIME_TYPE = "io.containerd.katatsfault.v2";
+const FAULT_HANDLER = "kata-ts-fault";
 const PORT_FORWARD_CLIENT = fileURLToPath(new URL("../harness/port-forward-client.js", import.meta.url));
 // The defaults (pool on, pool_size 1) but for a second shape, for the per-tenant case.
 const kataConfig = "[factory]\nmax_shapes = 2\n";
@@ -52,7 +59,13 @@ before(async () => {
   configDir = await mkdtemp(join(tmpdir(), "kts-pool-config-"));
   const kataConfigPath = join(configDir, "configuration.toml");
   await writeFile(kataConfigPath, kataConfig);
-  ctd = await startContainerd({ kataTs: { kataConfigPath }, pool: true });
+  ctd = await startContainerd({
+    kataTs: { kataConfigPath },
+    pool: true,
+    // The production shim with an adopter that makes the guest refuse UpdateNetwork (test/harness/adopt-fault-shim.ts).
+    shims: { [FAULT_RUNTIME_TYPE]: FAULT_SHIM },
+    runtimes: { ...defaultRuntimes, [FAULT_HANDLER]: { runtime_type: FAULT_RUNTIME_TYPE, privileged_without_host_devices: true, pod_annotations: ["io.katats.*"], options: { ConfigPath: kataConfigPath } } },
+  });
   await importTestImages(ctd);
   cri = connectCri(ctd.address);
 });
@@ -244,12 +257,16 @@ void test("pools are per tenant: a pod of another tenant boots its own VM, and t
 
 // A lost pod's teardown may outlast containerd's patience with Delete: the shim must not exit
 // before it is over (its share mount p/shared once outlived RemovePodSandbox that way).
+/** A status call may go unanswered for a while on a busy host: ask again. */
+async function waitTenantlessReady(d: PoolDaemon): Promise<void> {
+  const ready = async (): Promise<boolean> => (await poolStatus(d.paths).catch(() => undefined))?.shapes.some((s) => s.tenant === "" && s.ready > 0) ?? false;
+  for (let i = 0; i < 1000 && !(await ready()); i++) await new Promise((r) => setTimeout(r, 500));
+}
+
 void test("an adopted pod is watched like a booted one: its virtiofsd killed, the container exits 137 naming virtiofsd; the pod stops and is removed", { timeout: 600_000 }, async (t) => {
   assert.ok(ctd && cri && daemon);
   // Another tenant's shape is pooled too by now: wait for a tenant-less VM (the pool refills at low priority).
-  // A status call may go unanswered for a while on a busy host: ask again.
-  const tenantlessReady = async (d: PoolDaemon): Promise<boolean> => (await poolStatus(d.paths).catch(() => undefined))?.shapes.some((s) => s.tenant === "" && s.ready > 0) ?? false;
-  for (let i = 0; i < 1000 && !(await tenantlessReady(daemon)); i++) await new Promise((r) => setTimeout(r, 500));
+  await waitTenantlessReady(daemon);
   const pooled = new Set((await pooledQemus(daemon.paths)).values());
   const pod = await startWebPod(ctd, cri, { name: "pool-vfs", handler: HANDLER });
   pods.push(pod);
@@ -280,6 +297,61 @@ void test("an adopted pod is watched like a booted one: its virtiofsd killed, th
       pods.splice(pods.indexOf(pod), 1);
     }
   }
+});
+
+void test("a deferred adoption that fails after RunPodSandbox returned (the guest refuses UpdateNetwork): the pending container start fails naming it, the sandbox turns NOTREADY, Stop/Remove leave nothing", { timeout: 600_000 }, async (t) => {
+  assert.ok(ctd && cri && daemon);
+  await waitTenantlessReady(daemon);
+  const pooled = new Set((await pooledQemus(daemon.paths)).values());
+  const name = "pool-deferred-fault";
+  const logDirectory = join(ctd.baseDir, "pods", `default_${name}_uid-${name}`);
+  await mkdir(logDirectory, { recursive: true });
+  const config = podSandboxConfig({ name, uid: `uid-${name}`, logDirectory });
+  // RunPodSandbox returns once the VM is the pod's on the host; the guest's set-up goes on and fails
+  // (the fault shim's adopter: UpdateNetwork names a MAC no guest NIC has, and the network's host
+  // side is held 8 s, so that the container's start below is pending when it fails).
+  const { podSandboxId } = await cri.runtime.runPodSandbox({ config, runtimeHandler: FAULT_HANDLER });
+  const stateDir = join(ctd.kataStateDir, podSandboxId);
+  let qemuPid = 0;
+  let vfsPid = 0;
+  try {
+    const rec = await sandboxRecord(ctd, podSandboxId);
+    qemuPid = rec.vmPid as number;
+    vfsPid = rec.virtiofsdPid as number;
+    assert.ok(pooled.has(qemuPid), `the sandbox took a pooled VM (${qemuPid} in ${[...pooled].join(", ")})`);
+    assert.equal((await cri.runtime.podSandboxStatus({ podSandboxId })).status?.state, PodSandboxState.SANDBOX_READY, "the sandbox is ready while its guest's set-up still runs");
+    const { containerId } = await cri.runtime.createContainer({
+      podSandboxId,
+      sandboxConfig: config,
+      config: { metadata: { name: "sleeper" }, image: { image: BUSYBOX_IMAGE_REF }, command: ["sleep", "3600"], logPath: "sleeper.log" },
+    });
+    await assert.rejects(cri.runtime.startContainer({ containerId }), (err: Error) => {
+      t.diagnostic(`StartContainer: ${err.message}`);
+      assert.match(err.message, /its guest was never set up for the pod, so container \S+ cannot be created: adopting the pooled VM \(QEMU pid \d+\) failed after the sandbox was reported started: .*no guest NIC has MAC 02:de:ad:00:be:ef/, "the container's start names the failed adoption and its cause");
+      return true;
+    });
+    let state: PodSandboxState | undefined;
+    for (let i = 0; i < 240; i++) {
+      state = (await cri.runtime.podSandboxStatus({ podSandboxId })).status?.state;
+      if (state === PodSandboxState.SANDBOX_NOTREADY) break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    assert.equal(state, PodSandboxState.SANDBOX_NOTREADY, "the sandbox task exited: kubelet sees the sandbox not ready (and recreates it)");
+    for (let i = 0; i < 100 && !(await pidGone(qemuPid, /^qemu/)); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(await pidGone(qemuPid, /^qemu/), true, "the adopted VM is stopped");
+  } finally {
+    await cri.runtime.stopPodSandbox({ podSandboxId }).catch(() => undefined);
+    await cri.runtime.removePodSandbox({ podSandboxId }).catch(() => undefined);
+  }
+  // The shim removes the pod's state as it exits, which may be just after RemovePodSandbox answers.
+  for (let i = 0; i < 120 && (await exists(stateDir)); i++) await new Promise((r) => setTimeout(r, 250));
+  assert.deepEqual(await mountsUnder([stateDir]), [], "no mount of the pod's left");
+  assert.equal(await exists(stateDir), false, "the pod's state dir is gone");
+  for (const p of [qemuPid, vfsPid]) {
+    const cmdline = await readFile(`/proc/${p}/cmdline`, "utf8").catch(() => "");
+    assert.equal(cmdline.includes(podSandboxId), false, `pid ${p} of the pod is gone`);
+  }
+  assert.equal(await exists(join(ctd.stateDir, "io.containerd.runtime.v2.task", "k8s.io", podSandboxId)), false, "no bundle of the sandbox left");
 });
 
 void test("pool owner SIGKILLed: adopted pods keep running and can be stopped; pooled VMs die with it; nothing leaks", { timeout: 600_000 }, async () => {
