@@ -36,7 +36,7 @@ pool; then pods back to back with the pool, and the host PSS of one idle kata-ts
   --log FILE       keep containerd's log, with the shims' lines, in FILE (default: not kept)
   --share-pid      pods share one PID namespace (CRI's POD mode: a pause container in the guest);
                    default: each container its own, as kubelet sends without shareProcessNamespace
-  --ab-shim FILE   another build's shim entry (e.g. its dist/src/shim/main.js) as handler kata-ts-a,
+  --ab-shim FILE   another build's shim entry (its dist/src/shim/main.js, or a sh launcher) as handler kata-ts-a,
                    its pooled starts interleaved with this build's against the same pool (default: none)
   --ab-config TOML the configuration file of handler kata-ts-a (with --ab-shim; e.g. this build's
                    dist/src/shim/containerd-shim-kata-ts-v2-front.cjs to A/B a setting); the pool

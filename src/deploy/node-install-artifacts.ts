@@ -16,6 +16,7 @@ import { basename, dirname, join, relative } from "node:path";
 import { run } from "../util/exec.js";
 import { KataError } from "../util/errors.js";
 import { shimLauncherEntryIn } from "../shim/bundle-path.js";
+import { shimShLauncher } from "../shim/start-sh.js";
 
 export const DEFAULT_INSTALL_ROOT = "/opt/kata-ts";
 const STAMP = ".install.json";
@@ -148,7 +149,9 @@ export async function installArtifacts(root: string, src: ArtifactSources): Prom
     await cp(join(src.packageRoot, "config", "configuration.toml.example"), join(staging, relative(root, layout.configPath)));
     // The shim's bundle when the build made one (npm run build), else its tsc output.
     const shimEntry = relative(src.packageRoot, shimLauncherEntryIn(join(src.packageRoot, "dist", "src", "shim")));
-    await writeFile(join(staging, "bin", "containerd-shim-kata-ts-v2"), launcher(layout, shimEntry), { mode: 0o755 });
+    // A sh script: a CRI app container's start is answered without a Node start-up (src/shim/start-sh.ts).
+    const shimLauncher = shimShLauncher({ nodePath: layout.nodePath, entry: join(layout.root, "lib", shimEntry), env: { KATA_TS_ASSETS_DIR: layout.assetsDir }, comment: "Written by kata-ts install; removed by kata-ts uninstall." });
+    await writeFile(join(staging, "bin", "containerd-shim-kata-ts-v2"), shimLauncher, { mode: 0o755 });
     await writeFile(join(staging, "bin", "kata-ts"), launcher(layout, "dist/src/cli/main.js"), { mode: 0o755 });
     await writeFile(join(staging, STAMP), `${JSON.stringify({ digest, installedAt: new Date().toISOString() }, null, 2)}\n`);
     // Swap: old tree aside, new tree in, old tree gone (running shims keep their open files).

@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { openSync, closeSync } from "node:fs";
-import { mkdir, mkdtemp, rm, rmdir, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, rmdir, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PAUSE_IMAGE_REF } from "../../src/images/test-images.js";
@@ -240,7 +240,9 @@ function shimBinaryName(runtimeType: string): string {
 
 async function writeShimLauncher(binDir: string, runtimeType: string, script: string): Promise<void> {
   const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
-  const text = `#!/bin/sh\nexec ${quote(process.execPath)} ${quote(script)} "$@"\n`;
+  // A launcher script of its own (e.g. the repo's sh launcher) runs as it is; a JS entry with this node.
+  const own = (await readFile(script, "utf8").catch(() => "")).startsWith("#!/bin/sh");
+  const text = own ? `#!/bin/sh\nexec ${quote(script)} "$@"\n` : `#!/bin/sh\nexec ${quote(process.execPath)} ${quote(script)} "$@"\n`;
   await writeFile(join(binDir, shimBinaryName(runtimeType)), text, { mode: 0o755 });
 }
 

@@ -60,21 +60,23 @@ void test("a shim server is recognised by its command line, bundled or not", () 
   assert.ok(isShimServerCmdline(["node", "--max-semi-space-size=1", `/repo/dist/src/shim/${SHIM_BUNDLE_NAME}`, "-socket", "/run/kata-ts/kata-ts-pool/warm-1-1.sock", "warm"]), "a warm server the pool keeps");
 });
 
-void test("the bin launcher (CommonJS) runs what shimLauncherEntryIn picks: front entry, bundle or tsc entry", async () => {
+void test("the bin launcher (sh, then CommonJS) runs what shimLauncherEntryIn picks: front entry, bundle or tsc entry", async () => {
   const root = await mkdtemp(join(tmpdir(), "kts-shim-launcher-"));
   try {
     const binShim = join(root, "bin", "shim");
     const dir = join(root, "dist", "src", "shim");
     await mkdir(binShim, { recursive: true });
     await mkdir(dir, { recursive: true });
+    // The sh launcher (src/shim/start-sh.ts) runs the Node launcher beside it for all but an app container's start.
     await copyFile(join(repoRoot, "bin", "shim", "containerd-shim-kata-ts-v2"), join(binShim, "containerd-shim-kata-ts-v2"));
+    await copyFile(join(repoRoot, "bin", "shim", "launcher.cjs"), join(binShim, "launcher.cjs"));
     await copyFile(join(repoRoot, "bin", "shim", "package.json"), join(binShim, "package.json"));
     await symlink("shim/containerd-shim-kata-ts-v2", join(root, "bin", "containerd-shim-kata-ts-v2"));
     // Each entry says which it is; dated so that each case is unambiguous.
     const files = { "main.js": "main", [SHIM_BUNDLE_NAME]: "bundle", [SHIM_FRONT_NAME]: "front" };
     for (const [name, word] of Object.entries(files)) await writeFile(join(dir, name), `process.stdout.write(${JSON.stringify(word)});\n`);
     const at = async (name: string, s: number): Promise<void> => utimes(join(dir, name), new Date(s * 1000), new Date(s * 1000));
-    const ran = async (): Promise<string> => (await run(process.execPath, [join(root, "bin", "containerd-shim-kata-ts-v2")])).stdout;
+    const ran = async (): Promise<string> => (await run(join(root, "bin", "containerd-shim-kata-ts-v2"), [])).stdout;
     const cases: Array<[number, number, number, string]> = [
       [1000, 2000, 3000, "front"], // npm run build: tsc, bundle, front
       [1000, 3000, 2000, "bundle"], // a front entry older than its bundle is not run
