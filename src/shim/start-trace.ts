@@ -10,6 +10,8 @@ export function traceAgentCalls(clock: StepClock): () => void {
   const channel = diagnostics.channel(CLIENT_CALL_CHANNEL);
   const onCall = (msg: unknown): void => {
     const ev = msg as CallEvent;
+    // The shim's events to containerd go through a ttRPC client too: not the agent's.
+    if (ev.service.startsWith("containerd.")) return;
     clock.add(`agent.${ev.method}`, ev.durationMs);
   };
   channel.subscribe(onCall);
