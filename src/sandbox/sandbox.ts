@@ -1,6 +1,8 @@
 // One sandbox = one VM. Set-up in order (state dir, shared dir, pod network, virtiofsd, VM, agent,
 // guest sandbox) with every step's undo pushed as it succeeds, so destroy() and a failed create both
 // tear down in reverse order. The state file lets another process find and clean up what runs.
+// An adopted VM's guest set-up may be deferred (deferGuestSetUpMs): create() returns once the VM
+// is the pod's on the host, containers wait for the rest, and its failure makes the sandbox lost.
 // While it runs, every part it depends on is watched (pod-watch.ts): when one fails, the sandbox
 // is lost: the VM and helpers are killed at once, every agent call still waiting fails, and `lost`
 // says why. destroy() always finishes: the guest gets a deadline to remove its containers, then
