@@ -413,7 +413,7 @@ export class Sandbox {
       await this.guestReady().catch((err: unknown) => {
         const loss = this.lossValue;
         const why = loss === undefined ? describeError(err) : loss.cause === "setup" ? loss.message : `adopting the pooled VM did not complete: ${loss.message}`;
-        throw new KataError("UNAVAILABLE", `sandbox ${this.id}: its guest was never set up for the pod, so container ${c.id} cannot be created: ${why}; the sandbox task has exited: remove the pod`, { cause: err });
+        throw new KataError("UNAVAILABLE", `sandbox ${this.id}: its guest was never set up for the pod, so no container can be created in it (${c.id} was not): ${why}; the sandbox task has exited: remove the pod`, { cause: err });
       });
       this.requireLive();
       await this.agent.createContainer({ containerId: c.id, spec: guest.spec, rootfs: guest.guestRootfs, mounts: guest.mounts, files: guest.files, openStdin: c.openStdin ?? false, sandboxPidns: c.sandboxPidns ?? false });
