@@ -327,7 +327,7 @@ void test("a deferred adoption that fails after RunPodSandbox returned (the gues
     });
     await assert.rejects(cri.runtime.startContainer({ containerId }), (err: Error) => {
       t.diagnostic(`StartContainer: ${err.message}`);
-      assert.match(err.message, /its guest was never set up for the pod, so container \S+ cannot be created: adopting the pooled VM \(QEMU pid \d+\) failed after the sandbox was reported started: .*no guest NIC has MAC 02:de:ad:00:be:ef/, "the container's start names the failed adoption and its cause");
+      assert.match(err.message, /its guest was never set up for the pod, so no container can be created in it \(\S+ was not\): adopting the pooled VM \(QEMU pid \d+\) failed after the sandbox was reported started: .*no guest NIC has MAC 02:de:ad:00:be:ef/, "the container's start names the failed adoption and its cause");
       return true;
     });
     let state: PodSandboxState | undefined;
