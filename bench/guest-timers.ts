@@ -85,7 +85,8 @@ async function runOnce(hv: QemuHypervisor, guest: GuestAssets, root: string, id:
       const text = await readFile(vm.consoleLogPath, "utf8").catch(() => "");
       const cpuS = await processCpuSeconds(vm.pid);
       const now = performance.now();
-      const lines = text.split("\n").map((l) => l.trimEnd()).filter((l) => l.startsWith("KT:"));
+      // A kernel message may share the marker's line (the console is one stream): find "KT:" anywhere.
+      const lines = text.split("\n").map((l) => l.trimEnd()).filter((l) => l.includes("KT:")).map((l) => l.slice(l.indexOf("KT:")));
       for (const line of lines.slice(seen)) {
         const name = line.slice(3).split(" ")[0]!;
         const key = name === "irq" || name === "log" ? `${name}${marks.size}` : name;
