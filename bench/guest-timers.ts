@@ -80,9 +80,11 @@ async function runOnce(hv: QemuHypervisor, guest: GuestAssets, root: string, id:
   try {
     const deadline = Date.now() + (idleS + 240) * 1000;
     let seen = 0;
+    let text = "";
     while (!marks.has("end")) {
       if (Date.now() > deadline) throw new Error(`${id}: the guest did not finish its script (markers: ${[...marks.keys()].join(", ")})`);
-      const text = await readFile(vm.consoleLogPath, "utf8").catch(() => "");
+      if (vm.state !== "running") throw new Error(`${id}: the VM ended before its script did (markers: ${[...marks.keys()].join(", ")}); console:\n${text.slice(-3000)}`);
+      text = await readFile(vm.consoleLogPath, "utf8").catch(() => text);
       const cpuS = await processCpuSeconds(vm.pid);
       const now = performance.now();
       // A kernel message may share the marker's line (the console is one stream): find "KT:" anywhere.
