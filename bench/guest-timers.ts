@@ -64,6 +64,8 @@ function script(idleS: number, loops: number): string {
     "dmesg | grep -iE 'APIC timer|calibrat|clockevent|clocksource|broadcast|tsc' | tr -s ' ' | sed 's/^/KT:log /'",
     "grep -E 'Tick Device|^Clock Event Device|mode:' /proc/timer_list | tr -s ' ' | sed 's/^/KT:log /'",
     "echo KT:end",
+    // The UART drains the console after echo returns: give it time before the reset.
+    "sleep 1",
     "reboot -f",
   ].join("; ");
 }
@@ -87,8 +89,9 @@ async function runOnce(hv: QemuHypervisor, guest: GuestAssets, root: string, id:
       text = await readFile(vm.consoleLogPath, "utf8").catch(() => text);
       const cpuS = await processCpuSeconds(vm.pid);
       const now = performance.now();
-      // A kernel message may share the marker's line (the console is one stream): find "KT:" anywhere.
-      const lines = text.split("\n").map((l) => l.trimEnd()).filter((l) => l.includes("KT:")).map((l) => l.slice(l.indexOf("KT:")));
+      // Whole lines only (a read may end mid-line). A kernel message may share the marker's line (the
+      // console is one stream): find "KT:" anywhere.
+      const lines = text.slice(0, text.lastIndexOf("\n") + 1).split("\n").map((l) => l.trimEnd()).filter((l) => l.includes("KT:")).map((l) => l.slice(l.indexOf("KT:")));
       for (const line of lines.slice(seen)) {
         const name = line.slice(3).split(" ")[0]!;
         const key = name === "irq" || name === "log" ? `${name}${marks.size}` : name;
