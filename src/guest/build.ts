@@ -39,7 +39,7 @@ type RootDevice = KernelArtifacts["rootDevice"];
  * VMM run with -no-reboot exits instead of hanging; a panic's messages still reach the console
  * under quiet (they are emergencies).
  */
-export function guestKernelCmdline(rootDevice: RootDevice, source: KernelSourceName = "project"): string[] {
+export function guestKernelCmdline(rootDevice: RootDevice): string[] {
   // rootwait on pmem: the nvdimm bus probes its region asynchronously, after the kernel first looks
   // for its root (without it the mount fails with "Cannot open root device pmem0", seen on q35).
   const root = rootDevice === "virtio-pmem" ? ["root=/dev/pmem0", "rootfstype=erofs", "rootflags=dax=always", "rootwait"] : ["root=/dev/vda", "rootfstype=erofs"];
@@ -54,13 +54,14 @@ export function guestKernelCmdline(rootDevice: RootDevice, source: KernelSourceN
   // 32768 buckets, 768 KiB, at 512 MiB) and zeroed at boot; a pod's guest looks up far fewer
   // names. 8192 and 4096 buckets: guest RAM 0.8 MiB lower after boot, boot CPU within the noise
   // (docs/guest.md).
-  // acpi=off (the project's kernel only: it reads the CPUs and the IO-APIC from the MP table, and its
-  // virtio-pci devices use MSI-X, which needs no ACPI interrupt routing): the ACPI interpreter running
-  // q35's DSDT was the largest initcall of the boot (~140 ms of guest time, docs/guest.md). The VMM
-  // then builds the machine without ACPI tables (src/hypervisor/qemu/cmdline.ts). The Debian kernel
-  // keeps ACPI.
-  const acpi = source === "project" ? ["acpi=off"] : [];
-  return [...root, "ro", `init=${ROOT_INIT_PATH}`, "panic=-1", "quiet", "random.trust_cpu=on", "dhash_entries=8192", "ihash_entries=4096", ...acpi];
+  // No acpi=off by default, although the project's kernel can boot without ACPI (MP table, MSI-X,
+  // pvpanic-pci; `kernel_params = ["acpi=off"]` opts in, and QEMU's q35 then has no ACPI tables):
+  // it saved 60-100 ms of QEMU CPU to agent ready and ~2.9 MiB per VM, but without ACPI's PM timer
+  // the kernel verifies the local APIC timer against the PIT, and under TCG on a busy host that check
+  // fails (1 of 2 boots at load 7-8): the guest then ticks periodically on every vCPU for its life,
+  // idle QEMU CPU ~2x. Pooled VMs boot in the background at low priority, i.e. on a busy host
+  // (docs/guest.md "acpi=off").
+  return [...root, "ro", `init=${ROOT_INIT_PATH}`, "panic=-1", "quiet", "random.trust_cpu=on", "dhash_entries=8192", "ihash_entries=4096"];
 }
 
 /** The kernel sources by the name configuration.toml's [guest] kernel uses. */
@@ -115,7 +116,7 @@ export function inputsKey(parts: { kernel: KernelIdentity; components: Record<st
     components: parts.components,
     agent: parts.agentSha256,
     modules: parts.kernel.source === "project" ? [] : [GUEST_MODULES, OPTIONAL_MODULES],
-    cmdline: guestKernelCmdline(rootDeviceOf(parts.kernel), parts.kernel.source),
+    cmdline: guestKernelCmdline(rootDeviceOf(parts.kernel)),
     nodeArgs: AGENT_NODE_ARGS,
     init: [parts.kernel.source === "project" ? "" : initramfsInit("RELEASE"), rootInit({ nodeArgs: AGENT_NODE_ARGS })],
   };
@@ -153,7 +154,7 @@ async function buildWith(inputs: Inputs, source: KernelSource, opts: BuildOption
   // Same bytes loaded to the same addresses, without the linker's 2 MiB file padding (elf-pack.ts).
   const packed = await packElfFile(kernel.vmlinuxPath, join(out, KERNEL_FILE));
   log(`kernel: vmlinux segments packed at 4 KiB: ${packed.before} -> ${packed.after} bytes`);
-  const cmdline = guestKernelCmdline(kernel.rootDevice, kernel.source);
+  const cmdline = guestKernelCmdline(kernel.rootDevice);
   let modules: string[] = [];
   if (kernel.modulesRoot !== undefined) {
     const initrd = await buildInitramfs({ workDir, modulesRoot: kernel.modulesRoot, release: kernel.release, out: join(out, INITRD_FILE) });
