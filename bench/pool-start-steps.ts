@@ -13,10 +13,10 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { parseConfig, selectedVmmConfig } from "../src/config/index.js";
 import { vmLayout } from "../src/hypervisor/qemu/layout.js";
 import { QmpClient } from "../src/hypervisor/qemu/qmp.js";
-import { flushTcgCache } from "./lib/tcg-flush.js";
+import { flushTcgCache } from "../src/hypervisor/qemu/tcg-flush.js";
 import { adoptPooledVm } from "../src/pool/adopt.js";
 import { PooledVm } from "../src/pool/pooled-vm.js";
-import { podAssets, poolShape, type PoolShape } from "../src/pool/shape.js";
+import { podAssets, poolShape, rehearsesPodPath, type PoolShape } from "../src/pool/shape.js";
 import { loadGuestAssets } from "../src/guest/assets.js";
 import { runSpec } from "../src/sandbox/default-spec.js";
 import { guestNetworkView } from "../src/sandbox/network/pod-network.js";
@@ -37,7 +37,9 @@ per step QEMU CPU ms, wall ms and TCG flushes / cache fill (HMP info jit).
   --variant SPEC  NAME:KEY=VAL,... (repeatable; default one variant "default"); keys:
                   tb=MiB (tcg_tb_size), cmdline=WORD (appended to the kernel command line; repeat
                   the key for more), warm=0|1 (the container warm-up, default 1), flush=1 (flush
-                  TCG's cache once prepared), pool-from=DIST (another build's
+                  TCG's cache once prepared), rehearse=0|1 (the pool's flush and pod path
+                  rehearsal, default as [factory] rehearse_pod_path: on; tb= then defaults
+                  to [factory] tcg_tb_size), pool-from=DIST (another build's
                   dist/ dir whose PooledVm boots the VM, e.g. /work/main/dist),
                   assets=DIR (other guest assets, e.g. a scratch build-assets --dir)
   --json          end with one line {"figures": {...}}
@@ -54,6 +56,8 @@ interface Variant {
   warm: boolean;
   /** Flush TCG's cache once the VM is prepared (before its idle time). */
   flush: boolean;
+  /** The pool's flush + rehearsal of the pod path (BootPolicy.rehearsePodPath). */
+  rehearse: boolean;
   /** Boot with another build's PooledVm (dist dir), e.g. main's, for an A/B of the pool's boot. */
   poolFrom?: string;
   /** Guest assets from this dir (KATA_TS_ASSETS_DIR's layout) instead of the configured ones. */
@@ -63,19 +67,22 @@ interface Variant {
 function parseVariant(spec: string): Variant {
   const [name, rest = ""] = spec.split(/:(.*)/s) as [string, string?];
   if (!/^[a-z0-9_-]+$/i.test(name)) exitWithUsage(USAGE, `--variant ${JSON.stringify(spec)}: the name must be letters, digits, - or _`);
-  const v: Variant = { name, cmdline: [], warm: true, flush: false };
+  const v: Variant = { name, cmdline: [], warm: true, flush: false, rehearse: rehearsesPodPath(config) };
   for (const kv of rest === "" ? [] : rest.split(",")) {
     const [k, val = ""] = kv.split(/=(.*)/s) as [string, string?];
     if (k === "tb") v.tb = checkOptions(USAGE, () => intOption("tb", val, 4));
     else if (k === "cmdline") v.cmdline.push(val);
     else if (k === "warm") v.warm = val !== "0";
     else if (k === "flush") v.flush = val !== "0";
+    else if (k === "rehearse") v.rehearse = val !== "0";
     else if (k === "pool-from") v.poolFrom = val;
     else if (k === "assets") v.assets = val;
-    else exitWithUsage(USAGE, `--variant ${JSON.stringify(spec)}: unknown key ${JSON.stringify(k)} (tb, cmdline, warm)`);
+    else exitWithUsage(USAGE, `--variant ${JSON.stringify(spec)}: unknown key ${JSON.stringify(k)} (tb, cmdline, warm, flush, rehearse, pool-from, assets)`);
   }
   return v;
 }
+const config = parseConfig("", "built-in defaults");
+const vmm = selectedVmmConfig(config);
 const variants = argv.variant.length === 0 ? [parseVariant("default")] : argv.variant.map(parseVariant);
 
 const TICK_MS = 10;
@@ -112,8 +119,6 @@ interface StepFigure {
   fillAfterMiB: number;
 }
 
-const config = parseConfig("", "built-in defaults");
-const vmm = selectedVmmConfig(config);
 const baseShape = poolShape(config, await podAssets(vmm), { vcpus: vmm.default_vcpus, memoryMiB: vmm.default_memory }, "");
 const dir = await mkdtemp(join(tmpdir(), "kts-bench-poolsteps-"));
 const stateRoot = join(dir, "state");
@@ -123,13 +128,17 @@ await makeBusyboxRootfs(rootfs);
 const log = createLogger("bench.pool-start-steps");
 const POD_MAC = "02:42:0a:58:00:05";
 
-async function oneVm(v: Variant, round: number): Promise<Record<Step, StepFigure>> {
+type VmFigures = Record<Step, StepFigure> & { memory: { pssMiB: number; anonMiB: number } };
+
+async function oneVm(v: Variant, round: number): Promise<VmFigures> {
   const base = v.assets === undefined ? baseShape : poolShape(config, await loadGuestAssets(v.assets), { vcpus: vmm.default_vcpus, memoryMiB: vmm.default_memory }, "");
-  const shape: PoolShape = { ...base, ...(v.tb === undefined ? {} : { tcgTbSizeMiB: v.tb }), kernelCmdline: [...base.kernelCmdline, ...v.cmdline] };
+  const tb = v.tb ?? (v.rehearse ? config.factory.tcg_tb_size : config.hypervisor.qemu.tcg_tb_size);
+  const shape: PoolShape = { ...base, tcgTbSizeMiB: tb, kernelCmdline: [...base.kernelCmdline, ...v.cmdline] };
   const out = {} as Record<Step, StepFigure>;
+  let memory = { pssMiB: Number.NaN, anonMiB: Number.NaN };
   const tBoot = performance.now();
   const Pooled = v.poolFrom === undefined ? PooledVm : ((await import(join(v.poolFrom, "src/pool/pooled-vm.js"))) as { PooledVm: typeof PooledVm }).PooledVm;
-  const pooled = await Pooled.boot(shape, join(dir, "vms"), { bootTimeoutMs: 900_000, warmUpContainers: v.warm });
+  const pooled = await Pooled.boot(shape, join(dir, "vms"), { bootTimeoutMs: 900_000, warmUpContainers: v.warm, ...(v.rehearse ? { rehearsePodPath: true } : {}) });
   const pid = pooled.handle.qemuPid;
   // Pooled: the pool holds its agent connection and QMP until the hand-over (QEMU CPU only here).
   const cpuPrepared = await cpuMs(pid);
@@ -155,7 +164,7 @@ async function oneVm(v: Variant, round: number): Promise<Record<Step, StepFigure
     t = now;
   };
   try {
-    const hmp0 = (line: string): Promise<string> => (qmp as unknown as Hmp).execute("human-monitor-command", { "command-line": line });
+    const hmp0 = (line: string, _ms: number): Promise<string> => (qmp as unknown as Hmp).execute("human-monitor-command", { "command-line": line });
     if (v.flush) await flushTcgCache(hmp0, join(handle.dir, "vm", "gdb.sock"));
     await mark("flush", qmp as unknown as Hmp);
   } catch (err) {
@@ -188,13 +197,18 @@ async function oneVm(v: Variant, round: number): Promise<Record<Step, StepFigure
       if (st.status !== 0) throw new Error(`exec of true exited ${st.status}`);
       await mark(step, hmp);
     }
+    // The VM's memory once the pod's first calls are done (the TCG buffer is resident as far as it was filled).
+    const rollup = await readFile(`/proc/${pid}/smaps_rollup`, "utf8").catch(() => "");
+    const kib = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(rollup)?.[1] ?? NaN);
+    memory = { pssMiB: kib("Pss") / 1024, anonMiB: kib("Pss_Anon") / 1024 };
+    process.stdout.write(`  ${v.name} QEMU after exec3: PSS ${memory.pssMiB.toFixed(1)} MiB, of it anonymous ${memory.anonMiB.toFixed(1)} MiB\n`);
   } finally {
     await sb.destroy();
   }
-  return out;
+  return { ...out, memory };
 }
 
-const results = new Map<string, Record<Step, StepFigure>[]>();
+const results = new Map<string, VmFigures[]>();
 const loads: number[] = [];
 try {
   for (let r = 0; r < N; r++) {
@@ -221,6 +235,11 @@ for (const [name, xs] of results) {
     parts.push(`${step} ${cpu}/${Math.round(wall)}${xs.some((x) => x[step].flushes > 0) ? `(F${xs.filter((x) => x[step].flushes > 0).length})` : ""}`);
   }
   figures[`${name}_cache_before_start_mib`] = median(xs.map((x) => x.create.fillAfterMiB));
+  figures[`${name}_qemu_pss_mib`] = median(xs.map((x) => x.memory.pssMiB));
+  figures[`${name}_qemu_anon_pss_mib`] = median(xs.map((x) => x.memory.anonMiB));
+  const podPath = median(xs.map((x) => (["adopt", "network", "create", "start", "exec1", "exec2", "exec3"] as const).reduce((sum, st) => sum + x[st].cpu, 0)));
+  figures[`${name}_pod_path_cpu_ms`] = podPath;
+  parts.push(`pod path (adopt..exec3) ${podPath} ms CPU, QEMU PSS ${figures[`${name}_qemu_pss_mib`]!.toFixed(1)} MiB (anon ${figures[`${name}_qemu_anon_pss_mib`]!.toFixed(1)})`);
   process.stdout.write(`${name}: CPU/wall ms medians, (Fn: runs with a flush): ${parts.join(", ")}\n`);
 }
 const load = median(loads);

@@ -26,13 +26,18 @@ function roundTrip(): void {
   fromBinary(UpdateNetworkResponseSchema, toBinary(UpdateNetworkResponseSchema, create(UpdateNetworkResponseSchema, { interfaces: [iface], routes })));
 }
 
-export async function warmAdoptionPaths(hostnameFile = "/proc/sys/kernel/hostname", cmdlineFile = "/proc/cmdline"): Promise<void> {
+/** CreateSandbox's guest code and the NIC lookup, with no process spawned (also the pod path's rehearsal's first step). */
+export async function warmAdoptionCode(hostnameFile = "/proc/sys/kernel/hostname"): Promise<void> {
   roundTrip();
   await mixEntropy(new Uint8Array(randomBytes(64)));
   const hostname = (await readFile(hostnameFile, "utf8")).trim();
   if (hostname !== "") await applySysctls({ "kernel.hostname": hostname });
   // The NIC lookup by MAC (sysfs reads), for a MAC no NIC has.
   await findLinkByMac("00:00:00:00:00:00").catch(() => undefined);
+}
+
+export async function warmAdoptionPaths(hostnameFile = "/proc/sys/kernel/hostname", cmdlineFile = "/proc/cmdline"): Promise<void> {
+  await warmAdoptionCode(hostnameFile);
   await configureNetwork([], []);
   // Adoption's UpdateNetwork writes its lines to this one rather than spawning `ip` (ip-tool.ts).
   const cmdline = await readFile(cmdlineFile, "utf8").catch(() => "");

@@ -17,6 +17,7 @@ import { log } from "./log.js";
 import { createAgentServer } from "./server.js"; // AgentService (container engineer) is registered there
 import { defaultAgentDeps } from "./container/service.js";
 import { warmUpInBackground } from "./container/warm-up.js";
+import { rehearsePodPath } from "./pod-path-rehearsal.js";
 import { AGENT_VERSION } from "./version.js";
 import { readFile } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
@@ -49,6 +50,8 @@ async function main(): Promise<void> {
   let released: Promise<void> = Promise.resolve();
   let warming: Promise<void> | undefined;
   if (wantsContainerWarmUp(cmdline)) deps.warmUp = () => (warming ??= released.then(() => warmUpInBackground(server, log)));
+  // The pool's second PrepareSandbox, after it emptied TCG's cache (pod-path-rehearsal.ts).
+  deps.rehearse = () => rehearsePodPath(server, log);
   const channel = agentChannelFromCmdline(cmdline);
   if (channel.kind === "vsock") {
     if (!vsockPresent()) log("kernel parameter asks for vsock, but no virtio vsock device is bound: no host connection can reach the bridge");

@@ -17,6 +17,14 @@ import type { KataConfig, VmmSectionConfig } from "./schema.js";
 export const defaultTcgTbSizeMiB = 40;
 
 /**
+ * The pool's VMs' TCG cache in MiB when they rehearse the pod path ([factory] tcg_tb_size): after
+ * the flush and the rehearsal 48.6-48.7 MiB are in the cache at the offer, 50.3-51.4 after the pod's
+ * third exec (docs/pool.md "Flush and rehearse"): 52 holds it, 48 does not (the rehearsal itself
+ * overflows). Each adopted pod's QEMU holds the whole buffer: 12 MiB more than a booted pod's.
+ */
+export const defaultPoolTcgTbSizeMiB = 52;
+
+/**
  * QEMU's machine type and how the guest image is attached (docs/hypervisor.md, docs/guest.md):
  * "q35" + "pmem" (the default: virtio-pci, the image mapped read-only from the host's page cache and
  * mounted with DAX, shared by every VM: half the guest RAM at boot, less QEMU CPU to boot, less PSS

@@ -5,7 +5,7 @@
 // defaults.ts, which loads no zod); docs/configuration.md and config/configuration.toml.example
 // describe the same values (a unit test keeps the example in step).
 import { z } from "zod";
-import { defaultImageDeviceFor, defaultQemuMachine, defaultTcgTbSizeMiB, hypervisorNames } from "./defaults.js";
+import { defaultImageDeviceFor, defaultQemuMachine, defaultPoolTcgTbSizeMiB, defaultTcgTbSizeMiB, hypervisorNames } from "./defaults.js";
 
 export { defaultImageDeviceFor, defaultQemuImageDevice, defaultQemuMachine, defaultTcgTbSizeMiB, hypervisorNames, selectedVmmConfig, type HypervisorName } from "./defaults.js";
 
@@ -159,6 +159,20 @@ export const factorySchema = z
      * (docs/containers.md "Warm-up"). Costs each pooled VM ~1-2 CPU-s once and ~9 MiB of page cache.
      */
     warm_up_containers: z.boolean().default(true),
+    /**
+     * Under TCG, once a pooled VM is prepared (with warm_up_containers): empty QEMU's translation
+     * cache, then the guest rehearses a pod's path once more (adoption's guest calls with
+     * documentation addresses, undone; a container of its own image created, started, exec'd into,
+     * removed), so the cache holds that path when the VM is offered (docs/pool.md "Flush and
+     * rehearse"). A failed flush or rehearsal discards the VM.
+     */
+    rehearse_pod_path: z.boolean().default(true),
+    /**
+     * TCG translation cache (MiB) of the pool's VMs when they rehearse the pod path (the rehearsed
+     * path is ~49 MiB of host code, the pod adds ~2: at 40 it overflows during the pod's start;
+     * docs/pool.md "Flush and rehearse"). Other VMs keep [hypervisor.qemu] tcg_tb_size.
+     */
+    tcg_tb_size: z.int().min(4).max(4096).default(defaultPoolTcgTbSizeMiB),
     /**
      * Shim servers the pool daemon keeps started and loaded (0: none): a pod's `start` takes one
      * instead of waiting for a fresh server's Node start-up (~0.25-0.5 s). Each holds ~15 MiB

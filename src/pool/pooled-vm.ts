@@ -4,7 +4,7 @@
 // succeeds. QEMU runs in a netns of its own and creates its tap there; the netns's name is removed
 // once QEMU runs, so the netns (and the tap) live exactly as long as QEMU. Should the daemon die,
 // its watchdog kills whatever names this VM's dir (watchdog.ts).
-import { describeError, KataError } from "../util/errors.js";
+import { describeError, isKataError, KataError } from "../util/errors.js";
 import { randomBytes } from "node:crypto";
 import { mkdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -44,6 +44,15 @@ export interface BootPolicy {
    * agent's path warm (docs/containers.md "Warm-up").
    */
   warmUpContainers?: boolean;
+  /**
+   * Under TCG, once prepared: empty QEMU's translation cache and have the guest rehearse a pod's
+   * path once more (adoption's guest calls, a container created, started, exec'd into, removed),
+   * so the cache holds that path when the VM is offered ([factory] rehearse_pod_path; docs/pool.md
+   * "Flush and rehearse"). A failed flush or rehearsal fails the boot: the VM is not offered.
+   */
+  rehearsePodPath?: boolean;
+  /** The flush's deadline (default 10 s: the VM is paused for a few round trips). */
+  flushTimeoutMs?: number;
   /** QEMU and virtiofsd (every thread, and their children) at this nice value in the VMs' low-weight cgroup; unset: left where they start. */
   nice?: number;
   log?: Logger;
@@ -53,6 +62,28 @@ export interface BootPolicy {
 function randomMac(): string {
   const b = randomBytes(5);
   return ["02", ...[...b].map((x) => x.toString(16).padStart(2, "0"))].join(":");
+}
+
+/** How long the flush may take (the VM is paused for a few gdbstub round trips). */
+const FLUSH_MS = 10_000;
+
+/**
+ * Empty TCG's cache, then the guest runs the pod's path once more (src/agent/pod-path-rehearsal.ts),
+ * so what is cached at the offer is that path and not the first PrepareSandbox's tail. The flush's
+ * gdbstub listens in the VM's dir (0700, root's) for its few round trips only. Anything failing
+ * throws: the caller stops the VM and the pool boots another.
+ */
+async function flushAndRehearse(vm: QemuVm, agent: AgentClient, dir: string, deadline: number, flushMs: number, log: Logger | undefined): Promise<void> {
+  const t0 = performance.now();
+  await vm.flushTcgCache(join(dir, "tcg-flush.sock"), flushMs);
+  const tFlush = performance.now();
+  await agent.rehearsePodPath(Math.max(deadline - Date.now(), 60_000)).catch((err: unknown) => {
+    // An agent older than the rehearsal reads the call as a second plain PrepareSandbox, which it
+    // refuses: its VM is intact (only its cache was emptied), so it is offered, slower.
+    if (!isKataError(err, "ALREADY_EXISTS")) throw err;
+    log?.warn({ vm: vm.id, err: describeError(err) }, "the pooled VM's agent cannot rehearse the pod path (guest assets older than the pool): offered without");
+  });
+  log?.info({ vm: vm.id, flushMs: Math.round(tFlush - t0), rehearsalMs: Math.round(performance.now() - tFlush) }, "pooled VM: TCG cache flushed and the pod path rehearsed");
 }
 
 export class PooledVm {
@@ -165,6 +196,7 @@ export class PooledVm {
           if (!isUnimplemented(err)) throw err;
           await agent.updateRoutes([]);
         });
+        if (policy.rehearsePodPath === true && vm.accel === "tcg") await flushAndRehearse(vm, agent, paths.dir, deadline, policy.flushTimeoutMs ?? FLUSH_MS, policy.log);
       } catch (err) {
         booted.agent.close();
         throw err;

@@ -16,7 +16,7 @@ import type { Logger } from "../util/log.js";
 import { poolPaths, type PoolPaths } from "./layout.js";
 import { poolCall, type PoolRequest, type PoolResponse, type PoolStatus } from "./protocol.js";
 import { Pools } from "./refill.js";
-import { parseShape, podAssets, poolShape, requirePoolVmm } from "./shape.js";
+import { parseShape, podAssets, poolShape, rehearsesPodPath, requirePoolVmm } from "./shape.js";
 import { joinPoolCgroup } from "./priority.js";
 import { startWatchdog, type Watchdog } from "./watchdog.js";
 import { WarmShims } from "./warm-shims.js";
@@ -80,7 +80,7 @@ export class PoolServer {
       handoverTimeoutMs: f.handover_timeout * 1000,
       // No pod waits on a pooled boot, and at the pool's low CPU weight a busy host slows it down
       // many times: a long deadline, and no console-silence stall check (the VM is starved, not stuck).
-      boot: { bootTimeoutMs: Math.max(config.agent.dial_timeout * 1000, pooledBootTimeoutMs), warmUpContainers: f.warm_up_containers, nice: f.refill_nice, log },
+      boot: { bootTimeoutMs: Math.max(config.agent.dial_timeout * 1000, pooledBootTimeoutMs), warmUpContainers: f.warm_up_containers, rehearsePodPath: rehearsesPodPath(config), nice: f.refill_nice, log },
       log,
     });
     const warmShims = new WarmShims({ size: f.warm_shims, root: paths.root, configPath: opts.configPath ?? "", nice: f.refill_nice, log, ...(opts.prepareConfig === undefined ? {} : { prepareConfig: opts.prepareConfig }) });

@@ -47,6 +47,14 @@ export function requirePoolVmm(config: KataConfig, source = "configuration.toml"
   }
 }
 
+/**
+ * Whether the pool's VMs rehearse the pod path once prepared ([factory] rehearse_pod_path, which
+ * needs the container warm-up); they then get [factory] tcg_tb_size (docs/pool.md "Flush and rehearse").
+ */
+export function rehearsesPodPath(config: KataConfig): boolean {
+  return config.factory.warm_up_containers && config.factory.rehearse_pod_path;
+}
+
 const tenantPattern = /^[A-Za-z0-9._-]{0,63}$/;
 
 export function poolShape(config: KataConfig, assets: GuestAssets, sizing: { vcpus: number; memoryMiB: number }, tenant: string): PoolShape {
@@ -60,7 +68,7 @@ export function poolShape(config: KataConfig, assets: GuestAssets, sizing: { vcp
     qemuMachine: qemu.machine,
     imageDevice: qemu.image_device,
     ...(qemu.huge_guest_ram ? { hugeGuestRam: true } : {}),
-    tcgTbSizeMiB: qemu.tcg_tb_size,
+    tcgTbSizeMiB: rehearsesPodPath(config) ? config.factory.tcg_tb_size : qemu.tcg_tb_size,
     accel: qemu.accel,
     vcpus: sizing.vcpus,
     memoryMiB: sizing.memoryMiB,

@@ -79,6 +79,11 @@ export class AgentClient {
     await this.agent.prepareSandbox({ sharedFsTag, hostTime: timestampFromDate(new Date()) }, { timeoutMs });
   }
 
+  /** A prepared VM (TCG cache just emptied) rehearses a pod's path once more (the pool: docs/pool.md). */
+  async rehearsePodPath(timeoutMs = CALL_MS): Promise<void> {
+    await this.agent.prepareSandbox({ rehearse: true }, { timeoutMs });
+  }
+
   async destroySandbox(): Promise<void> {
     await this.agent.destroySandbox({}, { timeoutMs: CALL_MS });
   }

@@ -29,6 +29,11 @@ export interface AgentServiceDeps {
   warmUp?: () => Promise<void>;
   /** PrepareSandbox's run of adoption's code (adoption-warmup.ts); replaceable in tests. */
   warmAdoption?: () => Promise<void>;
+  /**
+   * PrepareSandbox with `rehearse` (a prepared VM whose TCG cache the host just emptied): the pod
+   * path once more (../pod-path-rehearsal.ts), throwing if any step or its undo fails.
+   */
+  rehearse?: () => Promise<void>;
 }
 
 /** The guest's defaults: crun with cgroup v2, bundles on tmpfs, the share at GUEST_SHARED_DIR. */
@@ -84,6 +89,12 @@ export function agentService(deps: AgentServiceDeps = defaultAgentDeps()): Servi
       return {};
     },
     async prepareSandbox(req) {
+      if (req.rehearse) {
+        if (sandbox.prepared === undefined || sandbox.sandboxId !== undefined) throw new KataError("FAILED_PRECONDITION", "the pod path's rehearsal is for a prepared VM that no pod has yet: call PrepareSandbox without rehearse first");
+        if (deps.rehearse === undefined) throw new KataError("UNIMPLEMENTED", "this agent cannot rehearse the pod path");
+        await deps.rehearse();
+        return {};
+      }
       await sandbox.prepare({ hostTime: req.hostTime ? timestampDate(req.hostTime) : undefined, sharedFsTag: req.sharedFsTag });
       // Adoption's code (CreateSandbox's, UpdateNetwork's and its `ip -batch`) run once on
       // pod-neutral data, so a pod finds it compiled and paged in (docs/pool.md). Before the

@@ -68,49 +68,59 @@ export async function warmUpInBackground(server: TtrpcServer, log: (message: str
 }
 
 /**
- * Creates, starts, execs `true` in, and removes the warm-up container, through the agent's own
- * ttRPC server over an in-memory pipe (so the host calls' whole path runs: framing, protobuf,
- * AgentService, the manager, crun); the container is removed whatever fails. Throws when a step
- * fails (the caller decides whether that matters: a warm-up that failed leaves a guest that is
- * only slower).
+ * Creates, starts, execs `true` in (`execs` times), and removes the warm-up container, through the
+ * agent's own ttRPC server over an in-memory pipe (so the host calls' whole path runs: framing,
+ * protobuf, AgentService, the manager, crun); the container is removed whatever fails. Throws when
+ * a step fails (the caller decides whether that matters: a warm-up that failed leaves a guest that
+ * is only slower; a failed rehearsal makes the pool discard the VM).
  */
-export async function warmUpContainers(server: TtrpcServer, rootfs = WARM_UP_ROOTFS, timeoutMs = 120_000): Promise<void> {
+export async function warmUpContainers(server: TtrpcServer, rootfs = WARM_UP_ROOTFS, timeoutMs = 120_000, execs = 1): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   // The guest root without what is mounted on it (a container's own /sys, /proc cannot go on top of
   // the guest's: the kernel refuses the same sysfs twice on one mount point, EBUSY).
   await mkdir(rootfs, { recursive: true });
   await run("mount", ["--bind", "/", rootfs], { timeoutMs: 30_000 });
-  const [clientEnd, serverEnd] = pipePair();
-  server.serve(serverEnd);
-  const client = new TtrpcClient(clientEnd);
   try {
-    await runWarmUpContainer(createClient(client, AgentService), rootfs, deadline);
+    await withOwnClient(server, (agent) => runWarmUpContainer(agent, rootfs, deadline, execs));
   } finally {
-    client.close();
-    clientEnd.destroy();
-    serverEnd.destroy();
     await run("umount", [rootfs], { timeoutMs: 30_000 });
     await rmdir(rootfs).catch(() => undefined);
   }
 }
 
-type Agent = TypedClient<typeof AgentService extends GenService<infer S> ? S : never>;
+export type Agent = TypedClient<typeof AgentService extends GenService<infer S> ? S : never>;
 
-async function runWarmUpContainer(agent: Agent, rootfs: string, deadline: number): Promise<void> {
+/** Runs `fn` with a client of the agent's own ttRPC server over an in-memory pipe, closed after. */
+export async function withOwnClient<T>(server: TtrpcServer, fn: (agent: Agent) => Promise<T>): Promise<T> {
+  const [clientEnd, serverEnd] = pipePair();
+  server.serve(serverEnd);
+  const client = new TtrpcClient(clientEnd);
+  try {
+    return await fn(createClient(client, AgentService));
+  } finally {
+    client.close();
+    clientEnd.destroy();
+    serverEnd.destroy();
+  }
+}
+
+async function runWarmUpContainer(agent: Agent, rootfs: string, deadline: number, execs: number): Promise<void> {
   const left = (): { timeoutMs: number } => ({ timeoutMs: Math.max(1, deadline - Date.now()) });
   const containerId = WARM_UP_ID;
   await agent.createContainer({ containerId, ociSpecJson: JSON.stringify(warmUpSpec()), rootfs, mounts: [], files: [], openStdin: false, sandboxPidns: false }, left());
   try {
     await agent.startContainer({ containerId }, left());
     // As the host runs an exec (ExecSync): ExecProcess, then Wait and both reads to EOF at once.
-    const execId = "warm-up";
-    const proc = { args: ["true"], env: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], cwd: "/", user: { uid: 0, gid: 0 } };
-    await agent.execProcess({ containerId, execId, processJson: JSON.stringify(proc), terminal: false, openStdin: false }, left());
-    const drain = async (read: Agent["readStdout"]): Promise<void> => {
-      while (!(await read({ containerId, execId, len: 65536 }, left())).eof);
-    };
-    const [exit] = await Promise.all([agent.waitProcess({ containerId, execId }, left()), drain(agent.readStdout), drain(agent.readStderr)]);
-    if (exit.status !== 0) throw new KataError("INTERNAL", `the warm-up exec of true exited with status ${exit.status}`);
+    for (let i = 1; i <= execs; i++) {
+      const execId = `warm-up-${i}`;
+      const proc = { args: ["true"], env: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], cwd: "/", user: { uid: 0, gid: 0 } };
+      await agent.execProcess({ containerId, execId, processJson: JSON.stringify(proc), terminal: false, openStdin: false }, left());
+      const drain = async (read: Agent["readStdout"]): Promise<void> => {
+        while (!(await read({ containerId, execId, len: 65536 }, left())).eof);
+      };
+      const [exit] = await Promise.all([agent.waitProcess({ containerId, execId }, left()), drain(agent.readStdout), drain(agent.readStderr)]);
+      if (exit.status !== 0) throw new KataError("INTERNAL", `the warm-up exec of true exited with status ${exit.status}`);
+    }
   } finally {
     await agent.removeContainer({ containerId, force: true }, { timeoutMs: 60_000 });
   }

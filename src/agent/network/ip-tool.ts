@@ -26,11 +26,16 @@ let warm: IpCoprocess | undefined;
  * to it, and then it is ended: it serves adoption only (docs/network.md "Warm ip").
  */
 export async function startWarmIp(lines: readonly (readonly string[])[], ipArgs: readonly string[] = []): Promise<IpCoprocess> {
+  return (await startWarmIpAnswering(lines, ipArgs)).co;
+}
+
+/** startWarmIp, with the answers of `lines` (the pod path's rehearsal reads its undo back: rehearsal.ts). */
+export async function startWarmIpAnswering(lines: readonly (readonly string[])[], ipArgs: readonly string[] = []): Promise<{ co: IpCoprocess; answers: unknown[] }> {
   warm?.close();
   const co = new IpCoprocess(ipArgs);
   warm = co;
-  await co.run(lines, IP_MS);
-  return co;
+  const answers = await co.run(lines, IP_MS);
+  return { co, answers };
 }
 
 /** The warm co-process, if one is running and not used yet: taken (only one call gets it). */

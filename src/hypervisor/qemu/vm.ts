@@ -11,6 +11,8 @@ import { privateKernelCopy, releaseKernelCopy, type KernelCopy } from "./kernel-
 import { qemuVmFiles, type VmLayout } from "./layout.js";
 import { QmpClient, type QmpEvent } from "./qmp.js";
 import { guestResetReason } from "../console-tail.js";
+import { flushTcgCache } from "./tcg-flush.js";
+import { KataError } from "../../util/errors.js";
 
 export interface QemuVmOptions extends VmmVmOptions {
   binary: string;
@@ -110,6 +112,17 @@ export class QemuVm extends VmmVm {
     this.proc.forget();
     this.qmp?.close();
     this.qmp = undefined;
+  }
+
+  /**
+   * Empty TCG's translation cache now (tcg-flush.ts: a one-step gdbstub on `socketPath`, which must
+   * be in a directory only root can enter; closed again within `timeoutMs`, the VM never left paused).
+   */
+  async flushTcgCache(socketPath: string, timeoutMs: number): Promise<void> {
+    const qmp = this.qmp;
+    if (qmp === undefined || this.lifecycle.state !== "running") throw this.lifecycle.refusal("flush its TCG cache");
+    if (this.accel !== "tcg") throw new KataError("FAILED_PRECONDITION", `QEMU runs this VM with ${this.accel ?? "no known accelerator"}, not TCG: there is no translation cache to flush`);
+    await flushTcgCache((line, ms) => qmp.execute("human-monitor-command", { "command-line": line }, { timeoutMs: ms }), socketPath, { timeoutMs });
   }
 
   /** Each vCPU's instruction pointer and halt state (HMP `info registers`), for stuck-boot reports. */

@@ -1,8 +1,8 @@
-// The gdb remote-protocol framing bench/lib/tcg-flush.ts speaks to QEMU's gdbstub: packets as
+// The gdb remote-protocol framing src/hypervisor/qemu/tcg-flush.ts speaks to QEMU's gdbstub: packets as
 // $data#checksum, and QEMU's replies taken apart from its acks and from partial reads.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { gdbPacket, takeGdbPackets } from "../../bench/lib/tcg-flush.js";
+import { gdbPacket, takeGdbPackets } from "../../src/hypervisor/qemu/tcg-flush.js";
 
 void test("gdbPacket frames the data with its checksum (the sum of its bytes mod 256, two hex digits)", () => {
   assert.equal(gdbPacket("s"), "$s#73");

@@ -1,17 +1,27 @@
 // Drops every translation in a running QEMU's TCG cache (tb_flush), at a moment the caller picks:
-// a measuring tool (bench/pool-start-steps.ts `flush=1`: what a step translates from an empty
-// cache). QEMU 7.2 has no monitor command for it, and inserting a breakpoint does not flush any
-// more (7.2 checks breakpoints per TB), but switching a vCPU's single-stepping on does (seen with
-// HMP `info jit`: the flush count goes up by one, the cache to ~0). Its gdbstub does that for one
-// step: open the gdbstub on a unix socket in the VM's state dir (HMP `gdbserver`), connect (QEMU
-// pauses the VM and sends a stop reply), step (a vCPU that does not finish its step soon is
-// interrupted; either way one stop reply comes and stepping is off again), detach (the VM runs on,
-// nothing left set), close the gdbstub (`gdbserver none`). The VM is paused for a few round trips.
+// the pool, before it rehearses a pod's path in a pooled VM (src/pool/pooled-vm.ts: what the cache
+// holds at the offer is then that path), and a measuring tool (bench/pool-start-steps.ts `flush=1`).
+// QEMU 7.2 has no monitor command for it, and inserting a breakpoint does not flush any more (7.2
+// checks breakpoints per TB), but switching a vCPU's single-stepping on does (seen with HMP `info
+// jit`: the flush count goes up by one, the cache to ~0). Its gdbstub does that for one step: open
+// the gdbstub on a unix socket (HMP `gdbserver`), connect (QEMU pauses the VM and sends a stop
+// reply), step (a vCPU that does not finish its step soon is interrupted; either way one stop reply
+// comes and stepping is off again), detach (the VM runs on, nothing left set), close the gdbstub
+// (`gdbserver none`). The VM is paused for a few round trips.
+//
+// The gdbstub gives whoever connects full control of the guest, so: its socket must be in a
+// directory only root can enter (the caller's VM dir, 0700), it listens only for the few round
+// trips of one flush (closed and its file removed whatever happens), the whole exchange has a
+// deadline, and a VM our connection paused is resumed on every path out.
 import net from "node:net";
-import { KataError } from "../../src/util/errors.js";
+import { rm } from "node:fs/promises";
+import { KataError } from "../../util/errors.js";
 
-/** What runs an HMP command (QmpClient through human-monitor-command). */
-export type HmpRunner = (commandLine: string) => Promise<string>;
+/** What runs an HMP command (QmpClient through human-monitor-command) within `timeoutMs`. */
+export type HmpRunner = (commandLine: string, timeoutMs: number) => Promise<string>;
+
+/** How long each clean-up command may take, whatever was left of the flush's own deadline. */
+const cleanupMs = 5000;
 
 /** A gdb remote-protocol packet: $data#checksum (the sum of the data's bytes, mod 256, in hex). */
 export function gdbPacket(data: string): string {
@@ -129,36 +139,42 @@ function isStopReply(packet: string): boolean {
 
 /**
  * Flushes the TCG translation cache of the QEMU behind `hmp` (a running VM under TCG).
- * `socketPath` is where the short-lived gdbstub listens (in the VM's own state dir: nobody else
- * can reach it). The VM runs on afterwards as before. Throws when a step fails; the gdbstub is
- * closed and the VM resumed either way.
+ * `socketPath` is where the short-lived gdbstub listens: in a directory only root can enter (the
+ * VM's own). The VM runs on afterwards as before. Throws (DEADLINE_EXCEEDED, UNAVAILABLE, INTERNAL)
+ * when a step fails or `timeoutMs` (the whole flush) passes; the gdbstub is closed, its socket file
+ * removed and a VM left paused resumed either way.
  */
 export async function flushTcgCache(hmp: HmpRunner, socketPath: string, opts: { timeoutMs?: number } = {}): Promise<void> {
-  const timeoutMs = opts.timeoutMs ?? 5000;
-  const opened = await hmp(`gdbserver unix:${socketPath},server=on,wait=off`);
-  if (!/waiting for gdb connection/i.test(opened)) throw new KataError("INTERNAL", `QEMU did not open its gdbstub: ${opened.trim()}`);
+  const deadline = Date.now() + (opts.timeoutMs ?? 5000);
+  const left = (): number => Math.max(1, deadline - Date.now());
+  await rm(socketPath, { force: true });
   let conn: GdbConnection | undefined;
   let detached = false;
   try {
-    conn = await GdbConnection.connect(socketPath, timeoutMs);
+    const opened = await hmp(`gdbserver unix:${socketPath},server=on,wait=off`, left());
+    if (!/waiting for gdb connection/i.test(opened)) throw new KataError("INTERNAL", `QEMU did not open its gdbstub: ${opened.trim()}`);
+    conn = await GdbConnection.connect(socketPath, left());
     // QEMU pauses the VM on the connection and says so (a stop reply).
-    const paused = await conn.next("the connection", timeoutMs);
+    const paused = await conn.next("the connection", left());
     if (!isStopReply(paused)) throw new KataError("INTERNAL", `QEMU's gdbstub greeted with ${JSON.stringify(paused)}, not a stop reply`);
     // Stepping on flushes the cache. A vCPU that does not finish its step soon (halted) is
     // interrupted: either way one stop reply comes, and QEMU switches stepping off again.
     conn.send("s");
-    const interrupt = setTimeout(() => conn?.interrupt(), stepMs);
-    const stepped = await conn.next("a step", timeoutMs).finally(() => clearTimeout(interrupt));
+    const interrupt = setTimeout(() => conn?.interrupt(), Math.min(stepMs, left()));
+    const stepped = await conn.next("a step", left()).finally(() => clearTimeout(interrupt));
     if (!isStopReply(stepped)) throw new KataError("INTERNAL", `QEMU's gdbstub answered ${JSON.stringify(stepped)} to a step`);
     // Detach: the VM resumes, nothing left set.
     conn.send("D");
-    const answer = await conn.next("detach", timeoutMs);
+    const answer = await conn.next("detach", left());
     if (answer !== "OK") throw new KataError("INTERNAL", `QEMU's gdbstub answered ${JSON.stringify(answer)} to detach`);
     detached = true;
   } finally {
+    // Also when the open itself timed out (QEMU may have run it late): the gdbstub closed, its
+    // socket file gone, and a VM a connection paused (ours, also one given up on before QEMU's
+    // greeting) resumed.
     conn?.close();
-    await hmp("gdbserver none").catch(() => undefined);
-    // Our connection paused the VM; a failure before the detach must not leave it so.
-    if (conn !== undefined && !detached && /paused/.test(await hmp("info status").catch(() => ""))) await hmp("cont").catch(() => undefined);
+    await hmp("gdbserver none", cleanupMs).catch(() => undefined);
+    await rm(socketPath, { force: true }).catch(() => undefined);
+    if (!detached && /paused/.test(await hmp("info status", cleanupMs).catch(() => ""))) await hmp("cont", cleanupMs).catch(() => undefined);
   }
 }
