@@ -53,3 +53,33 @@ void test("PrepareSandbox runs adoption's code first and the container warm-up a
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+void test("PrepareSandbox with rehearse runs the pod path's rehearsal only on a prepared VM that no pod has, and nothing else", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "kts-setup-hook-"));
+  try {
+    const events: string[] = [];
+    const mounted: string[] = [];
+    const sandbox = new GuestSandbox({ sharedDir: join(dir, "shared"), resolvConf: join(dir, "resolv.conf"), hostnameFile: join(dir, "hostname") }, { sync: () => (events.push("clock"), Promise.resolve(true)) });
+    // The share's mount stands in for virtio-fs here: recorded, not made.
+    (sandbox as unknown as { mount(m: { source: string }): Promise<void> }).mount = (m) => (mounted.push(m.source), Promise.resolve());
+    const service = agentService({
+      manager: new ContainerManager(guestManagerConfig()),
+      sandbox,
+      warmUp: () => (events.push("containers"), Promise.resolve()),
+      warmAdoption: () => (events.push("adoption"), Promise.resolve()),
+      rehearse: () => (events.push("rehearsal"), Promise.resolve()),
+    });
+    const ctx = { signal: new AbortController().signal } as HandlerContext;
+    const rehearse = create(PrepareSandboxRequestSchema, { rehearse: true });
+    await assert.rejects(service.prepareSandbox!(rehearse, ctx), /call PrepareSandbox without rehearse first/);
+    await service.prepareSandbox!(create(PrepareSandboxRequestSchema, { hostTime: timestampNow(), sharedFsTag: "kata-ts-shared" }), ctx);
+    await service.prepareSandbox!(rehearse, ctx);
+    assert.deepEqual(events, ["clock", "adoption", "containers", "rehearsal"], "the second call runs the rehearsal alone");
+    assert.deepEqual(mounted, ["kata-ts-shared"], "the share is mounted once");
+    await service.createSandbox!(create(CreateSandboxRequestSchema, { sandboxId: "pod", sharedFsTag: "kata-ts-shared" }), ctx);
+    await assert.rejects(service.prepareSandbox!(rehearse, ctx), (err: unknown) => err instanceof KataError && err.code === "FAILED_PRECONDITION", "never once a pod has the VM");
+    assert.equal(events.filter((e) => e === "rehearsal").length, 1);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

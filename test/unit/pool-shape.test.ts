@@ -25,10 +25,17 @@ void test("pool shape: equal inputs give one key; size, image, TCG cache and ten
   assert.equal(shapeKey(poolShape(config, { ...assets }, { ...size }, "")), base);
   assert.notEqual(shapeKey(poolShape(config, assets, { ...size, memoryMiB: 1024 }, "")), base);
   assert.notEqual(shapeKey(poolShape(config, { ...assets, rootfsPath: "/b/rootfs.erofs" }, size, "")), base);
+  assert.equal(poolShape(config, assets, size, "").tcgTbSizeMiB, 52, "a pooled VM that rehearses the pod path gets [factory] tcg_tb_size");
   const bigCache = defaultConfig();
-  bigCache.hypervisor.qemu.tcg_tb_size = 64;
-  assert.equal(poolShape(bigCache, assets, size, "").tcgTbSizeMiB, 64, "a pooled VM gets the configured TCG cache, as a booted one does");
+  bigCache.factory.tcg_tb_size = 64;
+  assert.equal(poolShape(bigCache, assets, size, "").tcgTbSizeMiB, 64);
   assert.notEqual(shapeKey(poolShape(bigCache, assets, size, "")), base);
+  for (const off of [{ rehearse_pod_path: false }, { warm_up_containers: false }]) {
+    const plain = defaultConfig();
+    Object.assign(plain.factory, off);
+    plain.hypervisor.qemu.tcg_tb_size = 48;
+    assert.equal(poolShape(plain, assets, size, "").tcgTbSizeMiB, 48, `without the rehearsal (${JSON.stringify(off)}) a pooled VM gets the configured TCG cache, as a booted one does`);
+  }
   assert.notEqual(shapeKey(poolShape(config, assets, size, "team-a")), base, "tenants never share a pool");
   assert.notEqual(shapeKey(poolShape(config, assets, size, "team-a")), shapeKey(poolShape(config, assets, size, "team-b")));
 });
