@@ -129,6 +129,9 @@ export class PooledVm {
         await lowerPooledProcess(pid, policy.nice).catch((err: unknown) => policy.log?.warn({ err: describeError(err), pid }, "a pooled VM's process stays at the daemon's priority"));
       };
       await lower(vfs.pid);
+      const accel = await resolveAccel(shape.accel);
+      // The flush and rehearsal: TCG only (KVM has no translation cache), after the container warm-up.
+      const rehearse = policy.rehearsePodPath === true && policy.warmUpContainers === true && accel === "tcg";
       const mac = randomMac();
       const tap = tapName(0);
       const hypervisor = await QemuHypervisor.open({
@@ -149,7 +152,7 @@ export class PooledVm {
           rootfsPath: shape.rootfsPath,
           ...(shape.rootfsDevice === undefined ? {} : { rootfsDevice: shape.rootfsDevice }),
           kernelCmdline: policy.warmUpContainers === true ? [...shape.kernelCmdline, WARM_UP_CONTAINERS] : shape.kernelCmdline,
-          accel: await resolveAccel(shape.accel),
+          accel,
           sharedFs: { socketPath: paths.virtiofsdSocket, tag: SHARED_FS_TAG },
           netDevices: [{ tapName: tap, mac }],
           netnsPath: `/var/run/netns/${netns}`,
@@ -196,7 +199,7 @@ export class PooledVm {
           if (!isUnimplemented(err)) throw err;
           await agent.updateRoutes([]);
         });
-        if (policy.rehearsePodPath === true && vm.accel === "tcg") await flushAndRehearse(vm, agent, paths.dir, deadline, policy.flushTimeoutMs ?? FLUSH_MS, policy.log);
+        if (rehearse) await flushAndRehearse(vm, agent, paths.dir, deadline, policy.flushTimeoutMs ?? FLUSH_MS, policy.log);
       } catch (err) {
         booted.agent.close();
         throw err;
