@@ -6,7 +6,7 @@
 // pod never repeats (V8 compiling the agent's functions, pages read in, the kernel's first-use
 // paths), so what was left in the cache at the offer was an accident of where the last overflow
 // fell. This second pass runs only what the pod runs, in the pod's order: adoption's guest code
-// (warmAdoptionPaths), adoption's UpdateNetwork through the agent's own ttRPC service on the pooled
+// (warmAdoptionCode: CreateSandbox's, no process spawned), adoption's UpdateNetwork through the agent's own ttRPC service on the pooled
 // NIC with documentation addresses, undone and checked (network/rehearsal.ts), then a container of
 // the guest image's own busybox created, started, exec'd into and removed (container/warm-up.ts).
 // Only the image's binaries run, nothing of a pod is involved, and nothing is left: any step that
@@ -34,7 +34,7 @@ export interface RehearsalOptions {
 }
 
 /** Adoption's UpdateNetwork on the pooled NICs with documentation addresses, then undone and checked. */
-export async function rehearseNetwork(server: TtrpcServer, opts: { sysClassNet?: string; warmIp: boolean; timeoutMs: number; ipArgs?: readonly string[] }): Promise<string[]> {
+export async function rehearseNetwork(server: TtrpcServer, opts: { sysClassNet?: string; warmIp: boolean; timeoutMs: number }): Promise<string[]> {
   const nics = await downEthernetNics(opts.sysClassNet);
   if (nics.length === 0) return [];
   const net = rehearsalNetwork(nics);
@@ -44,7 +44,7 @@ export async function rehearseNetwork(server: TtrpcServer, opts: { sysClassNet?:
     // The undo also when the call failed half-way (its lines are written to be re-run). It starts
     // the warm `ip` adoption will write to (the rehearsal's call took the one warmAdoptionPaths started).
     const lines = undoLines(nics);
-    const answers = opts.warmIp ? (await startWarmIpAnswering(lines, opts.ipArgs)).answers : await ipBatch(undefined, lines, opts.ipArgs);
+    const answers = opts.warmIp ? (await startWarmIpAnswering(lines)).answers : await ipBatch(undefined, lines);
     checkRestored(nics, answers);
   }
   return nics.map((n) => n.name);
