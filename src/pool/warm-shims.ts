@@ -57,7 +57,8 @@ export interface WarmShimsOptions {
   log: Logger;
   /**
    * Validates the configuration for a warm server (default: src/shim/prepare-config.ts in this
-   * process; the daemon passes one that runs in a worker thread, so zod stays out of its heap).
+   * process; the daemon passes one that runs in a short-lived child process, src/pool/prepare-child.ts,
+   * so zod stays out of its heap).
    */
   prepareConfig?: (configPath: string) => Promise<PreparedPodConfig>;
 }
