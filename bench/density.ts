@@ -7,6 +7,8 @@
 // processes (its daemon, ready VM, warm shim server: node-level, in the pool's cgroups) are
 // counted in the kata-ts figure as a share divided by N, as issue 14 defines density, and are
 // reported apart too; before reading, the bench waits for the pool to hold its ready VM again.
+// Where pod VMs give their TCG translation cache back while idle ([hypervisor.qemu] tcg_idle_trim_s),
+// it then waits (--trim-wait-s) for that idle state, and prints the cache's share of QEMU's figure.
 // Prints figures; never asserts.
 // Idle CPU: utime+stime of the same processes over --cpu-window-s after the settling time, per
 // pod by role, in millicores (an idle TCG guest still costs host CPU; on 2 cores that can cap
@@ -24,6 +26,7 @@ import { BUSYBOX_IMAGE_REF, importTestImages } from "../test/harness/images.js";
 import { processesMentioning } from "../test/harness/processes.js";
 import { checkOptions, intOption, numberOption, parseBenchArgs } from "./lib/args.js";
 import { podRole, pssKiB } from "./lib/pod-pss.js";
+import { tcgJitMemfdPssKiB } from "./lib/vmm-memory.js";
 import { podSideProcesses } from "./lib/process-tree.js";
 import { inPoolCgroup, stopPoolDaemon } from "./lib/pool-daemon.js";
 import { PodsCleanup } from "./lib/pods-cleanup.js";
@@ -43,6 +46,11 @@ interface DensityFigures {
   /** Host CPU per idle pod over the window, millicores, by role. */
   cpuByRoleMillicores: Record<string, number>;
   startMs: number[];
+  /** The pods' QEMUs' TCG code buffers (PSS, per pod) when they are memfds (split-wx); else undefined. */
+  tcgCachePerPodMiB: number | undefined;
+  /** Pods whose TCG cache was given back while idle ([hypervisor.qemu] tcg_idle_trim_s), and after how long. */
+  trimmedPods: number;
+  trimWaitS: number;
   /** Pods measured: --pods, or fewer when MemAvailable reached --floor-mib. */
   pods: number;
 }
@@ -50,7 +58,7 @@ interface DensityFigures {
 /** MemAvailable an idle kata-ts pod takes, MiB, rounded up from the measured ~130-140 (docs/density.md): for the check before the run. */
 const KATA_POD_ESTIMATE_MIB = 150;
 
-const USAGE = `usage: node dist/bench/density.js [--pods N] [--settle-s S] [--cpu-window-s S] [--floor-mib M] [--no-pool] [--no-runc] [--json]
+const USAGE = `usage: node dist/bench/density.js [--pods N] [--settle-s S] [--trim-wait-s S] [--cpu-window-s S] [--floor-mib M] [--no-pool] [--no-runc] [--json]
 
 Starts N idle pods (busybox sleep) through CRI on a private containerd with kata-ts, then the same
 with runc, and prints the host cost per pod: PSS of the pod-side processes, MemAvailable drop,
@@ -59,6 +67,9 @@ shim server are node-level and counted as a share divided by N (and printed apar
 
   --pods N            idle pods running at once, per runtime (default 10)
   --settle-s S        seconds after the last pod starts before memory is read (default 15)
+  --trim-wait-s S     then, under TCG with idle trimming on ([hypervisor.qemu] tcg_idle_trim_s), up to
+                      S more seconds for every pod's VM to give its translation cache back, as an idle
+                      pod's does (default 120; 0: do not wait)
   --cpu-window-s S    seconds over which idle CPU is measured, after the settling time (default 30)
   --floor-mib M       MemAvailable (MiB) the host keeps: the bench refuses to start when N pods at
                       ~${KATA_POD_ESTIMATE_MIB} MiB each would take it below M, and starts no more pods
@@ -69,6 +80,36 @@ shim server are node-level and counted as a share divided by N (and printed apar
   --help              this text`;
 
 const CLK_TCK = 100; // USER_HZ on Linux x86-64
+
+/** A pod VM's TCG cache counts as given back once its PSS is under this (a full one is 40-52 MiB). */
+const TRIMMED_TCG_KIB = 12 * 1024;
+
+/** The TCG code buffer's PSS (KiB) of each pod's own QEMU (not the pool's), when it is a memfd. */
+async function podTcgCachesKiB(baseDir: string): Promise<number[]> {
+  const out: number[] = [];
+  for (const [pid, role] of await podSideRoles(baseDir)) {
+    if (role !== "qemu") continue;
+    const kib = await tcgJitMemfdPssKiB(pid);
+    if (kib !== undefined) out.push(kib);
+  }
+  return out;
+}
+
+/**
+ * Waits up to `waitS` for every pod's QEMU to hold a trimmed TCG cache (an idle pod's steady
+ * state when [hypervisor.qemu] tcg_idle_trim_s is on); returns how many are and after how long.
+ * Returns at once when no QEMU has a memfd cache (trimming off, or not TCG).
+ */
+async function waitIdleTrim(baseDir: string, waitS: number): Promise<{ trimmed: number; afterS: number }> {
+  const t0 = performance.now();
+  for (;;) {
+    const caches = await podTcgCachesKiB(baseDir);
+    const trimmed = caches.filter((k) => k <= TRIMMED_TCG_KIB).length;
+    const afterS = (performance.now() - t0) / 1000;
+    if (caches.length === 0 || trimmed === caches.length || afterS >= waitS) return { trimmed, afterS };
+    await new Promise((r) => setTimeout(r, 2000));
+  }
+}
 
 /** utime+stime (clock ticks) of every pod-side process, by role. */
 async function podSideCpuTicks(baseDir: string): Promise<Record<string, number>> {
@@ -134,7 +175,7 @@ const isPoolRole = (role: string): boolean => role.startsWith(POOL_ROLE_PREFIX);
  * `poolShare`: count the node-level pool's processes as a 1/N share (kata-ts with the pool on),
  * after waiting for its ready VM; else leave them out (runc's pods, which do not use it).
  */
-async function measure(ctd: PrivateContainerd, cri: CriClient, cleanup: PodsCleanup, handler: Handler, wanted: number, settleS: number, cpuWindowS: number, floorMiB: number, poolShare: boolean): Promise<DensityFigures> {
+async function measure(ctd: PrivateContainerd, cri: CriClient, cleanup: PodsCleanup, handler: Handler, wanted: number, settleS: number, trimWaitS: number, cpuWindowS: number, floorMiB: number, poolShare: boolean): Promise<DensityFigures> {
   const before = await memAvailableKiB();
   const ids: string[] = [];
   const startMs: number[] = [];
@@ -156,6 +197,8 @@ async function measure(ctd: PrivateContainerd, cri: CriClient, cleanup: PodsClea
     // The pool refills the VM the pods took one at a time; read it as a node holds it, ready.
     if (poolShare) await waitPooled(poolPathsOf(ctd), 1);
     await new Promise((r) => setTimeout(r, settleS * 1000));
+    const trim = handler === "kata-ts" ? await waitIdleTrim(ctd.baseDir, trimWaitS) : { trimmed: 0, afterS: 0 };
+    const caches = await podTcgCachesKiB(ctd.baseDir);
     const allRoles = await podSidePss(ctd.baseDir);
     const after = await memAvailableKiB();
     const byRole = Object.fromEntries(Object.entries(allRoles).filter(([r]) => !isPoolRole(r)));
@@ -179,6 +222,9 @@ async function measure(ctd: PrivateContainerd, cri: CriClient, cleanup: PodsClea
       byRoleMiB: Object.fromEntries(Object.entries(byRole).map(([r, kib]) => [r, kib / 1024 / pods])),
       cpuByRoleMillicores,
       startMs,
+      tcgCachePerPodMiB: caches.length === 0 ? undefined : caches.reduce((a, b) => a + b, 0) / 1024 / caches.length,
+      trimmedPods: trim.trimmed,
+      trimWaitS: trim.afterS,
       pods,
     };
   } finally {
@@ -198,6 +244,7 @@ async function main(): Promise<void> {
     options: {
       pods: { type: "string", default: "10" },
       "settle-s": { type: "string", default: "15" },
+      "trim-wait-s": { type: "string", default: "120" },
       "cpu-window-s": { type: "string", default: "30" },
       "floor-mib": { type: "string", default: "2048" },
       "no-pool": { type: "boolean", default: false },
@@ -206,9 +253,10 @@ async function main(): Promise<void> {
       help: { type: "boolean", default: false },
     },
   });
-  const { pods, settleS, cpuWindowS, floorMiB } = checkOptions(USAGE, () => ({
+  const { pods, settleS, trimWaitS, cpuWindowS, floorMiB } = checkOptions(USAGE, () => ({
     pods: intOption("pods", values.pods, 1),
     settleS: numberOption("settle-s", values["settle-s"], 0),
+    trimWaitS: numberOption("trim-wait-s", values["trim-wait-s"], 0),
     cpuWindowS: numberOption("cpu-window-s", values["cpu-window-s"], 1),
     floorMiB: intOption("floor-mib", values["floor-mib"], 0),
   }));
@@ -229,7 +277,7 @@ async function main(): Promise<void> {
   cleanup.afterRemove(() => stopPoolDaemon(ctd));
   try {
     await importTestImages(ctd);
-    const kata = await measure(ctd, cri, cleanup, "kata-ts", pods, settleS, cpuWindowS, floorMiB, pool);
+    const kata = await measure(ctd, cri, cleanup, "kata-ts", pods, settleS, trimWaitS, cpuWindowS, floorMiB, pool);
     const parts = Object.entries(kata.byRoleMiB).map(([r, m]) => `${r} ${m.toFixed(1)}`).join(", ");
     const poolParts = Object.entries(kata.poolByRoleMiB).map(([r, m]) => `${r} ${m.toFixed(1)}`).join(", ");
     console.log(
@@ -237,12 +285,18 @@ async function main(): Promise<void> {
         (pool ? ` + the pool's share ${(kata.poolPssMiB / kata.pods).toFixed(1)} (node-level, in all ${kata.poolPssMiB.toFixed(1)} MiB: ${poolParts})` : "") +
         `; MemAvailable drop per pod ${kata.memAvailablePerPodMiB.toFixed(1)} MiB`,
     );
+    if (kata.tcgCachePerPodMiB !== undefined) {
+      console.log(
+        `kata-ts, TCG translation cache per pod (in qemu's figure): ${kata.tcgCachePerPodMiB.toFixed(1)} MiB; ` +
+          `given back while idle in ${kata.trimmedPods} of ${kata.pods} pods (waited ${kata.trimWaitS.toFixed(0)} s after the settling time)`,
+      );
+    }
     const cpuParts = Object.entries(kata.cpuByRoleMillicores).map(([r, m]) => `${r} ${m.toFixed(1)}`).join(", ");
     const cpuTotal = Object.values(kata.cpuByRoleMillicores).reduce((a, b) => a + b, 0);
     console.log(`kata-ts, idle CPU per pod over ${cpuWindowS} s: ${cpuTotal.toFixed(1)} millicores (${cpuParts})`);
     // runc on a node without the pool: its pods do not use it, and its MemAvailable drop starts clean.
     await stopPoolDaemon(ctd);
-    const runc = values["no-runc"] ? undefined : await measure(ctd, cri, cleanup, "runc", kata.pods, settleS, cpuWindowS, floorMiB, false);
+    const runc = values["no-runc"] ? undefined : await measure(ctd, cri, cleanup, "runc", kata.pods, settleS, 0, cpuWindowS, floorMiB, false);
     if (runc !== undefined) {
       console.log(`runc, ${runc.pods} idle pods: PSS per pod ${runc.pssPerPodMiB.toFixed(1)} MiB; MemAvailable drop per pod ${runc.memAvailablePerPodMiB.toFixed(1)} MiB`);
     }
@@ -263,6 +317,10 @@ async function main(): Promise<void> {
         pods_start_total_s: mib(kata.startMs.reduce((a, b) => a + b, 0) / 1000),
         ...Object.fromEntries(Object.entries(kata.cpuByRoleMillicores).map(([r, m]) => [`${r.replaceAll("-", "_")}_cpu_per_pod_millicores`, mib(m)])),
       };
+      if (kata.tcgCachePerPodMiB !== undefined) {
+        figures.qemu_tcg_cache_per_pod_mib = mib(kata.tcgCachePerPodMiB);
+        figures.tcg_trimmed_pods = kata.trimmedPods;
+      }
       if (runc !== undefined) {
         figures.runc_pss_per_pod_mib = mib(runc.pssPerPodMiB);
         figures.runc_memavailable_per_pod_mib = mib(runc.memAvailablePerPodMiB);

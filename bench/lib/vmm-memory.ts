@@ -27,6 +27,28 @@ export function mappingPssKiB(pid: number, sizeKiB: number, path?: string): Prom
   return mappingFieldKiB("Pss", pid, sizeKiB, path);
 }
 
+/**
+ * The name QEMU gives its TCG code buffer when it is a memfd (`-accel tcg,split-wx=on`): mapped
+ * twice, read-write and read-execute, so each page counts half in each mapping's PSS.
+ */
+const TCG_JIT_MEMFD = "/memfd:tcg-jit";
+
+/**
+ * PSS (KiB) of QEMU's TCG code buffer when it is a memfd (split-wx), both mappings together;
+ * undefined when QEMU has no such mapping (an anonymous buffer, KVM, or the process is gone).
+ */
+export async function tcgJitMemfdPssKiB(pid: number): Promise<number | undefined> {
+  const text = await readFile(`/proc/${pid}/smaps`, "utf8").catch(() => "");
+  let found = false;
+  let pss = 0;
+  for (const block of text.split(/\n(?=[0-9a-f]+-[0-9a-f]+ )/)) {
+    if (!(block.split("\n")[0] ?? "").includes(TCG_JIT_MEMFD)) continue;
+    found = true;
+    pss += Number(/^Pss:\s+(\d+) kB/m.exec(block)?.[1] ?? 0);
+  }
+  return found ? pss : undefined;
+}
+
 /** Where a VMM's PSS goes, in KiB, by kind of mapping (see smapsBreakdown). */
 export interface SmapsBreakdown {
   /** The guest-RAM mapping (memfd, QEMU's unlinked file on the huge-page tmpfs, or anonymous; exactly the guest's size). */
@@ -63,7 +85,8 @@ export async function smapsBreakdown(pid: number, guestRamKiB: number, tcgCodeKi
     const size = Number(/^Size:\s+(\d+) kB/m.exec(block)?.[1] ?? 0);
     const pss = Number(/^Pss:\s+(\d+) kB/m.exec(block)?.[1] ?? 0);
     const ramFile = name.startsWith("/memfd:") || /\/qemu_back_mem\./.test(name);
-    if (size === guestRamKiB && (name === "" || ramFile)) out.guestRam += pss;
+    if (name.startsWith(TCG_JIT_MEMFD)) out.tcgCode += pss;
+    else if (size === guestRamKiB && (name === "" || ramFile)) out.guestRam += pss;
     else if (name === "" && tcgCodeKiB > 0 && Math.abs(size - tcgCodeKiB) <= 8) out.tcgCode += pss;
     else if (name === "" || name.startsWith("[") || name.startsWith("/memfd:")) {
       out.anon += pss;
