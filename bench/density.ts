@@ -26,7 +26,7 @@ import { BUSYBOX_IMAGE_REF, importTestImages } from "../test/harness/images.js";
 import { processesMentioning } from "../test/harness/processes.js";
 import { checkOptions, intOption, numberOption, parseBenchArgs } from "./lib/args.js";
 import { podRole, pssKiB } from "./lib/pod-pss.js";
-import { tcgJitMemfdPssKiB } from "./lib/vmm-memory.js";
+import { tcgJitMemfd } from "./lib/vmm-memory.js";
 import { podSideProcesses } from "./lib/process-tree.js";
 import { inPoolCgroup, stopPoolDaemon } from "./lib/pool-daemon.js";
 import { PodsCleanup } from "./lib/pods-cleanup.js";
@@ -89,8 +89,8 @@ async function podTcgCachesKiB(baseDir: string): Promise<number[]> {
   const out: number[] = [];
   for (const [pid, role] of await podSideRoles(baseDir)) {
     if (role !== "qemu") continue;
-    const kib = await tcgJitMemfdPssKiB(pid);
-    if (kib !== undefined) out.push(kib);
+    const cache = await tcgJitMemfd(pid);
+    if (cache !== undefined) out.push(cache.pssKiB);
   }
   return out;
 }

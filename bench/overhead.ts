@@ -123,6 +123,8 @@ interface IdleFigures {
   podCgroupAvgMiB: number;
   podCgroupMaxMiB: number;
   podCgroupKindAvgMiB: Record<string, number>;
+  /** The most TCG cache an idle pod's QEMU gave back and would take again once it works, MiB. */
+  podTcgRefillMaxMiB: number;
   /** Pods whose VM came from the pool (its boot pages stay charged to the pool's cgroup). */
   adopted: number;
   /** Node-level, in all (not per pod): PSS by role, CPU. */
@@ -161,6 +163,7 @@ async function idleWindow(baseDir: string, windowS: number, pods: ReadonlyMap<st
     podCpuMillicores: millicores(podTicks, n),
     podCgroupAvgMiB: charged.reduce((x, y) => x + y, 0) / n,
     podCgroupMaxMiB: Math.max(...charged),
+    podTcgRefillMaxMiB: Math.max(0, ...b.pods.map((p) => p.tcgRefillKiB / 1024)),
     podCgroupKindAvgMiB: Object.fromEntries(Object.entries(kinds).map(([k, v]) => [k, r1(v / n)])),
     adopted: b.pods.filter((p) => p.adopted).length,
     nodePssMiB: b.node.pssKiB / 1024,
@@ -233,7 +236,8 @@ async function main(): Promise<void> {
     );
     const path = overheadDataPath();
     const old = overheadDataSchema.parse(JSON.parse(await readFile(path, "utf8")));
-    const idleMemory: IdlePodMemory = { podPssMiB: idle.podPssMiB, podCgroupMaxMiB: idle.podCgroupMaxMiB, nodeLevelPssMiB: idle.nodePssMiB };
+    const idleMemory: IdlePodMemory = { podPssMiB: idle.podPssMiB, podCgroupMaxMiB: idle.podCgroupMaxMiB, nodeLevelPssMiB: idle.nodePssMiB, tcgRefillMiB: idle.podTcgRefillMaxMiB };
+    if (idle.podTcgRefillMaxMiB > 0) console.log(`idle pods' TCG caches given back: up to ${idle.podTcgRefillMaxMiB.toFixed(1)} MiB per pod, which a working pod takes again (added to podFixed's basis)`);
     const nodeReserved = pool ? nodeReservedMiB(idleMemory, old.marginPercent) : undefined;
     const measured: OverheadData = {
       ...old,
@@ -289,6 +293,7 @@ async function main(): Promise<void> {
         idle_pss_with_node_share_mib: r1(idle.pssWithNodeShareMiB),
         idle_pod_cgroup_avg_mib: r1(idle.podCgroupAvgMiB),
         idle_pod_cgroup_max_mib: r1(idle.podCgroupMaxMiB),
+        idle_pod_tcg_refill_max_mib: r1(idle.podTcgRefillMaxMiB),
         ...Object.fromEntries(Object.entries(idle.podCgroupKindAvgMiB).map(([k, v]) => [`idle_pod_cgroup_${k}_avg_mib`, v])),
         idle_pods_adopted: idle.adopted,
         idle_cpu_millicores: data.measuredCpuMillicores,

@@ -12,6 +12,7 @@ import type { CgroupMemory, PodCgroup } from "../../test/harness/pod-cgroup.js";
 import { processesMentioning } from "../../test/harness/processes.js";
 import { podRole, pssKiB } from "./pod-pss.js";
 import { podSideProcesses } from "./process-tree.js";
+import { tcgJitMemfd } from "./vmm-memory.js";
 
 export interface PodMemory {
   podId: string;
@@ -21,6 +22,12 @@ export interface PodMemory {
   byRoleKiB: Record<string, number>;
   cgroup: CgroupMemory;
   adopted: boolean;
+  /**
+   * What the pod's QEMU would hold again of its TCG code buffer once the guest works (buffer size
+   * less what it holds now), KiB: non-zero after an idle pod gave its cache back
+   * ([hypervisor.qemu] tcg_idle_trim_s); 0 for an anonymous buffer, which is always whole.
+   */
+  tcgRefillKiB: number;
 }
 
 export interface MemorySplit {
@@ -59,8 +66,8 @@ const add = (o: Record<string, number>, k: string, v: number): void => {
 export async function memorySplit(baseDir: string, pods: ReadonlyMap<string, PodCgroup>): Promise<MemorySplit> {
   const known = new Map((await processesMentioning(baseDir)).map((p) => [p.pid, p.cmdline]));
   const byParent = [...pods].map(([podId, cg]) => ({ podId, prefix: `${cg.parent}/`, cg }));
-  const acc = new Map<string, { pssKiB: number; cpuTicks: number; byRoleKiB: Record<string, number>; qemuPpids: number[]; pids: Set<number> }>();
-  for (const { podId } of byParent) acc.set(podId, { pssKiB: 0, cpuTicks: 0, byRoleKiB: {}, qemuPpids: [], pids: new Set() });
+  const acc = new Map<string, { pssKiB: number; cpuTicks: number; byRoleKiB: Record<string, number>; qemuPpids: number[]; pids: Set<number>; tcgRefillKiB: number }>();
+  for (const { podId } of byParent) acc.set(podId, { pssKiB: 0, cpuTicks: 0, byRoleKiB: {}, qemuPpids: [], pids: new Set(), tcgRefillKiB: 0 });
   const node = { pssKiB: 0, cpuTicks: 0, byRoleKiB: {} as Record<string, number> };
   for (const pid of await podSideProcesses(baseDir)) {
     const [cg, st] = await Promise.all([memoryCgroupOf(pid), statOf(pid)]);
@@ -74,7 +81,11 @@ export async function memorySplit(baseDir: string, pods: ReadonlyMap<string, Pod
     add(a.byRoleKiB, role, pss);
     if (owner !== undefined) {
       acc.get(owner.podId)!.pids.add(pid);
-      if (role === "qemu") acc.get(owner.podId)!.qemuPpids.push(st.ppid);
+      if (role === "qemu") {
+        acc.get(owner.podId)!.qemuPpids.push(st.ppid);
+        const cache = await tcgJitMemfd(pid);
+        if (cache !== undefined) acc.get(owner.podId)!.tcgRefillKiB += Math.max(0, cache.bufferKiB - cache.pssKiB);
+      }
     }
   }
   const out: PodMemory[] = [];
@@ -87,6 +98,7 @@ export async function memorySplit(baseDir: string, pods: ReadonlyMap<string, Pod
       byRoleKiB: a.byRoleKiB,
       cgroup: await cg.memory(),
       adopted: a.qemuPpids.length > 0 && a.qemuPpids.every((pp) => !a.pids.has(pp)),
+      tcgRefillKiB: a.tcgRefillKiB,
     });
   }
   return { pods: out, node };

@@ -34,19 +34,23 @@ export function mappingPssKiB(pid: number, sizeKiB: number, path?: string): Prom
 const TCG_JIT_MEMFD = "/memfd:tcg-jit";
 
 /**
- * PSS (KiB) of QEMU's TCG code buffer when it is a memfd (split-wx), both mappings together;
+ * QEMU's TCG code buffer when it is a memfd (split-wx): its PSS (KiB, both mappings together) and
+ * its size (KiB, the read-write mapping: what it holds again once the guest has run enough code);
  * undefined when QEMU has no such mapping (an anonymous buffer, KVM, or the process is gone).
  */
-export async function tcgJitMemfdPssKiB(pid: number): Promise<number | undefined> {
+export async function tcgJitMemfd(pid: number): Promise<{ pssKiB: number; bufferKiB: number } | undefined> {
   const text = await readFile(`/proc/${pid}/smaps`, "utf8").catch(() => "");
   let found = false;
-  let pss = 0;
+  let pssKiB = 0;
+  let bufferKiB = 0;
   for (const block of text.split(/\n(?=[0-9a-f]+-[0-9a-f]+ )/)) {
-    if (!(block.split("\n")[0] ?? "").includes(TCG_JIT_MEMFD)) continue;
+    const header = block.split("\n")[0] ?? "";
+    if (!header.includes(TCG_JIT_MEMFD)) continue;
     found = true;
-    pss += Number(/^Pss:\s+(\d+) kB/m.exec(block)?.[1] ?? 0);
+    pssKiB += Number(/^Pss:\s+(\d+) kB/m.exec(block)?.[1] ?? 0);
+    if (header.split(/\s+/)[1]?.startsWith("rw")) bufferKiB += Number(/^Size:\s+(\d+) kB/m.exec(block)?.[1] ?? 0);
   }
-  return found ? pss : undefined;
+  return found ? { pssKiB, bufferKiB } : undefined;
 }
 
 /** Where a VMM's PSS goes, in KiB, by kind of mapping (see smapsBreakdown). */

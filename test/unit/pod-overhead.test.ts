@@ -37,6 +37,15 @@ void test("podFixed memory: the pod cgroup's charge when it exceeds the PSS (pag
   assert.equal(podFixedMemory(m, 0), "127Mi");
 });
 
+void test("podFixed memory: the TCG cache an idle pod gave back counts, since a working pod takes it again", () => {
+  const idle: IdlePodMemory = { podPssMiB: 100, podCgroupMaxMiB: 95, nodeLevelPssMiB: 150 };
+  assert.equal(podFixedBasisMiB(idle), 100);
+  // The same pod with 38 MiB of its 40 MiB cache given back: the limit must still hold it working.
+  assert.equal(podFixedBasisMiB({ ...idle, tcgRefillMiB: 38 }), 138);
+  assert.equal(podFixedMemory({ ...idle, tcgRefillMiB: 38 }), "173Mi"); // 138 * 1.25 = 172.5
+  assert.equal(podFixedBasisMiB({ ...idle, tcgRefillMiB: 0 }), 100);
+});
+
 void test("node reservation: the pool's node-level PSS + the same margin, rounded up, independent of the pods", () => {
   assert.equal(nodeReservedMiB({ podPssMiB: 120, podCgroupMaxMiB: 120, nodeLevelPssMiB: 150.01 }, 25), 188); // 150.0 * 1.25 = 187.5
   assert.equal(nodeReservedMiB({ podPssMiB: 999, podCgroupMaxMiB: 999, nodeLevelPssMiB: 150 }, 25), 188);
