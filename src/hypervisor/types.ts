@@ -126,6 +126,26 @@ export interface Vm {
 
 // ---- capabilities: one small interface per feature ----
 
+/** What a trim of a VM's TCG translation cache freed: the cache's resident bytes before and after. */
+export interface TcgTrimResult {
+  beforeBytes: number;
+  afterBytes: number;
+}
+
+/**
+ * A VM whose TCG translation cache can be emptied and its memory given back to the host while it
+ * idles (QEMU under TCG with split-wx: src/hypervisor/qemu/tcg-trim.ts). FAILED_PRECONDITION when
+ * this VM cannot (KVM, or started without split-wx).
+ */
+export interface TcgCacheTrimmable {
+  /** `signal` cuts a trim short: the VM is resumed and the call rejects (CANCELLED). */
+  trimTcgCache(timeoutMs: number, signal?: AbortSignal): Promise<TcgTrimResult>;
+}
+
+export function canTrimTcgCache(vm: Vm): vm is Vm & TcgCacheTrimmable {
+  return typeof (vm as Partial<TcgCacheTrimmable>).trimTcgCache === "function";
+}
+
 export interface AgentChannelCapability {
   /** How the host reaches the agent: a virtio-serial port on a unix socket, hybrid vsock (a unix socket + CONNECT), or kernel vsock. */
   transport: "virtio-serial" | "hybrid-vsock" | "vsock";

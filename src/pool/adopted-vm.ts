@@ -5,7 +5,10 @@ import { readFile, rm } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { QmpClient } from "../hypervisor/qemu/qmp.js";
 import { qemuVmFiles, vmLayout, type VmLayout } from "../hypervisor/qemu/layout.js";
-import type { ResolvedAccel, StopOptions, Vm, VmExit, VmState } from "../hypervisor/types.js";
+import type { ResolvedAccel, StopOptions, TcgCacheTrimmable, TcgTrimResult, Vm, VmExit, VmState } from "../hypervisor/types.js";
+import { trimSocketName, trimTcgCache } from "../hypervisor/qemu/tcg-trim.js";
+import { KataError } from "../util/errors.js";
+import { join } from "node:path";
 import { guestResetReason, readTail } from "../hypervisor/console-tail.js";
 import { VmFilesView } from "../hypervisor/vm-files.js";
 
@@ -64,7 +67,7 @@ export class AdoptedHelper {
   }
 }
 
-export class AdoptedVm extends VmFilesView implements Vm {
+export class AdoptedVm extends VmFilesView implements Vm, TcgCacheTrimmable {
   private stateValue: VmState = "running";
   private stopRequested = false;
   private readonly ended: Promise<VmExit>;
@@ -111,6 +114,14 @@ export class AdoptedVm extends VmFilesView implements Vm {
       if (!quit) await killPid(this.qemuPid, QEMU_COMM);
     }
     return this.ended;
+  }
+
+  /** Empty TCG's translation cache and give its pages back (tcg-trim.ts), as QemuVm does. */
+  async trimTcgCache(timeoutMs: number, signal?: AbortSignal): Promise<TcgTrimResult> {
+    if (this.stateValue !== "running") throw new KataError("FAILED_PRECONDITION", `VM ${this.id} is ${this.stateValue}: cannot trim its TCG cache`);
+    if (this.accel !== "tcg") throw new KataError("FAILED_PRECONDITION", `QEMU runs VM ${this.id} with ${this.accel}, not TCG: there is no translation cache to trim`);
+    const qmp = this.qmp;
+    return trimTcgCache(this.qemuPid, (line, ms) => qmp.execute("human-monitor-command", { "command-line": line }, { timeoutMs: ms }), join(this.layout.stateDir, trimSocketName), { timeoutMs, ...(signal === undefined ? {} : { signal }) });
   }
 
   private async watch(): Promise<VmExit> {

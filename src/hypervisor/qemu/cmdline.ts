@@ -42,6 +42,8 @@ export interface QemuTuning {
   cpuModel?: string;
   tcgThread?: CpuOptions["tcgThread"];
   tcgTbSizeMiB?: number;
+  /** TCG: the code buffer in a memfd (split-wx), so an idle VM's cache can be given back (tcg-trim.ts). */
+  tcgSplitWx?: boolean;
   /** TCG: the TSC frequency to tell the guest (the host's). */
   guestTscKhz?: number;
   /** virtio-balloon with free page reporting (default true). */
@@ -78,6 +80,7 @@ export function qemuArgs(config: VmConfig, layout: VmLayout, tuning: QemuTuning)
       ...(tuning.cpuModel === undefined ? {} : { model: tuning.cpuModel }),
       ...(tuning.accel === "tcg" && tuning.tcgThread !== undefined ? { tcgThread: tuning.tcgThread } : {}),
       ...(tuning.accel === "tcg" && tuning.tcgTbSizeMiB !== undefined ? { tcgTbSizeMiB: tuning.tcgTbSizeMiB } : {}),
+      ...(tuning.accel === "tcg" && tuning.tcgSplitWx === true ? { tcgSplitWx: true } : {}),
     }),
     ...renderMemory({ sizeMiB: config.memoryMiB, shared, ...(tuning.sharedMemory === undefined ? {} : { backing: tuning.sharedMemory }), ...(pmem ? { deviceMemoryBytes: placement.deviceMemoryBytes } : {}) }),
     ...renderKernel({

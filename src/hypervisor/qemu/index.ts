@@ -33,6 +33,11 @@ export interface QemuHypervisorOptions {
   tcgThread?: CpuOptions["tcgThread"];
   /** TCG translation cache size in MiB; default `[hypervisor.qemu] tcg_tb_size`'s (docs/hypervisor.md). */
   tcgTbSizeMiB?: number;
+  /**
+   * TCG: the code buffer in a memfd (`split-wx=on`), so that an idle VM's translation cache can be
+   * given back to the host (tcg-trim.ts; on when `[hypervisor.qemu] tcg_idle_trim_s` > 0).
+   */
+  tcgSplitWx?: boolean;
   /** Machine type; default `[hypervisor.qemu] machine`'s (q35). q35 puts every virtio device on PCI and can map virtio-pmem. */
   machine?: MachineType;
   /**
@@ -142,6 +147,7 @@ export class QemuHypervisor implements Hypervisor {
       ...(this.opts.cpuModel === undefined ? {} : { cpuModel: this.opts.cpuModel }),
       ...(this.opts.tcgThread === undefined ? {} : { tcgThread: this.opts.tcgThread }),
       tcgTbSizeMiB: this.opts.tcgTbSizeMiB ?? defaultTcgTbSizeMiB,
+      ...(this.opts.tcgSplitWx === true ? { tcgSplitWx: true } : {}),
       freePageReporting: this.opts.freePageReporting ?? true,
       ...(this.opts.agentPortName === undefined ? {} : { agentPortName: this.opts.agentPortName }),
       ...(sharedMemory === undefined ? {} : { sharedMemory }),

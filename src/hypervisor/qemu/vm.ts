@@ -12,7 +12,10 @@ import { qemuVmFiles, type VmLayout } from "./layout.js";
 import { QmpClient, type QmpEvent } from "./qmp.js";
 import { guestResetReason } from "../console-tail.js";
 import { flushTcgCache } from "./tcg-flush.js";
+import { trimTcgCache, trimSocketName } from "./tcg-trim.js";
+import type { TcgCacheTrimmable, TcgTrimResult } from "../types.js";
 import { KataError } from "../../util/errors.js";
+import { join } from "node:path";
 
 export interface QemuVmOptions extends VmmVmOptions {
   binary: string;
@@ -27,7 +30,7 @@ export interface QemuVmOptions extends VmmVmOptions {
 
 const log = createLogger("hypervisor.qemu");
 
-export class QemuVm extends VmmVm {
+export class QemuVm extends VmmVm implements TcgCacheTrimmable {
   accel: ResolvedAccel | undefined;
   /** The exact argv QEMU was started with (for docs and diagnostics). */
   args: string[] = [];
@@ -123,6 +126,18 @@ export class QemuVm extends VmmVm {
     if (qmp === undefined || this.lifecycle.state !== "running") throw this.lifecycle.refusal("flush its TCG cache");
     if (this.accel !== "tcg") throw new KataError("FAILED_PRECONDITION", `QEMU runs this VM with ${this.accel ?? "no known accelerator"}, not TCG: there is no translation cache to flush`);
     await flushTcgCache((line, ms) => qmp.execute("human-monitor-command", { "command-line": line }, { timeoutMs: ms }), socketPath, { timeoutMs });
+  }
+
+  /**
+   * Empty TCG's translation cache and give its pages back to the host (tcg-trim.ts: QEMU started
+   * with split-wx; a one-step gdbstub in the VM's state dir, 0700, closed again within `timeoutMs`).
+   */
+  async trimTcgCache(timeoutMs: number, signal?: AbortSignal): Promise<TcgTrimResult> {
+    const qmp = this.qmp;
+    const pid = this.pid;
+    if (qmp === undefined || pid === undefined || this.lifecycle.state !== "running") throw this.lifecycle.refusal("trim its TCG cache");
+    if (this.accel !== "tcg") throw new KataError("FAILED_PRECONDITION", `QEMU runs this VM with ${this.accel ?? "no known accelerator"}, not TCG: there is no translation cache to trim`);
+    return trimTcgCache(pid, (line, ms) => qmp.execute("human-monitor-command", { "command-line": line }, { timeoutMs: ms }), join(this.stateDir, trimSocketName), { timeoutMs, ...(signal === undefined ? {} : { signal }) });
   }
 
   /** Each vCPU's instruction pointer and halt state (HMP `info registers`), for stuck-boot reports. */

@@ -11,6 +11,12 @@ export interface CpuOptions {
   tcgThread?: "multi" | "single";
   /** TCG only: translation block cache size in MiB (QEMU default 1 GiB of virtual reservation). */
   tcgTbSizeMiB?: number;
+  /**
+   * TCG only: the code buffer in a memfd mapped twice, writable and executable (`split-wx=on`).
+   * Its pages are then shared memory that an idle VM can give back (tcg-trim.ts) instead of
+   * anonymous memory QEMU keeps for its life.
+   */
+  tcgSplitWx?: boolean;
 }
 
 /**
@@ -28,7 +34,7 @@ export function renderCpu(opts: CpuOptions): string[] {
   const accel =
     opts.accel === "kvm"
       ? qemuOpts("kvm", {})
-      : qemuOpts("tcg", { thread: opts.tcgThread, "tb-size": opts.tcgTbSizeMiB });
+      : qemuOpts("tcg", { thread: opts.tcgThread, "tb-size": opts.tcgTbSizeMiB, "split-wx": opts.tcgSplitWx === true ? true : undefined });
   const model = opts.model ?? (opts.accel === "kvm" ? "host" : TCG_CPU_MODEL);
   return ["-accel", accel, "-cpu", model, "-smp", String(opts.vcpus)];
 }
