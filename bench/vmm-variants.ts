@@ -30,7 +30,8 @@ StartContainer and an exec, TCG flushes per exec, QEMU PSS by mapping (guest RAM
 anonymous, files) once settled, idle QEMU CPU.
 
   --variant SPEC    NAME:KEY=VALUE,...  keys: tb=MiB (TCG cache), mem=MiB (guest memory), huge=1
-                    (guest RAM in huge pages: [hypervisor.qemu] huge_guest_ram),
+                    (guest RAM in huge pages: [hypervisor.qemu] huge_guest_ram), splitwx=1
+                    (TCG's code buffer in a memfd: -accel tcg,split-wx=on),
                     assets=DIR (guest assets from kata-ts build-assets --dir DIR),
                     env=NAME=VALUE (QEMU's environment; repeatable). "NAME:" alone: the defaults.
                     e.g. --variant base: --variant tb32:tb=32 --variant arena:env=MALLOC_ARENA_MAX=1
@@ -118,7 +119,7 @@ async function main(): Promise<void> {
     for (let i = 0; i < opts.per; i++) {
       for (const v of opts.variants) {
         const id = `bench-vmm-${process.pid}-${v.name}-${i}`;
-        const hypervisor = await QemuHypervisor.open({ tcgTbSizeMiB: v.tbSizeMiB, hugeGuestRam: v.hugeGuestRam });
+        const hypervisor = await QemuHypervisor.open({ tcgTbSizeMiB: v.tbSizeMiB, hugeGuestRam: v.hugeGuestRam, ...(v.tcgSplitWx === true ? { tcgSplitWx: true } : {}) });
         const assets = v.assetsDir === undefined ? {} : { assets: await loadGuestAssets(v.assetsDir) };
         const sb = await withVariantEnv(v, () => Sandbox.create({ id, memoryMiB: v.memoryMiB, bootTimeoutMs: 300_000, hypervisor, ...assets }));
         sandboxes.push(sb);

@@ -13,6 +13,8 @@ export interface VmVariant {
   tbSizeMiB: number;
   /** Guest RAM on the huge-page tmpfs ([hypervisor.qemu] huge_guest_ram). */
   hugeGuestRam: boolean;
+  /** TCG's code buffer in a memfd (`split-wx=on`; on with [hypervisor.qemu] tcg_idle_trim_s). */
+  tcgSplitWx?: boolean;
   assetsDir?: string;
 }
 
@@ -41,7 +43,8 @@ export function parseVmVariant(spec: string): VmVariant {
     else if (key === "tb") v.tbSizeMiB = positiveInt(spec, key, value);
     else if (key === "assets" && value !== "") v.assetsDir = value;
     else if (key === "huge" && (value === "0" || value === "1")) v.hugeGuestRam = value === "1";
-    else throw new UsageError(`variant ${JSON.stringify(spec)}: unknown or empty key ${JSON.stringify(key)} (known: env, mem, tb, huge, assets)`);
+    else if (key === "splitwx" && (value === "0" || value === "1")) v.tcgSplitWx = value === "1";
+    else throw new UsageError(`variant ${JSON.stringify(spec)}: unknown or empty key ${JSON.stringify(key)} (known: env, mem, tb, huge, splitwx, assets)`);
   }
   return v;
 }

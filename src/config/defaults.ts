@@ -25,6 +25,17 @@ export const defaultTcgTbSizeMiB = 40;
 export const defaultPoolTcgTbSizeMiB = 52;
 
 /**
+ * Seconds a pod's VM must have been idle (QEMU's CPU under ~30 millicores) before its TCG
+ * translation cache is given back to the host ([hypervisor.qemu] tcg_idle_trim_s; 0: never, and
+ * QEMU runs without split-wx). A trim frees the whole cache (40 MiB per booted pod, 52 per adopted
+ * one) and costs the next exec ~350 ms more QEMU CPU (docs/density.md "Giving an idle VM's
+ * translation cache back"). A minute: longer than the pauses of a pod's start (an image pull of a
+ * few seconds, kubelet's probes), so a starting pod's warm cache (the pool's rehearsed one above
+ * all) is not thrown away before its containers run.
+ */
+export const defaultTcgIdleTrimS = 60;
+
+/**
  * QEMU's machine type and how the guest image is attached (docs/hypervisor.md, docs/guest.md):
  * "q35" + "pmem" (the default: virtio-pci, the image mapped read-only from the host's page cache and
  * mounted with DAX, shared by every VM: half the guest RAM at boot, less QEMU CPU to boot, less PSS

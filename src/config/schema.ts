@@ -5,7 +5,7 @@
 // defaults.ts, which loads no zod); docs/configuration.md and config/configuration.toml.example
 // describe the same values (a unit test keeps the example in step).
 import { z } from "zod";
-import { defaultImageDeviceFor, defaultQemuMachine, defaultPoolTcgTbSizeMiB, defaultTcgTbSizeMiB, hypervisorNames } from "./defaults.js";
+import { defaultImageDeviceFor, defaultQemuMachine, defaultPoolTcgTbSizeMiB, defaultTcgIdleTrimS, defaultTcgTbSizeMiB, hypervisorNames } from "./defaults.js";
 
 export { defaultImageDeviceFor, defaultQemuImageDevice, defaultQemuMachine, defaultTcgTbSizeMiB, hypervisorNames, selectedVmmConfig, type HypervisorName } from "./defaults.js";
 
@@ -33,6 +33,8 @@ export const qemuSchema = z
     accel: z.enum(["auto", "kvm", "tcg"]).default("auto"),
     /** TCG translation cache, MiB (see defaultTcgTbSizeMiB). */
     tcg_tb_size: z.int().min(4).max(4096).default(defaultTcgTbSizeMiB),
+    /** TCG: seconds of idleness before a pod VM's translation cache is given back (0: never; see defaultTcgIdleTrimS). */
+    tcg_idle_trim_s: z.int().min(0).max(86_400).default(defaultTcgIdleTrimS),
     /** Machine type: "microvm" (virtio-mmio) or "q35" (virtio-pci, qboot firmware; can map virtio-pmem). */
     machine: z.enum(["microvm", "q35"]).default(defaultQemuMachine),
     /** How the guest image is attached: "disk" (read-only virtio-blk) or "pmem" (read-only virtio-pmem, DAX; needs machine = "q35"). */

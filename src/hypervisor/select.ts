@@ -11,7 +11,7 @@ export async function openHypervisor(config: KataConfig): Promise<Hypervisor> {
   switch (name) {
     case "qemu": {
       const q = config.hypervisor.qemu;
-      return QemuHypervisor.open({ binary: q.path, tcgTbSizeMiB: q.tcg_tb_size, machine: q.machine, imageDevice: q.image_device, hugeGuestRam: q.huge_guest_ram });
+      return QemuHypervisor.open({ binary: q.path, tcgTbSizeMiB: q.tcg_tb_size, tcgSplitWx: q.tcg_idle_trim_s > 0, machine: q.machine, imageDevice: q.image_device, hugeGuestRam: q.huge_guest_ram });
     }
     case "cloud-hypervisor": {
       const ch = config.hypervisor["cloud-hypervisor"];

@@ -139,6 +139,7 @@ export class PooledVm {
         machine: shape.qemuMachine,
         imageDevice: shape.imageDevice,
         hugeGuestRam: shape.hugeGuestRam === true,
+        ...(shape.tcgSplitWx === true ? { tcgSplitWx: true } : {}),
         ...(shape.tcgTbSizeMiB === undefined ? {} : { tcgTbSizeMiB: shape.tcgTbSizeMiB }),
       });
       const booted = await bootVm(

@@ -22,6 +22,11 @@ export type PoolShape = Pick<VmConfig, "accel" | "vcpus" | "memoryMiB" | "kernel
    * start: docs/containers.md). Absent in shapes from shims before it was carried: the default.
    */
   tcgTbSizeMiB?: number;
+  /**
+   * TCG's code buffer in a memfd (split-wx), on when [hypervisor.qemu] tcg_idle_trim_s > 0: an
+   * adopted VM is trimmed like a booted one once it is the pod's (never while pooled). Absent: off.
+   */
+  tcgSplitWx?: boolean;
   /** "" for pods without the tenant annotation. */
   tenant: string;
 };
@@ -69,6 +74,7 @@ export function poolShape(config: KataConfig, assets: GuestAssets, sizing: { vcp
     imageDevice: qemu.image_device,
     ...(qemu.huge_guest_ram ? { hugeGuestRam: true } : {}),
     tcgTbSizeMiB: rehearsesPodPath(config) ? config.factory.tcg_tb_size : qemu.tcg_tb_size,
+    ...(qemu.tcg_idle_trim_s > 0 ? { tcgSplitWx: true } : {}),
     accel: qemu.accel,
     vcpus: sizing.vcpus,
     memoryMiB: sizing.memoryMiB,
@@ -83,7 +89,7 @@ export function poolShape(config: KataConfig, assets: GuestAssets, sizing: { vcp
 
 /** Equal for equal shapes, whatever the key order. */
 export function shapeKey(s: PoolShape): string {
-  const canonical = JSON.stringify([s.qemuPath, s.qemuMachine, s.imageDevice, s.hugeGuestRam === true, s.tcgTbSizeMiB ?? 0, s.accel, s.vcpus, s.memoryMiB, s.kernelPath, s.initrdPath ?? "", s.rootfsPath, s.rootfsDevice ?? "", s.kernelCmdline, s.tenant]);
+  const canonical = JSON.stringify([s.qemuPath, s.qemuMachine, s.imageDevice, s.hugeGuestRam === true, s.tcgTbSizeMiB ?? 0, s.tcgSplitWx === true, s.accel, s.vcpus, s.memoryMiB, s.kernelPath, s.initrdPath ?? "", s.rootfsPath, s.rootfsDevice ?? "", s.kernelCmdline, s.tenant]);
   return createHash("sha256").update(canonical).digest("hex").slice(0, 16);
 }
 
@@ -92,7 +98,7 @@ export function parseShape(v: unknown): PoolShape {
   const o = v as Partial<PoolShape> | null;
   const str = (x: unknown): x is string => typeof x === "string" && x !== "";
   const ok =
-    o !== null && typeof o === "object" && str(o.qemuPath) && (o.qemuMachine === "microvm" || o.qemuMachine === "q35") && (o.imageDevice === "disk" || o.imageDevice === "pmem") && (o.hugeGuestRam === undefined || typeof o.hugeGuestRam === "boolean") &&
+    o !== null && typeof o === "object" && str(o.qemuPath) && (o.qemuMachine === "microvm" || o.qemuMachine === "q35") && (o.imageDevice === "disk" || o.imageDevice === "pmem") && (o.hugeGuestRam === undefined || typeof o.hugeGuestRam === "boolean") && (o.tcgSplitWx === undefined || typeof o.tcgSplitWx === "boolean") &&
     (o.tcgTbSizeMiB === undefined || (Number.isInteger(o.tcgTbSizeMiB) && o.tcgTbSizeMiB >= 4 && o.tcgTbSizeMiB <= 4096)) && (o.accel === "auto" || o.accel === "kvm" || o.accel === "tcg") &&
     Number.isInteger(o.vcpus) && (o.vcpus ?? 0) >= 1 && Number.isInteger(o.memoryMiB) && (o.memoryMiB ?? 0) >= 64 &&
     str(o.kernelPath) && (o.initrdPath === undefined || str(o.initrdPath)) && str(o.rootfsPath) && (o.rootfsDevice === undefined || o.rootfsDevice === "virtio-blk" || o.rootfsDevice === "virtio-pmem") &&

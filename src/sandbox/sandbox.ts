@@ -37,6 +37,8 @@ import { writeRecord, type SandboxRecord, type SandboxStatus } from "./state-fil
 import { UndoStack } from "./undo-stack.js";
 import { DeferredSetUp } from "./deferred-setup.js";
 import { Virtiofsd } from "./virtiofsd.js";
+import { TcgIdleTrimmer, type TcgIdleTrimmerOptions } from "./tcg-idle-trimmer.js";
+import { canTrimTcgCache } from "../hypervisor/types.js";
 import { attachPodNetwork, configureGuestNetwork, podNetworkRecord, type GuestNetworkView, type PodNetwork } from "./network/pod-network.js";
 
 const log = createLogger("sandbox");
@@ -90,6 +92,11 @@ export interface SandboxOptions {
   deferGuestSetUpMs?: number;
   /** With deferGuestSetUpMs: called once the deferred set-up ended (the error when it failed). */
   onGuestSetUp?: (err?: unknown) => void;
+  /**
+   * Under TCG, with a VM that can (QEMU with split-wx): give its translation cache back to the
+   * host once it has been idle this long, ms ([hypervisor.qemu] tcg_idle_trim_s; tcg-idle-trimmer.ts).
+   */
+  tcgIdleTrim?: TcgIdleTrimmerOptions;
 }
 
 /** A VM up with its agent answering, booted or adopted, and what the guest is to be told. */
@@ -129,6 +136,7 @@ export class Sandbox {
   /** An adopted VM's virtiofsd (started by the pool, not by this sandbox). */
   private adoptedVirtiofsd: AdoptedHelperProcess | undefined;
   private watch: PodWatch | undefined;
+  private trimmer: TcgIdleTrimmer | undefined;
   private lossValue: SandboxLoss | undefined;
   private resolveLost!: (loss: SandboxLoss) => void;
   /** Resolves when the sandbox is lost while it runs (a part died or the guest wedged); never after destroy() began. */
@@ -160,6 +168,11 @@ export class Sandbox {
 
   get vm(): Vm | undefined {
     return this.vmValue;
+  }
+
+  /** Trims of the VM's TCG cache done so far by the idle trimmer (undefined: none runs). */
+  get tcgTrims(): number | undefined {
+    return this.trimmer?.trims;
   }
 
   /** Why the sandbox was lost, once it was. */
@@ -301,6 +314,10 @@ export class Sandbox {
     const virtiofsd = watchedVfs === undefined ? {} : { virtiofsd: watchedVfs };
     const interval = opts.livenessIntervalMs === undefined ? {} : { checkIntervalMs: opts.livenessIntervalMs };
     this.watch = new PodWatch({ vm: up.vm, agent, livenessTimeoutMs, ...interval, ...virtiofsd }, (loss) => this.onLost(loss));
+    // Only the pod's VM: a pooled VM is never a sandbox's before it is adopted.
+    if (opts.tcgIdleTrim !== undefined && opts.tcgIdleTrim.idleWindowMs > 0 && up.vm.accel === "tcg" && canTrimTcgCache(up.vm)) {
+      this.trimmer = new TcgIdleTrimmer(up.vm, opts.tcgIdleTrim);
+    }
     return agent;
   }
 
@@ -471,12 +488,15 @@ export class Sandbox {
   /** Kills the VM and virtiofsd now; every agent call still waiting fails (UNAVAILABLE). Idempotent. */
   private async cutOff(): Promise<void> {
     this.watch?.stop();
+    await this.trimmer?.stop();
     this.agentClient?.close();
     await Promise.all([this.vmValue?.stop({ timeoutMs: 500 }), this.virtiofsd?.stop(1000), this.adoptedVirtiofsd?.stop()]);
   }
 
   private async tearDown(): Promise<void> {
     this.life.move("stopping", "destroy");
+    // No trim from here on; one in flight is cut short and the VM resumed before the guest is asked anything.
+    await this.trimmer?.stop();
     await this.save().catch(() => undefined);
     // Containers' host-side shares are undone even when the agent cannot answer (a lost sandbox).
     const guest = (async () => {

@@ -36,6 +36,12 @@ void test("pool shape: equal inputs give one key; size, image, TCG cache and ten
     plain.hypervisor.qemu.tcg_tb_size = 48;
     assert.equal(poolShape(plain, assets, size, "").tcgTbSizeMiB, 48, `without the rehearsal (${JSON.stringify(off)}) a pooled VM gets the configured TCG cache, as a booted one does`);
   }
+  const noTrim = defaultConfig();
+  noTrim.hypervisor.qemu.tcg_idle_trim_s = 0;
+  assert.equal(poolShape(config, assets, size, "").tcgSplitWx, true, "pooled VMs run with split-wx when idle pods are trimmed (trimmed once adopted)");
+  assert.equal(poolShape(noTrim, assets, size, "").tcgSplitWx, undefined);
+  assert.notEqual(shapeKey(poolShape(noTrim, assets, size, "")), base);
+  assert.equal(parseShape(JSON.parse(JSON.stringify(poolShape(config, assets, size, "")))).tcgSplitWx, true);
   assert.notEqual(shapeKey(poolShape(config, assets, size, "team-a")), base, "tenants never share a pool");
   assert.notEqual(shapeKey(poolShape(config, assets, size, "team-a")), shapeKey(poolShape(config, assets, size, "team-b")));
 });

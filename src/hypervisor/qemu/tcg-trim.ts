@@ -93,6 +93,21 @@ export interface TrimResult {
  * (`signal`).
  */
 export async function trimTcgCache(pid: number, hmp: HmpRunner, socketPath: string, opts: { timeoutMs?: number; keepBytes?: number; signal?: AbortSignal } = {}): Promise<TrimResult> {
+  // One gdbstub session per VM at a time (the socket path is the VM's): a second trim waits.
+  const previous = sessions.get(socketPath) ?? Promise.resolve();
+  const mine = previous.catch(() => undefined).then(() => trimNow(pid, hmp, socketPath, opts));
+  const settled = mine.then(() => undefined, () => undefined);
+  sessions.set(socketPath, settled);
+  void settled.then(() => {
+    if (sessions.get(socketPath) === settled) sessions.delete(socketPath);
+  });
+  return mine;
+}
+
+/** The trim in progress (or last queued) per gdbstub socket path. */
+const sessions = new Map<string, Promise<void>>();
+
+async function trimNow(pid: number, hmp: HmpRunner, socketPath: string, opts: { timeoutMs?: number; keepBytes?: number; signal?: AbortSignal }): Promise<TrimResult> {
   const file = await tcgJitFile(pid);
   const keepBytes = opts.keepBytes ?? defaultKeepBytes;
   await withPausedVm(hmp, socketPath, opts.timeoutMs ?? 5000, opts.signal, async (vm) => {
