@@ -19,7 +19,6 @@ import { leftovers, makeVmFixture, type VmFixture } from "./agent-container-vm-f
 
 let fx: VmFixture;
 let sb: Sandbox | undefined;
-const MiB = 1024 * 1024;
 
 before(async () => {
   fx = await makeVmFixture();
