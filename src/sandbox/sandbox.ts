@@ -488,9 +488,10 @@ export class Sandbox {
   /** Kills the VM and virtiofsd now; every agent call still waiting fails (UNAVAILABLE). Idempotent. */
   private async cutOff(): Promise<void> {
     this.watch?.stop();
-    await this.trimmer?.stop();
+    // Not waited on before the kill: a trim in flight only ends (its VM is going anyway).
+    const trimmerStopped = this.trimmer?.stop();
     this.agentClient?.close();
-    await Promise.all([this.vmValue?.stop({ timeoutMs: 500 }), this.virtiofsd?.stop(1000), this.adoptedVirtiofsd?.stop()]);
+    await Promise.all([this.vmValue?.stop({ timeoutMs: 500 }), this.virtiofsd?.stop(1000), this.adoptedVirtiofsd?.stop(), trimmerStopped]);
   }
 
   private async tearDown(): Promise<void> {
