@@ -28,6 +28,7 @@ import { isKataError } from "../../src/util/errors.js";
 import { createLogger } from "../../src/util/log.js";
 import { processesMentioning } from "../harness/processes.js";
 import { leftovers, makeVmFixture, type VmFixture } from "./agent-container-vm-fixture.js";
+import { canTrimTcgCache } from "../../src/hypervisor/types.js";
 
 let fx: VmFixture;
 let shape: PoolShape;
@@ -113,6 +114,12 @@ void test("a rehearsed pooled VM shows the pod nothing of the rehearsal, and the
     assert.deepEqual(afterNet.split("\n").filter((l) => /^(warm-up|test address) left: /.test(l)), [], `nothing of the rehearsal once the pod's network is in:\n${afterNet}`);
     assert.match(afterNet, new RegExp(`^mac: ${podMac}$`, "m"), "the pod's MAC");
     assert.match(afterNet, /^pod address: 10\.88\.0\.5$/m, `the pod's address:\n${afterNet}`);
+    // Once the pod's, an adopted VM gives its TCG cache back like a booted one (split-wx is part of the shape).
+    const vm = sb.vm;
+    assert.ok(vm !== undefined && canTrimTcgCache(vm), "an adopted VM can trim its TCG cache");
+    const trim = await vm.trimTcgCache(10_000);
+    assert.ok(trim.beforeBytes > 20 * 1024 * 1024 && trim.afterBytes < 8 * 1024 * 1024, `the adopted VM's cache given back: ${trim.beforeBytes} -> ${trim.afterBytes} bytes`);
+    assert.equal(await sh(ctr, "after-trim", "echo trimmed"), "trimmed\n");
     await ctr.delete();
   } finally {
     await sb.destroy();
