@@ -14,11 +14,12 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { loadGuestAssets, type GuestAssets } from "../src/guest/assets.js";
 import { bootVm } from "../src/sandbox/agent-boot.js";
 import { QemuHypervisor, type QemuHypervisorOptions } from "../src/hypervisor/qemu/index.js";
-import type { VmConfig } from "../src/hypervisor/types.js";
+import { canTrimTcgCache, type VmConfig } from "../src/hypervisor/types.js";
+import { defaultTcgIdleTrimS } from "../src/config/defaults.js";
 import { busyboxPid1Cmdline } from "../test/integration/vm-support.js";
 import { exitWithUsage, intOption, parseBenchArgs, UsageError } from "./lib/args.js";
 import { describeSpread, figuresLine, median } from "./lib/figures.js";
-import { mappingResidentKiB, smapsBreakdown, smapsRollup, type SmapsBreakdown } from "./lib/vmm-memory.js";
+import { mappingResidentKiB, smapsBreakdown, smapsRollup, tcgJitMemfd, type SmapsBreakdown } from "./lib/vmm-memory.js";
 import { erofsExtents, imageResidency, type ImageExtent } from "./lib/image-residency.js";
 import { tcgJitState, type TcgJitState } from "./lib/tcg-jit.js";
 import { defaultTcgTbSizeMiB } from "../src/hypervisor/qemu/index.js";
@@ -26,8 +27,16 @@ import { processCpuSeconds } from "../src/util/proc-sched.js";
 import { withPodShare, type PodShare } from "./lib/pod-share.js";
 import { withEnv } from "./lib/vmm-variant.js";
 
+/**
+ * Every variant's QEMU as a pod's VM runs by default: with split-wx when idle VMs give their TCG
+ * cache back ([hypervisor.qemu] tcg_idle_trim_s > 0), which makes the code buffer a memfd.
+ */
+const podDefaults: QemuHypervisorOptions = { tcgSplitWx: defaultTcgIdleTrimS > 0 };
+
 const tunings: Record<string, QemuHypervisorOptions> = {
   default: {},
+  /** The code buffer as anonymous memory (transparent huge pages), as before idle trimming. */
+  "no-split-wx": { tcgSplitWx: false },
   /** The agent's snapshot is built under -cpu max and rejected here: this boots the agent script. */
   "cpu-qemu64": { cpuModel: "qemu64" },
   /** TCG's model before 2026-12-01: max with ERMS (the default leaves ERMS out: args/cpu.ts). */
@@ -60,7 +69,8 @@ Boots the guest from the installed assets (KATA_TS_ASSETS_DIR moves them) under 
 prints per variant: boot to agent ready (QEMU spawn -> Health.Check answered), the floor (the same
 kernel booting busybox poweroff as PID 1), QEMU's CPU time for both (what host load stretches
 least: compare variants by it on a busy host), guest uptime at ready, QEMU RSS/PSS and guest RAM
-touched.
+touched, and QEMU's PSS once the idle VM gave its TCG cache back (trimmed at once here; a pod's
+VM is trimmed after [hypervisor.qemu] tcg_idle_trim_s idle: docs/density.md).
 Variants take turns boot by boot, so a change in host load hits all alike.
 
   --boots N       boots per variant (default 7: the issue's medians of 7)
@@ -76,7 +86,9 @@ Variants take turns boot by boot, so a change in host load hits all alike.
   --settle-s N    seconds free page reporting gets before "guest RAM later" and the PSS by mapping
                   are read (default 6; a low reporting order needs 20-40)
   --json          end with one line {"figures": {boot_to_agent_ms, floor_ms, guest_ram_touched_mib,
-                  vmm_pss_mib, vmm_rss_mib, boot_to_agent_cpu_ms, floor_cpu_ms}} (medians of the first variant)
+                  vmm_pss_mib, vmm_rss_mib, boot_to_agent_cpu_ms, floor_cpu_ms, and vmm_pss_idle_mib: QEMU's
+                  PSS once the idle VM gave its TCG cache back, as a pod's does after tcg_idle_trim_s}}
+                  (medians of the first variant)
   --help          this text`;
 
 interface Variant {
@@ -108,7 +120,7 @@ async function variant(name: string): Promise<Variant> {
     const extra = items.filter((p) => !p.startsWith("-"));
     const removed = new Set(items.filter((p) => p.startsWith("-")).map((p) => p.slice(1)));
     return {
-      name, hv: await QemuHypervisor.open(), tbSizeMiB: defaultTcgTbSizeMiB,
+      name, hv: await QemuHypervisor.open(podDefaults), tbSizeMiB: defaultTcgTbSizeMiB,
       config: (b) => ({ ...b, kernelCmdline: [...b.kernelCmdline.filter((p) => !removed.has(p)), ...extra] }),
     };
   }
@@ -119,19 +131,19 @@ async function variant(name: string): Promise<Variant> {
       if (eq <= 0) throw new UsageError(`variant ${JSON.stringify(name)}: env needs K=V items`);
       env[item.slice(0, eq)] = item.slice(eq + 1);
     }
-    return { name, hv: await QemuHypervisor.open(), tbSizeMiB: defaultTcgTbSizeMiB, config: (b) => b, env };
+    return { name, hv: await QemuHypervisor.open(podDefaults), tbSizeMiB: defaultTcgTbSizeMiB, config: (b) => b, env };
   }
   if (name.startsWith("assets:")) {
     // Another build of the guest (kata-ts build-assets --dir DIR), e.g. with a changed agent.
     const other = await loadGuestAssets(name.slice("assets:".length));
     return {
-      name, hv: await QemuHypervisor.open(), tbSizeMiB: defaultTcgTbSizeMiB,
+      name, hv: await QemuHypervisor.open(podDefaults), tbSizeMiB: defaultTcgTbSizeMiB,
       config: (b) => ({ ...b, kernelPath: other.kernelPath, rootfsPath: other.rootfsPath, rootfsDevice: other.rootfsDevice, kernelCmdline: other.kernelCmdline }),
     };
   }
   const opts = tunings[name];
   if (opts === undefined) throw new UsageError(`unknown variant ${JSON.stringify(name)}; known: ${Object.keys(tunings).join(", ")}, cmdline:P1+P2, assets:DIR`);
-  return { name, hv: await QemuHypervisor.open(opts), tbSizeMiB: opts.tcgTbSizeMiB ?? defaultTcgTbSizeMiB, config: (b) => b };
+  return { name, hv: await QemuHypervisor.open({ ...podDefaults, ...opts }), tbSizeMiB: opts.tcgTbSizeMiB ?? defaultTcgTbSizeMiB, config: (b) => b };
 }
 
 interface Sample {
@@ -153,6 +165,11 @@ interface Sample {
   jit: TcgJitState;
   /** The root image's pages QEMU holds mapped once settled, by file (virtio-pmem/DAX only). */
   imageByFile: [string, number][];
+  /**
+   * QEMU's PSS once the idle VM gave its TCG cache back (the trim a pod's idle trimmer makes after
+   * tcg_idle_trim_s, made at once here), 2 s after it; NaN when the VM cannot (no split-wx).
+   */
+  pssIdleKiB: number;
 }
 
 /** Extents of each root image's files, listed once per image (a walk of the image with dump.erofs). */
@@ -185,7 +202,13 @@ async function bootOnce(v: Variant, base: VmConfig, assets: GuestAssets): Promis
       if (!extentsByImage.has(config.rootfsPath)) extentsByImage.set(config.rootfsPath, erofsExtents(config.rootfsPath).catch(() => []));
       imageByFile = (await imageResidency(pid, config.rootfsPath, await extentsByImage.get(config.rootfsPath)!)).byFile;
     }
-    return { readyMs: booted.timings.agentReadyMs, readyCpuMs, guestUptimeS: version.uptimeSeconds, ...mem, guestRamKiB, guestRamSettledKiB, rootfsMappedKiB, breakdown, jit, imageByFile };
+    let pssIdleKiB = NaN;
+    if (canTrimTcgCache(booted.vm) && (await tcgJitMemfd(pid)) !== undefined) {
+      await booted.vm.trimTcgCache(10_000);
+      await sleep(2000);
+      pssIdleKiB = (await smapsRollup(pid)).pssKiB;
+    }
+    return { readyMs: booted.timings.agentReadyMs, readyCpuMs, guestUptimeS: version.uptimeSeconds, ...mem, guestRamKiB, guestRamSettledKiB, rootfsMappedKiB, breakdown, jit, imageByFile, pssIdleKiB };
   } finally {
     booted.agent.close();
     await booted.vm.stop();
@@ -290,6 +313,7 @@ async function main(): Promise<void> {
       console.log(`  guest uptime at ready (s):       ${describeSpread(col((s) => s.guestUptimeS))}`);
       console.log(`  QEMU RSS after boot (MiB):       ${describeSpread(col((s) => s.rssKiB / 1024))}`);
       console.log(`  QEMU PSS after boot (MiB):       ${describeSpread(col((s) => s.pssKiB / 1024))}`);
+      if (xs.every((s) => Number.isFinite(s.pssIdleKiB))) console.log(`  QEMU PSS idle, TCG cache given back (MiB): ${describeSpread(col((s) => s.pssIdleKiB / 1024))}`);
       console.log(`  guest RAM touched (MiB):         ${describeSpread(col((s) => s.guestRamKiB / 1024))}`);
       console.log(`  guest RAM ${SETTLE_MS / 1000} s later (MiB):     ${describeSpread(col((s) => s.guestRamSettledKiB / 1024))}`);
       console.log(`  root image mapped, DAX (MiB):    ${describeSpread(col((s) => s.rootfsMappedKiB / 1024))}`);
@@ -308,6 +332,7 @@ async function main(): Promise<void> {
           boot_to_agent_cpu_ms: median(col((s) => s.readyCpuMs)),
           floor_cpu_ms: median(col((s) => s.floorCpuMs)),
         });
+        if (xs.every((s) => Number.isFinite(s.pssIdleKiB))) figures.vmm_pss_idle_mib = median(col((s) => s.pssIdleKiB / 1024));
       }
     }
   } finally {
