@@ -27,7 +27,7 @@ const cases: [string, RegExp, string[], RegExp, Record<string, string>?][] = [
   ["shim-memory", /--rpcs N\s+.*\(default 20000\)/, ["--rpcs", "1"], /--rpcs must be an integer >= 2, got "1"/],
   ["vmm-variants", /--per N\s+.*\(default 2\)/, ["--variant", "a:tb=x"], /variant "a:tb=x": tb must be a whole number of MiB, got "x"/],
   ["vmm-variants", /--variant SPEC/, ["--variant", "a:", "--per", "0"], /--per must be an integer >= 1, got "0"/],
-  ["vmm-variants", /--variant SPEC/, ["--variant", "a:size=1"], /unknown or empty key "size" \(known: env, mem, tb, huge, assets\)/],
+  ["vmm-variants", /--variant SPEC/, ["--variant", "a:size=1"], /unknown or empty key "size" \(known: env, mem, tb, huge, splitwx, assets\)/],
   ["webhook", /--concurrency N\s+.*\(default 50\)/, ["--requests", "abc"], /--requests must be an integer >= 1, got "abc"/],
 ];
 
