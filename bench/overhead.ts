@@ -20,7 +20,7 @@ import { loadavg } from "node:os";
 import { join } from "node:path";
 import { connectCri, type CriClient } from "../src/cri/client.js";
 import { ContainerState, podSandboxConfig, waitForContainerState } from "../src/cri/pod.js";
-import { nodeReservedMiB, overheadDataPath, overheadDataSchema, podFixedBasisMiB, podFixedOverhead, type IdlePodMemory, type OverheadData } from "../src/deploy/manifests/overhead.js";
+import { nodeReservedMiB, overheadDataPath, overheadDataSchema, podFixedBasisMiB, podFixedOverhead, workingPodMemory, type IdlePodMemory, type OverheadData } from "../src/deploy/manifests/overhead.js";
 import { poolPathsOf, waitPooled } from "../test/e2e/pool-fixture.js";
 import { stopPoolDaemon } from "./lib/pool-daemon.js";
 import { startContainerd, type PrivateContainerd } from "../test/harness/containerd.js";
@@ -125,6 +125,8 @@ interface IdleFigures {
   podCgroupKindAvgMiB: Record<string, number>;
   /** The most TCG cache an idle pod's QEMU gave back and would take again once it works, MiB. */
   podTcgRefillMaxMiB: number;
+  /** Each pod as it holds while it works: podFixed's basis (workingPodMemory). */
+  working: IdlePodMemory;
   /** Pods whose VM came from the pool (its boot pages stay charged to the pool's cgroup). */
   adopted: number;
   /** Node-level, in all (not per pod): PSS by role, CPU. */
@@ -164,6 +166,10 @@ async function idleWindow(baseDir: string, windowS: number, pods: ReadonlyMap<st
     podCgroupAvgMiB: charged.reduce((x, y) => x + y, 0) / n,
     podCgroupMaxMiB: Math.max(...charged),
     podTcgRefillMaxMiB: Math.max(0, ...b.pods.map((p) => p.tcgRefillKiB / 1024)),
+    working: workingPodMemory(
+      b.pods.map((p) => ({ pssMiB: p.pssKiB / 1024, cgroupMiB: p.cgroup.usageBytes / MiB, tcgRefillMiB: p.tcgRefillKiB / 1024 })),
+      b.node.pssKiB / 1024,
+    ),
     podCgroupKindAvgMiB: Object.fromEntries(Object.entries(kinds).map(([k, v]) => [k, r1(v / n)])),
     adopted: b.pods.filter((p) => p.adopted).length,
     nodePssMiB: b.node.pssKiB / 1024,
@@ -236,8 +242,13 @@ async function main(): Promise<void> {
     );
     const path = overheadDataPath();
     const old = overheadDataSchema.parse(JSON.parse(await readFile(path, "utf8")));
-    const idleMemory: IdlePodMemory = { podPssMiB: idle.podPssMiB, podCgroupMaxMiB: idle.podCgroupMaxMiB, nodeLevelPssMiB: idle.nodePssMiB, tcgRefillMiB: idle.podTcgRefillMaxMiB };
-    if (idle.podTcgRefillMaxMiB > 0) console.log(`idle pods' TCG caches given back: up to ${idle.podTcgRefillMaxMiB.toFixed(1)} MiB per pod, which a working pod takes again (added to podFixed's basis)`);
+    const idleMemory: IdlePodMemory = idle.working;
+    if (idle.podTcgRefillMaxMiB > 0) {
+      console.log(
+        `idle pods' TCG caches given back: up to ${idle.podTcgRefillMaxMiB.toFixed(1)} MiB per pod, which a working pod takes again: ` +
+          `as they work, the pods' PSS ${idle.working.podPssMiB.toFixed(1)} MiB on average, their cgroups ${idle.working.podCgroupMaxMiB.toFixed(1)} MiB at most (podFixed's basis)`,
+      );
+    }
     const nodeReserved = pool ? nodeReservedMiB(idleMemory, old.marginPercent) : undefined;
     const measured: OverheadData = {
       ...old,
@@ -247,7 +258,7 @@ async function main(): Promise<void> {
     };
     const fixed = podFixedOverhead(measured);
     console.log(
-      `RuntimeClass overhead.podFixed (the larger of an idle pod's own PSS and its cgroup's most, ${measured.measuredPssMiB} MiB at ${pods} pods, + ${old.marginPercent}% margin): memory ${fixed.memory}, cpu ${fixed.cpu}`,
+      `RuntimeClass overhead.podFixed (the larger of an idle pod's own PSS and its cgroup's most, each with the TCG cache it gave back taken again as a working pod does, ${measured.measuredPssMiB} MiB at ${pods} pods, + ${old.marginPercent}% margin): memory ${fixed.memory}, cpu ${fixed.cpu}`,
     );
     if (nodeReserved !== undefined) console.log(`node reservation for the VM pool (kubelet systemReserved memory, + ${old.marginPercent}% margin): ${nodeReserved}Mi`);
     // The overhead the busy pod is charged: what this run writes, else what the manifests declare now.

@@ -6,7 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { defaultConfig } from "../../src/config/index.js";
 import { POOL_PART_PSS_MIB, poolReservation } from "../../src/pool/reservation.js";
-import { nodeReservedMiB, overheadDataSchema, podFixedBasisMiB, podFixedOverhead, type IdlePodMemory, type OverheadData } from "../../src/deploy/manifests/overhead.js";
+import { nodeReservedMiB, overheadDataSchema, podFixedBasisMiB, podFixedOverhead, workingPodMemory, type IdlePodMemory, type OverheadData } from "../../src/deploy/manifests/overhead.js";
 
 const base: OverheadData = {
   measuredPssMiB: 0,
@@ -38,12 +38,18 @@ void test("podFixed memory: the pod cgroup's charge when it exceeds the PSS (pag
 });
 
 void test("podFixed memory: the TCG cache an idle pod gave back counts, since a working pod takes it again", () => {
-  const idle: IdlePodMemory = { podPssMiB: 100, podCgroupMaxMiB: 95, nodeLevelPssMiB: 150 };
-  assert.equal(podFixedBasisMiB(idle), 100);
-  // The same pod with 38 MiB of its 40 MiB cache given back: the limit must still hold it working.
-  assert.equal(podFixedBasisMiB({ ...idle, tcgRefillMiB: 38 }), 138);
-  assert.equal(podFixedMemory({ ...idle, tcgRefillMiB: 38 }), "173Mi"); // 138 * 1.25 = 172.5
-  assert.equal(podFixedBasisMiB({ ...idle, tcgRefillMiB: 0 }), 100);
+  const pods = [
+    { pssMiB: 100, cgroupMiB: 90, tcgRefillMiB: 38 }, // booted: 40 MiB buffer
+    { pssMiB: 110, cgroupMiB: 95, tcgRefillMiB: 50 }, // adopted from the pool: 52 MiB buffer
+  ];
+  const working = workingPodMemory(pods, 150);
+  assert.equal(working.podPssMiB, 149); // (138 + 160) / 2
+  assert.equal(working.podCgroupMaxMiB, 145); // 95 + 50
+  assert.equal(podFixedBasisMiB(working), 149);
+  assert.equal(podFixedMemory(working), "187Mi"); // 149 * 1.25 = 186.25
+  // Nothing given back: the idle figures as before.
+  assert.equal(podFixedBasisMiB(workingPodMemory(pods.map((p) => ({ ...p, tcgRefillMiB: 0 })), 150)), 105);
+  assert.throws(() => workingPodMemory([], 0), /no pods/);
 });
 
 void test("node reservation: the pool's node-level PSS + the same margin, rounded up, independent of the pods", () => {

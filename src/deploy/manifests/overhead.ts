@@ -68,12 +68,6 @@ export interface IdlePodMemory {
   podCgroupMaxMiB: number;
   /** PSS of the node-level processes (pool daemon, ready pooled VMs, warm shims), in all, MiB. */
   nodeLevelPssMiB: number;
-  /**
-   * The most any idle pod's QEMU would take back of its TCG translation cache once its guest works
-   * again (the buffer's size less what it holds), MiB: an idle pod gives it back
-   * ([hypervisor.qemu] tcg_idle_trim_s), a working one refills it. Absent or 0: nothing given back.
-   */
-  tcgRefillMiB?: number;
 }
 
 const tenth = (x: number): number => Math.round(x * 10) / 10;
@@ -83,12 +77,39 @@ const tenth = (x: number): number => Math.round(x * 10) / 10;
  * really holds, which the scheduler's sum must cover even when part of it is charged elsewhere,
  * as an adopted VM's pre-adoption pages are to the pool's cgroup) and its cgroup's charge (what
  * the pod cgroup's limit must hold: shared file pages are charged whole to whoever touched them
- * first), plus the TCG cache an idle pod gave back and a working one takes again: podFixed bounds
- * the pod cgroup's limit, which must hold the pod while it works, not only while it idles. The
- * node-level figure takes no part: it is the node's reservation. MiB, to 0.1.
+ * first), each as the pod holds it while it works (workingPodMemory). The node-level figure takes
+ * no part: it is the node's reservation. MiB, to 0.1.
  */
 export function podFixedBasisMiB(m: IdlePodMemory): number {
-  return tenth(Math.max(m.podPssMiB, m.podCgroupMaxMiB) + (m.tcgRefillMiB ?? 0));
+  return tenth(Math.max(m.podPssMiB, m.podCgroupMaxMiB));
+}
+
+/** One idle pod as bench/overhead.ts reads it, MiB. */
+export interface IdlePodReading {
+  /** Its own processes' PSS. */
+  pssMiB: number;
+  /** Its pod cgroup's charge. */
+  cgroupMiB: number;
+  /**
+   * What its QEMU would take back of the TCG translation cache it gave back while idle, once its
+   * guest works again (the buffer's size less what it holds: [hypervisor.qemu] tcg_idle_trim_s);
+   * 0 when nothing was given back.
+   */
+  tcgRefillMiB: number;
+}
+
+/**
+ * The pods' figures as they hold while they work, for podFixedBasisMiB: each pod's PSS and cgroup
+ * charge with the TCG cache it gave back while idle taken again (the average PSS, the most any
+ * cgroup), since podFixed bounds the pod cgroup's limit, which must hold a working pod.
+ */
+export function workingPodMemory(pods: readonly IdlePodReading[], nodeLevelPssMiB: number): IdlePodMemory {
+  if (pods.length === 0) throw new Error("workingPodMemory: no pods were measured");
+  return {
+    podPssMiB: pods.reduce((t, p) => t + p.pssMiB + p.tcgRefillMiB, 0) / pods.length,
+    podCgroupMaxMiB: Math.max(...pods.map((p) => p.cgroupMiB + p.tcgRefillMiB)),
+    nodeLevelPssMiB,
+  };
 }
 
 /** The node-level memory with the same margin, rounded up (MiB): what systemReserved should add. */
