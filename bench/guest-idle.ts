@@ -8,8 +8,8 @@
 // cost of the drop: an exec's QEMU CPU and a re-read of the container's busybox (virtio-fs) after
 // it, against the same before it.
 // Usage: see USAGE below (`node dist/bench/guest-idle.js --help`).
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { loadavg, tmpdir } from "node:os";
+import { readFile } from "node:fs/promises";
+import { loadavg } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -18,8 +18,10 @@ import { Sandbox } from "../src/sandbox/sandbox.js";
 import { readRecord } from "../src/sandbox/state-file.js";
 import { loadGuestAssets, type GuestAssets } from "../src/guest/assets.js";
 import { assetsDir } from "../src/util/paths.js";
-import { makeBusyboxRootfs } from "../test/integration/agent-container-fixture.js";
+import { openSandboxScratch } from "./lib/sandbox-scratch.js";
+import { processThreadsCpuMs } from "../src/util/proc-sched.js";
 import { checkOptions, intOption, parseBenchArgs } from "./lib/args.js";
+import { median } from "./lib/figures.js";
 import { mappingResidentKiB } from "./lib/vmm-memory.js";
 
 const USAGE = `usage: node dist/bench/guest-idle.js [--vms N] [--settle-s S] [--params P] [--json]   (as root)
@@ -63,11 +65,6 @@ class Collect extends Writable {
   }
 }
 
-async function cpuMs(pid: number): Promise<number> {
-  const f = (await readFile(`/proc/${pid}/stat`, "utf8")).split(") ")[1]!.split(" ");
-  return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
-}
-
 type Container = Awaited<ReturnType<Sandbox["createContainer"]>>;
 interface Vm { sb: Sandbox; qemu: number; c: Container }
 
@@ -106,33 +103,17 @@ async function reading(vms: Vm[], label: string, figures: Record<string, number[
 
 async function timedStep(vms: Vm[], label: string, script: string, figures: Record<string, number[]>): Promise<void> {
   for (const vm of vms) {
-    const c0 = await cpuMs(vm.qemu);
+    const c0 = await processThreadsCpuMs(vm.qemu);
     await run(vm, script);
-    (figures[`${label}_cpu_ms`] ??= []).push((await cpuMs(vm.qemu)) - c0);
+    (figures[`${label}_cpu_ms`] ??= []).push((await processThreadsCpuMs(vm.qemu)) - c0);
   }
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
 async function main(): Promise<void> {
-  const dir = await mkdtemp(join(tmpdir(), "kata-ts-bench-guest-idle-"));
-  process.env.KATA_TS_STATE_DIR = join(dir, "state");
-  const sandboxes: Sandbox[] = [];
-  const cleanup = async (): Promise<void> => {
-    for (const sb of sandboxes.splice(0).reverse()) await sb.destroy().catch((err: unknown) => console.error(err));
-    await rm(dir, { recursive: true, force: true });
-  };
-  const onSignal = (): void => void cleanup().finally(() => process.exit(130));
-  process.once("SIGINT", onSignal).once("SIGTERM", onSignal);
-  console.log(`load average at start ${loadavg().map((x) => x.toFixed(1)).join(" ")}`);
+  const scratch = await openSandboxScratch("guest-idle");
+  const { dir, rootfs, sandboxes } = scratch;
   const figures: Record<string, number[]> = {};
   try {
-    const rootfs = join(dir, "rootfs");
-    await makeBusyboxRootfs(rootfs);
     const base = await loadGuestAssets(assetsDir());
     const assets: GuestAssets = { ...base, kernelCmdline: [...base.kernelCmdline, ...argv.params.split(/\s+/).filter((p) => p !== "")] };
     const vms: Vm[] = [];
@@ -178,7 +159,7 @@ async function main(): Promise<void> {
       for (const line of log.split("\n")) if (/memory \(kB\)/.test(line)) console.log(`${vm.sb.id} console: ${line.trim()}`);
     }
   } finally {
-    await cleanup();
+    await scratch.close();
   }
   const medians = Object.fromEntries(Object.entries(figures).map(([k, v]) => [k, Math.round(median(v) * 100) / 100]));
   console.log(`(${opts.vms} VMs, load average at the end ${loadavg()[0]!.toFixed(1)})`);

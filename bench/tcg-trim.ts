@@ -4,16 +4,15 @@
 // and VM: QEMU's PSS (and its code buffer's) before a trim, the trim (its wall time), the PSS after
 // a short settle, the QEMU CPU of the first exec after the trim and of the next. Prints figures,
 // asserts nothing. Usage: see USAGE below (`node dist/bench/tcg-trim.js --help`).
-import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
-import { loadavg, tmpdir } from "node:os";
-import { join } from "node:path";
+import { loadavg } from "node:os";
 import { Writable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { runSpec } from "../src/sandbox/default-spec.js";
 import { Sandbox } from "../src/sandbox/sandbox.js";
 import { QemuHypervisor } from "../src/hypervisor/qemu/index.js";
 import { canTrimTcgCache } from "../src/hypervisor/types.js";
-import { makeBusyboxRootfs } from "../test/integration/agent-container-fixture.js";
+import { openSandboxScratch } from "./lib/sandbox-scratch.js";
+import { processThreadsCpuMs } from "../src/util/proc-sched.js";
 import { checkOptions, intOption, parseBenchArgs } from "./lib/args.js";
 import { median } from "./lib/figures.js";
 import { smapsRollup, tcgJitMemfd } from "./lib/vmm-memory.js";
@@ -45,32 +44,13 @@ const opts = checkOptions(USAGE, () => ({
   settleS: intOption("settle-s", argv["settle-s"], 0),
 }));
 
-/** CPU time (ms) of all of a process's threads, from /proc/<pid>/task/<tid>/schedstat (ns). */
-async function cpuMs(pid: number): Promise<number> {
-  let ns = 0;
-  for (const tid of await readdir(`/proc/${pid}/task`).catch(() => [] as string[])) {
-    ns += Number((await readFile(`/proc/${pid}/task/${tid}/schedstat`, "utf8").catch(() => "0")).split(" ")[0]);
-  }
-  return ns / 1e6;
-}
-
 const sink = (): Writable => new Writable({ write: (_c, _e, cb) => cb() });
 const mib = (kib: number): number => kib / 1024;
 
 async function main(): Promise<void> {
-  const dir = await mkdtemp(join(tmpdir(), "kata-ts-bench-trim-"));
-  process.env.KATA_TS_STATE_DIR = join(dir, "state");
-  const sandboxes: Sandbox[] = [];
-  const cleanup = async (): Promise<void> => {
-    for (const sb of sandboxes.splice(0).reverse()) await sb.destroy().catch((err: unknown) => console.error(err));
-    await rm(dir, { recursive: true, force: true });
-  };
-  const onSignal = (): void => void cleanup().finally(() => process.exit(130));
-  process.once("SIGINT", onSignal).once("SIGTERM", onSignal);
-  console.log(`load average at start ${loadavg().map((x) => x.toFixed(1)).join(" ")}`);
+  const scratch = await openSandboxScratch("trim");
+  const { rootfs, sandboxes } = scratch;
   try {
-    const rootfs = join(dir, "rootfs");
-    await makeBusyboxRootfs(rootfs);
     const hypervisor = await QemuHypervisor.open({ tcgSplitWx: true });
     const vms: { sb: Sandbox; vm: NonNullable<Sandbox["vm"]> & { trimTcgCache: (timeoutMs: number) => Promise<unknown> }; pid: number; c: Awaited<ReturnType<Sandbox["createContainer"]>> }[] = [];
     for (let i = 0; i < opts.vms; i++) {
@@ -85,11 +65,11 @@ async function main(): Promise<void> {
     }
     let k = 0;
     const exec = async (v: (typeof vms)[number]): Promise<number> => {
-      const c0 = await cpuMs(v.pid);
+      const c0 = await processThreadsCpuMs(v.pid);
       const p = await v.c.exec(`e${k++}`, { args: ["true"], cwd: "/", user: { uid: 0, gid: 0 }, env: ["PATH=/bin"] });
       const [, , st] = await Promise.all([p.pumpOutput("stdout", sink()), p.pumpOutput("stderr", sink()), p.wait()]);
       if (st.status !== 0) throw new Error(`exec of true exited ${st.status}`);
-      return (await cpuMs(v.pid)) - c0;
+      return (await processThreadsCpuMs(v.pid)) - c0;
     };
     // The first execs after a container start translate their path; the next ones are warm.
     for (let r = 0; r < 2; r++) for (const v of vms) await exec(v);
@@ -121,8 +101,7 @@ async function main(): Promise<void> {
     console.log(`(${vms.length} VMs, ${opts.rounds} trims each, PSS ${opts.settleS} s after each trim; load average at the end ${load.toFixed(1)})`);
     if (argv.json) console.log(JSON.stringify({ figures: { ...figures, vms: vms.length, load_average: Math.round(load * 10) / 10 } }));
   } finally {
-    await cleanup();
-    delete process.env.KATA_TS_STATE_DIR;
+    await scratch.close();
   }
 }
 

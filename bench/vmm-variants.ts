@@ -5,8 +5,7 @@
 // across all VMs; per VM: QEMU CPU time (schedstat) of the boot, StartContainer and each exec,
 // TCG flushes over the execs (HMP `info jit`), then QEMU's PSS by kind of mapping once settled.
 // Prints figures, asserts nothing. Usage: see USAGE below (`node dist/bench/vmm-variants.js --help`).
-import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
-import { loadavg, tmpdir } from "node:os";
+import { loadavg } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -15,7 +14,8 @@ import { Sandbox } from "../src/sandbox/sandbox.js";
 import { readRecord } from "../src/sandbox/state-file.js";
 import { loadGuestAssets } from "../src/guest/assets.js";
 import { QemuHypervisor } from "../src/hypervisor/qemu/index.js";
-import { makeBusyboxRootfs } from "../test/integration/agent-container-fixture.js";
+import { openSandboxScratch } from "./lib/sandbox-scratch.js";
+import { processThreadsCpuMs } from "../src/util/proc-sched.js";
 import { checkOptions, intOption, parseBenchArgs, UsageError } from "./lib/args.js";
 import { median } from "./lib/figures.js";
 import { mappingResidentKiB, smapsBreakdown, smapsRollup } from "./lib/vmm-memory.js";
@@ -78,15 +78,6 @@ class Sink extends Writable {
   }
 }
 
-/** CPU time (ms) of all of a process's threads, from /proc/<pid>/task/<tid>/schedstat (ns). */
-async function cpuMs(pid: number): Promise<number> {
-  let ns = 0;
-  for (const tid of await readdir(`/proc/${pid}/task`).catch(() => [] as string[])) {
-    ns += Number((await readFile(`/proc/${pid}/task/${tid}/schedstat`, "utf8").catch(() => "0")).split(" ")[0]);
-  }
-  return ns / 1e6;
-}
-
 async function tbFlushes(sb: Sandbox): Promise<number> {
   return sb.vm === undefined ? Number.NaN : (await tcgJitState(sb.vm)).flushes;
 }
@@ -102,20 +93,10 @@ async function runIn(vm: Vm, id: string, args: string[]): Promise<{ status: numb
 }
 
 async function main(): Promise<void> {
-  const dir = await mkdtemp(join(tmpdir(), "kata-ts-bench-vmm-"));
-  process.env.KATA_TS_STATE_DIR = join(dir, "state");
+  const scratch = await openSandboxScratch("vmm");
+  const { dir, rootfs, sandboxes } = scratch;
   const vms: Vm[] = [];
-  const sandboxes: Sandbox[] = [];
-  const cleanup = async (): Promise<void> => {
-    for (const sb of sandboxes.splice(0).reverse()) await sb.destroy().catch((err: unknown) => console.error(err));
-    await rm(dir, { recursive: true, force: true });
-  };
-  const onSignal = (): void => void cleanup().finally(() => process.exit(130));
-  process.once("SIGINT", onSignal).once("SIGTERM", onSignal);
-  console.log(`load average at start ${loadavg().map((x) => x.toFixed(1)).join(" ")}`);
   try {
-    const rootfs = join(dir, "rootfs");
-    await makeBusyboxRootfs(rootfs);
     for (let i = 0; i < opts.per; i++) {
       for (const v of opts.variants) {
         const id = `bench-vmm-${process.pid}-${v.name}-${i}`;
@@ -125,30 +106,30 @@ async function main(): Promise<void> {
         sandboxes.push(sb);
         const qemu = (await readRecord(join(dir, "state", id, "state.json"))).vmPid;
         if (qemu === undefined) throw new Error(`sandbox ${id} has no QEMU pid`);
-        const bootCpu = await cpuMs(qemu);
+        const bootCpu = await processThreadsCpuMs(qemu);
         const c = await sb.createContainer({ id: "long", spec: runSpec({ args: ["sleep", "100000"] }), rootfs });
-        const s0 = await cpuMs(qemu);
+        const s0 = await processThreadsCpuMs(qemu);
         await c.start();
-        vms.push({ v, sb, qemu, c, figures: { boot_cpu_ms: bootCpu, start_container_cpu_ms: (await cpuMs(qemu)) - s0 }, execCpu: [], stdoutCpu: [] });
+        vms.push({ v, sb, qemu, c, figures: { boot_cpu_ms: bootCpu, start_container_cpu_ms: (await processThreadsCpuMs(qemu)) - s0 }, execCpu: [], stdoutCpu: [] });
       }
     }
     const flushes0 = await Promise.all(vms.map((vm) => tbFlushes(vm.sb)));
     let k = 0;
     for (let r = 0; r < opts.execs; r++) {
       for (const vm of vms) {
-        const c0 = await cpuMs(vm.qemu);
+        const c0 = await processThreadsCpuMs(vm.qemu);
         const { status } = await runIn(vm, `e${k++}`, ["true"]);
         if (status !== 0) throw new Error(`exec of true in ${vm.sb.id} exited ${status}`);
-        vm.execCpu.push((await cpuMs(vm.qemu)) - c0);
+        vm.execCpu.push((await processThreadsCpuMs(vm.qemu)) - c0);
       }
     }
     const flushes1 = await Promise.all(vms.map((vm) => tbFlushes(vm.sb)));
     for (let r = 0; r < 3 && opts.stdoutMiB > 0; r++) {
       for (const vm of vms) {
-        const c0 = await cpuMs(vm.qemu);
+        const c0 = await processThreadsCpuMs(vm.qemu);
         const { stdoutBytes } = await runIn(vm, `s${k++}`, ["dd", "if=/dev/zero", "bs=1048576", `count=${opts.stdoutMiB}`]);
         if (stdoutBytes !== opts.stdoutMiB * 1048576) throw new Error(`${vm.sb.id}: ${stdoutBytes} bytes of stdout, expected ${opts.stdoutMiB} MiB`);
-        vm.stdoutCpu.push((await cpuMs(vm.qemu)) - c0);
+        vm.stdoutCpu.push((await processThreadsCpuMs(vm.qemu)) - c0);
       }
     }
     await sleep(opts.settleS * 1000);
@@ -169,9 +150,9 @@ async function main(): Promise<void> {
       });
     }
     if (opts.idleS > 0) {
-      const idle0 = await Promise.all(vms.map((vm) => cpuMs(vm.qemu)));
+      const idle0 = await Promise.all(vms.map((vm) => processThreadsCpuMs(vm.qemu)));
       await sleep(opts.idleS * 1000);
-      for (const [i, vm] of vms.entries()) vm.figures.idle_millicores = ((await cpuMs(vm.qemu)) - idle0[i]!) / opts.idleS;
+      for (const [i, vm] of vms.entries()) vm.figures.idle_millicores = ((await processThreadsCpuMs(vm.qemu)) - idle0[i]!) / opts.idleS;
     }
     const figures: Record<string, number> = {};
     for (const v of opts.variants) {
@@ -186,8 +167,7 @@ async function main(): Promise<void> {
     console.log(`(${opts.per} VMs per variant, ${vms.length} at once, ${opts.execs} execs each; load average at the memory reading ${loadAtMeasure.toFixed(1)})`);
     if (argv.json) console.log(JSON.stringify({ figures: { ...figures, vms: vms.length, load_average: Math.round(loadAtMeasure * 10) / 10 } }));
   } finally {
-    await cleanup();
-    delete process.env.KATA_TS_STATE_DIR;
+    await scratch.close();
   }
 }
 

@@ -30,3 +30,15 @@ export async function runQueueWaitSeconds(pid: number | undefined): Promise<numb
   }
   return max;
 }
+
+/**
+ * CPU time (ms) all of a process's threads have used, from each thread's schedstat (ns): finer than
+ * /proc/PID/stat's 10 ms ticks, for the CPU of one short step (an exec). 0 when the process is gone.
+ */
+export async function processThreadsCpuMs(pid: number): Promise<number> {
+  let ns = 0;
+  for (const tid of await readdir(`/proc/${pid}/task`).catch(() => [] as string[])) {
+    ns += Number((await readFile(`/proc/${pid}/task/${tid}/schedstat`, "utf8").catch(() => "0")).split(" ")[0]) || 0;
+  }
+  return ns / 1e6;
+}

@@ -5,8 +5,8 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { access, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
-import { release, tmpdir } from "node:os";
+import { access, mkdir, readFile, readdir } from "node:fs/promises";
+import { release } from "node:os";
 import { join } from "node:path";
 import { connectCri, type CriClient } from "../../src/cri/client.js";
 import { loadGuestAssets } from "../../src/guest/assets.js";
@@ -22,7 +22,6 @@ import { HANDLER, runKataPodFlow } from "./kata-pod-flow.js";
 
 const kataConfig = "[hypervisor.qemu]\ndefault_vcpus = 2\ndefault_memory = 640\n";
 let ctd: PrivateContainerd | undefined;
-let configDir: string | undefined;
 
 /** The QEMU command lines of this harness's VMs. */
 async function qemuCmdlines(marker: string): Promise<string[][]> {
@@ -38,10 +37,7 @@ let cri: CriClient | undefined;
 
 before(async () => {
   // The handler's ConfigPath names this file; the VM size below proves the shim read it.
-  configDir = await mkdtemp(join(tmpdir(), "kts-e2e-config-"));
-  const kataConfigPath = join(configDir, "configuration.toml");
-  await writeFile(kataConfigPath, kataConfig);
-  ctd = await startContainerd({ kataTs: { kataConfigPath } });
+  ctd = await startContainerd({ kataConfig });
   await importTestImages(ctd);
   cri = connectCri(ctd.address);
 });
@@ -49,7 +45,6 @@ before(async () => {
 after(async () => {
   cri?.close();
   await ctd?.stop();
-  if (configDir) await rm(configDir, { recursive: true, force: true });
   if (ctd) await assertNoLeaks(ctd);
 });
 

@@ -5,8 +5,7 @@
 // same trimmer; the pool is off here to keep the test to one VM.)
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { connectCri, type CriClient } from "../../src/cri/client.js";
@@ -18,13 +17,9 @@ import { HANDLER } from "./kata-pod-flow.js";
 const kataConfig = "[hypervisor.qemu]\ntcg_idle_trim_s = 5\n";
 let ctd: PrivateContainerd | undefined;
 let cri: CriClient | undefined;
-let configDir: string | undefined;
 
 before(async () => {
-  configDir = await mkdtemp(join(tmpdir(), "kts-trim-config-"));
-  const kataConfigPath = join(configDir, "configuration.toml");
-  await writeFile(kataConfigPath, kataConfig);
-  ctd = await startContainerd({ kataTs: { kataConfigPath } });
+  ctd = await startContainerd({ kataConfig });
   await importTestImages(ctd);
   cri = connectCri(ctd.address);
 });
@@ -32,7 +27,6 @@ before(async () => {
 after(async () => {
   cri?.close();
   await ctd?.stop();
-  if (configDir) await rm(configDir, { recursive: true, force: true });
   if (ctd) await assertNoLeaks(ctd);
 });
 

@@ -57,6 +57,11 @@ export interface StartContainerdOptions {
    */
   kataTs?: false | Partial<KataTsHandler>;
   /**
+   * A kata-ts configuration.toml (its text) for the `kata-ts` handler's ConfigPath: written to
+   * <baseDir>/kata-ts-configuration.toml, removed with the rest at stop(). Ignored with kataTs false.
+   */
+  kataConfig?: string;
+  /**
    * More shims by runtime type (e.g. io.containerd.kata-ts-hostpod.v2 -> a compiled entry script):
    * each gets a launcher `<baseDir>/bin/containerd-shim-<name>-<version>` running the script with
    * this node, the name containerd 1.6 looks up on PATH for that runtime type.
@@ -170,11 +175,17 @@ export async function startContainerd(opts: StartContainerdOptions = {}): Promis
     // shim into a bin dir of ours, which goes first on containerd's PATH.
     const binDir = join(baseDir, "bin");
     if (opts.kataTs !== false) {
+      let kataConfigPath: string | undefined;
+      if (opts.kataConfig !== undefined) {
+        kataConfigPath = join(baseDir, "kata-ts-configuration.toml");
+        await writeFile(kataConfigPath, opts.kataConfig);
+      }
       await installContainerdHandler({
         containerdConfigPath: configPath,
         dropInPath: join(baseDir, "kata-ts-runtime.toml"),
         runtimePath: packagedShimPath(),
         shimLinkDir: binDir,
+        ...(kataConfigPath === undefined ? {} : { kataConfigPath }),
         ...opts.kataTs,
       });
     }
