@@ -20,6 +20,11 @@ const appAnnotations = { "io.kubernetes.cri.container-name": "web", "io.kubernet
 function run(file: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<{ stdout: string }> {
   return new Promise((resolve, reject) => {
     const child = execFile(file, args, { ...opts, encoding: "utf8", timeout: 20_000 }, (err, stdout) => (err === null ? resolve({ stdout }) : reject(err)));
+    // containerd's os/exec ignores EPIPE when a shim exits before reading its stdin, and the
+    // stand-in for Node here (/bin/echo) never reads it: ignore it the same way.
+    child.stdin?.on("error", (err: NodeJS.ErrnoException) => {
+      if (err.code !== "EPIPE") reject(err);
+    });
     child.stdin?.end("runtime options");
   });
 }
