@@ -76,7 +76,10 @@ Variants take turns boot by boot, so a change in host load hits all alike.
   --boots N       boots per variant (default 7: the issue's medians of 7)
   --variants L    comma-separated; the first one's medians are the --json figures (default: default)
                   ${Object.keys(tunings).join(", ")},
-                  cmdline:P1+P2 (kernel parameters added; -P removes one the assets give, e.g. cmdline:-acpi=off),
+                  cmdline:P1+P2 (kernel parameters added; -P removes one the assets give, e.g. cmdline:-quiet;
+                  cmdline:acpi=force keeps ACPI where the VMM would boot the guest without it),
+                  traits:none (the VMM knows nothing about the kernel, as for one it did not build: no
+                  preset APIC timer period, ACPI on),
                   env:K=V+K2=V2 (QEMU's environment, e.g. env:G_SLICE= for GLib's slice allocator),
                   assets:DIR (the guest built by kata-ts build-assets --dir DIR, e.g. with a changed agent)
   --memory MiB    guest memory (default 512)
@@ -124,6 +127,15 @@ async function variant(name: string): Promise<Variant> {
       config: (b) => ({ ...b, kernelCmdline: [...b.kernelCmdline.filter((p) => !removed.has(p)), ...extra] }),
     };
   }
+  if (name === "traits:none") {
+    return {
+      name, hv: await QemuHypervisor.open(podDefaults), tbSizeMiB: defaultTcgTbSizeMiB,
+      config: (b) => {
+        const { kernelTraits: _, ...rest } = b;
+        return rest;
+      },
+    };
+  }
   if (name.startsWith("env:")) {
     const env: Record<string, string> = {};
     for (const item of name.slice("env:".length).split("+").filter((p) => p !== "")) {
@@ -138,11 +150,14 @@ async function variant(name: string): Promise<Variant> {
     const other = await loadGuestAssets(name.slice("assets:".length));
     return {
       name, hv: await QemuHypervisor.open(podDefaults), tbSizeMiB: defaultTcgTbSizeMiB,
-      config: (b) => ({ ...b, kernelPath: other.kernelPath, rootfsPath: other.rootfsPath, rootfsDevice: other.rootfsDevice, kernelCmdline: other.kernelCmdline }),
+      config: (b) => {
+        const { kernelTraits: _, ...rest } = b;
+        return { ...rest, kernelPath: other.kernelPath, rootfsPath: other.rootfsPath, rootfsDevice: other.rootfsDevice, kernelCmdline: other.kernelCmdline, ...(other.kernelTraits === undefined ? {} : { kernelTraits: other.kernelTraits }) };
+      },
     };
   }
   const opts = tunings[name];
-  if (opts === undefined) throw new UsageError(`unknown variant ${JSON.stringify(name)}; known: ${Object.keys(tunings).join(", ")}, cmdline:P1+P2, assets:DIR`);
+  if (opts === undefined) throw new UsageError(`unknown variant ${JSON.stringify(name)}; known: ${Object.keys(tunings).join(", ")}, cmdline:P1+P2, env:K=V, traits:none, assets:DIR`);
   return { name, hv: await QemuHypervisor.open({ ...podDefaults, ...opts }), tbSizeMiB: opts.tcgTbSizeMiB ?? defaultTcgTbSizeMiB, config: (b) => b };
 }
 
@@ -298,6 +313,7 @@ async function main(): Promise<void> {
           id, stateDir: join(root, id), vcpus: 1, memoryMiB, kernelPath: assets.kernelPath,
           ...(assets.initrdPath === undefined ? {} : { initrdPath: assets.initrdPath }),
           rootfsPath: assets.rootfsPath, rootfsDevice: assets.rootfsDevice, kernelCmdline: assets.kernelCmdline, accel: "tcg",
+          ...(assets.kernelTraits === undefined ? {} : { kernelTraits: assets.kernelTraits }),
         };
         const floor = await floorOnce(v, base, assets);
         samples.get(v.name)!.push({ ...(await bootOnce(v, base, assets)), floorMs: floor.ms, floorCpuMs: floor.cpuMs });

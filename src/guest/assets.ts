@@ -3,6 +3,7 @@ import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import { KataError } from "../util/errors.js";
 import { assetsDir } from "../util/paths.js";
+import type { GuestKernelTraits } from "../hypervisor/types.js";
 import type { GuestManifest } from "./manifest.js";
 
 export interface GuestAssets {
@@ -16,6 +17,8 @@ export interface GuestAssets {
   kernelRelease: string;
   /** Guest-side kernel parameters the image needs; the VMM adds console=... itself. */
   kernelCmdline: string[];
+  /** What the VMM may rely on about the kernel (project builds); absent for other kernels and older manifests. */
+  kernelTraits?: GuestKernelTraits;
   manifest: GuestManifest;
 }
 
@@ -40,6 +43,7 @@ export async function loadGuestAssets(dir: string = assetsDir()): Promise<GuestA
     rootfsDevice: manifest.rootfsDevice ?? "virtio-blk",
     kernelRelease: manifest.kernel.release,
     kernelCmdline: [...manifest.kernelCmdline],
+    ...(manifest.kernel.traits === undefined ? {} : { kernelTraits: { ...manifest.kernel.traits, addedParams: [...manifest.kernel.traits.addedParams] } }),
     manifest,
   };
 }

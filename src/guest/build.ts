@@ -199,6 +199,8 @@ async function buildWith(inputs: Inputs, source: KernelSource, opts: BuildOption
       version: kernel.version,
       release: kernel.release,
       ...(kernel.configSha256 === undefined ? {} : { configSha256: kernel.configSha256 }),
+      ...(kernel.patchesSha256 === undefined ? {} : { patchesSha256: kernel.patchesSha256 }),
+      ...(kernel.traits === undefined ? {} : { traits: kernel.traits }),
     },
     components: { ...inputs.components, agent: inputs.bundle.version, "agent-bundle-sha256": inputs.bundle.sha256 },
     modules,

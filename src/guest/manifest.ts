@@ -19,8 +19,19 @@ export const manifestSchema = z.strictObject({
   schemaVersion: z.literal(MANIFEST_SCHEMA_VERSION),
   /** sha256 over every input that changes the artifacts (see build.ts: inputsKey). */
   inputsKey: z.string().regex(/^[0-9a-f]{64}$/),
-  /** configSha256: the merged configuration fragments of a kernel the project built. */
-  kernel: z.strictObject({ source: z.string(), package: z.string(), version: z.string(), release: z.string(), configSha256: z.string().optional() }),
+  /**
+   * configSha256: the merged configuration fragments of a kernel the project built; patchesSha256:
+   * its patches; traits: what the host may rely on when it adds kernel parameters (absent: nothing).
+   */
+  kernel: z.strictObject({
+    source: z.string(),
+    package: z.string(),
+    version: z.string(),
+    release: z.string(),
+    configSha256: z.string().optional(),
+    patchesSha256: z.string().optional(),
+    traits: z.strictObject({ hz: z.number().int().positive(), addedParams: z.array(z.string()), bootsWithoutAcpi: z.boolean() }).optional(),
+  }),
   /** Versions of what went into the rootfs and initramfs. */
   components: z.record(z.string(), z.string()),
   modules: z.array(z.string()),

@@ -36,6 +36,7 @@ export const hostPackages: readonly HostPackage[] = [
   { name: "bc", why: "the guest kernel build (generated timer constants)" },
   { name: "libelf-dev", why: "the guest kernel build (objtool, for the ORC unwinder)" },
   { name: "xz-utils", why: "unpacks the guest kernel source tarball" },
+  { name: "patch", why: "applies the project's guest kernel patches (src/guest/kernel/patches)" },
   { name: "zstd", why: "compressed kernel modules" },
   { name: "skopeo", why: "OCI image handling for test images" },
   { name: "iptables", why: "iptables in the busybox test image (packet-filter tests in pods)" },

@@ -9,6 +9,19 @@ export type Accel = "auto" | "kvm" | "tcg";
 /** The accelerator actually used once `auto` is resolved. */
 export type ResolvedAccel = "kvm" | "tcg";
 
+/**
+ * What the VMM may rely on about the guest's kernel when it adds kernel parameters of its own (from
+ * the assets' manifest; absent for a kernel nothing is known about, e.g. an older manifest).
+ */
+export interface GuestKernelTraits {
+  /** CONFIG_HZ: the kernel's jiffies per second. */
+  hz: number;
+  /** Parameters this kernel takes beyond upstream 6.1's (its patches' `Adds-Parameter:`), e.g. "lapic_timer_period". */
+  addedParams: string[];
+  /** Boots without ACPI: finds the CPUs and the IO-APIC in the MP table, panics through pvpanic-pci. */
+  bootsWithoutAcpi: boolean;
+}
+
 /** A virtio-fs share served by a vhost-user daemon (virtiofsd) listening on socketPath. */
 export interface SharedFsConfig {
   socketPath: string;
@@ -41,6 +54,8 @@ export interface VmConfig {
   rootfsDevice?: "virtio-blk" | "virtio-pmem";
   /** Guest kernel parameters the image needs; the VMM adds its own (console=..., panic=...). */
   kernelCmdline: string[];
+  /** What the guest's kernel can take (the assets' manifest); without it the VMM adds only what every kernel takes. */
+  kernelTraits?: GuestKernelTraits;
   accel: Accel;
   sharedFs?: SharedFsConfig;
   netDevices?: NetDeviceConfig[];

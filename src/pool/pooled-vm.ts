@@ -158,6 +158,7 @@ export class PooledVm {
           rootfsPath: shape.rootfsPath,
           ...(shape.rootfsDevice === undefined ? {} : { rootfsDevice: shape.rootfsDevice }),
           kernelCmdline: policy.warmUpContainers === true ? [...shape.kernelCmdline, WARM_UP_CONTAINERS] : shape.kernelCmdline,
+          ...(shape.kernelTraits === undefined ? {} : { kernelTraits: shape.kernelTraits }),
           accel,
           sharedFs: { socketPath: paths.virtiofsdSocket, tag: SHARED_FS_TAG },
           netDevices: [{ tapName: tap, mac }],

@@ -5,11 +5,11 @@
 import { createHash } from "node:crypto";
 import type { KataConfig, QemuConfig, VmmSectionConfig } from "../config/index.js";
 import { loadGuestAssets, type GuestAssets } from "../guest/assets.js";
-import type { VmConfig } from "../hypervisor/types.js";
+import type { GuestKernelTraits, VmConfig } from "../hypervisor/types.js";
 import { KataError } from "../util/errors.js";
 
 /** The VmConfig fields a pooled VM is booted with (the rest is per VM: id, state dir, share, NICs). */
-export type PoolShape = Pick<VmConfig, "accel" | "vcpus" | "memoryMiB" | "kernelPath" | "initrdPath" | "rootfsPath" | "rootfsDevice" | "kernelCmdline"> & {
+export type PoolShape = Pick<VmConfig, "accel" | "vcpus" | "memoryMiB" | "kernelPath" | "initrdPath" | "rootfsPath" | "rootfsDevice" | "kernelCmdline" | "kernelTraits"> & {
   qemuPath: string;
   /** [hypervisor.qemu] machine and image_device: the pooled VM is that machine with the image so attached. */
   qemuMachine: QemuConfig["machine"];
@@ -34,7 +34,11 @@ export type PoolShape = Pick<VmConfig, "accel" | "vcpus" | "memoryMiB" | "kernel
 /** The guest assets a pod boots with: the manifest's, with the selected VMM section's overrides ([hypervisor.<name>]). */
 export async function podAssets(vmm: VmmSectionConfig): Promise<GuestAssets> {
   const assets = await loadGuestAssets();
-  if (vmm.kernel !== "") assets.kernelPath = vmm.kernel;
+  if (vmm.kernel !== "") {
+    // An operator's own kernel: nothing is known about what it takes.
+    assets.kernelPath = vmm.kernel;
+    delete assets.kernelTraits;
+  }
   if (vmm.initrd !== "") assets.initrdPath = vmm.initrd;
   if (vmm.image !== "") assets.rootfsPath = vmm.image;
   assets.kernelCmdline.push(...vmm.kernel_params);
@@ -83,13 +87,14 @@ export function poolShape(config: KataConfig, assets: GuestAssets, sizing: { vcp
     rootfsPath: assets.rootfsPath,
     ...(assets.rootfsDevice === undefined ? {} : { rootfsDevice: assets.rootfsDevice }),
     kernelCmdline: [...assets.kernelCmdline],
+    ...(assets.kernelTraits === undefined ? {} : { kernelTraits: assets.kernelTraits }),
     tenant,
   };
 }
 
 /** Equal for equal shapes, whatever the key order. */
 export function shapeKey(s: PoolShape): string {
-  const canonical = JSON.stringify([s.qemuPath, s.qemuMachine, s.imageDevice, s.hugeGuestRam === true, s.tcgTbSizeMiB ?? 0, s.tcgSplitWx === true, s.accel, s.vcpus, s.memoryMiB, s.kernelPath, s.initrdPath ?? "", s.rootfsPath, s.rootfsDevice ?? "", s.kernelCmdline, s.tenant]);
+  const canonical = JSON.stringify([s.qemuPath, s.qemuMachine, s.imageDevice, s.hugeGuestRam === true, s.tcgTbSizeMiB ?? 0, s.tcgSplitWx === true, s.accel, s.vcpus, s.memoryMiB, s.kernelPath, s.initrdPath ?? "", s.rootfsPath, s.rootfsDevice ?? "", s.kernelCmdline, s.tenant, s.kernelTraits ?? null]);
   return createHash("sha256").update(canonical).digest("hex").slice(0, 16);
 }
 
@@ -102,8 +107,13 @@ export function parseShape(v: unknown): PoolShape {
     (o.tcgTbSizeMiB === undefined || (Number.isInteger(o.tcgTbSizeMiB) && o.tcgTbSizeMiB >= 4 && o.tcgTbSizeMiB <= 4096)) && (o.accel === "auto" || o.accel === "kvm" || o.accel === "tcg") &&
     Number.isInteger(o.vcpus) && (o.vcpus ?? 0) >= 1 && Number.isInteger(o.memoryMiB) && (o.memoryMiB ?? 0) >= 64 &&
     str(o.kernelPath) && (o.initrdPath === undefined || str(o.initrdPath)) && str(o.rootfsPath) && (o.rootfsDevice === undefined || o.rootfsDevice === "virtio-blk" || o.rootfsDevice === "virtio-pmem") &&
-    Array.isArray(o.kernelCmdline) && o.kernelCmdline.every((p) => typeof p === "string") &&
+    Array.isArray(o.kernelCmdline) && o.kernelCmdline.every((p) => typeof p === "string") && (o.kernelTraits === undefined || isKernelTraits(o.kernelTraits)) &&
     typeof o.tenant === "string" && tenantPattern.test(o.tenant);
   if (!ok) throw new KataError("INVALID_ARGUMENT", `not a VM shape: ${JSON.stringify(v)?.slice(0, 300)}`);
   return o as PoolShape;
+}
+
+function isKernelTraits(t: unknown): boolean {
+  const o = t as Partial<GuestKernelTraits> | null;
+  return o !== null && typeof o === "object" && Number.isInteger(o.hz) && (o.hz ?? 0) > 0 && Array.isArray(o.addedParams) && o.addedParams.every((p) => typeof p === "string") && typeof o.bootsWithoutAcpi === "boolean";
 }

@@ -252,6 +252,7 @@ export class Sandbox {
       rootfsPath: assets.rootfsPath,
       rootfsDevice: assets.rootfsDevice,
       kernelCmdline: assets.kernelCmdline,
+      ...(assets.kernelTraits === undefined ? {} : { kernelTraits: assets.kernelTraits }),
       accel,
       ...(blockSlots === undefined ? { sharedFs: { socketPath: layout.virtiofsdSocket, tag: SHARED_FS_TAG } } : { blockSlots }),
       ...(net === undefined ? {} : { netDevices: net.netDevices, netnsPath: net.netnsPath }),

@@ -5,6 +5,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadGuestAssets, type GuestAssets } from "../../src/guest/assets.js";
 import type { VmConfig } from "../../src/hypervisor/types.js";
+import { tcgDefaultAcpiOff } from "../../src/hypervisor/qemu/args/machine.js";
+import { defaultQemuMachine } from "../../src/config/defaults.js";
 
 export async function assets(): Promise<GuestAssets> {
   return loadGuestAssets();
@@ -26,6 +28,7 @@ export function vmConfig(a: GuestAssets, root: string, id: string, overrides: Pa
     rootfsPath: a.rootfsPath,
     rootfsDevice: a.rootfsDevice,
     kernelCmdline: a.kernelCmdline,
+    ...(a.kernelTraits === undefined ? {} : { kernelTraits: a.kernelTraits }),
     accel: "tcg",
     ...overrides,
   };
@@ -47,9 +50,13 @@ export function busyboxPid1Cmdline(a: GuestAssets, applet: string, args: readonl
   return [...root, `init=${pid1 === "poweroff" || pid1 === "reboot" ? "/sbin" : "/bin"}/${pid1}`, "--", ...args];
 }
 
-/** The guest's kernel boots with acpi=off (the project's kernel; QEMU's q35 then has no ACPI tables). */
-export function guestWithoutAcpi(a: Pick<GuestAssets, "kernelCmdline">): boolean {
-  return a.kernelCmdline.includes("acpi=off");
+/**
+ * The guest's kernel boots with acpi=off on the default machine under TCG (QEMU's q35 then has no
+ * ACPI tables): the project's patched kernel by default, any kernel given acpi=off.
+ */
+export function guestWithoutAcpi(a: Pick<GuestAssets, "kernelCmdline" | "kernelTraits">): boolean {
+  const traits = a.kernelTraits === undefined ? {} : { traits: a.kernelTraits };
+  return a.kernelCmdline.includes("acpi=off") || tcgDefaultAcpiOff({ machine: defaultQemuMachine, accel: "tcg", kernelParams: a.kernelCmdline, ...traits });
 }
 
 /** Pids of processes whose command line mentions `marker` (e.g. a test's temp root). */

@@ -46,6 +46,16 @@ void test("pool shape: equal inputs give one key; size, image, TCG cache and ten
   assert.notEqual(shapeKey(poolShape(config, assets, size, "team-a")), shapeKey(poolShape(config, assets, size, "team-b")));
 });
 
+void test("pool shape: the kernel's traits travel with the shape (they decide the VMM's kernel parameters and ACPI) and are checked on the socket", () => {
+  const config = defaultConfig();
+  const traits = { hz: 250, addedParams: ["lapic_timer_period"], bootsWithoutAcpi: true };
+  const withTraits = poolShape(config, { ...assets, kernelTraits: traits }, size, "");
+  assert.deepEqual(withTraits.kernelTraits, traits);
+  assert.notEqual(shapeKey(withTraits), shapeKey(poolShape(config, assets, size, "")));
+  assert.deepEqual(parseShape(JSON.parse(JSON.stringify(withTraits))), withTraits);
+  assert.throws(() => parseShape({ ...withTraits, kernelTraits: { ...traits, hz: "250" } }), /not a VM shape/);
+});
+
 void test("pool shape: a bad tenant value or a malformed shape on the socket is refused with what was wrong", () => {
   assert.throws(() => poolShape(defaultConfig(), assets, size, "a b/c"), /io\.katats\.pool-tenant/);
   const good = poolShape(defaultConfig(), assets, size, "");

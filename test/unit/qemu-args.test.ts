@@ -2,7 +2,7 @@
 // the balloon with free page reporting, the agent's virtio-serial bus.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { qemuArgs } from "../../src/hypervisor/qemu/cmdline.js";
+import { qemuArgs, tcgLapicTimerPeriod, vmmKernelParams } from "../../src/hypervisor/qemu/cmdline.js";
 import { classifyExit } from "../../src/hypervisor/qemu/vm.js";
 import { vmLayout } from "../../src/hypervisor/qemu/layout.js";
 import { q35DeviceMemoryBase } from "../../src/hypervisor/qemu/args/pmem.js";
@@ -95,6 +95,40 @@ void test("qemu args: a guest with acpi=off gets a q35 without ACPI tables and p
   assert.equal(microvm[microvm.indexOf("-machine") + 1], "microvm,acpi=on");
   assert.ok(!microvm[microvm.indexOf("-append") + 1]!.split(" ").includes("acpi=off"), "microvm's virtio-mmio devices are described in its ACPI tables");
   assert.ok(microvm.includes("pvpanic"));
+});
+
+void test("qemu args: under TCG a kernel that takes it gets the APIC timer's period (QEMU's 1 GHz bus clock per jiffy); KVM, other kernels get none", () => {
+  const traits = { hz: 250, addedParams: ["lapic_timer_period"], bootsWithoutAcpi: true };
+  assert.equal(tcgLapicTimerPeriod(250), 4_000_000);
+  assert.equal(tcgLapicTimerPeriod(1000), 1_000_000);
+  assert.ok(vmmKernelParams(tuning, traits).includes("lapic_timer_period=4000000"));
+  assert.ok(vmmKernelParams(tuning, { ...traits, hz: 100 }).includes("lapic_timer_period=10000000"));
+  assert.ok(!vmmKernelParams({ ...tuning, accel: "kvm" }, traits).some((p) => p.startsWith("lapic_timer_period")), "KVM: TSC-deadline timer");
+  assert.ok(!vmmKernelParams(tuning, { ...traits, addedParams: [] }).some((p) => p.startsWith("lapic_timer_period")), "a kernel without the patch");
+  assert.ok(!vmmKernelParams(tuning).some((p) => p.startsWith("lapic_timer_period")), "nothing known about the kernel (the Debian kernel)");
+  const append = qemuArgs({ ...base, kernelTraits: traits }, vmLayout("/s"), tuning);
+  assert.ok(append[append.indexOf("-append") + 1]!.split(" ").includes("lapic_timer_period=4000000"));
+});
+
+void test("qemu args: under TCG on q35 a kernel that boots without ACPI and takes the timer period gets acpi=off; KVM, microvm, other kernels and acpi=... in its parameters keep ACPI", () => {
+  const traits = { hz: 250, addedParams: ["lapic_timer_period"], bootsWithoutAcpi: true };
+  const q35 = { ...tuning, machine: "q35" as const };
+  const machineOf = (a: string[]): string => a[a.indexOf("-machine") + 1]!;
+  const appendOf = (a: string[]): string[] => a[a.indexOf("-append") + 1]!.split(" ");
+  const off = qemuArgs({ ...base, kernelTraits: traits }, vmLayout("/s"), q35);
+  assert.equal(machineOf(off), "q35,sata=off,smbus=off,hpet=off,vmport=off,acpi=off");
+  assert.ok(appendOf(off).includes("acpi=off") && off.includes("pvpanic-pci"));
+  const keeps = (what: string, args: string[]): void => {
+    assert.ok(!machineOf(args).includes("acpi=off") && !appendOf(args).includes("acpi=off"), what);
+  };
+  keeps("KVM", qemuArgs({ ...base, accel: "kvm", kernelTraits: traits }, vmLayout("/s"), { ...q35, accel: "kvm" }));
+  keeps("microvm", qemuArgs({ ...base, kernelTraits: traits }, vmLayout("/s"), tuning));
+  keeps("no MP table", qemuArgs({ ...base, kernelTraits: { ...traits, bootsWithoutAcpi: false } }, vmLayout("/s"), q35));
+  keeps("no timer preset (the APIC timer would be verified against the PIT)", qemuArgs({ ...base, kernelTraits: { ...traits, addedParams: [] } }, vmLayout("/s"), q35));
+  keeps("nothing known (Debian kernel)", qemuArgs(base, vmLayout("/s"), q35));
+  const forced = qemuArgs({ ...base, kernelCmdline: ["ro", "acpi=force"], kernelTraits: traits }, vmLayout("/s"), q35);
+  keeps("the operator's acpi=force", forced);
+  assert.ok(appendOf(forced).includes("acpi=force") && forced.includes("pvpanic"));
 });
 
 void test("qemu args: without ACPI the pmem image sits 1 GiB into q35's device memory (the kernel puts PCI BARs at its start), with ACPI where QEMU puts it", () => {

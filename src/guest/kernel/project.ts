@@ -1,18 +1,21 @@
 // The kernel kata-ts builds itself: Debian's linux-source package (apt, installed by `kata-ts
 // setup`), configured from allnoconfig plus the fragments in config/ (kconfig.ts), built as an
 // uncompressed ELF vmlinux (PVH entry) with every driver built in. No modules, so no initramfs: the
-// kernel mounts the erofs root itself, from virtio-pmem with DAX. A build is cached under
-// cacheDir()/kernel/<source version>-<config hash>/, so only a new source package or a changed
-// fragment compiles again.
+// kernel mounts the erofs root itself, from virtio-pmem with DAX. The patches in patches/
+// (patches.ts) are applied to the unpacked source. A build is cached under
+// cacheDir()/kernel/<source version>-<config hash>[-<patches hash>]/, so only a new source
+// package, a changed fragment or a changed patch compiles again.
 import { availableParallelism } from "node:os";
-import { copyFile, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, readFile, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { run, tryRun } from "../../util/exec.js";
 import { KataError } from "../../util/errors.js";
 import { cacheDir } from "../../util/paths.js";
 import { findProjectRoot } from "../agent-bundle.js";
-import { configHash, hostKernelArch, loadFragments, mergeFragments, parseFragments, unmetRequests, type ConfigFragment, type KernelArch } from "./kconfig.js";
+import type { GuestKernelTraits } from "../../hypervisor/types.js";
+import { configHash, hostKernelArch, loadFragments, mergeFragments, parseDotConfig, parseFragments, unmetRequests, type ConfigFragment, type KernelArch } from "./kconfig.js";
 import { runMakeWithProgress } from "./make-progress.js";
+import { addedParameters, applyPatches, loadPatches, patchedFiles, patchesHash, type KernelPatch } from "./patches.js";
 import type { KernelArtifacts, KernelIdentity, KernelSource } from "./source.js";
 
 export const SOURCE_PACKAGE = "linux-source-6.1";
@@ -35,8 +38,14 @@ export async function defaultConfigDir(): Promise<string> {
   return join(await findProjectRoot(), "src", "guest", "kernel", "config");
 }
 
+/** The patches live beside the fragments (src/guest/kernel/patches). */
+export async function defaultPatchesDir(): Promise<string> {
+  return join(await findProjectRoot(), "src", "guest", "kernel", "patches");
+}
+
 export interface ProjectKernelOptions {
   configDir?: string;
+  patchesDir?: string;
   arch?: KernelArch;
   /** Where finished builds are kept (default cacheDir()/kernel). */
   buildCacheDir?: string;
@@ -46,6 +55,15 @@ export interface ProjectKernelOptions {
 interface Resolved {
   id: KernelIdentity;
   fragments: ConfigFragment[];
+  patches: KernelPatch[];
+}
+
+/** What the unpacked tree's marker file records: the source version and the patches applied to it. */
+interface UnpackedTree {
+  version: string;
+  patchesSha256?: string;
+  /** Files the patches changed: a later tree without those patches must rebuild them. */
+  patchedFiles: string[];
 }
 
 export class ProjectKernel implements KernelSource {
@@ -55,12 +73,14 @@ export class ProjectKernel implements KernelSource {
     const arch = this.opts.arch ?? hostKernelArch();
     const fragments = await loadFragments(this.opts.configDir ?? (await defaultConfigDir()), arch);
     parseFragments(fragments); // a malformed fragment fails here, before anything is built
+    const patches = await loadPatches(this.opts.patchesDir ?? (await defaultPatchesDir()), arch);
+    const patchesSha256 = patchesHash(patches);
     const r = await tryRun("dpkg-query", ["-W", "-f", "${Version}", SOURCE_PACKAGE]);
     const version = r?.stdout.trim() ?? "";
     if (version === "") {
       throw new KataError("FAILED_PRECONDITION", `${SOURCE_PACKAGE} is not installed: run kata-ts setup (or apt-get install ${SOURCE_PACKAGE} build-essential flex bison bc libelf-dev)`);
     }
-    return { id: { source: "project", package: SOURCE_PACKAGE, version, configSha256: configHash(fragments) }, fragments };
+    return { id: { source: "project", package: SOURCE_PACKAGE, version, configSha256: configHash(fragments), ...(patchesSha256 === undefined ? {} : { patchesSha256 }) }, fragments, patches };
   }
 
   async identify(): Promise<KernelIdentity> {
@@ -68,14 +88,15 @@ export class ProjectKernel implements KernelSource {
   }
 
   async fetch(workDir: string, log: (line: string) => void): Promise<KernelArtifacts> {
-    const { id, fragments } = await this.resolve();
-    const cache = join(this.opts.buildCacheDir ?? join(cacheDir(), "kernel"), `${id.version}-${(id.configSha256 ?? "").slice(0, 16)}`);
+    const { id, fragments, patches } = await this.resolve();
+    const cache = join(this.opts.buildCacheDir ?? join(cacheDir(), "kernel"), kernelCacheKey(id));
     const cached = await this.cached(cache);
     if (cached !== undefined) {
-      log(`kernel ${cached} (${SOURCE_PACKAGE} ${id.version}, config ${id.configSha256?.slice(0, 12)}): cached build`);
-      return { ...id, release: cached, vmlinuxPath: join(cache, "vmlinux"), rootDevice: PROJECT_ROOT_DEVICE };
+      log(`kernel ${cached} (${SOURCE_PACKAGE} ${id.version}, config ${id.configSha256?.slice(0, 12)}, ${patches.length} patches): cached build ${cache}`);
+      const traits = kernelTraits(await readFile(join(cache, "config"), "utf8"), patches);
+      return { ...id, release: cached, vmlinuxPath: join(cache, "vmlinux"), rootDevice: PROJECT_ROOT_DEVICE, traits };
     }
-    const src = await this.unpack(workDir, id.version, log);
+    const src = await this.unpack(workDir, id.version, patches, log);
     const obj = join(workDir, "kernel-obj");
     await mkdir(obj, { recursive: true });
     await this.configure(src, obj, fragments, log);
@@ -102,7 +123,9 @@ export class ProjectKernel implements KernelSource {
     await run("strip", ["--strip-all", "-o", join(cache, "vmlinux.tmp"), join(obj, "vmlinux")], { timeoutMs: 120_000 });
     await rename(join(cache, "vmlinux.tmp"), join(cache, "vmlinux"));
     if (!incremental) await writeFile(this.stepsFile(), `${steps}\n`);
-    return { ...id, release, vmlinuxPath: join(cache, "vmlinux"), rootDevice: PROJECT_ROOT_DEVICE };
+    log(`kernel: build cached in ${cache}`);
+    const traits = kernelTraits(await readFile(join(cache, "config"), "utf8"), patches);
+    return { ...id, release, vmlinuxPath: join(cache, "vmlinux"), rootDevice: PROJECT_ROOT_DEVICE, traits };
   }
 
   private async cached(cache: string): Promise<string | undefined> {
@@ -120,21 +143,33 @@ export class ProjectKernel implements KernelSource {
     return Number.isInteger(n) && n > 0 ? n : ESTIMATED_COMPILE_STEPS;
   }
 
-  /** The source tree, unpacked once per package version (a marker file says it is complete). */
-  private async unpack(workDir: string, version: string, log: (line: string) => void): Promise<string> {
+  /**
+   * The source tree with the patches applied, unpacked once per package version and patch set (a
+   * marker file says it is complete). A new patch set unpacks the source again but keeps the object
+   * tree: tar restores the files' old mtimes, so make rebuilds only what a patch touches, and the
+   * files the previous set had patched get a fresh mtime so they are rebuilt unpatched.
+   */
+  private async unpack(workDir: string, version: string, patches: readonly KernelPatch[], log: (line: string) => void): Promise<string> {
     const src = join(workDir, "linux-source");
     const marker = join(src, ".kata-ts-unpacked");
-    if ((await readFile(marker, "utf8").catch(() => "")) === version) return src;
+    const want: UnpackedTree = { version, ...(patches.length === 0 ? {} : { patchesSha256: patchesHash(patches) }), patchedFiles: patchedFiles(patches) };
+    const have = parseMarker(await readFile(marker, "utf8").catch(() => ""));
+    if (have?.version === want.version && have.patchesSha256 === want.patchesSha256) return src;
     await stat(SOURCE_TARBALL).catch((err: unknown) => {
       throw new KataError("NOT_FOUND", `${SOURCE_TARBALL} is missing although ${SOURCE_PACKAGE} is installed; reinstall it (apt-get install --reinstall ${SOURCE_PACKAGE})`, { cause: err });
     });
-    log(`kernel: unpacking ${SOURCE_TARBALL}`);
+    log(`kernel: unpacking ${SOURCE_TARBALL}${have?.version === version ? " (the patches changed; the object tree is kept)" : ""}`);
     await rm(src, { recursive: true, force: true });
     // A new source version invalidates every object built from the old one.
-    await rm(join(workDir, "kernel-obj"), { recursive: true, force: true });
+    if (have?.version !== version) await rm(join(workDir, "kernel-obj"), { recursive: true, force: true });
     await mkdir(src, { recursive: true });
     await run("tar", ["-xf", SOURCE_TARBALL, "-C", src, "--strip-components=1"], { timeoutMs: 600_000 });
-    await writeFile(marker, version);
+    await applyPatches(src, patches, log);
+    if (have?.version === version) {
+      const now = new Date();
+      for (const f of have.patchedFiles) await utimes(join(src, f), now, now).catch(() => undefined);
+    }
+    await writeFile(marker, JSON.stringify(want));
     return src;
   }
 
@@ -156,4 +191,30 @@ export class ProjectKernel implements KernelSource {
 /** Fixed build user, host and time: the same source and configuration give the same vmlinux. */
 function reproducibleEnv(): NodeJS.ProcessEnv {
   return { ...process.env, KBUILD_BUILD_USER: "kata-ts", KBUILD_BUILD_HOST: "kata-ts", KBUILD_BUILD_TIMESTAMP: "1970-01-01", LC_ALL: "C" };
+}
+
+/** cacheDir()/kernel/<this>: the source version, the configuration and (when there are any) the patches. */
+export function kernelCacheKey(id: KernelIdentity): string {
+  const patches = id.patchesSha256 === undefined ? "" : `-${id.patchesSha256.slice(0, 16)}`;
+  return `${id.version}-${(id.configSha256 ?? "").slice(0, 16)}${patches}`;
+}
+
+/** The marker of an unpacked tree: JSON now, a bare version string before patches existed. */
+function parseMarker(text: string): UnpackedTree | undefined {
+  if (text === "") return undefined;
+  try {
+    const o = JSON.parse(text) as Partial<UnpackedTree>;
+    if (typeof o.version === "string") return { version: o.version, ...(typeof o.patchesSha256 === "string" ? { patchesSha256: o.patchesSha256 } : {}), patchedFiles: Array.isArray(o.patchedFiles) ? o.patchedFiles.filter((f) => typeof f === "string") : [] };
+  } catch {
+    // the older format
+  }
+  return { version: text.trim(), patchedFiles: [] };
+}
+
+/** What the host may rely on about this kernel: its HZ, the parameters its patches add, whether it boots without ACPI. */
+export function kernelTraits(dotConfig: string, patches: readonly KernelPatch[]): GuestKernelTraits {
+  const c = parseDotConfig(dotConfig);
+  const hz = Number(c.get("CONFIG_HZ"));
+  if (!Number.isInteger(hz) || hz <= 0) throw new KataError("INTERNAL", `the kernel's .config has no CONFIG_HZ (got ${c.get("CONFIG_HZ") ?? "nothing"})`);
+  return { hz, addedParams: addedParameters(patches), bootsWithoutAcpi: c.get("CONFIG_X86_MPPARSE") === "y" && c.get("CONFIG_PVPANIC_PCI") === "y" };
 }

@@ -2,6 +2,8 @@
 // linux-source package (project.ts, the default: drivers built in, no initramfs, DAX root) or the
 // Debian cloud kernel (debian-cloud.ts: drivers as modules, loaded from an initramfs).
 
+import type { GuestKernelTraits } from "../../hypervisor/types.js";
+
 export type KernelSourceName = "project" | "debian-cloud";
 
 export interface KernelIdentity {
@@ -12,6 +14,8 @@ export interface KernelIdentity {
   version: string;
   /** sha256 of the merged configuration fragments (project builds only). */
   configSha256?: string;
+  /** sha256 of the applied patches, in order (project builds with patches only). */
+  patchesSha256?: string;
 }
 
 export interface KernelArtifacts extends KernelIdentity {
@@ -27,6 +31,8 @@ export interface KernelArtifacts extends KernelIdentity {
   modulesRoot?: string;
   /** How the kernel can reach the root image: virtio-pmem (with DAX) needs nvdimm + pmem built in. */
   rootDevice: "virtio-blk" | "virtio-pmem";
+  /** What the host may rely on when it adds kernel parameters (project builds: from the .config and the patches). */
+  traits?: GuestKernelTraits;
 }
 
 export interface KernelSource {

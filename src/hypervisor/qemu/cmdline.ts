@@ -2,7 +2,7 @@
 import { KataError } from "../../util/errors.js";
 import { AGENT_PORT_NAME } from "../../protocol/contract/guest.js";
 import { rootParamsFor, type RootImageDevice } from "../root-device.js";
-import type { ResolvedAccel, VmConfig } from "../types.js";
+import type { GuestKernelTraits, ResolvedAccel, VmConfig } from "../types.js";
 import { renderAgentPort } from "./args/agent-port.js";
 import { renderBalloon } from "./args/balloon.js";
 import { renderConsole } from "./args/console.js";
@@ -10,7 +10,7 @@ import { renderControl } from "./args/control.js";
 import { renderCpu, type CpuOptions } from "./args/cpu.js";
 import { renderDisk } from "./args/disk.js";
 import { renderKernel } from "./args/kernel.js";
-import { machineAcpi, machineKernelParams, renderMachine, virtioTransport, type MachineType } from "./args/machine.js";
+import { machineAcpi, machineKernelParams, renderMachine, tcgDefaultAcpiOff, virtioTransport, type MachineType } from "./args/machine.js";
 import { renderMemory, sharedMemoryBackendId, type SharedMemoryBacking } from "./args/memory.js";
 import { renderNet } from "./args/net.js";
 import { pmemPlacement, renderPmem } from "./args/pmem.js";
@@ -26,14 +26,32 @@ export const defaultAgentPortName = AGENT_PORT_NAME;
  * `noreplace-smp`: a 1-vCPU kernel otherwise rewrites every LOCK prefix in its text at boot, and
  * each write to code invalidates what TCG translated (~130 ms of guest time, ~90 ms of QEMU CPU in
  * the floor: docs/guest.md "Boot time, round 6"); under KVM that patching is cheap and kept.
+ * Under TCG, to a kernel that takes it (the project's, patched: `traits`), the local APIC timer's
+ * period, so the kernel neither calibrates that timer against the PIT nor verifies it
+ * (docs/guest.md "Boot time, round 10").
  */
-export function vmmKernelParams(tuning: QemuTuning): string[] {
+export function vmmKernelParams(tuning: QemuTuning, traits?: GuestKernelTraits): string[] {
   const params = ["console=ttyS0", "panic=-1", "reboot=t", "cryptomgr.notests"];
   if (tuning.accel === "tcg") {
     if (tuning.guestTscKhz !== undefined) params.push(`tsc_early_khz=${tuning.guestTscKhz}`);
     params.push("tsc=reliable", "no_timer_check", "noreplace-smp");
+    if (traits?.addedParams.includes("lapic_timer_period") === true) params.push(`lapic_timer_period=${tcgLapicTimerPeriod(traits.hz)}`);
   }
   return params;
+}
+
+/**
+ * QEMU's emulated local APIC (TCG) counts its timer at 1 GHz before the divider: one count per
+ * 2^count_shift ns of the virtual clock (hw/intc/apic.c, apic_common.c; QEMU 7.2), as KVM's does.
+ */
+export const TCG_APIC_BUS_HZ = 1_000_000_000;
+
+/**
+ * What Linux's calibration of that timer computes, `lapic_timer_period`: bus clocks per jiffy
+ * (the count over HZ/10 jiffies with divider 16, times 16, over HZ/10), i.e. the bus frequency / HZ.
+ */
+export function tcgLapicTimerPeriod(hz: number): number {
+  return Math.round(TCG_APIC_BUS_HZ / hz);
 }
 
 export interface QemuTuning {
@@ -67,7 +85,11 @@ export function qemuArgs(config: VmConfig, layout: VmLayout, tuning: QemuTuning)
   const rootDevice = tuning.rootDevice ?? config.rootfsDevice ?? "virtio-blk";
   const pmem = rootDevice === "virtio-pmem";
   const pmemBytes = tuning.rootfsBytes ?? 0;
-  const noAcpi = !machineAcpi(machine, config.kernelCmdline);
+  // Under TCG a q35 guest whose kernel boots without ACPI gets acpi=off unless its parameters choose.
+  const guestParams = tcgDefaultAcpiOff({ machine, accel: tuning.accel, kernelParams: config.kernelCmdline, ...(config.kernelTraits === undefined ? {} : { traits: config.kernelTraits }) })
+    ? [...config.kernelCmdline, "acpi=off"]
+    : config.kernelCmdline;
+  const noAcpi = !machineAcpi(machine, guestParams);
   if (pmem && machine === "microvm") throw new KataError("INVALID_ARGUMENT", pmemOnMicrovmMessage);
   if (pmem && pmemBytes <= 0) throw new KataError("INVALID_ARGUMENT", `root image ${config.rootfsPath}: its size is needed to attach it as virtio-pmem`);
   const placement = pmemPlacement({ ramMiB: config.memoryMiB, acpi: !noAcpi, imageBytes: pmemBytes });
@@ -86,7 +108,7 @@ export function qemuArgs(config: VmConfig, layout: VmLayout, tuning: QemuTuning)
     ...renderKernel({
       kernelPath: config.kernelPath,
       ...(config.initrdPath === undefined ? {} : { initrdPath: config.initrdPath }),
-      cmdline: [...vmmKernelParams(tuning), ...rootParamsFor(rootDevice, machineKernelParams(machine, config.kernelCmdline))],
+      cmdline: [...vmmKernelParams(tuning, config.kernelTraits), ...rootParamsFor(rootDevice, machineKernelParams(machine, guestParams))],
     }),
     ...renderConsole({ socketPath: layout.consoleSocketPath }),
     ...(pmem

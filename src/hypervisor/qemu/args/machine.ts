@@ -10,6 +10,7 @@
 // the PVH vmlinux directly. Its firmware is qboot (QEMU's minimal BIOS: it loads the ACPI tables
 // and jumps to the kernel; SeaBIOS cost ~0.1 s more CPU per boot here), every virtio device is on
 // PCI, and the chipset parts the guest has no driver for are left out (SATA, SMBus, HPET, vmport).
+import type { GuestKernelTraits, ResolvedAccel } from "../../types.js";
 import { qemuOpts } from "./opts.js";
 
 export type MachineType = "microvm" | "q35";
@@ -48,6 +49,19 @@ export function virtioDevice(kind: string, transport: VirtioTransport): string {
  */
 export function machineAcpi(type: MachineType, kernelParams: readonly string[]): boolean {
   return type !== "q35" || !kernelParams.includes("acpi=off");
+}
+
+/**
+ * Whether the VMM adds acpi=off for this guest: on q35 under TCG, for a kernel that boots without
+ * ACPI (the project's: MP table, pvpanic-pci) and takes the preset APIC timer period, unless the guest's parameters already say acpi=...
+ * (`kernel_params = ["acpi=force"]` keeps ACPI). It saves ~60-100 ms of QEMU CPU per boot and ~3 MiB
+ * per VM; under TCG its one cost, the kernel verifying its APIC timer against the PIT, is gone with
+ * the preset timer period (docs/guest.md "Boot time, round 10"). KVM keeps ACPI (not measured here).
+ */
+export function tcgDefaultAcpiOff(o: { machine: MachineType; accel: ResolvedAccel; kernelParams: readonly string[]; traits?: GuestKernelTraits }): boolean {
+  const t = o.traits;
+  const presetTimer = t?.addedParams.includes("lapic_timer_period") === true;
+  return o.machine === "q35" && o.accel === "tcg" && t?.bootsWithoutAcpi === true && presetTimer && !o.kernelParams.some((p) => p.startsWith("acpi="));
 }
 
 /** The guest's kernel parameters as the machine honours them: acpi=off is dropped on microvm (machineAcpi). */
