@@ -26,7 +26,9 @@ PID 1 under TCG and prints, per variant and vCPU count (medians over rounds): id
 a guest \`sleep 2\` by the host's clock, and the guest's timer interrupts per CPU.
 
   --rounds N     boots per variant and vCPU count (default 3)
-  --variants L   comma-separated kernel parameter sets: default, or P1+P2 added (default: default,nolapic_timer)
+  --variants L   comma-separated kernel parameter sets: default, or P1+P2 added (default: default,nolapic_timer);
+                 the item traits:none boots as for a kernel the VMM knows nothing about (no preset
+                 APIC timer period, ACPI unless acpi=off is added), e.g. traits:none+acpi=off
   --vcpus L      comma-separated vCPU counts (default 1,2)
   --idle-s S     idle window in seconds (default 20)
   --loops N      10 ms sleeps per vCPU (default 200)
@@ -70,7 +72,13 @@ function script(idleS: number, loops: number): string {
   ].join("; ");
 }
 
-async function runOnce(hv: QemuHypervisor, guest: GuestAssets, root: string, id: string, extra: string[], vcpus: number, idleS: number, loops: number): Promise<Run> {
+async function runOnce(hv: QemuHypervisor, guestAssets: GuestAssets, root: string, id: string, items: string[], vcpus: number, idleS: number, loops: number): Promise<Run> {
+  const extra = items.filter((p) => p !== "traits:none");
+  let guest = guestAssets;
+  if (items.includes("traits:none")) {
+    const { kernelTraits: _, ...rest } = guestAssets;
+    guest = rest;
+  }
   // sh -c "echo B64 | base64 -d | sh" with ${IFS} for the spaces: the kernel's parameters have none.
   const encoded = Buffer.from(script(idleS, loops)).toString("base64");
   const cmdline = busyboxPid1Cmdline(guest, "sh", ["-c", `echo\${IFS}${encoded}|base64\${IFS}-d|sh`]);

@@ -54,13 +54,10 @@ export function guestKernelCmdline(rootDevice: RootDevice): string[] {
   // 32768 buckets, 768 KiB, at 512 MiB) and zeroed at boot; a pod's guest looks up far fewer
   // names. 8192 and 4096 buckets: guest RAM 0.8 MiB lower after boot, boot CPU within the noise
   // (docs/guest.md).
-  // No acpi=off by default, although the project's kernel can boot without ACPI (MP table, MSI-X,
-  // pvpanic-pci; `kernel_params = ["acpi=off"]` opts in, and QEMU's q35 then has no ACPI tables):
-  // it saved 60-100 ms of QEMU CPU to agent ready and ~2.9 MiB per VM, but without ACPI's PM timer
-  // the kernel verifies the local APIC timer against the PIT, and under TCG on a busy host that check
-  // fails (1 of 2 boots at load 7-8): the guest then ticks periodically on every vCPU for its life,
-  // idle QEMU CPU ~2x. Pooled VMs boot in the background at low priority, i.e. on a busy host
-  // (docs/guest.md "acpi=off").
+  // No acpi=off here: it is the VMM's choice (q35 under TCG, for a kernel whose manifest traits
+  // say it boots without ACPI and takes the preset APIC timer period: machine.ts
+  // tcgDefaultAcpiOff), since microvm needs ACPI to describe its devices (docs/guest.md "Boot time,
+  // round 10").
   return [...root, "ro", `init=${ROOT_INIT_PATH}`, "panic=-1", "quiet", "random.trust_cpu=on", "dhash_entries=8192", "ihash_entries=4096"];
 }
 

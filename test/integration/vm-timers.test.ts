@@ -1,14 +1,18 @@
-// The guest's timers work on every vCPU under the kernel parameters the assets give (q35 boots the
-// project's kernel with acpi=off, where the kernel checks its local APIC timer against the PIT, and
-// a pod's VM has 2 vCPUs): the real kernel with busybox sh as PID 1 in a 2-vCPU VM, a `sleep 2`
-// pinned to each vCPU takes its 2 s by the host's clock, and each vCPU's timer interrupts (local
-// APIC timer, or the PIT's on CPU 0) advance. No upper bound on time: a loaded host stretches it.
+// The guest's timers work on every vCPU as a pod's VM boots (q35 under TCG boots the project's
+// kernel with acpi=off and its local APIC timer's period preset, so the kernel neither calibrates
+// nor checks that timer against the PIT; a pod's VM has 2 vCPUs): the real kernel with busybox sh
+// as PID 1 in a 2-vCPU VM, a `sleep 2` pinned to each vCPU takes its 2 s by the host's clock, each
+// vCPU's timer interrupts (local APIC timer, or the PIT's on CPU 0) advance, and every vCPU ticks
+// in one-shot mode on its local APIC timer (an idle vCPU then sleeps). With the period preset the
+// PIT is not even set up. No upper bound on time: a loaded host stretches it.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { QemuHypervisor } from "../../src/hypervisor/qemu/index.js";
 import type { GuestAssets } from "../../src/guest/assets.js";
+import { tcgDefaultAcpiOff } from "../../src/hypervisor/qemu/args/machine.js";
+import { defaultQemuMachine } from "../../src/config/defaults.js";
 import { assets, busyboxPid1Cmdline, cleanupRoot, exists, processesMentioning, tempRoot, vmConfig } from "./vm-support.js";
 
 let root: string;
@@ -36,6 +40,21 @@ function timerInterrupts(lines: readonly string[], cpus: number): number[] {
   return counts;
 }
 
+/** /proc/timer_list's tick devices by CPU ("broadcast" for the broadcast one): tick mode (1 one-shot), clock event device and its state (3 one-shot). */
+function tickDevices(lines: readonly string[]): Map<string, { tickMode: string; device: string; deviceMode?: string }> {
+  const out = new Map<string, { tickMode: string; device: string; deviceMode?: string }>();
+  let tickMode = "";
+  let cpu = "";
+  for (const line of lines.map((l) => l.trim())) {
+    if (line.startsWith("Tick Device: mode:")) tickMode = line.split(":").at(-1)!.trim();
+    else if (line === "Broadcast device") cpu = "broadcast";
+    else if (line.startsWith("Per CPU device:")) cpu = line.split(":").at(-1)!.trim();
+    else if (line.startsWith("Clock Event Device:")) out.set(cpu, { tickMode, device: line.slice("Clock Event Device:".length).trim() });
+    else if (line.startsWith("mode:") && out.has(cpu)) out.set(cpu, { ...out.get(cpu)!, deviceMode: line.split(":").at(-1)!.trim() });
+  }
+  return out;
+}
+
 // One marker per step; the host stamps each when it appears on the console.
 const script = [
   "mount -t proc p /proc",
@@ -43,6 +62,7 @@ const script = [
   "grep -E '^ *(LOC|0):' /proc/interrupts | sed 's/^/KT:irq0 /'",
   "for c in 0 1; do echo KT:sleep-$c; taskset $((1<<c)) sleep 2; echo KT:slept-$c; done",
   "grep -E '^ *(LOC|0):' /proc/interrupts | sed 's/^/KT:irq1 /'",
+  "grep -E '^(Tick Device|Per CPU device|Broadcast device|Clock Event Device)|^ mode:' /proc/timer_list | tr -s ' ' | sed 's/^/KT:tl /'",
   "echo KT:end",
   // The UART drains the console after echo returns: give it time before the reset.
   "sleep 1",
@@ -96,5 +116,17 @@ void test("in a 2-vCPU guest a sleep pinned to each vCPU takes its time and both
   const later = timerInterrupts(lines.get("irq1") ?? [], 2);
   t.diagnostic(`timer interrupts per CPU (LOC + IRQ 0): ${before.join(", ")} -> ${later.join(", ")}`);
   for (const c of [0, 1]) assert.ok(later[c]! > before[c]!, `vCPU ${c} took no timer interrupt while it slept: ${before[c]} -> ${later[c]}`);
+  const ticks = tickDevices(lines.get("tl") ?? []);
+  t.diagnostic(`tick devices: ${JSON.stringify(ticks)}`);
+  for (const c of ["0", "1"]) {
+    assert.deepEqual(ticks.get(c), { tickMode: "1", device: "lapic", deviceMode: "3" }, `vCPU ${c} ticks in one-shot mode on its local APIC timer`);
+  }
+  const traits = guest.kernelTraits === undefined ? {} : { traits: guest.kernelTraits };
+  if (tcgDefaultAcpiOff({ machine: defaultQemuMachine, accel: "tcg", kernelParams: guest.kernelCmdline, ...traits })) {
+    // The period preset: apic_needs_pit() says no, so no PIT interrupt and no broadcast device.
+    const pit = (lines.get("irq1") ?? []).find((l) => /^\s*0:/.test(l));
+    assert.equal(pit, undefined, `the PIT is not set up: ${pit}`);
+    assert.equal(ticks.get("broadcast")?.device, "<NULL>");
+  }
   assert.equal(await exists(vm.stateDir), false, "state dir removed");
 });

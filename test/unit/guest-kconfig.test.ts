@@ -16,7 +16,7 @@ void test("kconfig: the shipped x86_64 fragments parse, ask for no symbol twice,
   assert.ok(names.includes("common/netfilter.conf") && names.includes("x86_64/pvh.conf"), names.join(" "));
   assert.ok(names.indexOf("common/base.conf") < names.indexOf("x86_64/pvh.conf"), "common fragments first");
   const req = parseFragments(fragments);
-  for (const sym of ["CONFIG_PVH", "CONFIG_VIRTIO_PMEM", "CONFIG_FS_DAX", "CONFIG_EROFS_FS", "CONFIG_BRIDGE", "CONFIG_IP_NF_NAT", "CONFIG_VIRTIO_BALLOON", "CONFIG_CGROUP_BPF", "CONFIG_SECCOMP_FILTER"]) {
+  for (const sym of ["CONFIG_PVH", "CONFIG_VIRTIO_PMEM", "CONFIG_FS_DAX", "CONFIG_EROFS_FS", "CONFIG_BRIDGE", "CONFIG_IP_NF_NAT", "CONFIG_VIRTIO_BALLOON", "CONFIG_CGROUP_BPF", "CONFIG_SECCOMP_FILTER", "CONFIG_SWAP", "CONFIG_ZRAM"]) {
     assert.equal(req.get(sym)?.value, "y", sym);
   }
   assert.equal(req.get("CONFIG_MODULES")?.value, "n", "no loadable modules");

@@ -42,8 +42,8 @@ export function virtioDevice(kind: string, transport: VirtioTransport): string {
 
 /**
  * Whether the machine gets ACPI tables for this guest: not on q35 when the guest's kernel
- * parameters say acpi=off (the project's kernel, src/guest/build.ts: it finds the CPUs and the
- * IO-APIC in qboot's MP table). QEMU then builds no tables at all (no table blob in its memory,
+ * parameters say acpi=off (the project's kernel, under TCG by default: tcgDefaultAcpiOff; it finds
+ * the CPUs and the IO-APIC in qboot's MP table). QEMU then builds no tables at all (no table blob in its memory,
  * nothing for qboot to copy), and the guest's panic device must be pvpanic-pci (control.ts).
  * microvm always has them: they are how a guest kernel finds microvm's virtio-mmio devices.
  */
@@ -53,10 +53,11 @@ export function machineAcpi(type: MachineType, kernelParams: readonly string[]):
 
 /**
  * Whether the VMM adds acpi=off for this guest: on q35 under TCG, for a kernel that boots without
- * ACPI (the project's: MP table, pvpanic-pci) and takes the preset APIC timer period, unless the guest's parameters already say acpi=...
- * (`kernel_params = ["acpi=force"]` keeps ACPI). It saves ~60-100 ms of QEMU CPU per boot and ~3 MiB
- * per VM; under TCG its one cost, the kernel verifying its APIC timer against the PIT, is gone with
- * the preset timer period (docs/guest.md "Boot time, round 10"). KVM keeps ACPI (not measured here).
+ * ACPI (the project's: MP table, pvpanic-pci) and takes the preset APIC timer period, unless the
+ * guest's parameters already say acpi=... (`kernel_params = ["acpi=force"]` keeps ACPI). It saves
+ * ~60-100 ms of QEMU CPU per boot and ~3 MiB per VM; its cost under TCG, the kernel verifying its
+ * APIC timer against the PIT (which fails on a busy host), is gone with the preset period
+ * (docs/guest.md "Boot time, round 10"). KVM keeps ACPI (not measured here).
  */
 export function tcgDefaultAcpiOff(o: { machine: MachineType; accel: ResolvedAccel; kernelParams: readonly string[]; traits?: GuestKernelTraits }): boolean {
   const t = o.traits;
