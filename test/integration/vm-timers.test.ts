@@ -117,7 +117,7 @@ void test("in a 2-vCPU guest a sleep pinned to each vCPU takes its time and both
   t.diagnostic(`timer interrupts per CPU (LOC + IRQ 0): ${before.join(", ")} -> ${later.join(", ")}`);
   for (const c of [0, 1]) assert.ok(later[c]! > before[c]!, `vCPU ${c} took no timer interrupt while it slept: ${before[c]} -> ${later[c]}`);
   const ticks = tickDevices(lines.get("tl") ?? []);
-  t.diagnostic(`tick devices: ${JSON.stringify(ticks)}`);
+  t.diagnostic(`tick devices: ${JSON.stringify(Object.fromEntries(ticks))}`);
   for (const c of ["0", "1"]) {
     assert.deepEqual(ticks.get(c), { tickMode: "1", device: "lapic", deviceMode: "3" }, `vCPU ${c} ticks in one-shot mode on its local APIC timer`);
   }
