@@ -35,6 +35,8 @@ export const qemuSchema = z
     tcg_tb_size: z.int().min(4).max(4096).default(defaultTcgTbSizeMiB),
     /** TCG: seconds of idleness before a pod VM's translation cache is given back (0: never; see defaultTcgIdleTrimS). */
     tcg_idle_trim_s: z.int().min(0).max(86_400).default(defaultTcgIdleTrimS),
+    /** TCG, with tcg_idle_trim_s: before an idle VM's cache is given back, its agent compresses its own memory into the guest's zram swap. */
+    tcg_idle_reclaim_agent: z.boolean().default(false),
     /** Machine type: "microvm" (virtio-mmio) or "q35" (virtio-pci, qboot firmware; can map virtio-pmem). */
     machine: z.enum(["microvm", "q35"]).default(defaultQemuMachine),
     /** How the guest image is attached: "disk" (read-only virtio-blk) or "pmem" (read-only virtio-pmem, DAX; needs machine = "q35"). */

@@ -35,6 +35,14 @@ export interface GuestMountSpec {
   options: string[];
 }
 
+/** What one idle reclaim of the agent did (reclaimIdleMemory). */
+export interface AgentReclaim {
+  agentBytesBefore: number;
+  agentBytesAfter: number;
+  swappedBytes: number;
+  storedBytes: number;
+}
+
 const CALL_MS = 60_000;
 
 export class AgentClient {
@@ -202,6 +210,16 @@ export class AgentClient {
   async updateNetwork(interfaces: GuestInterface[], routes: GuestRoute[]): Promise<{ interfaces: GuestInterface[]; routes: GuestRoute[] }> {
     const res = await this.agent.updateNetwork({ interfaces: interfaces.map(toProtoInterface), routes: { routes: routes.map(toProtoRoute) } }, { timeoutMs: CALL_MS });
     return { interfaces: res.interfaces.map(fromProtoInterface), routes: (res.routes?.routes ?? []).map(fromProtoRoute) };
+  }
+
+  /**
+   * The pod is idle: the agent compresses its own cold memory into the guest's zram swap
+   * (ReclaimIdleMemory). Answers its cgroup's bytes before and after and what the zram device
+   * holds and uses; FAILED_PRECONDITION from a guest without zram or an agent cgroup.
+   */
+  async reclaimIdleMemory(timeoutMs: number, signal?: AbortSignal): Promise<AgentReclaim> {
+    const r = await this.agent.reclaimIdleMemory({}, { timeoutMs, ...(signal ? { signal } : {}) });
+    return { agentBytesBefore: Number(r.agentBytesBefore), agentBytesAfter: Number(r.agentBytesAfter), swappedBytes: Number(r.swappedBytes), storedBytes: Number(r.storedBytes) };
   }
 
   /** Blocks until some container is OOM-killed; answers its id. */

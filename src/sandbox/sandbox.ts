@@ -38,6 +38,7 @@ import { UndoStack } from "./undo-stack.js";
 import { DeferredSetUp } from "./deferred-setup.js";
 import { Virtiofsd } from "./virtiofsd.js";
 import { TcgIdleTrimmer, type TcgIdleTrimmerOptions } from "./tcg-idle-trimmer.js";
+import { agentIdleReclaim } from "./agent-idle-reclaim.js";
 import { canTrimTcgCache } from "../hypervisor/types.js";
 import { attachPodNetwork, configureGuestNetwork, podNetworkRecord, type GuestNetworkView, type PodNetwork } from "./network/pod-network.js";
 
@@ -97,6 +98,11 @@ export interface SandboxOptions {
    * host once it has been idle this long, ms ([hypervisor.qemu] tcg_idle_trim_s; tcg-idle-trimmer.ts).
    */
   tcgIdleTrim?: TcgIdleTrimmerOptions;
+  /**
+   * With tcgIdleTrim: before each trim the agent compresses its own cold memory into the guest's
+   * zram swap ([hypervisor.qemu] tcg_idle_reclaim_agent; agent-idle-reclaim.ts).
+   */
+  idleReclaimAgent?: boolean;
 }
 
 /** A VM up with its agent answering, booted or adopted, and what the guest is to be told. */
@@ -317,7 +323,8 @@ export class Sandbox {
     this.watch = new PodWatch({ vm: up.vm, agent, livenessTimeoutMs, ...interval, ...virtiofsd }, (loss) => this.onLost(loss));
     // Only the pod's VM: a pooled VM is never a sandbox's before it is adopted.
     if (opts.tcgIdleTrim !== undefined && opts.tcgIdleTrim.idleWindowMs > 0 && up.vm.accel === "tcg" && canTrimTcgCache(up.vm)) {
-      this.trimmer = new TcgIdleTrimmer(up.vm, opts.tcgIdleTrim);
+      const reclaim = opts.idleReclaimAgent === true ? { beforeTrim: agentIdleReclaim(agent, opts.id) } : {};
+      this.trimmer = new TcgIdleTrimmer(up.vm, { ...opts.tcgIdleTrim, ...reclaim });
     }
     return agent;
   }

@@ -41,6 +41,12 @@ export interface TcgIdleTrimmerOptions {
   policy?: Partial<Omit<TcgIdlePolicy, "idleWindowMs">>;
   /** Called after each trim (tests, logs). */
   onTrim?: (freedBytes: number) => void;
+  /**
+   * Run before each trim, the VM being idle ([hypervisor.qemu] tcg_idle_reclaim_agent: the agent
+   * compresses its memory, agent-idle-reclaim.ts). Before, so that the code the guest ran for it
+   * leaves TCG's cache with the trim; it never throws, and its own CPU does not count toward the rearm.
+   */
+  beforeTrim?: (signal: AbortSignal) => Promise<void>;
 }
 
 export class TcgIdleTrimmer {
@@ -94,6 +100,8 @@ export class TcgIdleTrimmer {
     const now: TcgIdleSample = { atMs: performance.now(), cpuMs, cacheBytes: file.f.residentBytes };
     this.samples = pruneSamples([...this.samples, now], now.atMs, this.policy.idleWindowMs);
     if (!shouldTrim(this.samples, this.lastTrimCpuMs, this.policy)) return;
+    await this.opts.beforeTrim?.(this.abort.signal);
+    if (this.abort.signal.aborted) return;
     try {
       const r = await this.vm.trimTcgCache(trimTimeoutMs, this.abort.signal);
       this.trims++;

@@ -245,7 +245,9 @@ async function createVmPod(req: SandboxRequest, clock: StepClock, log: Logger, a
     bootStallMs: req.config.agent.boot_stall_timeout * 1000,
     livenessTimeoutMs: req.config.agent.liveness_timeout * 1000,
     livenessIntervalMs: req.config.agent.liveness_interval * 1000,
-    ...(req.config.runtime.hypervisor === "qemu" && req.config.hypervisor.qemu.tcg_idle_trim_s > 0 ? { tcgIdleTrim: { idleWindowMs: req.config.hypervisor.qemu.tcg_idle_trim_s * 1000 } } : {}),
+    ...(req.config.runtime.hypervisor === "qemu" && req.config.hypervisor.qemu.tcg_idle_trim_s > 0
+      ? { tcgIdleTrim: { idleWindowMs: req.config.hypervisor.qemu.tcg_idle_trim_s * 1000 }, idleReclaimAgent: req.config.hypervisor.qemu.tcg_idle_reclaim_agent }
+      : {}),
     clock,
     ...(req.signal === undefined ? {} : { signal: req.signal }),
   };

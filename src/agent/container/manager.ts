@@ -7,6 +7,7 @@ import { KataError } from "../../util/errors.js";
 import { crunDelete, crunKill, crunPause, crunUpdate, runArgv, type CrunConfig } from "../oci/crun.js";
 import { checkProcess, parseSpec, toGuestSpec } from "../oci/guest-spec.js";
 import type { OciProcess } from "../../protocol/contract/oci.js";
+import { CONTAINERS_CGROUP } from "../../protocol/contract/guest.js";
 import { cgroupPids, readStats, type ContainerStats } from "./cgroup-stats.js";
 import { Container, type ContainerState } from "./container.js";
 import { OomWatcher } from "./oom-watcher.js";
@@ -96,7 +97,7 @@ export class ContainerManager {
     // The container's own cgroup sits under a per-container parent the agent owns: crun removes
     // the leaf when the container exits, and the parent's (hierarchical) memory.events still
     // shows an OOM kill that ended the container.
-    const parent = `/kata-ts/${id}`;
+    const parent = `${CONTAINERS_CGROUP}/${id}`;
     const hostSpec = parseSpec(input.specJson);
     await this.podTmpfs?.prepare(hostSpec);
     const { spec } = toGuestSpec(hostSpec, {

@@ -14,6 +14,7 @@ import { checkGuestFiles, writeGuestFiles } from "./guest-files.js";
 import { networkHandlers } from "../network/service.js";
 import { warmAdoptionPaths } from "../adoption-warmup.js";
 import { mixEntropy } from "../entropy.js";
+import { IdleReclaimer } from "../idle-reclaim.js";
 
 type AgentMethods = typeof AgentService extends GenService<infer S> ? S : never;
 
@@ -34,6 +35,8 @@ export interface AgentServiceDeps {
    * path once more (../pod-path-rehearsal.ts), throwing if any step or its undo fails.
    */
   rehearse?: () => Promise<void>;
+  /** ReclaimIdleMemory's work (../idle-reclaim.ts); replaceable in tests. */
+  idleReclaim?: Pick<IdleReclaimer, "reclaim">;
 }
 
 /** The guest's defaults: crun with cgroup v2, bundles on tmpfs, the share at GUEST_SHARED_DIR. */
@@ -186,6 +189,10 @@ export function agentService(deps: AgentServiceDeps = defaultAgentDeps()): Servi
     },
     async getOOMEvent(_req, ctx) {
       return { containerId: await manager.nextOomEvent(ctx.signal) };
+    },
+    async reclaimIdleMemory() {
+      const r = await (deps.idleReclaim ??= new IdleReclaimer()).reclaim();
+      return { agentBytesBefore: r.agentBytesBefore, agentBytesAfter: r.agentBytesAfter, swappedBytes: r.swappedBytes, storedBytes: r.storedBytes };
     },
     ...networkHandlers(),
   };

@@ -106,3 +106,18 @@ export function guestBlockFilesDir(containerId: string): string {
 export const GUEST_FILE_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}$/;
 /** The most bytes of host files one container may have copied in (the agent checks it too). */
 export const GUEST_FILES_LIMIT_BYTES = 1024 * 1024;
+
+/**
+ * The guest's cgroup v2 layout, relative to the cgroup root: the agent runs in AGENT_CGROUP from
+ * its first page on (the image's init puts it there: a page stays charged to the cgroup that
+ * faulted it in), so that an idle reclaim (ReclaimIdleMemory) compresses the agent's memory and no
+ * container's; every container's cgroup sits under CONTAINERS_CGROUP, which never swaps.
+ */
+export const AGENT_CGROUP = "/kata-agent";
+export const CONTAINERS_CGROUP = "/kata-ts";
+
+/**
+ * Kernel parameter `kata_ts.zram_algorithm=NAME`: the compressor of the guest's zram swap (a name
+ * the kernel offers in /sys/block/zram0/comp_algorithm; default lzo-rle, the kernel's own).
+ */
+export const ZRAM_ALGORITHM_PARAM = "kata_ts.zram_algorithm";
