@@ -18,6 +18,7 @@ const cases: [string, RegExp, string[], RegExp, Record<string, string>?][] = [
   ["exec-phases", /--runs N\s+.*\(default 10\)/, ["--runs", "abc"], /--runs must be an integer >= 1, got "abc"/],
   ["exec-phases", /AB_TB=MiB/, [], /AB_TB must be an integer >= 1, got "big"/, { AB_TB: "big" }],
   ["guest-idle", /--settle-s S\s+.*\(default 20\)/, ["--vms", "0"], /--vms must be an integer >= 1, got "0"/],
+  ["idle-reclaim", /--idle-s S\s+.*\(default 60\)/, ["--vms", "0"], /--vms must be an integer >= 1, got "0"/],
   ["guest-timers", /--rounds N\s+.*\(default 3\)/, ["--idle-s", "0"], /--idle-s must be an integer >= 1, got "0"/],
   ["network", /--samples N\s+.*\(default 50\)/, ["--mib", "1.5"], /--mib must be an integer >= 1, got "1.5"/],
   ["overhead", /--window-s S\s+.*\(default 15\)/, ["--window-s", "x"], /--window-s must be a number >= 1, got "x"/],
