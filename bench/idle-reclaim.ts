@@ -31,7 +31,8 @@ Boots N VMs (guest assets from KATA_TS_ASSETS_DIR: a kernel with zram) with a lo
 each and 3 warm execs; once settled, the even-numbered VMs' agents reclaim their memory
 (ReclaimIdleMemory), the odd ones are the control; every VM's TCG cache is then trimmed. Prints
 guest RAM on the host and QEMU PSS before, S s after, after --idle-s more and after two execs; the
-reclaim's QEMU CPU; the execs' QEMU CPU against warm ones; pages swapped in while idle.
+reclaim's QEMU CPU (the first, which sets zram up, and a second one at the end); the execs' QEMU
+CPU against warm ones; pages swapped in while idle.
 
   --vms N        VMs at once (default 2: one reclaimed, one control)
   --settle-s S   seconds after the reclaim and trim before reading (default 20: free page reporting)
@@ -161,11 +162,17 @@ async function main(): Promise<void> {
       push(`${tag(v)}_second_exec_cpu_ms`, second.cpuMs);
     }
     await reading("execs");
+    await sleep(11_000); // one more line of the swap logs
     for (const v of vms.filter((x) => x.reclaimed)) {
-      await sleep(11_000); // one more line of the swap log
       const a = swapAt.get(v.i)!;
       const b = await swapCounters(rootfs, v);
       push("total_pswpin_kib", (b.pswpin - a.pswpin) * 4);
+      // A second reclaim: swap is on already, so this is what each later idle window costs.
+      const c0 = await processThreadsCpuMs(v.qemu);
+      const r = await v.sb.agent.reclaimIdleMemory(60_000);
+      push("second_reclaim_cpu_ms", (await processThreadsCpuMs(v.qemu)) - c0);
+      push("second_reclaim_agent_after_mib", mib(r.agentBytesAfter));
+      push("second_reclaim_zram_used_mib", mib(r.storedBytes));
     }
   } finally {
     await scratch.close();
