@@ -23,8 +23,11 @@ export interface BootMemoryPaths {
   cmdline: string;
 }
 
+/** Free page reporting's minimum order, as the guest kernel exposes it. */
+export const REPORTING_ORDER_PATH = "/sys/module/page_reporting/parameters/page_reporting_order";
+
 const guestPaths: BootMemoryPaths = {
-  reportingOrder: "/sys/module/page_reporting/parameters/page_reporting_order",
+  reportingOrder: REPORTING_ORDER_PATH,
   dropCaches: "/proc/sys/vm/drop_caches",
   cmdline: "/proc/cmdline",
 };

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { DEFAULT_ZRAM_ALGORITHM, IdleReclaimer, parseMmStat, swapHeader, unifiedCgroup, ZRAM_DISK_BYTES, zramAlgorithm, type IdleReclaimPaths } from "../../src/agent/idle-reclaim.js";
 import { isKataError } from "../../src/util/errors.js";
 
@@ -19,11 +20,12 @@ interface Guest {
   reclaimer: IdleReclaimer;
 }
 
-async function withGuest(opts: { agentCgroup?: string; zram?: boolean; swapAccounting?: boolean; cmdline?: string }, fn: (g: Guest) => Promise<void>): Promise<void> {
+async function withGuest(opts: { agentCgroup?: string; zram?: boolean; swapAccounting?: boolean; cmdline?: string; lowOrderMs?: number }, fn: (g: Guest) => Promise<void>): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), "kata-ts-idle-reclaim-"));
   try {
     const paths: IdleReclaimPaths = {
       cgroupRoot: join(dir, "cgroup"),
+      reportingOrder: join(dir, "page_reporting_order"),
       zramSys: join(dir, "zram0"),
       zramDev: join(dir, "dev-zram0"),
       procSwaps: join(dir, "swaps"),
@@ -45,13 +47,15 @@ async function withGuest(opts: { agentCgroup?: string; zram?: boolean; swapAccou
     }
     await writeFile(paths.procSwaps, "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n");
     await writeFile(paths.selfCgroup, `0::${agent}\n`);
+    await writeFile(paths.reportingOrder, "3\n");
     await writeFile(paths.cmdline, opts.cmdline ?? "console=ttyS0 quiet\n");
     const events: string[] = [];
-    const reclaimer = new IdleReclaimer(paths, async (device) => {
+    const swapOn = async (device: string): Promise<void> => {
       // What a guest would show once swap is on; the containers' limit must be there already.
       events.push(`swapon ${device} (containers swap.max ${(await readFile(join(paths.cgroupRoot, "kata-ts", "memory.swap.max"), "utf8")).trim()})`);
       await writeFile(paths.procSwaps, `Filename\tType\tSize\tUsed\tPriority\n${device}\tpartition\t32764\t0\t-2\n`);
-    });
+    };
+    const reclaimer = new IdleReclaimer({ paths, swapOn, lowOrderMs: opts.lowOrderMs ?? 60_000 });
     await fn({ paths, events, reclaimer });
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -123,5 +127,21 @@ void test("two reclaims at once share one run", async () => {
     const [a, b] = await Promise.all([reclaimer.reclaim(), reclaimer.reclaim()]);
     assert.deepEqual(a, b);
     assert.equal(events.length, 1);
+  });
+});
+
+void test("a reclaim lowers free page reporting's order to 0 while its pages are reported, then puts the order back", async () => {
+  // Generous margins: the assertions are about order, not timing (a loaded CI host delays timers).
+  await withGuest({ lowOrderMs: 1000 }, async ({ paths, reclaimer }) => {
+    const order = async (): Promise<string> => (await readFile(paths.reportingOrder, "utf8")).trim().slice(0, 1);
+    await reclaimer.reclaim();
+    assert.equal(await order(), "0", "single pages reported after the reclaim");
+    await sleep(500);
+    await reclaimer.reclaim(); // a second reclaim while it is low keeps it low, and for longer
+    await sleep(650); // past the first reclaim's window, inside the second's
+    assert.equal(await order(), "0");
+    const deadline = Date.now() + 10_000;
+    while ((await order()) !== "3" && Date.now() < deadline) await sleep(50);
+    assert.equal(await order(), "3", "the order it had is back");
   });
 });
