@@ -24,7 +24,7 @@ import { poolPathsOf, waitPooled } from "../test/e2e/pool-fixture.js";
 import { startContainerd, type PrivateContainerd } from "../test/harness/containerd.js";
 import { BUSYBOX_IMAGE_REF, importTestImages } from "../test/harness/images.js";
 import { processesMentioning } from "../test/harness/processes.js";
-import { checkOptions, intOption, numberOption, parseBenchArgs } from "./lib/args.js";
+import { checkOptions, exitWithUsage, intOption, numberOption, parseBenchArgs } from "./lib/args.js";
 import { podRole, pssKiB } from "./lib/pod-pss.js";
 import { tcgJitMemfd } from "./lib/vmm-memory.js";
 import { podSideProcesses } from "./lib/process-tree.js";
@@ -58,7 +58,7 @@ interface DensityFigures {
 /** MemAvailable an idle kata-ts pod takes, MiB, rounded up from the measured ~130-140 (docs/density.md): for the check before the run. */
 const KATA_POD_ESTIMATE_MIB = 150;
 
-const USAGE = `usage: node dist/bench/density.js [--pods N] [--settle-s S] [--trim-wait-s S] [--cpu-window-s S] [--floor-mib M] [--no-pool] [--no-runc] [--json]
+const USAGE = `usage: node dist/bench/density.js [--pods N] [--settle-s S] [--trim-wait-s S] [--cpu-window-s S] [--floor-mib M] [--no-pool] [--no-runc] [--kata-config FILE] [--json]
 
 Starts N idle pods (busybox sleep) through CRI on a private containerd with kata-ts, then the same
 with runc, and prints the host cost per pod: PSS of the pod-side processes, MemAvailable drop,
@@ -76,6 +76,8 @@ shim server are node-level and counted as a share divided by N (and printed apar
                       (measuring those running) once it falls below M (default 2048; the host is shared)
   --no-pool           kata-ts with the VM pool off (every pod boots its own VM; no node-level share)
   --no-runc           skip the runc pods (kata-ts only)
+  --kata-config FILE  a kata-ts configuration.toml for the kata-ts handler (an A/B of a setting, e.g.
+                      [hypervisor.qemu] tcg_idle_reclaim_agent = true); default: the built-in defaults
   --json              end with one line {"figures": {...}}
   --help              this text`;
 
@@ -239,6 +241,15 @@ const median = (xs: number[]): number => {
   return s.length === 0 ? 0 : s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 };
 
+/** The configuration file's text; the shim validates it (a bad key fails the first pod, naming it). */
+async function readKataConfig(path: string): Promise<string> {
+  try {
+    return await readFile(path, "utf8");
+  } catch (err) {
+    return exitWithUsage(USAGE, `--kata-config ${path}: ${(err as Error).message}`);
+  }
+}
+
 async function main(): Promise<void> {
   const values = parseBenchArgs(USAGE, {
     options: {
@@ -249,6 +260,7 @@ async function main(): Promise<void> {
       "floor-mib": { type: "string", default: "2048" },
       "no-pool": { type: "boolean", default: false },
       "no-runc": { type: "boolean", default: false },
+      "kata-config": { type: "string" },
       json: { type: "boolean", default: false },
       help: { type: "boolean", default: false },
     },
@@ -271,7 +283,9 @@ async function main(): Promise<void> {
     return;
   }
   const pool = !values["no-pool"];
-  const ctd = await startContainerd({ pool });
+  const configFile = values["kata-config"];
+  const kataConfig = configFile === undefined ? undefined : await readKataConfig(configFile);
+  const ctd = await startContainerd({ pool, ...(kataConfig === undefined ? {} : { kataConfig }) });
   const cri = connectCri(ctd.address);
   const cleanup = new PodsCleanup(ctd, cri);
   cleanup.afterRemove(() => stopPoolDaemon(ctd));
