@@ -26,7 +26,7 @@ export const hostPackages: readonly HostPackage[] = [
   { name: "cpio", why: "initramfs archives" },
   { name: "kmod", why: "depmod for the guest's module tree" },
   { name: "iproute2", why: "ip and tc: netns, taps and mirred redirects" },
-  { name: "iptables", why: "port-forward: loopback DNAT to the guest in the pod netns (docs/network.md)" },
+  { name: "iptables", why: "port-forward: loopback DNAT to the guest in the pod netns (docs/network.md); iptables in the busybox test image (packet-filter tests in pods)" },
   { name: "procps", why: "sysctl: route_localnet on the port-forward tap" },
   { name: "lz4", why: "unpacks the Debian kernel into a vmlinux" },
   { name: "linux-source-6.1", why: "the guest kernel's source (kata-ts builds the guest kernel from it)" },
@@ -39,7 +39,6 @@ export const hostPackages: readonly HostPackage[] = [
   { name: "patch", why: "applies the project's guest kernel patches (src/guest/kernel/patches)" },
   { name: "zstd", why: "compressed kernel modules" },
   { name: "skopeo", why: "OCI image handling for test images" },
-  { name: "iptables", why: "iptables in the busybox test image (packet-filter tests in pods)" },
   { name: "umoci", why: "OCI image layout for test images" },
   { name: "kubernetes-client", why: "kubectl for the installer DaemonSet's image (kata-ts build-installer-image)", unlessCommand: "kubectl" },
 ];
