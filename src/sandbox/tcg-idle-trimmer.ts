@@ -52,6 +52,12 @@ export interface TcgIdleTrimmerOptions {
 export class TcgIdleTrimmer {
   private samples: TcgIdleSample[] = [];
   private lastTrimCpuMs: number | undefined;
+  /**
+   * A trim that followed beforeTrim (the agent's reclaim) gets one follow-up once the VM has been
+   * idle a whole window again: the reclaimed guest keeps running code it had not run since the
+   * trim (swap-ins, free page reporting at order 0 for a minute), which TCG translates anew.
+   */
+  private followUpDue = false;
   private timer: NodeJS.Timeout | undefined;
   private inFlight: Promise<void> | undefined;
   private readonly abort = new AbortController();
@@ -99,13 +105,18 @@ export class TcgIdleTrimmer {
     }
     const now: TcgIdleSample = { atMs: performance.now(), cpuMs, cacheBytes: file.f.residentBytes };
     this.samples = pruneSamples([...this.samples, now], now.atMs, this.policy.idleWindowMs);
-    if (!shouldTrim(this.samples, this.lastTrimCpuMs, this.policy)) return;
-    await this.opts.beforeTrim?.(this.abort.signal);
+    const followUp = this.followUpDue;
+    if (!shouldTrim(this.samples, followUp ? undefined : this.lastTrimCpuMs, this.policy)) return;
+    this.followUpDue = false;
+    if (!followUp) await this.opts.beforeTrim?.(this.abort.signal);
     if (this.abort.signal.aborted) return;
     try {
       const r = await this.vm.trimTcgCache(trimTimeoutMs, this.abort.signal);
       this.trims++;
       this.lastTrimCpuMs = (await processCpuMs(pid)) ?? cpuMs;
+      this.followUpDue = !followUp && this.opts.beforeTrim !== undefined;
+      // A follow-up's idle window starts after this trim, not before the reclaim.
+      if (this.followUpDue) this.samples = [{ atMs: performance.now(), cpuMs: this.lastTrimCpuMs, cacheBytes: r.afterBytes }];
       const freed = Math.max(0, r.beforeBytes - r.afterBytes);
       log.info({ vm: this.vm.id, freedMiB: Math.round(freed / 1048576), leftKiB: Math.round(r.afterBytes / 1024) }, "idle VM: TCG translation cache given back to the host");
       this.opts.onTrim?.(freed);

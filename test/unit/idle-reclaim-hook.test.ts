@@ -4,7 +4,8 @@
 // "tcg-jit" memfd as QEMU does with split-wx.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcessByStdio } from "node:child_process";
+import type { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { agentIdleReclaim } from "../../src/sandbox/agent-idle-reclaim.js";
 import type { AgentReclaim } from "../../src/sandbox/agent-client.js";
@@ -24,6 +25,13 @@ function fakeAgent(answers: (() => Promise<AgentReclaim>)[]): { calls: number; r
     },
   };
   return agent;
+}
+
+/** A process with QEMU's split-wx code buffer: a memfd named tcg-jit, mapped, with 1 MiB written; idle. */
+async function splitWxStandIn(): Promise<ChildProcessByStdio<null, Readable, null>> {
+  const proc = spawn("python3", ["-c", "import os,mmap,time\nfd=os.memfd_create('tcg-jit')\nos.ftruncate(fd,1<<21)\nm=mmap.mmap(fd,1<<21)\nm[:1<<20]=b'x'*(1<<20)\nprint('ready',flush=True)\ntime.sleep(60)"], { stdio: ["ignore", "pipe", "inherit"] });
+  await new Promise<void>((resolve) => proc.stdout.once("data", () => resolve()));
+  return proc;
 }
 
 void test("a guest that cannot reclaim (no zram, older agent) is asked once; other failures are asked again; nothing throws", async () => {
@@ -46,10 +54,8 @@ void test("a guest that cannot reclaim (no zram, older agent) is asked once; oth
   assert.equal(flaky.calls, 3, "not asked once the trimmer stopped");
 });
 
-void test("the trimmer runs the reclaim just before it trims an idle VM", async () => {
-  // A process with QEMU's split-wx code buffer: a memfd named tcg-jit, mapped, with 1 MiB written.
-  const qemu = spawn("python3", ["-c", "import os,mmap,time\nfd=os.memfd_create('tcg-jit')\nos.ftruncate(fd,1<<21)\nm=mmap.mmap(fd,1<<21)\nm[:1<<20]=b'x'*(1<<20)\nprint('ready',flush=True)\ntime.sleep(60)"], { stdio: ["ignore", "pipe", "inherit"] });
-  await new Promise<void>((resolve) => qemu.stdout.once("data", () => resolve()));
+void test("the trimmer runs the reclaim just before it trims an idle VM, and trims once more (without a reclaim) after a whole idle window", async () => {
+  const qemu = await splitWxStandIn();
   const order: string[] = [];
   const vm = {
     id: "idle",
@@ -68,8 +74,28 @@ void test("the trimmer runs the reclaim just before it trims an idle VM", async 
   const trimmer = new TcgIdleTrimmer(vm, { idleWindowMs: 200, sampleMs: 50, policy: { minCacheBytes: 0, rearmCpuMs: 3_600_000 }, beforeTrim: agentIdleReclaim(agent, "idle") });
   try {
     for (let i = 0; i < 100 && trimmer.trims === 0; i++) await sleep(50);
-    assert.equal(trimmer.trims, 1);
+    const firstAt = performance.now();
     assert.deepEqual(order, ["reclaim", "trim"]);
+    for (let i = 0; i < 100 && trimmer.trims < 2; i++) await sleep(50);
+    assert.ok(performance.now() - firstAt >= 200, "the follow-up waits a whole idle window after the first trim");
+    assert.deepEqual(order, ["reclaim", "trim", "trim"], "the follow-up trims without asking the agent again");
+    await sleep(1000);
+    assert.equal(trimmer.trims, 2, "one follow-up only: then the rearm rule (CPU since the trim) holds");
+  } finally {
+    await trimmer.stop();
+    qemu.kill();
+  }
+});
+
+void test("without the reclaim, an idle VM is trimmed once until it has worked again (no follow-up)", async () => {
+  const qemu = await splitWxStandIn();
+  const vm = { id: "idle", pid: qemu.pid, trimTcgCache: () => Promise.resolve({ beforeBytes: 1 << 20, afterBytes: 0 }) } as unknown as Vm & TcgCacheTrimmable;
+  const trimmer = new TcgIdleTrimmer(vm, { idleWindowMs: 200, sampleMs: 50, policy: { minCacheBytes: 0, rearmCpuMs: 3_600_000 } });
+  try {
+    for (let i = 0; i < 100 && trimmer.trims === 0; i++) await sleep(50);
+    assert.equal(trimmer.trims, 1);
+    await sleep(1000);
+    assert.equal(trimmer.trims, 1, "no second trim of a VM that has not worked since");
   } finally {
     await trimmer.stop();
     qemu.kill();
