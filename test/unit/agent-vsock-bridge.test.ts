@@ -86,7 +86,9 @@ void test("vsock bridge: socat (listening on a unix stand-in for the vsock port)
   } finally {
     await bridged.close();
   }
-  assert.deepEqual(lines, [], `socat said nothing (got ${lines.join("; ")})`);
+  // socat 1.7.4 warns when its SIGCHLD handler races a child it already reaped: harmless, not a fault of the bridge.
+  const said = lines.filter((l) => !/ W waitpid\(-1, \{\}, WNOHANG\): no child has exited$/.test(l));
+  assert.deepEqual(said, [], `socat said nothing (got ${said.join("; ")})`);
 });
 
 void test("vsock bridge: no socat in the image is NOT_FOUND naming it, and the agent's socket is not left listening", async () => {
