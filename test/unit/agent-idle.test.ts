@@ -69,12 +69,17 @@ void test("oom watcher: the polling fallback notices a kill by itself", async ()
     const w = new OomWatcher(50, () => {
       throw new Error("ENOSPC: inotify watches exhausted");
     });
+    // The poll timer is unref'd (in the agent the ttRPC server keeps the process alive), and so is
+    // AbortSignal.timeout's: without a handle of its own the test's process could exit while the
+    // kill is still waiting for the next poll (it did, in CI).
+    const keepAlive = setInterval(() => undefined, 1_000);
     try {
       w.watch("c3", dir);
       const next = w.next(AbortSignal.timeout(10_000));
       await writeFile(join(dir, "memory.events"), events(1));
       assert.equal(await next, "c3");
     } finally {
+      clearInterval(keepAlive);
       w.stop();
     }
   });
