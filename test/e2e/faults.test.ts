@@ -100,7 +100,28 @@ async function stopAndRemove(podSandboxId: string, timeoutMs?: number): Promise<
   await fx.cri.runtime.stopPodSandbox({ podSandboxId }, opts);
   await fx.cri.runtime.removePodSandbox({ podSandboxId }, opts);
   assert.deepEqual((await fx.cri.runtime.listPodSandbox({})).items.map((p) => p.id), []);
-  await waitUntilEmpty("pod leftovers after RemovePodSandbox", podLeftovers, 60_000);
+  try {
+    await waitUntilEmpty("pod leftovers after RemovePodSandbox", podLeftovers, 60_000);
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\n${await whatThePodSaid(podSandboxId)}`);
+  }
+}
+
+/**
+ * For a pod that left something behind: its shim's kernel state and the last lines containerd's
+ * log holds about it (its shim's log included), which are gone with the harness once the file ends.
+ */
+async function whatThePodSaid(podSandboxId: string): Promise<string> {
+  assert.ok(fx.ctd);
+  const out: string[] = [];
+  for (const p of (await processesMentioning(fx.ctd.baseDir)).filter((q) => isShimServer(q, podSandboxId))) {
+    const status = await readFile(`/proc/${p.pid}/status`, "utf8").catch(() => "");
+    const wchan = await readFile(`/proc/${p.pid}/wchan`, "utf8").catch(() => "?");
+    out.push(`shim ${p.pid}: ${status.match(/^State:.*$/m)?.[0] ?? "State: ?"}, wchan ${wchan}`);
+  }
+  const log = (await readFile(fx.ctd.logPath, "utf8").catch(() => "")).split("\n").filter((l) => l.includes(podSandboxId));
+  out.push(`containerd log, last ${Math.min(log.length, 80)} of ${log.length} lines about ${podSandboxId}:`, ...log.slice(-80));
+  return out.join("\n");
 }
 
 void test("faults: a broken ConfigPath fails RunPodSandbox naming the file and the key, and leaves nothing", { timeout: 300_000 }, async (t) => {
