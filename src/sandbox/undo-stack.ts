@@ -26,6 +26,10 @@ export class UndoStack {
         first ??= err;
       }
     }
-    if (failed.length > 0) throw new KataError("INTERNAL", `teardown failed for: ${failed.join(", ")}`, { cause: first });
+    if (failed.length > 0) {
+      // The first failure's own words travel with the list: containerd logs only the message.
+      const why = first instanceof Error ? first.message : String(first);
+      throw new KataError("INTERNAL", `teardown failed for: ${failed.join(", ")} (first: ${why})`, { cause: first });
+    }
   }
 }

@@ -196,13 +196,19 @@ export class TaskService {
     const exit = await proc.delete();
     for (const exec of container.execs.values()) await exec.delete().catch(() => undefined);
     this.containers.delete(ref.containerId);
-    if (container.ownsPod) {
-      await this.destroyPod();
-    } else {
-      await this.pod?.removeContainer(ref.containerId);
+    try {
+      if (container.ownsPod) {
+        await this.destroyPod();
+      } else {
+        await this.pod?.removeContainer(ref.containerId);
+      }
+    } finally {
+      // Also when the teardown failed: the task is gone either way, and containerd sends no
+      // Shutdown after a Delete that failed, so an emptied shim must still see that it is empty
+      // (its idle exit) or it stays forever (it did: the pod's netns went mid-teardown).
+      this.shutdownIfEmpty();
     }
     this.deps.events.publish({ topic: "/tasks/delete", containerId: ref.containerId, id: ref.containerId, pid: proc.pid, exitStatus: exit.exitStatus, exitedAt: exit.exitedAt });
-    this.shutdownIfEmpty();
     return { pid: proc.pid, exit };
   }
 

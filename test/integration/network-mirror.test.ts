@@ -12,6 +12,7 @@ import { loadGuestAssets } from "../../src/guest/assets.js";
 import { Sandbox } from "../../src/sandbox/sandbox.js";
 import { KataError } from "../../src/util/errors.js";
 import { attachPodNetwork, detachStalePodNetwork, podNetworkRecord } from "../../src/sandbox/network/pod-network.js";
+import { removeLinkPart } from "../../src/sandbox/network/tc-mirror.js";
 import { UndoStack } from "../../src/sandbox/undo-stack.js";
 import { run } from "../../src/util/exec.js";
 import { createNetns, deleteNetns } from "../harness/netns.js";
@@ -150,4 +151,30 @@ void test("undo after CNI already deleted the veth still removes the tap", { tim
   await undo.unwind();
   assert.deepEqual(await links(), ["lo"]);
   assert.deepEqual(await iptablesRules(), [], "rules naming the vanished veth are removed too");
+});
+
+void test("a link removed by someone else while the teardown removes it counts as removed; one still there after a failure is a failure", { timeout: 60_000 }, async () => {
+  // containerd may run CNI DEL beside a lost pod's Delete: the veth (or the whole netns) goes
+  // between the teardown's check and its `tc`/`ip` call, which then fails. That must not fail the
+  // Delete (a failed Delete left the shim running with nothing to do).
+  await inPod("ip", ["link", "add", "ktsdummy0", "type", "veth", "peer", "name", "ktsdummy1"]);
+  try {
+    await removeLinkPart(podNs, "ktsdummy0", async () => {
+      await inPod("ip", ["link", "del", "ktsdummy0"]); // the other side wins the race
+      throw new Error("Cannot find device \"ktsdummy0\"");
+    });
+    assert.ok(!(await links()).includes("ktsdummy0"));
+    await inPod("ip", ["link", "add", "ktsdummy0", "type", "veth", "peer", "name", "ktsdummy1"]);
+    await assert.rejects(
+      removeLinkPart(podNs, "ktsdummy0", () => Promise.reject(new Error("Operation not permitted"))),
+      /Operation not permitted/,
+      "a link that is still there was not removed",
+    );
+  } finally {
+    await inPod("ip", ["link", "del", "ktsdummy0"]).catch(() => undefined);
+  }
+  const undo = new UndoStack();
+  undo.push("fails", () => Promise.reject(new Error("qdisc busy")));
+  undo.push("works", () => Promise.resolve());
+  await assert.rejects(undo.unwind(), /teardown failed for: fails \(first: qdisc busy\)/, "the first failure's words reach containerd's log");
 });

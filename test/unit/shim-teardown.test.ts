@@ -168,3 +168,28 @@ void test("a pod that comes up just as its creation is cut off is destroyed, not
     await cleanup();
   }
 });
+
+void test("a Delete whose pod teardown fails still leaves the shim empty: it answers the error, and a Shutdown or the idle exit ends the shim", async () => {
+  const bundle = await mkdtemp(join(tmpdir(), "kts-teardown-"));
+  try {
+    await writeFile(join(bundle, "configuration.toml"), "");
+    await writeFile(join(bundle, "config.json"), JSON.stringify({ ociVersion: "1.0.2", annotations: { "io.kubernetes.cri.container-type": "sandbox" } }));
+    const broken = slowPod();
+    broken.pod.destroy = () => Promise.reject(new Error("teardown failed for: remove ingress qdisc of eth0"));
+    const factory: PodFactory = { createPod: () => Promise.resolve(broken.pod), cleanupPod: () => Promise.resolve() };
+    const svc = new TaskService({ factory, events: { publish: () => undefined }, log: createLogger("test"), configPath: "" });
+    const stdio = { stdin: "", stdout: "", stderr: "", terminal: false };
+    await svc.create({ id: "sb", bundle, rootfs: [], stdio, configPath: join(bundle, "configuration.toml") });
+    broken.sandbox.end();
+    assert.equal(svc.idleEmptyMs, 0, "a shim holding a task is not idle");
+    await assert.rejects(svc.delete({ containerId: "sb", execId: "" }), /remove ingress qdisc/, "containerd hears why");
+    assert.equal(svc.containerCount, 0);
+    await new Promise((r) => setTimeout(r, 20));
+    assert.ok(svc.idleEmptyMs > 0, "the emptied shim counts as idle, so it exits even if no Shutdown comes");
+    let exits = 0;
+    svc.requestShutdown(() => exits++);
+    assert.equal(exits, 1, "a Shutdown ends it");
+  } finally {
+    await rm(bundle, { recursive: true, force: true });
+  }
+});

@@ -16,14 +16,29 @@ async function linkExists(netnsPath: string, name: string): Promise<boolean> {
   return (await tryRun("nsenter", nsenterArgs(netnsPath, "ip", ["link", "show", "dev", name]), { timeoutMs: 15_000 })) !== undefined;
 }
 
+/**
+ * Runs `remove` on a link of the netns unless the link is absent. The pod's teardown can race
+ * the runtime's own: containerd may run CNI DEL and remove the netns while a lost pod's Delete
+ * still tears down, so a link (or the whole netns) that went between the check and the removal
+ * is as good as removed; only a link that is still there after a failure is a failure.
+ */
+export async function removeLinkPart(netnsPath: string, dev: string, remove: () => Promise<unknown>): Promise<void> {
+  if (!(await linkExists(netnsPath, dev))) return;
+  try {
+    await remove();
+  } catch (err) {
+    if (await linkExists(netnsPath, dev)) throw err;
+  }
+}
+
 /** Removes the veth's ingress qdisc (and with it our filter); a veth CNI already deleted is fine. */
-export async function removeIngress(netnsPath: string, dev: string): Promise<void> {
-  if (await linkExists(netnsPath, dev)) await inNetns(netnsPath, "tc", ["qdisc", "del", "dev", dev, "handle", "ffff:", "ingress"]);
+export function removeIngress(netnsPath: string, dev: string): Promise<void> {
+  return removeLinkPart(netnsPath, dev, () => inNetns(netnsPath, "tc", ["qdisc", "del", "dev", dev, "handle", "ffff:", "ingress"]));
 }
 
 /** Deletes the tap (its qdisc and filter go with it); absent is fine. */
-export async function removeTap(netnsPath: string, tap: string): Promise<void> {
-  if (await linkExists(netnsPath, tap)) await inNetns(netnsPath, "ip", ["link", "del", "dev", tap]);
+export function removeTap(netnsPath: string, tap: string): Promise<void> {
+  return removeLinkPart(netnsPath, tap, () => inNetns(netnsPath, "ip", ["link", "del", "dev", tap]));
 }
 
 /**
