@@ -202,13 +202,13 @@ export class TaskService {
       } else {
         await this.pod?.removeContainer(ref.containerId);
       }
+      this.deps.events.publish({ topic: "/tasks/delete", containerId: ref.containerId, id: ref.containerId, pid: proc.pid, exitStatus: exit.exitStatus, exitedAt: exit.exitedAt });
     } finally {
       // Also when the teardown failed: the task is gone either way, and containerd sends no
       // Shutdown after a Delete that failed, so an emptied shim must still see that it is empty
       // (its idle exit) or it stays forever (it did: the pod's netns went mid-teardown).
       this.shutdownIfEmpty();
     }
-    this.deps.events.publish({ topic: "/tasks/delete", containerId: ref.containerId, id: ref.containerId, pid: proc.pid, exitStatus: exit.exitStatus, exitedAt: exit.exitedAt });
     return { pid: proc.pid, exit };
   }
 
