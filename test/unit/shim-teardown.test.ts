@@ -61,11 +61,17 @@ function slowPod(): { pod: Pod; release(): void; destroys: number; destroyed: bo
   };
 }
 
+/** A sandbox task's bundle (an empty configuration, the CRI sandbox annotation) in a temp dir. */
+async function sandboxBundle(prefix: string): Promise<string> {
+  const bundle = await mkdtemp(join(tmpdir(), prefix));
+  await writeFile(join(bundle, "configuration.toml"), "");
+  await writeFile(join(bundle, "config.json"), JSON.stringify({ ociVersion: "1.0.2", annotations: { "io.kubernetes.cri.container-type": "sandbox" } }));
+  return bundle;
+}
+
 void test("close() waits for the pod teardown a Delete started, and the pod is destroyed once", async () => {
-  const bundle = await mkdtemp(join(tmpdir(), "kts-teardown-"));
+  const bundle = await sandboxBundle("kts-teardown-");
   try {
-    await writeFile(join(bundle, "configuration.toml"), "");
-    await writeFile(join(bundle, "config.json"), JSON.stringify({ ociVersion: "1.0.2", annotations: { "io.kubernetes.cri.container-type": "sandbox" } }));
     const slow = slowPod();
     const factory: PodFactory = { createPod: () => Promise.resolve(slow.pod), cleanupPod: () => Promise.resolve() };
     const svc = new TaskService({ factory, events: { publish: () => undefined }, log: createLogger("test"), configPath: "" });
@@ -90,9 +96,7 @@ void test("close() waits for the pod teardown a Delete started, and the pod is d
 
 /** A sandbox bundle and a TaskService whose pod creation runs until it is aborted (then undoes itself). */
 async function creatingShim(opts: { podAtAbort?: ReturnType<typeof slowPod> } = {}) {
-  const bundle = await mkdtemp(join(tmpdir(), "kts-cutoff-"));
-  await writeFile(join(bundle, "configuration.toml"), "");
-  await writeFile(join(bundle, "config.json"), JSON.stringify({ ociVersion: "1.0.2", annotations: { "io.kubernetes.cri.container-type": "sandbox" } }));
+  const bundle = await sandboxBundle("kts-cutoff-");
   const state = { started: false, undone: false };
   let started!: () => void;
   const creationStarted = new Promise<void>((r) => (started = r));
@@ -170,10 +174,8 @@ void test("a pod that comes up just as its creation is cut off is destroyed, not
 });
 
 void test("a Delete whose pod teardown fails still leaves the shim empty: it answers the error, and a Shutdown or the idle exit ends the shim", async () => {
-  const bundle = await mkdtemp(join(tmpdir(), "kts-teardown-"));
+  const bundle = await sandboxBundle("kts-teardown-");
   try {
-    await writeFile(join(bundle, "configuration.toml"), "");
-    await writeFile(join(bundle, "config.json"), JSON.stringify({ ociVersion: "1.0.2", annotations: { "io.kubernetes.cri.container-type": "sandbox" } }));
     const broken = slowPod();
     broken.pod.destroy = () => Promise.reject(new Error("teardown failed for: remove ingress qdisc of eth0"));
     const factory: PodFactory = { createPod: () => Promise.resolve(broken.pod), cleanupPod: () => Promise.resolve() };
