@@ -112,12 +112,13 @@ export class TcgIdleTrimmer {
     if (this.abort.signal.aborted) return;
     try {
       const r = await this.vm.trimTcgCache(trimTimeoutMs, this.abort.signal);
-      this.trims++;
       this.lastTrimCpuMs = (await processCpuMs(pid)) ?? cpuMs;
       this.followUpDue = !followUp && this.opts.beforeTrim !== undefined;
       // A follow-up's idle window starts after this trim, not before the reclaim.
       if (this.followUpDue) this.samples = [{ atMs: performance.now(), cpuMs: this.lastTrimCpuMs, cacheBytes: r.afterBytes }];
       const freed = Math.max(0, r.beforeBytes - r.afterBytes);
+      // Counted with its log line and onTrim, all in one turn, so whoever reads the count sees both.
+      this.trims++;
       log.info({ vm: this.vm.id, freedMiB: Math.round(freed / 1048576), leftKiB: Math.round(r.afterBytes / 1024) }, "idle VM: TCG translation cache given back to the host");
       this.opts.onTrim?.(freed);
     } catch (err) {
