@@ -45,7 +45,7 @@ async function cpuMs(pid: number): Promise<number> {
 
 const config = parseConfig("", "built-in defaults");
 const vmm = selectedVmmConfig(config);
-const shape = poolShape(config, await podAssets(vmm), { vcpus: vmm.default_vcpus, memoryMiB: vmm.default_memory }, "");
+const shape = poolShape(config, await podAssets(config), { vcpus: vmm.default_vcpus, memoryMiB: vmm.default_memory }, "");
 // The cold VM: the same image, its PrepareSandbox told to start no co-process.
 const coldShape = argv.pair ? shape : { ...shape, kernelCmdline: [...shape.kernelCmdline, WARM_IP_OFF] };
 const vmsDir = await mkdtemp(join(tmpdir(), "kts-bench-adoptnet-"));

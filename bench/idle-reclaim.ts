@@ -19,6 +19,7 @@ import { QemuHypervisor } from "../src/hypervisor/qemu/index.js";
 import { canTrimTcgCache } from "../src/hypervisor/types.js";
 import { loadGuestAssets, type GuestAssets } from "../src/guest/assets.js";
 import { assetsDir } from "../src/util/paths.js";
+import { AGENT_CGROUP_PARAM } from "../src/protocol/contract/guest.js";
 import { openSandboxScratch } from "./lib/sandbox-scratch.js";
 import { processThreadsCpuMs } from "../src/util/proc-sched.js";
 import { checkOptions, intOption, parseBenchArgs } from "./lib/args.js";
@@ -88,7 +89,8 @@ async function main(): Promise<void> {
   const push = (key: string, x: number): void => void (series[key] ??= []).push(x);
   try {
     const base = await loadGuestAssets(assetsDir());
-    const assets: GuestAssets = { ...base, kernelCmdline: [...base.kernelCmdline, ...argv.params.split(/\s+/).filter((p) => p !== "")] };
+    // AGENT_CGROUP_PARAM: what podAssets adds for [hypervisor.qemu] tcg_idle_reclaim_agent.
+    const assets: GuestAssets = { ...base, kernelCmdline: [...base.kernelCmdline, AGENT_CGROUP_PARAM, ...argv.params.split(/\s+/).filter((p) => p !== "")] };
     const hypervisor = await QemuHypervisor.open({ tcgSplitWx: true });
     const vms: BenchVm[] = [];
     for (let i = 0; i < opts.vms; i++) {

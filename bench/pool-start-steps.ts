@@ -119,7 +119,7 @@ interface StepFigure {
   fillAfterMiB: number;
 }
 
-const baseShape = poolShape(config, await podAssets(vmm), { vcpus: vmm.default_vcpus, memoryMiB: vmm.default_memory }, "");
+const baseShape = poolShape(config, await podAssets(config), { vcpus: vmm.default_vcpus, memoryMiB: vmm.default_memory }, "");
 const dir = await mkdtemp(join(tmpdir(), "kts-bench-poolsteps-"));
 const stateRoot = join(dir, "state");
 process.env.KATA_TS_STATE_DIR = stateRoot;

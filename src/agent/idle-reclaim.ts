@@ -18,7 +18,7 @@ import { constants } from "node:fs";
 import { access, mkdir, open, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { AGENT_CGROUP, CONTAINERS_CGROUP, ZRAM_ALGORITHM_PARAM } from "../protocol/contract/guest.js";
+import { AGENT_CGROUP, AGENT_CGROUP_PARAM, CONTAINERS_CGROUP, ZRAM_ALGORITHM_PARAM } from "../protocol/contract/guest.js";
 import { REPORTING_ORDER_PATH } from "./boot-memory.js";
 import { describeError, KataError } from "../util/errors.js";
 
@@ -188,7 +188,7 @@ export class IdleReclaimer {
   private async agentCgroupDir(): Promise<string> {
     const path = unifiedCgroup(await readFile(this.paths.selfCgroup, "utf8").catch(() => ""));
     if (path === undefined || path === "/" || path === "") {
-      throw new KataError("FAILED_PRECONDITION", `the agent runs in the guest's root cgroup, not ${AGENT_CGROUP} (a guest image older than idle reclaim): a reclaim would take the containers' memory too`);
+      throw new KataError("FAILED_PRECONDITION", `the agent runs in the guest's root cgroup, not ${AGENT_CGROUP} (the VM was booted without ${AGENT_CGROUP_PARAM}, which [hypervisor.qemu] tcg_idle_reclaim_agent adds, or from an image older than idle reclaim): a reclaim would take the containers' memory too`);
     }
     return join(this.paths.cgroupRoot, path);
   }

@@ -7,7 +7,7 @@
 // in stage 2 means a kernel with the drivers built in can boot the same rootfs without an
 // initramfs (root=/dev/vda rootfstype=erofs ro init=/sbin/kata-ts-init).
 
-import { AGENT_CGROUP } from "../protocol/contract/guest.js";
+import { AGENT_CGROUP, AGENT_CGROUP_PARAM } from "../protocol/contract/guest.js";
 
 /** Marker lines on the console; tests and the host match on them. */
 export const AGENT_EXIT_PREFIX = "kata-ts-init: agent exited with status";
@@ -136,21 +136,28 @@ grep -q '^model name.*TCG' /proc/cpuinfo && norand="busybox linux64 -R"
 # snapshot file it read (5.7 MB), after which every block up to that size comes from the brk heap,
 # whose holes are never given back. A fixed threshold keeps large blocks in mmap, returned when
 # freed: ~0.8 MiB less of the agent's resident memory (docs/density.md).
-# The agent runs in a cgroup of its own (${AGENT_CGROUP}) from its first page on: a page stays charged
-# to the cgroup that faulted it in, so only then does an idle reclaim of that cgroup
-# (ReclaimIdleMemory, src/agent/idle-reclaim.ts) take all of the agent's memory and no container's.
-# PID 1 steps into it for the fork and back out, which spares an exec (a busybox sh -c) under TCG.
-mkdir -p /sys/fs/cgroup${AGENT_CGROUP}
-echo +memory >/sys/fs/cgroup/cgroup.subtree_control 2>/dev/null
+# With ${AGENT_CGROUP_PARAM} the agent runs in a cgroup of its own (${AGENT_CGROUP}) from its first
+# page on: a page stays charged to the cgroup that faulted it in, so only then does an idle reclaim
+# of that cgroup (ReclaimIdleMemory, src/agent/idle-reclaim.ts) take all of the agent's memory and no
+# container's. PID 1 steps into it for the fork and back out, which spares an exec (a busybox sh -c)
+# under TCG. Without the parameter the memory controller stays off until a container needs it: on
+# at boot it costs ~4 MiB of guest RAM (its per-cgroup state and charging of every page).
+agent_cgroup=
+case " $cmdline " in
+  *" ${AGENT_CGROUP_PARAM} "*)
+    agent_cgroup=/sys/fs/cgroup${AGENT_CGROUP}
+    mkdir -p $agent_cgroup
+    echo +memory >/sys/fs/cgroup/cgroup.subtree_control 2>/dev/null ;;
+esac
 start_agent() {
-  echo $$ >/sys/fs/cgroup${AGENT_CGROUP}/cgroup.procs 2>/dev/null
+  if [ -n "$agent_cgroup" ]; then echo $$ >$agent_cgroup/cgroup.procs 2>/dev/null; fi
   if [ "$1" = snapshot ]; then
     GLIBC_TUNABLES=${AGENT_MALLOC_TUNABLES} $norand node ${nodeArgs} --snapshot-blob ${AGENT_SNAPSHOT_PATH} </dev/null >/dev/console 2>&1 &
   else
     GLIBC_TUNABLES=${AGENT_MALLOC_TUNABLES} $norand node ${nodeArgs} ${AGENT_BUNDLE_PATH} </dev/null >/dev/console 2>&1 &
   fi
   agent=$!
-  echo $$ >/sys/fs/cgroup/cgroup.procs 2>/dev/null
+  if [ -n "$agent_cgroup" ]; then echo $$ >/sys/fs/cgroup/cgroup.procs 2>/dev/null; fi
 }
 # ${READAHEAD_PARAM}=N: the root disk's read-ahead in KiB (kernel default 128), a density knob: node's
 # code is read from the image by page faults, each reading N KiB around it, and what is read stays

@@ -93,7 +93,7 @@ export class PoolServer {
     });
     await chmod(paths.socket, 0o600);
     const vmm = selectedVmmConfig(config);
-    const assets = opts.assets ?? (await podAssets(vmm));
+    const assets = opts.assets ?? (await podAssets(config));
     // A pod without CPU or memory limits gets the baseline size (src/shim/pod-sizing.ts).
     const { default_vcpus: vcpus, default_memory: memoryMiB } = vmm;
     pools.addShape(poolShape(config, assets, { vcpus, memoryMiB }, ""));

@@ -3,7 +3,8 @@
 // The shim and the pool daemon compute it the same way from configuration.toml, so a pooled VM is
 // handed only to a pod that would have booted exactly that VM.
 import { createHash } from "node:crypto";
-import type { KataConfig, QemuConfig, VmmSectionConfig } from "../config/index.js";
+import { selectedVmmConfig, type KataConfig, type QemuConfig } from "../config/index.js";
+import { AGENT_CGROUP_PARAM } from "../protocol/contract/guest.js";
 import { loadGuestAssets, type GuestAssets } from "../guest/assets.js";
 import type { GuestKernelTraits, VmConfig } from "../hypervisor/types.js";
 import { KataError } from "../util/errors.js";
@@ -31,8 +32,12 @@ export type PoolShape = Pick<VmConfig, "accel" | "vcpus" | "memoryMiB" | "kernel
   tenant: string;
 };
 
-/** The guest assets a pod boots with: the manifest's, with the selected VMM section's overrides ([hypervisor.<name>]). */
-export async function podAssets(vmm: VmmSectionConfig): Promise<GuestAssets> {
+/**
+ * The guest assets a pod boots with: the manifest's, with the selected VMM section's overrides
+ * ([hypervisor.<name>]) and the kernel parameters the configuration asks of the guest.
+ */
+export async function podAssets(config: KataConfig): Promise<GuestAssets> {
+  const vmm = selectedVmmConfig(config);
   const assets = await loadGuestAssets();
   if (vmm.kernel !== "") {
     // An operator's own kernel: nothing is known about what it takes.
@@ -41,6 +46,8 @@ export async function podAssets(vmm: VmmSectionConfig): Promise<GuestAssets> {
   }
   if (vmm.initrd !== "") assets.initrdPath = vmm.initrd;
   if (vmm.image !== "") assets.rootfsPath = vmm.image;
+  // An agent that may be asked to reclaim its memory needs its own cgroup from boot; others do not pay for it.
+  if (config.runtime.hypervisor === "qemu" && config.hypervisor.qemu.tcg_idle_reclaim_agent) assets.kernelCmdline.push(AGENT_CGROUP_PARAM);
   assets.kernelCmdline.push(...vmm.kernel_params);
   return assets;
 }

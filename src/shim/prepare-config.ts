@@ -2,7 +2,6 @@
 // configuration and the pod's guest assets as the server will need them at Create. Runs in
 // `start` only, beside the server's own start-up; the zod schemas it loads die with `start`.
 import { loadConfig } from "../config/load.js";
-import { selectedVmmConfig } from "../config/defaults.js";
 import { podAssets } from "../pool/shape.js";
 import type { PreparedPodConfig } from "./pod-config.js";
 
@@ -14,6 +13,6 @@ export async function preparePodConfig(configPath: string): Promise<PreparedPodC
   } catch {
     return { configPath };
   }
-  const assets = await podAssets(selectedVmmConfig(loaded.config)).catch(() => undefined);
+  const assets = await podAssets(loaded.config).catch(() => undefined);
   return { configPath, config: loaded.config, source: loaded.source, ...(assets === undefined ? {} : { assets }) };
 }

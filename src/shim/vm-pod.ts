@@ -1,7 +1,6 @@
 // The shim's Pod over the sandbox layer's Sandbox (one VM): containerd's containers become
 // sandbox containers, with their rootfs mounted on <bundle>/rootfs and shared into the guest.
 import { join } from "node:path";
-import { selectedVmmConfig } from "../config/defaults.js";
 import { openHypervisor } from "../hypervisor/select.js";
 import { adoptPooledVm, takePooledVm, type TakenVm } from "../pool/adopt.js";
 import type { VmAdopter } from "../sandbox/adoption.js";
@@ -230,7 +229,7 @@ async function createVmPod(req: SandboxRequest, clock: StepClock, log: Logger, a
   const network = requireOwnNetwork(req.spec);
   requireOwnPidAndIpc(req.spec);
   const sysctls = podSysctls(req.spec);
-  const assets = req.assets ?? (await clock.time("assets", () => podAssets(selectedVmmConfig(req.config))));
+  const assets = req.assets ?? (await clock.time("assets", () => podAssets(req.config)));
   const opts: SandboxOptions = {
     id: req.id,
     vcpus: req.sizing.vcpus,

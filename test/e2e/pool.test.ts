@@ -408,7 +408,7 @@ void test("a VM handed to a shim that never takes it is stopped after handover_t
   // The shape a pod without limits asks for, computed as a shim does.
   const config = parseConfig(await readFile(configPath, "utf8"), configPath);
   const vmm = selectedVmmConfig(config);
-  const shape = poolShape(config, await podAssets(vmm), { vcpus: vmm.default_vcpus, memoryMiB: vmm.default_memory }, "");
+  const shape = poolShape(config, await podAssets(config), { vcpus: vmm.default_vcpus, memoryMiB: vmm.default_memory }, "");
   const res = await poolCall(d.paths.socket, { op: "take", shape }, 30_000);
   assert.ok(res.ok && res.vm !== undefined, `the pool hands a VM over: ${JSON.stringify(res)}`);
   const vm = res.vm;

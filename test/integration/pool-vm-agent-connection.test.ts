@@ -49,7 +49,7 @@ async function until(what: string, check: () => Promise<boolean>, ms: number): P
 void test("a pooled VM holds the pool's agent connection until the hand-over; the adopter's own connection is answered after it", { timeout: 600_000 }, async () => {
   const config = parseConfig("", "built-in defaults");
   const vmm = selectedVmmConfig(config);
-  const shape = poolShape(config, await podAssets(vmm), { vcpus: vmm.default_vcpus, memoryMiB: vmm.default_memory }, "");
+  const shape = poolShape(config, await podAssets(config), { vcpus: vmm.default_vcpus, memoryMiB: vmm.default_memory }, "");
   pooled = await PooledVm.boot(shape, join(dir, "vms"), { bootTimeoutMs: 540_000, warmUpContainers: false });
   const agentSocket = vmLayout(pooled.paths.vmStateDir).agentSocketPath;
   assert.equal(await connectedAt(agentSocket), 1, "QEMU's agent socket has the pool's connection while the VM is pooled");

@@ -14,6 +14,7 @@ import { runSpec } from "../../src/sandbox/default-spec.js";
 import { QemuHypervisor } from "../../src/hypervisor/qemu/index.js";
 import type { SandboxContainer } from "../../src/sandbox/container.js";
 import { leftovers, makeVmFixture, type VmFixture } from "./agent-container-vm-fixture.js";
+import { AGENT_CGROUP_PARAM } from "../../src/protocol/contract/guest.js";
 
 let fx: VmFixture;
 let sb: Sandbox | undefined;
@@ -42,7 +43,8 @@ before(async () => {
   fx = await makeVmFixture();
   sb = await Sandbox.create({
     id: "idlereclaim",
-    assets: fx.assets,
+    // What podAssets adds for [hypervisor.qemu] tcg_idle_reclaim_agent.
+    assets: { ...fx.assets, kernelCmdline: [...fx.assets.kernelCmdline, AGENT_CGROUP_PARAM] },
     memoryMiB: 512,
     accel: "tcg",
     bootTimeoutMs: 300_000,

@@ -2,7 +2,8 @@
 // src/sandbox/tcg-idle-trimmer.ts), on a real QEMU (TCG, split-wx) and the real guest: the idle
 // trimmer frees the cache's pages, and the guest keeps working through many trims, also trims made
 // while it runs code. One sandbox with 2 vCPUs (MTTCG: the buffer is cut into regions, one set per
-// vCPU thread), reused by every test; nothing left afterwards.
+// vCPU thread), reused by every test; nothing left afterwards. Booted as by default, it also shows
+// that an agent without its own cgroup declines an idle reclaim.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
@@ -16,6 +17,8 @@ import { canTrimTcgCache, type TcgCacheTrimmable, type Vm } from "../../src/hype
 import { trimSocketName } from "../../src/hypervisor/qemu/tcg-trim.js";
 import type { SandboxContainer } from "../../src/sandbox/container.js";
 import { leftovers, makeVmFixture, type VmFixture } from "./agent-container-vm-fixture.js";
+import { AGENT_CGROUP_PARAM } from "../../src/protocol/contract/guest.js";
+import { isKataError } from "../../src/util/errors.js";
 
 let fx: VmFixture;
 let sb: Sandbox | undefined;
@@ -68,6 +71,12 @@ async function execEcho(ctr: SandboxContainer, id: string, script: string): Prom
   assert.equal((await p.wait(AbortSignal.timeout(120_000))).status, 0, `exec ${id} exits 0`);
   return text;
 }
+
+void test("a VM booted as by default (no tcg_idle_reclaim_agent): its agent shares the root cgroup and declines a reclaim, naming the parameter", async () => {
+  const s = sb;
+  assert.ok(s !== undefined);
+  await assert.rejects(s.agent.reclaimIdleMemory(60_000), (e: unknown) => isKataError(e, "FAILED_PRECONDITION") && e.message.includes(AGENT_CGROUP_PARAM));
+});
 
 void test("tcg trim: an idle VM's translation cache is given back by the idle trimmer", async () => {
   const vm = trimmable();

@@ -6,6 +6,9 @@ import { mkdir, mkdtemp, rm, symlink, writeFile, readFile } from "node:fs/promis
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadGuestAssets } from "../../src/guest/assets.js";
+import { defaultConfig } from "../../src/config/index.js";
+import { podAssets } from "../../src/pool/shape.js";
+import { AGENT_CGROUP_PARAM } from "../../src/protocol/contract/guest.js";
 import { INITRD_FILE, KERNEL_FILE, ROOTFS_FILE, guestKernelCmdline, inputsKey, kernelSourceFor } from "../../src/guest/build.js";
 import { DebianCloudKernel } from "../../src/guest/kernel/debian-cloud.js";
 import { ProjectKernel } from "../../src/guest/kernel/project.js";
@@ -72,6 +75,29 @@ void test("assets: loadGuestAssets gives absolute paths, release and the guest k
     assert.equal(a.kernelRelease, "6.1.0-56-cloud-amd64");
     assert.deepEqual(a.kernelCmdline, ["root=/dev/vda", "rootfstype=erofs", "ro", "init=/sbin/kata-ts-init", "panic=-1", "quiet", "random.trust_cpu=on", "dhash_entries=8192", "ihash_entries=4096"]);
     assert.ok(!a.kernelCmdline.some((p) => p.startsWith("console=")), "the VMM owns the console parameter");
+  });
+});
+
+void test("assets: a pod's kernel parameters: the agent's own cgroup only when its memory may be reclaimed, the operator's kernel_params last", async () => {
+  await withTmp(async (dir) => {
+    await fakeAssets(dir);
+    const saved = process.env.KATA_TS_ASSETS_DIR;
+    process.env.KATA_TS_ASSETS_DIR = dir;
+    try {
+      const config = defaultConfig();
+      config.hypervisor.qemu.kernel_params = ["loglevel=1"];
+      const plain = await podAssets(config);
+      assert.ok(!plain.kernelCmdline.includes(AGENT_CGROUP_PARAM), "by default the memory controller stays off at boot");
+      assert.equal(plain.kernelCmdline.at(-1), "loglevel=1");
+      config.hypervisor.qemu.tcg_idle_reclaim_agent = true;
+      const reclaiming = await podAssets(config);
+      assert.deepEqual(reclaiming.kernelCmdline.slice(-2), [AGENT_CGROUP_PARAM, "loglevel=1"]);
+      config.runtime.hypervisor = "firecracker";
+      assert.ok(!(await podAssets(config)).kernelCmdline.includes(AGENT_CGROUP_PARAM), "only QEMU's trimmer asks for a reclaim");
+    } finally {
+      if (saved === undefined) delete process.env.KATA_TS_ASSETS_DIR;
+      else process.env.KATA_TS_ASSETS_DIR = saved;
+    }
   });
 });
 
@@ -152,6 +178,10 @@ void test("assets: init scripts carry the contract strings", () => {
   const readahead = stage2.slice(stage2.indexOf(`${READAHEAD_PARAM}=*)`));
   assert.ok(readahead.indexOf("cat /usr/lib/kata-ts/agent.snapshot >/dev/null") < readahead.indexOf(">/sys/block/vda/queue/read_ahead_kb"));
   assert.ok(stage2.indexOf(`${READAHEAD_PARAM}=*)`) < stage2.indexOf("start_agent $mode"));
+  // The agent's own cgroup, and the memory controller at boot, only with kata_ts.agent_cgroup=1.
+  const gate = stage2.slice(stage2.indexOf(`*" ${AGENT_CGROUP_PARAM} "*)`));
+  assert.ok(gate.indexOf("echo +memory >/sys/fs/cgroup/cgroup.subtree_control") < gate.indexOf("esac"));
+  assert.equal(stage2.split("cgroup.subtree_control").length - 1, 1, "nowhere else");
   const stage1 = initramfsInit("6.1.0-56-cloud-amd64");
   assert.ok(stage1.includes("/lib/modules/6.1.0-56-cloud-amd64/modules.load"));
   assert.ok(stage1.includes("exec switch_root /newroot"));
