@@ -72,12 +72,15 @@ export async function dialHybridVsock(path: string, port: number, opts: DialOpti
   for (;;) {
     if (opts.signal?.aborted === true) throw new KataError("CANCELLED", `dialing hybrid vsock ${path} cancelled`);
     const left = deadline - Date.now();
-    if (left <= 0) {
-      throw new KataError("DEADLINE_EXCEEDED", `guest port ${port} on hybrid vsock ${path} did not accept within ${opts.timeoutMs} ms`, { cause: last });
-    }
+    const expired = (cause: unknown): KataError =>
+      new KataError("DEADLINE_EXCEEDED", `guest port ${port} on hybrid vsock ${path} did not accept within ${opts.timeoutMs} ms`, { cause });
+    if (left <= 0) throw expired(last);
     try {
       return await connectHybridVsock(path, port, left);
     } catch (err) {
+      // The attempt had what was left of the dial's time: its deadline is the dial's, said the same
+      // way wherever it falls (an attempt begun a few ms before the end, then a slow answer).
+      if (err instanceof KataError && err.code === "DEADLINE_EXCEEDED") throw expired(last ?? err);
       if (!(err instanceof KataError) || err.code !== "UNAVAILABLE") throw err;
       last = err;
     }
