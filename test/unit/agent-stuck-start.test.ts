@@ -22,7 +22,9 @@ void test("process tree: a shell and its sleeping child, with their states; SIGK
   const sh = spawn("sh", ["-c", "sleep 3627 & exec sleep 3628"], { stdio: "ignore" });
   try {
     let tree: Awaited<ReturnType<typeof processTree>> = [];
-    for (let i = 0; i < 50 && tree.length < 2; i++) {
+    // Until both sleeps are asleep: before that the shell may not have forked, or exec'd, yet, and
+    // a sleep just exec'd is runnable (state R) until it first gets a CPU.
+    for (let i = 0; i < 200 && (tree.length < 2 || tree.some((p) => p.comm !== "sleep" || p.state !== "S")); i++) {
       await new Promise((r) => setTimeout(r, 50));
       tree = await processTree(sh.pid!);
     }
