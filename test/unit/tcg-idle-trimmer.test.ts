@@ -9,13 +9,17 @@ import { processCpuMs, TcgIdleTrimmer } from "../../src/sandbox/tcg-idle-trimmer
 import type { TcgCacheTrimmable, Vm } from "../../src/hypervisor/types.js";
 
 void test("processCpuMs reads a process's CPU time, and undefined once it is gone", async () => {
-  const busy = spawn(process.execPath, ["-e", "const t = Date.now(); while (Date.now() - t < 300) {}"]);
+  // Busy, then alive until killed: a process that ended by itself could be gone (reaped) before a
+  // late read on a loaded host.
+  const busy = spawn(process.execPath, ["-e", "const t = Date.now(); while (Date.now() - t < 300) {} setInterval(() => {}, 60_000);"]);
   const pid = busy.pid;
   assert.ok(pid !== undefined);
   await sleep(200);
   const during = await processCpuMs(pid);
   assert.ok(during !== undefined && during >= 0);
-  await once(busy, "exit");
+  const exited = once(busy, "exit");
+  busy.kill();
+  await exited;
   assert.equal(await processCpuMs(pid), undefined);
   const mine = await processCpuMs(process.pid);
   assert.ok(mine !== undefined && mine > 0, "this process has used CPU");
