@@ -73,6 +73,10 @@ void test("ttrpc deadline: client times out against a server that never answers,
         assert.equal(err.code, "DEADLINE_EXCEEDED");
         return true;
       });
+      // The client's deadline can pass before this server has read the request (a stall longer than
+      // 50 ms: timers run before the socket is read), so wait for it.
+      const deadline = Date.now() + 10_000;
+      while (timeouts.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
       assert.deepEqual(timeouts, [50_000_000n]);
 
       const ac = new AbortController();
