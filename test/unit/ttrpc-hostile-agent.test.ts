@@ -182,6 +182,7 @@ void test("hostile agent: an OOM flood is pulled at a bounded rate, unknown ids 
       const filter = new OomFilter((id) => id === "known", log);
       let maxQueued = 0;
       const limits = { ratePerSecond: 20, burst: 50 };
+      const pumpedAt = performance.now();
       const pump = pumpOomEvents(
         (signal) => client.nextOom(signal),
         (id) => {
@@ -194,14 +195,16 @@ void test("hostile agent: an OOM flood is pulled at a bounded rate, unknown ids 
       const seconds = 3;
       await new Promise((r) => setTimeout(r, seconds * 1000));
       stop.abort();
+      // The bounds below are per second pumped: a loaded host's timer can end the window late.
+      const pumped = Math.max(seconds, Math.ceil((performance.now() - pumpedAt) / 1000));
       await pump.catch(() => undefined);
       const { received, forwarded: accepted, unknown, coalesced } = filter.stats;
       // Bounded pull: the burst plus the rate, however fast the guest answers.
-      assert.ok(received <= limits.burst + limits.ratePerSecond * (seconds + 1), `pulled ${received} events in ${seconds} s`);
+      assert.ok(received <= limits.burst + limits.ratePerSecond * (pumped + 1), `pulled ${received} events in ${pumped} s`);
       assert.ok(received >= limits.burst, `pulled only ${received} events`);
       // The agent's n-th answer names "known" when n % 10 == 0; every other id is a ghost, dropped.
       assert.equal(unknown, received - Math.floor(received / 10), "every ghost id is dropped");
-      assert.ok(accepted >= 1 && accepted <= seconds + 1, `one event per container per second at most: ${accepted} forwarded, ${coalesced} coalesced`);
+      assert.ok(accepted >= 1 && accepted <= pumped + 1, `one event per container per second at most: ${accepted} forwarded, ${coalesced} coalesced`);
       assert.ok(maxQueued <= 2, `publisher queue reached ${maxQueued}`);
       await publisher.close();
       assert.ok(forwarded.length === accepted && forwarded.every((t) => t === "/tasks/oom"), JSON.stringify(forwarded));
