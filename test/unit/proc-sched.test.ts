@@ -3,6 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
+import { readFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { processCpuSeconds, runQueueWaitSeconds } from "../../src/util/proc-sched.js";
 
@@ -18,6 +19,9 @@ void test("proc-sched: a process sharing one CPU with another waits for it; a st
   try {
     await sleep(200);
     stopped.kill("SIGSTOP");
+    // It stops only once it has run to take the signal, and may wait for a CPU for that (counted as
+    // run_delay): measure from when it is stopped.
+    for (let i = 0; i < 200 && !/^\d+ \(.*\) T /.test(await readFile(`/proc/${stopped.pid}/stat`, "utf8").catch(() => "")); i++) await sleep(10);
     const [a0, s0] = [await runQueueWaitSeconds(a.pid), await runQueueWaitSeconds(stopped.pid)];
     await sleep(1500);
     const [a1, s1] = [await runQueueWaitSeconds(a.pid), await runQueueWaitSeconds(stopped.pid)];
