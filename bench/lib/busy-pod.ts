@@ -90,12 +90,7 @@ export async function runBusyPod(ctd: PrivateContainerd, cri: CriClient, cleanup
     const vmPids = (await podProcesses(ctd.baseDir, podSandboxId)).map((p) => p.pid);
     const fillMiB = o.limitMiB - SHM_FILL_MIB - EXEC_MIB - SLACK_MIB;
     if (fillMiB < 1) throw new Error(`--busy-limit-mib ${o.limitMiB} leaves nothing to fill (needs > ${SHM_FILL_MIB + EXEC_MIB + SLACK_MIB})`);
-    // dd reads the whole buffer from /dev/zero (touching it) before its first write; `head` takes
-    // one byte of it, marks the fill done, and nothing reads further: dd blocks holding the buffer.
-    const fill =
-      `dd if=/dev/zero of=/dev/shm/fill bs=1M count=${SHM_FILL_MIB} 2>/dev/null; ` +
-      `dd if=/dev/zero bs=${fillMiB}M count=1 2>/dev/null | { head -c 1 >/dev/null; touch /dev/shm/filled; while :; do :; done; }`;
-    const busyId = await startContainer(cri, podSandboxId, config, "busy", ["sh", "-c", fill], o.limitMiB);
+    const busyId = await startContainer(cri, podSandboxId, config, "busy", ["sh", "-c", fillScript(fillMiB)], o.limitMiB);
     let measured: Awaited<ReturnType<BusyPodOptions["measure"]>> = { pssMiB: 0, cpuMillicores: 0, byRoleMiB: {} };
     let atEnd: CgroupMemory | undefined;
     let containerUsageMiB = 0;
@@ -104,7 +99,8 @@ export async function runBusyPod(ctd: PrivateContainerd, cri: CriClient, cleanup
     // Each step may fail because the host OOM-killed the VM: that is a finding, not a crash.
     try {
       await waitFilled(cri, busyId, track);
-      o.log(`busy container filled (${SHM_FILL_MIB} MiB /dev/shm + ${fillMiB} MiB held of its ${o.limitMiB} MiB limit)`);
+      const plan = await cri.runtime.execSync({ containerId: busyId, cmd: ["cat", "/dev/shm/fill-plan"], timeout: 60n }).then((r) => Buffer.from(r.stdout).toString().trim(), () => "");
+      o.log(`busy container filled (${SHM_FILL_MIB} MiB /dev/shm + ${plan || `${fillMiB} MiB`} held, of its ${o.limitMiB} MiB limit)`);
       const exec = cri.runtime
         .execSync({ containerId: busyId, cmd: ["sh", "-c", `dd if=/dev/zero bs=${EXEC_MIB}M count=1 of=/dev/null 2>/dev/null; i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done`], timeout: 300n }, { timeoutMs: 330_000 })
         .then((r) => (r.exitCode === 0 ? "" : `busy exec exited ${r.exitCode}`), (err: unknown) => `busy exec failed: ${String(err)}`);
@@ -173,6 +169,36 @@ async function vmOverContainer(cri: CriClient, containerId: string, podMemory: (
   const [stats, pod] = await Promise.all([cri.runtime.containerStats({ containerId }), podMemory()]);
   const used = Number(stats.stats?.memory?.usageBytes?.value ?? 0n);
   return used > 0 ? (pod.usageBytes - used) / MiB : 0;
+}
+
+/** The most one dd holds: read(2) returns at most ~2 GiB, so a larger block would touch only that. */
+const FILL_CHUNK_MIB = 1024;
+
+/**
+ * The busy container's command: 64 MiB into /dev/shm, then `fillMiB` of anonymous memory in blocks of
+ * at most FILL_CHUNK_MIB, each held by a dd that has read its whole block from /dev/zero (touching
+ * it) and blocks on its first write: `head` takes one byte and marks the block done, and a `sleep`
+ * keeps the pipe open without reading further. Once every block is held, /dev/shm/filled marks the
+ * fill done and the shell spins.
+ */
+export function fillScript(fillMiB: number): string {
+  // The limit the container runs under (memory.max of its cgroup v2, which /proc/self/cgroup names)
+  // can be below the one asked: kata-ts lowers it by the guest page metadata podFixed does not cover
+  // (src/shim/guest-memory-limit.ts). The fill is then lowered by as much, to stay near the limit.
+  const hold =
+    `n=0; left=$fill; while [ $left -gt 0 ]; do c=$(( left < ${FILL_CHUNK_MIB} ? left : ${FILL_CHUNK_MIB} )); ` +
+    `dd if=/dev/zero bs=\${c}M count=1 2>/dev/null | { head -c 1 >/dev/null; touch /dev/shm/held.$n; exec sleep 2147483647; } & ` +
+    `n=$((n+1)); left=$((left-c)); done; `;
+  return (
+    `asked=${fillMiB}; cg=$(sed -n 's/^0:://p' /proc/self/cgroup); max=$(cat /sys/fs/cgroup$cg/memory.max 2>/dev/null || echo max); fill=$asked; ` +
+    `case $max in max|'') ;; *) short=$(( (${fillMiB + SHM_FILL_MIB + EXEC_MIB + SLACK_MIB} * 1048576 - max + 1048575) / 1048576 )); [ $short -gt 0 ] && fill=$((asked - short)) ;; esac; ` +
+    // What holding the fill costs within the limit grows with it: its page tables (1/512) and each
+    // block's dd, head, sleep and shell (~1 MiB); at 8 GiB that is past SLACK_MIB.
+    `fill=$(( fill - fill / 512 - (fill + ${FILL_CHUNK_MIB - 1}) / ${FILL_CHUNK_MIB} )); ` +
+    `echo "fill $fill MiB (memory.max $max)" > /dev/shm/fill-plan; ` +
+    `dd if=/dev/zero of=/dev/shm/fill bs=1M count=${SHM_FILL_MIB} 2>/dev/null; ${hold}` +
+    `while [ "$(ls /dev/shm | grep -c '^held[.]')" -lt $n ]; do sleep 1; done; touch /dev/shm/filled; while :; do :; done`
+  );
 }
 
 /** Polls (ExecSync) for the fill's marker; the VM may die meanwhile, which the caller reports. */

@@ -115,6 +115,14 @@ export const runtimeSchema = z
     sandbox_cgroup_only: z.boolean().default(false),
     /** How the guest NIC is wired to the pod's veth: a tap mirrored with tc filters. */
     internetworking_model: z.enum(["tcfilter", "none"]).default("tcfilter"),
+    /**
+     * MiB of a pod's memory limits whose guest page metadata (`struct page`, 1/64 of the VM's
+     * memory) the RuntimeClass's overhead.podFixed covers. Above it, each container's limit in the
+     * guest is lowered by its share of the metadata of the rest, so that a pod using all its memory
+     * stays under kubelet's pod limit (limits + podFixed) instead of being OOM-killed by the host,
+     * VM and all (src/shim/guest-memory-limit.ts). Raise it with podFixed.
+     */
+    overhead_covers_limits_mib: z.number().int().min(0).default(1024),
   })
   .prefault({});
 

@@ -21,6 +21,8 @@ export const annotations = {
 export interface PodSizing {
   vcpus: number;
   memoryMiB: number;
+  /** Of memoryMiB, what the pod's memory limits added (0 without limits). */
+  limitsMiB: number;
   /** Set when the pod's CPU limit asked for more vCPUs than the host has: what was asked, and why fewer. */
   vcpusCapped?: string;
 }
@@ -50,7 +52,7 @@ export function podSizing(
     );
   }
   const wantedVcpus = qemu.default_vcpus + extraCpus;
-  const sizing: PodSizing = { vcpus: Math.min(wantedVcpus, host.cpus), memoryMiB: qemu.default_memory + extraMiB };
+  const sizing: PodSizing = { vcpus: Math.min(wantedVcpus, host.cpus), memoryMiB: qemu.default_memory + extraMiB, limitsMiB: extraMiB };
   if (wantedVcpus > host.cpus) {
     sizing.vcpusCapped =
       `the pod's CPU limit asks for ${wantedVcpus} vCPUs (${base("default_vcpus", qemu.default_vcpus)} + ${extraCpus} from annotations ` +

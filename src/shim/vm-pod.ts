@@ -19,6 +19,7 @@ import { mountRootfs, unmountRootfs } from "./rootfs-mount.js";
 import { PauseProcess, VmProcess, containerInit, execLauncher } from "./vm-process.js";
 import { StepClock } from "../util/step-clock.js";
 import { traceAgentCalls } from "./start-trace.js";
+import { withGuestMemoryLimit, withGuestSpecMemoryLimit, type LimitCover } from "./guest-memory-limit.js";
 
 export class VmPod implements Pod {
   private readonly rootfsDirs = new Map<string, string>();
@@ -33,6 +34,8 @@ export class VmPod implements Pod {
     private readonly log: Logger,
     /** The sandbox task's request: its spec and rootfs are the pause container's. */
     private readonly sandboxReq?: Pick<SandboxRequest, "id" | "bundle" | "spec" | "rootfs">,
+    /** The pod's limits and what podFixed covers: containers' limits in the guest (guest-memory-limit.ts). */
+    private readonly limitCover: LimitCover = { podLimitsMiB: 0, coveredMiB: 0 },
   ) {
     this.sandboxTask = new PauseProcess(this.pid, sandbox.vm?.wait() ?? Promise.resolve(), sandbox.lost);
     void sandbox.lost.then((loss) => {
@@ -66,7 +69,7 @@ export class VmPod implements Pod {
           this.rootfsDirs.set(req.id, rootfs);
           await clock.time("container.rootfs-mount", () => mountRootfs(req.rootfs, rootfs));
         }
-        const spec = await guestMemoryVolumes(req.spec as AgentOciSpec);
+        const spec = this.guestLimit(req.id, await guestMemoryVolumes(req.spec as AgentOciSpec));
         // Shares the rootfs and volumes on the host, then agent.CreateContainer.
         const container = await clock.time("container.share+create", () => this.sandbox.createContainer({ id: req.id, spec, rootfs, openStdin: req.stdio.stdin !== "", sandboxPidns }));
         const opts = { terminal: req.stdio.terminal, stdin: req.stdio.stdin !== "" };
@@ -154,7 +157,20 @@ export class VmPod implements Pod {
   }
 
   async update(containerId: string, resources: Record<string, unknown>): Promise<void> {
-    await this.sandbox.agent.update(containerId, resources);
+    await this.sandbox.agent.update(containerId, withGuestMemoryLimit(resources, this.limitCover));
+  }
+
+  /** The spec with its memory limit as the guest enforces it; logged when it differs. */
+  private guestLimit(containerId: string, spec: AgentOciSpec): AgentOciSpec {
+    const guest = withGuestSpecMemoryLimit(spec, this.limitCover);
+    if (guest !== spec) {
+      const limit = (o: AgentOciSpec): unknown => (o.linux?.resources?.memory as { limit?: unknown } | undefined)?.limit;
+      this.log.info(
+        { container: containerId, limit: limit(spec), guestLimit: limit(guest), ...this.limitCover },
+        "container memory limit lowered in the guest by its share of the page metadata of the pod's limits above [runtime] overhead_covers_limits_mib",
+      );
+    }
+    return guest;
   }
 
   onOom(listener: (containerId: string) => void): void {
@@ -230,6 +246,7 @@ async function createVmPod(req: SandboxRequest, clock: StepClock, log: Logger, a
   requireOwnPidAndIpc(req.spec);
   const sysctls = podSysctls(req.spec);
   const assets = req.assets ?? (await clock.time("assets", () => podAssets(req.config)));
+  const limitCover = { podLimitsMiB: req.sizing.limitsMiB, coveredMiB: req.config.runtime.overhead_covers_limits_mib };
   const opts: SandboxOptions = {
     id: req.id,
     vcpus: req.sizing.vcpus,
@@ -255,7 +272,7 @@ async function createVmPod(req: SandboxRequest, clock: StepClock, log: Logger, a
   if (pooled !== undefined) {
     try {
       const defer = req.config.factory.deferred_adoption ? { deferGuestSetUpMs: req.config.agent.liveness_timeout * 1000, onGuestSetUp } : {};
-      const pod = new VmPod(await Sandbox.create({ ...opts, adopt: adopter(pooled, log), ...defer }), log, req);
+      const pod = new VmPod(await Sandbox.create({ ...opts, adopt: adopter(pooled, log), ...defer }), log, req, limitCover);
       adopted(req.config.factory.deferred_adoption);
       return pod;
     } catch (err) {
@@ -268,5 +285,5 @@ async function createVmPod(req: SandboxRequest, clock: StepClock, log: Logger, a
   // this shim boots, before anything of the boot is set up: an adopted VM runs already, and the
   // probe's QEMU start would compete with the adoption for the host's CPUs.
   const hypervisor = await clock.time("hypervisor.open", () => openHypervisor(req.config));
-  return new VmPod(await Sandbox.create({ ...opts, hypervisor }), log, req);
+  return new VmPod(await Sandbox.create({ ...opts, hypervisor }), log, req, limitCover);
 }

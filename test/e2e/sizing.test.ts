@@ -7,10 +7,11 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdir, readdir } from "node:fs/promises";
 import { join } from "node:path";
-import { CriError } from "../../src/cri/client.js";
-import { podSandboxConfig } from "../../src/cri/pod.js";
+import { CriError, type CriClient } from "../../src/cri/client.js";
+import { ContainerState, podSandboxConfig, waitForContainerState } from "../../src/cri/pod.js";
 import { hostLimits } from "../../src/host/limits.js";
 import { useCriFixture } from "../harness/cri-fixture.js";
+import { BUSYBOX_IMAGE_REF } from "../harness/images.js";
 import { mountsUnder } from "../harness/mounts.js";
 import { processesMentioning } from "../harness/processes.js";
 
@@ -78,3 +79,51 @@ void test("sizing: a pod CPU limit above the host's online CPUs runs, as under r
   }
   assert.deepEqual(await leftovers(), [], "nothing of the pod is left");
 });
+
+/** What a container sees of its own memory limit: cgroup v1 (this host's runc) or v2 (the guest's crun, and v2 hosts). */
+const READ_OWN_MEMORY_LIMIT =
+  "if [ -f /sys/fs/cgroup/memory/memory.limit_in_bytes ]; then cat /sys/fs/cgroup/memory/memory.limit_in_bytes; " +
+  "else cg=$(sed -n 's/^0:://p' /proc/self/cgroup); cat /sys/fs/cgroup$cg/memory.max; fi";
+
+async function ownMemoryLimit(cri: CriClient, containerId: string): Promise<bigint> {
+  const r = await cri.runtime.execSync({ containerId, cmd: ["sh", "-c", READ_OWN_MEMORY_LIMIT], timeout: 60n });
+  const out = Buffer.from(r.stdout).toString().trim();
+  assert.equal(r.exitCode, 0, `the container reads its limit: ${out} ${Buffer.from(r.stderr).toString()}`);
+  return BigInt(out);
+}
+
+void test(
+  "sizing: a container with a 3 GiB limit runs under 3 GiB on runc and 32 MiB less in the guest, the page metadata of its limit above what podFixed covers ([runtime] overhead_covers_limits_mib = 1024)",
+  { timeout: 600_000 },
+  async (t) => {
+    const { ctd, cri } = fx;
+    assert.ok(ctd && cri);
+    const GiB = 1024n ** 3n;
+    const seen: Record<string, bigint> = {};
+    for (const handler of ["runc", HANDLER]) {
+      const name = `limit-${handler}`;
+      const logDirectory = join(ctd.baseDir, "pods", `default_${name}_uid-${name}`);
+      await mkdir(logDirectory, { recursive: true });
+      const config = podSandboxConfig({ name, uid: `uid-${name}`, logDirectory, resources: { memoryLimitInBytes: 3n * GiB } });
+      const { podSandboxId } = await cri.runtime.runPodSandbox({ config, runtimeHandler: handler });
+      try {
+        const { containerId } = await cri.runtime.createContainer({
+          podSandboxId,
+          sandboxConfig: config,
+          config: { metadata: { name: "sleeper" }, image: { image: BUSYBOX_IMAGE_REF }, command: ["sleep", "3600"], logPath: "sleeper.log", linux: { resources: { memoryLimitInBytes: 3n * GiB } } },
+        });
+        await cri.runtime.startContainer({ containerId });
+        await waitForContainerState(cri, containerId, ContainerState.CONTAINER_RUNNING, { timeoutMs: 240_000 });
+        seen[handler] = await ownMemoryLimit(cri, containerId);
+      } finally {
+        await cri.runtime.stopPodSandbox({ podSandboxId });
+        await cri.runtime.removePodSandbox({ podSandboxId });
+      }
+    }
+    t.diagnostic(`limits seen in the container: ${JSON.stringify(Object.fromEntries(Object.entries(seen).map(([h, v]) => [h, String(v)])))}`);
+    assert.equal(seen.runc, 3n * GiB, "runc: the limit asked");
+    // (3072 MiB of the pod's limits - 1024 covered) / 64 = 32 MiB of guest struct pages.
+    assert.equal(seen[HANDLER], 3n * GiB - 32n * 1024n * 1024n, "kata-ts: lowered by the metadata podFixed does not cover");
+    assert.deepEqual(await leftovers(), [], "nothing of either pod is left");
+  },
+);

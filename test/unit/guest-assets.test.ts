@@ -73,7 +73,7 @@ void test("assets: loadGuestAssets gives absolute paths, release and the guest k
     assert.equal(a.rootfsPath, join(dir, ROOTFS_FILE));
     assert.equal(a.rootfsFormat, "erofs");
     assert.equal(a.kernelRelease, "6.1.0-56-cloud-amd64");
-    assert.deepEqual(a.kernelCmdline, ["root=/dev/vda", "rootfstype=erofs", "ro", "init=/sbin/kata-ts-init", "panic=-1", "quiet", "random.trust_cpu=on", "dhash_entries=8192", "ihash_entries=4096"]);
+    assert.deepEqual(a.kernelCmdline, ["root=/dev/vda", "rootfstype=erofs", "ro", "init=/sbin/kata-ts-init", "panic=-1", "quiet", "random.trust_cpu=on", "dhash_entries=8192", "ihash_entries=4096", "swiotlb=noforce"]);
     assert.ok(!a.kernelCmdline.some((p) => p.startsWith("console=")), "the VMM owns the console parameter");
   });
 });

@@ -74,15 +74,15 @@ const bigHost: HostLimits = { cpus: 64, cpusSource: "test host", memoryMiB: 6553
 
 void test("shim sizing: pod CPU quota/period and memory are added to the configured baseline", () => {
   const base = { default_vcpus: 1, default_memory: 512 };
-  assert.deepEqual(podSizing(base, {}, bigHost), { vcpus: 1, memoryMiB: 512 });
+  assert.deepEqual(podSizing(base, {}, bigHost), { vcpus: 1, memoryMiB: 512, limitsMiB: 0 });
   const ann = {
     "io.kubernetes.cri.sandbox-cpu-quota": "150000",
     "io.kubernetes.cri.sandbox-cpu-period": "100000",
     "io.kubernetes.cri.sandbox-memory": String(256 * 1024 * 1024),
   };
-  assert.deepEqual(podSizing(base, ann, bigHost), { vcpus: 3, memoryMiB: 768 });
+  assert.deepEqual(podSizing(base, ann, bigHost), { vcpus: 3, memoryMiB: 768, limitsMiB: 256 });
   // No limit (quota -1 or 0) adds nothing.
-  assert.deepEqual(podSizing(base, { "io.kubernetes.cri.sandbox-cpu-quota": "-1", "io.kubernetes.cri.sandbox-cpu-period": "100000" }, bigHost), { vcpus: 1, memoryMiB: 512 });
+  assert.deepEqual(podSizing(base, { "io.kubernetes.cri.sandbox-cpu-quota": "-1", "io.kubernetes.cri.sandbox-cpu-period": "100000" }, bigHost), { vcpus: 1, memoryMiB: 512, limitsMiB: 0 });
   assert.throws(() => podSizing(base, { "io.kubernetes.cri.sandbox-memory": "lots" }, bigHost), (e: unknown) => isKataError(e, "INVALID_ARGUMENT"));
 });
 
@@ -92,12 +92,13 @@ void test("shim sizing: memory beyond the host is refused and vCPUs are capped a
   // Exactly the host fits.
   assert.deepEqual(
     podSizing(base, { "io.kubernetes.cri.sandbox-cpu-quota": "100000", "io.kubernetes.cri.sandbox-cpu-period": "100000", "io.kubernetes.cri.sandbox-memory": String((24_000 - 512) * 1024 * 1024) }, host, "/etc/kata-ts/configuration.toml"),
-    { vcpus: 2, memoryMiB: 24_000 },
+    { vcpus: 2, memoryMiB: 24_000, limitsMiB: 24_000 - 512 },
   );
   // A CPU limit is a ceiling: beyond the host's CPUs the VM gets all of them, as runc would run it.
   assert.deepEqual(podSizing(base, { "io.kubernetes.cri.sandbox-cpu-quota": "25500000", "io.kubernetes.cri.sandbox-cpu-period": "100000" }, host, "/etc/kata-ts/configuration.toml"), {
     vcpus: 2,
     memoryMiB: 512,
+    limitsMiB: 0,
     vcpusCapped:
       "the pod's CPU limit asks for 256 vCPUs (hypervisor.qemu.default_vcpus = 1 in /etc/kata-ts/configuration.toml + 255 from annotations " +
       "io.kubernetes.cri.sandbox-cpu-quota=25500000, io.kubernetes.cri.sandbox-cpu-period=100000); the VM gets this host's 2 (online CPUs in /sys/devices/system/cpu/online)",
