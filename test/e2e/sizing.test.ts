@@ -93,13 +93,14 @@ async function ownMemoryLimit(cri: CriClient, containerId: string): Promise<bigi
 }
 
 void test(
-  "sizing: a container with a 3 GiB limit runs under 3 GiB on runc and 32 MiB less in the guest, the page metadata of its limit above what podFixed covers ([runtime] overhead_covers_limits_mib = 1024)",
+  "sizing: a container with a 3 GiB limit runs under 3 GiB on runc and 32 MiB less in the guest, the page metadata of its limit above what podFixed covers ([runtime] overhead_covers_limits_mib = 1024); an update to 2 GiB alike",
   { timeout: 600_000 },
   async (t) => {
     const { ctd, cri } = fx;
     assert.ok(ctd && cri);
     const GiB = 1024n ** 3n;
     const seen: Record<string, bigint> = {};
+    const updated: Record<string, bigint> = {};
     for (const handler of ["runc", HANDLER]) {
       const name = `limit-${handler}`;
       const logDirectory = join(ctd.baseDir, "pods", `default_${name}_uid-${name}`);
@@ -115,6 +116,9 @@ void test(
         await cri.runtime.startContainer({ containerId });
         await waitForContainerState(cri, containerId, ContainerState.CONTAINER_RUNNING, { timeoutMs: 240_000 });
         seen[handler] = await ownMemoryLimit(cri, containerId);
+        // kubelet's in-place resize goes through UpdateContainerResources: the same rule applies.
+        await cri.runtime.updateContainerResources({ containerId, linux: { memoryLimitInBytes: 2n * GiB } });
+        updated[handler] = await ownMemoryLimit(cri, containerId);
       } finally {
         await cri.runtime.stopPodSandbox({ podSandboxId });
         await cri.runtime.removePodSandbox({ podSandboxId });
@@ -124,6 +128,10 @@ void test(
     assert.equal(seen.runc, 3n * GiB, "runc: the limit asked");
     // (3072 MiB of the pod's limits - 1024 covered) / 64 = 32 MiB of guest struct pages.
     assert.equal(seen[HANDLER], 3n * GiB - 32n * 1024n * 1024n, "kata-ts: lowered by the metadata podFixed does not cover");
+    t.diagnostic(`after UpdateContainerResources to 2 GiB: ${JSON.stringify(Object.fromEntries(Object.entries(updated).map(([h, v]) => [h, String(v)])))}`);
+    assert.equal(updated.runc, 2n * GiB, "runc: the updated limit");
+    // Its share (2 of the pod's 3 GiB) of the 32 MiB, in whole pages: 5462 pages.
+    assert.equal(updated[HANDLER], 2n * GiB - 5462n * 4096n, "kata-ts: the update lowered alike");
     assert.deepEqual(await leftovers(), [], "nothing of either pod is left");
   },
 );
