@@ -2,10 +2,11 @@
 // /proc/<pid>/smaps_rollup reports it. Shared by bench/overhead.ts (PSS + CPU, for the
 // RuntimeClass overhead) and bench/pod-start.ts (PSS of one idle pod). Figures only, no asserts.
 import { readFile, readlink } from "node:fs/promises";
-import { isShimServerCmdline } from "../../src/shim/bundle-path.js";
+import { isNodeShimCmdline, isShimServerCmdline } from "../../src/shim/bundle-path.js";
 import { processesMentioning, type ProcInfo } from "../../test/harness/processes.js";
 
-export type PodRole = "shim" | "qemu" | "virtiofsd";
+/** "node-shim": the node-level server's keeper and server, which serve every pod (a share per pod in density.ts). */
+export type PodRole = "shim" | "node-shim" | "qemu" | "virtiofsd";
 
 export interface PodProcess {
   pid: number;
@@ -17,6 +18,7 @@ export function podRole(p: ProcInfo): PodRole | undefined {
   if (p.cmdline.some((a) => a.includes("qemu-system"))) return "qemu";
   if (p.cmdline.some((a) => a.endsWith("virtiofsd"))) return "virtiofsd";
   if (isShimServerCmdline(p.cmdline)) return "shim";
+  if (isNodeShimCmdline(p.cmdline)) return "node-shim";
   return undefined;
 }
 

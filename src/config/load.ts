@@ -7,7 +7,7 @@ import { KataError } from "../util/errors.js";
 import { parseConfig } from "./parse.js";
 import { defaultConfig, type KataConfig } from "./schema.js";
 
-import { installedConfigPath, systemConfigPath } from "./paths.js";
+import { configFileCandidates } from "./paths.js";
 
 export { installedConfigPath, systemConfigPath } from "./paths.js";
 
@@ -28,19 +28,15 @@ export interface LoadedConfig {
 
 export async function loadConfig(search: ConfigSearch = {}): Promise<LoadedConfig> {
   const env = search.env ?? process.env;
-  const explicit: Array<[string | undefined, string]> = [
-    [search.configPath, "runtime option ConfigPath"],
-    [env.KATA_TS_CONFIG, "KATA_TS_CONFIG"],
-  ];
+  const { explicit, optional } = configFileCandidates(search);
   for (const [path, origin] of explicit) {
-    if (path === undefined || path === "") continue;
     const text = await readText(path);
     if (text === undefined) {
       throw new KataError("NOT_FOUND", `configuration file ${path} (from ${origin}) does not exist: create it or fix ${origin}`);
     }
     return poolOverride({ config: parseConfig(text, path), source: path }, env);
   }
-  for (const path of [search.systemPath ?? systemConfigPath, search.installedPath ?? installedConfigPath]) {
+  for (const path of optional) {
     const text = await readText(path);
     if (text !== undefined) return poolOverride({ config: parseConfig(text, path), source: path }, env);
   }
@@ -48,12 +44,15 @@ export async function loadConfig(search: ConfigSearch = {}): Promise<LoadedConfi
 }
 
 /**
+ * KATA_TS_SHIM_SERVER=node|pod picks the shim server whatever the file says.
  * KATA_TS_POOL=off in the environment (of containerd, so of its shims) turns the VM pool off
  * whatever the file says: the test harness's private containerds use it so that tests which are
  * not about the pool do not start a pool daemon and double the VM boots (docs/pool.md).
  */
 function poolOverride(loaded: LoadedConfig, env: NodeJS.ProcessEnv): LoadedConfig {
   if (env.KATA_TS_POOL === "off") loaded.config.factory.enable_pool = false;
+  // As `start` reads it (peek.ts): the pool daemon then keeps no warm per-pod servers either.
+  if (env.KATA_TS_SHIM_SERVER === "node" || env.KATA_TS_SHIM_SERVER === "pod") loaded.config.runtime.shim_server = env.KATA_TS_SHIM_SERVER;
   return loaded;
 }
 

@@ -123,6 +123,13 @@ export const runtimeSchema = z
      * VM and all (src/shim/guest-memory-limit.ts). Raise it with podFixed.
      */
     overhead_covers_limits_mib: z.number().int().min(0).default(1024),
+    /**
+     * Who serves a pod's task API: "pod", a shim process per pod (~15 MiB each), or "node", one
+     * node-level server for every pod, whose keeper holds containerd's connections so that the
+     * server's crash or upgrade ends no pod (docs/shim.md "The node-level server"). Read by `start`
+     * (config/peek.ts); $KATA_TS_SHIM_SERVER in containerd's environment overrides it.
+     */
+    shim_server: z.enum(["pod", "node"]).default("pod"),
   })
   .prefault({});
 

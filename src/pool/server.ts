@@ -83,7 +83,9 @@ export class PoolServer {
       boot: { bootTimeoutMs: Math.max(config.agent.dial_timeout * 1000, pooledBootTimeoutMs), warmUpContainers: f.warm_up_containers, rehearsePodPath: rehearsesPodPath(config), nice: f.refill_nice, log },
       log,
     });
-    const warmShims = new WarmShims({ size: f.warm_shims, root: paths.root, configPath: opts.configPath ?? "", nice: f.refill_nice, log, ...(opts.prepareConfig === undefined ? {} : { prepareConfig: opts.prepareConfig }) });
+    // Pods served by the node-level server need no shim process of their own, warm or not.
+    const warmShimCount = config.runtime.shim_server === "node" ? 0 : f.warm_shims;
+    const warmShims = new WarmShims({ size: warmShimCount, root: paths.root, configPath: opts.configPath ?? "", nice: f.refill_nice, log, ...(opts.prepareConfig === undefined ? {} : { prepareConfig: opts.prepareConfig }) });
     const server = createServer();
     const self = new PoolServer(opts, paths, pools, server, watchdog, warmShims);
     server.on("connection", (sock) => self.serveConnection(sock));
@@ -99,7 +101,7 @@ export class PoolServer {
     pools.addShape(poolShape(config, assets, { vcpus, memoryMiB }, ""));
     pools.start();
     warmShims.start();
-    log.info({ socket: paths.socket, poolSize: f.pool_size, maxShapes: f.max_shapes, warmShims: f.warm_shims }, "VM pool serving");
+    log.info({ socket: paths.socket, poolSize: f.pool_size, maxShapes: f.max_shapes, warmShims: warmShimCount }, "VM pool serving");
     return self;
   }
 

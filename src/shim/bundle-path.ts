@@ -41,3 +41,8 @@ export function shimLauncherEntryIn(shimDir: string): string {
 export function isShimServerCmdline(argv: readonly string[]): boolean {
   return (argv.includes("serve") || argv.includes("warm")) && argv.some((a) => a.endsWith("/shim/main.js") || a.endsWith(`/shim/${SHIM_BUNDLE_NAME}`));
 }
+
+/** Whether a command line is the node-level server's keeper or server (node-server/), bundled or not. */
+export function isNodeShimCmdline(argv: readonly string[]): boolean {
+  return (argv.includes("node-keeper") || argv.includes("node-server")) && argv.some((a) => a.endsWith("/shim/main.js") || a.endsWith(`/shim/${SHIM_BUNDLE_NAME}`));
+}

@@ -90,6 +90,12 @@ export interface Pod {
   update(containerId: string, resources: Record<string, unknown>): Promise<void>;
   /** Containers killed by the guest OOM killer, as they happen. */
   onOom(listener: (containerId: string) => void): void;
+  /**
+   * A process of a pod taken over after its server died (PodFactory.reattachPod): running in the
+   * guest (`started`: its output is read again, its exit waited for), or created and not started
+   * yet. Absent where a pod cannot be taken over.
+   */
+  reattachProcess?(ref: ReattachProcess): Promise<PodProcess>;
   /** Stop the VM and release everything on the host (helpers, mounts, state dir). Idempotent. */
   destroy(): Promise<void>;
 }
@@ -112,9 +118,31 @@ export interface SandboxRequest {
   signal?: AbortSignal;
 }
 
+export interface ReattachProcess {
+  containerId: string;
+  /** "" for the container's init. */
+  execId: string;
+  terminal: boolean;
+  stdin: boolean;
+  started: boolean;
+}
+
+/** A running pod to take over (a node-level server's restart): what its dead server recorded. Plain JSON. */
+export interface ReattachRequest {
+  /** The sandbox id: the pod's state is /run/kata-ts/<id>. */
+  id: string;
+  bundle: string;
+  spec: OciSpec;
+  config: KataConfig;
+  /** The pod's containers other than the CRI sandbox task (their host rootfs dirs are <bundle>/rootfs). */
+  containers: Array<{ id: string; bundle: string; rootfs: RootfsMount[] }>;
+}
+
 /** Entry points into the sandbox layer. */
 export interface PodFactory {
   createPod(req: SandboxRequest): Promise<Pod>;
+  /** Take over a pod whose VM runs on while the process that served it died. Absent where pods cannot be taken over. */
+  reattachPod?(req: ReattachRequest): Promise<Pod>;
   /** `shim delete`: clean up a pod from its persisted state when the shim is gone. Idempotent. */
   cleanupPod(sandboxId: string): Promise<void>;
 }

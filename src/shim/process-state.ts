@@ -40,6 +40,11 @@ export class ProcessState {
     if (this.current === "creating") this.current = "created";
   }
 
+  /** The state a process was recorded in by a server that died (TaskService.restore). */
+  restore(status: ProcessStatus): void {
+    this.current = status === "creating" ? "created" : status;
+  }
+
   /** Throws the typed error for `op` in the current state; moves to the next state if it has one. */
   apply(op: ProcessOp): void {
     this.check(op);

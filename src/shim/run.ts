@@ -14,6 +14,11 @@ export interface ShimEntry {
   serverScript: string;
   /** The pods `serve` runs and `delete` cleans up after. */
   loadPodFactory: (log: Logger) => Promise<PodFactory>;
+  /**
+   * The pods of the node-level server (node-server/server.ts), which serves many pods in one
+   * process and so cannot join any one pod's cgroup; defaults to loadPodFactory.
+   */
+  loadNodePodFactory?: (log: Logger) => Promise<PodFactory>;
   /** Loads the pod factory's modules without making one: a warm server does it before it has a pod. */
   preloadPodFactory?: () => Promise<unknown>;
 }
@@ -38,6 +43,14 @@ async function dispatch(argv: string[], entry: ShimEntry): Promise<number> {
     case "warm":
       // Internal: a warm server the pool daemon keeps (warm-serve.ts).
       await (await import("./warm-serve.js")).serveWarm(flags, entry);
+      return -1;
+    case "node-keeper":
+      // Internal: the node-level server's keeper, started by the first `start` that wants it.
+      await (await import("./node-server/keeper.js")).runKeeper(entry.serverScript);
+      return -1;
+    case "node-server":
+      // Internal: the node-level server, the keeper's child.
+      await (await import("./node-server/server.js")).runNodeServer(entry);
       return -1;
     case "serve":
       await (await import("./serve.js")).serve(flags, entry.loadPodFactory);

@@ -7,3 +7,8 @@ import { vmPodFactory, type PooledVmAdopter } from "./vm-pod.js";
 export function vmPodFactoryWithCgroup(log: Logger, adopter?: PooledVmAdopter): PodFactory {
   return withPodCgroup(vmPodFactory(log, adopter), log);
 }
+
+/** The node-level server's pods (node-server/server.ts): one process serves them all, so none is joined. */
+export function vmPodFactoryForNodeServer(log: Logger, adopter?: PooledVmAdopter): PodFactory {
+  return vmPodFactory(log, adopter);
+}

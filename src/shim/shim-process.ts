@@ -5,6 +5,7 @@ import type { Logger } from "../util/log.js";
 import { FifoIo } from "./fifo-io.js";
 import type { PodProcess, ProcessExit, StdioPaths } from "./pod-port.js";
 import { ProcessState, type ProcessStatus } from "./process-state.js";
+import type { ProcessSnapshot } from "./task-service.js";
 
 const outputDrainMs = 5000;
 
@@ -53,6 +54,38 @@ export class ShimProcess {
     this.handle = handle;
     await this.io.attach(handle);
     this.state.created();
+    this.watchExit(handle, onExit, beforeExit);
+  }
+
+  /**
+   * Takes over a process a server that died was tracking (TaskService.restore): its recorded
+   * state, and, unless it had exited, the pod's handle on it, whose output goes to the FIFOs again
+   * and whose exit is reported as attach() reports it. `handle` is undefined only for an exited one.
+   */
+  async restore(snap: ProcessSnapshot, handle: PodProcess | undefined, onExit: (exit: ProcessExit) => void, beforeExit?: (exit: ProcessExit) => Promise<void>): Promise<void> {
+    this.state.restore(snap.status);
+    if (snap.exit !== undefined) {
+      // Its exit was reported by the server that recorded it.
+      this.exit = { exitStatus: snap.exit.exitStatus, exitedAt: new Date(snap.exit.exitedAt) };
+      this.resolveExited(this.exit);
+      return;
+    }
+    if (handle === undefined) {
+      // Nothing left of it to take over (the VM's record has no such process): it is gone, as a
+      // process of a lost VM is (137), and containerd is told so.
+      const exit = { exitStatus: 137, exitedAt: new Date() };
+      this.exit = exit;
+      if (this.state.status !== "stopped" && this.state.status !== "deleted") this.state.apply("exit");
+      this.resolveExited(exit);
+      onExit(exit);
+      return;
+    }
+    this.handle = handle;
+    await this.io.attach(handle);
+    this.watchExit(handle, onExit, beforeExit);
+  }
+
+  private watchExit(handle: PodProcess, onExit: (exit: ProcessExit) => void, beforeExit?: (exit: ProcessExit) => Promise<void>): void {
     void handle.wait().then(async (exit) => {
       await this.io.drained(outputDrainMs);
       // A fast process can exit while Start is still answering: its exit follows its start event.

@@ -30,7 +30,9 @@ export async function start(flags: ShimFlags, stdin: Uint8Array, serverScript: s
   // already) stays a bare Node start-up on the StartContainer path (protobuf alone ~0.1 CPU-s).
   const [{ decodeRuntimeOptionsBytes }, { openBundleLog }] = await Promise.all([import("./runtime-options.js"), import("./bundle-log.js")]);
   const options = decodeRuntimeOptionsBytes(stdin);
-  await spawnServer(serverScript, flags, bundle, path, options.configPath, openBundleLog);
+  if ((await import("../config/peek.js").then(({ peekShimServer }) => peekShimServer(options.configPath))) === "node") {
+    await (await import("./node-server/start-node.js")).startOnNodeServer(flags, bundle, path, options.configPath, serverScript);
+  } else await spawnServer(serverScript, flags, bundle, path, options.configPath, openBundleLog);
   const uri = socketUri(path);
   await writeFile(join(bundle, "address"), uri);
   return uri;

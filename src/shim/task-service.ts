@@ -48,6 +48,20 @@ export interface TaskInfo {
   exit: ProcessExit | undefined;
 }
 
+export interface ProcessSnapshot {
+  execId: string;
+  stdio: StdioPaths;
+  pid: number;
+  status: ProcessStatus;
+  exit?: { exitStatus: number; exitedAt: string };
+}
+
+/** TaskService.snapshot(): JSON-safe. */
+export interface TaskSnapshot {
+  version: 1;
+  containers: Array<{ id: string; bundle: string; rootfs: RootfsMount[]; ownsPod: boolean; init: ProcessSnapshot; execs: ProcessSnapshot[] }>;
+}
+
 interface ShimContainer {
   id: string;
   bundle: string;
@@ -72,6 +86,8 @@ export interface TaskServiceDeps {
   configPath: string;
   /** The configuration `start` validated for the server (pod-config.ts); loaded at Create without it. */
   prepared?: Promise<PreparedPodConfig | undefined>;
+  /** Called after the tasks changed (created, started, exited, deleted): the node-level server records snapshot() then. */
+  onStateChange?: () => void;
 }
 
 export class TaskService {
@@ -133,6 +149,7 @@ export class TaskService {
       container.creation = undefined;
       settle();
       this.shutdownIfEmpty();
+      this.changed();
     }
     this.deps.events.publish({ topic: "/tasks/create", containerId: req.id, bundle: req.bundle, rootfs: req.rootfs, io: req.stdio, pid: proc.pid });
     return proc.pid;
@@ -147,6 +164,7 @@ export class TaskService {
       else this.deps.events.publish({ topic: "/tasks/exec-started", containerId: ref.containerId, execId: ref.execId, pid: proc.pid });
     });
     if (ref.execId === "") this.deps.log.info({ container: ref.containerId, startedAt, ms: Math.round(performance.now() - t0) }, "task started");
+    this.changed();
     return proc.pid;
   }
 
@@ -164,6 +182,7 @@ export class TaskService {
       throw err;
     }
     this.deps.events.publish({ topic: "/tasks/exec-added", containerId: req.containerId, execId: req.execId });
+    this.changed();
   }
 
   async kill(ref: TaskRef, signal: number, all: boolean): Promise<void> {
@@ -191,6 +210,7 @@ export class TaskService {
     if (ref.execId !== "") {
       const exit = await proc.delete();
       container.execs.delete(ref.execId);
+      this.changed();
       return { pid: proc.pid, exit };
     }
     const exit = await proc.delete();
@@ -208,6 +228,7 @@ export class TaskService {
       // Shutdown after a Delete that failed, so an emptied shim must still see that it is empty
       // (its idle exit) or it stays forever (it did: the pod's netns went mid-teardown).
       this.shutdownIfEmpty();
+      this.changed();
     }
     return { pid: proc.pid, exit };
   }
@@ -232,6 +253,7 @@ export class TaskService {
     if (pod.pause === undefined) throw new KataError("UNIMPLEMENTED", "this pod cannot pause containers");
     await pod.pause(containerId);
     container.init.state.apply("pause");
+    this.changed();
     this.deps.events.publish({ topic: "/tasks/paused", containerId });
   }
 
@@ -242,6 +264,7 @@ export class TaskService {
     if (pod.resume === undefined) throw new KataError("UNIMPLEMENTED", "this pod cannot resume containers");
     await pod.resume(containerId);
     container.init.state.apply("resume");
+    this.changed();
     this.deps.events.publish({ topic: "/tasks/resumed", containerId });
   }
 
@@ -261,6 +284,80 @@ export class TaskService {
   async stats(containerId: string): Promise<ContainerStats> {
     this.container(containerId);
     return this.requirePod(containerId).stats(containerId);
+  }
+
+  /**
+   * The tasks as plain data: what a node-level server that took this one's place needs to serve
+   * them again (restore). Creations still running are left out: their Create never answered.
+   */
+  snapshot(): TaskSnapshot {
+    const proc = (p: ShimProcess): ProcessSnapshot => ({
+      execId: p.execId,
+      stdio: p.stdio,
+      pid: p.pid,
+      status: p.status,
+      ...(p.exitInfo === undefined ? {} : { exit: { exitStatus: p.exitInfo.exitStatus, exitedAt: p.exitInfo.exitedAt.toISOString() } }),
+    });
+    const containers = [...this.containers.values()]
+      .filter((c) => c.creation === undefined)
+      .map((c) => ({ id: c.id, bundle: c.bundle, rootfs: c.rootfs, ownsPod: c.ownsPod, init: proc(c.init), execs: [...c.execs.values()].map(proc) }));
+    return { version: 1, containers };
+  }
+
+  /**
+   * Serves the tasks a node-level server that died recorded (snapshot()): the pod's VM is taken
+   * over as it runs (PodFactory.reattachPod), each live process again has its output copied to its
+   * FIFOs and its exit reported; exits that happened meanwhile are reported now.
+   */
+  async restore(raw: unknown): Promise<void> {
+    const snap = raw as Partial<TaskSnapshot> | undefined;
+    if (snap?.version !== 1 || !Array.isArray(snap.containers)) throw new KataError("INVALID_ARGUMENT", "the recorded tasks are not a snapshot this build understands");
+    if (this.containers.size > 0 || this.pod !== undefined) throw new KataError("FAILED_PRECONDITION", "this pod's server holds tasks already");
+    const owner = snap.containers.find((c) => c.ownsPod);
+    if (owner !== undefined) {
+      const factory = await this.deps.factory;
+      if (factory?.reattachPod === undefined) throw new KataError("UNIMPLEMENTED", "this kata-ts build cannot take a running pod over");
+      const spec = await readSpec(owner.bundle);
+      const { config } = await podConfig(this.deps.configPath, this.deps.prepared);
+      const pod = await factory.reattachPod({
+        id: owner.id,
+        bundle: owner.bundle,
+        spec,
+        config,
+        containers: snap.containers.filter((c) => c !== owner || spec.annotations?.[annotations.containerType] !== "sandbox").map((c) => ({ id: c.id, bundle: c.bundle, rootfs: c.rootfs })),
+      });
+      this.adoptPod(pod);
+    }
+    for (const c of snap.containers) {
+      const init = new ShimProcess(c.id, "", c.init.stdio, this.deps.log);
+      const container: ShimContainer = { id: c.id, bundle: c.bundle, rootfs: c.rootfs, ownsPod: c.ownsPod, init, execs: new Map() };
+      this.containers.set(c.id, container);
+      const isSandboxTask = c.ownsPod && (await readSpec(c.bundle).catch(() => undefined))?.annotations?.[annotations.containerType] === "sandbox";
+      await init.restore(c.init, await this.livingProcess(c.id, c.init, isSandboxTask), (exit) => this.exited(init, exit), (exit) => this.oomBeforeExit(init, exit));
+      for (const e of c.execs) {
+        const exec = new ShimProcess(c.id, e.execId, e.stdio, this.deps.log);
+        container.execs.set(e.execId, exec);
+        await exec.restore(e, await this.livingProcess(c.id, e, false), (exit) => this.exited(exec, exit));
+      }
+    }
+    if (this.containers.size > 0) this.emptySince = undefined;
+    this.deps.log.info({ containers: snap.containers.map((c) => ({ id: c.id, status: c.init.status, execs: c.execs.length })) }, "took the pod's tasks over");
+  }
+
+  /** The pod's handle on a recorded process that had not exited; undefined when the pod has none. */
+  private async livingProcess(containerId: string, snap: ProcessSnapshot, isSandboxTask: boolean): Promise<PodProcess | undefined> {
+    if (snap.exit !== undefined || this.pod === undefined) return undefined;
+    if (isSandboxTask) {
+      const pause = this.pod.sandboxProcess();
+      if (snap.status !== "created") await pause.start();
+      return pause;
+    }
+    if (this.pod.reattachProcess === undefined) return undefined;
+    const terminal = snap.stdio.terminal;
+    return this.pod.reattachProcess({ containerId, execId: snap.execId, terminal, stdin: snap.stdio.stdin !== "", started: snap.status !== "created" }).catch((err: unknown) => {
+      this.deps.log.warn({ err: describeError(err), container: containerId, exec: snap.execId }, "cannot take the process over: it counts as gone");
+      return undefined;
+    });
   }
 
   /** The pid containerd should watch for this container's task (0 when unknown). */
@@ -311,11 +408,15 @@ export class TaskService {
       await pod.destroy();
       throw new KataError("CANCELLED", `pod ${req.id}: its start was cut off; the pod is removed`);
     }
+    this.adoptPod(pod);
+  }
+
+  private adoptPod(pod: Pod): void {
     this.pod = pod;
     // The ids come from the guest: only containers of this shim, at most one event per window each.
     const oom = new OomFilter((id) => this.containers.has(id), this.deps.log);
     this.oomFilter = oom;
-    this.pod.onOom((containerId) => {
+    pod.onOom((containerId) => {
       if (oom.accept(containerId)) this.deps.events.publish({ topic: "/tasks/oom", containerId });
     });
   }
@@ -347,7 +448,12 @@ export class TaskService {
     return this.podTeardown;
   }
 
+  private changed(): void {
+    this.deps.onStateChange?.();
+  }
+
   private exited(proc: ShimProcess, exit: ProcessExit): void {
+    this.changed();
     this.deps.events.publish({
       topic: "/tasks/exit",
       containerId: proc.containerId,

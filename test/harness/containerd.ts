@@ -97,6 +97,8 @@ export interface PrivateContainerd extends LeakScope {
   /** `ctr --address <address> -n k8s.io <args>`. */
   ctr(args: readonly string[], opts?: { timeoutMs?: number; namespace?: string }): Promise<ExecResult>;
   stop(): Promise<void>;
+  /** Stops containerd (SIGTERM, as a service restart does) and starts it again on the same state: its shims run on. */
+  restart(): Promise<void>;
 }
 
 /** Wait for `p` at most `ms`; the timer is cleared so it never holds the event loop open. */
@@ -191,16 +193,21 @@ export async function startContainerd(opts: StartContainerdOptions = {}): Promis
     }
     for (const [runtimeType, script] of Object.entries(opts.shims ?? {})) await writeShimLauncher(binDir, runtimeType, script);
     if (opts.beforeStart) await opts.beforeStart(configPath);
-    proc = spawnContainerd(["nsenter", `--net=${netnsPath}`, "--", "containerd", "--config", configPath, "--log-level", "debug"], logPath, {
+    const argv = ["nsenter", `--net=${netnsPath}`, "--", "containerd", "--config", configPath, "--log-level", "debug"];
+    const env = {
       ...containerdEnv(process.env),
       ...opts.env,
       PATH: `${binDir}:${opts.env?.PATH ?? process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin"}`,
       KATA_TS_STATE_DIR: dirs.kataStateDir,
       // The VM pool is on by default; only the pool's own tests (and benches) run with it.
       ...(opts.pool === true ? {} : { KATA_TS_POOL: "off" }),
-    });
-    const started = proc;
-    await waitContainerdReady(address, () => started.exited, logPath, opts.readyTimeoutMs ?? 30_000);
+    };
+    const launch = async (): Promise<void> => {
+      const started = spawnContainerd(argv, logPath, env);
+      proc = started;
+      await waitContainerdReady(address, () => started.exited, logPath, opts.readyTimeoutMs ?? 30_000);
+    };
+    await launch();
     return {
       address,
       ttrpcAddress: `${address}.ttrpc`,
@@ -215,9 +222,15 @@ export async function startContainerd(opts: StartContainerdOptions = {}): Promis
       before,
       seenContainerIds,
       leftShimSockets,
-      pid: proc.pid,
+      get pid() {
+        return proc?.pid ?? -1;
+      },
       ctr,
       stop,
+      async restart() {
+        await proc?.terminate();
+        await launch();
+      },
     };
   } catch (err) {
     await stop();

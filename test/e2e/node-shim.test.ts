@@ -1,0 +1,138 @@
+// The node-level shim server (`[runtime] shim_server = "node"`) as a user meets it: pods through
+// CRI on a private containerd, served by one keeper and one server process for the node instead
+// of a shim process per pod. What must hold: the pods run and answer as with per-pod shims; the
+// server's crash (SIGKILL) and its restart for an upgrade (SIGHUP to the keeper) end no pod:
+// containers keep running, their output keeps reaching the CRI log, exec answers, containerd
+// never sees a task exit; a containerd restart finds them again; removing the pods leaves nothing (the fixture's leak check), and the
+// keeper and its server go when told.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { ContainerState, podSandboxConfig, waitForContainerState } from "../../src/cri/pod.js";
+import type { CriClient } from "../../src/cri/client.js";
+import type { PrivateContainerd } from "../harness/containerd.js";
+import { useCriFixture } from "../harness/cri-fixture.js";
+import { BUSYBOX_IMAGE_REF } from "../harness/images.js";
+import { isAlive, processesMentioning } from "../harness/processes.js";
+
+const fx = useCriFixture({ kataConfig: '[runtime]\nshim_server = "node"\n' });
+
+interface TickPod {
+  name: string;
+  podSandboxId: string;
+  containerId: string;
+  logFile: string;
+}
+
+async function startTickPod(ctd: PrivateContainerd, cri: CriClient, name: string): Promise<TickPod> {
+  const logDirectory = join(ctd.baseDir, "pods", name);
+  await mkdir(logDirectory, { recursive: true });
+  const config = podSandboxConfig({ name, uid: `uid-${name}`, logDirectory });
+  const { podSandboxId } = await cri.runtime.runPodSandbox({ config, runtimeHandler: "kata-ts" });
+  const { containerId } = await cri.runtime.createContainer({
+    podSandboxId,
+    sandboxConfig: config,
+    config: { metadata: { name: "ticker" }, image: { image: BUSYBOX_IMAGE_REF }, command: ["sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.5; done"], logPath: "ticker.log" },
+  });
+  await cri.runtime.startContainer({ containerId });
+  await waitForContainerState(cri, containerId, ContainerState.CONTAINER_RUNNING, { timeoutMs: 300_000, pollMs: 100 });
+  return { name, podSandboxId, containerId, logFile: join(logDirectory, "ticker.log") };
+}
+
+/** The highest tick in the pod's CRI log. */
+async function lastTick(pod: TickPod): Promise<number> {
+  const text = await readFile(pod.logFile, "utf8").catch(() => "");
+  const ticks = [...text.matchAll(/tick (\d+)/g)].map((m) => Number(m[1]));
+  return ticks.length === 0 ? -1 : Math.max(...ticks);
+}
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(200);
+  }
+}
+
+/** The keeper's and the server's pids (the only shim processes of this containerd), and per-pod servers (none expected). */
+async function shimProcesses(ctd: PrivateContainerd): Promise<{ keeper: number[]; server: number[]; perPod: number[] }> {
+  const procs = await processesMentioning(ctd.baseDir);
+  const args = (p: { cmdline: string[] }): string => p.cmdline.join(" ");
+  return {
+    keeper: procs.filter((p) => args(p).includes("node-keeper")).map((p) => p.pid),
+    server: procs.filter((p) => args(p).includes("node-server")).map((p) => p.pid),
+    perPod: procs.filter((p) => / serve$/.test(args(p))).map((p) => p.pid),
+  };
+}
+
+/** Every pod still runs and answers from its own guest; its container's output reaches the log again. */
+async function assertPodsLive(cri: CriClient, pods: readonly TickPod[], when: string): Promise<void> {
+  for (const pod of pods) {
+    const before = await lastTick(pod);
+    const r = await cri.runtime.execSync({ containerId: pod.containerId, cmd: ["hostname"], timeout: 120n });
+    assert.equal(r.exitCode, 0, `${when}: ${pod.name}: exec failed: ${Buffer.from(r.stderr).toString()}`);
+    assert.equal(Buffer.from(r.stdout).toString().trim(), pod.name, `${when}: the exec ran in that pod's guest`);
+    await waitFor(`${pod.name}'s output to reach its log ${when}`, async () => ((await lastTick(pod)) > before ? true : undefined), 60_000);
+    const status = await cri.runtime.containerStatus({ containerId: pod.containerId });
+    assert.equal(status.status?.state, ContainerState.CONTAINER_RUNNING, `${when}: ${pod.name}'s container still runs (containerd saw no exit)`);
+  }
+}
+
+void test("node-level shim server: pods survive its crash and its restart, and nothing is left", { timeout: 1_200_000 }, async () => {
+  const { ctd, cri } = fx;
+  assert.ok(ctd && cri);
+  const pods: TickPod[] = [];
+  let keeperPid: number | undefined;
+  try {
+    pods.push(await startTickPod(ctd, cri, "node-shim-a"));
+    pods.push(await startTickPod(ctd, cri, "node-shim-b"));
+    const first = await shimProcesses(ctd);
+    assert.equal(first.keeper.length, 1, "one keeper for the node");
+    assert.equal(first.server.length, 1, "one server for every pod");
+    assert.deepEqual(first.perPod, [], "no shim process per pod");
+    keeperPid = first.keeper[0] as number;
+    const vms = (await processesMentioning(ctd.baseDir)).filter((p) => p.cmdline[0]?.includes("qemu-system"));
+    assert.equal(vms.length, 2, "a VM per pod");
+    await assertPodsLive(cri, pods, "before any restart");
+
+    // The server crashes: the keeper starts another, which takes both running pods over.
+    const crashed = first.server[0] as number;
+    process.kill(crashed, "SIGKILL");
+    const second = await waitFor("a new server", async () => {
+      const s = (await shimProcesses(ctd)).server.filter((p) => p !== crashed);
+      return s.length === 1 ? s[0] : undefined;
+    }, 60_000);
+    await assertPodsLive(cri, pods, "after the server was killed");
+    const vmsAfter = (await processesMentioning(ctd.baseDir)).filter((p) => p.cmdline[0]?.includes("qemu-system")).map((p) => p.pid);
+    assert.deepEqual(vmsAfter.sort(), vms.map((p) => p.pid).sort(), "the same VMs run on");
+
+    // An upgrade: SIGHUP to the keeper restarts the server after it finished what it answered.
+    process.kill(keeperPid, "SIGHUP");
+    await waitFor("the restarted server", async () => {
+      const s = (await shimProcesses(ctd)).server.filter((p) => p !== second);
+      return s.length === 1 ? s[0] : undefined;
+    }, 60_000);
+    await assertPodsLive(cri, pods, "after the server was restarted");
+
+    // containerd restarts (as a service restart does): it reconnects to each pod's socket, which
+    // the keeper listens on, and finds its tasks running.
+    await ctd.restart();
+    await assertPodsLive(cri, pods, "after containerd restarted");
+  } finally {
+    for (const pod of pods) {
+      await cri.runtime.stopPodSandbox({ podSandboxId: pod.podSandboxId });
+      await cri.runtime.removePodSandbox({ podSandboxId: pod.podSandboxId });
+    }
+    if (keeperPid !== undefined && isAlive(keeperPid)) process.kill(keeperPid, "SIGTERM");
+  }
+  await waitFor("the keeper and its server to exit", async () => {
+    const left = await shimProcesses(ctd);
+    return left.keeper.length + left.server.length === 0 ? true : undefined;
+  }, 60_000);
+  const left = (await processesMentioning(ctd.baseDir)).filter((p) => /qemu-system|virtiofsd/.test(p.cmdline.join(" ")));
+  assert.deepEqual(left.map((p) => p.cmdline[0]), [], "no VM or virtiofsd outlives its pod");
+});
