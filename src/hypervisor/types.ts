@@ -65,6 +65,12 @@ export interface VmConfig {
    */
   netnsPath?: string;
   /**
+   * cgroupfs directories (one per hierarchy) the VMM process starts in: it is placed there before
+   * it runs (src/util/start-in-cgroups.ts), so all it allocates is charged there. Default: it
+   * inherits the caller's cgroups.
+   */
+  cgroupDirs?: string[];
+  /**
    * Block devices to reserve at start for images attached while the VM runs (`Vm.blocks`), for a
    * VMM that cannot hotplug them (Firecracker boots with this many placeholders). Default 0.
    */

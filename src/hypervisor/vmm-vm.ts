@@ -7,6 +7,7 @@
 import { mkdir, readdir, rm } from "node:fs/promises";
 import { KataError } from "../util/errors.js";
 import { createLogger } from "../util/log.js";
+import { startInCgroups } from "../util/start-in-cgroups.js";
 import { ConsoleLog } from "./console-log.js";
 import { readTail } from "./console-tail.js";
 import { VmLifecycle } from "./lifecycle.js";
@@ -119,11 +120,12 @@ export abstract class VmmVm extends VmFilesView implements Vm {
         ...(cmd.env === undefined ? {} : { env: cmd.env }),
         stdout: cmd.console === "stdout" ? "pipe" as const : "ignore" as const,
       };
-      // nsenter joins the netns and execs the VMM: same pid, so signals and the group kill still reach it.
+      // nsenter joins the netns and execs the VMM, as does the cgroup placement: same pid, so
+      // signals and the group kill still reach it.
       const netns = this.config.netnsPath;
-      this.proc = netns === undefined
-        ? await VmmProcess.spawn(cmd.binary, cmd.args, spawnOpts)
-        : await VmmProcess.spawn("nsenter", [`--net=${netns}`, "--", cmd.binary, ...cmd.args], spawnOpts);
+      const inNetns = netns === undefined ? cmd : { binary: "nsenter", args: [`--net=${netns}`, "--", cmd.binary, ...cmd.args] };
+      const placed = startInCgroups(this.config.cgroupDirs ?? [], inNetns.binary, inNetns.args);
+      this.proc = await VmmProcess.spawn(placed.binary, placed.args, spawnOpts);
       const stdout = this.proc.stdout;
       if (cmd.console === "stdout" && stdout !== null) this.console.attach(stdout);
       this.proc.exited

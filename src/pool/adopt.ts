@@ -1,8 +1,8 @@
 // Shim side of the pool: ask the pool daemon for a VM of the pod's shape, and make the VM the pod's.
 // Adoption, in order, each undo pushed on the sandbox's stack as it succeeds: record the pids; take
 // ownership by renaming the VM's directory out of the pool into the sandbox state dir (the pool's
-// watchdog no longer sees it); move QEMU and virtiofsd into this
-// shim's cgroup (the pod's: the shim joined it before creating the pod) at this shim's priority,
+// watchdog no longer sees it); move QEMU and virtiofsd into the pod's cgroup (the one the sandbox
+// names, or else this shim's: the shim joined it before creating the pod) at this shim's priority,
 // attach over QMP and connect to the agent; meanwhile join the pod network.
 import { rename, rm, writeFile } from "node:fs/promises";
 import { getPriority } from "node:os";
@@ -12,7 +12,7 @@ import type { GuestAssets } from "../guest/assets.js";
 import { vmLayout } from "../hypervisor/qemu/layout.js";
 import { TtrpcClient } from "../protocol/ttrpc/index.js";
 import type { VmAdopter } from "../sandbox/adoption.js";
-import { cgroupDirsByCpuOf } from "../sandbox/host-cgroup.js";
+import { cgroupDirsByCpu, cgroupDirsByCpuOf } from "../sandbox/host-cgroup.js";
 import { virtiofsdPidFile } from "../sandbox/virtiofsd.js";
 import { describeError, KataError } from "../util/errors.js";
 import type { Logger } from "../util/log.js";
@@ -107,7 +107,7 @@ export function adoptPooledVm(taken: TakenVm, log: Logger): VmAdopter {
     let otherCgroups: Promise<void> = Promise.resolve();
     const vmHalf = (async () => {
       const moved = await clock.time("adopt.cgroup", async () => {
-        const [pids, dirs] = await Promise.all([Promise.all([withDescendants(handle.qemuPid), withDescendants(handle.virtiofsdPid)]).then((p) => p.flat()), cgroupDirsByCpuOf(process.pid)]);
+        const [pids, dirs] = await Promise.all([Promise.all([withDescendants(handle.qemuPid), withDescendants(handle.virtiofsdPid)]).then((p) => p.flat()), ctx.cgroupDirs === undefined ? cgroupDirsByCpuOf(process.pid) : cgroupDirsByCpu(ctx.cgroupDirs)]);
         await Promise.all([joinMyPriority(pids), joinCgroups(pids, dirs.cpu)]);
         return { pids, other: dirs.other };
       });

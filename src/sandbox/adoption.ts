@@ -15,6 +15,8 @@ export interface AdoptionContext {
   /** Where the VM's directory must go; its share is <vmDir>/shared. */
   vmDir: string;
   netnsPath?: string;
+  /** The pod's cgroup dirs (one per hierarchy) to move the VM into; default this process's own. */
+  cgroupDirs?: string[];
   undo: UndoStack;
   /** The adopter times its steps on it (adopt.*). */
   clock: StepClock;

@@ -1,11 +1,13 @@
-// Host cgroup placement for a pod's VM: the shim moves itself into the sandbox's cgroup (the OCI
-// spec's linux.cgroupsPath, under the pod cgroup kubelet sized with PodOverhead) before it starts
-// virtiofsd and QEMU, so they inherit it and the whole VM is charged to the pod, as Kata does with
-// sandbox_cgroup_only. Works on cgroup v1, v2 and hybrid hosts, with cgroupfs paths ("/a/b") and
+// Host cgroup placement for a pod's VM, in the sandbox's cgroup (the OCI spec's linux.cgroupsPath,
+// under the pod cgroup kubelet sized with PodOverhead), so the whole VM is charged to the pod, as
+// Kata does with sandbox_cgroup_only: either the per-pod shim moves itself there (joinCgroup) before
+// it starts virtiofsd and QEMU, so they inherit it, or the cgroup is only made (makeCgroup) and they
+// start in its dirs (src/util/start-in-cgroups.ts). Works on cgroup v1, v2 and hybrid hosts, with cgroupfs paths ("/a/b") and
 // systemd-driver paths ("slice:prefix:name", placed where systemd would put that scope; the
 // directories are made directly, not through systemd's D-Bus API).
 import { mkdir, readFile, rmdir, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 
 interface Hierarchy {
   /** Where it is mounted, e.g. /sys/fs/cgroup/memory or /sys/fs/cgroup/unified. */
@@ -13,6 +15,16 @@ interface Hierarchy {
   /** Key into /proc/<pid>/cgroup: the hierarchy's comma-joined controllers, or "" for v2. */
   key: string;
   cpuset: boolean;
+}
+
+export interface MadeCgroup {
+  /** The cgroup directories, one per hierarchy. */
+  dirs: string[];
+  /**
+   * Remove the directories this call created, innermost first. One still holding a process stays;
+   * with `busyWaitMs`, one that is busy (a killed process not yet gone) is tried again meanwhile.
+   */
+  remove(busyWaitMs?: number): Promise<void>;
 }
 
 export interface JoinedCgroup {
@@ -128,31 +140,59 @@ export function cgroupfsPath(cgroupsPath: string): string | undefined {
   return `${dir}/${unit}`;
 }
 
+/** rmdir, tried again while the cgroup is busy, until `busyWaitMs` has passed. */
+async function rmdirCgroup(dir: string, busyWaitMs: number): Promise<void> {
+  const deadline = Date.now() + busyWaitMs;
+  for (;;) {
+    try {
+      await rmdir(dir);
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EBUSY" || Date.now() >= deadline) return;
+      await sleep(20);
+    }
+  }
+}
+
+/** Make `cgroupsPath` (a cgroupfs path) and missing parents in every mounted hierarchy; nothing joins it. */
+export async function makeCgroup(cgroupsPath: string): Promise<MadeCgroup> {
+  const hierarchies = await cgroupHierarchies();
+  const created: string[] = [];
+  const remove = async (busyWaitMs = 0): Promise<void> => {
+    // Innermost first; a cgroup someone else still uses stays (rmdir fails with EBUSY).
+    for (const d of created.splice(0).sort((a, b) => b.length - a.length)) await rmdirCgroup(d, busyWaitMs);
+  };
+  try {
+    for (const h of hierarchies) created.push(...(await mkdirs(h.mount, join(h.mount, cgroupsPath), h.cpuset)));
+  } catch (err) {
+    await remove();
+    throw err;
+  }
+  return { dirs: hierarchies.map((h) => join(h.mount, cgroupsPath)), remove };
+}
+
 /** Move `pid` (default: this process) into `cgroupsPath` in every mounted hierarchy. */
 export async function joinCgroup(cgroupsPath: string, pid: number = process.pid): Promise<JoinedCgroup> {
   const hierarchies = await cgroupHierarchies();
   const original = await currentCgroups(pid);
-  const created: string[] = [];
+  const made = await makeCgroup(cgroupsPath);
   const moved: Array<{ h: Hierarchy; from: string }> = [];
   const release = async (): Promise<void> => {
     for (const { h, from } of moved.splice(0)) {
       await writeFile(join(h.mount, from, "cgroup.procs"), String(pid)).catch(() => undefined);
     }
-    // Innermost first; a cgroup someone else still uses stays (rmdir fails with EBUSY).
-    for (const d of created.splice(0).sort((a, b) => b.length - a.length)) await rmdir(d).catch(() => undefined);
+    await made.remove();
   };
   try {
     for (const h of hierarchies) {
-      const dir = join(h.mount, cgroupsPath);
-      created.push(...(await mkdirs(h.mount, dir, h.cpuset)));
-      await writeFile(join(dir, "cgroup.procs"), String(pid));
+      await writeFile(join(h.mount, cgroupsPath, "cgroup.procs"), String(pid));
       moved.push({ h, from: original.get(h.key) ?? "/" });
     }
   } catch (err) {
     await release();
     throw err;
   }
-  return { dirs: hierarchies.map((h) => join(h.mount, cgroupsPath)), release };
+  return { dirs: made.dirs, release };
 }
 
 /** Which cgroup directories hold `pid` (for checks and tests): hierarchy mount + path. */
@@ -174,6 +214,20 @@ export async function cgroupDirsByCpuOf(pid: number): Promise<{ cpu: string[]; o
   for (const h of await cgroupHierarchies()) {
     const p = cur.get(h.key);
     if (p !== undefined) (h.key === "" || h.key.split(",").includes("cpu") ? out.cpu : out.other).push(join(h.mount, p));
+  }
+  return out;
+}
+
+/**
+ * `dirs` (cgroup directories, e.g. a pod's from makeCgroup) split as cgroupDirsByCpuOf splits a
+ * process's; a dir under no mounted hierarchy counts as "other".
+ */
+export async function cgroupDirsByCpu(dirs: readonly string[]): Promise<{ cpu: string[]; other: string[] }> {
+  const hierarchies = await cgroupHierarchies();
+  const out = { cpu: [] as string[], other: [] as string[] };
+  for (const d of dirs) {
+    const h = hierarchies.find((x) => d === x.mount || d.startsWith(`${x.mount}/`));
+    (h !== undefined && (h.key === "" || h.key.split(",").includes("cpu")) ? out.cpu : out.other).push(d);
   }
   return out;
 }

@@ -80,6 +80,13 @@ export interface SandboxOptions {
   sysctls?: Record<string, string>;
   /** Take this VM booted ahead of the pod (src/pool) instead of booting one. */
   adopt?: VmAdopter;
+  /**
+   * The pod's cgroup dirs (cgroupfs, one per hierarchy): virtiofsd and the VMM start in them (placed
+   * before they run, so their memory is charged there from the first page) and an adopted VM is
+   * moved into them. Default: they inherit this process's cgroups, and an adopted VM is moved into
+   * them (the per-pod shim has joined the pod's cgroup: src/shim/pod-cgroup.ts).
+   */
+  cgroupDirs?: string[];
   /** Times the set-up steps (the shim logs them: docs/pool.md "Where a pod start goes"). */
   clock?: StepClock;
   /** Cuts the set-up short (CANCELLED) at its next step, the boot included; what was set up is undone. */
@@ -220,7 +227,7 @@ export class Sandbox {
       // only adoption (which pushes its undo steps) makes it so.
       if (opts.adopt === undefined) throw new KataError("INTERNAL", "neither booting nor adopting a VM");
       this.undo.push("unmount shared dir", () => unmountAll(layout.sharedDir));
-      const parts = await this.adopt(opts.adopt, opts.netnsPath, clock);
+      const parts = await this.adopt(opts.adopt, opts, clock);
       checkNotCancelled(opts.signal, opts.id);
       return this.finishSetUp(opts, parts, clock);
     }
@@ -262,6 +269,7 @@ export class Sandbox {
       accel,
       ...(blockSlots === undefined ? { sharedFs: { socketPath: layout.virtiofsdSocket, tag: SHARED_FS_TAG } } : { blockSlots }),
       ...(net === undefined ? {} : { netDevices: net.netDevices, netnsPath: net.netnsPath }),
+      ...(opts.cgroupDirs === undefined ? {} : { cgroupDirs: opts.cgroupDirs }),
     };
     const booted = await clock.time("boot", () => this.bootWithRetry(config, { ...opts, hypervisor }));
     const { vm } = booted;
@@ -366,11 +374,12 @@ export class Sandbox {
   }
 
   /** The adopter moves the VM in and pushes its own undo steps (stop VM included). */
-  private async adopt(adopter: VmAdopter, netnsPath: string | undefined, clock: StepClock): Promise<AdoptedVmParts> {
+  private async adopt(adopter: VmAdopter, opts: Pick<SandboxOptions, "netnsPath" | "cgroupDirs">, clock: StepClock): Promise<AdoptedVmParts> {
     const parts = await adopter({
       vmDir: join(this.layout.stateDir, ADOPTED_VM_DIR),
       clock,
-      ...(netnsPath === undefined ? {} : { netnsPath }),
+      ...(opts.netnsPath === undefined ? {} : { netnsPath: opts.netnsPath }),
+      ...(opts.cgroupDirs === undefined ? {} : { cgroupDirs: opts.cgroupDirs }),
       undo: this.undo,
       recordPids: async (p) => {
         this.record.vmPid = p.vmPid;
@@ -395,7 +404,7 @@ export class Sandbox {
     const stallMs = opts.bootStallMs === undefined ? defaultBootStallMs : opts.bootStallMs === 0 ? undefined : opts.bootStallMs;
     for (let attempt = 1; ; attempt++) {
       // No share, no virtiofsd (container root filesystems come as block images).
-      const vfs = config.sharedFs === undefined ? undefined : await Virtiofsd.start({ sharedDir: layout.sharedDir, socketPath: layout.virtiofsdSocket, logPath: layout.virtiofsdLog });
+      const vfs = config.sharedFs === undefined ? undefined : await Virtiofsd.start({ sharedDir: layout.sharedDir, socketPath: layout.virtiofsdSocket, logPath: layout.virtiofsdLog, ...(config.cgroupDirs === undefined ? {} : { cgroupDirs: config.cgroupDirs }) });
       try {
         // On disk before the VMM starts: a shim killed from here on leaves a virtiofsd to find.
         this.record.virtiofsdPid = vfs?.pid;

@@ -9,6 +9,7 @@ import { open, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { KataError } from "../util/errors.js";
+import { startInCgroups } from "../util/start-in-cgroups.js";
 
 export const VIRTIOFSD = process.env.KATA_TS_VIRTIOFSD ?? "/usr/lib/qemu/virtiofsd";
 
@@ -62,7 +63,8 @@ export class Virtiofsd {
     return this.child.pid;
   }
 
-  static async start(opts: { sharedDir: string; socketPath: string; logPath: string; timeoutMs?: number }): Promise<Virtiofsd> {
+  /** `cgroupDirs`: cgroupfs dirs (one per hierarchy) it starts in (src/util/start-in-cgroups.ts); default the caller's. */
+  static async start(opts: { sharedDir: string; socketPath: string; logPath: string; timeoutMs?: number; cgroupDirs?: readonly string[] }): Promise<Virtiofsd> {
     // A socket left by an earlier virtiofsd (a retried boot) would pass for this one's below.
     await rm(opts.socketPath, { force: true });
     const log = await open(opts.logPath, "a");
@@ -81,7 +83,8 @@ export class Virtiofsd {
       // Each bind mount in the share shows up as its own mount in the guest (unique inode numbers).
       "-o", "announce_submounts",
     ];
-    const child = spawn(VIRTIOFSD, args, { stdio: ["ignore", log.fd, log.fd], detached: true });
+    const cmd = startInCgroups(opts.cgroupDirs ?? [], VIRTIOFSD, args);
+    const child = spawn(cmd.binary, cmd.args, { stdio: ["ignore", log.fd, log.fd], detached: true });
     await log.close();
     const d = new Virtiofsd(child, opts.socketPath);
     const failed = new Promise<Error>((resolve) => child.once("error", resolve));

@@ -9,7 +9,7 @@ void runShim(process.argv.slice(2), {
   serverScript: fileURLToPath(import.meta.url),
   // Loaded on demand: `start` and `delete` of a CRI app container never need the sandbox layer.
   loadPodFactory: async (log) => (await import("./sandbox-adapter.js")).vmPodFactoryWithCgroup(log),
-  loadNodePodFactory: async (log) => (await import("./sandbox-adapter.js")).vmPodFactoryForNodeServer(log),
+  loadNodePodFactory: async (log) => (await import("./sandbox-adapter.js")).vmPodFactoryWithChildCgroups(log),
   // A warm server (before any pod) also reads the node's cgroup mounts, which the pod's cgroup join
   // and adoption need (host-cgroup.ts: read once per process, slow on a busy node).
   preloadPodFactory: () => Promise.all([import("./sandbox-adapter.js"), import("../sandbox/host-cgroup.js").then((m) => m.cgroupHierarchies()).catch(() => undefined)]),

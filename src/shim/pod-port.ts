@@ -112,6 +112,12 @@ export interface SandboxRequest {
   assets?: GuestAssets;
   sizing: PodSizing;
   /**
+   * The pod's cgroup dirs (cgroupfs, one per hierarchy) its host processes (virtiofsd, the VMM)
+   * start in and an adopted VM is moved into; set by withPodCgroupForChildren (pod-cgroup.ts).
+   * Absent: they inherit the caller's cgroups (the per-pod shim has joined the pod's).
+   */
+  cgroupDirs?: string[];
+  /**
    * Aborted when the pod's start is cut off (containerd deletes the task or the shim is told to
    * exit while the VM boots): the creation stops at the next step and undoes what it did.
    */

@@ -266,6 +266,7 @@ async function createVmPod(req: SandboxRequest, clock: StepClock, log: Logger, a
       : {}),
     clock,
     ...(req.signal === undefined ? {} : { signal: req.signal }),
+    ...(req.cgroupDirs === undefined ? {} : { cgroupDirs: req.cgroupDirs }),
   };
   // A VM from the pool when one of this pod's shape is ready (src/pool); booted otherwise.
   const pooled = network.kind === "netns" ? await clock.time("pool.take", () => takePooledVm(req.config, req.configSource, assets, req.sizing, req.spec.annotations ?? {}, network.path, log)) : undefined;
