@@ -22,7 +22,8 @@ export interface MadeCgroup {
   dirs: string[];
   /**
    * Remove the directories this call created, innermost first. One still holding a process stays;
-   * with `busyWaitMs`, one that is busy (a killed process not yet gone) is tried again meanwhile.
+   * with `busyWaitMs`, the cgroup itself, while busy (a killed process not yet gone), is tried
+   * again for up to that long (its parents once: they may hold other cgroups by now).
    */
   remove(busyWaitMs?: number): Promise<void>;
 }
@@ -140,9 +141,8 @@ export function cgroupfsPath(cgroupsPath: string): string | undefined {
   return `${dir}/${unit}`;
 }
 
-/** rmdir, tried again while the cgroup is busy, until `busyWaitMs` has passed. */
-async function rmdirCgroup(dir: string, busyWaitMs: number): Promise<void> {
-  const deadline = Date.now() + busyWaitMs;
+/** rmdir, tried again while the cgroup is busy, until `deadline` (ms since the epoch). */
+async function rmdirCgroup(dir: string, deadline: number): Promise<void> {
   for (;;) {
     try {
       await rmdir(dir);
@@ -157,10 +157,13 @@ async function rmdirCgroup(dir: string, busyWaitMs: number): Promise<void> {
 /** Make `cgroupsPath` (a cgroupfs path) and missing parents in every mounted hierarchy; nothing joins it. */
 export async function makeCgroup(cgroupsPath: string): Promise<MadeCgroup> {
   const hierarchies = await cgroupHierarchies();
+  const dirs = hierarchies.map((h) => join(h.mount, cgroupsPath));
   const created: string[] = [];
   const remove = async (busyWaitMs = 0): Promise<void> => {
     // Innermost first; a cgroup someone else still uses stays (rmdir fails with EBUSY).
-    for (const d of created.splice(0).sort((a, b) => b.length - a.length)) await rmdirCgroup(d, busyWaitMs);
+    // Only the cgroup itself waits: a parent it made may hold other pods' cgroups by now.
+    const deadline = Date.now() + busyWaitMs;
+    for (const d of created.splice(0).sort((a, b) => b.length - a.length)) await rmdirCgroup(d, dirs.includes(d) ? deadline : 0);
   };
   try {
     for (const h of hierarchies) created.push(...(await mkdirs(h.mount, join(h.mount, cgroupsPath), h.cpuset)));
@@ -168,7 +171,7 @@ export async function makeCgroup(cgroupsPath: string): Promise<MadeCgroup> {
     await remove();
     throw err;
   }
-  return { dirs: hierarchies.map((h) => join(h.mount, cgroupsPath)), remove };
+  return { dirs, remove };
 }
 
 /** Move `pid` (default: this process) into `cgroupsPath` in every mounted hierarchy. */
