@@ -16,7 +16,7 @@ import { cgroupDirsByCpu, cgroupDirsByCpuOf } from "../sandbox/host-cgroup.js";
 import { virtiofsdPidFile } from "../sandbox/virtiofsd.js";
 import { describeError, KataError } from "../util/errors.js";
 import type { Logger } from "../util/log.js";
-import { AdoptedHelper, AdoptedVm, killPid } from "./adopted-vm.js";
+import { AdoptedHelper, AdoptedVm, killPid } from "../hypervisor/qemu/adopted-vm.js";
 import { poolPaths } from "./layout.js";
 import { joinPodNetwork, pooledGuestNetwork, readPodNetns } from "./network.js";
 import type { NetnsSnapshot } from "../sandbox/network/inspect.js";

@@ -20,7 +20,7 @@ import { isUnimplemented } from "../sandbox/network/pod-network.js";
 import { UndoStack } from "../sandbox/undo-stack.js";
 import { Virtiofsd, virtiofsdPidFile } from "../sandbox/virtiofsd.js";
 import { run } from "../util/exec.js";
-import { killPid } from "./adopted-vm.js";
+import { killPid } from "../hypervisor/qemu/adopted-vm.js";
 import type { PooledVmHandle } from "./protocol.js";
 import { pooledVmNetns, pooledVmPaths, type PooledVmPaths } from "./layout.js";
 import type { PoolShape } from "./shape.js";

@@ -30,7 +30,7 @@ import { POOL_CGROUP, POOL_VMS_CGROUP, POOL_VMS_CPU_SHARES } from "../../src/poo
 import { poolDaemonNodeFlags } from "../../src/pool/owner.js";
 import { serverMallocEnv } from "../../src/shim/server-env.js";
 import { parseConfig, selectedVmmConfig } from "../../src/config/index.js";
-import { pidGone } from "../../src/pool/adopted-vm.js";
+import { pidGone } from "../../src/hypervisor/qemu/adopted-vm.js";
 import { untakenDir } from "../../src/pool/pooled-vm.js";
 import { poolCall } from "../../src/pool/protocol.js";
 import { podAssets, poolShape } from "../../src/pool/shape.js";

@@ -197,8 +197,18 @@ export async function withPausedVm<T>(hmp: HmpRunner, socketPath: string, timeou
     // socket file gone, and a VM a connection paused (ours, also one given up on before QEMU's
     // greeting) resumed.
     conn?.close();
-    await hmp("gdbserver none", cleanupMs).catch(() => undefined);
-    await rm(socketPath, { force: true }).catch(() => undefined);
-    if (!detached && /paused/.test(await hmp("info status", cleanupMs).catch(() => ""))) await hmp("cont", cleanupMs).catch(() => undefined);
+    await releaseGdbstub(hmp, socketPath, !detached);
   }
+}
+
+/**
+ * Closes QEMU's gdbstub and removes its socket file; with `resume`, a VM the stub left paused runs
+ * again. Also for a session whose owner died mid-way (a shim killed during a trim: QEMU keeps a VM
+ * paused when its gdb client goes), by the process that takes the VM over (src/sandbox/reattach.ts).
+ * Best effort: nothing here throws.
+ */
+export async function releaseGdbstub(hmp: HmpRunner, socketPath: string, resume: boolean): Promise<void> {
+  await hmp("gdbserver none", cleanupMs).catch(() => undefined);
+  await rm(socketPath, { force: true }).catch(() => undefined);
+  if (resume && /paused/.test(await hmp("info status", cleanupMs).catch(() => ""))) await hmp("cont", cleanupMs).catch(() => undefined);
 }

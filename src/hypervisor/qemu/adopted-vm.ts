@@ -1,16 +1,18 @@
-// A VM this process did not start: a pooled QEMU handed over by the pool daemon. It is reached by
+// A QEMU this process did not start: a pooled VM handed over by the pool daemon, or a running
+// pod's VM taken over by a new shim process (src/sandbox/reattach.ts). It is reached by
 // its QMP socket and pid (it is not our child, so it cannot be reaped here: its end is seen as the
 // QMP connection closing and the pid going away). stop() asks QEMU to quit over QMP, then kills it.
 import { readFile, rm } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
-import { QmpClient } from "../hypervisor/qemu/qmp.js";
-import { qemuVmFiles, vmLayout, type VmLayout } from "../hypervisor/qemu/layout.js";
-import type { ResolvedAccel, StopOptions, TcgCacheTrimmable, TcgTrimResult, Vm, VmExit, VmState } from "../hypervisor/types.js";
-import { trimSocketName, trimTcgCache } from "../hypervisor/qemu/tcg-trim.js";
-import { KataError } from "../util/errors.js";
+import { QmpClient } from "./qmp.js";
+import { qemuVmFiles, vmLayout, type VmLayout } from "./layout.js";
+import type { ResolvedAccel, StopOptions, TcgCacheTrimmable, TcgTrimResult, Vm, VmExit, VmState } from "../types.js";
+import { trimSocketName, trimTcgCache } from "./tcg-trim.js";
+import { releaseGdbstub } from "./gdbstub.js";
+import { KataError } from "../../util/errors.js";
 import { join } from "node:path";
-import { guestResetReason, readTail } from "../hypervisor/console-tail.js";
-import { VmFilesView } from "../hypervisor/vm-files.js";
+import { guestResetReason, readTail } from "../console-tail.js";
+import { VmFilesView } from "../vm-files.js";
 
 /** Gone, a zombie, or the pid now runs something else. */
 export async function pidGone(pid: number, comm: RegExp): Promise<boolean> {
@@ -70,6 +72,8 @@ export class AdoptedHelper {
 export class AdoptedVm extends VmFilesView implements Vm, TcgCacheTrimmable {
   private stateValue: VmState = "running";
   private stopRequested = false;
+  /** Let go (detach()): QEMU runs on, and its end is no longer this object's to see. */
+  private detached = false;
   private readonly ended: Promise<VmExit>;
 
   private constructor(
@@ -124,8 +128,25 @@ export class AdoptedVm extends VmFilesView implements Vm, TcgCacheTrimmable {
     return trimTcgCache(this.qemuPid, (line, ms) => qmp.execute("human-monitor-command", { "command-line": line }, { timeoutMs: ms }), join(this.layout.stateDir, trimSocketName), { timeoutMs, ...(signal === undefined ? {} : { signal }) });
   }
 
+  /**
+   * A VM taken over from a process that died (src/sandbox/reattach.ts): one that died mid-trim left
+   * the VM paused by its gdbstub session; the stub is closed and the VM resumed.
+   */
+  async releaseStaleTrim(): Promise<void> {
+    const qmp = this.qmp;
+    await releaseGdbstub((line, ms) => qmp.execute("human-monitor-command", { "command-line": line }, { timeoutMs: ms }), join(this.layout.stateDir, trimSocketName), true);
+  }
+
+  /** Drops the QMP connection without stopping QEMU (a take-over that failed half-way). */
+  detach(): void {
+    this.detached = true;
+    this.qmp.close();
+  }
+
   private async watch(): Promise<VmExit> {
     await this.qmp.closed;
+    // Let go, not ended: its files stay, and wait() never resolves.
+    if (this.detached) return new Promise<VmExit>(() => undefined);
     // QMP closes as QEMU exits; its parent (the pool daemon, or init) reaps it a moment later.
     for (let i = 0; i < 250 && !(await pidGone(this.qemuPid, QEMU_COMM)); i++) await sleep(20);
     const events = this.qmp.events;
