@@ -21,6 +21,12 @@ export interface ExecOptions {
   openStdin?: boolean;
 }
 
+export interface ContainerHooks {
+  onDeleted(id: string): void;
+  /** Its init process runs (the sandbox records it for a process that takes the pod over). */
+  onStarted?(id: string, pid: number): Promise<void>;
+}
+
 export class SandboxContainer {
   private readonly life: Lifecycle<ContainerState>;
   private initProc: SandboxProcess | undefined;
@@ -32,9 +38,39 @@ export class SandboxContainer {
     readonly terminal: boolean,
     /** Undoes the host-side share of this container (binds, copied files). */
     private readonly undo: UndoStack,
-    private readonly onDeleted: (id: string) => void,
+    private readonly hooks: ContainerHooks,
   ) {
     this.life = new Lifecycle(`container ${id}`, "created", TABLE);
+  }
+
+  /**
+   * A container of a pod taken over from another process (Sandbox.reattach): created or running
+   * (its init, with guest pid `initPid`, is polled again on this process's agent connection).
+   */
+  static reattach(agent: AgentClient, id: string, terminal: boolean, undo: UndoStack, hooks: ContainerHooks, running: { initPid: number } | undefined): SandboxContainer {
+    const c = new SandboxContainer(agent, id, terminal, undo, hooks);
+    if (running !== undefined) c.running(running.initPid);
+    return c;
+  }
+
+  /**
+   * A process of this running container that another process started (a pod taken over): its init
+   * ("") or an exec. Nothing is asked of the guest here: an exec id it does not know fails the
+   * process's first wait or read (NOT_FOUND).
+   */
+  reattachProcess(execId: string, terminal: boolean): SandboxProcess {
+    if (execId === "" || execId === this.id) {
+      if (this.initProc === undefined) throw new KataError("FAILED_PRECONDITION", `container ${this.id} has not been started: there is no process to reattach`);
+      return this.initProc;
+    }
+    this.life.require("reattach a process of", "running", "stopped");
+    let p = this.execs.get(execId);
+    if (p === undefined) {
+      // The guest pid of an exec is not recorded on the host (0: unknown); nothing host-side uses it.
+      p = new SandboxProcess(this.agent, this.id, execId, 0, terminal);
+      this.execs.set(execId, p);
+    }
+    return p;
   }
 
   get state(): ContainerState {
@@ -50,6 +86,12 @@ export class SandboxContainer {
   async start(): Promise<SandboxProcess> {
     this.life.require("start", "created");
     const pid = await this.agent.startContainer(this.id);
+    const init = this.running(pid);
+    await this.hooks.onStarted?.(this.id, pid);
+    return init;
+  }
+
+  private running(pid: number): SandboxProcess {
     this.life.move("running", "start");
     this.initProc = new SandboxProcess(this.agent, this.id, "", pid, this.terminal);
     void this.initProc.wait().then(
@@ -77,7 +119,7 @@ export class SandboxContainer {
       await this.agent.removeContainer(this.id, true);
     } finally {
       this.life.move("deleted", "delete");
-      this.onDeleted(this.id);
+      this.hooks.onDeleted(this.id);
       await this.undo.unwind();
     }
   }

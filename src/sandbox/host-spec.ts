@@ -47,6 +47,16 @@ async function bindSourceKinds(mounts: readonly OciMount[]): Promise<("dir" | "f
   return kinds;
 }
 
+/** Undoes shareContainer: the container's binds unmounted and its directory on the share removed. */
+export function pushUnshare(undo: UndoStack, layout: SandboxLayout, id: string): void {
+  const { host } = containerShareDirs(layout, id);
+  undo.push(`remove ${host}`, async () => {
+    // Throws if a mount is left, before rm could reach into a host directory through it.
+    await unmountAll(host);
+    await rm(host, { recursive: true, force: true });
+  });
+}
+
 export async function shareContainer(layout: SandboxLayout, id: string, hostSpec: OciSpec, hostRootfs: string, undo: UndoStack): Promise<SharedContainer> {
   const dirs = containerShareDirs(layout, id);
   const st = await stat(hostRootfs).catch(() => undefined);
@@ -54,11 +64,7 @@ export async function shareContainer(layout: SandboxLayout, id: string, hostSpec
     throw new KataError("NOT_FOUND", `container rootfs ${hostRootfs} is not a directory; give the path of an unpacked root file system`);
   }
   await mkdir(join(dirs.host, "rootfs"), { recursive: true });
-  undo.push(`remove ${dirs.host}`, async () => {
-    // Throws if a mount is left, before rm could reach into a host directory through it.
-    await unmountAll(dirs.host);
-    await rm(dirs.host, { recursive: true, force: true });
-  });
+  pushUnshare(undo, layout, id);
 
   const spec = structuredClone(hostSpec);
   const mounts: OciMount[] = [];

@@ -24,16 +24,17 @@ import type { Accel, Hypervisor, Vm, VmConfig } from "../hypervisor/types.js";
 import type { OciSpec } from "../protocol/contract/oci.js";
 import { ADOPTED_VM_DIR, type AdoptedHelperProcess, type AdoptedVmParts, type VmAdopter } from "./adoption.js";
 import { AgentClient, type GuestFileSpec, type GuestMountSpec } from "./agent-client.js";
-import { SandboxContainer } from "./container.js";
+import { SandboxContainer, type ContainerHooks } from "./container.js";
 import { SHARED_FS_TAG } from "../protocol/contract/guest.js";
 import { sandboxLayout, type SandboxLayout } from "./guest-layout.js";
-import { shareContainer } from "./host-spec.js";
+import { pushUnshare, shareContainer } from "./host-spec.js";
 import { attachBlockContainer } from "./block-rootfs.js";
 import { sandboxImagesDir } from "../util/paths.js";
 import { Lifecycle } from "./lifecycle.js";
 import { makeSharedMountPoint, unmountAll } from "./mounts.js";
 import { PodWatch, type SandboxLoss } from "./pod-watch.js";
-import { writeRecord, type SandboxRecord, type SandboxStatus } from "./state-file.js";
+import { readRecord, writeRecord, type SandboxRecord, type SandboxStatus } from "./state-file.js";
+import { pushTeardown, reattachTarget, takeOverVm } from "./reattach.js";
 import { UndoStack } from "./undo-stack.js";
 import { DeferredSetUp } from "./deferred-setup.js";
 import { Virtiofsd } from "./virtiofsd.js";
@@ -113,6 +114,16 @@ export interface SandboxOptions {
 }
 
 /** A VM up with its agent answering, booted or adopted, and what the guest is to be told. */
+/** Sandbox.reattach: the pod's id, its containers, and how it is watched from here on (as at create). */
+export interface ReattachOptions extends Pick<SandboxOptions, "id" | "livenessTimeoutMs" | "livenessIntervalMs" | "tcgIdleTrim" | "idleReclaimAgent"> {
+  /** Ids of the containers the caller knows; each must be in the pod's record (the agent has them). */
+  containers: readonly string[];
+  /** Deadline of the whole take-over (QMP, the agent connection, its Health.Check); default 10 s. */
+  timeoutMs?: number;
+}
+
+const defaultReattachTimeoutMs = 10_000;
+
 type GuestParts = { vm: Vm; agent: BootedVm["agent"]; net?: PodNetwork | Promise<PodNetwork | undefined>; guestNetwork?: GuestNetworkView; virtiofsd?: AdoptedHelperProcess };
 
 export interface ContainerOptions {
@@ -203,6 +214,35 @@ export class Sandbox {
       await sb.destroy().catch((e: unknown) => log.error({ err: e, sandbox: opts.id }, "teardown after a failed create failed"));
       throw err;
     }
+    return sb;
+  }
+
+  /**
+   * A running pod taken over by a process that did not create it, from its state record (see
+   * reattach.ts): its VM, agent and helpers watched again, the named containers known (a started
+   * one with its init process), and destroy() tearing it all down as for a pod this process made.
+   * Fails with NOT_FOUND (no record) or FAILED_PRECONDITION / UNAVAILABLE naming the pod and what
+   * is missing, leaving the pod as it was (nothing opened stays open).
+   */
+  static async reattach(opts: ReattachOptions): Promise<Sandbox> {
+    const layout = sandboxLayout(opts.id);
+    const rec = await readRecord(layout.stateFile).catch((err: unknown) => {
+      throw new KataError("NOT_FOUND", `pod ${opts.id} cannot be reattached: it has no sandbox state at ${layout.stateFile}`, { cause: err });
+    });
+    const parts = await takeOverVm(opts.id, reattachTarget(opts.id, rec, opts.containers), opts.timeoutMs ?? defaultReattachTimeoutMs);
+    const sb = new Sandbox(opts.id, { ...layout, sharedDir: rec.sharedDir });
+    Object.assign(sb.record, rec);
+    pushTeardown(sb.undo, sb.layout, rec, parts);
+    sb.attachGuest(opts, { vm: parts.vm, agent: parts.agent, ...(parts.virtiofsd === undefined ? {} : { virtiofsd: parts.virtiofsd }) });
+    for (const id of opts.containers) {
+      const c = rec.containers[id]!;
+      const undo = new UndoStack();
+      pushUnshare(undo, sb.layout, id);
+      const running = c.status === "running" ? { initPid: c.pid ?? 0 } : undefined;
+      sb.containers.set(id, SandboxContainer.reattach(sb.agent, id, c.terminal === true, undo, sb.containerHooks(), running));
+    }
+    sb.life.move("ready", "reattach");
+    log.info({ sandbox: opts.id, vmPid: rec.vmPid, containers: opts.containers }, "pod reattached");
     return sb;
   }
 
@@ -317,8 +357,12 @@ export class Sandbox {
   }
 
   /** The host's side of the guest: its VM, agent connection and watch. */
-  private attachGuest(opts: SandboxOptions, up: GuestParts): AgentClient {
+  private attachGuest(opts: Pick<SandboxOptions, "id" | "livenessTimeoutMs" | "livenessIntervalMs" | "tcgIdleTrim" | "idleReclaimAgent">, up: GuestParts): AgentClient {
     this.vmValue = up.vm;
+    // For a process that takes the pod over (reattach.ts); saved with the sandbox's next state.
+    this.record.vmm = this.vmmName;
+    this.record.vmStateDir = up.vm.stateDir;
+    if (up.vm.accel !== undefined) this.record.accel = up.vm.accel;
     const agent = new AgentClient(up.agent);
     this.agentClient = agent;
     this.undo.push("close agent connection", () => Promise.resolve(agent.close()));
@@ -455,15 +499,30 @@ export class Sandbox {
       await undo.unwind().catch(() => undefined);
       throw err;
     }
-    const ctr = new SandboxContainer(this.agent, c.id, c.spec.process?.terminal === true, undo, (id) => {
-      this.containers.delete(id);
-      delete this.record.containers[id];
-      void this.save().catch(() => undefined);
-    });
+    const terminal = c.spec.process?.terminal === true;
+    const ctr = new SandboxContainer(this.agent, c.id, terminal, undo, this.containerHooks());
     this.containers.set(c.id, ctr);
-    this.record.containers[c.id] = { status: "created", hostRootfs: c.rootfs };
+    this.record.containers[c.id] = { status: "created", hostRootfs: c.rootfs, terminal };
     await this.save();
     return ctr;
+  }
+
+  /** Keeps the record in step with a container: started (with its init's pid), deleted. */
+  private containerHooks(): ContainerHooks {
+    return {
+      onDeleted: (id) => {
+        this.containers.delete(id);
+        delete this.record.containers[id];
+        void this.save().catch(() => undefined);
+      },
+      onStarted: async (id, pid) => {
+        const rec = this.record.containers[id];
+        if (rec === undefined) return;
+        rec.status = "running";
+        rec.pid = pid;
+        await this.save().catch((err: unknown) => log.warn({ err, container: id }, "recording a started container failed; a take-over of this pod would see it as created"));
+      },
+    };
   }
 
   /** The container's rootfs and host mounts brought to the guest: over the share, or as a block image. */

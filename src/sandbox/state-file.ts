@@ -3,6 +3,7 @@
 // and tear them down. Written atomically (write + rename) on every lifecycle change.
 import { readFile, rename, writeFile } from "node:fs/promises";
 import { KataError } from "../util/errors.js";
+import type { ResolvedAccel } from "../hypervisor/types.js";
 import type { PodNetworkRecord } from "./network/pod-network.js";
 
 export type SandboxStatus = "creating" | "ready" | "stopping" | "stopped";
@@ -17,10 +18,25 @@ export interface SandboxRecord {
   /** An adopted VM's virtiofsd leaves its pid file under the pool's path, not the sandbox's. */
   virtiofsdPidFile?: string;
   agentSocketPath?: string;
+  /** The VMM's configuration name ("qemu", ...): only a QEMU VM can be reattached (reattach.ts). */
+  vmm?: string;
+  /** The VM's own directory (QMP socket, agent socket, console log), for a process taking it over. */
+  vmStateDir?: string;
+  accel?: ResolvedAccel;
   /** The pod netns mirror (taps, qdiscs) to undo if the owner dies. */
   network?: PodNetworkRecord;
   sharedDir: string;
-  containers: Record<string, { status: string; hostRootfs: string }>;
+  containers: Record<string, ContainerRecord>;
+}
+
+export interface ContainerRecord {
+  /** "created" until started, then "running" (not rewritten when it exits: the agent keeps that). */
+  status: string;
+  hostRootfs: string;
+  /** Its init process has a terminal (no stderr stream). */
+  terminal?: boolean;
+  /** Guest pid of its init process, once started. */
+  pid?: number;
 }
 
 export async function writeRecord(file: string, rec: SandboxRecord): Promise<void> {

@@ -8,13 +8,15 @@
 //   stays where it is; the sandbox layer starts virtiofsd and QEMU in the cgroup's dirs (placed
 //   before they run: src/util/start-in-cgroups.ts) and moves an adopted VM into them; after the
 //   pod is destroyed the cgroups made are removed.
+// A reattached pod's VM is in its cgroup already (reattachInCgroup): nothing is joined or made;
+// the pod cgroup is removed after the pod is destroyed, either way.
 import { cgroupfsPath, joinCgroup, makeCgroup, removeCgroup } from "../sandbox/host-cgroup.js";
 import { describeError } from "../util/errors.js";
 import { KataError } from "../util/errors.js";
 import type { Logger } from "../util/log.js";
 import { readSpec } from "./oci-spec.js";
 import { annotations } from "./pod-sizing.js";
-import type { ContainerRequest, ExecRequest, Pod, PodFactory, PodProcess, SandboxRequest } from "./pod-port.js";
+import type { ContainerRequest, ExecRequest, Pod, PodFactory, PodProcess, ReattachProcessOptions, ReattachRequest, SandboxRequest } from "./pod-port.js";
 
 export function sandboxCgroupsPath(spec: SandboxRequest["spec"]): string {
   const linux = spec.linux as { cgroupsPath?: unknown } | undefined;
@@ -65,6 +67,20 @@ function cleanupInCgroup(inner: PodFactory, opts: PodCgroupOptions): PodFactory[
   };
 }
 
+/** The inner factory's reattachPod, the pod cgroup removed once the pod is destroyed (absent if the inner has none). */
+function reattachInCgroup(inner: PodFactory, log: Logger): Pick<PodFactory, "reattachPod"> {
+  const innerReattach = inner.reattachPod?.bind(inner);
+  if (innerReattach === undefined) return {};
+  return {
+    async reattachPod(req: ReattachRequest): Promise<Pod> {
+      const pod = await innerReattach(req);
+      const path = sandboxCgroupsPath(req.spec);
+      if (cgroupfsPath(path) === undefined) return pod;
+      return new PodInCgroup(pod, () => removeCgroup(path), log);
+    },
+  };
+}
+
 /** The per-pod shim: it joins the pod's cgroup, and the pod's processes inherit it. */
 export function withPodCgroup(inner: PodFactory, log: Logger): PodFactory {
   return {
@@ -74,6 +90,7 @@ export function withPodCgroup(inner: PodFactory, log: Logger): PodFactory {
         log.debug({ cgroupsPath: dir, dirs: joined.dirs }, "shim joined the pod cgroup");
         return { req, release: () => joined.release() };
       }),
+    ...reattachInCgroup(inner, log),
     cleanupPod: cleanupInCgroup(inner, {}),
   };
 }
@@ -94,6 +111,7 @@ export function withPodCgroupForChildren(inner: PodFactory, log: Logger, opts: P
         log.debug({ cgroupsPath: dir, dirs: made.dirs }, "made the pod cgroup for the pod's processes");
         return { req: { ...req, cgroupDirs: made.dirs }, release: () => made.remove(removeBusyWaitMs) };
       }),
+    ...reattachInCgroup(inner, log),
     cleanupPod: cleanupInCgroup(inner, opts),
   };
 }
@@ -120,6 +138,10 @@ class PodInCgroup implements Pod {
   }
   removeContainer(id: string): Promise<void> {
     return this.pod.removeContainer(id);
+  }
+  async reattachProcess(containerId: string, execId: string, opts: ReattachProcessOptions): Promise<PodProcess> {
+    if (this.pod.reattachProcess === undefined) throw new KataError("UNIMPLEMENTED", "this pod cannot reattach processes");
+    return this.pod.reattachProcess(containerId, execId, opts);
   }
   pids(containerId: string): Promise<number[]> {
     return this.pod.pids(containerId);

@@ -88,14 +88,13 @@ export interface Pod {
   stats(containerId: string): Promise<ContainerStats>;
   /** Linux resources as OCI JSON (spec.linux.resources). */
   update(containerId: string, resources: Record<string, unknown>): Promise<void>;
+  /**
+   * A process of a reattached pod that runs (or ran) in the guest: a container's init (execId "")
+   * or an exec, already started (never start() it). Its output, wait, signal and resize work again.
+   */
+  reattachProcess?(containerId: string, execId: string, opts: ReattachProcessOptions): Promise<PodProcess>;
   /** Containers killed by the guest OOM killer, as they happen. */
   onOom(listener: (containerId: string) => void): void;
-  /**
-   * A process of a pod taken over after its server died (PodFactory.reattachPod): running in the
-   * guest (`started`: its output is read again, its exit waited for), or created and not started
-   * yet. Absent where a pod cannot be taken over.
-   */
-  reattachProcess?(ref: ReattachProcess): Promise<PodProcess>;
   /** Stop the VM and release everything on the host (helpers, mounts, state dir). Idempotent. */
   destroy(): Promise<void>;
 }
@@ -124,30 +123,45 @@ export interface SandboxRequest {
   signal?: AbortSignal;
 }
 
-export interface ReattachProcess {
-  containerId: string;
-  /** "" for the container's init. */
-  execId: string;
-  terminal: boolean;
-  stdin: boolean;
-  started: boolean;
+/** A container of a pod being reattached: what the shim's side of it was. */
+export interface ReattachContainer {
+  id: string;
+  bundle: string;
+  /** The host dir its rootfs mounts are on (<bundle>/rootfs), unmounted at its removal; absent when containerd gave none. */
+  rootfsDir?: string;
 }
 
-/** A running pod to take over (a node-level server's restart): what its dead server recorded. Plain JSON. */
+/**
+ * A running pod to take over in a process that did not create it (a restarted node shim server):
+ * the pod's sandbox request as it was (plain JSON: the caller keeps it), and its containers.
+ * The sandbox container (id === `id`) is listed too when it runs in the guest (a pod sharing its
+ * PID namespace). docs/shim.md "Reattaching a running pod".
+ */
 export interface ReattachRequest {
-  /** The sandbox id: the pod's state is /run/kata-ts/<id>. */
   id: string;
   bundle: string;
   spec: OciSpec;
+  rootfs: RootfsMount[];
   config: KataConfig;
-  /** The pod's containers other than the CRI sandbox task (their host rootfs dirs are <bundle>/rootfs). */
-  containers: Array<{ id: string; bundle: string; rootfs: RootfsMount[] }>;
+  /** The pod's sizing, as at create (its limits decide the containers' limits in the guest). */
+  sizing?: PodSizing;
+  containers: ReattachContainer[];
+}
+
+/** How a process of a reattached pod is connected: as it was when it was created. */
+export interface ReattachProcessOptions {
+  terminal: boolean;
+  stdin: boolean;
 }
 
 /** Entry points into the sandbox layer. */
 export interface PodFactory {
   createPod(req: SandboxRequest): Promise<Pod>;
-  /** Take over a pod whose VM runs on while the process that served it died. Absent where pods cannot be taken over. */
+  /**
+   * A running pod, taken over from its persisted state without disturbing its VM (absent where the
+   * pod cannot be). Fails, leaving the pod as it was, with NOT_FOUND (no such pod) or
+   * FAILED_PRECONDITION / UNAVAILABLE naming what is gone (then clean it up with cleanupPod).
+   */
   reattachPod?(req: ReattachRequest): Promise<Pod>;
   /** `shim delete`: clean up a pod from its persisted state when the shim is gone. Idempotent. */
   cleanupPod(sandboxId: string): Promise<void>;

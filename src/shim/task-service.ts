@@ -2,6 +2,7 @@
 // The first container that is not a CRI app container creates the pod: a CRI sandbox (pause)
 // container, whose task is the VM itself, or a plain `ctr run` container, which both owns the pod
 // and runs in it. CRI app containers join the existing pod. translate.ts maps protobuf to these calls.
+import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { selectedVmmConfig } from "../config/defaults.js";
 import { describeError, KataError } from "../util/errors.js";
@@ -318,13 +319,20 @@ export class TaskService {
       const factory = await this.deps.factory;
       if (factory?.reattachPod === undefined) throw new KataError("UNIMPLEMENTED", "this kata-ts build cannot take a running pod over");
       const spec = await readSpec(owner.bundle);
-      const { config } = await podConfig(this.deps.configPath, this.deps.prepared);
+      const { config, source } = await podConfig(this.deps.configPath, this.deps.prepared);
+      const sizing = podSizing(selectedVmmConfig(config), spec.annotations ?? {}, await hostLimits(), source, config.runtime.hypervisor);
       const pod = await factory.reattachPod({
         id: owner.id,
         bundle: owner.bundle,
         spec,
+        rootfs: owner.rootfs,
         config,
-        containers: snap.containers.filter((c) => c !== owner || spec.annotations?.[annotations.containerType] !== "sandbox").map((c) => ({ id: c.id, bundle: c.bundle, rootfs: c.rootfs })),
+        sizing,
+        // The CRI sandbox task is the VM itself (the pod reads from its record whether its pause
+        // container runs in the guest); every other container runs there.
+        containers: snap.containers
+          .filter((c) => c !== owner || spec.annotations?.[annotations.containerType] !== "sandbox")
+          .map((c) => ({ id: c.id, bundle: c.bundle, ...(c.rootfs.length > 0 ? { rootfsDir: join(c.bundle, "rootfs") } : {}) })),
       });
       this.adoptPod(pod);
     }
@@ -347,14 +355,12 @@ export class TaskService {
   /** The pod's handle on a recorded process that had not exited; undefined when the pod has none. */
   private async livingProcess(containerId: string, snap: ProcessSnapshot, isSandboxTask: boolean): Promise<PodProcess | undefined> {
     if (snap.exit !== undefined || this.pod === undefined) return undefined;
-    if (isSandboxTask) {
-      const pause = this.pod.sandboxProcess();
-      if (snap.status !== "created") await pause.start();
-      return pause;
-    }
-    if (this.pod.reattachProcess === undefined) return undefined;
-    const terminal = snap.stdio.terminal;
-    return this.pod.reattachProcess({ containerId, execId: snap.execId, terminal, stdin: snap.stdio.stdin !== "", started: snap.status !== "created" }).catch((err: unknown) => {
+    // The pod counts its sandbox task started already (PodFactory.reattachPod).
+    if (isSandboxTask) return this.pod.sandboxProcess();
+    // A process created and never started cannot be taken over (its start was the dead server's):
+    // it counts as gone, and a Start of it fails.
+    if (this.pod.reattachProcess === undefined || snap.status === "created") return undefined;
+    return this.pod.reattachProcess(containerId, snap.execId, { terminal: snap.stdio.terminal, stdin: snap.stdio.stdin !== "" }).catch((err: unknown) => {
       this.deps.log.warn({ err: describeError(err), container: containerId, exec: snap.execId }, "cannot take the process over: it counts as gone");
       return undefined;
     });

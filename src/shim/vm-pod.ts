@@ -5,14 +5,16 @@ import { openHypervisor } from "../hypervisor/select.js";
 import { adoptPooledVm, takePooledVm, type TakenVm } from "../pool/adopt.js";
 import type { VmAdopter } from "../sandbox/adoption.js";
 import { podAssets } from "../pool/shape.js";
-import { Sandbox, type SandboxOptions } from "../sandbox/sandbox.js";
+import { Sandbox, type ReattachOptions, type SandboxOptions } from "../sandbox/sandbox.js";
 import { cleanupStaleSandbox } from "../sandbox/stale.js";
+import { recordedContainers } from "../sandbox/reattach.js";
 import { podDns, requireOwnNetwork } from "../sandbox/network/pod-spec.js";
 import type { OciProcess, OciSpec as AgentOciSpec } from "../protocol/contract/oci.js";
 import { KataError, describeError } from "../util/errors.js";
 import { pidNamespaceMode, podSysctls, refuseBlockDevices, refuseSharedPropagation, requireOwnPidAndIpc } from "../sandbox/cri-spec.js";
 import type { Logger } from "../util/log.js";
-import type { ContainerRequest, ContainerStats, ExecRequest, Pod, PodFactory, PodProcess, SandboxRequest } from "./pod-port.js";
+import type { KataConfig } from "../config/schema.js";
+import type { ContainerRequest, ContainerStats, ExecRequest, Pod, PodFactory, PodProcess, ReattachProcessOptions, ReattachRequest, SandboxRequest } from "./pod-port.js";
 import { pumpOomEvents } from "./oom-events.js";
 import { guestMemoryVolumes } from "../sandbox/memory-volumes.js";
 import { mountRootfs, unmountRootfs } from "./rootfs-mount.js";
@@ -110,6 +112,18 @@ export class VmPod implements Pod {
       if (this.pidnsHolder === running) this.pidnsHolder = undefined;
     });
     return running;
+  }
+
+  /** A pod taken over (reattachPod): the host dirs its containers' rootfs are mounted on, the pause container running. */
+  restore(req: ReattachRequest): void {
+    for (const c of req.containers) if (c.rootfsDir !== undefined) this.rootfsDirs.set(c.id, c.rootfsDir);
+    if (req.containers.some((c) => c.id === req.id)) this.pidnsHolder = Promise.resolve();
+  }
+
+  async reattachProcess(containerId: string, execId: string, opts: ReattachProcessOptions): Promise<PodProcess> {
+    this.sandbox.requireLive();
+    const proc = this.sandbox.container(containerId).reattachProcess(execId, opts.terminal);
+    return this.track(VmProcess.running(this.pid, proc, opts, this.log, this.sandbox.lost));
   }
 
   async exec(req: ExecRequest): Promise<PodProcess> {
@@ -236,7 +250,31 @@ export function vmPodFactory(log: Logger, adopter: PooledVmAdopter = adoptPooled
         if (!deferred) untrace();
       }
     },
+    async reattachPod(asked: ReattachRequest): Promise<Pod> {
+      // The pod's own (pause) container runs in the guest once a container shared the pod's PID
+      // namespace: its record says whether it does, which the caller need not know.
+      const recorded = await recordedContainers(asked.id).catch(() => [] as string[]);
+      const req = recorded.includes(asked.id) && !asked.containers.some((c) => c.id === asked.id) ? { ...asked, containers: [...asked.containers, { id: asked.id, bundle: asked.bundle, ...(asked.rootfs.length > 0 ? { rootfsDir: join(asked.bundle, "rootfs") } : {}) }] } : asked;
+      const sb = await Sandbox.reattach({ id: req.id, containers: req.containers.map((c) => c.id), ...podWatchOptions(req.config) });
+      const limitCover = { podLimitsMiB: req.sizing?.limitsMiB ?? 0, coveredMiB: req.config.runtime.overhead_covers_limits_mib };
+      const pod = new VmPod(sb, log, req, limitCover);
+      pod.restore(req);
+      // The sandbox task was started by the process that created the pod.
+      await pod.sandboxProcess().start();
+      return pod;
+    },
     cleanupPod: (sandboxId: string) => cleanupStaleSandbox(sandboxId),
+  };
+}
+
+/** How a running pod is watched (liveness, TCG idle trim): the same at create and at reattach. */
+function podWatchOptions(config: KataConfig): Omit<ReattachOptions, "id" | "containers"> {
+  return {
+    livenessTimeoutMs: config.agent.liveness_timeout * 1000,
+    livenessIntervalMs: config.agent.liveness_interval * 1000,
+    ...(config.runtime.hypervisor === "qemu" && config.hypervisor.qemu.tcg_idle_trim_s > 0
+      ? { tcgIdleTrim: { idleWindowMs: config.hypervisor.qemu.tcg_idle_trim_s * 1000 }, idleReclaimAgent: config.hypervisor.qemu.tcg_idle_reclaim_agent }
+      : {}),
   };
 }
 
@@ -259,11 +297,7 @@ async function createVmPod(req: SandboxRequest, clock: StepClock, log: Logger, a
     assets,
     bootTimeoutMs: req.config.agent.dial_timeout * 1000,
     bootStallMs: req.config.agent.boot_stall_timeout * 1000,
-    livenessTimeoutMs: req.config.agent.liveness_timeout * 1000,
-    livenessIntervalMs: req.config.agent.liveness_interval * 1000,
-    ...(req.config.runtime.hypervisor === "qemu" && req.config.hypervisor.qemu.tcg_idle_trim_s > 0
-      ? { tcgIdleTrim: { idleWindowMs: req.config.hypervisor.qemu.tcg_idle_trim_s * 1000 }, idleReclaimAgent: req.config.hypervisor.qemu.tcg_idle_reclaim_agent }
-      : {}),
+    ...podWatchOptions(req.config),
     clock,
     ...(req.signal === undefined ? {} : { signal: req.signal }),
     ...(req.cgroupDirs === undefined ? {} : { cgroupDirs: req.cgroupDirs }),

@@ -44,6 +44,17 @@ export class VmProcess implements PodProcess {
     this.stderr = opts.terminal ? undefined : new PassThrough();
   }
 
+  /**
+   * A process already running in the guest, started by another process (a reattached pod): its
+   * output, wait and stdin are pumped on this process's agent connection; start() must not be called.
+   */
+  static running(pid: number, proc: SandboxProcess, opts: { terminal: boolean; stdin: boolean }, log: Logger, podLost?: PodLoss): VmProcess {
+    const launch = (): Promise<SandboxProcess> => Promise.reject(new KataError("FAILED_PRECONDITION", `process ${JSON.stringify(proc.execId)} of ${proc.containerId} runs already (reattached): it cannot be started again`));
+    const p = new VmProcess(pid, launch, opts, log, podLost);
+    p.attach(proc);
+    return p;
+  }
+
   async start(): Promise<void> {
     let proc: SandboxProcess;
     try {
@@ -53,6 +64,11 @@ export class VmProcess implements PodProcess {
       if (loss === undefined) throw err;
       throw new KataError("UNAVAILABLE", `cannot start the process: ${loss.message}; the pod's VM was stopped`, { cause: err });
     }
+    this.attach(proc);
+  }
+
+  /** Pumps its streams and waits for its exit. */
+  private attach(proc: SandboxProcess): void {
     this.proc = proc;
     this.pump(proc.pumpOutput("stdout", this.stdout), this.stdout, "stdout");
     if (this.stderr !== undefined) this.pump(proc.pumpOutput("stderr", this.stderr), this.stderr, "stderr");
