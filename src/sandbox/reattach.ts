@@ -7,6 +7,7 @@
 // take-over that fails closes what it opened and leaves the pod as it was, for another attempt or
 // for its clean-up (stale.ts). The teardown steps of a taken-over pod are pushed here, in the
 // order Sandbox.create pushes its own (docs/shim.md "Reattaching a running pod").
+import { randomInt } from "node:crypto";
 import { rm } from "node:fs/promises";
 import { AdoptedHelper, AdoptedVm, pidGone } from "../hypervisor/qemu/adopted-vm.js";
 import type { ResolvedAccel } from "../hypervisor/types.js";
@@ -74,7 +75,9 @@ export async function takeOverVm(id: string, t: ReattachTarget, timeoutMs: numbe
   let agent: TtrpcClient | undefined;
   try {
     await vm.releaseStaleTrim();
-    agent = await TtrpcClient.connect(vm.agentSocketPath, { timeoutMs: left() });
+    // Stream ids far from the dead owner's (which start at 1): an answer the agent wrote to it as
+    // it died can reach this connection (docs/shim.md "Reattaching a running pod"), and is then ignored.
+    agent = await TtrpcClient.connect(vm.agentSocketPath, { timeoutMs: left(), firstStreamId: 2 * randomInt(2 ** 29, 2 ** 30) + 1 });
     await new AgentClient(agent).check(left());
   } catch (err) {
     agent?.close();

@@ -44,7 +44,17 @@ export class TtrpcClient {
   private nextId = 1;
   private closeReasonValue: TtrpcError | undefined;
 
-  constructor(private readonly stream: Duplex) {
+  /**
+   * `firstStreamId` (odd): where this connection's ids start. A connection that takes over a
+   * server another client used (a reattached pod's agent) starts far from 1, so that a late answer
+   * meant for the old client, delivered on the new connection, matches none of its calls.
+   */
+  constructor(
+    private readonly stream: Duplex,
+    firstStreamId = 1,
+  ) {
+    if (firstStreamId % 2 !== 1 || firstStreamId > STREAM_ID_MAX) throw new TtrpcError(Code.INVALID_ARGUMENT, `a client stream id must be odd and at most ${STREAM_ID_MAX}: ${firstStreamId}`);
+    this.nextId = firstStreamId;
     this.closed = new Promise((resolve) => stream.once("close", () => resolve()));
     stream.on("data", (chunk: Buffer | string) => this.onData(chunk));
     stream.on("error", (err) => this.shutdown(new TtrpcError(Code.UNAVAILABLE, `ttrpc connection failed: ${err.message}`, { cause: err })));
@@ -54,7 +64,7 @@ export class TtrpcClient {
   }
 
   /** Connect to a unix socket (a path or unix:///path). */
-  static connect(address: string, opts: { timeoutMs?: number } = {}): Promise<TtrpcClient> {
+  static connect(address: string, opts: { timeoutMs?: number; firstStreamId?: number } = {}): Promise<TtrpcClient> {
     const path = socketPathOf(address);
     const timeoutMs = opts.timeoutMs ?? 5000;
     return new Promise((resolve, reject) => {
@@ -66,7 +76,7 @@ export class TtrpcClient {
       sock.once("connect", () => {
         clearTimeout(timer);
         sock.removeAllListeners("error");
-        resolve(new TtrpcClient(sock));
+        resolve(new TtrpcClient(sock, opts.firstStreamId));
       });
       sock.once("error", (err) => {
         clearTimeout(timer);
