@@ -58,7 +58,7 @@ async function createPodInChild(id: string): Promise<{ child: ChildProcess; repo
   await cp(fx.rootfs, join(bundle, "rootfs"), { recursive: true, verbatimSymlinks: true });
   const outFile = join(fx.dir, `${id}.out`);
   const args: ChildArgs = { id, bundle, netnsPath, cgroupsPath, outFile };
-  const child = spawn(process.execPath, [join(import.meta.dirname, "reattach-child.js"), JSON.stringify(args)], { stdio: ["ignore", "pipe", "inherit"], env: process.env });
+  const child = spawn(process.execPath, [join(import.meta.dirname, "reattach-child.js"), JSON.stringify(args)], { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, KATA_TS_LOG_LEVEL: process.env.KATA_TS_LOG_LEVEL ?? "warn" } });
   const lines = createInterface({ input: child.stdout! });
   const first = await Promise.race([
     new Promise<string>((resolve) => lines.once("line", resolve)),
