@@ -8,6 +8,8 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import net from "node:net";
 import { cp, mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -21,10 +23,14 @@ import type { PodProcess } from "../../src/shim/pod-port.js";
 import { cgroupHierarchies, removeCgroup } from "../../src/sandbox/host-cgroup.js";
 import { pidGone } from "../../src/hypervisor/qemu/adopted-vm.js";
 import { readRecord } from "../../src/sandbox/state-file.js";
+import { cleanupStaleSandbox } from "../../src/sandbox/stale.js";
 import { sandboxLayout } from "../../src/sandbox/guest-layout.js";
 import { createLogger } from "../../src/util/log.js";
 import { isKataError } from "../../src/util/errors.js";
 import { pathExists } from "../../src/util/fs.js";
+import { QmpClient } from "../../src/hypervisor/qemu/qmp.js";
+import { vmLayout } from "../../src/hypervisor/qemu/layout.js";
+import { trimSocketName } from "../../src/hypervisor/qemu/tcg-trim.js";
 
 const tag = `krt${process.pid}`;
 const netnsName = `${tag}-pod`;
@@ -44,6 +50,8 @@ before(async () => {
 
 after(async () => {
   const left = fx ? leftovers(fx.dir, fx.stateRoot) : [];
+  // A failed test's pod, cleaned up as `shim delete` would (after the check: nothing to do when the tests passed).
+  for (const id of ["reattach-live", "reattach-dead"]) await cleanupStaleSandbox(id).catch(() => undefined);
   await deleteNetns(netnsName);
   await run("ip", ["link", "del", `${tag}h`], { allowNonZero: true });
   await removeCgroup(cgroupsPath);
@@ -101,7 +109,7 @@ async function taps(): Promise<string> {
   return (await run("ip", ["-n", netnsName, "-o", "link", "show"])).stdout;
 }
 
-void test("reattach: a pod whose shim was SIGKILLed is taken over: output, a new exec, real exit statuses, then nothing left", { timeout: 900_000 }, async () => {
+void test("reattach: a pod whose shim was SIGKILLed (mid-trim) is taken over: output, a new exec, real exit statuses, then nothing left", { timeout: 900_000 }, async (t) => {
   const id = "reattach-live";
   const { child, report, outFile } = await createPodInChild(id);
   const rec = await readRecord(sandboxLayout(id).stateFile);
@@ -120,10 +128,26 @@ void test("reattach: a pod whose shim was SIGKILLed is taken over: output, a new
   assert.equal(await pidGone(rec.vmPid, /^qemu/), false, "the VM survives its shim");
   // Nobody reads for 2 s: ~10 lines wait in the guest.
   await sleep(2000);
+  // As if the shim had died mid-trim: a gdbstub session paused the VM and its client went (QEMU
+  // keeps the VM paused). The take-over must resume it: its agent answers nothing while paused.
+  assert.ok(rec.vmStateDir !== undefined);
+  const qmp = await QmpClient.connect(vmLayout(rec.vmStateDir).qmpSocketPath, { timeoutMs: 10_000 });
+  const gdbSocket = join(rec.vmStateDir, trimSocketName);
+  await qmp.execute("human-monitor-command", { "command-line": `gdbserver unix:${gdbSocket},server=on,wait=off` }, { timeoutMs: 10_000 });
+  const gdb = net.createConnection(gdbSocket);
+  await once(gdb, "connect");
+  for (let i = 0; i < 100 && (await qmp.execute("query-status", undefined, { timeoutMs: 10_000 })).status !== "paused"; i++) await sleep(50);
+  gdb.destroy();
+  await sleep(200);
+  assert.equal((await qmp.execute("query-status", undefined, { timeoutMs: 10_000 })).status, "paused", "the VM stays paused once the gdb client is gone");
+  qmp.close();
+  await qmp.closed;
 
   const factory = vmPodFactoryWithCgroup(log);
   assert.ok(factory.reattachPod !== undefined);
+  const t0 = performance.now();
   const pod = await factory.reattachPod(report.request);
+  t.diagnostic(`reattachPod took ${Math.round(performance.now() - t0)} ms`);
   assert.equal(pod.pid, rec.vmPid, "the pod's pid is its QEMU's");
   assert.ok(pod.reattachProcess !== undefined);
   const init = await pod.reattachProcess("ctr", "", { terminal: false, stdin: false });
@@ -140,6 +164,7 @@ void test("reattach: a pod whose shim was SIGKILLed is taken over: output, a new
   assert.deepEqual(after, after.map((_n, i) => after[0]! + i), `lines after the take-over are contiguous: ${after.join(",")}`);
   assert.ok(after[0]! > lastBefore - 1 && after[0]! <= lastBefore + 2, `resumed at line ${after[0]} after line ${lastBefore}`);
   const unread = Math.floor((Date.now() - killedAt) / 200);
+  t.diagnostic(`the dead shim copied lines ..${lastBefore}; the take-over read from line ${after[0]}, ${firstChunk.length} lines in its first read (~${unread} written since the kill)`);
   assert.ok(firstChunk.length >= 5, `the first read brought the lines written while nobody read (${firstChunk.length} lines; ~${unread} written since the kill)`);
 
   // A process that exited while no host was attached: its real status.
