@@ -113,7 +113,6 @@ export interface SandboxOptions {
   idleReclaimAgent?: boolean;
 }
 
-/** A VM up with its agent answering, booted or adopted, and what the guest is to be told. */
 /** Sandbox.reattach: the pod's id, its containers, and how it is watched from here on (as at create). */
 export interface ReattachOptions extends Pick<SandboxOptions, "id" | "livenessTimeoutMs" | "livenessIntervalMs" | "tcgIdleTrim" | "idleReclaimAgent"> {
   /** Ids of the containers the caller knows; each must be in the pod's record (the agent has them). */
@@ -124,6 +123,7 @@ export interface ReattachOptions extends Pick<SandboxOptions, "id" | "livenessTi
 
 const defaultReattachTimeoutMs = 10_000;
 
+/** A VM up with its agent answering, booted or adopted, and what the guest is to be told. */
 type GuestParts = { vm: Vm; agent: BootedVm["agent"]; net?: PodNetwork | Promise<PodNetwork | undefined>; guestNetwork?: GuestNetworkView; virtiofsd?: AdoptedHelperProcess };
 
 export interface ContainerOptions {
@@ -232,16 +232,25 @@ export class Sandbox {
     const parts = await takeOverVm(opts.id, reattachTarget(opts.id, rec, opts.containers), opts.timeoutMs ?? defaultReattachTimeoutMs);
     const sb = new Sandbox(opts.id, { ...layout, sharedDir: rec.sharedDir });
     Object.assign(sb.record, rec);
-    pushTeardown(sb.undo, sb.layout, rec, parts);
-    sb.attachGuest(opts, { vm: parts.vm, agent: parts.agent, ...(parts.virtiofsd === undefined ? {} : { virtiofsd: parts.virtiofsd }) });
-    for (const id of opts.containers) {
-      const c = rec.containers[id]!;
-      const undo = new UndoStack();
-      pushUnshare(undo, sb.layout, id);
-      const running = c.status === "running" ? { initPid: c.pid ?? 0 } : undefined;
-      sb.containers.set(id, SandboxContainer.reattach(sb.agent, id, c.terminal === true, undo, sb.containerHooks(), running));
+    try {
+      pushTeardown(sb.undo, sb.layout, rec, parts);
+      sb.attachGuest(opts, { vm: parts.vm, agent: parts.agent, ...(parts.virtiofsd === undefined ? {} : { virtiofsd: parts.virtiofsd }) });
+      for (const id of opts.containers) {
+        const c = rec.containers[id]!;
+        const undo = new UndoStack();
+        pushUnshare(undo, sb.layout, id);
+        const running = c.status === "running" ? { initPid: c.pid ?? 0 } : undefined;
+        sb.containers.set(id, SandboxContainer.reattach(sb.agent, id, c.terminal === true, undo, sb.containerHooks(), running));
+      }
+      sb.life.move("ready", "reattach");
+    } catch (err) {
+      // Let go of the pod as it was: no watch, no trim, no connection; QEMU and its files untouched.
+      sb.watch?.stop();
+      await sb.trimmer?.stop();
+      parts.agent.close();
+      parts.vm.detach();
+      throw err;
     }
-    sb.life.move("ready", "reattach");
     log.info({ sandbox: opts.id, vmPid: rec.vmPid, containers: opts.containers }, "pod reattached");
     return sb;
   }

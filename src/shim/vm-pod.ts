@@ -118,6 +118,8 @@ export class VmPod implements Pod {
   restore(req: ReattachRequest): void {
     for (const c of req.containers) if (c.rootfsDir !== undefined) this.rootfsDirs.set(c.id, c.rootfsDir);
     if (req.containers.some((c) => c.id === req.id)) this.pidnsHolder = Promise.resolve();
+    // The sandbox task was started by the process that created the pod.
+    this.sandboxTask.startedElsewhere();
   }
 
   async reattachProcess(containerId: string, execId: string, opts: ReattachProcessOptions): Promise<PodProcess> {
@@ -259,8 +261,6 @@ export function vmPodFactory(log: Logger, adopter: PooledVmAdopter = adoptPooled
       const limitCover = { podLimitsMiB: req.sizing?.limitsMiB ?? 0, coveredMiB: req.config.runtime.overhead_covers_limits_mib };
       const pod = new VmPod(sb, log, req, limitCover);
       pod.restore(req);
-      // The sandbox task was started by the process that created the pod.
-      await pod.sandboxProcess().start();
       return pod;
     },
     cleanupPod: (sandboxId: string) => cleanupStaleSandbox(sandboxId),

@@ -200,6 +200,12 @@ export class PauseProcess implements PodProcess {
     this.started = true;
   }
 
+  /** Started by another process (a reattached pod): from here its exit is the VM's end (137 at once if it has ended). */
+  startedElsewhere(): void {
+    this.started = true;
+    if (this.vmGone) this.resolveExit({ exitStatus: lostExit, exitedAt: new Date() });
+  }
+
   async signal(signal: number): Promise<void> {
     // The VM stops when the sandbox task is deleted; to containerd the pause process is gone now.
     this.resolveExit({ exitStatus: 128 + signal, exitedAt: new Date() });

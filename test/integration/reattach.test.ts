@@ -183,6 +183,7 @@ void test("reattach: a pod whose shim was SIGKILLed (mid-trim) is taken over: ou
 
   await pod.destroy();
   assert.equal((await init.wait()).exitStatus, 137, "the init still running when the pod went counts as killed");
+  assert.equal((await pod.sandboxProcess().wait()).exitStatus, 137, "the sandbox task (started by the dead shim) ends with the VM");
   assert.equal(await pidGone(rec.vmPid, /^qemu/), true, "the VM is gone");
   assert.equal(await pidGone(rec.virtiofsdPid, /^virtiofsd/), true, "virtiofsd is gone");
   assert.equal(await pathExists(sandboxLayout(id).stateDir), false, "the state dir is gone");
