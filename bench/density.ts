@@ -325,7 +325,7 @@ async function main(): Promise<void> {
         pool_share_pss_per_pod_mib: mib(kata.poolPssMiB / kata.pods),
         ...Object.fromEntries(Object.entries(kata.poolByRoleMiB).map(([r, m]) => [`${r.replaceAll("-", "_")}_pss_mib`, mib(m)])),
         memavailable_per_pod_mib: mib(kata.memAvailablePerPodMiB),
-        ...Object.fromEntries(Object.entries(kata.byRoleMiB).map(([r, m]) => [`${r}_pss_per_pod_mib`, mib(m)])),
+        ...Object.fromEntries(Object.entries(kata.byRoleMiB).map(([r, m]) => [`${r.replaceAll("-", "_")}_pss_per_pod_mib`, mib(m)])),
         idle_cpu_per_pod_millicores: mib(Object.values(kata.cpuByRoleMillicores).reduce((a, b) => a + b, 0)),
         pod_start_median_s: mib(median(kata.startMs) / 1000),
         pods_start_total_s: mib(kata.startMs.reduce((a, b) => a + b, 0) / 1000),

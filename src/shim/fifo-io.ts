@@ -15,15 +15,29 @@ import type { PodProcess, StdioPaths } from "./pod-port.js";
 // Raw fds, not FileHandles: net.Socket owns the fd, and a FileHandle would close it on GC.
 const open = promisify(openCb);
 
+/**
+ * Holds output FIFOs open beside this process (the node-level server's keeper): while one holds a
+ * FIFO's write end, containerd does not see EOF on it if this process dies, and the output of a
+ * process taken over by the next server goes on into the same CRI log. Released when the process's
+ * output ended, so containerd then sees EOF as before.
+ */
+export interface FifoHolder {
+  hold(path: string): void;
+  release(path: string): void;
+}
+
 export class FifoIo {
   private readonly outputs: Promise<void>[] = [];
   private readonly sockets: net.Socket[] = [];
   private stdinSource: net.Socket | undefined;
   private closed = false;
 
+  private readonly held = new Set<string>();
+
   constructor(
     private readonly paths: StdioPaths,
     private readonly log: Logger,
+    private readonly holder?: FifoHolder,
   ) {}
 
   /** Connect the process's streams to the FIFOs. */
@@ -39,11 +53,21 @@ export class FifoIo {
     this.sockets.push(sink);
     sink.on("error", (err) => this.log.warn({ err, path }, "writing to output fifo failed"));
     source.pipe(sink);
+    if (this.holder !== undefined && !this.held.has(path)) {
+      this.held.add(path);
+      this.holder.hold(path);
+      // Once this end is closed too, containerd sees the EOF the output's end means.
+      sink.once("close", () => this.release(path));
+    }
     this.outputs.push(
       new Promise<void>((resolve) => {
         finished(source, () => resolve());
       }),
     );
+  }
+
+  private release(path: string): void {
+    if (this.held.delete(path)) this.holder?.release(path);
   }
 
   private pumpIn(sink: Writable, path: string): void {
@@ -84,6 +108,14 @@ export class FifoIo {
   async close(): Promise<void> {
     this.closed = true;
     this.closeStdin();
+    try {
+      await this.closeOutputs();
+    } finally {
+      for (const path of [...this.held]) this.release(path);
+    }
+  }
+
+  private async closeOutputs(): Promise<void> {
     await Promise.all(
       this.sockets.map(
         (s) =>

@@ -6,6 +6,7 @@ import { TtrpcServer } from "../protocol/ttrpc/index.js";
 import { describeError } from "../util/errors.js";
 import type { Logger } from "../util/log.js";
 import { EventPublisher } from "./events.js";
+import type { FifoHolder } from "./fifo-io.js";
 import type { PreparedPodConfig } from "./pod-config.js";
 import type { PodFactory } from "./pod-port.js";
 import { TaskService } from "./task-service.js";
@@ -30,6 +31,8 @@ export interface PodTaskServerOptions {
   prepared: Promise<PreparedPodConfig | undefined>;
   /** After the pod's tasks changed (TaskService's onStateChange). */
   onStateChange?: () => void;
+  /** Holds the pod's output FIFOs beside this process (fifo-io.ts). */
+  fifoHolder?: FifoHolder;
   /** Runs once the pod is torn down and every connection is closed. */
   onStopped: (why: string) => void;
 }
@@ -43,7 +46,7 @@ export class PodTaskServer {
 
   constructor(private readonly opts: PodTaskServerOptions) {
     this.events = new EventPublisher(opts.ttrpcAddress, opts.namespace, opts.log);
-    this.svc = new TaskService({ factory: opts.factory, events: this.events, log: opts.log, configPath: opts.configPath, prepared: opts.prepared, ...(opts.onStateChange === undefined ? {} : { onStateChange: opts.onStateChange }) });
+    this.svc = new TaskService({ factory: opts.factory, events: this.events, log: opts.log, configPath: opts.configPath, prepared: opts.prepared, ...(opts.onStateChange === undefined ? {} : { onStateChange: opts.onStateChange }), ...(opts.fifoHolder === undefined ? {} : { fifoHolder: opts.fifoHolder }) });
     this.server.register(Task, taskImpl(this.svc, { shutdown: () => this.stop("Shutdown with no containers left") }));
     this.idleTimer = setInterval(() => {
       if (this.svc.idleEmptyMs >= idleEmptyStopMs) this.stop(`no task for ${idleEmptyStopMs / 1000} s (containerd gave up on this shim's start)`);

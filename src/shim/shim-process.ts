@@ -2,7 +2,7 @@
 // the sandbox layer's handle, its FIFO IO, and its exit once known. The exit is recorded only
 // after its output reached the FIFOs, so Wait and /tasks/exit come after the last line of output.
 import type { Logger } from "../util/log.js";
-import { FifoIo } from "./fifo-io.js";
+import { FifoIo, type FifoHolder } from "./fifo-io.js";
 import type { PodProcess, ProcessExit, StdioPaths } from "./pod-port.js";
 import { ProcessState, type ProcessStatus } from "./process-state.js";
 import type { ProcessSnapshot } from "./task-service.js";
@@ -25,9 +25,10 @@ export class ShimProcess {
     readonly execId: string,
     readonly stdio: StdioPaths,
     private readonly log: Logger,
+    fifoHolder?: FifoHolder,
   ) {
     this.state = new ProcessState(execId === "" ? `task ${containerId}` : `exec ${execId} in task ${containerId}`);
-    this.io = new FifoIo(stdio, log);
+    this.io = new FifoIo(stdio, log, fifoHolder);
     this.exited = new Promise((resolve) => {
       this.resolveExited = resolve;
     });

@@ -15,6 +15,7 @@ import type { ProcessStatus } from "./process-state.js";
 import { readSpec } from "./oci-spec.js";
 import { podConfig, type PreparedPodConfig } from "./pod-config.js";
 import { ShimProcess } from "./shim-process.js";
+import type { FifoHolder } from "./fifo-io.js";
 import type { EventSink } from "./task-events.js";
 
 export interface CreateTask {
@@ -89,6 +90,8 @@ export interface TaskServiceDeps {
   prepared?: Promise<PreparedPodConfig | undefined>;
   /** Called after the tasks changed (created, started, exited, deleted): the node-level server records snapshot() then. */
   onStateChange?: () => void;
+  /** Holds the processes' output FIFOs beside this process (the node-level server's keeper: fifo-io.ts). */
+  fifoHolder?: FifoHolder;
 }
 
 export class TaskService {
@@ -117,7 +120,7 @@ export class TaskService {
     if (this.containers.has(req.id)) throw new KataError("ALREADY_EXISTS", `task ${req.id} already exists in this shim`);
     const spec = await readSpec(req.bundle);
     const type = spec.annotations?.[annotations.containerType];
-    const proc = new ShimProcess(req.id, "", req.stdio, this.deps.log);
+    const proc = new ShimProcess(req.id, "", req.stdio, this.deps.log, this.deps.fifoHolder);
     const abort = new AbortController();
     let settle!: () => void;
     const container: ShimContainer = { id: req.id, bundle: req.bundle, rootfs: req.rootfs, ownsPod: false, init: proc, execs: new Map(), creation: { abort, settled: new Promise((r) => (settle = r)) } };
@@ -173,7 +176,7 @@ export class TaskService {
     const container = this.container(req.containerId);
     if (container.execs.has(req.execId)) throw new KataError("ALREADY_EXISTS", `exec ${req.execId} already exists in task ${req.containerId}`);
     container.init.state.check("io"); // only a live container can run an exec
-    const proc = new ShimProcess(req.containerId, req.execId, req.stdio, this.deps.log);
+    const proc = new ShimProcess(req.containerId, req.execId, req.stdio, this.deps.log, this.deps.fifoHolder);
     container.execs.set(req.execId, proc);
     try {
       const handle = await this.requirePod(req.containerId).exec(req);
@@ -337,13 +340,13 @@ export class TaskService {
       this.adoptPod(pod);
     }
     for (const c of snap.containers) {
-      const init = new ShimProcess(c.id, "", c.init.stdio, this.deps.log);
+      const init = new ShimProcess(c.id, "", c.init.stdio, this.deps.log, this.deps.fifoHolder);
       const container: ShimContainer = { id: c.id, bundle: c.bundle, rootfs: c.rootfs, ownsPod: c.ownsPod, init, execs: new Map() };
       this.containers.set(c.id, container);
       const isSandboxTask = c.ownsPod && (await readSpec(c.bundle).catch(() => undefined))?.annotations?.[annotations.containerType] === "sandbox";
       await init.restore(c.init, await this.livingProcess(c.id, c.init, isSandboxTask), (exit) => this.exited(init, exit), (exit) => this.oomBeforeExit(init, exit));
       for (const e of c.execs) {
-        const exec = new ShimProcess(c.id, e.execId, e.stdio, this.deps.log);
+        const exec = new ShimProcess(c.id, e.execId, e.stdio, this.deps.log, this.deps.fifoHolder);
         container.execs.set(e.execId, exec);
         await exec.restore(e, await this.livingProcess(c.id, e, false), (exit) => this.exited(exec, exit));
       }

@@ -82,11 +82,12 @@ async function assertPodsLive(cri: CriClient, pods: readonly TickPod[], when: st
   }
 }
 
-void test("node-level shim server: pods survive its crash and its restart, and nothing is left", { timeout: 1_200_000 }, async () => {
+void test("node-level shim server: pods survive its crash and its restart, and nothing is left", { timeout: 1_200_000 }, async (t) => {
   const { ctd, cri } = fx;
   assert.ok(ctd && cri);
   const pods: TickPod[] = [];
   let keeperPid: number | undefined;
+  let step = "starting the pods";
   try {
     pods.push(await startTickPod(ctd, cri, "node-shim-a"));
     pods.push(await startTickPod(ctd, cri, "node-shim-b"));
@@ -98,6 +99,7 @@ void test("node-level shim server: pods survive its crash and its restart, and n
     const vms = (await processesMentioning(ctd.baseDir)).filter((p) => p.cmdline[0]?.includes("qemu-system"));
     assert.equal(vms.length, 2, "a VM per pod");
     await assertPodsLive(cri, pods, "before any restart");
+    step = "after the server crashed";
 
     // The server crashes: the keeper starts another, which takes both running pods over.
     const crashed = first.server[0] as number;
@@ -110,6 +112,7 @@ void test("node-level shim server: pods survive its crash and its restart, and n
     const vmsAfter = (await processesMentioning(ctd.baseDir)).filter((p) => p.cmdline[0]?.includes("qemu-system")).map((p) => p.pid);
     assert.deepEqual(vmsAfter.sort(), vms.map((p) => p.pid).sort(), "the same VMs run on");
 
+    step = "after the server restarted";
     // An upgrade: SIGHUP to the keeper restarts the server after it finished what it answered.
     process.kill(keeperPid, "SIGHUP");
     await waitFor("the restarted server", async () => {
@@ -120,12 +123,22 @@ void test("node-level shim server: pods survive its crash and its restart, and n
 
     // containerd restarts (as a service restart does): it reconnects to each pod's socket, which
     // the keeper listens on, and finds its tasks running.
+    step = "after containerd restarted";
     await ctd.restart();
     await assertPodsLive(cri, pods, "after containerd restarted");
+  } catch (err) {
+    // The keeper's and servers' log says what they saw (the harness removes it with the rest).
+    t.diagnostic(`failed ${step}: ${String(err)}; ${join(ctd.kataStateDir, "kata-ts-shim.log")}:\n${await readFile(join(ctd.kataStateDir, "kata-ts-shim.log"), "utf8").catch(() => "(none)")}`);
+    // Each pod's own lines (its bundle's log FIFO) are in containerd's log.
+    const ctdLog = await readFile(ctd.logPath, "utf8").catch(() => "");
+    t.diagnostic(`containerd's log, the shim's lines:\n${ctdLog.split("\n").filter((l) => l.includes("kata-ts") && !l.includes("level=debug")).slice(-80).join("\n")}`);
+    throw err;
   } finally {
+    // A failed removal must not hide why the test failed: it is reported, and the harness's
+    // stop() and leak check still run.
     for (const pod of pods) {
-      await cri.runtime.stopPodSandbox({ podSandboxId: pod.podSandboxId });
-      await cri.runtime.removePodSandbox({ podSandboxId: pod.podSandboxId });
+      await cri.runtime.stopPodSandbox({ podSandboxId: pod.podSandboxId }).catch((e: unknown) => t.diagnostic(`stopping ${pod.name}: ${String(e)}`));
+      await cri.runtime.removePodSandbox({ podSandboxId: pod.podSandboxId }).catch((e: unknown) => t.diagnostic(`removing ${pod.name}: ${String(e)}`));
     }
     if (keeperPid !== undefined && isAlive(keeperPid)) process.kill(keeperPid, "SIGTERM");
   }

@@ -8,7 +8,7 @@
 // connections and each pod's last recorded tasks, and takes the running VMs over. The keeper
 // itself does nothing else: small code that has no reason to crash.
 import { spawn, type ChildProcess } from "node:child_process";
-import { chmodSync, mkdirSync, rmSync } from "node:fs";
+import { chmodSync, closeSync, constants, mkdirSync, openSync, rmSync } from "node:fs";
 import net from "node:net";
 import { dirname } from "node:path";
 import { pino } from "pino";
@@ -33,11 +33,21 @@ interface KeptPod {
   reg: PodRegistration;
   listener: net.Server;
   conns: Map<number, net.Socket>;
+  /** The pod's output FIFOs the keeper holds open for writing (holdFifo), by path. */
+  fifos: Map<string, number>;
   /** The server's last record of the pod's tasks (ToKeeper "state"), handed to a restarted server. */
   state?: unknown;
   /** Served by the current server (its podReady came). */
   ready: boolean;
   waiters: Array<(error?: string) => void>;
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // Closed already.
+  }
 }
 
 /** The pipe behind a net.Socket: what travels over the IPC channel as a bare handle (the receiver wraps it). */
@@ -84,6 +94,7 @@ export async function runKeeper(serverScript: string): Promise<void> {
     pod.listener.close();
     rmSync(pod.reg.socket, { force: true });
     for (const sock of pod.conns.values()) sock.destroy();
+    for (const fd of pod.fifos.values()) closeQuietly(fd);
     for (const w of pod.waiters.splice(0)) w(why);
     log.info({ pod: pod.reg.flags.id, why }, "pod no longer served");
     if (pods.size === 0) idleSince = Date.now();
@@ -125,6 +136,25 @@ export async function runKeeper(serverScript: string): Promise<void> {
       case "podGone": {
         const pod = pods.get(m.socket);
         if (pod !== undefined) dropPod(pod, "its server stopped (Shutdown, or no task left)");
+        return;
+      }
+      case "holdFifo": {
+        const pod = pods.get(m.socket);
+        if (pod === undefined || pod.fifos.has(m.path)) return;
+        try {
+          // A writer only, which never blocks: containerd has its read end open (else ENXIO).
+          pod.fifos.set(m.path, openSync(m.path, constants.O_WRONLY | constants.O_NONBLOCK));
+        } catch (err) {
+          log.warn({ err: (err as Error).message, path: m.path }, "cannot hold an output FIFO: a server's death would end that output");
+        }
+        return;
+      }
+      case "releaseFifo": {
+        const pod = pods.get(m.socket);
+        const fd = pod?.fifos.get(m.path);
+        if (pod === undefined || fd === undefined) return;
+        pod.fifos.delete(m.path);
+        closeQuietly(fd);
         return;
       }
       case "drained":
@@ -172,7 +202,7 @@ export async function runKeeper(serverScript: string): Promise<void> {
       if (await isListening(reg.socket)) throw new KataError("ALREADY_EXISTS", `something else listens on ${reg.socket} already`);
       rmSync(reg.socket, { force: true });
       const listener = net.createServer({ pauseOnConnect: true });
-      const kept: KeptPod = { reg, listener, conns: new Map(), ready: false, waiters: [] };
+      const kept: KeptPod = { reg, listener, conns: new Map(), fifos: new Map(), ready: false, waiters: [] };
       listener.on("connection", (sock: SocketWithHandle) => {
         const id = nextConn++;
         sock.on("error", () => undefined);

@@ -50,6 +50,8 @@ export type ToKeeper =
   | { op: "state"; socket: string; state: unknown }
   /** The server closed its end of this connection: the keeper closes its copy, and containerd sees the close. */
   | { op: "connClosed"; conn: number }
+  /** Hold / let go of one of the pod's output FIFOs (its write end), so that a server's death is no EOF to containerd (fifo-io.ts). */
+  | { op: "holdFifo" | "releaseFifo"; socket: string; path: string }
   /** The pod's server stopped (Shutdown, idle): the keeper stops listening for it. */
   | { op: "podGone"; socket: string }
   | { op: "drained" };

@@ -68,6 +68,10 @@ export async function runNodeServer(entry: ShimEntry): Promise<void> {
         configPath: reg.flags.configPath,
         prepared: Promise.resolve(reg.prepared),
         onStateChange: () => recordState(reg.socket),
+        fifoHolder: {
+          hold: (path) => tell({ op: "holdFifo", socket: reg.socket, path }),
+          release: (path) => tell({ op: "releaseFifo", socket: reg.socket, path }),
+        },
         onStopped: (why) => {
           pods.delete(reg.socket);
           for (const c of served.conns.values()) c.destroy();
