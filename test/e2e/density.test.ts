@@ -5,13 +5,11 @@
 // bench/density.ts; this test asserts behaviour only.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdir } from "node:fs/promises";
-import { join } from "node:path";
-import { ContainerState, podSandboxConfig, waitForContainerState } from "../../src/cri/pod.js";
+import { ContainerState, waitForContainerState } from "../../src/cri/pod.js";
 import type { CriClient } from "../../src/cri/client.js";
 import type { PrivateContainerd } from "../harness/containerd.js";
 import { useCriFixture } from "../harness/cri-fixture.js";
-import { BUSYBOX_IMAGE_REF } from "../harness/images.js";
+import { startOneContainerPod, type OneContainerPod } from "./one-container-pod.js";
 import { processesMentioning } from "../harness/processes.js";
 
 const PODS = Number(process.env.KATA_TS_DENSITY_PODS ?? 20);
@@ -20,26 +18,7 @@ const START_CONCURRENCY = 2;
 
 const fx = useCriFixture();
 
-interface Pod {
-  name: string;
-  podSandboxId: string;
-  containerId: string;
-}
-
-async function startIdlePod(ctd: PrivateContainerd, cri: CriClient, name: string): Promise<Pod> {
-  const logDirectory = join(ctd.baseDir, "pods", name);
-  await mkdir(logDirectory, { recursive: true });
-  const config = podSandboxConfig({ name, uid: `uid-${name}`, logDirectory });
-  const { podSandboxId } = await cri.runtime.runPodSandbox({ config, runtimeHandler: "kata-ts" });
-  const { containerId } = await cri.runtime.createContainer({
-    podSandboxId,
-    sandboxConfig: config,
-    config: { metadata: { name: "idle" }, image: { image: BUSYBOX_IMAGE_REF }, command: ["sleep", "86400"], logPath: "idle.log" },
-  });
-  await cri.runtime.startContainer({ containerId });
-  await waitForContainerState(cri, containerId, ContainerState.CONTAINER_RUNNING, { timeoutMs: 300_000, pollMs: 100 });
-  return { name, podSandboxId, containerId };
-}
+const startIdlePod = (ctd: PrivateContainerd, cri: CriClient, name: string): Promise<OneContainerPod> => startOneContainerPod(ctd, cri, name, { name: "idle", command: ["sleep", "86400"] });
 
 /** Runs `work` over `items`, at most `limit` at a time; rejects with the first failure. */
 async function inBatches<T, R>(items: readonly T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
@@ -51,7 +30,7 @@ async function inBatches<T, R>(items: readonly T[], limit: number, work: (item: 
 void test(`density: ${PODS} idle kata-ts pods run at once, each answers ExecSync, all are removed without a trace`, { timeout: 1_800_000 }, async () => {
   const { ctd, cri } = fx;
   assert.ok(ctd && cri);
-  const pods: Pod[] = [];
+  const pods: OneContainerPod[] = [];
   try {
     const names = Array.from({ length: PODS }, (_, i) => `dense-${i}`);
     pods.push(...(await inBatches(names, START_CONCURRENCY, (n) => startIdlePod(ctd, cri, n))));

@@ -7,39 +7,22 @@
 // keeper and its server go when told.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdir, readFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { ContainerState, podSandboxConfig, waitForContainerState } from "../../src/cri/pod.js";
+import { ContainerState } from "../../src/cri/pod.js";
 import type { CriClient } from "../../src/cri/client.js";
 import type { PrivateContainerd } from "../harness/containerd.js";
 import { useCriFixture } from "../harness/cri-fixture.js";
-import { BUSYBOX_IMAGE_REF } from "../harness/images.js";
 import { isAlive, processesMentioning } from "../harness/processes.js";
+import { startOneContainerPod, type OneContainerPod } from "./one-container-pod.js";
 
 const fx = useCriFixture({ kataConfig: '[runtime]\nshim_server = "node"\n' });
 
-interface TickPod {
-  name: string;
-  podSandboxId: string;
-  containerId: string;
-  logFile: string;
-}
+type TickPod = OneContainerPod;
 
-async function startTickPod(ctd: PrivateContainerd, cri: CriClient, name: string): Promise<TickPod> {
-  const logDirectory = join(ctd.baseDir, "pods", name);
-  await mkdir(logDirectory, { recursive: true });
-  const config = podSandboxConfig({ name, uid: `uid-${name}`, logDirectory });
-  const { podSandboxId } = await cri.runtime.runPodSandbox({ config, runtimeHandler: "kata-ts" });
-  const { containerId } = await cri.runtime.createContainer({
-    podSandboxId,
-    sandboxConfig: config,
-    config: { metadata: { name: "ticker" }, image: { image: BUSYBOX_IMAGE_REF }, command: ["sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.5; done"], logPath: "ticker.log" },
-  });
-  await cri.runtime.startContainer({ containerId });
-  await waitForContainerState(cri, containerId, ContainerState.CONTAINER_RUNNING, { timeoutMs: 300_000, pollMs: 100 });
-  return { name, podSandboxId, containerId, logFile: join(logDirectory, "ticker.log") };
-}
+const startTickPod = (ctd: PrivateContainerd, cri: CriClient, name: string): Promise<TickPod> =>
+  startOneContainerPod(ctd, cri, name, { name: "ticker", command: ["sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.5; done"] });
 
 /** The highest tick in the pod's CRI log. */
 async function lastTick(pod: TickPod): Promise<number> {
