@@ -7,6 +7,8 @@
 // processes (its daemon, ready VM, warm shim server: node-level, in the pool's cgroups) are
 // counted in the kata-ts figure as a share divided by N, as issue 14 defines density, and are
 // reported apart too; before reading, the bench waits for the pool to hold its ready VM again.
+// With the node-level shim server (`[runtime] shim_server = "node"` in --kata-config), its keeper
+// and server serve every pod: they are the "node-shim" role, summed and divided by N like the rest.
 // Where pod VMs give their TCG translation cache back while idle ([hypervisor.qemu] tcg_idle_trim_s),
 // it then waits (--trim-wait-s) for that idle state, and prints the cache's share of QEMU's figure.
 // Prints figures; never asserts.
