@@ -92,8 +92,9 @@ export async function runNodeServer(entry: ShimEntry): Promise<void> {
         await served.task.svc.restore(restore);
         podLog.info("shim serving: took the pod over from a server that exited");
       } catch (err) {
-        pods.delete(reg.socket);
-        closeSync(logFd);
+        // Nothing of the pod is this server's: its task server stops (timer, log fd) and the
+        // keeper, told podFailed, closes the pod's connections for containerd to clean up.
+        served.task.stop(`could not take the pod over: ${describeError(err)}`);
         throw err;
       }
     } else podLog.info({ socket: reg.socket, bundle: reg.flags.bundle, namespace: reg.flags.namespace, nodeServer: process.pid }, "shim serving");
