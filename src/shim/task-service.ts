@@ -62,6 +62,8 @@ export interface ProcessSnapshot {
 export interface TaskSnapshot {
   version: 1;
   containers: Array<{ id: string; bundle: string; rootfs: RootfsMount[]; ownsPod: boolean; init: ProcessSnapshot; execs: ProcessSnapshot[] }>;
+  /** Tasks whose Create was running: a server that takes this record over cannot finish or answer it. */
+  creating?: string[];
 }
 
 interface ShimContainer {
@@ -126,6 +128,8 @@ export class TaskService {
     const container: ShimContainer = { id: req.id, bundle: req.bundle, rootfs: req.rootfs, ownsPod: false, init: proc, execs: new Map(), creation: { abort, settled: new Promise((r) => (settle = r)) } };
     this.containers.set(req.id, container);
     this.emptySince = undefined;
+    // Recorded before the VM or the container exists (snapshot's `creating`).
+    this.changed();
     // Set once the pod holds the app container: undone if a later step fails.
     let appContainerCreated = false;
     try {
@@ -292,7 +296,7 @@ export class TaskService {
 
   /**
    * The tasks as plain data: what a node-level server that took this one's place needs to serve
-   * them again (restore). Creations still running are left out: their Create never answered.
+   * them again (restore). Creations still running are only named: their Create never answered.
    */
   snapshot(): TaskSnapshot {
     const proc = (p: ShimProcess): ProcessSnapshot => ({
@@ -305,7 +309,8 @@ export class TaskService {
     const containers = [...this.containers.values()]
       .filter((c) => c.creation === undefined)
       .map((c) => ({ id: c.id, bundle: c.bundle, rootfs: c.rootfs, ownsPod: c.ownsPod, init: proc(c.init), execs: [...c.execs.values()].map(proc) }));
-    return { version: 1, containers };
+    const creating = [...this.containers.values()].filter((c) => c.creation !== undefined).map((c) => c.id);
+    return { version: 1, containers, ...(creating.length > 0 ? { creating } : {}) };
   }
 
   /**
@@ -317,6 +322,12 @@ export class TaskService {
     const snap = raw as Partial<TaskSnapshot> | undefined;
     if (snap?.version !== 1 || !Array.isArray(snap.containers)) throw new KataError("INVALID_ARGUMENT", "the recorded tasks are not a snapshot this build understands");
     if (this.containers.size > 0 || this.pod !== undefined) throw new KataError("FAILED_PRECONDITION", "this pod's server holds tasks already");
+    // A Create cut short by the server's death: containerd waits for an answer no server can give,
+    // and what it made is half made. The pod is given up as a per-pod shim's death gives it up:
+    // its connections close and containerd's cleanup (`shim delete`) removes what the record names.
+    if (Array.isArray(snap.creating) && snap.creating.length > 0) {
+      throw new KataError("FAILED_PRECONDITION", `the server that exited was creating task(s) ${snap.creating.join(", ")}: that Create can get no answer, so the pod is given up for containerd to clean up`);
+    }
     const owner = snap.containers.find((c) => c.ownsPod);
     if (owner !== undefined) {
       const factory = await this.deps.factory;

@@ -3,67 +3,17 @@
 // of a shim process per pod. What must hold: the pods run and answer as with per-pod shims; the
 // server's crash (SIGKILL) and its restart for an upgrade (SIGHUP to the keeper) end no pod:
 // containers keep running, their output keeps reaching the CRI log, exec answers, containerd
-// never sees a task exit; a containerd restart finds them again; removing the pods leaves nothing (the fixture's leak check), and the
-// keeper and its server go when told.
+// never sees a task exit; a containerd restart finds them again, also after the keeper's own
+// death; removing the pods leaves nothing (the fixture's leak check), keeper and server included.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
-import { ContainerState } from "../../src/cri/pod.js";
-import type { CriClient } from "../../src/cri/client.js";
-import type { PrivateContainerd } from "../harness/containerd.js";
 import { useCriFixture } from "../harness/cri-fixture.js";
 import { isAlive, processesMentioning } from "../harness/processes.js";
-import { startOneContainerPod, type OneContainerPod } from "./one-container-pod.js";
+import { assertPodsLive, shimProcesses, startTickPod, waitFor, type TickPod } from "./node-shim-checks.js";
 
 const fx = useCriFixture({ kataConfig: '[runtime]\nshim_server = "node"\n' });
-
-type TickPod = OneContainerPod;
-
-const startTickPod = (ctd: PrivateContainerd, cri: CriClient, name: string): Promise<TickPod> =>
-  startOneContainerPod(ctd, cri, name, { name: "ticker", command: ["sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.5; done"] });
-
-/** The highest tick in the pod's CRI log. */
-async function lastTick(pod: TickPod): Promise<number> {
-  const text = await readFile(pod.logFile, "utf8").catch(() => "");
-  const ticks = [...text.matchAll(/tick (\d+)/g)].map((m) => Number(m[1]));
-  return ticks.length === 0 ? -1 : Math.max(...ticks);
-}
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(200);
-  }
-}
-
-/** The keeper's and the server's pids (the only shim processes of this containerd), and per-pod servers (none expected). */
-async function shimProcesses(ctd: PrivateContainerd): Promise<{ keeper: number[]; server: number[]; perPod: number[] }> {
-  const procs = await processesMentioning(ctd.baseDir);
-  const args = (p: { cmdline: string[] }): string => p.cmdline.join(" ");
-  return {
-    keeper: procs.filter((p) => args(p).includes("node-keeper")).map((p) => p.pid),
-    server: procs.filter((p) => args(p).includes("node-server")).map((p) => p.pid),
-    perPod: procs.filter((p) => / serve$/.test(args(p))).map((p) => p.pid),
-  };
-}
-
-/** Every pod still runs and answers from its own guest; its container's output reaches the log again. */
-async function assertPodsLive(cri: CriClient, pods: readonly TickPod[], when: string): Promise<void> {
-  for (const pod of pods) {
-    const before = await lastTick(pod);
-    const r = await cri.runtime.execSync({ containerId: pod.containerId, cmd: ["hostname"], timeout: 120n });
-    assert.equal(r.exitCode, 0, `${when}: ${pod.name}: exec failed: ${Buffer.from(r.stderr).toString()}`);
-    assert.equal(Buffer.from(r.stdout).toString().trim(), pod.name, `${when}: the exec ran in that pod's guest`);
-    await waitFor(`${pod.name}'s output to reach its log ${when}`, async () => ((await lastTick(pod)) > before ? true : undefined), 60_000);
-    const status = await cri.runtime.containerStatus({ containerId: pod.containerId });
-    assert.equal(status.status?.state, ContainerState.CONTAINER_RUNNING, `${when}: ${pod.name}'s container still runs (containerd saw no exit)`);
-  }
-}
 
 void test("node-level shim server: pods survive its crash and its restart, and nothing is left", { timeout: 1_200_000 }, async (t) => {
   const { ctd, cri } = fx;
@@ -109,12 +59,23 @@ void test("node-level shim server: pods survive its crash and its restart, and n
     step = "after containerd restarted";
     await ctd.restart();
     await assertPodsLive(cri, pods, "after containerd restarted");
+
+    // The keeper itself dies: the server keeps its copies of the connections and listens on the
+    // pods' sockets itself, so the pods run on and a containerd restart still reaches them.
+    step = "after the keeper was killed";
+    const killedKeeper = keeperPid;
+    process.kill(killedKeeper, "SIGKILL");
+    await waitFor("the keeper to be gone", async () => (isAlive(killedKeeper) ? undefined : true), 30_000);
+    await assertPodsLive(cri, pods, "after the keeper was killed");
+    step = "after containerd restarted with no keeper";
+    await ctd.restart();
+    await assertPodsLive(cri, pods, "after containerd restarted with no keeper");
   } catch (err) {
     // The keeper's and servers' log says what they saw (the harness removes it with the rest).
     t.diagnostic(`failed ${step}: ${String(err)}; ${join(ctd.kataStateDir, "kata-ts-shim.log")}:\n${await readFile(join(ctd.kataStateDir, "kata-ts-shim.log"), "utf8").catch(() => "(none)")}`);
     // Each pod's own lines (its bundle's log FIFO) are in containerd's log.
     const ctdLog = await readFile(ctd.logPath, "utf8").catch(() => "");
-    t.diagnostic(`containerd's log, the shim's lines:\n${ctdLog.split("\n").filter((l) => l.includes("kata-ts") && !l.includes("level=debug")).slice(-80).join("\n")}`);
+    t.diagnostic(`containerd's log, the shim's lines:\n${ctdLog.split("\n").filter((l) => (l.includes("kata-ts") || /level=(error|warning)/.test(l)) && !l.includes("level=debug")).slice(-80).join("\n")}`);
     throw err;
   } finally {
     // A failed removal must not hide why the test failed: it is reported, and the harness's

@@ -17,6 +17,7 @@ import type { KataTsHandler } from "../../src/deploy/containerd-config.js";
 import { installContainerdHandler } from "../../src/deploy/containerd-install.js";
 import { unmountAllUnder } from "./mounts.js";
 import { removeAllPods, waitContainerdReady } from "../../src/devenv/containerd-control.js";
+import { connectCri } from "../../src/cri/client.js";
 import { packagedShimPath } from "../../src/deploy/paths.js";
 import { createNetns, deleteNetns } from "./netns.js";
 import { killAll, processesInCgroups, processesMentioning, processesRootedUnder } from "./processes.js";
@@ -199,6 +200,9 @@ export async function startContainerd(opts: StartContainerdOptions = {}): Promis
       ...opts.env,
       PATH: `${binDir}:${opts.env?.PATH ?? process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin"}`,
       KATA_TS_STATE_DIR: dirs.kataStateDir,
+      // With the node-level shim server, its keeper exits this soon after the last pod goes (60 s
+      // by default), so that a test's leftover checks see it gone.
+      KATA_TS_NODE_SHIM_IDLE_S: opts.env?.KATA_TS_NODE_SHIM_IDLE_S ?? process.env.KATA_TS_NODE_SHIM_IDLE_S ?? "1",
       // The VM pool is on by default; only the pool's own tests (and benches) run with it.
       ...(opts.pool === true ? {} : { KATA_TS_POOL: "off" }),
     };
@@ -230,6 +234,8 @@ export async function startContainerd(opts: StartContainerdOptions = {}): Promis
       async restart() {
         await proc?.terminate();
         await launch();
+        // Up is not ready: the CRI plugin answers "not initialized" until it has found its pods again.
+        await waitCriRecovered(address, 60_000);
       },
     };
   } catch (err) {
@@ -274,6 +280,25 @@ interface Proc {
   pid: number;
   readonly exited: boolean;
   terminate(): Promise<void>;
+}
+
+/** Polls CRI until it answers (it refuses every call until its recovery after a restart is done). */
+async function waitCriRecovered(address: string, timeoutMs: number): Promise<void> {
+  const cri = connectCri(address);
+  const deadline = Date.now() + timeoutMs;
+  try {
+    for (;;) {
+      const err = await cri.runtime.listPodSandbox({}, { timeoutMs: 5_000 }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      if (err === undefined) return;
+      if (Date.now() > deadline) throw new KataError("DEADLINE_EXCEEDED", `CRI did not answer within ${timeoutMs} ms of containerd's restart: ${String(err)}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  } finally {
+    cri.close();
+  }
 }
 
 function spawnContainerd(argv: string[], logPath: string, env: NodeJS.ProcessEnv): Proc {

@@ -139,3 +139,42 @@ void test("restore refuses what is not a snapshot of this build", async () => {
   await assert.rejects(svc.restore({ version: 99, containers: [] }), /snapshot this build understands/);
   await assert.rejects(svc.restore(undefined), /snapshot this build understands/);
 });
+
+void test("a Create cut short by the server's death is named in the record, and its pod is given up rather than taken over", async () => {
+  const root = await mkdtemp(join(tmpdir(), "kts-restore-"));
+  try {
+    await writeFile(join(root, "configuration.toml"), "");
+    const sbBundle = await bundle(root, "sb", "sandbox");
+    const stdio = { stdin: "", stdout: "", stderr: "", terminal: false };
+    const configPath = join(root, "configuration.toml");
+    let bootStarted!: () => void;
+    const booting = new Promise<void>((r) => (bootStarted = r));
+    const records: unknown[] = [];
+    // A pod whose VM never finishes booting (the server dies meanwhile).
+    const factory: PodFactory = {
+      createPod: () => {
+        bootStarted();
+        return new Promise<never>(() => undefined);
+      },
+      cleanupPod: () => Promise.resolve(),
+    };
+    const svc1: TaskService = new TaskService({ factory, events: { publish: () => undefined }, log: createLogger("test"), configPath, onStateChange: () => records.push(JSON.parse(JSON.stringify(svc1.snapshot()))) });
+    void svc1.create({ id: "sb", bundle: sbBundle, rootfs: [], stdio, configPath });
+    await booting;
+    const recorded = records.at(-1) as { containers: unknown[]; creating?: string[] };
+    assert.deepEqual(recorded.creating, ["sb"], "the record names the Create in progress before the VM boots");
+    assert.deepEqual(recorded.containers, [], "and holds no task for it");
+
+    let reattachCalls = 0;
+    const svc2 = new TaskService({
+      factory: { createPod: () => Promise.reject(new Error("no")), reattachPod: () => Promise.reject(new Error(`reattached ${++reattachCalls}`)), cleanupPod: () => Promise.resolve() },
+      events: { publish: () => undefined },
+      log: createLogger("test"),
+      configPath,
+    });
+    await assert.rejects(svc2.restore(recorded), (err: Error) => /creating task\(s\) sb/.test(err.message) && /given up/.test(err.message));
+    assert.equal(reattachCalls, 0, "nothing of the half-made pod is taken over");
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+});

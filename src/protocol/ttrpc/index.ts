@@ -1,5 +1,6 @@
 // ttRPC v1.1 (containerd/ttrpc) for Node: framing, server, client, typed clients. See docs/ttrpc.md.
 export { TtrpcServer, type ServiceImpl, type ServiceImplFor, type TtrpcServerOptions, type HandlerContext } from "./server.js";
+export type { CallObserver } from "./server-connection.js";
 export { TtrpcClient, type CallOptions, type Metadata } from "./client.js";
 export { createClient, type TypedClient } from "./typed-client.js";
 export { TtrpcError, statusOfError } from "./errors.js";

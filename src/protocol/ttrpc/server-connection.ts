@@ -42,6 +42,16 @@ export interface ConnectionLimits {
   maxConcurrentCalls: number;
 }
 
+/**
+ * Told of every call a connection starts (with the request frame's payload, as it came) and of
+ * each one that ends: what a server needs to hand an unanswered call over to another process,
+ * which answers it on the same stream (replay).
+ */
+export interface CallObserver {
+  started(streamId: number, service: string, method: string, requestPayload: Uint8Array): void;
+  ended(streamId: number): void;
+}
+
 // Above this many bytes queued for the peer, stop reading its requests until it drains them, so
 // a client that never reads its answers cannot make us buffer without bound.
 const WRITE_BACKLOG_MAX = 16 << 20;
@@ -68,6 +78,7 @@ export class ServerConnection {
     private readonly lookup: MethodLookup,
     private readonly limits: ConnectionLimits,
     private readonly onClose: (conn: ServerConnection) => void,
+    private readonly observer?: CallObserver,
   ) {
     stream.on("data", (chunk: Buffer | string) => this.onData(chunk));
     // Read errors and resets just end this connection; the reason does not matter to anyone.
@@ -79,6 +90,21 @@ export class ServerConnection {
   /** Calls being answered on this connection now. */
   get activeCalls(): number {
     return this.active.size;
+  }
+
+  /** Calls being answered now, less those `except` names (service, method). */
+  activeCallsExcept(except: (service: string, method: string) => boolean): number {
+    let n = 0;
+    for (const call of this.active.values()) if (!except(call.service, call.method)) n++;
+    return n;
+  }
+
+  /**
+   * Runs a request another process read on this same connection and never answered, as if its
+   * frame had just arrived: its answer goes out on its stream id, which the client still waits on.
+   */
+  replay(streamId: number, requestPayload: Uint8Array): void {
+    this.onFrame({ streamId, type: MESSAGE_TYPE_REQUEST, flags: 0, payload: Buffer.from(requestPayload) });
   }
 
   /** A request frame has arrived on this connection (whatever became of it). */
@@ -165,6 +191,7 @@ export class ServerConnection {
     }
     const metadata = new Map<string, string>();
     for (const kv of request.metadata) metadata.set(kv.key, kv.value);
+    this.observer?.started(id, request.service, request.method, frame.payload);
     this.run(id, entry, input, metadata, request);
   }
 
@@ -200,6 +227,7 @@ export class ServerConnection {
   private expire(id: number, call: ActiveCall, ms: number): void {
     if (this.active.get(id) !== call) return;
     this.active.delete(id);
+    this.observer?.ended(id);
     const err = new TtrpcError(Code.DEADLINE_EXCEEDED, `deadline of ${ms} ms exceeded`);
     call.controller.abort(err);
     this.report(id, call, this.sendStatus(id, err.status, err.message));
@@ -234,6 +262,7 @@ export class ServerConnection {
     if (this.active.get(id) !== call) return false;
     this.active.delete(id);
     clearTimeout(call.timer);
+    this.observer?.ended(id);
     return true;
   }
 

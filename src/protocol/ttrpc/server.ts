@@ -11,7 +11,7 @@ import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2
 import type { Message, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import { KataError } from "../../util/errors.js";
 import { TtrpcError } from "./errors.js";
-import { ServerConnection, type HandlerContext, type MethodEntry, type UnaryHandler } from "./server-connection.js";
+import { ServerConnection, type CallObserver, type HandlerContext, type MethodEntry, type UnaryHandler } from "./server-connection.js";
 import { Code } from "./status.js";
 import { socketPathOf } from "./address.js";
 import { publishServerConnection } from "./diagnostics.js";
@@ -84,12 +84,15 @@ export class TtrpcServer {
     return this;
   }
 
-  /** Serve one connection. The server owns the stream from now on and destroys it on close(). */
-  serve(stream: Duplex): void {
-    this.open(stream);
+  /**
+   * Serve one connection. The server owns the stream from now on and destroys it on close().
+   * `observer` is told of each call's start and end; replay() answers calls read elsewhere.
+   */
+  serve(stream: Duplex, observer?: CallObserver): { replay(streamId: number, requestPayload: Uint8Array): void } {
+    return this.open(stream, observer);
   }
 
-  private open(stream: Duplex): ServerConnection {
+  private open(stream: Duplex, observer?: CallObserver): ServerConnection {
     const conn = new ServerConnection(
       stream,
       (service, method) => this.lookup(service, method),
@@ -98,6 +101,7 @@ export class TtrpcServer {
         this.connections.delete(c);
         this.accepted.delete(c);
       },
+      observer,
     );
     this.connections.add(conn);
     return conn;
@@ -142,11 +146,12 @@ export class TtrpcServer {
 
   /**
    * Resolves once no call is being answered on any connection, or after `timeoutMs`: lets calls in
-   * flight send their answers before close() drops the connections.
+   * flight send their answers before close() drops the connections. Calls `except` names (long
+   * waits handed over to another process instead) are not waited for.
    */
-  async drain(timeoutMs: number): Promise<void> {
+  async drain(timeoutMs: number, except: (service: string, method: string) => boolean = () => false): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    while ([...this.connections].some((c) => c.activeCalls > 0) && Date.now() < deadline) {
+    while ([...this.connections].some((c) => c.activeCallsExcept(except) > 0) && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
   }

@@ -8,7 +8,7 @@
 // connections and each pod's last recorded tasks, and takes the running VMs over. The keeper
 // itself does nothing else: small code that has no reason to crash.
 import { spawn, type ChildProcess } from "node:child_process";
-import { chmodSync, closeSync, constants, mkdirSync, openSync, rmSync } from "node:fs";
+import { chmodSync, closeSync, constants, mkdirSync, openSync, rmdirSync, rmSync } from "node:fs";
 import net from "node:net";
 import { dirname } from "node:path";
 import { pino } from "pino";
@@ -17,7 +17,7 @@ import { answerJsonLine, readJsonLine } from "../../util/json-line-socket.js";
 import { joinCgroup } from "../../sandbox/host-cgroup.js";
 import { isListening } from "../start-light.js";
 import { serverEnv, serverNodeFlags } from "../server-env.js";
-import { keeperCall, nodeShimPaths, type KeeperRequest, type PodRegistration, type ToKeeper, type ToServer } from "./protocol.js";
+import { KEEPER_STOPPING, keeperCall, nodeShimPaths, type KeeperRequest, type PodRegistration, type ToKeeper, type ToServer } from "./protocol.js";
 
 /** The keeper's and its server's cgroup at the root of every hierarchy: node-level, not any pod's. */
 export const NODE_SHIM_CGROUP = "kata-ts-shim";
@@ -26,8 +26,17 @@ const podReadyMs = 15_000;
 /** Server crashes within crashWindowMs beyond which the keeper gives up (and closes every pod's connections). */
 const maxCrashes = 5;
 const crashWindowMs = 60_000;
-/** With no pod left for this long, the keeper and its server exit. */
-const idleExitMs = 60_000;
+/** With no pod left for this long, the keeper and its server exit ($KATA_TS_NODE_SHIM_IDLE_S overrides). */
+const defaultIdleExitS = 60;
+
+/** $KATA_TS_NODE_SHIM_IDLE_S in ms: how long the keeper waits with no pod before it exits. */
+export function idleExitMsFrom(env: NodeJS.ProcessEnv): number {
+  const raw = env.KATA_TS_NODE_SHIM_IDLE_S;
+  if (raw === undefined || raw === "") return defaultIdleExitS * 1000;
+  const s = Number(raw);
+  if (!Number.isFinite(s) || s < 0) throw new KataError("INVALID_ARGUMENT", `KATA_TS_NODE_SHIM_IDLE_S=${JSON.stringify(raw)} is not a number of seconds >= 0; unset it for the default ${defaultIdleExitS}`);
+  return Math.round(s * 1000);
+}
 
 interface KeptPod {
   reg: PodRegistration;
@@ -55,6 +64,7 @@ type SocketWithHandle = net.Socket & { _handle?: object | null };
 
 export async function runKeeper(serverScript: string): Promise<void> {
   const paths = nodeShimPaths();
+  const idleExitMs = idleExitMsFrom(process.env);
   const log = pino({ name: "kata-ts-shim-keeper", base: { pid: process.pid } }, pino.destination({ dest: 2, sync: true }));
   mkdirSync(paths.root, { recursive: true, mode: 0o700 });
   if (await keeperCall(paths, { op: "status" }, 2000).then((a) => a.ok, () => false)) {
@@ -196,6 +206,8 @@ export async function runKeeper(serverScript: string): Promise<void> {
   };
 
   const serve = async (reg: PodRegistration): Promise<void> => {
+    // `start` asks the next keeper (it retries on this answer).
+    if (stopping) throw new KataError("UNAVAILABLE", KEEPER_STOPPING);
     let pod = pods.get(reg.socket);
     if (pod === undefined) {
       mkdirSync(dirname(reg.socket), { recursive: true, mode: 0o711 });
@@ -261,6 +273,12 @@ export async function runKeeper(serverScript: string): Promise<void> {
     log.info({ why, pods: pods.size }, "shim keeper stopping");
     control.close();
     rmSync(paths.socket, { force: true });
+    // The directory goes too unless a next keeper already listens in it (rmdir refuses then).
+    try {
+      rmdirSync(paths.root);
+    } catch {
+      // Not empty (a next keeper) or gone already.
+    }
     const child = server;
     // The server tears its pods down (as a per-pod shim does on SIGTERM); their sockets go after.
     const done = (): void => {
@@ -280,7 +298,10 @@ export async function runKeeper(serverScript: string): Promise<void> {
     log.info("SIGHUP: restarting the server");
     toServer({ op: "drain" });
   });
-  setInterval(() => {
-    if (idleSince !== undefined && Date.now() - idleSince >= idleExitMs) stop(`no pod for ${idleExitMs / 1000} s`);
-  }, 5000).unref();
+  setInterval(
+    () => {
+      if (idleSince !== undefined && Date.now() - idleSince >= idleExitMs) stop(`no pod for ${idleExitMs / 1000} s`);
+    },
+    Math.min(5000, Math.max(100, idleExitMs / 2)),
+  ).unref();
 }

@@ -56,6 +56,9 @@ export type ToKeeper =
   | { op: "podGone"; socket: string }
   | { op: "drained" };
 
+/** The error a stopping keeper answers `serve` with: `start` then starts (or finds) the next keeper. */
+export const KEEPER_STOPPING = "the node's shim keeper is stopping";
+
 const maxAnswerBytes = 64 * 1024;
 
 export async function keeperCall(paths: NodeShimPaths, req: KeeperRequest, timeoutMs: number): Promise<KeeperAnswer> {

@@ -9,7 +9,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { KataError } from "../../util/errors.js";
 import type { ShimFlags } from "../flags.js";
 import { serverNodeFlags, withOwnMallocEnv } from "../server-env.js";
-import { keeperCall, nodeShimPaths, type NodeShimPaths, type PodRegistration } from "./protocol.js";
+import { KEEPER_STOPPING, keeperCall, nodeShimPaths, type NodeShimPaths, type PodRegistration } from "./protocol.js";
 
 const keeperStartMs = 10_000;
 /** The keeper answers once the server took the pod (its own deadline is 15 s). */
@@ -18,15 +18,23 @@ const serveCallMs = 20_000;
 export async function startOnNodeServer(flags: ShimFlags, bundle: string, socket: string, configPath: string, serverScript: string, paths: NodeShimPaths = nodeShimPaths()): Promise<void> {
   // Validated here as for a per-pod server: the server then never loads the schemas for it.
   const prepared = await import("../prepare-config.js").then(({ preparePodConfig }) => preparePodConfig(configPath), () => undefined);
-  await ensureKeeper(serverScript, paths);
   const pod: PodRegistration = {
     socket,
     flags: { namespace: flags.namespace, id: flags.id, address: flags.address, publishBinary: flags.publishBinary, bundle, debug: flags.debug, configPath },
     ttrpcAddress: process.env.TTRPC_ADDRESS ?? "",
     ...(prepared === undefined ? {} : { prepared }),
   };
-  const answer = await keeperCall(paths, { op: "serve", pod }, serveCallMs);
-  if (!answer.ok) throw new KataError("UNAVAILABLE", answer.error);
+  // A keeper that answered the status probe may be on its way out (no pod for its idle time):
+  // it refuses, or its socket is gone, and the second attempt starts the next keeper.
+  for (let attempt = 1; ; attempt++) {
+    await ensureKeeper(serverScript, paths);
+    const answer = await keeperCall(paths, { op: "serve", pod }, serveCallMs).catch((err: unknown) => {
+      if (attempt < 2 && err instanceof KataError && err.code === "UNAVAILABLE") return { ok: false as const, error: KEEPER_STOPPING };
+      throw err;
+    });
+    if (answer.ok) return;
+    if (attempt >= 2 || !answer.error.includes(KEEPER_STOPPING)) throw new KataError("UNAVAILABLE", answer.error);
+  }
 }
 
 async function keeperAnswers(paths: NodeShimPaths): Promise<boolean> {
