@@ -117,19 +117,20 @@ export const runtimeSchema = z
     internetworking_model: z.enum(["tcfilter", "none"]).default("tcfilter"),
     /**
      * MiB of a pod's memory limits whose guest page metadata (`struct page`, 1/64 of the VM's
-     * memory) the RuntimeClass's overhead.podFixed covers. Above it, each container's limit in the
-     * guest is lowered by its share of the metadata of the rest, so that a pod using all its memory
-     * stays under kubelet's pod limit (limits + podFixed) instead of being OOM-killed by the host,
-     * VM and all (src/shim/guest-memory-limit.ts). Raise it with podFixed.
+     * memory, and page tables, 1/512) the RuntimeClass's overhead.podFixed covers. Above it, each
+     * container's limit in the guest is lowered by its share of the metadata of the rest, so that a
+     * pod using all its memory stays under kubelet's pod limit (limits + podFixed) instead of being
+     * OOM-killed by the host, VM and all (src/shim/guest-memory-limit.ts). Raise it with podFixed.
      */
-    overhead_covers_limits_mib: z.number().int().min(0).default(1024),
+    overhead_covers_limits_mib: z.number().int().min(0).default(512),
     /**
-     * Who serves a pod's task API: "pod", a shim process per pod (~15 MiB each), or "node", one
-     * node-level server for every pod, whose keeper holds containerd's connections so that the
-     * server's crash or upgrade ends no pod (docs/shim.md "The node-level server"). Read by `start`
-     * (config/peek.ts); $KATA_TS_SHIM_SERVER in containerd's environment overrides it.
+     * Who serves a pod's task API: "node" (the default), one node-level server for every pod,
+     * whose keeper holds containerd's connections so that the server's crash or upgrade ends no
+     * pod (docs/shim.md "The node-level server"), or "pod", a shim process per pod (~15-18 MiB
+     * each, charged to the pod's cgroup: the RuntimeClass's podFixed assumes "node"). Read by
+     * `start` (config/peek.ts); $KATA_TS_SHIM_SERVER in containerd's environment overrides it.
      */
-    shim_server: z.enum(["pod", "node"]).default("pod"),
+    shim_server: z.enum(["pod", "node"]).default("node"),
   })
   .prefault({});
 

@@ -19,6 +19,7 @@ import { CriError } from "../../src/cri/client.js";
 import { podSandboxConfig } from "../../src/cri/pod.js";
 import { installContainerdHandler } from "../../src/deploy/containerd-install.js";
 import { packagedShimPath } from "../../src/deploy/paths.js";
+import { isNodeShimCmdline } from "../../src/shim/bundle-path.js";
 import { joinCgroup, type JoinedCgroup } from "../../src/sandbox/host-cgroup.js";
 import { stopPool } from "../../src/pool/stop.js";
 import { useCriFixture } from "../harness/cri-fixture.js";
@@ -31,8 +32,11 @@ const POOL_HANDLER = "kata-ts";
 const NO_POOL_HANDLER = "kata-ts-nopool";
 /** Pool off, and a boot deadline shorter than any boot to an answering agent here. */
 const SHORT_BOOT_HANDLER = "kata-ts-shortboot";
+/** Pool off, and a shim process per pod (`[runtime] shim_server = "pod"`) instead of the node-level server. */
+const POD_SHIM_HANDLER = "kata-ts-podshim";
 const EXTRA_HANDLERS: Record<string, string> = {
   [NO_POOL_HANDLER]: "[factory]\nenable_pool = false\n",
+  [POD_SHIM_HANDLER]: '[factory]\nenable_pool = false\n[runtime]\nshim_server = "pod"\n',
   [SHORT_BOOT_HANDLER]: "[factory]\nenable_pool = false\n[agent]\ndial_timeout = 1\n",
 };
 
@@ -94,8 +98,9 @@ function isPools(p: ProcInfo): boolean {
 function isPodQemu(p: ProcInfo): boolean {
   return p.cmdline.some((a) => a.includes("qemu-system")) && p.cmdline.some((a) => a.includes(`${fx.ctd?.kataStateDir}/`)) && !isPools(p);
 }
+/** A pod's own shim server (`... -bundle <dir> serve`) or the node-level server (`node-server`). */
 function isShimServer(p: ProcInfo): boolean {
-  return p.cmdline.at(-1) === "serve" && p.cmdline.includes("-bundle");
+  return (p.cmdline.at(-1) === "serve" && p.cmdline.includes("-bundle")) || (p.cmdline.includes("node-server") && isNodeShimCmdline(p.cmdline));
 }
 
 async function parentPid(pid: number): Promise<number> {
@@ -163,8 +168,14 @@ void test("boot cut-off, pool off: RunPodSandbox cancelled by the client while t
   if (err !== undefined) assert.equal(err.grpcCode, grpcStatus.CANCELLED, err.message);
 });
 
-void test("boot cut-off, pool off: the shim SIGKILLed while the VM boots leaves nothing", { timeout: 600_000 }, async (t) => {
-  await cutOff(t, "shimkilled", NO_POOL_HANDLER, killShimWhileBooting);
+// The node-level server (the default) records a Create in progress with its keeper; the server
+// started after it gives the half-made pod up, and containerd's cleanup removes it.
+void test("boot cut-off, pool off: the node-level shim server SIGKILLed while the VM boots leaves nothing", { timeout: 600_000 }, async (t) => {
+  await cutOff(t, "nodeshimkilled", NO_POOL_HANDLER, killShimWhileBooting);
+});
+
+void test("boot cut-off, pool off: a per-pod shim SIGKILLed while the VM boots leaves nothing", { timeout: 600_000 }, async (t) => {
+  await cutOff(t, "shimkilled", POD_SHIM_HANDLER, killShimWhileBooting);
 });
 
 void test("boot cut-off, pool off: the boot deadline (agent.dial_timeout) fires before the agent answers: the error says so, nothing is left", { timeout: 600_000 }, async (t) => {

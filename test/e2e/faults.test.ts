@@ -22,6 +22,8 @@ const HANDLER = "kata-ts";
 const BROKEN_HANDLER = "kata-ts-broken";
 /** `default_vcpu` is a typo of `default_vcpus`: the shim must refuse it, naming file and key. */
 const BROKEN_CONFIG = "[hypervisor.qemu]\ndefault_vcpu = 2\n";
+/** A shim process per pod (`shim_server = "pod"`), whose death is the pod's (the node-level server's is not: node-shim.test.ts). */
+const POD_SHIM_HANDLER = "kata-ts-podshim";
 
 let brokenConfigPath = "";
 
@@ -38,6 +40,16 @@ const fx = useCriFixture({
       handlerName: BROKEN_HANDLER,
       runtimePath: packagedShimPath(),
       kataConfigPath: brokenConfigPath,
+    });
+    const podShimConfigPath = join(dir, POD_SHIM_HANDLER, "configuration.toml");
+    await mkdir(dirname(podShimConfigPath), { recursive: true });
+    await writeFile(podShimConfigPath, '[runtime]\nshim_server = "pod"\n');
+    await installContainerdHandler({
+      containerdConfigPath: configPath,
+      dropInPath: join(dir, `${POD_SHIM_HANDLER}-runtime.toml`),
+      handlerName: POD_SHIM_HANDLER,
+      runtimePath: packagedShimPath(),
+      kataConfigPath: podShimConfigPath,
     });
   },
 });
@@ -74,12 +86,12 @@ function podLeftovers(): Promise<string[]> {
 }
 
 /** A kata-ts pod with one running `sleep` container. */
-async function runningPod(name: string): Promise<{ podSandboxId: string; containerId: string; logDirectory: string }> {
+async function runningPod(name: string, runtimeHandler = HANDLER): Promise<{ podSandboxId: string; containerId: string; logDirectory: string }> {
   assert.ok(fx.ctd && fx.cri);
   const logDirectory = join(fx.ctd.baseDir, "pods", `default_${name}_uid-${name}`);
   await mkdir(logDirectory, { recursive: true });
   const config = podSandboxConfig({ name, uid: `uid-${name}`, logDirectory });
-  const { podSandboxId } = await fx.cri.runtime.runPodSandbox({ config, runtimeHandler: HANDLER });
+  const { podSandboxId } = await fx.cri.runtime.runPodSandbox({ config, runtimeHandler });
   const { containerId } = await fx.cri.runtime.createContainer({
     podSandboxId,
     sandboxConfig: config,
@@ -194,9 +206,9 @@ void test("faults: QEMU killed while the pod boots: RunPodSandbox fails and leav
   await waitUntilEmpty("leftovers of the pod whose VM died while booting", podLeftovers, 60_000);
 });
 
-void test("faults: kill -9 of a pod's shim: containerd's delete path removes the VM; stop and remove succeed", { timeout: 600_000 }, async (t) => {
+void test("faults: kill -9 of a pod's own shim (shim_server = \"pod\"): containerd's delete path removes the VM; stop and remove succeed", { timeout: 600_000 }, async (t) => {
   assert.ok(fx.ctd && fx.cri);
-  const { podSandboxId, containerId } = await runningPod("shimkill");
+  const { podSandboxId, containerId } = await runningPod("shimkill", POD_SHIM_HANDLER);
   try {
     const procs = await podProcesses(podSandboxId);
     const shims = procs.filter((p) => isShimServer(p, podSandboxId));

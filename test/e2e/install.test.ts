@@ -1,7 +1,8 @@
 // The node installer end to end: `kata-ts install` (installNode) edits a private containerd's
 // config.toml and installs the runtime into a temp root; a pod then runs through the installed
-// handler in a real VM, with the shim, QEMU and virtiofsd inside the pod's cgroup; removing the
-// pod removes that cgroup; uninstall restores config.toml byte for byte and removes the root.
+// handler in a real VM, QEMU and virtiofsd inside the pod's cgroup, the node-level shim server
+// (the default) in its own; removing the pod removes that cgroup; uninstall restores config.toml
+// byte for byte and removes the root.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
@@ -14,7 +15,8 @@ import { installNode, uninstallNode, type NodeInstallResult } from "../../src/de
 import { cgroupDirsOf, cgroupHierarchies } from "../../src/sandbox/host-cgroup.js";
 import { assertNoLeaks, startContainerd, type PrivateContainerd } from "../harness/containerd.js";
 import { BUSYBOX_IMAGE_REF, importTestImages } from "../harness/images.js";
-import { isShimServerCmdline } from "../../src/shim/bundle-path.js";
+import { isNodeShimCmdline, isShimServerCmdline } from "../../src/shim/bundle-path.js";
+import { NODE_SHIM_CGROUP } from "../../src/shim/node-server/keeper.js";
 import { processesMentioning } from "../harness/processes.js";
 
 let ctd: PrivateContainerd | undefined;
@@ -47,18 +49,20 @@ after(async () => {
   if (ctd) await assertNoLeaks(ctd);
 });
 
-/** The shim server, QEMU and virtiofsd of this containerd's pods, by what they are. */
+/** The shim processes (the node-level keeper and server, or a per-pod server), QEMU and virtiofsd of this containerd's pods, by what they are. */
 async function podHostProcesses(baseDir: string) {
   const procs = await processesMentioning(baseDir);
   const pick = (re: RegExp) => procs.filter((p) => p.cmdline.some((a) => re.test(a)));
   return {
-    shim: procs.filter((p) => isShimServerCmdline(p.cmdline)),
+    shim: procs.filter((p) => isShimServerCmdline(p.cmdline) || isNodeShimCmdline(p.cmdline)),
     qemu: pick(/qemu-system/),
     virtiofsd: pick(/virtiofsd$/),
   };
 }
 
-void test("a pod whose shim was killed: containerd's shim delete stops its VM and removes its cgroup", { timeout: 600_000 }, async () => {
+// The node-level server's crash alone ends no pod (node-shim.test.ts); the keeper's and the
+// server's deaths together close every connection, as a per-pod shim's death closes its own.
+void test("a pod whose shim processes were killed: containerd's shim delete stops its VM and removes its cgroup", { timeout: 600_000 }, async () => {
   assert.ok(ctd && cri);
   const cgroupParent = `/kata-ts-e2e-${randomBytes(4).toString("hex")}`;
   const logDirectory = join(ctd.baseDir, "pods", "orphan");
@@ -68,9 +72,9 @@ void test("a pod whose shim was killed: containerd's shim delete stops its VM an
   try {
     const { podSandboxId } = await cri.runtime.runPodSandbox({ config, runtimeHandler: "kata-ts" });
     const procs = await podHostProcesses(ctd.baseDir);
-    assert.equal(procs.shim.length, 1);
+    assert.equal(procs.shim.length, 2, "the node's keeper and server");
     for (const h of hierarchies) assert.ok(await exists(join(h.mount, cgroupParent, podSandboxId)), "the pod cgroup exists while the pod runs");
-    process.kill(procs.shim[0]?.pid as number, "SIGKILL");
+    for (const p of procs.shim) process.kill(p.pid, "SIGKILL");
     await cri.runtime.stopPodSandbox({ podSandboxId });
     await cri.runtime.removePodSandbox({ podSandboxId });
     // containerd cleans up after a dead shim (runs `shim delete`) in the background.
@@ -120,14 +124,17 @@ void test("installed kata-ts runs a pod in a VM, inside the pod's cgroup; uninst
     assert.notEqual(Buffer.from(uname.stdout).toString().trim(), release(), "the pod runs its own kernel");
 
     const procs = await podHostProcesses(ctd.baseDir);
-    assert.equal(procs.shim.length, 1, "one shim server for the pod");
+    assert.deepEqual(procs.shim.map((p) => p.cmdline.find((a) => a.startsWith("node-"))).sort(), ["node-keeper", "node-server"], "the node's keeper and server, no shim process of the pod's own");
     assert.equal(procs.qemu.length, 1, "one QEMU for the pod");
     assert.ok(procs.virtiofsd.length >= 1, "virtiofsd for the pod");
     // The shim containerd ran is the installed one: its node and code live under the install root.
-    const shim = procs.shim[0];
-    const script = shim?.cmdline.slice(1).find((a) => !a.startsWith("--")); // node's own flags come first
-    assert.ok(shim?.cmdline[0]?.startsWith(`${root}/`) && script?.startsWith(`${root}/lib/`), shim?.cmdline.join(" "));
-    for (const p of [...procs.shim, ...procs.qemu, ...procs.virtiofsd]) {
+    const shimCgroups = hierarchies.map((h) => join(h.mount, NODE_SHIM_CGROUP)).sort();
+    for (const shim of procs.shim) {
+      const script = shim.cmdline.slice(1).find((a) => !a.startsWith("--")); // node's own flags come first
+      assert.ok(shim.cmdline[0]?.startsWith(`${root}/`) && script?.startsWith(`${root}/lib/`), shim.cmdline.join(" "));
+      assert.deepEqual((await cgroupDirsOf(shim.pid)).sort(), shimCgroups, `${shim.cmdline.join(" ")} is in the node shim's cgroup, no pod's`);
+    }
+    for (const p of [...procs.qemu, ...procs.virtiofsd]) {
       assert.deepEqual((await cgroupDirsOf(p.pid)).sort(), podCgroups, `${p.cmdline[0]} (pid ${p.pid}) is in the pod's cgroup`);
     }
 

@@ -1,5 +1,5 @@
 // The VM pool end to end, on by default: a private containerd whose kata-ts handler has the
-// default [factory] (only max_shapes raised, for the tenant case), the first pod's shim starting
+// default [factory] (only max_shapes raised, for the tenant case) and a shim per pod, the first pod's shim starting
 // the node's pool daemon, which keeps one VM ready. Pods started over CRI take the pooled VM (their
 // sandbox runs the very QEMU the pool booted) and are complete pods: own IP reachable from the
 // harness netns, port-forward, the veth's MAC, hostname, sysctls, rootfs, guest kernel, the pod's
@@ -43,7 +43,9 @@ const FAULT_RUNTIME_TYPE = "io.containerd.katatsfault.v2";
 const FAULT_HANDLER = "kata-ts-fault";
 const PORT_FORWARD_CLIENT = fileURLToPath(new URL("../harness/port-forward-client.js", import.meta.url));
 // The defaults (pool on, pool_size 1) but for a second shape, for the per-tenant case.
-const kataConfig = "[factory]\nmax_shapes = 2\n";
+// A shim process per pod: this file tests the pool's warm shim servers, which only that mode has
+// (the node-level server, the default, takes pooled VMs too: node-shim-pool.test.ts).
+const kataConfig = '[factory]\nmax_shapes = 2\n[runtime]\nshim_server = "pod"\n';
 let ctd: PrivateContainerd | undefined;
 let cri: CriClient | undefined;
 let configDir: string | undefined;
