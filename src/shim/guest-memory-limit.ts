@@ -8,11 +8,15 @@
 // then be OOM-killed by the host, VM and all (bench/overhead.ts --busy-limit-mib 8192, docs/density.md).
 // So above what podFixed covers, each container's limit in the guest is lowered by its share of the
 // metadata of the rest: its container is OOM-killed in the guest first, as on runc at its limit, and
-// the pod lives on.
+// the pod lives on. The metadata counted is the `struct page` array and the page tables a container
+// needs to map all of its memory (8 bytes per 4 KiB page, 1/512): both grow with the limit, both
+// live in guest RAM the pod cgroup is charged for (8 GiB filled: 128 + 16 MiB).
 import type { OciSpec } from "../protocol/contract/oci.js";
 
 /** Bytes of `struct page` per byte of guest memory: 64 per 4 KiB page (x86-64 and arm64). */
 export const GUEST_MEMMAP_DIVISOR = 64;
+/** Bytes of last-level page table per byte of memory a process maps: an 8-byte entry per 4 KiB page. */
+export const GUEST_PAGE_TABLE_DIVISOR = 512;
 const PAGE = 4096;
 const MiB = 1024 * 1024;
 
@@ -32,7 +36,7 @@ export function guestMemoryLimit(limitBytes: number, cover: LimitCover): number 
   if (!(limitBytes > 0) || cover.podLimitsMiB <= 0 || uncoveredMiB <= 0) return limitBytes;
   // A container's limit over the pod's sum (its pod sized otherwise) takes the sum's whole share.
   const share = Math.min(1, limitBytes / (cover.podLimitsMiB * MiB));
-  const lowerBy = Math.ceil((share * uncoveredMiB * MiB) / GUEST_MEMMAP_DIVISOR / PAGE) * PAGE;
+  const lowerBy = Math.ceil((share * uncoveredMiB * MiB * (1 / GUEST_MEMMAP_DIVISOR + 1 / GUEST_PAGE_TABLE_DIVISOR)) / PAGE) * PAGE;
   return Math.max(PAGE, limitBytes - lowerBy);
 }
 

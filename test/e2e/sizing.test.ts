@@ -93,7 +93,7 @@ async function ownMemoryLimit(cri: CriClient, containerId: string): Promise<bigi
 }
 
 void test(
-  "sizing: a container with a 3 GiB limit runs under 3 GiB on runc and 32 MiB less in the guest, the page metadata of its limit above what podFixed covers ([runtime] overhead_covers_limits_mib = 1024); an update to 2 GiB alike",
+  "sizing: a container with a 3 GiB limit runs under 3 GiB on runc and 45 MiB less in the guest, the page metadata of its limit above what podFixed covers ([runtime] overhead_covers_limits_mib = 512); an update to 2 GiB alike",
   { timeout: 600_000 },
   async (t) => {
     const { ctd, cri } = fx;
@@ -126,12 +126,12 @@ void test(
     }
     t.diagnostic(`limits seen in the container: ${JSON.stringify(Object.fromEntries(Object.entries(seen).map(([h, v]) => [h, String(v)])))}`);
     assert.equal(seen.runc, 3n * GiB, "runc: the limit asked");
-    // (3072 MiB of the pod's limits - 1024 covered) / 64 = 32 MiB of guest struct pages.
-    assert.equal(seen[HANDLER], 3n * GiB - 32n * 1024n * 1024n, "kata-ts: lowered by the metadata podFixed does not cover");
+    // (3072 MiB of the pod's limits - 512 covered) * (1/64 + 1/512) = 40 MiB of guest struct pages + 5 of page tables.
+    assert.equal(seen[HANDLER], 3n * GiB - 45n * 1024n * 1024n, "kata-ts: lowered by the metadata podFixed does not cover");
     t.diagnostic(`after UpdateContainerResources to 2 GiB: ${JSON.stringify(Object.fromEntries(Object.entries(updated).map(([h, v]) => [h, String(v)])))}`);
     assert.equal(updated.runc, 2n * GiB, "runc: the updated limit");
-    // Its share (2 of the pod's 3 GiB) of the 32 MiB, in whole pages: 5462 pages.
-    assert.equal(updated[HANDLER], 2n * GiB - 5462n * 4096n, "kata-ts: the update lowered alike");
+    // Its share (2 of the pod's 3 GiB) of the 45 MiB, in whole pages: 30 MiB, 7680 pages.
+    assert.equal(updated[HANDLER], 2n * GiB - 7680n * 4096n, "kata-ts: the update lowered alike");
     assert.deepEqual(await leftovers(), [], "nothing of either pod is left");
   },
 );
