@@ -11,6 +11,7 @@ import type { PrivateContainerd } from "../harness/containerd.js";
 import { useCriFixture } from "../harness/cri-fixture.js";
 import { startOneContainerPod, type OneContainerPod } from "./one-container-pod.js";
 import { processesMentioning } from "../harness/processes.js";
+import { waitUntilEmpty } from "./pod-leftovers.js";
 
 const PODS = Number(process.env.KATA_TS_DENSITY_PODS ?? 20);
 /** Pods booting at once: boots are CPU-bound under TCG, so more than the cores only queues. */
@@ -51,6 +52,7 @@ void test(`density: ${PODS} idle kata-ts pods run at once, each answers ExecSync
       await cri.runtime.removePodSandbox({ podSandboxId: pod.podSandboxId });
     }
   }
-  const left = (await processesMentioning(ctd.baseDir)).filter((p) => /qemu-system|virtiofsd|shim-kata/.test(p.cmdline.join(" ")));
-  assert.deepEqual(left.map((p) => p.cmdline[0]), [], "no VM, virtiofsd or shim outlives its pod");
+  // The node-level shim server's keeper and server leave a moment after the last pod (their idle time).
+  const left = async () => (await processesMentioning(ctd.baseDir)).filter((p) => /qemu-system|virtiofsd|shim-kata/.test(p.cmdline.join(" "))).map((p) => `${p.pid}: ${p.cmdline.join(" ")}`);
+  await waitUntilEmpty("a VM, virtiofsd or shim process of the removed pods", left, 30_000);
 });

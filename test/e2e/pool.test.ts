@@ -45,7 +45,8 @@ const PORT_FORWARD_CLIENT = fileURLToPath(new URL("../harness/port-forward-clien
 // The defaults (pool on, pool_size 1) but for a second shape, for the per-tenant case.
 // A shim process per pod: this file tests the pool's warm shim servers, which only that mode has
 // (the node-level server, the default, takes pooled VMs too: node-shim-pool.test.ts).
-const kataConfig = '[factory]\nmax_shapes = 2\n[runtime]\nshim_server = "pod"\n';
+// (Tests append [factory] keys to it: [factory] comes last.)
+const kataConfig = '[runtime]\nshim_server = "pod"\n[factory]\nmax_shapes = 2\n';
 let ctd: PrivateContainerd | undefined;
 let cri: CriClient | undefined;
 let configDir: string | undefined;

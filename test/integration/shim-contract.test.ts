@@ -85,7 +85,8 @@ void test("shim contract: start prints only the address, server answers Connect/
     await writeFile(join(appBundle, "config.json"), JSON.stringify({ ociVersion: "1.0.2", annotations: { "io.kubernetes.cri.container-type": "container", "io.kubernetes.cri.sandbox-id": "sb" } }));
     const flags = (id: string) => ["-namespace", "k8s.io", "-address", address, "-publish-binary", "/usr/bin/containerd", "-id", id];
     const configFile = join(dir, "configuration.toml");
-    await writeFile(configFile, "[agent]\ndial_timeout = 42\n");
+    // The per-pod server's contract (test/e2e/node-shim*.test.ts: the node-level server's, the default).
+    await writeFile(configFile, '[agent]\ndial_timeout = 42\n[runtime]\nshim_server = "pod"\n');
     const options = toBinary(AnySchema, anyPack(OptionsSchema, create(OptionsSchema, { configPath: configFile })));
 
     const started = await runShim([...flags("sb"), "start"], sandboxBundle, options);

@@ -134,7 +134,8 @@ before(async () => {
   stateDir = join(dir, "state");
   configFile = join(dir, "configuration.toml");
   paths = poolPaths(join(stateDir, "kata-ts-pool"));
-  await writeFile(configFile, "[agent]\ndial_timeout = 42\n[factory]\npool_size = 0\n");
+  // Warm servers are the per-pod mode's (the node-level server, the default, needs none).
+  await writeFile(configFile, '[agent]\ndial_timeout = 42\n[factory]\npool_size = 0\n[runtime]\nshim_server = "pod"\n');
   await startDaemon();
 });
 
