@@ -7,6 +7,7 @@
 import { closeSync, rmSync } from "node:fs";
 import net from "node:net";
 import { pino, type Logger } from "pino";
+import { Task } from "../../protocol/gen/containerd/task/v2/shim_pb.js";
 import { describeError, KataError } from "../../util/errors.js";
 import { openBundleLog } from "../bundle-log.js";
 import type { PodFactory } from "../pod-port.js";
@@ -22,7 +23,7 @@ import type { PodRegistration, ToKeeper, ToServer } from "./protocol.js";
  * request, as read) with the keeper, and the next server answers it on the same stream (replay).
  */
 function isHandedOver(service: string, method: string): boolean {
-  return service === "containerd.task.v2.Task" && method === "Wait";
+  return service === Task.typeName && method === "Wait";
 }
 
 /** A call read from containerd on connection `conn` and not yet answered. */
